@@ -1,0 +1,122 @@
+"""Load a Mamba-1 checkpoint (local folder or hub id, -hf or state-spaces layout) into MambaLM."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import torch
+
+from ..errors import EdgeqError
+from .config import MambaConfig, read_config
+from .mamba import MambaLM
+
+HUB_FILES = ["config.json", "*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin",
+             "pytorch_model.bin.index.json", "tokenizer.json", "tokenizer_config.json"]
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def resolve(model: str) -> Path:
+    """A local folder as it is; an `owner/name` hub id downloaded through huggingface_hub."""
+    path = Path(model)
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise EdgeqError(f"{model}: is a file; give the checkpoint folder that holds config.json")
+    if not HUB_ID.match(model):
+        raise EdgeqError(f"{model}: no such folder; give a checkpoint folder or a hub id (owner/name)")
+    try:
+        from huggingface_hub import snapshot_download
+        return Path(snapshot_download(model, allow_patterns=HUB_FILES))
+    except Exception as e:  # network, auth, missing repo: all end the same way for the user
+        raise EdgeqError(f"{model}: not a local folder and the hub download failed "
+                         f"({type(e).__name__}); check the id and your network, or pass a folder") from None
+
+
+def _load_file(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+            return load_file(str(path))
+        sd = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise EdgeqError(f"{path}: cannot read weights ({type(e).__name__}); the file is corrupt "
+                         "or truncated, download it again") from None
+    if not isinstance(sd, dict):
+        raise EdgeqError(f"{path}: holds no state dict; give a checkpoint saved with save_pretrained")
+    return sd
+
+
+def read_weights(folder: Path) -> dict[str, torch.Tensor]:
+    for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        if (folder / index).exists():
+            try:
+                files = sorted(set(json.loads((folder / index).read_text())["weight_map"].values()))
+            except (OSError, ValueError, KeyError) as e:
+                raise EdgeqError(f"{folder / index}: unreadable index ({e}); download it again") from None
+            sd = {}
+            for f in files:
+                if not (folder / f).exists():
+                    raise EdgeqError(f"{folder / f}: missing shard named in {index}; download it")
+                sd.update(_load_file(folder / f))
+            return sd
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (folder / name).exists():
+            return _load_file(folder / name)
+    raise EdgeqError(f"{folder}: no weights (model.safetensors or pytorch_model.bin); "
+                     "copy the checkpoint's weight files into the folder")
+
+
+def _rename(key: str) -> str:
+    # state-spaces keys use backbone.embedding.; transformers renames it the same way on load
+    return key.replace("backbone.embedding.", "backbone.embeddings.")
+
+
+def load_state_dict(model: MambaLM, sd: dict[str, torch.Tensor], source: str) -> None:
+    sd = {_rename(k): v for k, v in sd.items()}
+    expected = model.state_dict()
+    if model.cfg.tie_embeddings:
+        expected.pop("lm_head.weight")
+        sd.pop("lm_head.weight", None)  # some tied checkpoints store a copy; the tie wins
+    missing = sorted(set(expected) - set(sd))
+    if missing:
+        raise EdgeqError(f"{source}: weights lack {missing[0]}" +
+                         (f" and {len(missing) - 1} more" if len(missing) > 1 else "") +
+                         "; the weights do not belong to this config.json")
+    unexpected = sorted(set(sd) - set(expected))
+    if unexpected:
+        raise EdgeqError(f"{source}: unexpected tensor {unexpected[0]}; the weights do not "
+                         "belong to this config.json (or the architecture differs)")
+    for k, want in expected.items():
+        if sd[k].shape != want.shape:
+            raise EdgeqError(f"{source}: {k} has shape {tuple(sd[k].shape)} but config.json "
+                             f"implies {tuple(want.shape)}; the config and weights do not match")
+    model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=False)
+
+
+def load_model(model: str, ops: str = "custom") -> tuple[MambaLM, Path]:
+    """Returns the fp32 model in eval mode and the folder it came from."""
+    folder = resolve(model)
+    cfg = read_config(folder)
+    lm = MambaLM(cfg, ops)
+    load_state_dict(lm, read_weights(folder), str(folder))
+    return lm.eval(), folder
+
+
+def save_model(model: MambaLM, folder: Path) -> None:
+    """Write config.json and model.safetensors in the transformers -hf layout."""
+    from safetensors.torch import save_file
+    cfg: MambaConfig = model.cfg
+    hf = {"architectures": ["MambaForCausalLM"], "model_type": "mamba",
+          "hidden_size": cfg.d_model, "num_hidden_layers": cfg.n_layer,
+          "vocab_size": cfg.vocab_size, "state_size": cfg.d_state, "conv_kernel": cfg.d_conv,
+          "expand": cfg.expand, "intermediate_size": cfg.d_inner, "time_step_rank": cfg.dt_rank,
+          "use_conv_bias": cfg.conv_bias, "use_bias": cfg.bias,
+          "layer_norm_epsilon": cfg.norm_eps, "tie_word_embeddings": cfg.tie_embeddings,
+          "hidden_act": "silu", "residual_in_fp32": True}
+    sd = {k: v.contiguous() for k, v in model.state_dict().items()}
+    if cfg.tie_embeddings:
+        sd.pop("lm_head.weight")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(hf, indent=2) + "\n")
+    save_file(sd, str(folder / "model.safetensors"))

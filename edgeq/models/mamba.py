@@ -1,0 +1,110 @@
+"""edgeq's Mamba-1 modules, built on the edgeq ops.
+
+Parameter names follow transformers' MambaForCausalLM, so -hf checkpoints load as they are.
+States are explicit: forward(ids, state) -> (logits, new_state); a decode step is forward at
+L = 1. `ops` selects the op implementation: the torch custom ops (inference, ONNX export) or the
+plain-torch references (training, where autograd is needed).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..ops import custom, reference
+from .config import MambaConfig
+
+OPS = {"custom": custom, "reference": reference}
+
+LayerState = tuple[Tensor, Tensor]  # conv [b, W-1, d_inner] (activation dtype), ssm [b, d_inner, N] fp32
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * xf.to(x.dtype)
+
+
+class MambaMixer(nn.Module):
+    def __init__(self, cfg: MambaConfig, ops: str = "custom"):
+        super().__init__()
+        di, n = cfg.d_inner, cfg.d_state
+        self.cfg = cfg
+        self.ops = OPS[ops]
+        self.in_proj = nn.Linear(cfg.d_model, 2 * di, bias=cfg.bias)
+        self.conv1d = nn.Conv1d(di, di, cfg.d_conv, groups=di, padding=cfg.d_conv - 1,
+                                bias=cfg.conv_bias)
+        self.x_proj = nn.Linear(di, cfg.dt_rank + 2 * n, bias=False)
+        self.dt_proj = nn.Linear(cfg.dt_rank, di, bias=True)
+        self.A_log = nn.Parameter(torch.log(torch.arange(1, n + 1, dtype=torch.float32)).repeat(di, 1))
+        self.D = nn.Parameter(torch.ones(di))
+        self.out_proj = nn.Linear(di, cfg.d_model, bias=cfg.bias)
+
+    def forward(self, h: Tensor, state: LayerState) -> tuple[Tensor, LayerState]:
+        cfg = self.cfg
+        batch, L, _ = h.shape
+        x, z = self.in_proj(h).chunk(2, dim=-1)
+        conv_bias = self.conv1d.bias if self.conv1d.bias is not None else \
+            torch.zeros(cfg.d_inner, dtype=h.dtype, device=h.device)
+        x, conv_state = self.ops.causal_conv1d(x, self.conv1d.weight[:, 0, :], conv_bias,
+                                               state[0], 1)
+        dt, B, C = self.x_proj(x).split([cfg.dt_rank, cfg.d_state, cfg.d_state], dim=-1)
+        delta = F.linear(dt, self.dt_proj.weight)  # bias goes into the scan as delta_bias
+        B = B.reshape(batch, L, 1, cfg.d_state)
+        C = C.reshape(batch, L, 1, cfg.d_state)
+        A = -torch.exp(self.A_log.float())
+        y, ssm_state = self.ops.selective_scan(x, delta, A, B, C, self.D.float(),
+                                               self.dt_proj.bias.float(), state[1], z, True)
+        return self.out_proj(y), (conv_state, ssm_state)
+
+
+class MambaBlock(nn.Module):
+    def __init__(self, cfg: MambaConfig, ops: str):
+        super().__init__()
+        self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.mixer = MambaMixer(cfg, ops)
+
+    def forward(self, h: Tensor, state: LayerState) -> tuple[Tensor, LayerState]:
+        out, state = self.mixer(self.norm(h), state)
+        return h + out, state
+
+
+class MambaBackbone(nn.Module):
+    def __init__(self, cfg: MambaConfig, ops: str):
+        super().__init__()
+        self.embeddings = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.layers = nn.ModuleList(MambaBlock(cfg, ops) for _ in range(cfg.n_layer))
+        self.norm_f = RMSNorm(cfg.d_model, cfg.norm_eps)
+
+
+class MambaLM(nn.Module):
+    def __init__(self, cfg: MambaConfig, ops: str = "custom"):
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = MambaBackbone(cfg, ops)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.backbone.embeddings.weight
+
+    def new_state(self, batch: int) -> list[LayerState]:
+        cfg, p = self.cfg, self.lm_head.weight
+        return [(torch.zeros(batch, cfg.d_conv - 1, cfg.d_inner, dtype=p.dtype, device=p.device),
+                 torch.zeros(batch, cfg.d_inner, cfg.d_state, dtype=torch.float32, device=p.device))
+                for _ in range(cfg.n_layer)]
+
+    def forward(self, input_ids: Tensor, state: list[LayerState] | None = None
+                ) -> tuple[Tensor, list[LayerState]]:
+        if state is None:
+            state = self.new_state(input_ids.shape[0])
+        h = self.backbone.embeddings(input_ids)
+        new_state = []
+        for layer, s in zip(self.backbone.layers, state):
+            h, s = layer(h, s)
+            new_state.append(s)
+        return self.lm_head(self.backbone.norm_f(h)), new_state

@@ -25,6 +25,7 @@ class Port:
     name: str
     doc: str
     optional: bool = False
+    like: str = ""  # outputs: the input whose dtype and shape this output has
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,8 @@ SELECTIVE_SCAN = OpDef(
         Port("state", "[batch, D, N] fp32 initial state"),
         Port("z", "[batch, L, D] gate", optional=True),
     ),
-    outputs=(Port("y", "[batch, L, D]"), Port("state_out", "[batch, D, N] fp32")),
+    outputs=(Port("y", "[batch, L, D]", like="u"),
+             Port("state_out", "[batch, D, N] fp32", like="state")),
     attrs=(Attr("delta_softplus", "INT", 1, "apply softplus (threshold 20) to delta + bias"),),
 )
 
@@ -77,7 +79,8 @@ CAUSAL_CONV1D = OpDef(
         Port("bias", "[C]"),
         Port("state", "[batch, W-1, C] previous inputs, oldest first"),
     ),
-    outputs=(Port("y", "[batch, L, C]"), Port("state_out", "[batch, W-1, C]")),
+    outputs=(Port("y", "[batch, L, C]", like="x"),
+             Port("state_out", "[batch, W-1, C]", like="state")),
     attrs=(Attr("activation", "INT", 1, "0: none, 1: SiLU"),),
 )
 

@@ -1,0 +1,126 @@
+"""Export a MambaLM to one stateful ONNX graph.
+
+Inputs: input_ids [batch, seq] plus per-layer conv_state.i / ssm_state.i; outputs: logits plus
+conv_state_out.i / ssm_state_out.i. The edgeq custom ops become nodes named after their
+TensorRT plugins (domain `edgeq`), translated through the schemas from the op table.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import onnx
+import torch
+from onnxscript import values
+
+from ..errors import EdgeqError
+from ..models.mamba import MambaLM
+from ..ops import custom
+from ..ops.table import CAUSAL_CONV1D, DOMAIN, SELECTIVE_SCAN
+from . import schemas
+
+OPSET = 20
+TWO_GB = 2**31
+
+
+def state_names(n_layer: int, suffix: str = "") -> list[str]:
+    return [f"{kind}_state{suffix}.{i}" for i in range(n_layer) for kind in ("conv", "ssm")]
+
+
+class _Stateful(torch.nn.Module):
+    """MambaLM with states flattened into positional tensors (what the exporter needs)."""
+
+    def __init__(self, model: MambaLM):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, *states):
+        pairs = list(zip(states[0::2], states[1::2]))
+        logits, new = self.model(input_ids, pairs)
+        return (logits, *[t for pair in new for t in pair])
+
+
+def _translations() -> dict:
+    schemas.register()
+    opset = values.Opset(DOMAIN, schemas.OPSET_VERSION)
+    scan = values.Op(opset, SELECTIVE_SCAN.name, onnx.defs.get_schema(SELECTIVE_SCAN.name, 1, DOMAIN))
+    conv = values.Op(opset, CAUSAL_CONV1D.name, onnx.defs.get_schema(CAUSAL_CONV1D.name, 1, DOMAIN))
+
+    def selective_scan(u, delta, A, B, C, D, delta_bias, state, z=None, delta_softplus: bool = True):
+        return scan(u, delta, A, B, C, D, delta_bias, state, z,
+                    **SELECTIVE_SCAN.node_attrs(delta_softplus=int(delta_softplus)))
+
+    def causal_conv1d(x, weight, bias, state, activation: int = 1):
+        return conv(x, weight, bias, state, **CAUSAL_CONV1D.node_attrs(activation=int(activation)))
+
+    return {torch.ops.edgeq.selective_scan.default: selective_scan,
+            torch.ops.edgeq.causal_conv1d.default: causal_conv1d}
+
+
+def check_symbolic_axes(model: onnx.ModelProto) -> None:
+    """The exporter can silently specialise a dynamic axis; refuse such a graph."""
+    for value in model.graph.input:
+        dims = value.type.tensor_type.shape.dim
+        want = [0, 1] if value.name == "input_ids" else [0]
+        for axis in want:
+            if not dims[axis].dim_param:
+                raise EdgeqError(f"export specialised axis {axis} of {value.name} to "
+                                 f"{dims[axis].dim_value}; this is an edgeq bug, please report it")
+
+
+def to_onnx(model: MambaLM, metadata: dict[str, str] | None = None) -> onnx.ModelProto:
+    cfg = model.cfg
+    if type(model.backbone.layers[0].mixer.ops) is not type(custom) or \
+            model.backbone.layers[0].mixer.ops is not custom:
+        raise ValueError("export needs a model built with ops='custom'")
+    wrapper = _Stateful(model).eval()
+    batch, seq = torch.export.Dim("batch", min=1, max=4096), torch.export.Dim("seq", min=1, max=1 << 20)
+    ids = torch.zeros(2, 3, dtype=torch.long)
+    states = [t for pair in model.new_state(2) for t in pair]
+    dynamic = ({0: batch, 1: seq}, tuple({0: batch} for _ in states))  # *states is one arg
+    with torch.no_grad():
+        program = torch.onnx.export(
+            wrapper, (ids, *states), dynamo=True, opset_version=OPSET,
+            dynamic_shapes=dynamic, custom_translation_table=_translations(),
+            input_names=["input_ids", *state_names(cfg.n_layer)],
+            output_names=["logits", *state_names(cfg.n_layer, "_out")],
+            optimize=True, verbose=False)
+    proto = program.model_proto
+    # the exporter leaves value_info without a type after some custom-node outputs
+    typed = [v for v in proto.graph.value_info if v.type.HasField("tensor_type")]
+    del proto.graph.value_info[:]
+    proto.graph.value_info.extend(typed)
+    check_symbolic_axes(proto)
+    meta = {"edgeq.config": json.dumps(cfg.to_dict()), **(metadata or {})}
+    for k, v in meta.items():
+        proto.metadata_props.add(key=k, value=v)
+    return proto
+
+
+def save(proto: onnx.ModelProto, path: Path) -> None:
+    """Check and write atomically: a temp folder beside the target, then rename. Graphs over
+    2 GB keep their weights in PATH.data."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise EdgeqError(f"{parent}: no such folder; create it or choose another -o")
+    if not os.access(parent, os.W_OK):
+        raise EdgeqError(f"{parent}: not writable; choose another -o")
+    large = proto.ByteSize() >= TWO_GB
+    tmp = Path(tempfile.mkdtemp(prefix=".edgeq-", dir=parent))
+    try:
+        out = tmp / path.name
+        if large:
+            onnx.save_model(proto, out, save_as_external_data=True, all_tensors_to_one_file=True,
+                            location=path.name + ".data", size_threshold=1024)
+            onnx.checker.check_model(str(out), full_check=True)
+            os.replace(tmp / (path.name + ".data"), parent / (path.name + ".data"))
+        else:
+            onnx.checker.check_model(proto, full_check=True)
+            onnx.save_model(proto, out)
+        os.replace(out, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

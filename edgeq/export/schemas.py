@@ -1,0 +1,49 @@
+"""ONNX schemas of the edgeq custom ops, generated from the op table and registered once, so
+that the exporter can emit the nodes and onnx.checker can check them."""
+from __future__ import annotations
+
+import functools
+
+import onnx
+from onnx.defs import OpSchema
+
+from ..ops.table import DOMAIN, OPS, OpDef
+
+_ATTR_TYPES = {
+    "INT": OpSchema.AttrType.INT, "INTS": OpSchema.AttrType.INTS,
+    "FLOAT": OpSchema.AttrType.FLOAT, "FLOATS": OpSchema.AttrType.FLOATS,
+    "STRING": OpSchema.AttrType.STRING,
+}
+OPSET_VERSION = 1
+_FLOATS = ["tensor(float)", "tensor(float16)", "tensor(bfloat16)", "tensor(int8)"]
+
+
+def schema(op: OpDef) -> OpSchema:
+    # one permissive type variable per port: dtype rules are the op spec's and the plugins'
+    inputs = [OpSchema.FormalParameter(
+        p.name, f"T{i}", p.doc,
+        param_option=OpSchema.FormalParameterOption.Optional if p.optional
+        else OpSchema.FormalParameterOption.Single) for i, p in enumerate(op.inputs)]
+    outputs = [OpSchema.FormalParameter(p.name, f"O{i}", p.doc) for i, p in enumerate(op.outputs)]
+    types = [(f"T{i}", _FLOATS, "") for i in range(len(op.inputs))] + \
+            [(f"O{i}", _FLOATS, "") for i in range(len(op.outputs))]
+    attrs = [OpSchema.Attribute(a.name, _ATTR_TYPES[a.type], a.doc) for a in op.attrs] + [
+        OpSchema.Attribute("plugin_version", OpSchema.AttrType.STRING, "TensorRT plugin version"),
+        OpSchema.Attribute("plugin_namespace", OpSchema.AttrType.STRING, "TensorRT plugin namespace")]
+    s = OpSchema(op.name, DOMAIN, OPSET_VERSION, inputs=inputs, outputs=outputs,
+                 type_constraints=types, attributes=attrs)
+    like = [[p.name for p in op.inputs].index(o.like) for o in op.outputs]
+
+    def infer(ctx):
+        for out, src in enumerate(like):
+            ctx.set_output_type(out, ctx.get_input_type(src))
+
+    s.set_type_and_shape_inference_function(infer)
+    return s
+
+
+@functools.cache
+def register() -> None:
+    for op in OPS:
+        if not onnx.defs.has(op.name, DOMAIN):
+            onnx.defs.register_schema(schema(op))

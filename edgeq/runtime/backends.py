@@ -1,0 +1,84 @@
+"""Backends behind one interface, so that generation, evaluation and benchmarks share one loop.
+
+    backend.config            MambaConfig
+    backend.new_state(batch)  fresh (zero) states
+    backend.forward(ids, state) -> (logits [batch, L, vocab] float32 numpy, new state)
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from ..errors import EdgeqError
+from ..models.config import MambaConfig
+from ..models.mamba import MambaLM
+from . import ort_ops
+
+
+class TorchBackend:
+    name = "torch"
+
+    def __init__(self, model: MambaLM):
+        self.model = model.eval()
+        self.config = model.cfg
+
+    def new_state(self, batch: int):
+        return self.model.new_state(batch)
+
+    @torch.no_grad()
+    def forward(self, ids: np.ndarray, state):
+        logits, state = self.model(torch.as_tensor(ids, dtype=torch.long), state)
+        return logits.float().numpy(), state
+
+
+class OrtBackend:
+    name = "ort"
+
+    def __init__(self, model: onnx.ModelProto | str | Path, threads: int = 0):
+        import onnxruntime as ort
+        proto = model if isinstance(model, onnx.ModelProto) else _load(Path(model))
+        meta = {p.key: p.value for p in proto.metadata_props}
+        if "edgeq.config" not in meta:
+            raise EdgeqError("the ONNX graph has no edgeq metadata; give a graph made by `edgeq export`")
+        self.config = MambaConfig.from_dict(json.loads(meta["edgeq.config"]))
+        self.metadata = meta
+        opts = ort.SessionOptions()
+        opts.register_custom_ops_library(ort_ops.register())
+        if threads:
+            opts.intra_op_num_threads = threads
+        proto = ort_ops.for_ort(proto)
+        if proto.ByteSize() < 2**31:
+            self.session = ort.InferenceSession(proto.SerializeToString(), opts,
+                                                providers=["CPUExecutionProvider"])
+        else:  # over protobuf's limit: through a file with external data
+            with tempfile.TemporaryDirectory() as tmp:
+                onnx.save_model(proto, f"{tmp}/m.onnx", save_as_external_data=True,
+                                location="m.onnx.data")
+                self.session = ort.InferenceSession(f"{tmp}/m.onnx", opts,
+                                                    providers=["CPUExecutionProvider"])
+        self.state_names = [i.name for i in self.session.get_inputs()][1:]
+        self.out_names = [o.name for o in self.session.get_outputs()]
+
+    def new_state(self, batch: int):
+        c = self.config
+        return [np.zeros((batch, c.d_conv - 1, c.d_inner), np.float32) if n.startswith("conv")
+                else np.zeros((batch, c.d_inner, c.d_state), np.float32) for n in self.state_names]
+
+    def forward(self, ids: np.ndarray, state):
+        feed = {"input_ids": np.asarray(ids, dtype=np.int64), **dict(zip(self.state_names, state))}
+        logits, *state = self.session.run(self.out_names, feed)
+        return logits, state
+
+
+def _load(path: Path) -> onnx.ModelProto:
+    try:
+        return onnx.load(str(path))
+    except FileNotFoundError:
+        raise EdgeqError(f"{path}: no such file; give a graph made by `edgeq export`") from None
+    except Exception as e:
+        raise EdgeqError(f"{path}: not a readable ONNX file ({type(e).__name__}); export it again") from None

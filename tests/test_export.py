@@ -1,0 +1,104 @@
+"""The stateful ONNX graph: structure, symbolic axes, and ORT with the C++ kernels against torch."""
+import numpy as np
+import onnx
+import pytest
+
+from edgeq.export import onnx_export
+from edgeq.models import load_model
+from edgeq.ops.table import BY_NAME, DOMAIN
+from edgeq.runtime.backends import OrtBackend, TorchBackend
+
+from conftest import CONFIGS
+
+
+@pytest.fixture(scope="module")
+def exported(hf_model):
+    cache = {}
+
+    def get(name="h96"):
+        if name not in cache:
+            model, _ = load_model(str(hf_model(name)[1]))
+            cache[name] = (model, onnx_export.to_onnx(model))
+        return cache[name]
+    return get
+
+
+def test_graph_structure(exported):
+    model, proto = exported()
+    onnx.checker.check_model(proto, full_check=True)
+    n = model.cfg.n_layer
+    assert [i.name for i in proto.graph.input] == ["input_ids", *onnx_export.state_names(n)]
+    assert [o.name for o in proto.graph.output] == ["logits", *onnx_export.state_names(n, "_out")]
+    custom = [node for node in proto.graph.node if node.domain == DOMAIN]
+    assert sorted(node.op_type for node in custom) == sorted(["EdgeqSelectiveScan", "EdgeqCausalConv1d"] * n)
+    for node in custom:
+        op = BY_NAME[node.op_type]
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        assert attrs["plugin_version"] == op.version.encode()
+        assert attrs["plugin_namespace"] == op.namespace.encode()
+        assert set(attrs) == {a.name for a in op.attrs} | {"plugin_version", "plugin_namespace"}
+        for a in node.attribute:
+            assert a.type in (onnx.AttributeProto.INT, onnx.AttributeProto.INTS, onnx.AttributeProto.FLOAT,
+                              onnx.AttributeProto.FLOATS, onnx.AttributeProto.STRING)
+    # the Mamba-1 graph needs no op besides these and plain ONNX ones TensorRT imports
+    assert {node.domain for node in proto.graph.node} <= {"", DOMAIN}
+
+
+def test_axes_are_symbolic(exported):
+    _, proto = exported()
+    dims = {v.name: v.type.tensor_type.shape.dim for v in list(proto.graph.input) + list(proto.graph.output)}
+    assert [d.dim_param for d in dims["input_ids"]] == ["batch", "seq"]
+    assert dims["logits"][0].dim_param == "batch" and dims["logits"][1].dim_param == "seq"
+    for name, d in dims.items():
+        if "state" in name:
+            assert d[0].dim_param == "batch" and all(x.dim_value > 0 for x in d[1:])
+
+
+def test_specialised_axis_is_refused(exported):
+    _, proto = exported()
+    bad = onnx.ModelProto()
+    bad.CopyFrom(proto)
+    bad.graph.input[0].type.tensor_type.shape.dim[1].dim_value = 16
+    with pytest.raises(Exception, match="specialised"):
+        onnx_export.check_symbolic_axes(bad)
+
+
+@pytest.mark.parametrize("name", ["h96", "h40-bias-untied", "mamba130m-dims"])
+def test_ort_equals_torch_with_state_carried(exported, name):
+    model, proto = exported(name)
+    ort, torch_be = OrtBackend(proto), TorchBackend(model)
+    rng = np.random.default_rng(0)
+    for L in (1, 7, 64):
+        ids = rng.integers(0, CONFIGS[name]["vocab_size"], (2, L))
+        a, sa = torch_be.forward(ids, torch_be.new_state(2))
+        b, sb = ort.forward(ids, ort.new_state(2))
+        assert np.abs(a - b).max() < 1e-4
+        ids2 = rng.integers(0, CONFIGS[name]["vocab_size"], (2, 3))  # second call, states carried
+        a2, _ = torch_be.forward(ids2, sa)
+        b2, _ = ort.forward(ids2, sb)
+        assert np.abs(a2 - b2).max() < 1e-4
+
+
+def test_batch_one_and_long_sequence(exported):
+    model, proto = exported()
+    ort, torch_be = OrtBackend(proto), TorchBackend(model)
+    ids = np.random.default_rng(1).integers(0, 1001, (1, 300))
+    a, _ = torch_be.forward(ids, torch_be.new_state(1))
+    b, _ = ort.forward(ids, ort.new_state(1))
+    assert np.abs(a - b).max() < 1e-4
+
+
+def test_save_is_checked_and_atomic(exported, tmp_path, monkeypatch):
+    _, proto = exported()
+    path = tmp_path / "m.onnx"
+    onnx_export.save(proto, path)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
+    # the > 2 GB path, exercised with a small threshold: weights go to m2.onnx.data
+    monkeypatch.setattr(onnx_export, "TWO_GB", 1024)
+    onnx_export.save(proto, tmp_path / "m2.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m2.onnx", "m2.onnx.data"]
+    reloaded = onnx.load(str(tmp_path / "m2.onnx"))
+    ids = np.array([[1, 2, 3]])
+    a, _ = OrtBackend(reloaded).forward(ids, OrtBackend(reloaded).new_state(1))
+    b, _ = OrtBackend(path).forward(ids, OrtBackend(path).new_state(1))
+    np.testing.assert_array_equal(a, b)

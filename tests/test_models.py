@@ -1,0 +1,121 @@
+"""edgeq's modules against transformers' MambaForCausalLM, checkpoint layouts, and load errors."""
+import json
+import shutil
+
+import pytest
+import torch
+
+from edgeq.errors import EdgeqError
+from edgeq.models import load_model
+
+from conftest import CONFIGS, to_state_spaces
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("L", [1, 7, 64])
+def test_logits_equal_transformers(hf_model, name, L):
+    hf, folder = hf_model(name)
+    model, _ = load_model(str(folder))
+    ids = torch.randint(0, CONFIGS[name]["vocab_size"], (2, L), generator=torch.Generator().manual_seed(L))
+    with torch.no_grad():
+        want = hf(ids, use_cache=False).logits
+        got, _ = model(ids)
+    assert got.shape == want.shape
+    assert (got - want).abs().max().item() < 1e-4
+
+
+@pytest.mark.parametrize("name", ["h96", "h40-bias-untied"])
+def test_prefill_then_decode_equals_full_pass(hf_model, name):
+    _, folder = hf_model(name)
+    model, _ = load_model(str(folder))
+    ids = torch.randint(0, CONFIGS[name]["vocab_size"], (2, 12), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        full, full_state = model(ids)
+        logits, state = model(ids[:, :5])
+        steps = [logits]
+        for t in range(5, 12):
+            logits, state = model(ids[:, t:t + 1], state)
+            steps.append(logits)
+    torch.testing.assert_close(torch.cat(steps, 1), full, rtol=1e-5, atol=1e-5)
+    for (c, s), (fc, fs) in zip(state, full_state):
+        torch.testing.assert_close(c, fc)
+        torch.testing.assert_close(s, fs, rtol=1e-5, atol=1e-5)
+
+
+def test_state_spaces_layout_loads_with_padded_vocab(hf_model, tmp_path):
+    hf, folder = hf_model("h96")  # vocab 1001 is padded to 1008 by the state-spaces config
+    from transformers import MambaConfig, MambaForCausalLM
+    cfg = dict(CONFIGS["h96"], vocab_size=1008)
+    torch.manual_seed(3)
+    hf = MambaForCausalLM(MambaConfig(**cfg)).eval()
+    hf.save_pretrained(tmp_path / "hf")
+    to_state_spaces(tmp_path / "hf", tmp_path / "ss", vocab_size=1001)
+    model, _ = load_model(str(tmp_path / "ss"))
+    assert model.cfg.layout == "state-spaces" and model.cfg.vocab_size == 1008
+    ids = torch.randint(0, 1001, (1, 9))
+    with torch.no_grad():
+        assert (model(ids)[0] - hf(ids, use_cache=False).logits).abs().max() < 1e-4
+
+
+def test_pytorch_model_bin_and_untied_head(hf_model, tmp_path):
+    hf, folder = hf_model("h40-bias-untied")
+    shutil.copy(folder / "config.json", tmp_path / "config.json")
+    from safetensors.torch import load_file
+    torch.save(load_file(folder / "model.safetensors"), tmp_path / "pytorch_model.bin")
+    model, _ = load_model(str(tmp_path))
+    assert not model.cfg.tie_embeddings
+    ids = torch.randint(0, 517, (1, 5))
+    with torch.no_grad():
+        assert (model(ids)[0] - hf(ids, use_cache=False).logits).abs().max() < 1e-4
+
+
+def copy_model(folder, tmp_path):
+    dst = tmp_path / "m"
+    shutil.copytree(folder, dst)
+    return dst
+
+
+def expect_error(path, *fragments):
+    with pytest.raises(EdgeqError) as e:
+        load_model(str(path))
+    msg = str(e.value)
+    assert "\n" not in msg
+    for f in fragments:
+        assert f in msg, msg
+
+
+def test_errors_missing_and_corrupt_weights(hf_model, tmp_path):
+    _, folder = hf_model("h96")
+    m = copy_model(folder, tmp_path)
+    (m / "model.safetensors").write_bytes(b"not a safetensors file")
+    expect_error(m, "corrupt")
+    (m / "model.safetensors").unlink()
+    expect_error(m, "no weights")
+    (m / "config.json").unlink()
+    expect_error(m, "no config.json")
+    expect_error(tmp_path / "nope", "no such folder")
+
+
+def test_errors_shape_mismatch_and_missing_tensor(hf_model, tmp_path):
+    _, folder = hf_model("h96")
+    m = copy_model(folder, tmp_path)
+    cfg = json.loads((m / "config.json").read_text())
+    cfg["state_size"] = 8
+    (m / "config.json").write_text(json.dumps(cfg))
+    expect_error(m, "A_log", "shape")
+    cfg["state_size"], cfg["num_hidden_layers"] = 16, 3
+    (m / "config.json").write_text(json.dumps(cfg))
+    expect_error(m, "lack", "layers.2")
+
+
+@pytest.mark.parametrize("config,fragment", [
+    ({"model_type": "mamba2", "architectures": ["Mamba2ForCausalLM"]}, "mamba2"),
+    ({"model_type": "falcon_mamba"}, "falcon_mamba"),
+    ({"model_type": "llama"}, "llama"),
+    ({"d_model": 64, "n_layer": 2, "vocab_size": 10, "ssm_cfg": {"layer": "Mamba2"}}, "Mamba2"),
+    ({"d_model": 64, "n_layer": 2, "vocab_size": 10, "attn_layer_idx": [1]}, "hybrid"),
+    ({"hello": 1}, "not a Mamba config"),
+])
+def test_unsupported_architectures_are_refused(tmp_path, config, fragment):
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    expect_error(tmp_path, fragment)

@@ -1,0 +1,53 @@
+"""The op table, docs/ops.md, the C header and the built library name the same ops."""
+import ctypes
+import re
+
+import onnx
+import pytest
+
+from edgeq.ops.table import OPS
+from edgeq.runtime import kernels
+
+from conftest import ROOT
+
+DOC = (ROOT / "docs" / "ops.md").read_text()
+ALLOWED_ATTR_TYPES = {"INT", "INTS", "FLOAT", "FLOATS", "STRING"}
+
+
+def doc_section(name: str) -> str:
+    m = re.search(rf"^## {name} \(v(\d+)\)\n(.*?)(?=^## )", DOC, re.S | re.M)
+    assert m, f"docs/ops.md has no section for {name}"
+    return m.group(1), m.group(2)
+
+
+def first_column(section: str, header: str) -> list[str]:
+    table = re.search(rf"^\| {header} \|.*?\n\|[-|]+\|\n((?:\|.*\n)+)", section, re.M)
+    assert table, f"no '{header}' table"
+    return [re.match(r"\| `(\w+)`", row).group(1) for row in table.group(1).splitlines()]
+
+
+@pytest.mark.parametrize("op", OPS, ids=lambda op: op.name)
+def test_doc_matches_table(op):
+    version, section = doc_section(op.name)
+    assert version == op.version
+    assert f"`torch.ops.{op.torch_name.replace('::', '.')}`" in section
+    assert f"`{op.c_symbol}`" in section
+    assert first_column(section, "input") == [p.name for p in op.inputs]
+    assert first_column(section, "output") == [p.name for p in op.outputs]
+    assert first_column(section, "attribute") == [a.name for a in op.attrs]
+    for p in op.inputs:
+        assert (f"`{p.name}` (optional)" in section) == p.optional
+
+
+@pytest.mark.parametrize("op", OPS, ids=lambda op: op.name)
+def test_names_are_plugin_safe(op):
+    assert op.name.startswith("Edgeq") and not onnx.defs.has(op.name)  # no standard-op clash
+    assert {a.type for a in op.attrs} <= ALLOWED_ATTR_TYPES
+    assert op.torch_name.startswith("edgeq::")
+
+
+@pytest.mark.parametrize("op", OPS, ids=lambda op: op.name)
+def test_c_abi_declares_and_exports_every_op(op):
+    header = (ROOT / "plugins" / "common" / "edgeq_kernels.h").read_text()
+    assert re.search(rf"EDGEQ_API int {op.c_symbol}\(", header)
+    assert isinstance(getattr(kernels.library(), op.c_symbol), ctypes._CFuncPtr)

@@ -33,11 +33,12 @@ def inspect(model, as_json):
               help="The .onnx file to write.")
 def export(model, output):
     """Export MODEL to one stateful ONNX graph with edgeq custom ops."""
-    from .export.onnx_export import save, to_onnx
+    from .export.onnx_export import check_output, save, to_onnx
     from .models import load_model
     from .runtime import text
     if output.suffix != ".onnx":
         raise EdgeqError(f"{output}: the output must end in .onnx")
+    check_output(output)
     lm, folder = load_model(model)
     meta = {}
     if (folder / "tokenizer.json").exists():

@@ -7,9 +7,11 @@ TensorRT plugins (domain `edgeq`), translated through the schemas from the op ta
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import onnx
@@ -81,13 +83,18 @@ def to_onnx(model: MambaLM, metadata: dict[str, str] | None = None) -> onnx.Mode
     ids = torch.zeros(2, 3, dtype=torch.long)
     states = [t for pair in model.new_state(2) for t in pair]
     dynamic = ({0: batch, 1: seq}, tuple({0: batch} for _ in states))  # *states is one arg
-    with torch.no_grad():
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # the exporter's notes (torchvision absent, axis renames)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         program = torch.onnx.export(
             wrapper, (ids, *states), dynamo=True, opset_version=OPSET,
             dynamic_shapes=dynamic, custom_translation_table=_translations(),
             input_names=["input_ids", *state_names(cfg.n_layer)],
             output_names=["logits", *state_names(cfg.n_layer, "_out")],
             optimize=True, verbose=False)
+    quiet.setLevel(level)
     proto = program.model_proto
     # the exporter leaves value_info without a type after some custom-node outputs
     typed = [v for v in proto.graph.value_info if v.type.HasField("tensor_type")]
@@ -100,15 +107,21 @@ def to_onnx(model: MambaLM, metadata: dict[str, str] | None = None) -> onnx.Mode
     return proto
 
 
-def save(proto: onnx.ModelProto, path: Path) -> None:
-    """Check and write atomically: a temp folder beside the target, then rename. Graphs over
-    2 GB keep their weights in PATH.data."""
-    path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
+def check_output(path: Path) -> Path:
+    """The folder an output goes into, if it exists and is writable."""
+    parent = Path(path).parent
     if not parent.is_dir():
         raise EdgeqError(f"{parent}: no such folder; create it or choose another -o")
     if not os.access(parent, os.W_OK):
         raise EdgeqError(f"{parent}: not writable; choose another -o")
+    return parent
+
+
+def save(proto: onnx.ModelProto, path: Path) -> None:
+    """Check and write atomically: a temp folder beside the target, then rename. Graphs over
+    2 GB keep their weights in PATH.data."""
+    path = Path(path)
+    parent = check_output(path)
     large = proto.ByteSize() >= TWO_GB
     tmp = Path(tempfile.mkdtemp(prefix=".edgeq-", dir=parent))
     try:

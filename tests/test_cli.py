@@ -1,0 +1,90 @@
+"""The command line: outputs, JSON, and one-line errors with exit code 2 and nothing half-written."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import CONFIGS
+
+
+def test_inspect(run_cli, hf_model):
+    _, folder = hf_model("h96")
+    code, out, _ = run_cli("inspect", folder, "--json")
+    s = json.loads(out)
+    assert code == 0 and s["architecture"] == "mamba1" and s["d_inner"] == 192
+    from transformers import MambaForCausalLM
+    hf = MambaForCausalLM.from_pretrained(folder)
+    assert s["parameters"] == sum(p.numel() for p in hf.parameters())
+    assert s["size_bytes"]["fp16"] < s["size_bytes"]["fp32"]
+    assert s["size_bytes"]["int4"] < s["size_bytes"]["int8"] < s["size_bytes"]["fp16"]
+    code, out, _ = run_cli("inspect", folder)
+    assert "d_model 96" in out and "parameters" in out
+
+
+def test_export_then_generate_json(run_cli, hf_model, tmp_path):
+    hf, folder = hf_model("h96")
+    code, out, err = run_cli("export", folder, "-o", tmp_path / "m.onnx")
+    assert code == 0, err
+    results = {}
+    for src, backend in [(folder, "torch"), (folder, "ort"), (tmp_path / "m.onnx", "ort")]:
+        code, out, err = run_cli("generate", src, "--backend", backend, "--prompt-ids", "3,4,5",
+                                 "--max-new-tokens", "6", "--json")
+        assert code == 0, err
+        results[(str(src), backend)] = json.loads(out)["ids"]
+    hf.generation_config.eos_token_id = None
+    want = hf.generate(torch.tensor([[3, 4, 5]]), max_new_tokens=6, min_new_tokens=6,
+                       do_sample=False, pad_token_id=0)[0, 3:].tolist()
+    assert all(ids == want for ids in results.values()), results
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["generate", "{m}", "--prompt", "hi"], "no tokenizer"),
+    (["generate", "{m}", "--prompt-ids", "1,x"], "integers"),
+    (["generate", "{m}", "--prompt-ids", "1", "--greedy", "--top-k", "3"], "--greedy"),
+    (["generate", "{m}", "--prompt-ids", "1", "--prompt", "a"], "exactly one"),
+    (["generate", "{tmp}/none.onnx", "--prompt-ids", "1"], "no such file"),
+    (["generate", "{tmp}/none.onnx", "--backend", "torch", "--prompt-ids", "1"], "--backend ort"),
+    (["export", "{m}", "-o", "{tmp}/missing-dir/m.onnx"], "no such folder"),
+    (["export", "{m}", "-o", "{tmp}/m.txt"], ".onnx"),
+    (["export", "{tmp}/nope", "-o", "{tmp}/m.onnx"], "no such folder"),
+    (["inspect", "bad id with spaces"], "no such folder"),
+    (["frobnicate"], "No such command"),
+])
+def test_errors_are_one_line_exit_2(run_cli, hf_model, tmp_path, args, fragment):
+    _, folder = hf_model("h96")
+    code, out, err = run_cli(*[a.format(m=folder, tmp=tmp_path) for a in args])
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("edgeq: error:") and fragment in err, err
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_failed_export_leaves_nothing(run_cli, hf_model, tmp_path):
+    _, folder = hf_model("h96")
+    bad = tmp_path / "bad"
+    shutil.copytree(folder, bad)
+    (bad / "model.safetensors").write_bytes(b"\0" * 100)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    code, _, err = run_cli("export", bad, "-o", out_dir / "m.onnx")
+    assert code == 2 and "corrupt" in err
+    assert not list(out_dir.iterdir())
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere; permission check cannot fail")
+def test_unwritable_output(run_cli, hf_model, tmp_path):
+    _, folder = hf_model("h96")
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o500)
+    code, _, err = run_cli("export", folder, "-o", ro / "m.onnx")
+    assert code == 2 and "not writable" in err
+
+
+def test_console_script_exits_2_without_traceback(tmp_path):
+    exe = shutil.which("edgeq") or os.path.join(os.path.dirname(sys.executable), "edgeq")
+    r = subprocess.run([exe, "inspect", str(tmp_path / "nope")], capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().count("\n") == 0 and "no such folder" in r.stderr

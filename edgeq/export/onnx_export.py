@@ -21,7 +21,7 @@ from onnxscript import values
 from ..errors import EdgeqError
 from ..models.mamba import MambaLM
 from ..ops import custom
-from ..ops.table import CAUSAL_CONV1D, DOMAIN, SELECTIVE_SCAN
+from ..ops.table import DOMAIN, OPS
 from . import schemas
 
 OPSET = 20
@@ -46,20 +46,27 @@ class _Stateful(torch.nn.Module):
 
 
 def _translations() -> dict:
+    """One ONNX translation per op of the table: the op's tensors become the node's inputs and
+    its remaining (scalar) arguments its attributes, in the table's order."""
     schemas.register()
     opset = values.Opset(DOMAIN, schemas.OPSET_VERSION)
-    scan = values.Op(opset, SELECTIVE_SCAN.name, onnx.defs.get_schema(SELECTIVE_SCAN.name, 1, DOMAIN))
-    conv = values.Op(opset, CAUSAL_CONV1D.name, onnx.defs.get_schema(CAUSAL_CONV1D.name, 1, DOMAIN))
 
-    def selective_scan(u, delta, A, B, C, D, delta_bias, state, z=None, delta_softplus: bool = True):
-        return scan(u, delta, A, B, C, D, delta_bias, state, z,
-                    **SELECTIVE_SCAN.node_attrs(delta_softplus=int(delta_softplus)))
+    def translation(op):
+        node = values.Op(opset, op.name, onnx.defs.get_schema(op.name, schemas.OPSET_VERSION, DOMAIN))
+        n_in = len(op.inputs)
 
-    def causal_conv1d(x, weight, bias, state, activation: int = 1):
-        return conv(x, weight, bias, state, **CAUSAL_CONV1D.node_attrs(activation=int(activation)))
+        def translate(*args, **kwargs):
+            attrs = dict(zip([a.name for a in op.attrs], args[n_in:]), **kwargs)
+            attrs = {a.name: _onnx_attr(a, attrs[a.name]) for a in op.attrs if a.name in attrs}
+            return node(*args[:n_in], **op.node_attrs(**attrs))
+        return translate
 
-    return {torch.ops.edgeq.selective_scan.default: selective_scan,
-            torch.ops.edgeq.causal_conv1d.default: causal_conv1d}
+    return {getattr(torch.ops.edgeq, op.torch_name.split("::")[1]).default: translation(op)
+            for op in OPS}
+
+
+def _onnx_attr(attr, value):
+    return int(value) if attr.type == "INT" else float(value) if attr.type == "FLOAT" else value
 
 
 def check_symbolic_axes(model: onnx.ModelProto) -> None:

@@ -15,6 +15,7 @@ _ATTR_TYPES = {
     "STRING": OpSchema.AttrType.STRING,
 }
 OPSET_VERSION = 1
+_ELEM = {"int8": onnx.TensorProto.INT8, "float": onnx.TensorProto.FLOAT}
 _FLOATS = ["tensor(float)", "tensor(float16)", "tensor(bfloat16)", "tensor(int8)"]
 
 
@@ -35,8 +36,12 @@ def schema(op: OpDef) -> OpSchema:
     like = [[p.name for p in op.inputs].index(o.like) for o in op.outputs]
 
     def infer(ctx):
-        for out, src in enumerate(like):
-            ctx.set_output_type(out, ctx.get_input_type(src))
+        for out, (src, port) in enumerate(zip(like, op.outputs)):
+            t = onnx.TypeProto()
+            t.CopyFrom(ctx.get_input_type(src))
+            if port.dtype:
+                t.tensor_type.elem_type = _ELEM[port.dtype]
+            ctx.set_output_type(out, t)
 
     s.set_type_and_shape_inference_function(infer)
     return s

@@ -8,7 +8,8 @@ import torch
 from torch import Tensor
 
 from . import reference
-from .table import CAUSAL_CONV1D, SELECTIVE_SCAN
+from .table import (ADD_RMSNORM_INT8, CAUSAL_CONV1D, CAUSAL_CONV1D_INT8, HADAMARD_INT8,
+                    SELECTIVE_SCAN, SELECTIVE_SCAN_INT8)
 
 
 @torch.library.custom_op(SELECTIVE_SCAN.torch_name, mutates_args=())
@@ -32,3 +33,51 @@ def causal_conv1d(x: Tensor, weight: Tensor, bias: Tensor, state: Tensor,
 @causal_conv1d.register_fake
 def _(x, weight, bias, state, activation=1):
     return torch.empty_like(x), torch.empty_like(state, dtype=x.dtype)
+
+
+@torch.library.custom_op(SELECTIVE_SCAN_INT8.torch_name, mutates_args=())
+def selective_scan_int8(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor,
+                        delta_bias: Tensor, state: Tensor, z: Tensor, u_scale: float,
+                        delta_scale: float, B_scale: float, C_scale: float, z_scale: float,
+                        delta_softplus: bool = True) -> tuple[Tensor, Tensor]:
+    return reference.selective_scan_int8(u, delta, A, B, C, D, delta_bias, state, z, u_scale,
+                                         delta_scale, B_scale, C_scale, z_scale, delta_softplus)
+
+
+@selective_scan_int8.register_fake
+def _(u, delta, A, B, C, D, delta_bias, state, z, *scales, delta_softplus=True):
+    return torch.empty_like(u, dtype=torch.float32), torch.empty_like(state)
+
+
+@torch.library.custom_op(CAUSAL_CONV1D_INT8.torch_name, mutates_args=())
+def causal_conv1d_int8(x: Tensor, weight: Tensor, bias: Tensor, state: Tensor, x_scale: float,
+                       weight_scale: float, y_scale: float, activation: int = 1
+                       ) -> tuple[Tensor, Tensor]:
+    return reference.causal_conv1d_int8(x, weight, bias, state, x_scale, weight_scale, y_scale,
+                                        activation)
+
+
+@causal_conv1d_int8.register_fake
+def _(x, weight, bias, state, x_scale, weight_scale, y_scale, activation=1):
+    return torch.empty_like(x), torch.empty_like(state)
+
+
+@torch.library.custom_op(HADAMARD_INT8.torch_name, mutates_args=())
+def hadamard_int8(x: Tensor, y_scale: float) -> Tensor:
+    return reference.hadamard_int8(x, y_scale)
+
+
+@hadamard_int8.register_fake
+def _(x, y_scale):
+    return torch.empty_like(x, dtype=torch.int8)
+
+
+@torch.library.custom_op(ADD_RMSNORM_INT8.torch_name, mutates_args=())
+def add_rmsnorm_int8(x: Tensor, residual: Tensor, weight: Tensor, eps: float, y_scale: float
+                     ) -> tuple[Tensor, Tensor]:
+    return reference.add_rmsnorm_int8(x, residual, weight, eps, y_scale)
+
+
+@add_rmsnorm_int8.register_fake
+def _(x, residual, weight, eps, y_scale):
+    return torch.empty_like(x, dtype=torch.int8), torch.empty_like(x, dtype=torch.float32)

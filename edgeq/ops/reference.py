@@ -55,3 +55,44 @@ def causal_conv1d(x: Tensor, weight: Tensor, bias: Tensor, state: Tensor,
     if activation == 1:
         y = F.silu(y)
     return y.to(x.dtype), xx[:, L:L + W - 1].clone()
+
+
+# ---- int8 variants (docs/ops.md): int8 tensors carry per-tensor scales as attributes ----
+
+def quantize(x: Tensor, scale: float) -> Tensor:
+    """ONNX QuantizeLinear, symmetric int8: round half to even of x / scale, saturate."""
+    return torch.clamp(torch.round(x.float() / scale), -128, 127).to(torch.int8)
+
+
+def dequantize(q: Tensor, scale: float) -> Tensor:
+    return q.float() * scale
+
+
+def selective_scan_int8(u, delta, A, B, C, D, delta_bias, state, z, u_scale, delta_scale,
+                        B_scale, C_scale, z_scale, delta_softplus=True):
+    return selective_scan(dequantize(u, u_scale), dequantize(delta, delta_scale), A,
+                          dequantize(B, B_scale), dequantize(C, C_scale), D, delta_bias, state,
+                          dequantize(z, z_scale), delta_softplus)
+
+
+def causal_conv1d_int8(x, weight, bias, state, x_scale, weight_scale, y_scale, activation=1):
+    W = weight.shape[1]
+    L = x.shape[1]
+    xx = torch.cat([state, x], dim=1)  # int8 window
+    # int32 accumulation, exact in float64
+    acc = sum(weight[:, k].double() * xx[:, k:k + L].double() for k in range(W))
+    y = acc.float() * (x_scale * weight_scale) + bias.float()
+    if activation == 1:
+        y = F.silu(y)
+    return quantize(y, y_scale), xx[:, L:L + W - 1].clone()
+
+
+def hadamard_int8(x: Tensor, y_scale: float) -> Tensor:
+    from .hadamard import transform
+    return quantize(transform(x.float()), y_scale)
+
+
+def add_rmsnorm_int8(x, residual, weight, eps: float, y_scale: float):
+    s = x.float() + residual.float()
+    r = s * torch.rsqrt(s.pow(2).mean(-1, keepdim=True) + eps) * weight.float()
+    return quantize(r, y_scale), s

@@ -25,7 +25,8 @@ class Port:
     name: str
     doc: str
     optional: bool = False
-    like: str = ""  # outputs: the input whose dtype and shape this output has
+    like: str = ""  # outputs: the input whose shape (and dtype, unless given) this output has
+    dtype: str = ""  # outputs: "int8" or "float" where it differs from `like`
 
 
 @dataclass(frozen=True)
@@ -84,5 +85,67 @@ CAUSAL_CONV1D = OpDef(
     attrs=(Attr("activation", "INT", 1, "0: none, 1: SiLU"),),
 )
 
-OPS: tuple[OpDef, ...] = (SELECTIVE_SCAN, CAUSAL_CONV1D)
+
+def _scales(*names: str) -> tuple[Attr, ...]:
+    return tuple(Attr(f"{n}_scale", "FLOAT", 1.0, f"per-tensor scale of int8 {n}") for n in names)
+
+
+SELECTIVE_SCAN_INT8 = OpDef(
+    name="EdgeqSelectiveScanInt8",
+    torch_name="edgeq::selective_scan_int8",
+    c_symbol="edgeq_selective_scan_int8",
+    inputs=(
+        Port("u", "[batch, L, D] int8"),
+        Port("delta", "[batch, L, H] int8"),
+        Port("A", "[H, N] fp32"),
+        Port("B", "[batch, L, G, N] int8"),
+        Port("C", "[batch, L, G, N] int8"),
+        Port("D", "[D] fp32"),
+        Port("delta_bias", "[H] fp32"),
+        Port("state", "[batch, D, N] fp32"),
+        Port("z", "[batch, L, D] int8"),
+    ),
+    outputs=(Port("y", "[batch, L, D] fp32", like="u", dtype="float"),
+             Port("state_out", "[batch, D, N] fp32", like="state")),
+    attrs=_scales("u", "delta", "B", "C", "z") + SELECTIVE_SCAN.attrs,
+)
+
+CAUSAL_CONV1D_INT8 = OpDef(
+    name="EdgeqCausalConv1dInt8",
+    torch_name="edgeq::causal_conv1d_int8",
+    c_symbol="edgeq_causal_conv1d_int8",
+    inputs=(
+        Port("x", "[batch, L, C] int8"),
+        Port("weight", "[C, W] int8"),
+        Port("bias", "[C] fp32"),
+        Port("state", "[batch, W-1, C] int8 previous inputs"),
+    ),
+    outputs=(Port("y", "[batch, L, C] int8", like="x"),
+             Port("state_out", "[batch, W-1, C] int8", like="state")),
+    attrs=_scales("x", "weight", "y") + CAUSAL_CONV1D.attrs,
+)
+
+HADAMARD_INT8 = OpDef(
+    name="EdgeqHadamardInt8",
+    torch_name="edgeq::hadamard_int8",
+    c_symbol="edgeq_hadamard_int8",
+    inputs=(Port("x", "[..., n] fp32"),),
+    outputs=(Port("y", "[..., n] int8, quantize(x @ H_n^T)", like="x", dtype="int8"),),
+    attrs=_scales("y"),
+)
+
+ADD_RMSNORM_INT8 = OpDef(
+    name="EdgeqAddRMSNormInt8",
+    torch_name="edgeq::add_rmsnorm_int8",
+    c_symbol="edgeq_add_rmsnorm_int8",
+    inputs=(Port("x", "[..., d] fp32"), Port("residual", "[..., d] fp32"),
+            Port("weight", "[d] fp32")),
+    outputs=(Port("y", "[..., d] int8, quantize(rmsnorm(x + residual) * weight)", like="x",
+                  dtype="int8"),
+             Port("residual_out", "[..., d] fp32, x + residual", like="x")),
+    attrs=(Attr("eps", "FLOAT", 1e-5, "RMSNorm epsilon"),) + _scales("y"),
+)
+
+OPS: tuple[OpDef, ...] = (SELECTIVE_SCAN, CAUSAL_CONV1D, SELECTIVE_SCAN_INT8, CAUSAL_CONV1D_INT8,
+                          HADAMARD_INT8, ADD_RMSNORM_INT8)
 BY_NAME = {op.name: op for op in OPS}

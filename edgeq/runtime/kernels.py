@@ -14,13 +14,18 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EdgeqError
-from ..ops.table import CAUSAL_CONV1D, SELECTIVE_SCAN
+from ..ops.table import (ADD_RMSNORM_INT8, CAUSAL_CONV1D, CAUSAL_CONV1D_INT8, HADAMARD_INT8,
+                         SELECTIVE_SCAN, SELECTIVE_SCAN_INT8)
 
 LIB_NAME = "libedgeq_cpu.so"
-_p, _i64, _i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32
+_p, _i64, _i32, _f = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32, ctypes.c_float
 _ARGTYPES = {
     SELECTIVE_SCAN.c_symbol: [_p] * 11 + [_i64] * 6 + [_i32, _p],
     CAUSAL_CONV1D.c_symbol: [_p] * 6 + [_i64] * 4 + [_i32, _p],
+    SELECTIVE_SCAN_INT8.c_symbol: [_p] * 11 + [_i64] * 6 + [_f] * 5 + [_i32, _p],
+    CAUSAL_CONV1D_INT8.c_symbol: [_p] * 6 + [_i64] * 4 + [_f] * 3 + [_i32, _p],
+    HADAMARD_INT8.c_symbol: [_p, _p, _i64, _i64, _f, _p],
+    ADD_RMSNORM_INT8.c_symbol: [_p] * 5 + [_i64, _i64, _f, _f, _p],
 }
 
 
@@ -53,15 +58,24 @@ def _f32(a) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.float32)
 
 
+def _i8(a) -> np.ndarray:
+    a = np.asarray(a)
+    if a.dtype != np.int8:
+        raise ValueError(f"expected an int8 tensor, got {a.dtype}")
+    return np.ascontiguousarray(a)
+
+
+def _ptr(a):
+    return None if a is None else a.ctypes.data
+
+
 def _call(name: str, *args) -> None:
     rc = getattr(library(), name)(*args)
     if rc != 0:
         raise ValueError(f"{name} rejected its arguments (status {rc})")
 
 
-def selective_scan(u, delta, A, B, C, D, delta_bias, state, z=None, delta_softplus=1):
-    u, delta, A, B, C, D, delta_bias, state = map(_f32, (u, delta, A, B, C, D, delta_bias, state))
-    z = None if z is None else _f32(z)
+def _scan_dims(u, delta, A, B, C, D, delta_bias, state, z):
     batch, L, dim = u.shape
     heads, dstate = A.shape
     groups = B.shape[2]
@@ -69,25 +83,72 @@ def selective_scan(u, delta, A, B, C, D, delta_bias, state, z=None, delta_softpl
             or C.shape != B.shape or D.shape != (dim,) or delta_bias.shape != (heads,)
             or state.shape != (batch, dim, dstate) or (z is not None and z.shape != u.shape)):
         raise ValueError("selective_scan: inconsistent shapes (see docs/ops.md)")
-    y = np.empty_like(u)
-    state_out = np.empty_like(state)
-    _call(SELECTIVE_SCAN.c_symbol, u.ctypes.data, delta.ctypes.data, A.ctypes.data, B.ctypes.data,
-          C.ctypes.data, D.ctypes.data, delta_bias.ctypes.data, state.ctypes.data,
-          None if z is None else z.ctypes.data, y.ctypes.data, state_out.ctypes.data,
-          batch, L, dim, heads, groups, dstate, int(delta_softplus), None)
+    return batch, L, dim, heads, groups, dstate
+
+
+def selective_scan(u, delta, A, B, C, D, delta_bias, state, z=None, delta_softplus=1):
+    u, delta, A, B, C, D, delta_bias, state = map(_f32, (u, delta, A, B, C, D, delta_bias, state))
+    z = None if z is None else _f32(z)
+    dims = _scan_dims(u, delta, A, B, C, D, delta_bias, state, z)
+    y, state_out = np.empty_like(u), np.empty_like(state)
+    _call(SELECTIVE_SCAN.c_symbol, *map(_ptr, (u, delta, A, B, C, D, delta_bias, state, z, y,
+                                               state_out)), *dims, int(delta_softplus), None)
     return y, state_out
 
 
-def causal_conv1d(x, weight, bias, state, activation=1):
-    x, weight, bias, state = map(_f32, (x, weight, bias, state))
+def selective_scan_int8(u, delta, A, B, C, D, delta_bias, state, z, u_scale, delta_scale,
+                        B_scale, C_scale, z_scale, delta_softplus=1):
+    u, delta, B, C, z = map(_i8, (u, delta, B, C, z))
+    A, D, delta_bias, state = map(_f32, (A, D, delta_bias, state))
+    dims = _scan_dims(u, delta, A, B, C, D, delta_bias, state, z)
+    y, state_out = np.empty(u.shape, np.float32), np.empty_like(state)
+    _call(SELECTIVE_SCAN_INT8.c_symbol, *map(_ptr, (u, delta, A, B, C, D, delta_bias, state, z,
+                                                    y, state_out)), *dims, u_scale, delta_scale,
+          B_scale, C_scale, z_scale, int(delta_softplus), None)
+    return y, state_out
+
+
+def _conv_dims(x, weight, bias, state):
     batch, L, channels = x.shape
     width = weight.shape[1]
     if weight.shape != (channels, width) or bias.shape != (channels,) \
             or state.shape != (batch, width - 1, channels):
         raise ValueError("causal_conv1d: inconsistent shapes (see docs/ops.md)")
-    y = np.empty_like(x)
-    state_out = np.empty_like(state)
-    _call(CAUSAL_CONV1D.c_symbol, x.ctypes.data, weight.ctypes.data, bias.ctypes.data,
-          state.ctypes.data, y.ctypes.data, state_out.ctypes.data, batch, L, channels, width,
+    return batch, L, channels, width
+
+
+def causal_conv1d(x, weight, bias, state, activation=1):
+    x, weight, bias, state = map(_f32, (x, weight, bias, state))
+    dims = _conv_dims(x, weight, bias, state)
+    y, state_out = np.empty_like(x), np.empty_like(state)
+    _call(CAUSAL_CONV1D.c_symbol, *map(_ptr, (x, weight, bias, state, y, state_out)), *dims,
           int(activation), None)
     return y, state_out
+
+
+def causal_conv1d_int8(x, weight, bias, state, x_scale, weight_scale, y_scale, activation=1):
+    x, weight, state = map(_i8, (x, weight, state))
+    bias = _f32(bias)
+    dims = _conv_dims(x, weight, bias, state)
+    y, state_out = np.empty_like(x), np.empty_like(state)
+    _call(CAUSAL_CONV1D_INT8.c_symbol, *map(_ptr, (x, weight, bias, state, y, state_out)), *dims,
+          x_scale, weight_scale, y_scale, int(activation), None)
+    return y, state_out
+
+
+def hadamard_int8(x, y_scale):
+    x = _f32(x)
+    y = np.empty(x.shape, np.int8)
+    _call(HADAMARD_INT8.c_symbol, x.ctypes.data, y.ctypes.data, x.size // x.shape[-1],
+          x.shape[-1], y_scale, None)
+    return y
+
+
+def add_rmsnorm_int8(x, residual, weight, eps, y_scale):
+    x, residual, weight = map(_f32, (x, residual, weight))
+    if residual.shape != x.shape or weight.shape != x.shape[-1:]:
+        raise ValueError("add_rmsnorm_int8: inconsistent shapes (see docs/ops.md)")
+    y, residual_out = np.empty(x.shape, np.int8), np.empty_like(x)
+    _call(ADD_RMSNORM_INT8.c_symbol, *map(_ptr, (x, residual, weight, y, residual_out)),
+          x.size // x.shape[-1], x.shape[-1], eps, y_scale, None)
+    return y, residual_out

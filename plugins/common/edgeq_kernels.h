@@ -1,7 +1,9 @@
 // The C ABI of edgeq's kernels: one signature per op, shared by the CPU library
-// (libedgeq_cpu) and the CUDA library, which differ only in where the pointers live.
-// The CPU kernels ignore `stream`. Semantics: docs/ops.md. All functions return 0 on success
-// and a nonzero edgeq_status on bad arguments. `state_out` may alias `state` (in-place update).
+// (libedgeq_cpu) and the CUDA library (libedgeq_cuda), which differ only in where the pointers
+// live. The CPU kernels ignore `stream`. The CUDA kernels take device pointers and a
+// cudaStream_t as `stream`, and return once the kernel is queued on it. Semantics:
+// docs/ops.md. All functions return 0 on success and a nonzero edgeq_status on bad arguments
+// (or, CUDA, a failed launch). `state_out` may alias `state` (in-place update).
 #pragma once
 #include <stdint.h>
 
@@ -12,7 +14,10 @@
 extern "C" {
 #endif
 
-enum edgeq_status { EDGEQ_OK = 0, EDGEQ_BAD_SHAPE = 1, EDGEQ_NULL_POINTER = 2 };
+enum edgeq_status { EDGEQ_OK = 0, EDGEQ_BAD_SHAPE = 1, EDGEQ_NULL_POINTER = 2, EDGEQ_CUDA_ERROR = 3 };
+
+// An IEEE fp16 value as its 16 bits (the CUDA library reads it as __half).
+typedef uint16_t edgeq_half;
 
 // EdgeqSelectiveScan. u, z, y: [batch, L, dim]; delta: [batch, L, heads]; A: [heads, dstate];
 // B, C: [batch, L, groups, dstate]; D: [dim]; delta_bias: [heads];
@@ -29,6 +34,54 @@ EDGEQ_API int edgeq_selective_scan_f32(const float* u, const float* delta, const
 EDGEQ_API int edgeq_causal_conv1d_f32(const float* x, const float* weight, const float* bias,
                                       const float* state, float* y, float* state_out, int64_t batch,
                                       int64_t L, int64_t channels, int64_t width, int32_t activation,
+                                      void* stream);
+
+// ---- int8 variants (docs/ops.md "Int8 conventions"): per-tensor scales, fp32 state ----
+
+// EdgeqSelectiveScanInt8. u, z: int8 [batch, L, dim]; delta: int8 [batch, L, heads];
+// B, C: int8 [batch, L, groups, dstate]; y: fp32; the rest as edgeq_selective_scan_f32.
+EDGEQ_API int edgeq_selective_scan_int8(const int8_t* u, const int8_t* delta, const float* A,
+                                        const int8_t* B, const int8_t* C, const float* D,
+                                        const float* delta_bias, const float* state,
+                                        const int8_t* z, float* y, float* state_out,
+                                        int64_t batch, int64_t L, int64_t dim, int64_t heads,
+                                        int64_t groups, int64_t dstate, float u_scale,
+                                        float delta_scale, float B_scale, float C_scale,
+                                        float z_scale, int32_t delta_softplus, void* stream);
+
+// EdgeqCausalConv1dInt8. x, y: int8 [batch, L, channels]; weight: int8 [channels, width];
+// bias: fp32; state, state_out: int8 [batch, width-1, channels].
+EDGEQ_API int edgeq_causal_conv1d_int8(const int8_t* x, const int8_t* weight, const float* bias,
+                                       const int8_t* state, int8_t* y, int8_t* state_out,
+                                       int64_t batch, int64_t L, int64_t channels, int64_t width,
+                                       float x_scale, float weight_scale, float y_scale,
+                                       int32_t activation, void* stream);
+
+// EdgeqHadamardInt8 over rows of n: x fp32 [rows, n], y int8 [rows, n].
+EDGEQ_API int edgeq_hadamard_int8(const float* x, int8_t* y, int64_t rows, int64_t n,
+                                  float y_scale, void* stream);
+
+// EdgeqAddRMSNormInt8 over rows of d: x, residual, residual_out fp32 [rows, d]; y int8.
+EDGEQ_API int edgeq_add_rmsnorm_int8(const float* x, const float* residual, const float* weight,
+                                     int8_t* y, float* residual_out, int64_t rows, int64_t d,
+                                     float eps, float y_scale, void* stream);
+
+// fp16-activation variants, CUDA library only: the same ops with the activations (u, delta, B,
+// C, z, y; conv: every tensor) in fp16. A, D, delta_bias and the SSM state stay fp32, and all
+// math is fp32 (docs/ops.md, Precision).
+// CUDA limits: dstate <= 256, width <= 32, batch <= 65535; beyond them EDGEQ_BAD_SHAPE.
+EDGEQ_API int edgeq_selective_scan_f16(const edgeq_half* u, const edgeq_half* delta, const float* A,
+                                       const edgeq_half* B, const edgeq_half* C, const float* D,
+                                       const float* delta_bias, const float* state,
+                                       const edgeq_half* z, edgeq_half* y, float* state_out,
+                                       int64_t batch, int64_t L, int64_t dim, int64_t heads,
+                                       int64_t groups, int64_t dstate, int32_t delta_softplus,
+                                       void* stream);
+
+EDGEQ_API int edgeq_causal_conv1d_f16(const edgeq_half* x, const edgeq_half* weight,
+                                      const edgeq_half* bias, const edgeq_half* state, edgeq_half* y,
+                                      edgeq_half* state_out, int64_t batch, int64_t L,
+                                      int64_t channels, int64_t width, int32_t activation,
                                       void* stream);
 
 #ifdef __cplusplus

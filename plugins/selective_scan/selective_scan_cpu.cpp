@@ -1,20 +1,22 @@
-// EdgeqSelectiveScan on the CPU (docs/ops.md). Loop order batch -> time -> channel -> state
-// keeps u, delta, B, C rows contiguous; threads split the channels, so each owns its state rows.
-#include <cmath>
+// EdgeqSelectiveScan and EdgeqSelectiveScanInt8 on the CPU (docs/ops.md). One template: the
+// int8 variant only dequantizes on load. Loop order batch -> time -> channel -> state keeps
+// u, delta, B, C rows contiguous; threads split the channels, so each owns its state rows.
 #include <cstring>
-#include <vector>
 
 #include "edgeq_kernels.h"
+#include "edgeq_quant.h"
 
-static inline float softplus20(float x) { return x > 20.f ? x : std::log1p(std::exp(x)); }
+namespace {
 
-extern "C" int edgeq_selective_scan_f32(const float* u, const float* delta, const float* A,
-                                        const float* B, const float* C, const float* D,
-                                        const float* delta_bias, const float* state,
-                                        const float* z, float* y, float* state_out,
-                                        int64_t batch, int64_t L, int64_t dim, int64_t heads,
-                                        int64_t groups, int64_t dstate, int32_t delta_softplus,
-                                        void*) {
+struct Scales {
+  float u = 1.f, delta = 1.f, B = 1.f, C = 1.f, z = 1.f;
+};
+
+template <typename T>
+int scan(const T* u, const T* delta, const float* A, const T* B, const T* C, const float* D,
+         const float* delta_bias, const float* state, const T* z, float* y, float* state_out,
+         int64_t batch, int64_t L, int64_t dim, int64_t heads, int64_t groups, int64_t dstate,
+         Scales sc, int32_t delta_softplus) {
   if (!u || !delta || !A || !B || !C || !D || !delta_bias || !state || !y || !state_out)
     return EDGEQ_NULL_POINTER;
   if (batch < 1 || L < 1 || dim < 1 || heads < 1 || groups < 1 || dstate < 1 ||
@@ -32,27 +34,51 @@ extern "C" int edgeq_selective_scan_f32(const float* u, const float* delta, cons
         const int64_t row = b * L + t;
         for (int64_t d = d0; d < d1; ++d) {
           const int64_t h = d / P, g = h / heads_per_group;
-          float dt = delta[row * heads + h] + delta_bias[h];
-          if (delta_softplus) dt = softplus20(dt);
-          const float ud = u[row * dim + d];
-          const float* Bt = B + (row * groups + g) * dstate;
-          const float* Ct = C + (row * groups + g) * dstate;
+          float dt = float(delta[row * heads + h]) * sc.delta + delta_bias[h];
+          if (delta_softplus) dt = edgeq_softplus20(dt);
+          const float ud = float(u[row * dim + d]) * sc.u;
+          const T* Bt = B + (row * groups + g) * dstate;
+          const T* Ct = C + (row * groups + g) * dstate;
           const float* Ah = A + h * dstate;
           float* s = state_out + (b * dim + d) * dstate;
           float acc = 0.f;
           for (int64_t n = 0; n < dstate; ++n) {
-            s[n] = std::exp(dt * Ah[n]) * s[n] + dt * Bt[n] * ud;
-            acc += s[n] * Ct[n];
+            s[n] = std::exp(dt * Ah[n]) * s[n] + dt * (float(Bt[n]) * sc.B) * ud;
+            acc += s[n] * (float(Ct[n]) * sc.C);
           }
           float out = acc + D[d] * ud;
-          if (z) {
-            const float zd = z[row * dim + d];
-            out *= zd / (1.f + std::exp(-zd));
-          }
+          if (z) out *= edgeq_silu(float(z[row * dim + d]) * sc.z);
           y[row * dim + d] = out;
         }
       }
     }
   }
   return EDGEQ_OK;
+}
+
+}  // namespace
+
+extern "C" int edgeq_selective_scan_f32(const float* u, const float* delta, const float* A,
+                                        const float* B, const float* C, const float* D,
+                                        const float* delta_bias, const float* state,
+                                        const float* z, float* y, float* state_out,
+                                        int64_t batch, int64_t L, int64_t dim, int64_t heads,
+                                        int64_t groups, int64_t dstate, int32_t delta_softplus,
+                                        void*) {
+  return scan(u, delta, A, B, C, D, delta_bias, state, z, y, state_out, batch, L, dim, heads,
+              groups, dstate, Scales{}, delta_softplus);
+}
+
+extern "C" int edgeq_selective_scan_int8(const int8_t* u, const int8_t* delta, const float* A,
+                                         const int8_t* B, const int8_t* C, const float* D,
+                                         const float* delta_bias, const float* state,
+                                         const int8_t* z, float* y, float* state_out,
+                                         int64_t batch, int64_t L, int64_t dim, int64_t heads,
+                                         int64_t groups, int64_t dstate, float u_scale,
+                                         float delta_scale, float B_scale, float C_scale,
+                                         float z_scale, int32_t delta_softplus, void*) {
+  if (!z) return EDGEQ_NULL_POINTER;  // the gate is required in the int8 op
+  return scan(u, delta, A, B, C, D, delta_bias, state, z, y, state_out, batch, L, dim, heads,
+              groups, dstate, Scales{u_scale, delta_scale, B_scale, C_scale, z_scale},
+              delta_softplus);
 }

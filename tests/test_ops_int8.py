@@ -1,0 +1,102 @@
+"""The int8 ops: C++ kernels against the plain-torch references, and the references against
+their written definitions (docs/ops.md)."""
+import numpy as np
+import pytest
+import torch
+
+from edgeq.ops import custom, hadamard, reference
+from edgeq.runtime import kernels
+
+
+def q8(g, *shape):
+    return torch.randint(-128, 128, shape, generator=g, dtype=torch.int8)
+
+
+def test_quantize_rounds_half_to_even_and_saturates():
+    x = torch.tensor([0.5, 1.5, 2.5, -0.5, -1.5, 126.6, 300.0, -300.0, -128.4])
+    assert reference.quantize(x, 1.0).tolist() == [0, 2, 2, 0, -2, 127, 127, -128, -128]
+
+
+@pytest.mark.parametrize("shape", [(2, 9, 96, 96, 1, 16), (1, 1, 64, 64, 1, 16), (2, 5, 64, 8, 2, 8)])
+def test_scan_int8_kernel_and_reference(shape):
+    b, L, D, H, G, N = shape
+    g = torch.Generator().manual_seed(0)
+    args = (q8(g, b, L, D), q8(g, b, L, H), -torch.rand(H, N, generator=g), q8(g, b, L, G, N),
+            q8(g, b, L, G, N), torch.randn(D, generator=g), torch.randn(H, generator=g),
+            torch.randn(b, D, N, generator=g), q8(g, b, L, D))
+    scales = (0.02, 0.01, 0.03, 0.025, 0.02)
+    y, s = reference.selective_scan_int8(*args, *scales)
+    deq = [reference.dequantize(t, sc) for t, sc in zip([args[i] for i in (0, 1, 3, 4, 8)], scales)]
+    y_fp, s_fp = reference.selective_scan(deq[0], deq[1], args[2], deq[2], deq[3], *args[5:8], deq[4])
+    assert torch.equal(y, y_fp) and torch.equal(s, s_fp)  # int8 = dequantize, then the fp op
+    y2, s2 = kernels.selective_scan_int8(*args, *scales)
+    np.testing.assert_allclose(y2, y.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(s2, s.numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(2, 9, 96, 4), (1, 1, 1536, 4), (3, 4, 40, 3)])
+def test_conv_int8_kernel_and_reference(shape):
+    b, L, C, W = shape
+    g = torch.Generator().manual_seed(1)
+    args = (q8(g, b, L, C), q8(g, C, W), torch.randn(C, generator=g), q8(g, b, W - 1, C))
+    y, s = reference.causal_conv1d_int8(*args, 0.05, 0.01, 0.02)
+    # the written definition: int32 sums, one fp32 scale, bias, SiLU, quantize
+    xx = torch.cat([args[3], args[0]], 1).int()
+    acc = sum(args[1][:, k].int() * xx[:, k:k + L] for k in range(W))
+    v = torch.nn.functional.silu(acc.float() * (0.05 * 0.01) + args[2])
+    assert torch.equal(y, reference.quantize(v, 0.02)) and torch.equal(s, xx[:, L:].to(torch.int8))
+    y2, s2 = kernels.causal_conv1d_int8(*args, 0.05, 0.01, 0.02)
+    np.testing.assert_array_equal(y2, y.numpy())
+    np.testing.assert_array_equal(s2, s.numpy())
+
+
+# 2^k and every Mamba family: 12*2^k (d_inner 1536, 3072), 20*2^k (5120), 40*2^k, 28*2^k
+@pytest.mark.parametrize("n", [16, 64, 96, 384, 1536, 320, 112, 448])
+def test_hadamard_matrix_is_orthonormal(n):
+    H = hadamard.matrix(n)
+    assert torch.allclose(H @ H.T, torch.eye(n, dtype=torch.float64), atol=1e-12)
+    assert set(torch.unique(H * np.sqrt(n)).round().tolist()) == {-1.0, 1.0}
+    x = torch.randn(6, n, generator=torch.Generator().manual_seed(n))
+    torch.testing.assert_close(hadamard.transform(x).double(), x.double() @ H.T, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("n", [64, 96, 1536, 3072, 5120, 320, 448, 7168])
+def test_hadamard_int8_kernel_and_reference(n):
+    x = torch.randn(6, n, generator=torch.Generator().manual_seed(n))
+    y = reference.hadamard_int8(x, 0.01)
+    assert torch.equal(y, reference.quantize(hadamard.transform(x), 0.01))
+    y2 = kernels.hadamard_int8(x, 0.01)
+    # fp32 summation order may move a value across a rounding boundary: at most 1 LSB, rarely
+    d = np.abs(y2.astype(int) - y.int().numpy())
+    assert d.max() <= 1 and (d > 0).mean() < 1e-3
+
+
+def test_hadamard_rejects_other_sizes():
+    assert not hadamard.supported(100) and not hadamard.supported(24 * 3)
+    with pytest.raises(ValueError):
+        kernels.hadamard_int8(np.zeros((1, 100), np.float32), 1.0)
+
+
+def test_add_rmsnorm_int8_kernel_and_reference():
+    g = torch.Generator().manual_seed(2)
+    x, r, w = torch.randn(3, 5, 96, generator=g), torch.randn(3, 5, 96, generator=g), torch.randn(96, generator=g)
+    y, s = reference.add_rmsnorm_int8(x, r, w, 1e-5, 0.03)
+    assert torch.equal(s, x + r)
+    y2, s2 = kernels.add_rmsnorm_int8(x, r, w, 1e-5, 0.03)
+    d = np.abs(y2.astype(int) - y.int().numpy())
+    assert d.max() <= 1 and (d > 0).mean() < 1e-2
+    np.testing.assert_array_equal(s2, s.numpy())
+
+
+def test_int8_custom_ops_pass_opcheck():
+    g = torch.Generator().manual_seed(3)
+    checks = ("test_schema", "test_faketensor")
+    torch.library.opcheck(custom.hadamard_int8, (torch.randn(2, 96, generator=g), 0.1), test_utils=checks)
+    torch.library.opcheck(custom.add_rmsnorm_int8, (torch.randn(2, 8), torch.randn(2, 8), torch.ones(8), 1e-5, 0.1),
+                          test_utils=checks)
+    torch.library.opcheck(custom.causal_conv1d_int8, (q8(g, 1, 3, 8), q8(g, 8, 4), torch.zeros(8), q8(g, 1, 3, 8),
+                                                     0.1, 0.1, 0.1, 1), test_utils=checks)
+    torch.library.opcheck(custom.selective_scan_int8, (q8(g, 1, 2, 8), q8(g, 1, 2, 8), -torch.ones(8, 4),
+                                                       q8(g, 1, 2, 1, 4), q8(g, 1, 2, 1, 4), torch.ones(8), torch.zeros(8),
+                                                       torch.zeros(1, 8, 4), q8(g, 1, 2, 8), .1, .1, .1, .1, .1),
+                          test_utils=checks)

@@ -1,4 +1,4 @@
-"""Export a MambaLM to one stateful ONNX graph.
+"""Export a Mamba model (MambaLM, or its quantized QuantMambaLM) to one stateful ONNX graph.
 
 Inputs: input_ids [batch, seq] plus per-layer conv_state.i / ssm_state.i; outputs: logits plus
 conv_state_out.i / ssm_state_out.i. The edgeq custom ops become nodes named after their
@@ -19,8 +19,7 @@ import torch
 from onnxscript import values
 
 from ..errors import EdgeqError
-from ..models.mamba import MambaLM
-from ..ops import custom
+from ..ops import custom, qdq  # noqa: F401  (registers the ops the translations refer to)
 from ..ops.table import DOMAIN, OPS
 from . import schemas
 
@@ -35,7 +34,7 @@ def state_names(n_layer: int, suffix: str = "") -> list[str]:
 class _Stateful(torch.nn.Module):
     """MambaLM with states flattened into positional tensors (what the exporter needs)."""
 
-    def __init__(self, model: MambaLM):
+    def __init__(self, model):
         super().__init__()
         self.model = model
 
@@ -61,8 +60,36 @@ def _translations() -> dict:
             return node(*args[:n_in], **op.node_attrs(**attrs))
         return translate
 
-    return {getattr(torch.ops.edgeq, op.torch_name.split("::")[1]).default: translation(op)
-            for op in OPS}
+    table = {getattr(torch.ops.edgeq, op.torch_name.split("::")[1]).default: translation(op)
+             for op in OPS}
+    return {**table, **_qdq_translations()}
+
+
+def _qdq_translations() -> dict:
+    """edgeq.ops.qdq as standard ONNX: QuantizeLinear / DequantizeLinear (zero point 0, so
+    symmetric as TensorRT requires) and DQ(x) -> MatMul <- DQ(w) for the int8 linear."""
+    from onnxscript import opset20 as op
+
+    def scale(s: float):
+        return op.Constant(value=onnx.helper.make_tensor("scale", onnx.TensorProto.FLOAT, [], [s]))
+
+    def zero():
+        return op.Constant(value=onnx.helper.make_tensor("zero", onnx.TensorProto.INT8, [], [0]))
+
+    def quantize(x, s: float):
+        return op.QuantizeLinear(x, scale(s), zero())
+
+    def dequantize(q, s: float):
+        return op.DequantizeLinear(q, scale(s), zero())
+
+    def qlinear(xq, x_scale: float, w_t, w_scale):
+        # w_scale: [out] per output channel (w_t is [in, out]) or 0-d per tensor
+        w = op.DequantizeLinear(w_t, w_scale, axis=1)
+        return op.MatMul(dequantize(xq, x_scale), w)
+
+    return {torch.ops.edgeq.quantize.default: quantize,
+            torch.ops.edgeq.dequantize.default: dequantize,
+            torch.ops.edgeq.qlinear.default: qlinear}
 
 
 def _onnx_attr(attr, value):
@@ -80,11 +107,10 @@ def check_symbolic_axes(model: onnx.ModelProto) -> None:
                                  f"{dims[axis].dim_value}; this is an edgeq bug, please report it")
 
 
-def to_onnx(model: MambaLM, metadata: dict[str, str] | None = None) -> onnx.ModelProto:
+def to_onnx(model, metadata: dict[str, str] | None = None) -> onnx.ModelProto:
     cfg = model.cfg
-    if type(model.backbone.layers[0].mixer.ops) is not type(custom) or \
-            model.backbone.layers[0].mixer.ops is not custom:
-        raise ValueError("export needs a model built with ops='custom'")
+    if not model.exportable:
+        raise ValueError("export needs a model built on the edgeq custom ops (ops='custom')")
     wrapper = _Stateful(model).eval()
     batch, seq = torch.export.Dim("batch", min=1, max=4096), torch.export.Dim("seq", min=1, max=1 << 20)
     ids = torch.zeros(2, 3, dtype=torch.long)

@@ -103,10 +103,8 @@ def load_model(model: str, ops: str = "custom") -> tuple[MambaLM, Path]:
     return lm.eval(), folder
 
 
-def save_model(model: MambaLM, folder: Path) -> None:
-    """Write config.json and model.safetensors in the transformers -hf layout."""
-    from safetensors.torch import save_file
-    cfg: MambaConfig = model.cfg
+def write_config(cfg: MambaConfig, folder: Path) -> None:
+    """config.json in the transformers -hf layout."""
     hf = {"architectures": ["MambaForCausalLM"], "model_type": "mamba",
           "hidden_size": cfg.d_model, "num_hidden_layers": cfg.n_layer,
           "vocab_size": cfg.vocab_size, "state_size": cfg.d_state, "conv_kernel": cfg.d_conv,
@@ -114,9 +112,15 @@ def save_model(model: MambaLM, folder: Path) -> None:
           "use_conv_bias": cfg.conv_bias, "use_bias": cfg.bias,
           "layer_norm_epsilon": cfg.norm_eps, "tie_word_embeddings": cfg.tie_embeddings,
           "hidden_act": "silu", "residual_in_fp32": True}
-    sd = {k: v.contiguous() for k, v in model.state_dict().items()}
-    if cfg.tie_embeddings:
-        sd.pop("lm_head.weight")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(hf, indent=2) + "\n")
+
+
+def save_model(model: MambaLM, folder: Path) -> None:
+    """Write config.json and model.safetensors in the transformers -hf layout."""
+    from safetensors.torch import save_file
+    sd = {k: v.contiguous() for k, v in model.state_dict().items()}
+    if model.cfg.tie_embeddings:
+        sd.pop("lm_head.weight")
+    write_config(model.cfg, folder)
     save_file(sd, str(folder / "model.safetensors"))

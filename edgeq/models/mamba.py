@@ -92,6 +92,10 @@ class MambaLM(nn.Module):
         if cfg.tie_embeddings:
             self.lm_head.weight = self.backbone.embeddings.weight
 
+    @property
+    def exportable(self) -> bool:
+        return self.backbone.layers[0].mixer.ops is custom
+
     def new_state(self, batch: int) -> list[LayerState]:
         cfg, p = self.cfg, self.lm_head.weight
         return [(torch.zeros(batch, cfg.d_conv - 1, cfg.d_inner, dtype=p.dtype, device=p.device),

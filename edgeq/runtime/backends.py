@@ -36,6 +36,9 @@ class TorchBackend:
         return logits.float().numpy(), state
 
 
+_NP_TYPES = {"tensor(float)": np.float32, "tensor(int8)": np.int8, "tensor(float16)": np.float16}
+
+
 class OrtBackend:
     name = "ort"
 
@@ -61,13 +64,13 @@ class OrtBackend:
                                 location="m.onnx.data")
                 self.session = ort.InferenceSession(f"{tmp}/m.onnx", opts,
                                                     providers=["CPUExecutionProvider"])
-        self.state_names = [i.name for i in self.session.get_inputs()][1:]
+        self.states = self.session.get_inputs()[1:]
+        self.state_names = [i.name for i in self.states]
         self.out_names = [o.name for o in self.session.get_outputs()]
 
     def new_state(self, batch: int):
-        c = self.config
-        return [np.zeros((batch, c.d_conv - 1, c.d_inner), np.float32) if n.startswith("conv")
-                else np.zeros((batch, c.d_inner, c.d_state), np.float32) for n in self.state_names]
+        # shapes and dtypes as the graph declares them (int8 conv states in W8A8 graphs)
+        return [np.zeros((batch, *i.shape[1:]), _NP_TYPES[i.type]) for i in self.states]
 
     def forward(self, ids: np.ndarray, state):
         feed = {"input_ids": np.asarray(ids, dtype=np.int64), **dict(zip(self.state_names, state))}

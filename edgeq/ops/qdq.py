@@ -1,0 +1,42 @@
+"""Quantize, dequantize and the int8 linear as torch custom ops. They are standard ONNX ops
+(QuantizeLinear, DequantizeLinear + MatMul, following TensorRT's explicit-quantization rules),
+not plugins, so they have no row in the op table; the exporter translates them."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from . import reference
+
+
+@torch.library.custom_op("edgeq::quantize", mutates_args=())
+def quantize(x: Tensor, scale: float) -> Tensor:
+    return reference.quantize(x, scale)
+
+
+@quantize.register_fake
+def _(x, scale):
+    return torch.empty_like(x, dtype=torch.int8)
+
+
+@torch.library.custom_op("edgeq::dequantize", mutates_args=())
+def dequantize(q: Tensor, scale: float) -> Tensor:
+    return reference.dequantize(q, scale)
+
+
+@dequantize.register_fake
+def _(q, scale):
+    return torch.empty_like(q, dtype=torch.float32)
+
+
+@torch.library.custom_op("edgeq::qlinear", mutates_args=())
+def qlinear(xq: Tensor, x_scale: float, w_t: Tensor, w_scale: Tensor) -> Tensor:
+    """xq int8 [..., in] times w_t int8 [in, out]: int32 accumulation (exact in float64), then
+    one fp32 multiply by x_scale * w_scale (w_scale: 0-d per tensor or [out] per channel)."""
+    acc = (xq.double() @ w_t.double()).float()
+    return acc * (x_scale * w_scale.float())
+
+
+@qlinear.register_fake
+def _(xq, x_scale, w_t, w_scale):
+    return xq.new_empty((*xq.shape[:-1], w_t.shape[1]), dtype=torch.float32)

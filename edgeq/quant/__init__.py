@@ -1,0 +1,1 @@
+"""Post-training quantization (Quamba W8A8 and its naive baseline)."""

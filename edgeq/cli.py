@@ -32,17 +32,19 @@ def inspect(model, as_json):
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="The .onnx file to write.")
 def export(model, output):
-    """Export MODEL to one stateful ONNX graph with edgeq custom ops."""
+    """Export MODEL (a checkpoint or a quantized folder) to one stateful ONNX graph."""
     from .export.onnx_export import check_output, save, to_onnx
-    from .models import load_model
     from .runtime import text
+    from .sources import load_torch
     if output.suffix != ".onnx":
         raise EdgeqError(f"{output}: the output must end in .onnx")
     check_output(output)
-    lm, folder = load_model(model)
+    lm, folder = load_torch(model)
     meta = {}
     if (folder / "tokenizer.json").exists():
         meta[text.META_KEY] = (folder / "tokenizer.json").read_text()
+    if getattr(lm, "recipe", None):
+        meta["edgeq.recipe"] = lm.recipe["name"]
     save(to_onnx(lm, meta), output)
     click.echo(f"wrote {output}")
 
@@ -82,8 +84,8 @@ def generate(source, backend, prompt, prompt_ids, max_new_tokens, greedy, temper
              top_p, seed, as_json):
     """Generate text from MODEL_OR_ONNX, streamed as it comes."""
     from .runtime import text
-    from .runtime.backends import open_backend
     from .runtime.generate import Sampling
+    from .sources import open_backend
     from .runtime.generate import generate as run
     sampled = any(v is not None for v in (temperature, top_k, top_p))
     if greedy and sampled:
@@ -106,6 +108,89 @@ def generate(source, backend, prompt, prompt_ids, max_new_tokens, greedy, temper
         click.echo()
     else:
         click.echo(" ".join(map(str, out)))
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--recipe", default="quamba-w8a8", show_default=True,
+              help="A recipe from edgeq/quant/recipes (quamba-w8a8, naive-w8a8).")
+@click.option("--calib", "calib_data", required=True,
+              help="Calibration data: a text file, a folder of .txt files, a tokenized .npy "
+                   "array, or a `datasets` id (online).")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="The quantized folder to create.")
+@click.option("--samples", default=512, show_default=True, type=click.IntRange(1))
+@click.option("--seq-len", default=512, show_default=True, type=click.IntRange(1))
+@click.option("--batch", default=8, show_default=True, type=click.IntRange(1))
+@click.option("--percentile", type=float, default=None,
+              help="Clip the SSM input at this percentile of |x| (quamba-w8a8: 99.999).")
+@click.option("--per-channel", is_flag=True, help="Per-output-channel weight scales.")
+@click.option("--seed", default=0, show_default=True, help="Chooses the calibration windows.")
+def quantize(model, recipe, calib_data, output, samples, seq_len, batch, percentile, per_channel,
+             seed):
+    """Calibrate MODEL and write its quantized folder (safetensors + quant.json)."""
+    import time
+
+    from .models import load_model
+    from .quant import calib
+    from .quant import quantize as q
+    from .quant import recipe as recipes
+    from .runtime import text
+    rec = recipes.load(recipe, percentile, per_channel)
+    if output.exists():
+        raise EdgeqError(f"{output}: already exists; remove it or choose another -o")
+    lm, folder = load_model(model)
+    if q.is_quantized(folder):
+        raise EdgeqError(f"{model}: is already quantized; give the fp checkpoint")
+    tok = text.from_folder(folder)
+    windows = calib.windows(calib.load_tokens(calib_data, tok), samples, seq_len,
+                            lm.cfg.vocab_size, seed)
+    t0 = time.time()
+    with click.progressbar(length=len(windows), label="calibrating", file=sys.stderr) as bar:
+        ranges = q.calibrate(lm, windows, rec, batch, progress=bar.update)
+    tensors, scales = q.quantize_model(lm, ranges, rec)
+    q.save(output, lm, tensors, scales, rec,
+           {"data": str(calib_data), "samples": samples, "seq_len": seq_len, "seed": seed},
+           folder / "tokenizer.json")
+    click.echo(f"wrote {output} ({rec['name']}, calibrated on {samples} x {seq_len} tokens "
+               f"in {time.time() - t0:.1f} s)")
+
+
+@cli.command(name="eval")
+@click.argument("source", metavar="MODEL_OR_QUANT_DIR_OR_ONNX")
+@click.option("--ppl", "ppl_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Perplexity on this held-out text file.")
+@click.option("--tasks", default=None,
+              help="lm-eval harness tasks, comma separated (needs lm_eval and its data).")
+@click.option("--backend", type=click.Choice(["torch", "ort"]), default=None)
+@click.option("--seq-len", default=512, show_default=True, type=click.IntRange(2))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def eval_cmd(source, ppl_file, tasks, backend, seq_len, as_json):
+    """Perplexity (and lm-eval tasks) of a model, a quantized folder or an ONNX graph."""
+    from .runtime.evaluate import perplexity
+    from .sources import open_backend
+    if not ppl_file and not tasks:
+        raise EdgeqError("give --ppl TEXT_FILE and/or --tasks TASKS")
+    be, tok = open_backend(source, backend)
+    result = {"source": source, "backend": be.name}
+    if ppl_file:
+        if tok is None:
+            raise EdgeqError(f"{source}: no tokenizer.json to tokenize {ppl_file}")
+        try:
+            ids = tok.encode(ppl_file.read_text()).ids
+        except OSError as e:
+            raise EdgeqError(f"{ppl_file}: unreadable ({e.strerror})") from None
+        if len(ids) < 2:
+            raise EdgeqError(f"{ppl_file}: needs at least two tokens of text")
+        result.update(ppl=perplexity(be, ids, seq_len), tokens=len(ids), seq_len=seq_len)
+    if tasks:
+        from .runtime.lm_eval_adapter import run_tasks
+        result["tasks"] = run_tasks(be, tok, tasks.split(","))
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        for k, v in result.items():
+            click.echo(f"{k:8} {v:.4f}" if isinstance(v, float) else f"{k:8} {v}")
 
 
 def main():

@@ -36,7 +36,7 @@ class MambaMixer(nn.Module):
         super().__init__()
         di, n = cfg.d_inner, cfg.d_state
         self.cfg = cfg
-        self.ops = OPS[ops]
+        self.ops_name = ops  # a name, not the module, so models copy and pickle
         self.in_proj = nn.Linear(cfg.d_model, 2 * di, bias=cfg.bias)
         self.conv1d = nn.Conv1d(di, di, cfg.d_conv, groups=di, padding=cfg.d_conv - 1,
                                 bias=cfg.conv_bias)
@@ -45,6 +45,10 @@ class MambaMixer(nn.Module):
         self.A_log = nn.Parameter(torch.log(torch.arange(1, n + 1, dtype=torch.float32)).repeat(di, 1))
         self.D = nn.Parameter(torch.ones(di))
         self.out_proj = nn.Linear(di, cfg.d_model, bias=cfg.bias)
+
+    @property
+    def ops(self):
+        return OPS[self.ops_name]
 
     def forward(self, h: Tensor, state: LayerState) -> tuple[Tensor, LayerState]:
         cfg = self.cfg

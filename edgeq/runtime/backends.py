@@ -86,23 +86,3 @@ def _load(path: Path) -> onnx.ModelProto:
     except Exception as e:
         raise EdgeqError(f"{path}: not a readable ONNX file ({type(e).__name__}); export it again") from None
 
-
-def open_backend(source: str, backend: str | None = None):
-    """A backend and its tokenizer (or None) for a model folder, hub id or exported .onnx."""
-    from ..models.loader import load_model
-    from . import text
-    if source.endswith(".onnx"):
-        if backend not in (None, "ort"):
-            raise EdgeqError(f"{source}: an ONNX graph runs on --backend ort; give the model "
-                             f"folder for --backend {backend}")
-        ob = OrtBackend(source)
-        tok = ob.metadata.get(text.META_KEY)
-        return ob, text.from_json(tok) if tok else text.from_folder(Path(source).parent)
-    model, folder = load_model(source)
-    tok = text.from_folder(folder)
-    if backend in (None, "torch"):
-        return TorchBackend(model), tok
-    if backend == "ort":
-        from ..export.onnx_export import to_onnx
-        return OrtBackend(to_onnx(model)), tok
-    raise EdgeqError(f"unknown backend {backend!r}; use torch or ort")

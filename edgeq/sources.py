@@ -1,0 +1,38 @@
+"""What a command's MODEL argument names: a checkpoint folder or hub id, a quantized folder
+(quant.json), or an exported .onnx graph; and the backend that runs it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import EdgeqError
+from .models.loader import load_model, resolve
+from .quant import quantize
+from .runtime import text
+from .runtime.backends import OrtBackend, TorchBackend
+
+
+def load_torch(source: str):
+    """(model, folder): a MambaLM, or a QuantMambaLM for a quantized folder."""
+    folder = resolve(source)
+    if quantize.is_quantized(folder):
+        return quantize.load(folder), folder
+    return load_model(str(folder))
+
+
+def open_backend(source: str, backend: str | None = None):
+    """A backend and its tokenizer (or None) for any MODEL argument."""
+    if source.endswith(".onnx"):
+        if backend not in (None, "ort"):
+            raise EdgeqError(f"{source}: an ONNX graph runs on --backend ort; give the model "
+                             f"folder for --backend {backend}")
+        ob = OrtBackend(source)
+        tok = ob.metadata.get(text.META_KEY)
+        return ob, text.from_json(tok) if tok else text.from_folder(Path(source).parent)
+    model, folder = load_torch(source)
+    tok = text.from_folder(folder)
+    if backend in (None, "torch"):
+        return TorchBackend(model), tok
+    if backend == "ort":
+        from .export.onnx_export import to_onnx
+        return OrtBackend(to_onnx(model)), tok
+    raise EdgeqError(f"unknown backend {backend!r}; use torch or ort")

@@ -1,0 +1,169 @@
+"""Quamba W8A8 and its naive baseline: recipes, calibration, the fake-quant model, the int8
+ONNX graph on ORT with the int8 kernels, the quantized folder and its errors."""
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from edgeq.errors import EdgeqError
+from edgeq.export.onnx_export import to_onnx
+from edgeq.models import load_model
+from edgeq.ops import hadamard
+from edgeq.quant import calib, quantize as Q, recipe as R
+from edgeq.runtime.backends import OrtBackend, TorchBackend
+from edgeq.runtime.evaluate import perplexity, top1_agreement
+
+
+@pytest.fixture(scope="module")
+def fp(hf_model):
+    return load_model(str(hf_model("h96")[1]))[0]
+
+
+def tokens(n=6000, vocab=1001, seed=0):
+    return np.random.default_rng(seed).integers(0, vocab, n)
+
+
+@pytest.fixture(scope="module")
+def quantized(fp, tmp_path_factory):
+    out = {}
+    for name in ("naive-w8a8", "quamba-w8a8"):
+        rec = R.load(name)
+        ranges = Q.calibrate(fp, calib.windows(tokens(), 16, 64, 1001), rec)
+        t, s = Q.quantize_model(fp, ranges, rec)
+        folder = tmp_path_factory.mktemp("q") / name
+        Q.save(folder, fp, t, s, rec, {"samples": 16}, None)
+        out[name] = folder
+    return out
+
+
+def test_recipes_are_data():
+    assert {"quamba-w8a8", "naive-w8a8"} <= set(R.names())
+    q = R.load("quamba-w8a8")
+    assert R.observer_of(q, "u") == {"observer": "percentile", "percentile": 99.999}
+    assert R.observer_of(q, "x") == {"observer": "absmax"} and q["hadamard_out_proj"]
+    n = R.load("naive-w8a8")
+    assert R.observer_of(n, "u") == {"observer": "absmax"} and not n["hadamard_out_proj"]
+    assert R.load("quamba-w8a8", percentile=99.9, per_channel=True)["weights"]["granularity"] == "per-channel"
+    with pytest.raises(EdgeqError, match="unknown recipe"):
+        R.load("quamba-w3a3")
+
+
+def test_calibration_is_deterministic(fp, tmp_path):
+    rec = R.load("quamba-w8a8")
+    for run in ("a", "b"):
+        ranges = Q.calibrate(fp, calib.windows(tokens(), 12, 32, 1001, seed=5), rec, batch=5 if run == "a" else 3)
+        Q.save(tmp_path / run, fp, *Q.quantize_model(fp, ranges, rec), rec, {}, None)
+    assert (tmp_path / "a" / "quant.json").read_bytes() == (tmp_path / "b" / "quant.json").read_bytes()
+    assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
+
+
+def test_percentile_clips_below_absmax(fp):
+    w = calib.windows(tokens(), 8, 64, 1001)
+    q = Q.calibrate(fp, w, R.load("quamba-w8a8", percentile=99.0))
+    n = Q.calibrate(fp, w, R.load("naive-w8a8"))
+    for a, b in zip(q, n):
+        assert a["u"] < b["u"] and a["x"] == b["x"]
+
+
+def test_calibration_data_forms(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    tok = Tokenizer(models.WordLevel({"a": 0, "b": 1, "[UNK]": 2}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    (tmp_path / "t.txt").write_text("a b a b c")
+    assert calib.load_tokens(str(tmp_path / "t.txt"), tok).tolist() == [0, 1, 0, 1, 2]
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "1.txt").write_text("a")
+    (tmp_path / "dir" / "2.txt").write_text("b b")
+    assert calib.load_tokens(str(tmp_path / "dir"), tok).tolist() == [0, 1, 1]
+    np.save(tmp_path / "ids.npy", np.arange(10, dtype=np.int32))
+    assert calib.load_tokens(str(tmp_path / "ids.npy"), None).tolist() == list(range(10))
+    with pytest.raises(EdgeqError, match="fewer than one window"):
+        calib.windows(np.arange(10), 4, 64, 100)
+    with pytest.raises(EdgeqError, match="outside the vocabulary"):
+        calib.windows(np.arange(100), 4, 8, 50)
+    with pytest.raises(EdgeqError, match="tokenizer"):
+        calib.load_tokens(str(tmp_path / "t.txt"), None)
+    with pytest.raises(EdgeqError, match="no such file"):
+        calib.load_tokens(str(tmp_path / "nope.txt"), tok)
+
+
+def test_nan_activations_are_refused(fp):
+    import copy
+    m = copy.deepcopy(fp)
+    with torch.no_grad():
+        m.backbone.layers[1].mixer.x_proj.weight[0, 0] = float("nan")
+    with pytest.raises(EdgeqError, match="NaN/inf"):
+        Q.calibrate(m, calib.windows(tokens(), 2, 16, 1001), R.load("naive-w8a8"))
+
+
+def test_hadamard_is_folded_into_out_proj(fp):
+    rec = R.load("quamba-w8a8")
+    ranges = Q.calibrate(fp, calib.windows(tokens(), 4, 32, 1001), rec)
+    t, _ = Q.quantize_model(fp, ranges, rec)
+    w = t["layers.0.out_proj.weight"].float() * t["layers.0.out_proj.weight_scale"]
+    want = fp.backbone.layers[0].mixer.out_proj.weight.double() @ hadamard.matrix(192).T
+    assert (w - want.float()).abs().max() <= t["layers.0.out_proj.weight_scale"] / 2 + 1e-7
+
+
+@pytest.mark.parametrize("name", ["naive-w8a8", "quamba-w8a8"])
+def test_fake_quant_tracks_fp_and_ort_tracks_fake_quant(fp, quantized, name):
+    qm = Q.load(quantized[name])
+    ids = tokens(2049, seed=9)
+    fq, fpb = TorchBackend(qm), TorchBackend(fp)
+    assert top1_agreement(fpb, fq, ids, seq_len=256) > 0.8
+    proto = to_onnx(qm)
+    assert top1_agreement(fq, OrtBackend(proto), ids, seq_len=256) >= 0.995
+    # state carried across calls on ORT equals one pass
+    ob = OrtBackend(proto)
+    a, _ = ob.forward(ids[None, :40], ob.new_state(1))
+    b1, st = ob.forward(ids[None, :25], ob.new_state(1))
+    b2, _ = ob.forward(ids[None, 25:40], st)
+    np.testing.assert_allclose(np.concatenate([b1, b2], 1), a, atol=1e-4)
+
+
+def test_int8_graph_follows_explicit_quantization_rules(quantized):
+    proto = to_onnx(Q.load(quantized["quamba-w8a8"]))
+    onnx.checker.check_model(proto, full_check=True)
+    consts = {n.output[0]: n for n in proto.graph.node if n.op_type == "Constant"}
+    inits = {i.name: i for i in proto.graph.initializer}
+    types = {n.op_type for n in proto.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "EdgeqAddRMSNormInt8", "EdgeqCausalConv1dInt8",
+            "EdgeqSelectiveScanInt8", "EdgeqHadamardInt8"} <= types
+    for n in proto.graph.node:
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            for name in n.input[1:]:  # scales and zero points are build-time constants
+                assert name in consts or name in inits
+            if len(n.input) > 2:
+                zp = onnx.numpy_helper.to_array(consts[n.input[2]].attribute[0].t) if n.input[2] in consts \
+                    else onnx.numpy_helper.to_array(inits[n.input[2]])
+                assert zp.dtype == np.int8 and not zp.any()  # symmetric
+    conv_in = [i for i in proto.graph.input if i.name.startswith("conv_state")]
+    assert all(i.type.tensor_type.elem_type == onnx.TensorProto.INT8 for i in conv_in)
+
+
+def test_quant_folder_from_another_model_is_refused(quantized, hf_model, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(quantized["naive-w8a8"], bad)
+    shutil.copy(hf_model("h40-bias-untied")[1] / "config.json", bad / "config.json")
+    with pytest.raises(EdgeqError, match="another model"):
+        Q.load(bad)
+    meta = json.loads((quantized["naive-w8a8"] / "quant.json").read_text())
+    meta["format"] = "something/0"
+    shutil.copy(quantized["naive-w8a8"] / "config.json", bad / "config.json")
+    (bad / "quant.json").write_text(json.dumps(meta))
+    with pytest.raises(EdgeqError, match="format"):
+        Q.load(bad)
+
+
+def test_perplexity_backends_agree(fp):
+    ids = tokens(1025, seed=4)
+    a = perplexity(TorchBackend(fp), ids, seq_len=128)
+    b = perplexity(OrtBackend(to_onnx(fp)), ids, seq_len=128)
+    assert abs(a - b) / a < 1e-5
+    uniform = perplexity(type("U", (), {"new_state": lambda s, b: None,
+                                        "forward": lambda s, x, st: (np.zeros((*x.shape, 1001)), None)})(),
+                         ids, seq_len=128)
+    assert abs(uniform - 1001) < 1e-6

@@ -137,8 +137,7 @@ def quantize(model, recipe, calib_data, output, samples, seq_len, batch, percent
     from .quant import recipe as recipes
     from .runtime import text
     rec = recipes.load(recipe, percentile, per_channel)
-    if output.exists():
-        raise EdgeqError(f"{output}: already exists; remove it or choose another -o")
+    q.check_output(output)
     lm, folder = load_model(model)
     if q.is_quantized(folder):
         raise EdgeqError(f"{model}: is already quantized; give the fp checkpoint")

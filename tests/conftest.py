@@ -80,6 +80,7 @@ def run_cli(capsys, monkeypatch):
     from edgeq.cli import main
 
     def run(*args):
+        capsys.readouterr()  # drop what fixtures printed
         monkeypatch.setattr(sys, "argv", ["edgeq", *map(str, args)])
         code = 0
         try:

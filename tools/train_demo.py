@@ -1,8 +1,8 @@
 """Train the bundled demo model: a small Mamba-1 on the King James Bible.
 
 The text comes from Debian's bible-kjv package (public domain; `apt-get install bible-kjv`),
-nothing is downloaded. Writes config.json, model.safetensors, tokenizer.json, heldout.txt and
-train_log.txt into the output folder.
+nothing is downloaded. Writes config.json, model.safetensors, tokenizer.json, heldout.txt (the last 2 %, never
+trained on), calib.txt (for quantization, from the training text) and train_log.txt.
 
     python tools/train_demo.py -o examples/demo-mamba
 """
@@ -31,6 +31,11 @@ def kjv_text() -> str:
             continue
         lines.append(re.sub(r"^\d+\s+", "", line))  # verse numbers
     return "\n".join(lines) + "\n"
+
+
+def calib_text(train_text: str) -> str:
+    """Calibration text for quantization: every 35th line of the training text (all books)."""
+    return "\n".join(train_text.splitlines()[::35]) + "\n"
 
 
 def train_tokenizer(text: str, vocab: int):
@@ -65,6 +70,7 @@ def main():
     cut = text.index("\n", cut) + 1
     train_text, heldout = text[:cut], text[cut:]
     (args.out / "heldout.txt").write_text(heldout)
+    (args.out / "calib.txt").write_text(calib_text(train_text))
     tok = train_tokenizer(train_text, args.vocab)
     tok.save(str(args.out / "tokenizer.json"))
     ids = torch.tensor(tok.encode(train_text).ids)

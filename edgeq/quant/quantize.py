@@ -127,16 +127,23 @@ def config_digest(cfg: MambaConfig) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def save(folder: Path, model: MambaLM, tensors: dict, scales: list[dict], recipe: dict,
-         calibration: dict, tokenizer_json: Path | None) -> None:
-    """Write the quantized folder through a temp folder renamed into place."""
-    from safetensors.torch import save_file
+def check_output(folder: Path) -> Path:
+    """The parent of a quantized folder to create, if the folder is new and the parent writable."""
     folder = Path(folder)
     if folder.exists():
         raise EdgeqError(f"{folder}: already exists; remove it or choose another -o")
     parent = folder.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK):
         raise EdgeqError(f"{parent}: not a writable folder; choose another -o")
+    return parent
+
+
+def save(folder: Path, model: MambaLM, tensors: dict, scales: list[dict], recipe: dict,
+         calibration: dict, tokenizer_json: Path | None) -> None:
+    """Write the quantized folder through a temp folder renamed into place."""
+    from safetensors.torch import save_file
+    folder = Path(folder)
+    parent = check_output(folder)
     tmp = Path(tempfile.mkdtemp(prefix=".edgeq-", dir=parent))
     try:
         write_config(model.cfg, tmp)

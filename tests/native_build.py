@@ -1,0 +1,35 @@
+"""Builds of the native code for the tests: CMake into a temporary folder, and nvcc on one file."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from conftest import ROOT
+
+
+def run(cmd: list) -> str:
+    p = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
+    assert p.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}"
+    return p.stdout
+
+
+def cmake_build(build: Path, *defines: str, targets: tuple[str, ...] = ()) -> float:
+    """Configure and build CMakeLists.txt into `build`; returns the seconds taken."""
+    assert shutil.which("cmake"), "cmake not on PATH"
+    start = time.monotonic()
+    run(["cmake", "-S", ROOT, "-B", build, "-DCMAKE_BUILD_TYPE=Release", *defines])
+    run(["cmake", "--build", build, "--parallel", "2", *(["--target", *targets] if targets else [])])
+    return time.monotonic() - start
+
+
+def exported(lib: Path) -> set[str]:
+    """Names a shared library exports (defined dynamic symbols)."""
+    out = run(["nm", "-D", "--defined-only", lib])
+    return {line.split()[-1] for line in out.splitlines() if line.strip()}
+
+
+def undefined(lib: Path) -> set[str]:
+    out = run(["nm", "-D", "-u", lib])
+    return {line.split()[-1] for line in out.splitlines() if line.strip()}

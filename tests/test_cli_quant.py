@@ -1,0 +1,62 @@
+"""edgeq quantize / export / generate / eval on a quantized folder, through the CLI."""
+import json
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="module")
+def calib_npy(tmp_path_factory):
+    path = tmp_path_factory.mktemp("calib") / "ids.npy"
+    np.save(path, np.random.default_rng(0).integers(0, 1001, 4000))
+    return path
+
+
+def test_quantize_export_generate_eval(run_cli, hf_model, calib_npy, tmp_path):
+    _, folder = hf_model("h96")
+    q = tmp_path / "q"
+    code, out, err = run_cli("quantize", folder, "--recipe", "quamba-w8a8", "--calib", calib_npy,
+                             "--samples", "8", "--seq-len", "64", "-o", q)
+    assert code == 0, err
+    meta = json.loads((q / "quant.json").read_text())
+    assert meta["recipe"]["name"] == "quamba-w8a8" and len(meta["scales"]) == 2
+    assert meta["calibration"]["samples"] == 8 and "calibrating" in err
+    code, _, err = run_cli("export", q, "-o", tmp_path / "q.onnx")
+    assert code == 0, err
+    ids = {}
+    for src, backend in [(q, "torch"), (tmp_path / "q.onnx", "ort")]:
+        code, out, err = run_cli("generate", src, "--backend", backend, "--prompt-ids", "3,4,5",
+                                 "--max-new-tokens", "5", "--json")
+        assert code == 0, err
+        ids[backend] = json.loads(out)["ids"]
+    assert ids["torch"] == ids["ort"]
+    text = tmp_path / "held.txt"
+    text.write_text("x")
+    code, _, err = run_cli("eval", q, "--ppl", text)
+    assert code == 2 and "no tokenizer" in err
+
+
+def test_eval_json(run_cli, tmp_path):
+    from conftest import DEMO
+    if not (DEMO / "model.safetensors").exists():
+        pytest.skip("the demo model is not in this checkout")
+    held = tmp_path / "h.txt"
+    held.write_text((DEMO / "heldout.txt").read_text()[:3000])
+    code, out, err = run_cli("eval", DEMO, "--ppl", held, "--seq-len", "128", "--json")
+    assert code == 0, err
+    r = json.loads(out)
+    assert 1 < r["ppl"] < 200 and r["backend"] == "torch"
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["quantize", "{m}", "--recipe", "nope", "--calib", "{c}", "-o", "{tmp}/q"], "unknown recipe"),
+    (["quantize", "{m}", "--calib", "{c}", "--seq-len", "99999", "-o", "{tmp}/q"], "fewer than one window"),
+    (["quantize", "{m}", "--calib", "{tmp}/none.txt", "-o", "{tmp}/q"], "no such file"),
+    (["quantize", "{m}", "--calib", "{c}", "-o", "{tmp}/no/dir/q"], "writable"),
+    (["eval", "{m}"], "--ppl"),
+])
+def test_quantize_errors(run_cli, hf_model, calib_npy, tmp_path, args, fragment):
+    _, folder = hf_model("h96")
+    code, _, err = run_cli(*[a.format(m=folder, c=calib_npy, tmp=tmp_path) for a in args])
+    assert code == 2 and err.count("\n") == 1 and fragment in err, err
+    assert not list(tmp_path.iterdir())

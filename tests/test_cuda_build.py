@@ -1,0 +1,190 @@
+"""The CUDA and TensorRT libraries build with nvcc alone (no GPU, no libnvinfer), for Jetson Orin
+(sm_87) and more, and export exactly their ABI; the CUDA kernels' per-thread code, run on the CPU,
+matches edgeq.ops.reference. The kernels on a real GPU: test_cuda_kernels.py."""
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import kernel_cases as kc
+from conftest import ROOT
+from edgeq.ops.table import BY_NAME, CAUSAL_CONV1D, SELECTIVE_SCAN
+from edgeq.runtime import cuda_kernels
+from native_build import cmake_build, exported, run, undefined
+
+NVCC = shutil.which("nvcc")
+TRT_INCLUDE = os.environ.get("EDGEQ_TRT_INCLUDE", "")
+needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc not on PATH: CUDA code not built")
+needs_cmake = pytest.mark.skipif(shutil.which("cmake") is None, reason="cmake not on PATH")
+needs_trt = pytest.mark.skipif(
+    not TRT_INCLUDE, reason="EDGEQ_TRT_INCLUDE unset: set it to a TensorRT include/ folder "
+    "(NvInferRuntime.h) to build the TensorRT plugins")
+ARCHS = (87, 90)  # Jetson Orin, and a data-centre GPU
+ABI = {cuda_kernels.symbol(op, dt) for op in (SELECTIVE_SCAN, CAUSAL_CONV1D)
+       for dt in ("float32", "float16")}
+
+
+def test_trt_op_table_header_is_current():
+    p = subprocess.run([sys.executable, ROOT / "tools" / "gen_op_table_h.py", "--check"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+@needs_cmake
+def test_default_configure_does_not_enable_cuda(tmp_path):
+    # `pip install .` must keep working where there is no CUDA toolkit
+    run(["cmake", "-S", ROOT, "-B", tmp_path])
+    assert "CMAKE_CUDA_COMPILER" not in (tmp_path / "CMakeCache.txt").read_text()
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory):
+    """One build of libedgeq_cuda (and of the TensorRT plugins when headers are given)."""
+    if NVCC is None:
+        pytest.skip("nvcc not on PATH: CUDA code not built")
+    out = tmp_path_factory.mktemp("cuda-build")
+    defines = ["-DEDGEQ_CUDA=ON", f"-DCMAKE_CUDA_ARCHITECTURES={';'.join(map(str, ARCHS))}"]
+    targets = ("edgeq_cuda",)
+    if TRT_INCLUDE:
+        defines.append(f"-DTENSORRT_INCLUDE_DIR={TRT_INCLUDE}")
+        targets += ("edgeq_trt_plugins",)
+    seconds = cmake_build(out, *defines, targets=targets)
+    print(f"CUDA build ({', '.join(targets)}, sm {ARCHS}): {seconds:.1f} s")
+    return out
+
+
+def fatbin_entries(lib: Path) -> set[tuple[str, int]]:
+    """(kind, sm) of every entry of the CUDA fat binaries embedded in `lib`."""
+    data, found, pos = lib.read_bytes(), set(), 0
+    while (pos := data.find(struct.pack("<I", 0xBA55ED50), pos)) >= 0:
+        _, _, header, size = struct.unpack_from("<IHHQ", data, pos)
+        entry, end = pos + header, pos + header + size
+        while entry < end:
+            kind, _, entry_header, padded = struct.unpack_from("<HHII", data, entry)
+            sm = struct.unpack_from("<I", data, entry + 28)[0]
+            found.add(({1: "ptx", 2: "cubin"}.get(kind, str(kind)), sm))
+            entry += entry_header + padded
+        pos = end
+    return found
+
+
+def test_cuda_library_exports_the_abi(build):
+    lib = build / "libedgeq_cuda.so"
+    assert exported(lib) == ABI
+    header = (ROOT / "plugins" / "common" / "edgeq_kernels.h").read_text()
+    assert all(f"EDGEQ_API int {name}(" in header for name in ABI)
+    needed = run(["readelf", "-d", lib])
+    assert "libcudart" not in needed and "libcuda." not in needed  # cudart static, driver dlopened
+
+
+def test_cuda_library_has_code_for_each_arch(build):
+    entries = fatbin_entries(build / "libedgeq_cuda.so")
+    assert {("cubin", sm) for sm in ARCHS} <= entries, entries
+
+
+def test_cuda_library_rejects_bad_arguments(build):
+    # checked before any CUDA call, so this needs no GPU
+    lib = cuda_kernels.bind(ctypes.CDLL(str(build / "libedgeq_cuda.so")))
+    p = ctypes.c_void_p(16)  # never dereferenced: every call below fails its checks first
+    scan = lib.edgeq_selective_scan_f32
+    conv = lib.edgeq_causal_conv1d_f16
+    ok_scan = [p] * 11 + [1, 1, 8, 8, 1, 16, 1, None]  # ... batch, L, dim, heads, groups, dstate
+    assert scan(*[None] + ok_scan[1:]) == 2  # EDGEQ_NULL_POINTER
+    for i, bad in ((12, 0), (13, 6), (15, 3), (16, 257)):  # L, dim % heads, heads % groups, N
+        assert scan(*ok_scan[:i], bad, *ok_scan[i + 1:]) == 1  # EDGEQ_BAD_SHAPE
+    ok_conv = [p] * 6 + [1, 1, 8, 4, 1, None]  # ... batch, L, channels, width
+    for width in (1, 33):
+        assert conv(*ok_conv[:9], width, *ok_conv[10:]) == 1
+    if not Path("/dev/nvidiactl").exists():  # no driver: the checks pass, the launch fails
+        assert scan(*ok_scan) == scan(*ok_scan[:8], None, *ok_scan[9:]) == 3  # EDGEQ_CUDA_ERROR
+        assert conv(*ok_conv) == 3
+
+
+@pytest.fixture(scope="module")
+def emulated(tmp_path_factory):
+    if NVCC is None:
+        pytest.skip("nvcc not on PATH: CUDA code not built")
+    out = tmp_path_factory.mktemp("emu") / "libemu.so"
+    # PTX only: the device code is not what runs here, so skip ptxas
+    run([NVCC, "-O2", "-std=c++17", "-shared", "-Xcompiler", "-fPIC", "-gencode",
+         "arch=compute_87,code=compute_87", "-I", ROOT / "plugins" / "common",
+         ROOT / "tests" / "cuda_host_emu.cu", "-o", out])
+    return cuda_kernels.bind(ctypes.CDLL(str(out)), prefix="emu_")
+
+
+@pytest.mark.parametrize("case", kc.SCAN_SMALL, ids=str)
+def test_scan_kernel_code_on_cpu(emulated, case):
+    kc.run_scan(emulated, kc.HostMem(), case, prefix="emu_")
+
+
+@pytest.mark.parametrize("case", kc.CONV_SMALL, ids=str)
+def test_conv_kernel_code_on_cpu(emulated, case):
+    kc.run_conv(emulated, kc.HostMem(), case, prefix="emu_")
+
+
+@pytest.fixture(scope="module")
+def probe(build, tmp_path_factory):
+    """What tests/trt_probe.cpp sees when it loads the plugin library like TensorRT does."""
+    if not TRT_INCLUDE:
+        pytest.skip("EDGEQ_TRT_INCLUDE unset")
+    exe = tmp_path_factory.mktemp("probe") / "trt_probe"
+    run([NVCC, "-std=c++17", "-isystem", TRT_INCLUDE, ROOT / "tests" / "trt_probe.cpp", "-o", exe,
+         "-ldl"])
+    return run([exe, build / "libedgeq_trt_plugins.so"]).splitlines()
+
+
+@needs_trt
+def test_trt_library_exports_only_the_loader_entry_points(build):
+    lib = build / "libedgeq_trt_plugins.so"
+    assert exported(lib) == {"getCreators", "setLoggerFinder"}
+    assert not [s for s in undefined(lib) if "nvinfer" in s.lower()]
+    assert "libnvinfer" not in run(["readelf", "-d", lib])
+
+
+@needs_trt
+def test_trt_plugins_match_the_op_table(probe):
+    creators = [line.split()[1:] for line in probe if line.startswith("creator ")]
+    plugins = [line.split()[1:4] for line in probe if line.startswith("plugin ")]
+    assert creators == plugins == [[op.name, op.version, op.namespace]
+                                   for op in (SELECTIVE_SCAN, CAUSAL_CONV1D)]
+    assert {line for line in probe if line.startswith("interface")} == {"interface PLUGIN CREATOR_V3ONE"}
+    # fields: the attributes, INT as kINT32 (5), one value each; they round-trip serialization
+    fields, serialized, op = {}, {}, None
+    for line in probe:
+        word = line.split()
+        if word[0] == "creator":
+            op = BY_NAME[word[1]]
+        elif word[0] == "field":
+            fields.setdefault(op.name, []).append((word[1], int(word[2]), int(word[3])))
+        elif word[0] == "serialized":
+            serialized.setdefault(op.name, []).append((word[1], int(word[2])))
+    for op in (SELECTIVE_SCAN, CAUSAL_CONV1D):
+        assert fields[op.name] == [(a.name, 5, 1) for a in op.attrs]
+        assert serialized[op.name] == [(a.name, 0) for a in op.attrs]  # created with 0
+
+
+@needs_trt
+def test_trt_plugins_formats_shapes_and_checks(probe):
+    text = "\n".join(probe)
+    n = len(SELECTIVE_SCAN.inputs)
+    # fp32 or fp16 activations, one type per op; A, D, delta_bias and the SSM state fp32; no int8
+    assert f"combination {n} f16: f16 f16 f32 f16 f16 f32 f32 f32 f16 | f16 f32" in text
+    assert f"combination {n - 1} f16: f16 f16 f32 f16 f16 f32 f32 f32 | f16 f32" in text  # no z
+    assert "combination 4 f16: f16 f16 f16 f16 | f16 f16" in text  # conv: the state too
+    assert not [line for line in probe if line.startswith("combination") and "i8" in line.split(": ")[1]]
+    assert "differs" not in text
+    for op in (SELECTIVE_SCAN, CAUSAL_CONV1D):  # outputs shaped like their table `like` input
+        names = [p.name for p in op.inputs]
+        for o, port in enumerate(op.outputs):
+            assert f"shape {len(names)} {o} like {names.index(port.like)}" in text
+    assert text.count("bad_value rejected") == text.count("bad_type rejected") == 2
+    assert text.count("bad_shapes -1") == text.count("good_shapes 0") == 3
+    assert "log EdgeqSelectiveScan: inconsistent input shapes" in text  # the logger is used
+    assert text.count("attached yes") == 2

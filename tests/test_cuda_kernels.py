@@ -1,0 +1,127 @@
+"""The CUDA kernels on a GPU against edgeq.ops.reference (docs/ops.md): called through ctypes
+(edgeq.runtime.cuda_kernels) with device buffers from cuda-python, at the Mamba-130m and
+Mamba-2.8B widths, batch 1..64, decode and prefill.
+
+The library: EDGEQ_CUDA_LIB or the installed edgeq/lib/libedgeq_cuda.so, else built here for
+the visible GPU (needs nvcc).
+"""
+from __future__ import annotations
+
+import ctypes
+import shutil
+
+import numpy as np
+import pytest
+
+import kernel_cases as kc
+from edgeq.errors import EdgeqError
+from edgeq.runtime import cuda_kernels
+from native_build import cmake_build
+
+pytestmark = pytest.mark.gpu
+rt = pytest.importorskip("cuda.bindings.runtime",
+                         reason="cuda-python not installed (pip install cuda-python)")
+
+
+def _no_gpu_reason() -> str:
+    try:
+        err, count = rt.cudaGetDeviceCount()
+    except Exception as e:  # noqa: BLE001 - any failure to ask means no usable GPU
+        return f"cudaGetDeviceCount raised {e!r}"
+    if err != rt.cudaError_t.cudaSuccess:
+        return f"cudaGetDeviceCount failed: {err.name}"
+    return "" if count else "cudaGetDeviceCount found 0 devices"
+
+
+if reason := _no_gpu_reason():
+    pytest.skip(f"no CUDA GPU visible ({reason})", allow_module_level=True)
+
+
+def _ok(result):
+    err, *rest = result
+    assert err == rt.cudaError_t.cudaSuccess, err.name
+    return rest[0] if rest else None
+
+
+class DeviceMem:
+    """Device buffers for the kernel cases (see kernel_cases.py)."""
+
+    def __init__(self):
+        self.buffers = {}  # pointer -> (shape, dtype)
+
+    def empty(self, shape, dtype) -> int:
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        ptr = int(_ok(rt.cudaMalloc(nbytes)))
+        _ok(rt.cudaMemset(ptr, 0xFF, nbytes))  # NaN: an unwritten output fails the comparison
+        self.buffers[ptr] = (tuple(shape), np.dtype(dtype))
+        return ptr
+
+    def put(self, a: np.ndarray) -> int:
+        a = np.ascontiguousarray(a)
+        ptr = self.empty(a.shape, a.dtype)
+        _ok(rt.cudaMemcpy(ptr, a.ctypes.data, a.nbytes, rt.cudaMemcpyKind.cudaMemcpyHostToDevice))
+        return ptr
+
+    def get(self, ptr: int) -> np.ndarray:
+        shape, dtype = self.buffers[ptr]
+        out = np.empty(shape, dtype)
+        _ok(rt.cudaMemcpy(out.ctypes.data, ptr, out.nbytes,
+                          rt.cudaMemcpyKind.cudaMemcpyDeviceToHost))
+        return out
+
+    def sync(self):
+        _ok(rt.cudaDeviceSynchronize())
+        _ok(rt.cudaGetLastError())
+
+    def free(self):
+        for ptr in self.buffers:
+            _ok(rt.cudaFree(ptr))
+        self.buffers.clear()
+
+
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory):
+    try:
+        return cuda_kernels.library()
+    except EdgeqError:
+        pass
+    if shutil.which("nvcc") is None:
+        pytest.skip("libedgeq_cuda.so not found (EDGEQ_CUDA_LIB) and nvcc not on PATH to build it")
+    out = tmp_path_factory.mktemp("cuda-lib")
+    cmake_build(out, "-DEDGEQ_CUDA=ON", "-DCMAKE_CUDA_ARCHITECTURES=native", targets=("edgeq_cuda",))
+    return cuda_kernels.bind(ctypes.CDLL(str(out / cuda_kernels.LIB_NAME)))
+
+
+@pytest.fixture
+def mem():
+    m = DeviceMem()
+    yield m
+    m.free()
+
+
+@pytest.mark.parametrize("case", kc.SCAN_GPU, ids=str)
+def test_selective_scan(lib, mem, case):
+    kc.run_scan(lib, mem, case)
+
+
+@pytest.mark.parametrize("case", kc.CONV_GPU, ids=str)
+def test_causal_conv1d(lib, mem, case):
+    kc.run_conv(lib, mem, case)
+
+
+def test_runs_on_a_stream(lib, mem):
+    # the kernels go on the stream they are given; results are there after it synchronises
+    stream = _ok(rt.cudaStreamCreate())
+    try:
+        c = kc.Conv(2, 9, 256)
+        x = kc.conv_inputs(c)
+        p = {k: mem.put(v.numpy()) for k, v in x.items()}
+        y = mem.empty((c.batch, c.L, c.C), "float32")
+        rc = lib.edgeq_causal_conv1d_f32(p["x"], p["weight"], p["bias"], p["state"], y,
+                                         p["state"], c.batch, c.L, c.C, c.W, 1, int(stream))
+        assert rc == 0
+        _ok(rt.cudaStreamSynchronize(stream))
+        want, _ = kc.reference.causal_conv1d(**x, activation=1)
+        np.testing.assert_allclose(mem.get(y), want.numpy(), rtol=1e-4, atol=1e-5)
+    finally:
+        _ok(rt.cudaStreamDestroy(stream))

@@ -1,0 +1,151 @@
+// Loads libedgeq_trt_plugins.so the way IPluginRegistry::loadLibrary does (dlopen, getCreators,
+// setLoggerFinder) and drives every creator and plugin through the calls TensorRT makes before
+// enqueue, printing what it sees for tests/test_cuda_build.py to check against the op table.
+// Needs TensorRT's headers only, and no GPU.
+#include <NvInferRuntime.h>
+#include <dlfcn.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+using namespace nvinfer1;
+
+struct Logger : ILogger {
+  void log(Severity, AsciiChar const* msg) noexcept override { std::printf("log %s\n", msg); }
+};
+struct Finder : ILoggerFinder {
+  Logger logger;
+  ILogger* findLogger() noexcept override { return &logger; }
+};
+
+static char const* type_name(DataType t) {
+  switch (t) {
+    case DataType::kFLOAT: return "f32";
+    case DataType::kHALF: return "f16";
+    case DataType::kINT8: return "i8";
+    default: return "?";
+  }
+}
+
+// consistent input shapes of the ops, smallest input count first (docs/ops.md)
+static std::vector<std::vector<int64_t>> good_shapes(std::string const& op) {
+  if (op == "EdgeqSelectiveScan")  // batch 2, L 5, D 8, H 4, G 2, N 3
+    return {{2, 5, 8}, {2, 5, 4}, {4, 3}, {2, 5, 2, 3}, {2, 5, 2, 3}, {8}, {4}, {2, 8, 3}, {2, 5, 8}};
+  if (op == "EdgeqCausalConv1d")  // batch 2, L 5, C 6, W 4
+    return {{2, 5, 6}, {6, 4}, {6}, {2, 3, 6}};
+  return {};
+}
+
+static PluginFieldCollection int_fields(PluginFieldCollection const* names, int32_t const* value,
+                                        std::vector<PluginField>& store, PluginFieldType type) {
+  store.clear();
+  for (int32_t k = 0; k < names->nbFields; ++k)
+    store.emplace_back(names->fields[k].name, value, type, 1);
+  return PluginFieldCollection{int32_t(store.size()), store.data()};
+}
+
+// Picks, position by position as TensorRT does, the first supported type starting with `first`.
+static std::string combination(IPluginV3OneBuild* b, int32_t nbIn, DataType first) {
+  int32_t nbOut = b->getNbOutputs();
+  std::vector<DynamicPluginTensorDesc> io(nbIn + nbOut);
+  std::string out;
+  for (int32_t pos = 0; pos < nbIn + nbOut; ++pos) {
+    bool found = false;
+    for (DataType t : {first, DataType::kFLOAT, DataType::kHALF, DataType::kINT8}) {
+      io[pos].desc.type = t;
+      io[pos].desc.format = TensorFormat::kLINEAR;
+      if ((found = b->supportsFormatCombination(pos, io.data(), nbIn, nbOut))) break;
+    }
+    if (!found) return "none";
+    out += std::string(pos == nbIn ? " | " : pos ? " " : "") + type_name(io[pos].desc.type);
+  }
+  // the output types TensorRT derives must be the ones just chosen
+  std::vector<DataType> inTypes, outTypes(nbOut);
+  for (int32_t i = 0; i < nbIn; ++i) inTypes.push_back(io[i].desc.type);
+  b->getOutputDataTypes(outTypes.data(), nbOut, inTypes.data(), nbIn);
+  for (int32_t o = 0; o < nbOut; ++o)
+    if (outTypes[o] != io[nbIn + o].desc.type) out += " (getOutputDataTypes differs)";
+  return out;
+}
+
+int main(int argc, char** argv) {
+  if (argc < 2) return 2;
+  void* lib = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
+  if (!lib) return std::printf("dlopen failed: %s\n", dlerror()), 1;
+  using GetCreators = IPluginCreatorInterface* const* (*)(int32_t&);
+  using SetLoggerFinder = void (*)(ILoggerFinder*);
+  auto get_creators = reinterpret_cast<GetCreators>(dlsym(lib, "getCreators"));
+  auto set_finder = reinterpret_cast<SetLoggerFinder>(dlsym(lib, "setLoggerFinder"));
+  if (!get_creators || !set_finder) return std::printf("missing entry points\n"), 1;
+  static Finder finder;
+  set_finder(&finder);
+
+  int32_t n = 0;
+  IPluginCreatorInterface* const* creators = get_creators(n);
+  for (int32_t c = 0; c < n; ++c) {
+    std::printf("interface %s\n", creators[c]->getInterfaceInfo().kind);
+    auto* cr = static_cast<IPluginCreatorV3One*>(creators[c]);
+    std::printf("creator %s %s %s\n", cr->getPluginName(), cr->getPluginVersion(),
+                cr->getPluginNamespace());
+    PluginFieldCollection const* names = cr->getFieldNames();
+    for (int32_t k = 0; k < names->nbFields; ++k)
+      std::printf("field %s %d %d\n", names->fields[k].name, int(names->fields[k].type),
+                  names->fields[k].length);
+
+    std::vector<PluginField> store;
+    int32_t bad = 5, zero = 0;
+    PluginFieldCollection fc = int_fields(names, &bad, store, PluginFieldType::kINT32);
+    std::printf("bad_value %s\n", cr->createPlugin("p", &fc, TensorRTPhase::kBUILD) ? "accepted" : "rejected");
+    fc = int_fields(names, &zero, store, PluginFieldType::kFLOAT32);
+    std::printf("bad_type %s\n", cr->createPlugin("p", &fc, TensorRTPhase::kBUILD) ? "accepted" : "rejected");
+    fc = int_fields(names, &zero, store, PluginFieldType::kINT32);
+    IPluginV3* p = cr->createPlugin("p", &fc, TensorRTPhase::kBUILD);
+    if (!p) return std::printf("createPlugin failed\n"), 1;
+    IPluginV3* q = p->clone();  // what TensorRT keeps; checks the copy, not the original
+    delete p;
+    auto* core = static_cast<IPluginV3OneCore*>(q->getCapabilityInterface(PluginCapabilityType::kCORE));
+    auto* build = static_cast<IPluginV3OneBuild*>(q->getCapabilityInterface(PluginCapabilityType::kBUILD));
+    auto* run = static_cast<IPluginV3OneRuntime*>(q->getCapabilityInterface(PluginCapabilityType::kRUNTIME));
+    std::printf("plugin %s %s %s outputs %d\n", core->getPluginName(), core->getPluginVersion(),
+                core->getPluginNamespace(), build->getNbOutputs());
+    PluginFieldCollection const* ser = run->getFieldsToSerialize();
+    for (int32_t k = 0; k < ser->nbFields; ++k)
+      std::printf("serialized %s %d\n", ser->fields[k].name,
+                  *static_cast<int32_t const*>(ser->fields[k].data));
+
+    // every input count the plugin takes (optional inputs last)
+    for (int32_t nbIn = 1; nbIn <= 16; ++nbIn) {
+      std::vector<DynamicPluginTensorDesc> in(nbIn), out(build->getNbOutputs());
+      if (build->configurePlugin(in.data(), nbIn, out.data(), int32_t(out.size())) != 0) continue;
+      std::printf("inputs %d\n", nbIn);
+      for (DataType t : {DataType::kFLOAT, DataType::kHALF, DataType::kINT8})
+        std::printf("combination %d %s: %s\n", nbIn, type_name(t), combination(build, nbIn, t).c_str());
+      // getOutputShapes copies the DimsExprs of the `like` inputs; fake, distinct expressions
+      std::vector<DimsExprs> ins(nbIn), outs(out.size());
+      for (int32_t i = 0; i < nbIn; ++i) {
+        ins[i].nbDims = 1;
+        ins[i].d[0] = reinterpret_cast<IDimensionExpr const*>(uintptr_t(0x1000 + 16 * i));
+      }
+      alignas(IExprBuilder) char unused[sizeof(IExprBuilder)];  // the plugins build no expressions
+      build->getOutputShapes(ins.data(), nbIn, nullptr, 0, outs.data(), int32_t(outs.size()),
+                             *reinterpret_cast<IExprBuilder*>(unused));
+      for (size_t o = 0; o < outs.size(); ++o)
+        std::printf("shape %d %zu like %d\n", nbIn, o,
+                    int((reinterpret_cast<uintptr_t>(outs[o].d[0]) - 0x1000) / 16));
+      std::vector<PluginTensorDesc> descs(nbIn);  // all rank 0: inconsistent
+      std::printf("bad_shapes %d\n", run->onShapeChange(descs.data(), nbIn, nullptr, int32_t(out.size())));
+      auto good = good_shapes(core->getPluginName());
+      for (int32_t i = 0; i < nbIn && i < int32_t(good.size()); ++i) {
+        descs[i].dims.nbDims = int32_t(good[i].size());
+        for (size_t k = 0; k < good[i].size(); ++k) descs[i].dims.d[k] = good[i][k];
+      }
+      std::printf("good_shapes %d\n", run->onShapeChange(descs.data(), nbIn, nullptr, int32_t(out.size())));
+    }
+    IPluginV3* r = run->attachToContext(nullptr);
+    std::printf("attached %s\n", r ? "yes" : "no");
+    delete r;
+    delete q;
+  }
+  return 0;
+}

@@ -192,6 +192,46 @@ def eval_cmd(source, ppl_file, tasks, backend, seq_len, as_json):
             click.echo(f"{k:8} {v:.4f}" if isinstance(v, float) else f"{k:8} {v}")
 
 
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def targets(as_json):
+    """The device targets edgeq knows (targets/*.toml)."""
+    from .targets import all_targets
+    ts = all_targets()
+    if as_json:
+        click.echo(json.dumps(ts))
+        return
+    for t in ts.values():
+        click.echo(f"{t['name']:<16} sm_{t['sm']}  {t['memory_gb']:>3} GB  {t['bandwidth_gbs']:>6} GB/s  "
+                   f"{t['int8_tops_dense']:>6} INT8 TOPS  {t['description']}")
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--target", "target_name", required=True, help="A target from `edgeq targets`.")
+@click.option("--recipe", default="fp16", show_default=True, help="fp16, quamba-w8a8 or naive-w8a8.")
+@click.option("--prompt-len", default=1024, show_default=True, type=click.IntRange(1))
+@click.option("--batch", default=1, show_default=True, type=click.IntRange(1))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def estimate(model, target_name, recipe, prompt_len, batch, as_json):
+    """Roofline lower bounds of MODEL on a target: decode (bytes per token / bandwidth) and
+    prefill (FLOPs / TOPS). Needs only the model's config.json."""
+    from .models.config import read_config
+    from .models.loader import resolve
+    from .targets import estimate as run, get
+    target = get(target_name)
+    e = run(read_config(resolve(model, ["config.json"])), target, recipe, prompt_len, batch)
+    if as_json:
+        click.echo(json.dumps(e))
+        return
+    click.echo(f"{model} on {target['name']} ({recipe}, batch {batch}):\n"
+               f"  decode  >= {e['decode_ms_per_token']:.2f} ms/token "
+               f"({e['decode_bytes_per_token'] / 1e6:.1f} MB moved per token at {target['bandwidth_gbs']} GB/s)\n"
+               f"  prefill >= {e['prefill_ms']:.1f} ms for {prompt_len} tokens "
+               f"({e['prefill_flops'] / 1e12:.2f} TFLOP)\n"
+               f"  weights    {e['weights_bytes'] / 2**20:.1f} MiB")
+
+
 def main():
     try:
         cli.main(standalone_mode=False)

@@ -16,8 +16,9 @@ HUB_FILES = ["config.json", "*.safetensors", "*.safetensors.index.json", "pytorc
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-def resolve(model: str) -> Path:
-    """A local folder as it is; an `owner/name` hub id downloaded through huggingface_hub."""
+def resolve(model: str, files: list[str] = HUB_FILES) -> Path:
+    """A local folder as it is; an `owner/name` hub id downloaded through huggingface_hub
+    (only `files`, glob patterns)."""
     path = Path(model)
     if path.is_dir():
         return path
@@ -27,7 +28,7 @@ def resolve(model: str) -> Path:
         raise EdgeqError(f"{model}: no such folder; give a checkpoint folder or a hub id (owner/name)")
     try:
         from huggingface_hub import snapshot_download
-        return Path(snapshot_download(model, allow_patterns=HUB_FILES))
+        return Path(snapshot_download(model, allow_patterns=files))
     except Exception as e:  # network, auth, missing repo: all end the same way for the user
         raise EdgeqError(f"{model}: not a local folder and the hub download failed "
                          f"({type(e).__name__}); check the id and your network, or pass a folder") from None

@@ -1,0 +1,69 @@
+"""Device targets (targets/*.toml, data with sources) and the roofline lower bounds of a model
+on them: decode is bound by the bytes moved per token, prefill by the int8/fp16 compute."""
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from .errors import EdgeqError
+from .models.config import MambaConfig
+
+ROOT = Path(__file__).resolve().parents[1] / "targets"
+
+
+def _folder() -> Path:
+    # the source tree's targets/, or the copy installed inside the package
+    for path in (ROOT, Path(__file__).resolve().parent / "targets"):
+        if path.is_dir():
+            return path
+    raise EdgeqError("the targets folder is missing from this installation; reinstall edgeq")
+
+
+def all_targets() -> dict[str, dict]:
+    out = {}
+    for f in sorted(_folder().glob("*.toml")):
+        t = tomllib.loads(f.read_text())
+        out[t["name"]] = t
+    return out
+
+
+def get(name: str) -> dict:
+    targets = all_targets()
+    if name not in targets:
+        raise EdgeqError(f"unknown target {name!r}; choose one of: {', '.join(targets)}")
+    return targets[name]
+
+
+# bytes per weight of the layer matrices and of the embedding/lm_head, per recipe
+PRECISION = {
+    "fp16": {"layers": 2.0, "head": 2.0, "compute": "fp16"},
+    "quamba-w8a8": {"layers": 1.0, "head": 2.0, "compute": "int8"},
+    "naive-w8a8": {"layers": 1.0, "head": 2.0, "compute": "int8"},
+}
+
+
+def estimate(cfg: MambaConfig, target: dict, recipe: str = "fp16", prompt_len: int = 1024,
+             batch: int = 1) -> dict:
+    """Roofline lower bounds on `target` (no overheads: real kernels are slower)."""
+    if recipe not in PRECISION:
+        raise EdgeqError(f"no size model for recipe {recipe!r}; choose one of: {', '.join(PRECISION)}")
+    p = PRECISION[recipe]
+    d, di, n, r = cfg.d_model, cfg.d_inner, cfg.d_state, cfg.dt_rank
+    layer_matrix = d * 2 * di + di * (r + 2 * n) + r * di + di * d  # in, x, dt, out projections
+    layer_vectors = di * cfg.d_conv + di * n + 3 * di + d  # conv, A, D, dt bias + conv bias, norm
+    conv_bytes = 1.0 if p["compute"] == "int8" else 2.0
+    state = cfg.n_layer * batch * (di * n * 4 + (cfg.d_conv - 1) * di * conv_bytes)
+    weights = cfg.n_layer * (layer_matrix * p["layers"] + layer_vectors * 4)
+    head = cfg.vocab_size * d * p["head"]  # lm_head is read whole every token
+    decode_bytes = weights + head + batch * d * p["head"] + 2 * state  # states read and written
+    flops_per_token = 2 * (cfg.n_layer * layer_matrix + cfg.vocab_size * d)
+    tops = target["int8_tops_dense"] if p["compute"] == "int8" else target["fp16_tflops_dense"]
+    prefill_flops = flops_per_token * prompt_len * batch
+    return {
+        "target": target["name"], "recipe": recipe, "batch": batch, "prompt_len": prompt_len,
+        "decode_bytes_per_token": int(decode_bytes),
+        "decode_ms_per_token": decode_bytes / (target["bandwidth_gbs"] * 1e9) * 1e3,
+        "prefill_flops": int(prefill_flops),
+        "prefill_ms": prefill_flops / (tops * 1e12) * 1e3,
+        "weights_bytes": int(weights + head),
+    }

@@ -1,0 +1,77 @@
+"""Targets as data, the roofline estimate, and the aarch64 cross build of the CPU kernels."""
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from edgeq import targets as T
+from edgeq.models import MambaConfig
+
+from conftest import ROOT
+
+REQUIRED = {"name", "description", "kind", "arch", "sm", "memory_gb", "bandwidth_gbs",
+            "int8_tops_dense", "fp16_tflops_dense"}
+
+
+def test_targets_are_complete_and_sourced():
+    ts = T.all_targets()
+    assert {"orin-nano", "orin-nano-super", "orin-nx-16gb", "agx-orin-64gb", "rtx-a5000",
+            "rtx-4090", "h100"} <= set(ts)
+    for name, t in ts.items():
+        assert REQUIRED <= set(t), name
+        text = (ROOT / "targets" / f"{name}.toml").read_text()
+        for key in ("bandwidth_gbs", "int8_tops_dense", "sm"):  # every headline fact has a source
+            line = next(line for line in text.splitlines() if line.startswith(key))
+            assert "source" in line or "derived" in line or key == "sm" and "sm =" in line, (name, key)
+    nano = ts["orin-nano"]
+    assert (nano["sm"], nano["arch"], nano["bandwidth_gbs"], nano["tensorrt"], nano["cuda"]) == \
+        (87, "aarch64", 68, "10.3", "12.6")
+    assert ts["orin-nano-super"]["bandwidth_gbs"] == 102
+
+
+def test_unknown_target_lists_the_valid_ones(run_cli):
+    code, _, err = run_cli("estimate", "x", "--target", "orin-pico")
+    assert code == 2 and "orin-nano" in err and "h100" in err and err.count("\n") == 1
+
+
+def test_estimate_is_bytes_over_bandwidth():
+    cfg = MambaConfig(d_model=2560, n_layer=64, vocab_size=50280)  # Mamba-2.8B
+    nano = T.get("orin-nano")
+    fp16 = T.estimate(cfg, nano, "fp16")
+    w8 = T.estimate(cfg, nano, "quamba-w8a8")
+    assert fp16["decode_ms_per_token"] == pytest.approx(fp16["decode_bytes_per_token"] / 68e9 * 1e3)
+    # ~2.8 B parameters: about 5.5 GB at fp16, the int8 layers roughly halve it
+    assert 5.0e9 < fp16["weights_bytes"] < 6.0e9 and 0.45 < w8["weights_bytes"] / fp16["weights_bytes"] < 0.6
+    # lower bounds must stay below Quamba's measured Orin Nano latencies (103.56 / 60.17 ms)
+    assert fp16["decode_ms_per_token"] < 103.56 and w8["decode_ms_per_token"] < 60.17
+    super_ = T.estimate(cfg, T.get("orin-nano-super"), "quamba-w8a8")
+    assert super_["decode_ms_per_token"] == pytest.approx(w8["decode_ms_per_token"] * 68 / 102)
+
+
+def test_estimate_cli(run_cli, hf_model):
+    _, folder = hf_model("h96")
+    code, out, err = run_cli("estimate", folder, "--target", "orin-nano", "--recipe", "quamba-w8a8", "--json")
+    assert code == 0, err
+    e = json.loads(out)
+    assert e["target"] == "orin-nano" and e["decode_ms_per_token"] > 0
+    code, out, _ = run_cli("targets")
+    assert code == 0 and "orin-nano-super" in out
+
+
+@pytest.mark.skipif(shutil.which("aarch64-linux-gnu-g++") is None,
+                    reason="no aarch64 cross compiler (apt-get install g++-aarch64-linux-gnu)")
+def test_cpu_kernels_cross_compile_for_aarch64(tmp_path):
+    build = tmp_path / "build"
+    subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
+                    f"-DCMAKE_TOOLCHAIN_FILE={ROOT / 'targets/toolchains/aarch64-jetpack6.cmake'}"],
+                   check=True, capture_output=True)
+    subprocess.run(["cmake", "--build", str(build), "--target", "edgeq_cpu", "-j2"], check=True,
+                   capture_output=True)
+    lib = build / "libedgeq_cpu.so"
+    header = subprocess.run(["readelf", "-h", str(lib)], capture_output=True, text=True).stdout
+    assert "AArch64" in header
+    symbols = subprocess.run(["aarch64-linux-gnu-nm", "-D", "--defined-only", str(lib)],
+                             capture_output=True, text=True).stdout
+    for op in __import__("edgeq.ops.table", fromlist=["OPS"]).OPS:
+        assert op.c_symbol in symbols

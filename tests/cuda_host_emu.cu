@@ -28,41 +28,37 @@ static int conv_emu(const ConvArgs<T>& a) {
   return EDGEQ_OK;
 }
 
-extern "C" EDGEQ_API int emu_edgeq_selective_scan_f32(const float* u, const float* delta, const float* A,
-                                                const float* B, const float* C, const float* D,
-                                                const float* delta_bias, const float* state,
-                                                const float* z, float* y, float* state_out,
-                                                int64_t batch, int64_t L, int64_t dim,
-                                                int64_t heads, int64_t groups, int64_t dstate,
-                                                int32_t delta_softplus, void*) {
+#define EMU extern "C" EDGEQ_API int
+
+EMU emu_edgeq_selective_scan_f32(const float* u, const float* delta, const float* A, const float* B,
+                                 const float* C, const float* D, const float* delta_bias,
+                                 const float* state, const float* z, float* y, float* state_out,
+                                 int64_t batch, int64_t L, int64_t dim, int64_t heads,
+                                 int64_t groups, int64_t dstate, int32_t delta_softplus, void*) {
   return scan_emu(ScanArgs<float>{u, delta, A, B, C, D, delta_bias, state, z, y, state_out, batch,
                                   L, dim, heads, groups, dstate, delta_softplus});
 }
 
-extern "C" EDGEQ_API int emu_edgeq_selective_scan_f16(const H* u, const H* delta, const float* A,
-                                                const H* B, const H* C, const float* D,
-                                                const float* delta_bias, const float* state,
-                                                const H* z, H* y, float* state_out, int64_t batch,
-                                                int64_t L, int64_t dim, int64_t heads,
-                                                int64_t groups, int64_t dstate,
-                                                int32_t delta_softplus, void*) {
+EMU emu_edgeq_selective_scan_f16(const H* u, const H* delta, const float* A, const H* B,
+                                 const H* C, const float* D, const float* delta_bias,
+                                 const float* state, const H* z, H* y, float* state_out,
+                                 int64_t batch, int64_t L, int64_t dim, int64_t heads,
+                                 int64_t groups, int64_t dstate, int32_t delta_softplus, void*) {
   return scan_emu(ScanArgs<H>{u, delta, A, B, C, D, delta_bias, state, z, y, state_out, batch, L,
                               dim, heads, groups, dstate, delta_softplus});
 }
 
-extern "C" EDGEQ_API int emu_edgeq_causal_conv1d_f32(const float* x, const float* weight,
-                                               const float* bias, const float* state, float* y,
-                                               float* state_out, int64_t batch, int64_t L,
-                                               int64_t channels, int64_t width,
-                                               int32_t activation, void*) {
+EMU emu_edgeq_causal_conv1d_f32(const float* x, const float* weight, const float* bias,
+                                const float* state, float* y, float* state_out, int64_t batch,
+                                int64_t L, int64_t channels, int64_t width, int32_t activation,
+                                void*) {
   return conv_emu(ConvArgs<float>{x, weight, bias, state, y, state_out, batch, L, channels, width,
                                   activation});
 }
 
-extern "C" EDGEQ_API int emu_edgeq_causal_conv1d_f16(const H* x, const H* weight, const H* bias,
-                                               const H* state, H* y, H* state_out, int64_t batch,
-                                               int64_t L, int64_t channels, int64_t width,
-                                               int32_t activation, void*) {
+EMU emu_edgeq_causal_conv1d_f16(const H* x, const H* weight, const H* bias, const H* state, H* y,
+                                H* state_out, int64_t batch, int64_t L, int64_t channels,
+                                int64_t width, int32_t activation, void*) {
   return conv_emu(ConvArgs<H>{x, weight, bias, state, y, state_out, batch, L, channels, width,
                               activation});
 }

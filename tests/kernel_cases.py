@@ -69,12 +69,14 @@ CONV_SMALL = [
 SCAN_GPU = SCAN_SMALL + [
     Scan(b, L, d) for d in (MAMBA_130M, MAMBA_2_8B)
     for b, L in ((1, 1), (64, 1), (1, 7), (64, 7), (1, 1000), (4, 1000), (1, 2100))
-] + [Scan(64, 1, MAMBA_2_8B, dtype="float16", inplace=True), Scan(1, 2100, MAMBA_130M, dtype="float16"),
-     Scan(64, 7, MAMBA_130M, dtype="float16"), Scan(2, 1000, 2048, heads=32, N=128)]
+] + [Scan(64, 1, MAMBA_2_8B, dtype="float16", inplace=True),
+     Scan(1, 2100, MAMBA_130M, dtype="float16"), Scan(64, 7, MAMBA_130M, dtype="float16"),
+     Scan(2, 1000, 2048, heads=32, N=128)]
 CONV_GPU = CONV_SMALL + [
     Conv(b, L, c) for c in (MAMBA_130M, MAMBA_2_8B)
     for b, L in ((1, 1), (64, 1), (1, 7), (64, 7), (1, 1000), (16, 1000), (1, 2100), (8, 2100))
-] + [Conv(64, 1, MAMBA_2_8B, dtype="float16", inplace=True), Conv(1, 2100, MAMBA_130M, dtype="float16")]
+] + [Conv(64, 1, MAMBA_2_8B, dtype="float16", inplace=True),
+     Conv(1, 2100, MAMBA_130M, dtype="float16")]
 
 
 def _np(t: torch.Tensor) -> np.ndarray:

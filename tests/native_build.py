@@ -11,7 +11,8 @@ from conftest import ROOT
 
 def run(cmd: list) -> str:
     p = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
-    assert p.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}"
+    assert p.returncode == 0, \
+        f"{' '.join(map(str, cmd))} failed:\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}"
     return p.stdout
 
 
@@ -20,7 +21,8 @@ def cmake_build(build: Path, *defines: str, targets: tuple[str, ...] = ()) -> fl
     assert shutil.which("cmake"), "cmake not on PATH"
     start = time.monotonic()
     run(["cmake", "-S", ROOT, "-B", build, "-DCMAKE_BUILD_TYPE=Release", *defines])
-    run(["cmake", "--build", build, "--parallel", "2", *(["--target", *targets] if targets else [])])
+    target_args = [a for t in targets for a in ("--target", t)]
+    run(["cmake", "--build", build, "--parallel", "2", *target_args])
     return time.monotonic() - start
 
 

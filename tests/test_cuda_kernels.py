@@ -88,7 +88,8 @@ def lib(tmp_path_factory):
     if shutil.which("nvcc") is None:
         pytest.skip("libedgeq_cuda.so not found (EDGEQ_CUDA_LIB) and nvcc not on PATH to build it")
     out = tmp_path_factory.mktemp("cuda-lib")
-    cmake_build(out, "-DEDGEQ_CUDA=ON", "-DCMAKE_CUDA_ARCHITECTURES=native", targets=("edgeq_cuda",))
+    cmake_build(out, "-DEDGEQ_CUDA=ON", "-DCMAKE_CUDA_ARCHITECTURES=native",
+                targets=("edgeq_cuda",))
     return cuda_kernels.bind(ctypes.CDLL(str(out / cuda_kernels.LIB_NAME)))
 
 

@@ -31,7 +31,8 @@ static char const* type_name(DataType t) {
 // consistent input shapes of the ops, smallest input count first (docs/ops.md)
 static std::vector<std::vector<int64_t>> good_shapes(std::string const& op) {
   if (op == "EdgeqSelectiveScan")  // batch 2, L 5, D 8, H 4, G 2, N 3
-    return {{2, 5, 8}, {2, 5, 4}, {4, 3}, {2, 5, 2, 3}, {2, 5, 2, 3}, {8}, {4}, {2, 8, 3}, {2, 5, 8}};
+    return {{2, 5, 8}, {2, 5, 4}, {4, 3}, {2, 5, 2, 3}, {2, 5, 2, 3}, {8}, {4}, {2, 8, 3},
+            {2, 5, 8}};
   if (op == "EdgeqCausalConv1d")  // batch 2, L 5, C 6, W 4
     return {{2, 5, 6}, {6, 4}, {6}, {2, 3, 6}};
   return {};
@@ -95,18 +96,21 @@ int main(int argc, char** argv) {
 
     std::vector<PluginField> store;
     int32_t bad = 5, zero = 0;
-    PluginFieldCollection fc = int_fields(names, &bad, store, PluginFieldType::kINT32);
-    std::printf("bad_value %s\n", cr->createPlugin("p", &fc, TensorRTPhase::kBUILD) ? "accepted" : "rejected");
-    fc = int_fields(names, &zero, store, PluginFieldType::kFLOAT32);
-    std::printf("bad_type %s\n", cr->createPlugin("p", &fc, TensorRTPhase::kBUILD) ? "accepted" : "rejected");
-    fc = int_fields(names, &zero, store, PluginFieldType::kINT32);
+    auto verdict = [&](PluginFieldCollection fc) {
+      return cr->createPlugin("p", &fc, TensorRTPhase::kBUILD) ? "accepted" : "rejected";
+    };
+    std::printf("bad_value %s\n", verdict(int_fields(names, &bad, store, PluginFieldType::kINT32)));
+    std::printf("bad_type %s\n",
+                verdict(int_fields(names, &zero, store, PluginFieldType::kFLOAT32)));
+    PluginFieldCollection fc = int_fields(names, &zero, store, PluginFieldType::kINT32);
     IPluginV3* p = cr->createPlugin("p", &fc, TensorRTPhase::kBUILD);
     if (!p) return std::printf("createPlugin failed\n"), 1;
     IPluginV3* q = p->clone();  // what TensorRT keeps; checks the copy, not the original
     delete p;
-    auto* core = static_cast<IPluginV3OneCore*>(q->getCapabilityInterface(PluginCapabilityType::kCORE));
-    auto* build = static_cast<IPluginV3OneBuild*>(q->getCapabilityInterface(PluginCapabilityType::kBUILD));
-    auto* run = static_cast<IPluginV3OneRuntime*>(q->getCapabilityInterface(PluginCapabilityType::kRUNTIME));
+    using Cap = PluginCapabilityType;
+    auto* core = static_cast<IPluginV3OneCore*>(q->getCapabilityInterface(Cap::kCORE));
+    auto* build = static_cast<IPluginV3OneBuild*>(q->getCapabilityInterface(Cap::kBUILD));
+    auto* run = static_cast<IPluginV3OneRuntime*>(q->getCapabilityInterface(Cap::kRUNTIME));
     std::printf("plugin %s %s %s outputs %d\n", core->getPluginName(), core->getPluginVersion(),
                 core->getPluginNamespace(), build->getNbOutputs());
     PluginFieldCollection const* ser = run->getFieldsToSerialize();
@@ -116,31 +120,33 @@ int main(int argc, char** argv) {
 
     // every input count the plugin takes (optional inputs last)
     for (int32_t nbIn = 1; nbIn <= 16; ++nbIn) {
-      std::vector<DynamicPluginTensorDesc> in(nbIn), out(build->getNbOutputs());
-      if (build->configurePlugin(in.data(), nbIn, out.data(), int32_t(out.size())) != 0) continue;
+      int32_t nbOut = build->getNbOutputs();
+      std::vector<DynamicPluginTensorDesc> in(nbIn), out(nbOut);
+      if (build->configurePlugin(in.data(), nbIn, out.data(), nbOut) != 0) continue;
       std::printf("inputs %d\n", nbIn);
       for (DataType t : {DataType::kFLOAT, DataType::kHALF, DataType::kINT8})
-        std::printf("combination %d %s: %s\n", nbIn, type_name(t), combination(build, nbIn, t).c_str());
+        std::printf("combination %d %s: %s\n", nbIn, type_name(t),
+                    combination(build, nbIn, t).c_str());
       // getOutputShapes copies the DimsExprs of the `like` inputs; fake, distinct expressions
-      std::vector<DimsExprs> ins(nbIn), outs(out.size());
+      std::vector<DimsExprs> ins(nbIn), outs(nbOut);
       for (int32_t i = 0; i < nbIn; ++i) {
         ins[i].nbDims = 1;
         ins[i].d[0] = reinterpret_cast<IDimensionExpr const*>(uintptr_t(0x1000 + 16 * i));
       }
       alignas(IExprBuilder) char unused[sizeof(IExprBuilder)];  // the plugins build no expressions
-      build->getOutputShapes(ins.data(), nbIn, nullptr, 0, outs.data(), int32_t(outs.size()),
+      build->getOutputShapes(ins.data(), nbIn, nullptr, 0, outs.data(), nbOut,
                              *reinterpret_cast<IExprBuilder*>(unused));
       for (size_t o = 0; o < outs.size(); ++o)
         std::printf("shape %d %zu like %d\n", nbIn, o,
                     int((reinterpret_cast<uintptr_t>(outs[o].d[0]) - 0x1000) / 16));
       std::vector<PluginTensorDesc> descs(nbIn);  // all rank 0: inconsistent
-      std::printf("bad_shapes %d\n", run->onShapeChange(descs.data(), nbIn, nullptr, int32_t(out.size())));
+      std::printf("bad_shapes %d\n", run->onShapeChange(descs.data(), nbIn, nullptr, nbOut));
       auto good = good_shapes(core->getPluginName());
       for (int32_t i = 0; i < nbIn && i < int32_t(good.size()); ++i) {
         descs[i].dims.nbDims = int32_t(good[i].size());
         for (size_t k = 0; k < good[i].size(); ++k) descs[i].dims.d[k] = good[i][k];
       }
-      std::printf("good_shapes %d\n", run->onShapeChange(descs.data(), nbIn, nullptr, int32_t(out.size())));
+      std::printf("good_shapes %d\n", run->onShapeChange(descs.data(), nbIn, nullptr, nbOut));
     }
     IPluginV3* r = run->attachToContext(nullptr);
     std::printf("attached %s\n", r ? "yes" : "no");

@@ -1,0 +1,135 @@
+// EdgeqSelectiveScan on the GPU (docs/ops.md). One thread per (batch, channel); the threads of a
+// block take consecutive channels, so with token-major [batch, L, dim] tensors every read of u,
+// delta, z and write of y at a time step is coalesced, and B/C rows (shared by a group) are
+// broadcasts. A channel's state stays in registers for the whole sequence: it is read once and
+// written once (so decode, L = 1, is one pass), and a thread only touches its own state row,
+// which is why state_out may alias state.
+#include <type_traits>
+
+#include "edgeq_cuda.cuh"
+
+namespace edgeq_cuda {
+
+constexpr int64_t kMaxState = 256;
+
+EDGEQ_CUDA_HD float softplus20(float x) { return x > 20.f ? x : log1pf(expf(x)); }
+
+template <class T>  // T: activation type (float or __half); A, D, delta_bias and the state are fp32
+struct ScanArgs {
+  const T *u, *delta;
+  const float* A;
+  const T *B, *C;
+  const float *D, *delta_bias;
+  const float* state;  // may alias state_out
+  const T* z;
+  T* y;
+  float* state_out;
+  int64_t batch, L, dim, heads, groups, dstate;
+  int32_t delta_softplus;
+};
+
+// One thread: channel d of sequence b. NMAX >= dstate sizes the register arrays; the guarded,
+// fully unrolled loops index them statically, so they stay in registers for any dstate <= NMAX.
+template <class T, int NMAX>
+EDGEQ_CUDA_HD void scan_channel(const ScanArgs<T>& a, int64_t b, int64_t d) {
+  const int64_t N = a.dstate, h = d / (a.dim / a.heads), g = h / (a.heads / a.groups);
+  const float* st = a.state + (b * a.dim + d) * N;
+  float s[NMAX], Ah[NMAX];
+#pragma unroll
+  for (int n = 0; n < NMAX; ++n) {
+    s[n] = n < N ? st[n] : 0.f;
+    Ah[n] = n < N ? a.A[h * N + n] : 0.f;
+  }
+  const float Dd = a.D[d], bias = a.delta_bias[h];
+  for (int64_t t = 0, row = b * a.L; t < a.L; ++t, ++row) {
+    float dt = to_f(a.delta[row * a.heads + h]) + bias;
+    if (a.delta_softplus) dt = softplus20(dt);
+    const float ud = to_f(a.u[row * a.dim + d]);
+    const T* Bt = a.B + (row * a.groups + g) * N;
+    const T* Ct = a.C + (row * a.groups + g) * N;
+    float acc = 0.f;
+#pragma unroll
+    for (int n = 0; n < NMAX; ++n) {
+      if (n < N) {
+        s[n] = expf(dt * Ah[n]) * s[n] + dt * to_f(Bt[n]) * ud;
+        acc += s[n] * to_f(Ct[n]);
+      }
+    }
+    float out = acc + Dd * ud;
+    if (a.z) out *= silu(to_f(a.z[row * a.dim + d]));
+    a.y[row * a.dim + d] = from_f<T>(out);
+  }
+  float* so = a.state_out + (b * a.dim + d) * N;
+#pragma unroll
+  for (int n = 0; n < NMAX; ++n)
+    if (n < N) so[n] = s[n];
+}
+
+template <class T, int NMAX>
+__global__ void __launch_bounds__(kThreads) scan_kernel(ScanArgs<T> a) {
+  const int64_t d = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (d < a.dim) scan_channel<T, NMAX>(a, blockIdx.y, d);
+}
+
+template <class T>
+int scan_check(const ScanArgs<T>& a) {
+  if (!a.u || !a.delta || !a.A || !a.B || !a.C || !a.D || !a.delta_bias || !a.state || !a.y ||
+      !a.state_out)
+    return EDGEQ_NULL_POINTER;
+  if (a.batch < 1 || a.L < 1 || a.dim < 1 || a.heads < 1 || a.groups < 1 || a.dstate < 1 ||
+      a.dim % a.heads || a.heads % a.groups || a.dstate > kMaxState || a.batch > 65535)
+    return EDGEQ_BAD_SHAPE;
+  return EDGEQ_OK;
+}
+
+// Calls f(std::integral_constant<int, NMAX>{}) with the NMAX that serves dstate.
+template <class F>
+void with_nmax(int64_t dstate, F f) {
+  if (dstate <= 16) f(std::integral_constant<int, 16>{});  // Mamba-1
+  else if (dstate <= 64) f(std::integral_constant<int, 64>{});
+  else if (dstate <= 128) f(std::integral_constant<int, 128>{});
+  else f(std::integral_constant<int, 256>{});  // spills to local memory, still exact
+}
+
+template <class T>
+int scan_launch(const ScanArgs<T>& a, void* stream) {
+  if (int rc = scan_check(a)) return rc;
+  const dim3 grid(unsigned((a.dim + kThreads - 1) / kThreads), unsigned(a.batch));
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  with_nmax(a.dstate, [&](auto n) {
+    scan_kernel<T, decltype(n)::value><<<grid, kThreads, 0, s>>>(a);
+  });
+  return launch_status();
+}
+
+}  // namespace edgeq_cuda
+
+extern "C" int edgeq_selective_scan_f32(const float* u, const float* delta, const float* A,
+                                        const float* B, const float* C, const float* D,
+                                        const float* delta_bias, const float* state,
+                                        const float* z, float* y, float* state_out,
+                                        int64_t batch, int64_t L, int64_t dim, int64_t heads,
+                                        int64_t groups, int64_t dstate, int32_t delta_softplus,
+                                        void* stream) {
+  using namespace edgeq_cuda;
+  return scan_launch(ScanArgs<float>{u, delta, A, B, C, D, delta_bias, state, z, y, state_out,
+                                     batch, L, dim, heads, groups, dstate, delta_softplus},
+                     stream);
+}
+
+extern "C" int edgeq_selective_scan_f16(const edgeq_half* u, const edgeq_half* delta,
+                                        const float* A, const edgeq_half* B, const edgeq_half* C,
+                                        const float* D, const float* delta_bias,
+                                        const float* state, const edgeq_half* z, edgeq_half* y,
+                                        float* state_out, int64_t batch, int64_t L, int64_t dim,
+                                        int64_t heads, int64_t groups, int64_t dstate,
+                                        int32_t delta_softplus, void* stream) {
+  using namespace edgeq_cuda;
+  using H = __half;
+  return scan_launch(
+      ScanArgs<H>{reinterpret_cast<const H*>(u), reinterpret_cast<const H*>(delta), A,
+                  reinterpret_cast<const H*>(B), reinterpret_cast<const H*>(C), D, delta_bias,
+                  state, reinterpret_cast<const H*>(z), reinterpret_cast<H*>(y), state_out, batch,
+                  L, dim, heads, groups, dstate, delta_softplus},
+      stream);
+}

@@ -1,0 +1,191 @@
+// What every edgeq TensorRT plugin shares: an IPluginV3 (OneCore/OneBuild/OneRuntime) and an
+// IPluginCreatorV3One built from the op's row of plugins/trt/op_table.h (names, ports, fields)
+// and a small Op struct per op (plugins/<op>/<op>_trt.cpp) with the parts that differ:
+//   static bool supports(int32_t pos, DynamicPluginTensorDesc const* io, int32_t nbInputs);
+//   static bool valid(Attrs<Op> const&);  // attribute values
+//   static bool shapes_ok(PluginTensorDesc const* in, int32_t nbInputs);
+//   static int enqueue(Attrs<Op> const&, PluginTensorDesc const* in, int32_t nbInputs,
+//                      void const* const* inputs, void* const* outputs, cudaStream_t);
+// Only TensorRT's interfaces are used (virtual calls, no libnvinfer symbols), so the library
+// needs no libnvinfer at link time and loads through IPluginRegistry::loadLibrary.
+#pragma once
+#include <NvInferRuntime.h>
+
+#include <array>
+#include <cstring>
+#include <initializer_list>
+#include <new>
+#include <string>
+
+#include "edgeq_kernels.h"
+#include "op_table.h"
+
+namespace edgeq {
+namespace trt {
+
+using namespace nvinfer1;
+
+// Logs through the logger TensorRT handed to setLoggerFinder (plugins/trt/registry.cpp).
+void log_msg(ILogger::Severity severity, std::string const& msg) noexcept;
+
+inline bool dims_are(Dims const& d, std::initializer_list<int64_t> want) {
+  if (d.nbDims != int32_t(want.size())) return false;
+  int32_t i = 0;
+  for (int64_t w : want)
+    if (d.d[i++] != w) return false;
+  return true;
+}
+
+// The op's attribute values, and the same values as PluginFields.
+template <class Row>
+class Attrs {
+ public:
+  Attrs() {
+    for (int32_t k = 0; k < Row::kNbAttrs; ++k) {
+      ints_[k] = int32_t(Row::kAttrs[k].default_value);
+      floats_[k] = float(Row::kAttrs[k].default_value);
+    }
+  }
+  int32_t i(int32_t k) const { return ints_[k]; }
+  float f(int32_t k) const { return floats_[k]; }
+
+  // Takes the fields named like attributes; others are ignored, missing ones keep the default.
+  bool set(PluginFieldCollection const* fc) {
+    for (int32_t n = 0; fc && n < fc->nbFields; ++n) {
+      PluginField const& p = fc->fields[n];
+      for (int32_t k = 0; k < Row::kNbAttrs; ++k) {
+        if (!p.name || std::strcmp(p.name, Row::kAttrs[k].name) != 0) continue;
+        if (!p.data || p.length < 1) return false;
+        // the types getFieldNames announces, which the ONNX parser gives INT and FLOAT
+        bool is_int = Row::kAttrs[k].type == table::AttrType::kInt;
+        if (p.type != (is_int ? PluginFieldType::kINT32 : PluginFieldType::kFLOAT32)) return false;
+        if (is_int) ints_[k] = *static_cast<int32_t const*>(p.data);
+        else floats_[k] = *static_cast<float const*>(p.data);
+      }
+    }
+    return true;
+  }
+
+  // Rebuilt on every call: the fields point into this object, which may be a copy.
+  PluginFieldCollection const* fields() {
+    for (int32_t k = 0; k < Row::kNbAttrs; ++k) {
+      bool is_int = Row::kAttrs[k].type == table::AttrType::kInt;
+      void const* v = is_int ? static_cast<void const*>(&ints_[k]) : &floats_[k];
+      fields_[k] = PluginField(Row::kAttrs[k].name, v,
+                               is_int ? PluginFieldType::kINT32 : PluginFieldType::kFLOAT32, 1);
+    }
+    collection_.nbFields = Row::kNbAttrs;
+    collection_.fields = fields_.data();
+    return &collection_;
+  }
+
+ private:
+  std::array<int32_t, Row::kNbAttrs> ints_{};
+  std::array<float, Row::kNbAttrs> floats_{};
+  std::array<PluginField, Row::kNbAttrs> fields_{};
+  PluginFieldCollection collection_{};
+};
+
+template <class Op>
+class Plugin final : public IPluginV3, public IPluginV3OneCore, public IPluginV3OneBuild,
+                     public IPluginV3OneRuntime {
+ public:
+  explicit Plugin(Attrs<Op> const& attrs, int32_t nb_inputs = Op::kNbInputs)
+      : attrs_(attrs), nb_inputs_(nb_inputs) {}
+
+  // IPluginV3
+  IPluginCapability* getCapabilityInterface(PluginCapabilityType type) noexcept override {
+    switch (type) {
+      case PluginCapabilityType::kCORE: return static_cast<IPluginV3OneCore*>(this);
+      case PluginCapabilityType::kBUILD: return static_cast<IPluginV3OneBuild*>(this);
+      case PluginCapabilityType::kRUNTIME: return static_cast<IPluginV3OneRuntime*>(this);
+    }
+    return nullptr;
+  }
+  IPluginV3* clone() noexcept override { return new (std::nothrow) Plugin(attrs_, nb_inputs_); }
+
+  // IPluginV3OneCore
+  AsciiChar const* getPluginName() const noexcept override { return Op::kName; }
+  AsciiChar const* getPluginVersion() const noexcept override { return Op::kVersion; }
+  AsciiChar const* getPluginNamespace() const noexcept override { return Op::kNamespace; }
+
+  // IPluginV3OneBuild. Outputs have the shape and dtype of their table `like` input; no
+  // workspace (the default getWorkspaceSize returns 0).
+  int32_t getNbOutputs() const noexcept override { return Op::kNbOutputs; }
+  int32_t configurePlugin(DynamicPluginTensorDesc const*, int32_t nbInputs,
+                          DynamicPluginTensorDesc const*, int32_t nbOutputs) noexcept override {
+    return counts_ok(nbInputs, nbOutputs) ? 0 : -1;
+  }
+  int32_t getOutputDataTypes(DataType* outputTypes, int32_t nbOutputs, DataType const* inputTypes,
+                             int32_t nbInputs) const noexcept override {
+    if (!counts_ok(nbInputs, nbOutputs)) return -1;
+    for (int32_t o = 0; o < nbOutputs; ++o) outputTypes[o] = inputTypes[Op::kOutputLike[o]];
+    return 0;
+  }
+  int32_t getOutputShapes(DimsExprs const* inputs, int32_t nbInputs, DimsExprs const*, int32_t,
+                          DimsExprs* outputs, int32_t nbOutputs, IExprBuilder&) noexcept override {
+    if (!counts_ok(nbInputs, nbOutputs)) return -1;
+    for (int32_t o = 0; o < nbOutputs; ++o) outputs[o] = inputs[Op::kOutputLike[o]];
+    return 0;
+  }
+  bool supportsFormatCombination(int32_t pos, DynamicPluginTensorDesc const* inOut,
+                                 int32_t nbInputs, int32_t nbOutputs) noexcept override {
+    return counts_ok(nbInputs, nbOutputs) && inOut[pos].desc.format == TensorFormat::kLINEAR &&
+           Op::supports(pos, inOut, nbInputs);
+  }
+
+  // IPluginV3OneRuntime
+  int32_t onShapeChange(PluginTensorDesc const* in, int32_t nbInputs, PluginTensorDesc const*,
+                        int32_t nbOutputs) noexcept override {
+    if (!counts_ok(nbInputs, nbOutputs) || !Op::shapes_ok(in, nbInputs)) {
+      log_msg(ILogger::Severity::kERROR, std::string(Op::kName) + ": inconsistent input shapes");
+      return -1;
+    }
+    nb_inputs_ = nbInputs;  // enqueue is not told
+    return 0;
+  }
+  int32_t enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const*,
+                  void const* const* inputs, void* const* outputs, void*,
+                  cudaStream_t stream) noexcept override {
+    int rc = Op::enqueue(attrs_, inputDesc, nb_inputs_, inputs, outputs, stream);
+    if (rc != EDGEQ_OK)
+      log_msg(ILogger::Severity::kERROR,
+          std::string(Op::kName) + ": kernel status " + std::to_string(rc));
+    return rc;
+  }
+  IPluginV3* attachToContext(IPluginResourceContext*) noexcept override { return clone(); }
+  PluginFieldCollection const* getFieldsToSerialize() noexcept override { return attrs_.fields(); }
+
+ private:
+  static bool counts_ok(int32_t nbInputs, int32_t nbOutputs) {
+    return nbInputs >= Op::kNbRequiredInputs && nbInputs <= Op::kNbInputs &&
+           nbOutputs == Op::kNbOutputs;
+  }
+  Attrs<Op> attrs_;
+  int32_t nb_inputs_;
+};
+
+template <class Op>
+class Creator final : public IPluginCreatorV3One {
+ public:
+  AsciiChar const* getPluginName() const noexcept override { return Op::kName; }
+  AsciiChar const* getPluginVersion() const noexcept override { return Op::kVersion; }
+  AsciiChar const* getPluginNamespace() const noexcept override { return Op::kNamespace; }
+  PluginFieldCollection const* getFieldNames() noexcept override { return defaults_.fields(); }
+
+  IPluginV3* createPlugin(AsciiChar const*, PluginFieldCollection const* fc,
+                          TensorRTPhase) noexcept override {
+    Attrs<Op> attrs;
+    if (!attrs.set(fc) || !Op::valid(attrs)) {
+      log_msg(ILogger::Severity::kERROR, std::string(Op::kName) + ": bad plugin fields");
+      return nullptr;
+    }
+    return new (std::nothrow) Plugin<Op>(attrs);
+  }
+
+ private:
+  Attrs<Op> defaults_;
+};
+
+}  // namespace trt
+}  // namespace edgeq

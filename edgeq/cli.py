@@ -232,6 +232,117 @@ def estimate(model, target_name, recipe, prompt_len, batch, as_json):
                f"  weights    {e['weights_bytes'] / 2**20:.1f} MiB")
 
 
+@cli.command()
+@click.argument("model")
+@click.option("--target", "target_name", required=True, help="A target from `edgeq targets`.")
+@click.option("--recipe", default="quamba-w8a8", show_default=True,
+              help="quamba-w8a8, naive-w8a8 or fp16 (no quantization).")
+@click.option("--calib", "calib_data", default=None,
+              help="Calibration data (default: the model folder's calib.txt).")
+@click.option("--samples", default=512, show_default=True, type=click.IntRange(1))
+@click.option("--seq-len", default=512, show_default=True, type=click.IntRange(2))
+@click.option("--sysroot", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="A JetPack root file system: cross-compile the plugin library against it.")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path))
+def build(model, target_name, recipe, calib_data, samples, seq_len, sysroot, output):
+    """Build a deployable bundle of MODEL for a target: load, calibrate, quantize, export,
+    validate on ORT, plugin library, engine (where possible), bundle.json."""
+    from .bundle.build import build as run
+    m = run(model, target_name, output, recipe, calib_data, samples, seq_len, sysroot)
+    v, p = m["validation"], m["projected"]
+    click.echo(f"wrote {output} for {target_name}: ORT top-1 agreement {100 * v['top1_agreement']:.2f} %, "
+               f"projected decode >= {p['decode_ms_per_token']:.2f} ms/token; plugins: "
+               f"{m['plugins']['mode']}; engine: {'built' if m['engine']['built'] else 'on the device'}")
+
+
+@cli.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+def verify(bundle):
+    """Check every file of BUNDLE against the sha256 in its bundle.json."""
+    from .bundle.manifest import verify as run
+    m = run(bundle)
+    click.echo(f"{bundle}: {len(m['files'])} files match bundle.json (target {m['target']['name']})")
+
+
+@cli.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--max-batch", default=1, show_default=True, type=click.IntRange(1))
+@click.option("--max-seq", default=2048, show_default=True, type=click.IntRange(1))
+def engine(bundle, max_batch, max_seq):
+    """Build BUNDLE's TensorRT engine on this device (needs TensorRT and the target's GPU)."""
+    from .bundle import manifest
+    m = manifest.verify(bundle)
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        raise EdgeqError("tensorrt is not installed here; run `edgeq engine` on the device "
+                         "(JetPack ships TensorRT)") from None
+    from .trt.engine import build_engine, check_compatible
+    check_compatible(m)
+    m["engine"] = build_engine(bundle, m["target"], click.echo, max_batch, max_seq)
+    manifest.write(bundle, {k: v for k, v in m.items() if k not in ("format", "files")})
+    click.echo(f"wrote {bundle / 'model.engine'}")
+
+
+@cli.command()
+@click.argument("source", metavar="BUNDLE_OR_MODEL")
+@click.option("--backend", type=click.Choice(["trt", "ort", "torch"]), default="ort", show_default=True)
+@click.option("--prompt-len", default=128, show_default=True, type=click.IntRange(1))
+@click.option("--gen-len", default=32, show_default=True, type=click.IntRange(1))
+@click.option("--batch", default=1, show_default=True, type=click.IntRange(1))
+@click.option("--warmup", default=1, show_default=True, type=click.IntRange(0))
+@click.option("--iters", default=3, show_default=True, type=click.IntRange(1))
+@click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write bench.json, bench.md and bench.png here.")
+@click.option("--host", default=None, help="user@device: run the benchmark there over SSH.")
+@click.option("--port", type=int, default=None, help="SSH port.")
+@click.option("--identity", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="SSH private key file.")
+@click.option("--remote-edgeq", default="edgeq", show_default=True,
+              help="The edgeq command on the device.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench(source, backend, prompt_len, gen_len, batch, warmup, iters, report_dir, host, port,
+          identity, remote_edgeq, as_json):
+    """Generation latency of a bundle or model: TTFT, TPOT p50/p90, tokens/s, peak memory, and
+    power and energy from tegrastats on a Jetson."""
+    import platform
+
+    from .bench import report
+    args = ["--backend", backend, "--prompt-len", prompt_len, "--gen-len", gen_len, "--batch",
+            batch, "--warmup", warmup, "--iters", iters, "--json"]
+    if host:
+        from .bench.remote import Remote, bench_remote
+        out = report_dir or Path(f"{Path(source).name}-{host.split('@')[-1]}-report")
+        r = bench_remote(Path(source), Remote(host, port, identity, log=lambda m: click.echo(m, err=True)),
+                         [str(a) for a in args], out, remote_edgeq)
+    else:
+        from .bench.run import bench as run
+        r = run(_bench_backend(source, backend), prompt_len, gen_len, batch, warmup, iters)
+        r["machine"] = f"{platform.machine()} {platform.node()}"
+        if report_dir:
+            report.write(r, report_dir)
+    click.echo(json.dumps(r) if as_json else report.markdown(r))
+
+
+def _bench_backend(source: str, backend: str):
+    from .bundle import manifest
+    from .sources import open_backend
+    path = Path(source)
+    if (path / manifest.NAME).is_file():  # a bundle
+        manifest.verify(path)
+        if backend == "trt":
+            from .trt.runtime import TrtBackend
+            return TrtBackend(path)
+        if backend == "ort":
+            return open_backend(str(path / "model.onnx"), "ort")[0]
+        if (path / "quantized").is_dir():
+            return open_backend(str(path / "quantized"), "torch")[0]
+        raise EdgeqError(f"{source}: an fp bundle holds no torch model; bench its checkpoint")
+    if backend == "trt":
+        raise EdgeqError(f"{source}: --backend trt needs a bundle made by `edgeq build`")
+    return open_backend(source, backend)[0]
+
+
 def main():
     try:
         cli.main(standalone_mode=False)

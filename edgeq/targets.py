@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1] / "targets"
 
 def _folder() -> Path:
     # the source tree's targets/, or the copy installed inside the package
-    for path in (ROOT, Path(__file__).resolve().parent / "targets"):
+    for path in (ROOT, Path(__file__).resolve().parent / "native" / "targets"):
         if path.is_dir():
             return path
     raise EdgeqError("the targets folder is missing from this installation; reinstall edgeq")

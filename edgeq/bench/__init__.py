@@ -1,0 +1,1 @@
+"""Generation benchmarks: TTFT, TPOT, tokens/s, memory and (on a Jetson) energy."""

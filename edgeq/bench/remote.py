@@ -1,0 +1,64 @@
+"""Benchmark a bundle on a device over SSH with the system's ssh and scp: copy the bundle, build
+the engine there if it has none, run `edgeq bench` there and fetch the report. Host keys are
+checked (StrictHostKeyChecking=yes: the device must be in known_hosts), every remote argument is
+quoted, and nothing secret is logged (keys stay with ssh)."""
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+from ..errors import EdgeqError
+
+
+class Remote:
+    def __init__(self, host: str, port: int | None = None, identity: Path | None = None,
+                 ssh_options: list[str] | None = None, log=print):
+        if not host or host.startswith("-"):
+            raise EdgeqError(f"--host {host!r}: give user@device")
+        self.host, self.log = host, log
+        self.opts = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"]
+        if identity:
+            self.opts += ["-i", str(identity)]
+        for o in ssh_options or []:
+            self.opts += ["-o", o]
+        self.port = port
+
+    def _run(self, cmd: list[str], what: str) -> str:
+        self.log(f"$ {' '.join(shlex.quote(c) for c in cmd)}")
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode:
+            last = (r.stderr.strip().splitlines() or ["no message"])[-1]
+            raise EdgeqError(f"{what} on {self.host} failed: {last}")
+        return r.stdout
+
+    def ssh(self, argv: list[str], what: str) -> str:
+        port = ["-p", str(self.port)] if self.port else []
+        return self._run(["ssh", *self.opts, *port, self.host, "--", shlex.join(argv)], what)
+
+    def scp(self, src: str, dst: str, what: str) -> None:
+        port = ["-P", str(self.port)] if self.port else []
+        self._run(["scp", "-q", "-r", *self.opts, *port, src, dst], what)
+
+
+def bench_remote(bundle: Path, remote: Remote, bench_args: list[str], out: Path,
+                 edgeq: str = "edgeq", remote_dir: str | None = None) -> dict:
+    from ..bundle import manifest
+    m = manifest.verify(bundle)
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", bundle.resolve().name)
+    rdir = remote_dir or f".cache/edgeq/bundles/{name}-{manifest.sha256(bundle / manifest.NAME)[:12]}"
+    if not re.fullmatch(r"[A-Za-z0-9._/~-]+", rdir):  # scp paths are not shell-quoted (SFTP mode)
+        raise EdgeqError(f"remote folder {rdir!r}: use letters, digits and . _ / - only")
+    remote.ssh(["mkdir", "-p", rdir], "creating the bundle folder")
+    remote.scp(f"{bundle}/.", f"{remote.host}:{rdir}", "copying the bundle")
+    remote.ssh([edgeq, "verify", rdir], "verifying the bundle")
+    if not m["engine"].get("built") and "--backend" in bench_args and \
+            bench_args[bench_args.index("--backend") + 1] == "trt":
+        remote.ssh([edgeq, "engine", rdir], "building the engine")
+    report = f"{rdir}/report"
+    remote.ssh([edgeq, "bench", rdir, *bench_args, "--report-dir", report], "benchmarking")
+    out.mkdir(parents=True, exist_ok=True)
+    remote.scp(f"{remote.host}:{report}/.", str(out), "fetching the report")
+    return json.loads((out / "bench.json").read_text())

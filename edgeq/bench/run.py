@@ -1,0 +1,57 @@
+"""Measure generation the way Quamba does: random prompt tokens, warm-up runs, then timed runs
+of prefill (TTFT) and greedy decode (TPOT per token)."""
+from __future__ import annotations
+
+import resource
+import time
+
+import numpy as np
+
+from . import tegrastats
+
+
+def percentile(xs, p: float) -> float:
+    return float(np.percentile(np.asarray(xs, dtype=np.float64), p))
+
+
+def bench(backend, prompt_len: int, gen_len: int, batch: int = 1, warmup: int = 1,
+          iters: int = 3, seed: int = 0) -> dict:
+    vocab = backend.config.vocab_size
+    ids = np.random.default_rng(seed).integers(0, vocab, (batch, prompt_len))
+    ttft, tpot, totals = [], [], []
+    power = tegrastats.Recorder()
+    for it in range(warmup + iters):
+        if it == warmup:
+            power.start()
+        state = backend.new_state(batch)
+        t0 = time.perf_counter()
+        logits, state = backend.forward(ids, state)
+        tok = logits[:, -1].argmax(-1)
+        t1 = time.perf_counter()
+        steps = []
+        for _ in range(gen_len - 1):
+            s0 = time.perf_counter()
+            logits, state = backend.forward(tok[:, None], state)
+            tok = logits[:, -1].argmax(-1)
+            steps.append(time.perf_counter() - s0)
+        if it >= warmup:
+            ttft.append(t1 - t0)
+            tpot.extend(steps)
+            totals.append(time.perf_counter() - t0)
+    energy = power.stop()
+    result = {
+        "backend": backend.name, "prompt_len": prompt_len, "gen_len": gen_len, "batch": batch,
+        "warmup": warmup, "iters": iters,
+        "ttft_ms": 1e3 * float(np.mean(ttft)),
+        "tpot_ms": 1e3 * float(np.mean(tpot)) if tpot else None,
+        "tpot_p50_ms": 1e3 * percentile(tpot, 50) if tpot else None,
+        "tpot_p90_ms": 1e3 * percentile(tpot, 90) if tpot else None,
+        "tokens_per_s": batch * gen_len / float(np.mean(totals)),
+        "decode_tokens_per_s": batch / float(np.mean(tpot)) if tpot else None,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "tpot_series_ms": [1e3 * t for t in tpot[: gen_len - 1]],
+    }
+    if energy:
+        result.update(energy)
+        result["tokens_per_joule"] = batch * gen_len * iters / energy["energy_j"]
+    return result

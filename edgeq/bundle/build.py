@@ -1,0 +1,140 @@
+"""`edgeq build`: checkpoint -> bundle for a target. Stages: load, calibrate, quantize, export,
+validate on ORT, plugin library, engine, bundle.json. Everything is written into a temp folder
+beside the output and renamed into place at the end, so a failed build leaves no bundle."""
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import EdgeqError
+from . import manifest, plugins
+
+FP_RECIPES = ("fp16",)
+
+
+def _versions() -> dict:
+    out = {"python": platform.python_version()}
+    for pkg in ("edgeq", "torch", "onnx", "onnxruntime", "onnxruntime-extensions", "tensorrt"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+class Stages:
+    """Runs named stages, printing progress and keeping their timings."""
+
+    def __init__(self, out=sys.stderr):
+        self.out, self.timings = out, {}
+
+    def __call__(self, name: str, fn, *args, **kwargs):
+        print(f"[{len(self.timings) + 1}] {name} ...", file=self.out, flush=True)
+        t0 = time.perf_counter()
+        result = fn(*args, **kwargs)
+        self.timings[name] = round(time.perf_counter() - t0, 3)
+        print(f"    {name} done in {self.timings[name]:.1f} s", file=self.out, flush=True)
+        return result
+
+    def log(self, text: str) -> None:
+        if text.strip():
+            print(text.rstrip(), file=self.out)
+
+
+def validate(model, proto, tokens: np.ndarray) -> dict:
+    """The exported graph on ORT (C++ kernels) against the torch model on the same tokens."""
+    from ..runtime.backends import OrtBackend, TorchBackend
+    from ..runtime.evaluate import perplexity, top1_agreement
+    tb, ob = TorchBackend(model), OrtBackend(proto)
+    seq = min(128, len(tokens) - 1)
+    a, _ = tb.forward(tokens[None, :seq], tb.new_state(1))
+    b, _ = ob.forward(tokens[None, :seq], ob.new_state(1))
+    return {"tokens": int(len(tokens)), "top1_agreement": top1_agreement(tb, ob, tokens, seq),
+            "max_abs_logit_diff": float(np.abs(a - b).max()),
+            "ppl_torch": perplexity(tb, tokens, seq), "ppl_ort": perplexity(ob, tokens, seq)}
+
+
+def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8a8",
+          calib_data: str | None = None, samples: int = 512, seq_len: int = 512,
+          sysroot: Path | None = None, stages: Stages | None = None) -> dict:
+    from ..export.onnx_export import save, to_onnx
+    from ..models import load_model
+    from ..quant import calib, quantize as q, recipe as recipes
+    from ..runtime import text
+    from ..targets import estimate, get
+
+    st = stages or Stages()
+    target = get(target_name)
+    out = Path(out)
+    parent = q.check_output(out)
+    if sysroot is not None:
+        plugins.check_sysroot(sysroot)  # fail before the slow stages
+    quantized = recipe_name not in FP_RECIPES
+    rec = recipes.load(recipe_name) if quantized else {"name": recipe_name}
+
+    lm, folder = st("load", load_model, model)
+    tok = text.from_folder(folder)
+    if calib_data is None and (folder / "calib.txt").is_file():
+        calib_data = str(folder / "calib.txt")
+    if calib_data is None:
+        raise EdgeqError("give --calib DATA (text, a folder of .txt, or a tokenized .npy): "
+                         "calibration and validation need it")
+    tokens = calib.load_tokens(calib_data, tok)
+    windows = calib.windows(tokens, samples, seq_len, lm.cfg.vocab_size)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
+    try:
+        if quantized:
+            ranges = st("calibrate", q.calibrate, lm, windows, rec)
+            tensors, scales = st("quantize", q.quantize_model, lm, ranges, rec)
+            q.save(tmp / "quantized", lm, tensors, scales, rec,
+                   {"data": Path(calib_data).name, "samples": samples, "seq_len": seq_len}, None)
+            model_for_export = q.load(tmp / "quantized")
+        else:
+            model_for_export = lm
+        meta = {text.META_KEY: (folder / "tokenizer.json").read_text()} \
+            if (folder / "tokenizer.json").exists() else {}
+        meta["edgeq.recipe"] = rec["name"]
+        meta["edgeq.target"] = target["name"]
+        proto = st("export", to_onnx, model_for_export, meta)
+        save(proto, tmp / "model.onnx")
+        # validation tokens: a fixed window of the calibration data the build did not choose
+        val = tokens[: min(len(tokens), 2 * 128 + 1)]
+        metrics = st("validate", validate, model_for_export, proto, val)
+        plugin = st("plugins", plugins.stage, tmp, target, sysroot, st.log)
+        engine = st("engine", _engine_stage, tmp, target, plugin, st.log)
+        projected = estimate(lm.cfg, target, rec["name"] if rec["name"] in ("fp16", "quamba-w8a8",
+                                                                             "naive-w8a8") else "fp16")
+        if (folder / "tokenizer.json").exists():
+            shutil.copy(folder / "tokenizer.json", tmp / "tokenizer.json")
+        manifest.write(tmp, {
+            "target": target, "recipe": rec, "model": {"source": model, "config": lm.cfg.to_dict()},
+            "versions": _versions(), "validation": metrics, "plugins": plugin, "engine": engine,
+            "projected": projected, "timings": st.timings, "host": platform.machine()})
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest.read(out)
+
+
+def _engine_stage(bundle: Path, target: dict, plugin: dict, log) -> dict:
+    """Build the TensorRT engine when this host can (TensorRT importable, the target's GPU, a
+    built plugin library); engines are not portable, so otherwise the device builds it."""
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return {"built": False, "reason": "tensorrt is not installed on this host; run "
+                                          "`edgeq engine BUNDLE` on the device"}
+    if plugins.gpu_sm() != target["sm"] or plugin["mode"] == "sources":
+        return {"built": False, "reason": f"this host has no sm_{target['sm']} GPU with a built "
+                                          "plugin library; run `edgeq engine BUNDLE` on the device"}
+    from ..trt.engine import build_engine
+    return build_engine(bundle, target, log)

@@ -1,0 +1,113 @@
+"""The bundle's plugin stage: build the TensorRT plugin library natively when this host is the
+target, cross-compile it against a JetPack root given with --sysroot, or else ship its sources
+with a CMake preset and a build script to run on the device."""
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+
+from ..errors import EdgeqError
+
+LIB = "libedgeq_trt_plugins.so"
+# what a JetPack 6 root file system holds (CUDA 12.6 and TensorRT 10.3 packages)
+SYSROOT_CUDA = "usr/local/cuda/targets/aarch64-linux/include/cuda_runtime.h"
+SYSROOT_TRT = "usr/include/aarch64-linux-gnu/NvInfer.h"
+
+BUILD_SCRIPT = """#!/bin/sh
+# Build the edgeq TensorRT plugin library on the device ({target}: sm_{sm}, TensorRT {trt}).
+# Needs cmake, the CUDA toolkit and TensorRT's headers (JetPack installs them).
+set -eu
+cd "$(dirname "$0")"
+cmake --preset {target} -S src
+cmake --build build -j"$(nproc)" --target edgeq_trt_plugins
+mkdir -p ../plugins && cp build/{lib} ../plugins/
+echo "built ../plugins/{lib}"
+"""
+
+
+def source_root() -> Path:
+    """The native sources: the repository, or their copy inside the installed package."""
+    for root in (Path(__file__).resolve().parents[2], Path(__file__).resolve().parents[1] / "native"):
+        if (root / "CMakeLists.txt").is_file() and (root / "plugins").is_dir():
+            return root
+    raise EdgeqError("the plugin sources are missing from this installation; reinstall edgeq")
+
+
+def _copy_sources(dst: Path) -> None:
+    root = source_root()
+    dst.mkdir(parents=True)
+    shutil.copy(root / "CMakeLists.txt", dst / "CMakeLists.txt")
+    shutil.copytree(root / "plugins", dst / "plugins")
+    shutil.copytree(root / "targets", dst / "targets")
+
+
+def _preset(target: dict, include: str) -> dict:
+    return {"version": 3, "configurePresets": [{
+        "name": target["name"], "binaryDir": "${sourceDir}/../build",
+        "cacheVariables": {"CMAKE_BUILD_TYPE": "Release", "EDGEQ_CUDA": "ON",
+                           "CMAKE_CUDA_ARCHITECTURES": str(target["sm"]),
+                           "TENSORRT_INCLUDE_DIR": include}}]}
+
+
+def check_sysroot(sysroot: Path) -> None:
+    for rel, what in ((SYSROOT_CUDA, "CUDA"), (SYSROOT_TRT, "TensorRT")):
+        if not (sysroot / rel).is_file():
+            raise EdgeqError(f"{sysroot}: no {what} in the sysroot (no {rel}); point --sysroot at a "
+                             "JetPack root file system with CUDA and TensorRT installed")
+
+
+def gpu_sm() -> int | None:
+    """The compute capability of GPU 0 as 87, 90, ...; None without a usable GPU."""
+    try:
+        from cuda.bindings import runtime as rt
+        err, prop = rt.cudaGetDeviceProperties(0)
+        return None if err != rt.cudaError_t.cudaSuccess else prop.major * 10 + prop.minor
+    except Exception:  # no cuda-python, no driver: no GPU to build or run for
+        return None
+
+
+def _cmake(bundle: Path, args: list[str], log) -> None:
+    build = bundle.parent / (bundle.name + ".plugin-build")
+    try:
+        for cmd in ([*args, "-B", str(build)],
+                    ["cmake", "--build", str(build), "--target", "edgeq_trt_plugins"]):
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            log(r.stdout + r.stderr)
+            if r.returncode:
+                raise EdgeqError(f"building the plugin library failed ({' '.join(cmd[:2])}); "
+                                 "see the log above")
+        (bundle / "plugins").mkdir()
+        shutil.copy(build / LIB, bundle / "plugins" / LIB)
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
+
+
+def stage(bundle: Path, target: dict, sysroot: Path | None, log) -> dict:
+    """Adds plugins/ (a built library) or plugins-src/ (sources) to the bundle."""
+    base = ["cmake", "-S", str(source_root()), "-DCMAKE_BUILD_TYPE=Release", "-DEDGEQ_CUDA=ON",
+            f"-DCMAKE_CUDA_ARCHITECTURES={target['sm']}"]
+    if sysroot is not None:
+        check_sysroot(sysroot)
+        _cmake(bundle, [*base, f"-DCMAKE_TOOLCHAIN_FILE={source_root() / 'targets' / target['toolchain']}",
+                        f"-DEDGEQ_SYSROOT={sysroot}",
+                        f"-DTENSORRT_INCLUDE_DIR={sysroot / 'usr/include/aarch64-linux-gnu'}"], log)
+        return {"mode": "cross-compiled", "sysroot": str(sysroot), "library": f"plugins/{LIB}"}
+    include = Path(f"/usr/include/{platform.machine()}-linux-gnu")
+    if platform.machine() == target["arch"] and gpu_sm() == target["sm"] and (include / "NvInfer.h").is_file():
+        _cmake(bundle, [*base, f"-DTENSORRT_INCLUDE_DIR={include}"], log)
+        return {"mode": "native", "library": f"plugins/{LIB}"}
+    src = bundle / "plugins-src"
+    _copy_sources(src / "src")
+    (src / "src" / "CMakePresets.json").write_text(
+        json.dumps(_preset(target, f"/usr/include/{target['arch']}-linux-gnu"), indent=1) + "\n")
+    script = src / "build_plugins.sh"
+    script.write_text(BUILD_SCRIPT.format(target=target["name"], sm=target["sm"],
+                                          trt=target.get("tensorrt", "10.x"), lib=LIB))
+    script.chmod(0o755)
+    reason = (f"this host is {platform.machine()}, the target {target['arch']}"
+              if platform.machine() != target["arch"] else
+              f"no sm_{target['sm']} GPU with TensorRT headers on this host")
+    return {"mode": "sources", "reason": reason, "build_script": "plugins-src/build_plugins.sh"}

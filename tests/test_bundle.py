@@ -1,0 +1,187 @@
+"""edgeq build -> bundle -> verify -> bench on ORT, its errors, and remote runs over a real sshd
+on 127.0.0.1."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeq.bench import tegrastats
+from edgeq.errors import EdgeqError
+
+
+@pytest.fixture(scope="module")
+def calib_npy(tmp_path_factory):
+    path = tmp_path_factory.mktemp("calib") / "ids.npy"
+    np.save(path, np.random.default_rng(0).integers(0, 1001, 4000))
+    return path
+
+
+@pytest.fixture(scope="module")
+def bundle(hf_model, calib_npy, tmp_path_factory):
+    from edgeq.bundle.build import build
+    out = tmp_path_factory.mktemp("b") / "bundle"
+    build(str(hf_model("h96")[1]), "orin-nano", out, "quamba-w8a8", str(calib_npy), 8, 64)
+    return out
+
+
+def test_bundle_contents_and_manifest(bundle):
+    m = json.loads((bundle / "bundle.json").read_text())
+    assert m["target"]["name"] == "orin-nano" and m["recipe"]["name"] == "quamba-w8a8"
+    assert m["validation"]["top1_agreement"] >= 0.99
+    assert m["plugins"]["mode"] == "sources" and (bundle / "plugins-src/build_plugins.sh").is_file()
+    assert (bundle / "plugins-src/src/CMakeLists.txt").is_file()
+    presets = json.loads((bundle / "plugins-src/src/CMakePresets.json").read_text())
+    assert presets["configurePresets"][0]["cacheVariables"]["CMAKE_CUDA_ARCHITECTURES"] == "87"
+    assert m["engine"]["built"] is False and "device" in m["engine"]["reason"]
+    assert m["projected"]["decode_ms_per_token"] > 0 and set(m["timings"]) >= {"load", "calibrate", "export", "validate"}
+    assert {"torch", "onnx", "onnxruntime"} <= set(m["versions"])
+    assert "model.onnx" in m["files"] and "quantized/quant.json" in m["files"]
+
+
+def test_same_inputs_give_identical_onnx_and_scales(bundle, hf_model, calib_npy, tmp_path):
+    from edgeq.bundle.build import build
+    build(str(hf_model("h96")[1]), "orin-nano", tmp_path / "again", "quamba-w8a8", str(calib_npy), 8, 64)
+    for f in ("model.onnx", "quantized/quant.json", "quantized/model.safetensors"):
+        assert (tmp_path / "again" / f).read_bytes() == (bundle / f).read_bytes(), f
+
+
+def test_verify_catches_changes(bundle, run_cli, tmp_path):
+    code, out, _ = run_cli("verify", bundle)
+    assert code == 0 and "match" in out
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle, copy)
+    with open(copy / "model.onnx", "ab") as f:
+        f.write(b"\0")
+    code, _, err = run_cli("verify", copy)
+    assert code == 2 and "model.onnx does not match" in err
+    (copy / "model.onnx").unlink()
+    code, _, err = run_cli("verify", copy)
+    assert code == 2 and "missing" in err
+
+
+def test_bench_ort_json_and_report(bundle, run_cli, tmp_path):
+    code, out, err = run_cli("bench", bundle, "--backend", "ort", "--prompt-len", "16", "--gen-len", "6",
+                             "--iters", "2", "--json", "--report-dir", tmp_path / "r")
+    assert code == 0, err
+    r = json.loads(out)
+    assert r["ttft_ms"] > 0 and r["tpot_ms"] > 0 and r["tokens_per_s"] > 0
+    assert r["tpot_p50_ms"] <= r["tpot_p90_ms"] and len(r["tpot_series_ms"]) == 5
+    assert {p.name for p in (tmp_path / "r").iterdir()} >= {"bench.json", "bench.md"}
+    pytest.importorskip("matplotlib", reason="matplotlib not installed: no PNG plot")
+    assert (tmp_path / "r" / "bench.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_torch_backend_on_a_model(hf_model, run_cli):
+    code, out, err = run_cli("bench", hf_model("h96")[1], "--backend", "torch", "--prompt-len", "8",
+                             "--gen-len", "3", "--iters", "1", "--warmup", "0", "--json")
+    assert code == 0, err and json.loads(out)["backend"] == "torch"
+
+
+def test_tegrastats_parsing():
+    lines = ["RAM 3184/7620MB (lfb 2x4MB) CPU [12%@1510] GR3D_FREQ 45% VDD_IN 7129mW/6230mW "
+             "VDD_CPU_GPU_CV 2345mW/2000mW VDD_SOC 1500mW/1500mW", "garbage", "VDD_IN 5000mW/5000mW"]
+    assert tegrastats.parse(lines) == [7129, 5000]
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["build", "{m}", "--target", "orin-pico", "-o", "{tmp}/b"], "unknown target"),
+    (["build", "{m}", "--target", "orin-nano", "--calib", "{c}", "--sysroot", "{tmp}", "-o", "{tmp}/b"], "no CUDA"),
+    (["build", "{m}", "--target", "orin-nano", "-o", "{tmp}/b"], "--calib"),
+    (["build", "{m}", "--target", "orin-nano", "--recipe", "w1a1", "--calib", "{c}", "-o", "{tmp}/b"], "unknown recipe"),
+    (["bench", "{m}", "--backend", "trt"], "needs a bundle"),
+    (["engine", "{tmp}"], "no bundle.json"),
+])
+def test_build_errors(run_cli, hf_model, calib_npy, tmp_path, args, fragment):
+    code, _, err = run_cli(*[a.format(m=hf_model("h96")[1], c=calib_npy, tmp=tmp_path) for a in args])
+    assert code == 2 and err.count("\n") == 1 and fragment in err, err
+    assert not list(tmp_path.iterdir())  # a failed build leaves nothing
+
+
+def test_sysroot_without_tensorrt(run_cli, hf_model, calib_npy, tmp_path):
+    root = tmp_path / "jetpack"
+    cuda = root / "usr/local/cuda/targets/aarch64-linux/include"
+    cuda.mkdir(parents=True)
+    (cuda / "cuda_runtime.h").write_text("")
+    code, _, err = run_cli("build", hf_model("h96")[1], "--target", "orin-nano", "--calib", calib_npy,
+                           "--sysroot", root, "-o", tmp_path / "b")
+    assert code == 2 and "no TensorRT" in err and not (tmp_path / "b").exists()
+
+
+def test_engine_needs_tensorrt_or_refuses_other_targets(bundle, run_cli):
+    code, _, err = run_cli("engine", bundle)
+    assert code == 2
+    try:
+        import tensorrt  # noqa: F401
+        assert "sm_87" in err or "TensorRT" in err  # a non-Orin host: another target
+    except ImportError:
+        assert "tensorrt is not installed" in err
+
+
+# ---- remote runs over SSH, against a real sshd on 127.0.0.1 ----
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def sshd(tmp_path):
+    exe = shutil.which("sshd") or ("/usr/sbin/sshd" if os.path.exists("/usr/sbin/sshd") else None)
+    if exe is None or shutil.which("ssh") is None or shutil.which("ssh-keygen") is None:
+        pytest.skip("no OpenSSH server/client here (apt-get install openssh-server openssh-client)")
+    d = tmp_path / "ssh"
+    d.mkdir(mode=0o700)
+    for key in ("host", "user"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / key)], check=True)
+    shutil.copy(d / "user.pub", d / "authorized_keys")
+    port = _free_port()
+    (d / "known_hosts").write_text(f"[127.0.0.1]:{port} {(d / 'host.pub').read_text()}")
+    (d / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host'}\nPidFile {d / 'pid'}\n"
+        f"AuthorizedKeysFile {d / 'authorized_keys'}\nStrictModes no\nUsePAM no\n"
+        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n"
+        "Subsystem sftp internal-sftp\n"
+        f"SetEnv PATH={Path(sys.executable).parent}:/usr/bin:/bin\n")
+    os.makedirs("/run/sshd", exist_ok=True)
+    proc = subprocess.Popen([exe, "-D", "-e", "-f", str(d / "sshd_config")],
+                            stdout=subprocess.DEVNULL, stderr=open(d / "log", "w"))
+    for _ in range(50):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.skip(f"sshd did not start: {(d / 'log').read_text()[-300:]}")
+    yield {"port": port, "key": d / "user", "known_hosts": d / "known_hosts", "dir": d}
+    proc.terminate()
+    proc.wait(timeout=5)
+
+
+def test_remote_bench_over_ssh(bundle, sshd, tmp_path):
+    from edgeq.bench.remote import Remote, bench_remote
+    import getpass
+    user = getpass.getuser()
+    remote = Remote(f"{user}@127.0.0.1", sshd["port"], sshd["key"],
+                    [f"UserKnownHostsFile={sshd['known_hosts']}"], log=lambda m: None)
+    r = bench_remote(bundle, remote, ["--backend", "ort", "--prompt-len", "8", "--gen-len", "3",
+                                      "--iters", "1", "--json"], tmp_path / "report",
+                     edgeq=str(Path(sys.executable).parent / "edgeq"),
+                     remote_dir=str(tmp_path / "remote-bundle"))
+    assert r["backend"] == "ort" and r["ttft_ms"] > 0
+    assert (tmp_path / "remote-bundle" / "bundle.json").is_file()  # it was copied over
+    # an unknown host key is refused, not accepted
+    (sshd["known_hosts"]).write_text(f"[127.0.0.1]:{sshd['port']} ssh-ed25519 "
+                                     "AAAAC3NzaC1lZDI1NTE5AAAAIEGdummykeydummykeydummykeydummykeydummykey0\n")
+    with pytest.raises(EdgeqError, match="127.0.0.1"):
+        bench_remote(bundle, remote, ["--backend", "ort", "--json"], tmp_path / "r2",
+                     remote_dir=str(tmp_path / "remote-2"))

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+import readme_table
 from edgeq.export.onnx_export import to_onnx
 from edgeq.models import load_model
 from edgeq.quant import calib
@@ -27,7 +28,6 @@ from edgeq.runtime.backends import OrtBackend, TorchBackend
 from edgeq.runtime.evaluate import perplexity, top1_agreement
 
 ROOT = Path(__file__).resolve().parents[1]
-START, END = "<!-- accuracy-table:start -->", "<!-- accuracy-table:end -->"
 
 
 def main():
@@ -74,9 +74,7 @@ def main():
     table = "\n".join(lines)
     print(table)
     if args.write_readme:
-        readme = (ROOT / "README.md").read_text()
-        i, j = readme.index(START) + len(START), readme.index(END)
-        (ROOT / "README.md").write_text(readme[:i] + "\n" + table + "\n" + readme[j:])
+        readme_table.write("accuracy-table", table)
 
 
 if __name__ == "__main__":

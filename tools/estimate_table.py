@@ -8,11 +8,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import readme_table
 from edgeq.models import MambaConfig
 from edgeq.targets import estimate, get
 
 ROOT = Path(__file__).resolve().parents[1]
-START, END = "<!-- estimate-table:start -->", "<!-- estimate-table:end -->"
 # mamba_ssm README sizes (d_model, n_layer); vocab 50277 padded to 50280
 SIZES = {"mamba-130m": (768, 24), "mamba-1.4b": (2048, 48), "mamba-2.8b": (2560, 64)}
 # Quamba (ICLR'25) on Orin Nano 8 GB, Mamba-2.8B generation, ms per token
@@ -40,9 +40,7 @@ def main():
     table = "\n".join(lines)
     print(table)
     if args.write_readme:
-        readme = (ROOT / "README.md").read_text()
-        i, j = readme.index(START) + len(START), readme.index(END)
-        (ROOT / "README.md").write_text(readme[:i] + "\n" + table + "\n" + readme[j:])
+        readme_table.write("estimate-table", table)
 
 
 if __name__ == "__main__":

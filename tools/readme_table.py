@@ -1,0 +1,11 @@
+"""Put a generated table into README.md between `<!-- NAME:start -->` and `<!-- NAME:end -->`."""
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def write(name: str, table: str) -> None:
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    text = README.read_text()
+    i, j = text.index(start) + len(start), text.index(end)
+    README.write_text(text[:i] + "\n" + table + "\n" + text[j:])

@@ -8,6 +8,16 @@ from edgeq.ops import custom, hadamard, reference
 from edgeq.runtime import kernels
 
 
+def assert_bitexact(got, want):
+    """docs/ops.md "Reference numerics": the CPU kernels round like the reference. fp64 exp in
+    two libraries may differ in its last bit, which survives the rounding to fp32 about once in
+    10^8 values: allow that, nothing more."""
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    differ = got != want
+    assert differ.mean() <= 1e-6, f"{differ.sum()} of {differ.size} values differ"
+
+
 def q8(g, *shape):
     return torch.randint(-128, 128, shape, generator=g, dtype=torch.int8)
 
@@ -30,8 +40,8 @@ def test_scan_int8_kernel_and_reference(shape):
     y_fp, s_fp = reference.selective_scan(deq[0], deq[1], args[2], deq[2], deq[3], *args[5:8], deq[4])
     assert torch.equal(y, y_fp) and torch.equal(s, s_fp)  # int8 = dequantize, then the fp op
     y2, s2 = kernels.selective_scan_int8(*args, *scales)
-    np.testing.assert_allclose(y2, y.numpy(), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(s2, s.numpy(), rtol=1e-4, atol=1e-4)
+    assert_bitexact(y2, y)
+    assert_bitexact(s2, s)
 
 
 @pytest.mark.parametrize("shape", [(2, 9, 96, 4), (1, 1, 1536, 4), (3, 4, 40, 3)])
@@ -66,9 +76,7 @@ def test_hadamard_int8_kernel_and_reference(n):
     y = reference.hadamard_int8(x, 0.01)
     assert torch.equal(y, reference.quantize(hadamard.transform(x), 0.01))
     y2 = kernels.hadamard_int8(x, 0.01)
-    # fp32 summation order may move a value across a rounding boundary: at most 1 LSB, rarely
-    d = np.abs(y2.astype(int) - y.int().numpy())
-    assert d.max() <= 1 and (d > 0).mean() < 1e-3
+    assert_bitexact(y2, y)
 
 
 def test_hadamard_rejects_other_sizes():
@@ -83,8 +91,7 @@ def test_add_rmsnorm_int8_kernel_and_reference():
     y, s = reference.add_rmsnorm_int8(x, r, w, 1e-5, 0.03)
     assert torch.equal(s, x + r)
     y2, s2 = kernels.add_rmsnorm_int8(x, r, w, 1e-5, 0.03)
-    d = np.abs(y2.astype(int) - y.int().numpy())
-    assert d.max() <= 1 and (d > 0).mean() < 1e-2
+    assert_bitexact(y2, y)
     np.testing.assert_array_equal(s2, s.numpy())
 
 

@@ -78,6 +78,8 @@ def transform(x: torch.Tensor) -> torch.Tensor:
         a, b = y[..., 0, :], y[..., 1, :]
         y = torch.stack([a + b, a - b], dim=-2).reshape(*x.shape[:-1], K, M)
         h *= 2
-    if K > 1:
-        y = torch.einsum("ak,...km->...am", torch.from_numpy(base_matrix(K)).float(), y)
-    return (y / np.sqrt(n)).reshape(x.shape).to(x.dtype)
+    if K > 1:  # sequential over k, as the kernels sum (bit-exact int8 outputs need one order)
+        H = base_matrix(K)
+        y = torch.stack([sum(float(H[a, k]) * y[..., k, :] for k in range(K)) for a in range(K)], -2)
+    norm = torch.tensor(1.0 / np.sqrt(n), dtype=torch.float32)  # 1/sqrt(n) rounded once to fp32
+    return (y * norm).reshape(x.shape).to(x.dtype)

@@ -5,14 +5,20 @@ training script uses them directly.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 
 def softplus(x: Tensor) -> Tensor:
     # threshold 20 as in mamba_ssm: above it softplus(x) == x in fp32
-    return torch.where(x > 20.0, x, torch.log1p(torch.exp(x)))
+    return torch.where(x > 20.0, x, torch.log1p(torch.exp(x.double())).to(x.dtype))
+
+
+def silu(x: Tensor) -> Tensor:
+    """SiLU in fp64, rounded once to fp32 (the CPU kernels' numerics)."""
+    xd = x.double()
+    return (xd / (1 + torch.exp(-xd))).to(x.dtype)
 
 
 def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor,
@@ -31,17 +37,19 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D:
     Bd = B.float().repeat_interleave(dim // G, dim=2)  # [b, L, D, N]
     Cd = C.float().repeat_interleave(dim // G, dim=2)
     uf = u.float()
-    dA = torch.exp(dt.unsqueeze(-1) * A_d)  # [b, L, D, N]
+    # exp, the sum over N and the gate in fp64, each rounded once to fp32 (docs/ops.md,
+    # "Reference numerics"): the C++ kernel does the same and agrees bit for bit
+    dA = torch.exp(dt.unsqueeze(-1).double() * A_d.double()).float()  # [b, L, D, N]
     dBu = (dt * uf).unsqueeze(-1) * Bd
     s = state.float()
     ys = []
     # unbind, not indexing: its backward is one stack instead of L full-size scatters
     for dA_t, dBu_t, C_t in zip(dA.unbind(1), dBu.unbind(1), Cd.unbind(1)):
         s = dA_t * s + dBu_t
-        ys.append((s * C_t).sum(-1))
+        ys.append((s * C_t).double().sum(-1).float())
     y = torch.stack(ys, dim=1) + uf * D.float()
     if z is not None:
-        y = y * F.silu(z.float())
+        y = y * silu(z.float())
     return y.to(u.dtype), s
 
 
@@ -53,19 +61,31 @@ def causal_conv1d(x: Tensor, weight: Tensor, bias: Tensor, state: Tensor,
     xf = xx.float()
     y = bias.float() + sum(weight[:, k].float() * xf[:, k:k + L] for k in range(W))
     if activation == 1:
-        y = F.silu(y)
+        y = silu(y)
     return y.to(x.dtype), xx[:, L:L + W - 1].clone()
 
 
 # ---- int8 variants (docs/ops.md): int8 tensors carry per-tensor scales as attributes ----
 
+def f32(v: float) -> float:
+    """A scale or eps as the fp32 attribute the graph carries."""
+    return float(np.float32(v))
+
+
 def quantize(x: Tensor, scale: float) -> Tensor:
     """ONNX QuantizeLinear, symmetric int8: round half to even of x / scale, saturate."""
-    return torch.clamp(torch.round(x.float() / scale), -128, 127).to(torch.int8)
+    return torch.clamp(torch.round(x.float() / f32(scale)), -128, 127).to(torch.int8)
 
 
 def dequantize(q: Tensor, scale: float) -> Tensor:
-    return q.float() * scale
+    return q.float() * f32(scale)
+
+
+def qlinear(xq: Tensor, x_scale: float, w_t: Tensor, w_scale: Tensor) -> Tensor:
+    """int8 [..., in] x int8 [in, out]: int32 accumulation (exact in fp64), then one fp32
+    multiply by x_scale * w_scale (0-d per tensor, [out] per channel)."""
+    acc = (xq.double() @ w_t.double()).float()
+    return acc * (f32(x_scale) * w_scale.float())
 
 
 def selective_scan_int8(u, delta, A, B, C, D, delta_bias, state, z, u_scale, delta_scale,
@@ -81,9 +101,9 @@ def causal_conv1d_int8(x, weight, bias, state, x_scale, weight_scale, y_scale, a
     xx = torch.cat([state, x], dim=1)  # int8 window
     # int32 accumulation, exact in float64
     acc = sum(weight[:, k].double() * xx[:, k:k + L].double() for k in range(W))
-    y = acc.float() * (x_scale * weight_scale) + bias.float()
+    y = acc.float() * float(np.float32(x_scale) * np.float32(weight_scale)) + bias.float()
     if activation == 1:
-        y = F.silu(y)
+        y = silu(y)
     return quantize(y, y_scale), xx[:, L:L + W - 1].clone()
 
 
@@ -94,5 +114,8 @@ def hadamard_int8(x: Tensor, y_scale: float) -> Tensor:
 
 def add_rmsnorm_int8(x, residual, weight, eps: float, y_scale: float):
     s = x.float() + residual.float()
-    r = s * torch.rsqrt(s.pow(2).mean(-1, keepdim=True) + eps) * weight.float()
-    return quantize(r, y_scale), s
+    # the sum of squares in fp64 and 1/rms rounded once to fp32 make every backend agree bit
+    # for bit, which matters: one flipped int8 value persists in the SSM state
+    ss = s.double().pow(2).sum(-1, keepdim=True)
+    inv = (1.0 / torch.sqrt(ss / s.shape[-1] + f32(eps))).float()
+    return quantize(s * inv * weight.float(), y_scale), s

@@ -1,11 +1,16 @@
 """The edgeq custom ops in ONNX Runtime: onnxruntime-extensions PyOps that hand raw pointers
 to the C++ CPU kernels (edgeq.runtime.kernels). PyOps register by op_type in the domain
-ai.onnx.contrib, so graphs are rewritten from the `edgeq` domain in memory before loading."""
+ai.onnx.contrib, so graphs are rewritten from the `edgeq` domain in memory before loading.
+onnxruntime-extensions hands FLOAT attributes to Python printed with 6 significant digits, which
+moves int8 scales enough to flip rounded values, so the rewrite also turns them into exact
+decimal STRING attributes that the PyOps parse back."""
 from __future__ import annotations
 
 import functools
 
+import numpy as np
 import onnx
+from onnx import numpy_helper
 
 from ..ops.table import (ADD_RMSNORM_INT8, CAUSAL_CONV1D, CAUSAL_CONV1D_INT8, DOMAIN,
                          HADAMARD_INT8, SELECTIVE_SCAN, SELECTIVE_SCAN_INT8)
@@ -30,41 +35,78 @@ def register() -> str:
     def causal_conv1d(x, weight, bias, state, activation=1):
         return kernels.causal_conv1d(x, weight, bias, state, activation)
 
+    def attrs(op):
+        return {a.name: PyCustomOpDef.dt_string if a.type == "FLOAT" else i64 for a in op.attrs}
+
     @onnx_op(op_type=SELECTIVE_SCAN_INT8.name, inputs=[i8, i8, f32, i8, i8, f32, f32, f32, i8],
-             outputs=[f32, f32], attrs=_attrs(SELECTIVE_SCAN_INT8, f32, i64))
+             outputs=[f32, f32], attrs=attrs(SELECTIVE_SCAN_INT8))
     def selective_scan_int8(u, delta, A, B, C, D, delta_bias, state, z, **a):
-        return kernels.selective_scan_int8(u, delta, A, B, C, D, delta_bias, state, z, **a)
+        return kernels.selective_scan_int8(u, delta, A, B, C, D, delta_bias, state, z, **_floats(a))
 
     @onnx_op(op_type=CAUSAL_CONV1D_INT8.name, inputs=[i8, i8, f32, i8], outputs=[i8, i8],
-             attrs=_attrs(CAUSAL_CONV1D_INT8, f32, i64))
+             attrs=attrs(CAUSAL_CONV1D_INT8))
     def causal_conv1d_int8(x, weight, bias, state, **a):
-        return kernels.causal_conv1d_int8(x, weight, bias, state, **a)
+        return kernels.causal_conv1d_int8(x, weight, bias, state, **_floats(a))
 
-    @onnx_op(op_type=HADAMARD_INT8.name, inputs=[f32], outputs=[i8],
-             attrs=_attrs(HADAMARD_INT8, f32, i64))
+    @onnx_op(op_type=HADAMARD_INT8.name, inputs=[f32], outputs=[i8], attrs=attrs(HADAMARD_INT8))
     def hadamard_int8(x, **a):
-        return kernels.hadamard_int8(x, **a)
+        return kernels.hadamard_int8(x, **_floats(a))
 
     @onnx_op(op_type=ADD_RMSNORM_INT8.name, inputs=[f32, f32, f32], outputs=[i8, f32],
-             attrs=_attrs(ADD_RMSNORM_INT8, f32, i64))
+             attrs=attrs(ADD_RMSNORM_INT8))
     def add_rmsnorm_int8(x, residual, weight, **a):
-        return kernels.add_rmsnorm_int8(x, residual, weight, **a)
+        return kernels.add_rmsnorm_int8(x, residual, weight, **_floats(a))
 
     return get_library_path()
 
 
-def _attrs(op, f32, i64) -> dict:
-    return {a.name: f32 if a.type == "FLOAT" else i64 for a in op.attrs}
+def _floats(attrs: dict) -> dict:
+    return {k: float(v) if isinstance(v, str) else v for k, v in attrs.items()}
 
 
 def for_ort(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy of the graph with the edgeq domain renamed to the PyOps' domain."""
+    """A copy of the graph with the edgeq domain renamed to the PyOps' domain and the int8
+    linears made exact (see exact_int8_matmuls)."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
+    exact_int8_matmuls(out.graph)
     for node in out.graph.node:
         if node.domain == DOMAIN:
             node.domain = ORT_DOMAIN
+            for a in node.attribute:
+                if a.type == onnx.AttributeProto.FLOAT:  # exact, see the module docstring
+                    a.CopyFrom(onnx.helper.make_attribute(a.name, repr(a.f)))
     for imp in out.opset_import:
         if imp.domain == DOMAIN:
             imp.domain = ORT_DOMAIN
     return out
+
+
+def exact_int8_matmuls(graph: onnx.GraphProto) -> None:
+    """DQ(x) -> MatMul <- DQ(w) as MatMulInteger -> Cast -> Mul(x_scale * w_scale).
+
+    The graph's pattern is TensorRT's explicit quantization, which TensorRT runs as an int8 GEMM
+    with int32 accumulation (the spec). ONNX Runtime instead multiplies the dequantized fp32
+    values, whose rounding flips int8 values downstream, so validation runs the spec's
+    arithmetic: an exact int32 product, converted once, times the fp32 product of the scales."""
+    consts = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    consts.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t)
+                   for n in graph.node if n.op_type == "Constant" and n.attribute[0].name == "value"})
+    producer = {o: n for n in graph.node for o in n.output}
+    nodes = []
+    for n in graph.node:
+        dq = [producer.get(i) for i in n.input] if n.op_type == "MatMul" else []
+        if len(dq) == 2 and all(d is not None and d.op_type == "DequantizeLinear" for d in dq) \
+                and dq[1].input[0] in consts:
+            (xq, xs), (wq, ws) = dq[0].input[:2], dq[1].input[:2]
+            scale = (np.float32(consts[xs]) * consts[ws].astype(np.float32)).astype(np.float32)
+            name = n.output[0]
+            graph.initializer.append(numpy_helper.from_array(scale, f"{name}_scale"))
+            nodes += [onnx.helper.make_node("MatMulInteger", [xq, wq], [f"{name}_acc"]),
+                      onnx.helper.make_node("Cast", [f"{name}_acc"], [f"{name}_accf"],
+                                            to=onnx.TensorProto.FLOAT),
+                      onnx.helper.make_node("Mul", [f"{name}_accf", f"{name}_scale"], [name])]
+        else:
+            nodes.append(n)
+    del graph.node[:]
+    graph.node.extend(nodes)

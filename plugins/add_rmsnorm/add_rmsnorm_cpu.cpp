@@ -11,13 +11,13 @@ extern "C" int edgeq_add_rmsnorm_int8(const float* x, const float* residual, con
   if (rows < 0 || d < 1) return EDGEQ_BAD_SHAPE;
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
-    float ss = 0.f;
+    double ss = 0.0;  // fp64 sum and one rounding of 1/rms: bit-exact with the reference
     for (int64_t i = 0; i < d; ++i) {
       const float s = x[r * d + i] + residual[r * d + i];
       residual_out[r * d + i] = s;  // may alias x or residual: each element read once first
-      ss += s * s;
+      ss += double(s) * double(s);
     }
-    const float inv = 1.f / std::sqrt(ss / float(d) + eps);
+    const float inv = float(1.0 / std::sqrt(ss / double(d) + double(eps)));
     for (int64_t i = 0; i < d; ++i)
       y[r * d + i] = edgeq_quantize(residual_out[r * d + i] * inv * weight[i], y_scale);
   }

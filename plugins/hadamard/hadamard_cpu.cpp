@@ -14,7 +14,7 @@ extern "C" int edgeq_hadamard_int8(const float* x, int8_t* y, int64_t rows, int6
   edgeq::hadamard_split(n, K, M);
   if (rows < 0 || K == 0) return EDGEQ_BAD_SHAPE;
   const std::vector<int8_t> HK = edgeq::hadamard_base(K);
-  const float norm = 1.f / std::sqrt(float(n));
+  const float norm = float(1.0 / std::sqrt(double(n)));  // rounded once, as the reference
 #pragma omp parallel
   {
     std::vector<float> v(n), w(n);

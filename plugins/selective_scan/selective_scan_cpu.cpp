@@ -34,19 +34,23 @@ int scan(const T* u, const T* delta, const float* A, const T* B, const T* C, con
         const int64_t row = b * L + t;
         for (int64_t d = d0; d < d1; ++d) {
           const int64_t h = d / P, g = h / heads_per_group;
+          // exp, log1p, the sum over N and the gate in fp64, each rounded once to fp32: the
+          // torch reference does the same, so int8 outputs downstream agree bit for bit
           float dt = float(delta[row * heads + h]) * sc.delta + delta_bias[h];
-          if (delta_softplus) dt = edgeq_softplus20(dt);
+          if (delta_softplus && dt <= 20.f) dt = float(std::log1p(std::exp(double(dt))));
           const float ud = float(u[row * dim + d]) * sc.u;
+          const float dtu = dt * ud;
           const T* Bt = B + (row * groups + g) * dstate;
           const T* Ct = C + (row * groups + g) * dstate;
           const float* Ah = A + h * dstate;
           float* s = state_out + (b * dim + d) * dstate;
-          float acc = 0.f;
+          double acc = 0.0;
           for (int64_t n = 0; n < dstate; ++n) {
-            s[n] = std::exp(dt * Ah[n]) * s[n] + dt * (float(Bt[n]) * sc.B) * ud;
-            acc += s[n] * (float(Ct[n]) * sc.C);
+            const float dA = float(std::exp(double(dt) * double(Ah[n])));
+            s[n] = dA * s[n] + dtu * (float(Bt[n]) * sc.B);
+            acc += double(s[n] * (float(Ct[n]) * sc.C));
           }
-          float out = acc + D[d] * ud;
+          float out = float(acc) + D[d] * ud;
           if (z) out *= edgeq_silu(float(z[row * dim + d]) * sc.z);
           y[row * dim + d] = out;
         }

@@ -63,6 +63,14 @@ def test_specialised_axis_is_refused(exported):
         onnx_export.check_symbolic_axes(bad)
 
 
+def tolerance(name, logits):
+    # The edgeq ops agree bit for bit across backends; what remains is fp32 GEMM rounding (ORT's
+    # MLAS and torch sum the 768..3072 products of a projection in different orders). At the
+    # 130m widths, with logits of magnitude ~15, that alone reaches ~1e-4: there the bound is
+    # relative, 1e-5 of the largest logit; everywhere else it is 1e-4.
+    return max(1e-4, 1e-5 * np.abs(logits).max()) if name == "mamba130m-dims" else 1e-4
+
+
 @pytest.mark.parametrize("name", ["h96", "h40-bias-untied", "mamba130m-dims"])
 def test_ort_equals_torch_with_state_carried(exported, name):
     model, proto = exported(name)
@@ -72,11 +80,11 @@ def test_ort_equals_torch_with_state_carried(exported, name):
         ids = rng.integers(0, CONFIGS[name]["vocab_size"], (2, L))
         a, sa = torch_be.forward(ids, torch_be.new_state(2))
         b, sb = ort.forward(ids, ort.new_state(2))
-        assert np.abs(a - b).max() < 1e-4
+        assert np.abs(a - b).max() < tolerance(name, a)
         ids2 = rng.integers(0, CONFIGS[name]["vocab_size"], (2, 3))  # second call, states carried
         a2, _ = torch_be.forward(ids2, sa)
         b2, _ = ort.forward(ids2, sb)
-        assert np.abs(a2 - b2).max() < 1e-4
+        assert np.abs(a2 - b2).max() < tolerance(name, a2)
 
 
 def test_batch_one_and_long_sequence(exported):

@@ -268,7 +268,9 @@ def verify(bundle):
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.option("--max-batch", default=1, show_default=True, type=click.IntRange(1))
 @click.option("--max-seq", default=2048, show_default=True, type=click.IntRange(1))
-def engine(bundle, max_batch, max_seq):
+@click.option("--compare", is_flag=True, help="Then run the engine and the ONNX graph on ORT "
+              "(the C++ kernels) on the same tokens and report their agreement.")
+def engine(bundle, max_batch, max_seq, compare):
     """Build BUNDLE's TensorRT engine on this device (needs TensorRT and the target's GPU)."""
     from .bundle import manifest
     m = manifest.verify(bundle)
@@ -280,6 +282,20 @@ def engine(bundle, max_batch, max_seq):
     from .trt.engine import build_engine, check_compatible
     check_compatible(m)
     m["engine"] = build_engine(bundle, m["target"], click.echo, max_batch, max_seq)
+    if compare:
+        # our comparison, not polygraphy's: its ONNX Runtime runner cannot load the PyOps
+        import numpy as np
+
+        from .runtime.evaluate import top1_agreement
+        from .sources import open_backend
+        from .trt.runtime import TrtBackend
+        trt_be, ort_be = TrtBackend(bundle), open_backend(str(bundle / "model.onnx"), "ort")[0]
+        ids = np.random.default_rng(0).integers(0, trt_be.config.vocab_size, 513)
+        a, _ = trt_be.forward(ids[None, :64], trt_be.new_state(1))
+        b, _ = ort_be.forward(ids[None, :64], ort_be.new_state(1))
+        m["engine"]["compare_ort"] = {"top1_agreement": top1_agreement(trt_be, ort_be, ids, 128),
+                                      "max_abs_logit_diff": float(np.abs(a - b).max())}
+        click.echo(f"engine vs ORT: {m['engine']['compare_ort']}")
     manifest.write(bundle, {k: v for k, v in m.items() if k not in ("format", "files")})
     click.echo(f"wrote {bundle / 'model.engine'}")
 

@@ -236,7 +236,7 @@ def estimate(model, target_name, recipe, prompt_len, batch, as_json):
 @click.argument("model")
 @click.option("--target", "target_name", required=True, help="A target from `edgeq targets`.")
 @click.option("--recipe", default="quamba-w8a8", show_default=True,
-              help="quamba-w8a8, naive-w8a8 or fp16 (no quantization).")
+              help="quamba-w8a8 or naive-w8a8.")
 @click.option("--calib", "calib_data", default=None,
               help="Calibration data (default: the model folder's calib.txt).")
 @click.option("--samples", default=512, show_default=True, type=click.IntRange(1))
@@ -351,9 +351,7 @@ def _bench_backend(source: str, backend: str):
             return TrtBackend(path)
         if backend == "ort":
             return open_backend(str(path / "model.onnx"), "ort")[0]
-        if (path / "quantized").is_dir():
-            return open_backend(str(path / "quantized"), "torch")[0]
-        raise EdgeqError(f"{source}: an fp bundle holds no torch model; bench its checkpoint")
+        return open_backend(str(path / "quantized"), "torch")[0]
     if backend == "trt":
         raise EdgeqError(f"{source}: --backend trt needs a bundle made by `edgeq build`")
     return open_backend(source, backend)[0]

@@ -17,8 +17,6 @@ import numpy as np
 from ..errors import EdgeqError
 from . import manifest, plugins
 
-FP_RECIPES = ("fp16",)
-
 
 def _versions() -> dict:
     out = {"python": platform.python_version()}
@@ -77,8 +75,7 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
     parent = q.check_output(out)
     if sysroot is not None:
         plugins.check_sysroot(sysroot)  # fail before the slow stages
-    quantized = recipe_name not in FP_RECIPES
-    rec = recipes.load(recipe_name) if quantized else {"name": recipe_name}
+    rec = recipes.load(recipe_name)  # bundles are quantized; an fp16 bundle is not built yet
 
     lm, folder = st("load", load_model, model)
     tok = text.from_folder(folder)
@@ -91,14 +88,11 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
     windows = calib.windows(tokens, samples, seq_len, lm.cfg.vocab_size)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
     try:
-        if quantized:
-            ranges = st("calibrate", q.calibrate, lm, windows, rec)
-            tensors, scales = st("quantize", q.quantize_model, lm, ranges, rec)
-            q.save(tmp / "quantized", lm, tensors, scales, rec,
-                   {"data": Path(calib_data).name, "samples": samples, "seq_len": seq_len}, None)
-            model_for_export = q.load(tmp / "quantized")
-        else:
-            model_for_export = lm
+        ranges = st("calibrate", q.calibrate, lm, windows, rec)
+        tensors, scales = st("quantize", q.quantize_model, lm, ranges, rec)
+        q.save(tmp / "quantized", lm, tensors, scales, rec,
+               {"data": Path(calib_data).name, "samples": samples, "seq_len": seq_len}, None)
+        model_for_export = q.load(tmp / "quantized")
         meta = {text.META_KEY: (folder / "tokenizer.json").read_text()} \
             if (folder / "tokenizer.json").exists() else {}
         meta["edgeq.recipe"] = rec["name"]
@@ -110,8 +104,7 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
         metrics = st("validate", validate, model_for_export, proto, val)
         plugin = st("plugins", plugins.stage, tmp, target, sysroot, st.log)
         engine = st("engine", _engine_stage, tmp, target, plugin, st.log)
-        projected = estimate(lm.cfg, target, rec["name"] if rec["name"] in ("fp16", "quamba-w8a8",
-                                                                             "naive-w8a8") else "fp16")
+        projected = estimate(lm.cfg, target, rec["name"])
         if (folder / "tokenizer.json").exists():
             shutil.copy(folder / "tokenizer.json", tmp / "tokenizer.json")
         manifest.write(tmp, {

@@ -119,15 +119,17 @@ def to_onnx(model, metadata: dict[str, str] | None = None) -> onnx.ModelProto:
     quiet = logging.getLogger("torch.onnx")
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # the exporter's notes (torchvision absent, axis renames)
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            wrapper, (ids, *states), dynamo=True, opset_version=OPSET,
-            dynamic_shapes=dynamic, custom_translation_table=_translations(),
-            input_names=["input_ids", *state_names(cfg.n_layer)],
-            output_names=["logits", *state_names(cfg.n_layer, "_out")],
-            optimize=True, verbose=False)
-    quiet.setLevel(level)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                wrapper, (ids, *states), dynamo=True, opset_version=OPSET,
+                dynamic_shapes=dynamic, custom_translation_table=_translations(),
+                input_names=["input_ids", *state_names(cfg.n_layer)],
+                output_names=["logits", *state_names(cfg.n_layer, "_out")],
+                optimize=True, verbose=False)
+    finally:
+        quiet.setLevel(level)
     proto = program.model_proto
     # the exporter leaves value_info without a type after some custom-node outputs
     typed = [v for v in proto.graph.value_info if v.type.HasField("tensor_type")]

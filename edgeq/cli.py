@@ -21,10 +21,26 @@ def cli():
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def inspect(model, as_json):
     """Architecture, dims, parameter count and size at each precision."""
-    from .models import load_model
+    import torch
+
+    from .models import MambaLM, load_model, read_config
     from .models.inspect import format_summary, summary
-    s = summary(load_model(model)[0])
-    click.echo(json.dumps(s) if as_json else format_summary(s))
+    from .models.loader import resolve
+    from .quant import quantize as q
+    folder = resolve(model)
+    if q.is_quantized(folder):  # dims from the config; the int8 folder as it is on disk
+        with torch.device("meta"):
+            s = summary(MambaLM(read_config(folder)))
+        s["recipe"] = q.load(folder).recipe["name"]
+        s["quantized_bytes"] = (folder / "model.safetensors").stat().st_size
+    else:
+        s = summary(load_model(str(folder))[0])
+    if as_json:
+        click.echo(json.dumps(s))
+    else:
+        click.echo(format_summary(s))
+        if "recipe" in s:
+            click.echo(f"quantized     {s['recipe']}, {s['quantized_bytes'] / 2**20:,.1f} MiB on disk")
 
 
 @cli.command()

@@ -21,6 +21,10 @@ def test_quantize_export_generate_eval(run_cli, hf_model, calib_npy, tmp_path):
     meta = json.loads((q / "quant.json").read_text())
     assert meta["recipe"]["name"] == "quamba-w8a8" and len(meta["scales"]) == 2
     assert meta["calibration"]["samples"] == 8 and "calibrating" in err
+    code, out, err = run_cli("inspect", q, "--json")
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["recipe"] == "quamba-w8a8" and info["quantized_bytes"] < info["size_bytes"]["fp16"] * 1.1
     code, _, err = run_cli("export", q, "-o", tmp_path / "q.onnx")
     assert code == 0, err
     ids = {}

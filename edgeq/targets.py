@@ -45,18 +45,27 @@ PRECISION = {
 def estimate(cfg: MambaConfig, target: dict, recipe: str = "fp16", prompt_len: int = 1024,
              batch: int = 1) -> dict:
     """Roofline lower bounds on `target` (no overheads: real kernels are slower)."""
+    import torch
+
+    from .models.mamba import MambaLM
     if recipe not in PRECISION:
         raise EdgeqError(f"no size model for recipe {recipe!r}; choose one of: {', '.join(PRECISION)}")
     p = PRECISION[recipe]
-    d, di, n, r = cfg.d_model, cfg.d_inner, cfg.d_state, cfg.dt_rank
-    layer_matrix = d * 2 * di + di * (r + 2 * n) + r * di + di * d  # in, x, dt, out projections
-    layer_vectors = di * cfg.d_conv + di * n + 3 * di + d  # conv, A, D, dt bias + conv bias, norm
+    with torch.device("meta"):  # shapes only
+        model = MambaLM(cfg)
+    layer_matrix = layer_vectors = 0
+    for name, t in model.backbone.layers.named_parameters():
+        if t.dim() == 2 and "A_log" not in name and "conv1d" not in name:
+            layer_matrix += t.numel()  # the projections, quantized by the recipes
+        else:
+            layer_vectors += t.numel()  # conv, A, D, biases, norms: fp32
     conv_bytes = 1.0 if p["compute"] == "int8" else 2.0
-    state = cfg.n_layer * batch * (di * n * 4 + (cfg.d_conv - 1) * di * conv_bytes)
-    weights = cfg.n_layer * (layer_matrix * p["layers"] + layer_vectors * 4)
+    state = cfg.n_layer * batch * (cfg.d_inner * cfg.d_state * 4 + (cfg.d_conv - 1) * cfg.conv_dim * conv_bytes)
+    weights = layer_matrix * p["layers"] + layer_vectors * 4
+    d = cfg.d_model
     head = cfg.vocab_size * d * p["head"]  # lm_head is read whole every token
     decode_bytes = weights + head + batch * d * p["head"] + 2 * state  # states read and written
-    flops_per_token = 2 * (cfg.n_layer * layer_matrix + cfg.vocab_size * d)
+    flops_per_token = 2 * (layer_matrix + cfg.vocab_size * d)
     tops = target["int8_tops_dense"] if p["compute"] == "int8" else target["fp16_tflops_dense"]
     prefill_flops = flops_per_token * prompt_len * batch
     return {

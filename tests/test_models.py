@@ -109,10 +109,14 @@ def test_errors_shape_mismatch_and_missing_tensor(hf_model, tmp_path):
 
 
 @pytest.mark.parametrize("config,fragment", [
-    ({"model_type": "mamba2", "architectures": ["Mamba2ForCausalLM"]}, "mamba2"),
     ({"model_type": "falcon_mamba"}, "falcon_mamba"),
+    ({"model_type": "jamba"}, "jamba"),
+    ({"model_type": "mamba2", "hidden_size": 64, "num_hidden_layers": 1, "vocab_size": 10,
+      "head_dim": 16, "n_groups": 1, "time_step_limit": [0.0, 0.1]}, "time_step_limit"),
     ({"model_type": "llama"}, "llama"),
-    ({"d_model": 64, "n_layer": 2, "vocab_size": 10, "ssm_cfg": {"layer": "Mamba2"}}, "Mamba2"),
+    ({"d_model": 64, "n_layer": 2, "vocab_size": 10, "ssm_cfg": {"layer": "Mamba3"}}, "Mamba3"),
+    ({"d_model": 64, "n_layer": 2, "vocab_size": 10,
+      "ssm_cfg": {"layer": "Mamba2", "norm_before_gate": True}}, "norm_before_gate"),
     ({"d_model": 64, "n_layer": 2, "vocab_size": 10, "attn_layer_idx": [1]}, "hybrid"),
     ({"hello": 1}, "not a Mamba config"),
 ])

@@ -1,4 +1,5 @@
 """What a model is: architecture, dimensions, parameter count and size at each precision."""
+# the analytic numbers work on a model built on the meta device (no weights needed)
 from __future__ import annotations
 
 from .mamba import MambaLM
@@ -14,9 +15,9 @@ def summary(model: MambaLM) -> dict:
     matrices = sum(p.numel() for n, p in params.items() if p.dim() == 2 and "A_log" not in n)
     total = sum(p.numel() for p in params.values())
     vectors = total - matrices
-    state = cfg.n_layer * (cfg.d_inner * cfg.d_state * 4 + (cfg.d_conv - 1) * cfg.d_inner * 4)
+    state = cfg.n_layer * (cfg.d_inner * cfg.d_state * 4 + (cfg.d_conv - 1) * cfg.conv_dim * 4)
     return {
-        "architecture": "mamba1",
+        "architecture": cfg.arch,
         "layout": cfg.layout,
         "d_model": cfg.d_model, "n_layer": cfg.n_layer, "d_inner": cfg.d_inner,
         "d_state": cfg.d_state, "d_conv": cfg.d_conv, "dt_rank": cfg.dt_rank,

@@ -1,4 +1,4 @@
-"""edgeq's Mamba-1 modules, built on the edgeq ops.
+"""edgeq's Mamba modules, built on the edgeq ops (the Mamba-2 mixer is in mamba2.py).
 
 Parameter names follow transformers' MambaForCausalLM, so -hf checkpoints load as they are.
 States are explicit: forward(ids, state) -> (logits, new_state); a decode step is forward at
@@ -16,7 +16,7 @@ from .config import MambaConfig
 
 OPS = {"custom": custom, "reference": reference}
 
-LayerState = tuple[Tensor, Tensor]  # conv [b, W-1, d_inner] (activation dtype), ssm [b, d_inner, N] fp32
+LayerState = tuple[Tensor, Tensor]  # conv [b, W-1, conv_dim] (activation dtype), ssm [b, d_inner, N] fp32
 
 
 class RMSNorm(nn.Module):
@@ -72,7 +72,11 @@ class MambaBlock(nn.Module):
     def __init__(self, cfg: MambaConfig, ops: str):
         super().__init__()
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
-        self.mixer = MambaMixer(cfg, ops)
+        if cfg.arch == "mamba2":
+            from .mamba2 import Mamba2Mixer
+            self.mixer = Mamba2Mixer(cfg, ops)
+        else:
+            self.mixer = MambaMixer(cfg, ops)
 
     def forward(self, h: Tensor, state: LayerState) -> tuple[Tensor, LayerState]:
         out, state = self.mixer(self.norm(h), state)
@@ -102,7 +106,7 @@ class MambaLM(nn.Module):
 
     def new_state(self, batch: int) -> list[LayerState]:
         cfg, p = self.cfg, self.lm_head.weight
-        return [(torch.zeros(batch, cfg.d_conv - 1, cfg.d_inner, dtype=p.dtype, device=p.device),
+        return [(torch.zeros(batch, cfg.d_conv - 1, cfg.conv_dim, dtype=p.dtype, device=p.device),
                  torch.zeros(batch, cfg.d_inner, cfg.d_state, dtype=torch.float32, device=p.device))
                 for _ in range(cfg.n_layer)]
 

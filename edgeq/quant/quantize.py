@@ -25,12 +25,19 @@ from .qmodel import QuantMambaLM
 FORMAT = "edgeq-quant/1"
 
 
+def check_supported(cfg: MambaConfig, recipe: dict) -> None:
+    if cfg.arch != "mamba1":
+        raise EdgeqError(f"recipe {recipe['name']} quantizes Mamba-1 models; Quamba2 recipes for "
+                         f"{cfg.arch} are not implemented yet")
+
+
 @torch.no_grad()
 def calibrate(model: MambaLM, windows: torch.Tensor, recipe: dict, batch: int = 8,
               progress: Callable[[int], None] | None = None) -> list[dict[str, float]]:
     """Per layer, the observed range of each activation in recipe.ACTIVATIONS (the value an
     int8 scale maps to 127)."""
     cfg = model.cfg
+    check_supported(cfg, recipe)
     obs = [{a: observers.make(recipes.observer_of(recipe, a)) for a in recipes.ACTIVATIONS}
            for _ in range(cfg.n_layer)]
     had = recipe["hadamard_out_proj"]

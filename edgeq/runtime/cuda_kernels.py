@@ -1,5 +1,5 @@
 """ctypes bindings of the CUDA kernels (libedgeq_cuda): the C ABI of plugins/common/edgeq_kernels.h
-with device pointers and a cudaStream_t, plus the fp16-activation variants.
+with device pointers and a cudaStream_t, plus the fp16-activation variants of the fp ops.
 
 Built with the CMake option EDGEQ_CUDA=ON (`pip install . -Ccmake.define.EDGEQ_CUDA=ON` installs
 it into edgeq/lib next to libedgeq_cpu). EDGEQ_CUDA_LIB overrides where it is looked for. The
@@ -13,27 +13,32 @@ import os
 from pathlib import Path
 
 from ..errors import EdgeqError
-from ..ops.table import CAUSAL_CONV1D, SELECTIVE_SCAN
+from ..ops.table import OPS
+from .kernels import _ARGTYPES  # the CPU library's: one C ABI, and fp16 takes fp32's signature
 
 LIB_NAME = "libedgeq_cuda.so"
 STATUS = {0: "EDGEQ_OK", 1: "EDGEQ_BAD_SHAPE", 2: "EDGEQ_NULL_POINTER", 3: "EDGEQ_CUDA_ERROR"}
-_p, _i64, _i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32
-_ARGS = {SELECTIVE_SCAN: [_p] * 11 + [_i64] * 6 + [_i32, _p],
-         CAUSAL_CONV1D: [_p] * 6 + [_i64] * 4 + [_i32, _p]}
 
 
 def symbol(op, dtype: str = "float32") -> str:
-    """The C symbol of `op` for activations of `dtype` ("float32" or "float16")."""
-    assert op.c_symbol.endswith("_f32")
+    """The C symbol of `op` for activations of `dtype` ("float32" or "float16"); an int8 op
+    has one symbol."""
+    if not op.c_symbol.endswith("_f32"):
+        return op.c_symbol
     return op.c_symbol if dtype == "float32" else op.c_symbol[:-4] + "_f16"
+
+
+def symbols() -> dict[str, list]:
+    """Every symbol of the library, with its argtypes."""
+    return {symbol(op, dtype): _ARGTYPES[op.c_symbol] for op in OPS
+            for dtype in ("float32", "float16")}
 
 
 def bind(lib: ctypes.CDLL, prefix: str = "") -> ctypes.CDLL:
     """Set argtypes/restype of every kernel symbol (named `prefix` + symbol) of `lib`."""
-    for op, argtypes in _ARGS.items():
-        for dtype in ("float32", "float16"):
-            fn = getattr(lib, prefix + symbol(op, dtype))
-            fn.argtypes, fn.restype = argtypes, ctypes.c_int
+    for name, argtypes in symbols().items():
+        fn = getattr(lib, prefix + name)
+        fn.argtypes, fn.restype = argtypes, ctypes.c_int
     return lib
 
 

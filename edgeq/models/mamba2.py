@@ -1,0 +1,64 @@
+"""edgeq's Mamba-2 mixer on the edgeq ops (mamba_ssm's Mamba2 / transformers' Mamba2Mixer).
+
+in_proj gives [z, xBC, dt]; the causal conv runs over xBC = [x, B, C]; the scan is
+EdgeqSelectiveScan with heads (per-head A, dt and dt bias; D per head, broadcast over head_dim;
+B and C per group) and no gate; the gate goes into the grouped RMSNorm, mamba_ssm's
+RMSNorm(y * silu(z)) over each group of d_inner / ngroups channels.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import MambaConfig
+from .mamba import OPS, LayerState
+
+
+class GatedRMSNorm(nn.Module):
+    def __init__(self, dim: int, groups: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.groups, self.eps = groups, eps
+
+    def forward(self, y: Tensor, z: Tensor) -> Tensor:
+        g = y.float() * F.silu(z.float())
+        g = g.reshape(*g.shape[:-1], self.groups, -1)
+        g = g * torch.rsqrt(g.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * g.reshape(y.shape).to(y.dtype)
+
+
+class Mamba2Mixer(nn.Module):
+    def __init__(self, cfg: MambaConfig, ops: str = "custom"):
+        super().__init__()
+        di, H = cfg.d_inner, cfg.nheads
+        self.cfg, self.ops_name = cfg, ops
+        self.in_proj = nn.Linear(cfg.d_model, di + cfg.conv_dim + H, bias=cfg.bias)
+        self.conv1d = nn.Conv1d(cfg.conv_dim, cfg.conv_dim, cfg.d_conv, groups=cfg.conv_dim,
+                                padding=cfg.d_conv - 1, bias=cfg.conv_bias)
+        self.dt_bias = nn.Parameter(torch.zeros(H))
+        self.A_log = nn.Parameter(torch.log(torch.arange(1, H + 1, dtype=torch.float32)))
+        self.D = nn.Parameter(torch.ones(H))
+        self.norm = GatedRMSNorm(di, cfg.ngroups, cfg.norm_eps)
+        self.out_proj = nn.Linear(di, cfg.d_model, bias=cfg.bias)
+
+    @property
+    def ops(self):
+        return OPS[self.ops_name]
+
+    def forward(self, h: Tensor, state: LayerState) -> tuple[Tensor, LayerState]:
+        cfg = self.cfg
+        batch, L, _ = h.shape
+        di, H, G, N = cfg.d_inner, cfg.nheads, cfg.ngroups, cfg.d_state
+        z, xBC, dt = self.in_proj(h).split([di, cfg.conv_dim, H], dim=-1)
+        conv_bias = self.conv1d.bias if self.conv1d.bias is not None else \
+            torch.zeros(cfg.conv_dim, dtype=h.dtype, device=h.device)
+        xBC, conv_state = self.ops.causal_conv1d(xBC, self.conv1d.weight[:, 0, :], conv_bias,
+                                                 state[0], 1)
+        x, B, C = xBC.split([di, G * N, G * N], dim=-1)
+        A = (-torch.exp(self.A_log.float()))[:, None].expand(H, N).contiguous()
+        D = self.D.float()[:, None].expand(H, cfg.headdim).reshape(di)
+        y, ssm_state = self.ops.selective_scan(x, dt, A, B.reshape(batch, L, G, N),
+                                               C.reshape(batch, L, G, N), D,
+                                               self.dt_bias.float(), state[1], None, True)
+        return self.out_proj(self.norm(y, z)), (conv_state, ssm_state)

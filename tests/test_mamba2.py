@@ -1,0 +1,117 @@
+"""Mamba-2 (fp): edgeq's modules against transformers' Mamba2ForCausalLM (n_groups 1 and 2:
+transformers normalises per group like mamba_ssm), the state-spaces layout, the stateful ONNX
+graph on ORT, and generation."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from edgeq.errors import EdgeqError
+from edgeq.export.onnx_export import to_onnx
+from edgeq.models import load_model
+from edgeq.runtime.backends import OrtBackend, TorchBackend
+from edgeq.runtime.generate import generate
+
+CONFIGS2 = {
+    "g1": dict(vocab_size=1001, hidden_size=64, num_hidden_layers=2, state_size=16, head_dim=16,
+               num_heads=8, n_groups=1, chunk_size=8),
+    "g2-tied-bias": dict(vocab_size=517, hidden_size=96, num_hidden_layers=2, state_size=8,
+                         head_dim=24, num_heads=8, n_groups=2, chunk_size=16,
+                         tie_word_embeddings=True, use_bias=True, conv_kernel=3),
+}
+
+
+@pytest.fixture(scope="module")
+def mamba2(tmp_path_factory):
+    from transformers import Mamba2Config, Mamba2ForCausalLM
+    cache = {}
+
+    def make(name):
+        if name not in cache:
+            torch.manual_seed(1)
+            hf = Mamba2ForCausalLM(Mamba2Config(**CONFIGS2[name])).eval()
+            with torch.no_grad():  # lively dynamics: spread dt bias, D and the gated norm
+                for layer in hf.backbone.layers:
+                    m = layer.mixer
+                    m.dt_bias.add_(torch.randn_like(m.dt_bias))
+                    m.D.add_(torch.randn_like(m.D))
+                    m.norm.weight.add_(0.1 * torch.randn_like(m.norm.weight))
+            folder = tmp_path_factory.mktemp(name)
+            hf.save_pretrained(folder)
+            cache[name] = (hf, folder)
+        return cache[name]
+    return make
+
+
+@pytest.mark.parametrize("name", CONFIGS2)
+@pytest.mark.parametrize("L", [1, 7, 64])
+def test_logits_equal_transformers(mamba2, name, L):
+    hf, folder = mamba2(name)
+    model, _ = load_model(str(folder))
+    assert model.cfg.arch == "mamba2"
+    ids = torch.randint(0, CONFIGS2[name]["vocab_size"], (2, L), generator=torch.Generator().manual_seed(L))
+    with torch.no_grad():
+        assert (model(ids)[0] - hf(ids, use_cache=False).logits).abs().max() < 1e-4
+
+
+def test_prefill_then_decode_equals_full_pass(mamba2):
+    model, _ = load_model(str(mamba2("g2-tied-bias")[1]))
+    ids = torch.randint(0, 517, (2, 10), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        full, _ = model(ids)
+        logits, state = model(ids[:, :4])
+        steps = [logits]
+        for t in range(4, 10):
+            logits, state = model(ids[:, t:t + 1], state)
+            steps.append(logits)
+    torch.testing.assert_close(torch.cat(steps, 1), full, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", CONFIGS2)
+def test_ort_and_greedy_generation(mamba2, name):
+    hf, folder = mamba2(name)
+    model, _ = load_model(str(folder))
+    proto = to_onnx(model)
+    scans = [n for n in proto.graph.node if n.op_type == "EdgeqSelectiveScan"]
+    assert scans and all(len(n.input) == 8 for n in scans)  # no gate: it goes into the norm
+    ob, tb = OrtBackend(proto), TorchBackend(model)
+    rng = np.random.default_rng(0)
+    for L in (1, 7, 64):
+        ids = rng.integers(0, CONFIGS2[name]["vocab_size"], (2, L))
+        a, sa = tb.forward(ids, tb.new_state(2))
+        b, sb = ob.forward(ids, ob.new_state(2))
+        assert np.abs(a - b).max() < 1e-4
+        a2, _ = tb.forward(ids[:, :3], sa)
+        b2, _ = ob.forward(ids[:, :3], sb)
+        assert np.abs(a2 - b2).max() < 1e-4
+    hf.generation_config.eos_token_id = None
+    want = hf.generate(torch.tensor([[3, 4, 5]]), max_new_tokens=12, min_new_tokens=12,
+                       do_sample=False, pad_token_id=0)[0, 3:].tolist()
+    assert generate(tb, [3, 4, 5], 12) == want == generate(ob, [3, 4, 5], 12)
+
+
+def test_state_spaces_mamba2_layout(mamba2, tmp_path):
+    hf, folder = mamba2("g1")
+    from safetensors.torch import load_file
+    sd = {k.replace("backbone.embeddings.", "backbone.embedding."): v
+          for k, v in load_file(folder / "model.safetensors").items()}
+    torch.save(sd, tmp_path / "pytorch_model.bin")
+    c = CONFIGS2["g1"]
+    (tmp_path / "config.json").write_text(json.dumps({
+        "d_model": c["hidden_size"], "n_layer": c["num_hidden_layers"], "vocab_size": c["vocab_size"],
+        "ssm_cfg": {"layer": "Mamba2", "d_state": c["state_size"], "headdim": c["head_dim"],
+                    "ngroups": 1, "chunk_size": 8},
+        "rms_norm": True, "pad_vocab_size_multiple": 1, "tie_embeddings": False}))
+    model, _ = load_model(str(tmp_path))
+    assert model.cfg.layout == "state-spaces" and model.cfg.arch == "mamba2"
+    ids = torch.randint(0, c["vocab_size"], (1, 9))
+    with torch.no_grad():
+        assert (model(ids)[0] - hf(ids, use_cache=False).logits).abs().max() < 1e-4
+
+
+def test_w8a8_recipes_refuse_mamba2(mamba2):
+    from edgeq.quant import calib, quantize as Q, recipe as R
+    model, _ = load_model(str(mamba2("g1")[1]))
+    with pytest.raises(EdgeqError, match="Quamba2"):
+        Q.calibrate(model, calib.windows(np.arange(100), 2, 8, 1001), R.load("quamba-w8a8"))

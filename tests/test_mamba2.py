@@ -115,3 +115,18 @@ def test_w8a8_recipes_refuse_mamba2(mamba2):
     model, _ = load_model(str(mamba2("g1")[1]))
     with pytest.raises(EdgeqError, match="Quamba2"):
         Q.calibrate(model, calib.windows(np.arange(100), 2, 8, 1001), R.load("quamba-w8a8"))
+
+
+def test_save_model_writes_a_checkpoint_transformers_loads(tmp_path):
+    from transformers import Mamba2ForCausalLM
+
+    from edgeq.models import MambaConfig, MambaLM, save_model
+    torch.manual_seed(0)
+    model = MambaLM(MambaConfig(d_model=64, n_layer=1, vocab_size=100, arch="mamba2", headdim=16,
+                                d_state=8, ngroups=2)).eval()
+    save_model(model, tmp_path)
+    hf = Mamba2ForCausalLM.from_pretrained(tmp_path).eval()
+    ids = torch.randint(0, 100, (1, 6))
+    with torch.no_grad():
+        assert (hf(ids, use_cache=False).logits - model(ids)[0]).abs().max() < 1e-4
+        assert (load_model(str(tmp_path))[0](ids)[0] - model(ids)[0]).abs().max() == 0

@@ -105,14 +105,19 @@ def load_model(model: str, ops: str = "custom") -> tuple[MambaLM, Path]:
 
 
 def write_config(cfg: MambaConfig, folder: Path) -> None:
-    """config.json in the transformers -hf layout."""
-    hf = {"architectures": ["MambaForCausalLM"], "model_type": "mamba",
-          "hidden_size": cfg.d_model, "num_hidden_layers": cfg.n_layer,
-          "vocab_size": cfg.vocab_size, "state_size": cfg.d_state, "conv_kernel": cfg.d_conv,
-          "expand": cfg.expand, "intermediate_size": cfg.d_inner, "time_step_rank": cfg.dt_rank,
-          "use_conv_bias": cfg.conv_bias, "use_bias": cfg.bias,
-          "layer_norm_epsilon": cfg.norm_eps, "tie_word_embeddings": cfg.tie_embeddings,
-          "hidden_act": "silu", "residual_in_fp32": True}
+    """config.json in the transformers -hf layout (MambaForCausalLM or Mamba2ForCausalLM)."""
+    common = {"hidden_size": cfg.d_model, "num_hidden_layers": cfg.n_layer,
+              "vocab_size": cfg.vocab_size, "state_size": cfg.d_state, "conv_kernel": cfg.d_conv,
+              "expand": cfg.expand, "use_conv_bias": cfg.conv_bias, "use_bias": cfg.bias,
+              "layer_norm_epsilon": cfg.norm_eps, "tie_word_embeddings": cfg.tie_embeddings,
+              "hidden_act": "silu", "residual_in_fp32": True}
+    if cfg.arch == "mamba2":
+        hf = {"architectures": ["Mamba2ForCausalLM"], "model_type": "mamba2", **common,
+              "head_dim": cfg.headdim, "num_heads": cfg.nheads, "n_groups": cfg.ngroups,
+              "chunk_size": cfg.chunk_size}
+    else:
+        hf = {"architectures": ["MambaForCausalLM"], "model_type": "mamba", **common,
+              "intermediate_size": cfg.d_inner, "time_step_rank": cfg.dt_rank}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(hf, indent=2) + "\n")
 

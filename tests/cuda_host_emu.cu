@@ -1,32 +1,49 @@
-// Runs the CUDA kernels' per-thread code (scan_channel, conv_channel) on the CPU, one "thread"
-// after another, behind the C ABI with host pointers (symbols emu_edgeq_*). CI has nvcc but no GPU:
-// this checks the kernels' indexing, window and state handling against edgeq.ops.reference.
-// GPU-only parts (launch geometry, memory) are left to tests/test_cuda_kernels.py.
+// Runs the CUDA kernels' per-thread and per-row code (scan_channel, conv_channel, hadamard_row,
+// add_rmsnorm_row) on the CPU, one "thread" or one row after another, behind the C ABI with host
+// pointers (symbols emu_edgeq_*). CI has nvcc but no GPU: this checks the kernels' indexing,
+// window, state, butterfly and quantization code against edgeq.ops.reference. GPU-only parts
+// (launch geometry, memory, the block's barriers and reduction) are left to
+// tests/test_cuda_kernels.py.
+#include <vector>
+
+#include "../plugins/add_rmsnorm/add_rmsnorm_cuda.cu"
 #include "../plugins/causal_conv1d/causal_conv1d_cuda.cu"
+#include "../plugins/hadamard/hadamard_cuda.cu"
 #include "../plugins/selective_scan/selective_scan_cuda.cu"
 
 using namespace edgeq_cuda;
 using H = __half;
 
-template <class T>
-static int scan_emu(const ScanArgs<T>& a) {
+template <class T, class Y>
+static int scan_emu(const ScanArgs<T, Y>& a) {
   if (int rc = scan_check(a)) return rc;
   with_nmax(a.dstate, [&](auto n) {
     for (int64_t b = 0; b < a.batch; ++b)
-      for (int64_t d = 0; d < a.dim; ++d) scan_channel<T, decltype(n)::value>(a, b, d);
+      for (int64_t d = 0; d < a.dim; ++d) scan_channel<T, Y, decltype(n)::value>(a, b, d);
   });
   return EDGEQ_OK;
 }
 
-template <class T>
-static int conv_emu(const ConvArgs<T>& a) {
+template <class T, class Bias>
+static int conv_emu(const ConvArgs<T, Bias>& a) {
   if (int rc = conv_check(a)) return rc;
   with_wmax(a.width, [&](auto w) {
     for (int64_t b = 0; b < a.batch; ++b)
-      for (int64_t c = 0; c < a.channels; ++c) conv_channel<T, decltype(w)::value>(a, b, c);
+      for (int64_t c = 0; c < a.channels; ++c) conv_channel<T, Bias, decltype(w)::value>(a, b, c);
   });
   return EDGEQ_OK;
 }
+
+// A block of one thread: it does every element of each step, so there is nothing to wait for
+// and its own partial sum is the block's. (__host__ __device__ like the row code that calls it;
+// it only runs on the host.)
+struct HostBlock {
+  template <class F> EDGEQ_CUDA_HD void each(int64_t count, F f) const {
+    for (int64_t i = 0; i < count; ++i) f(i);
+  }
+  EDGEQ_CUDA_HD void sync() const {}
+  EDGEQ_CUDA_HD float sum(float v) const { return v; }
+};
 
 #define EMU extern "C" EDGEQ_API int
 
@@ -48,6 +65,19 @@ EMU emu_edgeq_selective_scan_f16(const H* u, const H* delta, const float* A, con
                               dim, heads, groups, dstate, delta_softplus});
 }
 
+EMU emu_edgeq_selective_scan_int8(const int8_t* u, const int8_t* delta, const float* A,
+                                  const int8_t* B, const int8_t* C, const float* D,
+                                  const float* delta_bias, const float* state, const int8_t* z,
+                                  float* y, float* state_out, int64_t batch, int64_t L,
+                                  int64_t dim, int64_t heads, int64_t groups, int64_t dstate,
+                                  float u_scale, float delta_scale, float B_scale, float C_scale,
+                                  float z_scale, int32_t delta_softplus, void*) {
+  return scan_emu(ScanArgs<int8_t, float>{u, delta, A, B, C, D, delta_bias, state, z, y,
+                                          state_out, batch, L, dim, heads, groups, dstate,
+                                          delta_softplus,
+                                          {u_scale, delta_scale, B_scale, C_scale, z_scale}});
+}
+
 EMU emu_edgeq_causal_conv1d_f32(const float* x, const float* weight, const float* bias,
                                 const float* state, float* y, float* state_out, int64_t batch,
                                 int64_t L, int64_t channels, int64_t width, int32_t activation,
@@ -61,4 +91,31 @@ EMU emu_edgeq_causal_conv1d_f16(const H* x, const H* weight, const H* bias, cons
                                 int64_t width, int32_t activation, void*) {
   return conv_emu(ConvArgs<H>{x, weight, bias, state, y, state_out, batch, L, channels, width,
                               activation});
+}
+
+EMU emu_edgeq_causal_conv1d_int8(const int8_t* x, const int8_t* weight, const float* bias,
+                                 const int8_t* state, int8_t* y, int8_t* state_out, int64_t batch,
+                                 int64_t L, int64_t channels, int64_t width, float x_scale,
+                                 float weight_scale, float y_scale, int32_t activation, void*) {
+  return conv_emu(ConvArgs<int8_t, float>{x, weight, bias, state, y, state_out, batch, L,
+                                          channels, width, activation, x_scale * weight_scale,
+                                          y_scale});
+}
+
+EMU emu_edgeq_hadamard_int8(const float* x, int8_t* y, int64_t rows, int64_t n, float y_scale,
+                            void*) {
+  HadamardArgs a{x, y, rows, n, y_scale};
+  if (int rc = hadamard_setup(a)) return rc;
+  std::vector<float> v(n);  // the block's shared memory
+  for (int64_t r = 0; r < rows; ++r) hadamard_row(a, r, v.data(), HostBlock{});
+  return EDGEQ_OK;
+}
+
+EMU emu_edgeq_add_rmsnorm_int8(const float* x, const float* residual, const float* weight,
+                               int8_t* y, float* residual_out, int64_t rows, int64_t d, float eps,
+                               float y_scale, void*) {
+  const RmsNormArgs a{x, residual, weight, y, residual_out, rows, d, eps, y_scale};
+  if (int rc = rmsnorm_check(a)) return rc;
+  for (int64_t r = 0; r < rows; ++r) add_rmsnorm_row(a, r, HostBlock{});
+  return EDGEQ_OK;
 }

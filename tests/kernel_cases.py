@@ -13,7 +13,8 @@ import torch
 
 from edgeq.ops import reference
 from edgeq.runtime.cuda_kernels import symbol
-from edgeq.ops.table import CAUSAL_CONV1D, SELECTIVE_SCAN
+from edgeq.ops.table import (ADD_RMSNORM_INT8, CAUSAL_CONV1D, CAUSAL_CONV1D_INT8, HADAMARD_INT8,
+                             SELECTIVE_SCAN, SELECTIVE_SCAN_INT8)
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class Scan:
     N: int = 16
     gate: bool = True
     softplus: int = 1
-    dtype: str = "float32"
+    dtype: str = "float32"  # or float16, or int8 (EdgeqSelectiveScanInt8: fp32 y, gate required)
     inplace: bool = False  # state_out is the state buffer
 
     def __str__(self):
@@ -42,7 +43,7 @@ class Conv:
     C: int
     W: int = 4
     activation: int = 1
-    dtype: str = "float32"
+    dtype: str = "float32"  # or float16, or int8 (EdgeqCausalConv1dInt8)
     inplace: bool = False
 
     def __str__(self):
@@ -50,7 +51,27 @@ class Conv:
                 f"{'-inplace' if self.inplace else ''}")
 
 
+@dataclass(frozen=True)
+class Hadamard:  # EdgeqHadamardInt8 over rows (batch x L) of n
+    rows: int
+    n: int
+
+    def __str__(self):
+        return f"r{self.rows}-n{self.n}"
+
+
+@dataclass(frozen=True)
+class Norm:  # EdgeqAddRMSNormInt8 over rows of d
+    rows: int
+    d: int
+    inplace: bool = False  # residual_out is the residual buffer
+
+    def __str__(self):
+        return f"r{self.rows}-d{self.d}{'-inplace' if self.inplace else ''}"
+
+
 MAMBA_130M, MAMBA_2_8B = 1536, 5120  # d_inner
+MAMBA_130M_MODEL, MAMBA_2_8B_MODEL = 768, 2560  # d_model: the add + RMSNorm's width
 
 # small enough for the CPU emulation in CI; they cover every code path
 SCAN_SMALL = [
@@ -59,12 +80,21 @@ SCAN_SMALL = [
     Scan(1, 5, 32, heads=32, N=128), Scan(1, 4, 16, heads=2, N=256),
     Scan(2, 300, 64, dtype="float16"), Scan(2, 5, 64, heads=8, groups=4, N=32, dtype="float16"),
     Scan(3, 1, 64, inplace=True), Scan(2, 11, 64, dtype="float16", inplace=True),
+    Scan(1, 1, MAMBA_130M, dtype="int8"), Scan(2, 7, 64, heads=8, groups=4, N=32, dtype="int8"),
+    Scan(2, 9, 70, N=5, softplus=0, dtype="int8"), Scan(3, 40, 64, dtype="int8", inplace=True),
 ]
 CONV_SMALL = [
     Conv(1, 1, MAMBA_130M), Conv(2, 7, MAMBA_130M), Conv(3, 2, 100, W=5), Conv(2, 40, 70, W=2),
     Conv(2, 9, 33, W=32, activation=0), Conv(2, 300, 64, dtype="float16"),
     Conv(3, 1, 64, inplace=True), Conv(2, 2, 64, W=7, dtype="float16", inplace=True),
+    Conv(1, 1, MAMBA_130M, dtype="int8"), Conv(2, 9, 33, W=32, activation=0, dtype="int8"),
+    Conv(2, 40, 70, W=3, dtype="int8", inplace=True),
 ]
+# every K (1, 12, 20, 28), M = 1, and the Mamba widths
+HADAMARD_SMALL = [Hadamard(3, 64), Hadamard(2, 96), Hadamard(2, 320), Hadamard(2, 448),
+                  Hadamard(2, 12), Hadamard(1, 28), Hadamard(2, MAMBA_130M), Hadamard(1, 5120)]
+NORM_SMALL = [Norm(1, MAMBA_130M_MODEL), Norm(3, 96, inplace=True), Norm(2, 7),
+              Norm(2, MAMBA_2_8B)]
 # the model sizes, decode and prefill, up to batch 64
 SCAN_GPU = SCAN_SMALL + [
     Scan(b, L, d) for d in (MAMBA_130M, MAMBA_2_8B)
@@ -77,6 +107,20 @@ CONV_GPU = CONV_SMALL + [
     for b, L in ((1, 1), (64, 1), (1, 7), (64, 7), (1, 1000), (16, 1000), (1, 2100), (8, 2100))
 ] + [Conv(64, 1, MAMBA_2_8B, dtype="float16", inplace=True),
      Conv(1, 2100, MAMBA_130M, dtype="float16")]
+# int8 at the same sizes
+SCAN_GPU = list(dict.fromkeys(SCAN_GPU + [
+    Scan(c.batch, c.L, c.dim, dtype="int8") for c in SCAN_GPU
+    if c.dtype == "float32" and c.dim in (MAMBA_130M, MAMBA_2_8B)] + [
+    Scan(64, 1, MAMBA_2_8B, dtype="int8", inplace=True)]))
+CONV_GPU = list(dict.fromkeys(CONV_GPU + [
+    Conv(c.batch, c.L, c.C, dtype="int8") for c in CONV_GPU
+    if c.dtype == "float32" and c.C in (MAMBA_130M, MAMBA_2_8B)] + [
+    Conv(64, 1, MAMBA_2_8B, dtype="int8", inplace=True)]))
+ROWS = (1, 7, 64, 64 * 7, 1000, 2100, 4 * 1000)  # batch x L: decode, short and long prefill
+HADAMARD_GPU = HADAMARD_SMALL + [Hadamard(r, n) for n in (1536, 3072, 5120) for r in ROWS]
+NORM_GPU = NORM_SMALL + [Norm(r, d) for d in (MAMBA_130M_MODEL, MAMBA_2_8B_MODEL, MAMBA_130M,
+                                              MAMBA_2_8B) for r in ROWS] + [
+    Norm(64, MAMBA_2_8B_MODEL, inplace=True)]
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -92,10 +136,24 @@ def _check(name, got: np.ndarray, want: torch.Tensor, half: bool):
     torch.testing.assert_close(got, want, rtol=rtol, atol=atol, msg=lambda m: f"{name}: {m}")
 
 
+def _check_int8(name, got: np.ndarray, want: torch.Tensor):
+    # docs/ops.md: GPU kernels may use fp32 intrinsics, so a value within rounding error of a
+    # half step may land one step off; that is rare (about 1e-4 of the values), allow 1e-3
+    assert got.dtype == np.int8 and got.shape == tuple(want.shape), name
+    diff = np.abs(got.astype(np.int32) - want.numpy().astype(np.int32))
+    assert diff.max() <= 1 and (diff > 0).sum() <= max(1, diff.size // 1000), \
+        f"{name}: {(diff > 0).sum()} of {diff.size} differ, by up to {diff.max()}"
+
+
+def _scale(*ts: torch.Tensor) -> float:
+    """A per-tensor scale as calibration picks it: max |x| over 127, as fp32."""
+    return reference.f32(max(t.abs().max().item() for t in ts) / 127 + 1e-12)
+
+
 def scan_inputs(c: Scan, seed: int = 0) -> dict:
     g = torch.Generator().manual_seed(seed)
     H = c.heads or c.dim
-    act = getattr(torch, c.dtype)
+    act = torch.float32 if c.dtype == "int8" else getattr(torch, c.dtype)  # quantized by run_scan
     r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
     if c.softplus:  # dt = softplus(delta + bias) around 0.01..0.1, a few above the threshold 20
         delta, bias = r(c.batch, c.L, H) * 0.5, -3.0 + r(H)
@@ -123,15 +181,22 @@ def scan_reference(c: Scan, x: dict):
 
 def run_scan(lib, mem, c: Scan, prefix: str = ""):
     x = scan_inputs(c)
+    scales, want_x, int8 = {}, x, c.dtype == "int8"
+    if int8:  # EdgeqSelectiveScanInt8 is the fp scan of the dequantized inputs
+        scales = {k: _scale(x[k]) for k in ("u", "delta", "B", "C", "z")}
+        x = {k: reference.quantize(v, scales[k]) if k in scales else v for k, v in x.items()}
+        want_x = {k: reference.dequantize(v, scales[k]) if k in scales else v
+                  for k, v in x.items()}
     p = {k: None if v is None else mem.put(_np(v)) for k, v in x.items()}
-    y = mem.empty((c.batch, c.L, c.dim), c.dtype)
+    y = mem.empty((c.batch, c.L, c.dim), "float32" if int8 else c.dtype)
     state_out = p["state"] if c.inplace else mem.empty((c.batch, c.dim, c.N), "float32")
-    rc = getattr(lib, prefix + symbol(SELECTIVE_SCAN, c.dtype))(
+    rc = getattr(lib, prefix + symbol(SELECTIVE_SCAN_INT8 if int8 else SELECTIVE_SCAN, c.dtype))(
         p["u"], p["delta"], p["A"], p["B"], p["C"], p["D"], p["delta_bias"], p["state"], p["z"],
-        y, state_out, c.batch, c.L, c.dim, c.heads or c.dim, c.groups, c.N, c.softplus, None)
+        y, state_out, c.batch, c.L, c.dim, c.heads or c.dim, c.groups, c.N, *scales.values(),
+        c.softplus, None)
     assert rc == 0, f"status {rc}"
     mem.sync()
-    want_y, want_state = scan_reference(c, x)
+    want_y, want_state = scan_reference(c, want_x)
     half = c.dtype == "float16"
     _check("y", mem.get(y), want_y, half)
     _check("state_out", mem.get(state_out), want_state, half)
@@ -139,7 +204,7 @@ def run_scan(lib, mem, c: Scan, prefix: str = ""):
 
 def conv_inputs(c: Conv, seed: int = 0) -> dict:
     g = torch.Generator().manual_seed(seed)
-    act = getattr(torch, c.dtype)
+    act = torch.float32 if c.dtype == "int8" else getattr(torch, c.dtype)  # quantized by run_conv
     r = lambda *s: torch.randn(*s, generator=g).to(act)  # noqa: E731
     return dict(x=r(c.batch, c.L, c.C), weight=r(c.C, c.W) * 0.5, bias=r(c.C) * 0.1,
                 state=r(c.batch, c.W - 1, c.C))
@@ -147,18 +212,60 @@ def conv_inputs(c: Conv, seed: int = 0) -> dict:
 
 def run_conv(lib, mem, c: Conv, prefix: str = ""):
     x = conv_inputs(c)
+    scales, int8 = [], c.dtype == "int8"
+    if int8:  # the state holds past inputs: x's scale; y's scale saturates a few outputs
+        scales = [_scale(x["x"], x["state"]), _scale(x["weight"]), 0.02]
+        x = dict(x=reference.quantize(x["x"], scales[0]),
+                 weight=reference.quantize(x["weight"], scales[1]), bias=x["bias"],
+                 state=reference.quantize(x["state"], scales[0]))
     p = {k: mem.put(_np(v)) for k, v in x.items()}
     y = mem.empty((c.batch, c.L, c.C), c.dtype)
     state_out = p["state"] if c.inplace else mem.empty((c.batch, c.W - 1, c.C), c.dtype)
-    rc = getattr(lib, prefix + symbol(CAUSAL_CONV1D, c.dtype))(
+    rc = getattr(lib, prefix + symbol(CAUSAL_CONV1D_INT8 if int8 else CAUSAL_CONV1D, c.dtype))(
         p["x"], p["weight"], p["bias"], p["state"], y, state_out, c.batch, c.L, c.C, c.W,
-        c.activation, None)
+        *scales, c.activation, None)
     assert rc == 0, f"status {rc}"
     mem.sync()
-    want_y, want_state = reference.causal_conv1d(**x, activation=c.activation)
-    _check("y", mem.get(y), want_y, c.dtype == "float16")
+    if int8:
+        want_y, want_state = reference.causal_conv1d_int8(**x, x_scale=scales[0],
+                                                          weight_scale=scales[1],
+                                                          y_scale=scales[2],
+                                                          activation=c.activation)
+        _check_int8("y", mem.get(y), want_y)
+    else:
+        want_y, want_state = reference.causal_conv1d(**x, activation=c.activation)
+        _check("y", mem.get(y), want_y, c.dtype == "float16")
     # the state is a copy of inputs: exact
     assert np.array_equal(mem.get(state_out), _np(want_state)), "state_out"
+
+
+def run_hadamard(lib, mem, c: Hadamard, prefix: str = ""):
+    x = torch.randn(c.rows, c.n, generator=torch.Generator().manual_seed(c.n))
+    y_scale = 0.025  # |y| > 3.2 saturates: about 1 in 700
+    y = mem.empty((c.rows, c.n), "int8")
+    rc = getattr(lib, prefix + HADAMARD_INT8.c_symbol)(mem.put(_np(x)), y, c.rows, c.n, y_scale,
+                                                       None)
+    assert rc == 0, f"status {rc}"
+    mem.sync()
+    # exact adds, +-1 products and one multiply, in the reference's order: equal, not close
+    np.testing.assert_array_equal(mem.get(y), _np(reference.hadamard_int8(x, y_scale)))
+
+
+def run_norm(lib, mem, c: Norm, prefix: str = ""):
+    g = torch.Generator().manual_seed(c.d)
+    x, residual = torch.randn(c.rows, c.d, generator=g), 2 * torch.randn(c.rows, c.d, generator=g)
+    weight = 1 + 0.1 * torch.randn(c.d, generator=g)
+    eps, y_scale = 1e-5, 0.03  # |y| > 3.8 saturates
+    p = {k: mem.put(_np(v)) for k, v in dict(x=x, residual=residual, weight=weight).items()}
+    y = mem.empty((c.rows, c.d), "int8")
+    residual_out = p["residual"] if c.inplace else mem.empty((c.rows, c.d), "float32")
+    rc = getattr(lib, prefix + ADD_RMSNORM_INT8.c_symbol)(
+        p["x"], p["residual"], p["weight"], y, residual_out, c.rows, c.d, eps, y_scale, None)
+    assert rc == 0, f"status {rc}"
+    mem.sync()
+    want_y, want_residual = reference.add_rmsnorm_int8(x, residual, weight, eps, y_scale)
+    _check_int8("y", mem.get(y), want_y)
+    assert np.array_equal(mem.get(residual_out), _np(want_residual)), "residual_out"  # one add
 
 
 class HostMem:
@@ -172,8 +279,8 @@ class HostMem:
         self.arrays[a.ctypes.data] = a
         return a.ctypes.data
 
-    def empty(self, shape, dtype) -> int:
-        return self.put(np.full(shape, np.nan, dtype=dtype))
+    def empty(self, shape, dtype) -> int:  # NaN (int8: -1), as the GPU's 0xFF bytes
+        return self.put(np.full(shape, -1 if np.dtype(dtype).kind == "i" else np.nan, dtype))
 
     def get(self, ptr: int) -> np.ndarray:
         return self.arrays[ptr].copy()

@@ -15,7 +15,7 @@ import pytest
 
 import kernel_cases as kc
 from conftest import ROOT
-from edgeq.ops.table import BY_NAME, CAUSAL_CONV1D, SELECTIVE_SCAN
+from edgeq.ops.table import CAUSAL_CONV1D, SELECTIVE_SCAN
 from edgeq.runtime import cuda_kernels
 from native_build import cmake_build, exported, run, undefined
 
@@ -27,8 +27,9 @@ needs_trt = pytest.mark.skipif(
     not TRT_INCLUDE, reason="EDGEQ_TRT_INCLUDE unset: set it to a TensorRT include/ folder "
     "(NvInferRuntime.h) to build the TensorRT plugins")
 ARCHS = (87, 90)  # Jetson Orin, and a data-centre GPU
-ABI = {cuda_kernels.symbol(op, dt) for op in (SELECTIVE_SCAN, CAUSAL_CONV1D)
-       for dt in ("float32", "float16")}
+ABI = set(cuda_kernels.symbols())
+OPS = cuda_kernels.OPS  # every op with a CUDA kernel has a TensorRT plugin
+FP_OPS = (SELECTIVE_SCAN, CAUSAL_CONV1D)
 
 
 def test_trt_op_table_header_is_current():
@@ -102,9 +103,20 @@ def test_cuda_library_rejects_bad_arguments(build):
     ok_conv = [p] * 6 + [1, 1, 8, 4, 1, None]  # ... batch, L, channels, width
     for width in (1, 33):
         assert conv(*ok_conv[:9], width, *ok_conv[10:]) == 1
+    scan8 = lib.edgeq_selective_scan_int8
+    ok_scan8 = ok_scan[:17] + [0.5] * 5 + ok_scan[17:]
+    assert scan8(*ok_scan8[:8], None, *ok_scan8[9:]) == 2  # the int8 op's gate is required
+    hadamard, norm = lib.edgeq_hadamard_int8, lib.edgeq_add_rmsnorm_int8
+    for n in (0, 100, 24 * 1024):  # not K * 2^m; above the shared-memory row limit
+        assert hadamard(p, p, 1, n, 0.5, None) == 1
+    assert hadamard(p, None, 1, 64, 0.5, None) == 2
+    for rows, d in ((1, 0), (-1, 8)):
+        assert norm(*[p] * 5, rows, d, 1e-5, 0.5, None) == 1
+    assert hadamard(p, p, 0, 64, 0.5, None) == norm(*[p] * 5, 0, 8, 1e-5, 0.5, None) == 0  # no rows
     if not Path("/dev/nvidiactl").exists():  # no driver: the checks pass, the launch fails
         assert scan(*ok_scan) == scan(*ok_scan[:8], None, *ok_scan[9:]) == 3  # EDGEQ_CUDA_ERROR
-        assert conv(*ok_conv) == 3
+        assert conv(*ok_conv) == scan8(*ok_scan8) == 3
+        assert hadamard(p, p, 1, 64, 0.5, None) == norm(*[p] * 5, 1, 8, 1e-5, 0.5, None) == 3
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +141,16 @@ def test_conv_kernel_code_on_cpu(emulated, case):
     kc.run_conv(emulated, kc.HostMem(), case, prefix="emu_")
 
 
+@pytest.mark.parametrize("case", kc.HADAMARD_SMALL, ids=str)
+def test_hadamard_kernel_code_on_cpu(emulated, case):
+    kc.run_hadamard(emulated, kc.HostMem(), case, prefix="emu_")
+
+
+@pytest.mark.parametrize("case", kc.NORM_SMALL, ids=str)
+def test_add_rmsnorm_kernel_code_on_cpu(emulated, case):
+    kc.run_norm(emulated, kc.HostMem(), case, prefix="emu_")
+
+
 @pytest.fixture(scope="module")
 def probe(build, tmp_path_factory):
     """What tests/trt_probe.cpp sees when it loads the plugin library like TensorRT does."""
@@ -148,45 +170,61 @@ def test_trt_library_exports_only_the_loader_entry_points(build):
     assert "libnvinfer" not in run(["readelf", "-d", lib])
 
 
+def by_plugin(probe: list[str]) -> dict[str, list[str]]:
+    """The probe's lines, per plugin (from its `creator` line to the next)."""
+    out, name = {}, None
+    for line in probe:
+        if line.startswith("creator "):
+            name = line.split()[1]
+        out.setdefault(name, []).append(line)
+    return out
+
+
 @needs_trt
 def test_trt_plugins_match_the_op_table(probe):
     creators = [line.split()[1:] for line in probe if line.startswith("creator ")]
     plugins = [line.split()[1:4] for line in probe if line.startswith("plugin ")]
-    assert creators == plugins == [[op.name, op.version, op.namespace]
-                                   for op in (SELECTIVE_SCAN, CAUSAL_CONV1D)]
+    assert creators == plugins == [[op.name, op.version, op.namespace] for op in OPS]
     interfaces = {line for line in probe if line.startswith("interface")}
     assert interfaces == {"interface PLUGIN CREATOR_V3ONE"}
-    # fields: the attributes, INT as kINT32 (5), one value each; they round-trip serialization
-    fields, serialized, op = {}, {}, None
-    for line in probe:
-        word = line.split()
-        if word[0] == "creator":
-            op = BY_NAME[word[1]]
-        elif word[0] == "field":
-            fields.setdefault(op.name, []).append((word[1], int(word[2]), int(word[3])))
-        elif word[0] == "serialized":
-            serialized.setdefault(op.name, []).append((word[1], int(word[2])))
-    for op in (SELECTIVE_SCAN, CAUSAL_CONV1D):
-        assert fields[op.name] == [(a.name, 5, 1) for a in op.attrs]
-        assert serialized[op.name] == [(a.name, 0) for a in op.attrs]  # created with 0
+    # fields: the attributes, INT as kINT32 (5) and FLOAT as kFLOAT32 (1), one value each; they
+    # round-trip serialization (created with INT 0, FLOAT 0.5)
+    lines = by_plugin(probe)
+    for op in OPS:
+        words = [line.split() for line in lines[op.name]]
+        assert [(w[1], int(w[2]), int(w[3])) for w in words if w[0] == "field"] == \
+            [(a.name, 5 if a.type == "INT" else 1, 1) for a in op.attrs]
+        assert [(w[1], w[2]) for w in words if w[0] == "serialized"] == \
+            [(a.name, "0" if a.type == "INT" else "0.5") for a in op.attrs]
 
 
 @needs_trt
 def test_trt_plugins_formats_shapes_and_checks(probe):
-    text = "\n".join(probe)
+    text, lines = "\n".join(probe), by_plugin(probe)
     n = len(SELECTIVE_SCAN.inputs)
     # fp32 or fp16 activations, one type per op; A, D, delta_bias and the SSM state fp32; no int8
     assert f"combination {n} f16: f16 f16 f32 f16 f16 f32 f32 f32 f16 | f16 f32" in text
     assert f"combination {n - 1} f16: f16 f16 f32 f16 f16 f32 f32 f32 | f16 f32" in text  # no z
     assert "combination 4 f16: f16 f16 f16 f16 | f16 f16" in text  # conv: the state too
-    chosen = [line.split(": ")[1] for line in probe if line.startswith("combination")]
-    assert chosen and not [c for c in chosen if "i8" in c]
+    for op in FP_OPS:
+        chosen = [line.split(": ")[1] for line in lines[op.name] if line.startswith("combination")]
+        assert chosen and not [c for c in chosen if "i8" in c]
+    # the int8 ops: one combination whatever comes first, int8 where docs/ops.md says int8
+    int8 = {"EdgeqSelectiveScanInt8": "i8 i8 f32 i8 i8 f32 f32 f32 i8 | f32 f32",
+            "EdgeqCausalConv1dInt8": "i8 i8 f32 i8 | i8 i8",
+            "EdgeqHadamardInt8": "f32 | i8",
+            "EdgeqAddRMSNormInt8": "f32 f32 f32 | i8 f32"}
+    assert set(int8) == {op.name for op in OPS} - {op.name for op in FP_OPS}
+    for name, want in int8.items():
+        chosen = {line.split(": ")[1] for line in lines[name] if line.startswith("combination")}
+        assert chosen == {want}, name
     assert "differs" not in text
-    for op in (SELECTIVE_SCAN, CAUSAL_CONV1D):  # outputs shaped like their table `like` input
+    for op in OPS:  # outputs shaped like their table `like` input
         names = [p.name for p in op.inputs]
         for o, port in enumerate(op.outputs):
-            assert f"shape {len(names)} {o} like {names.index(port.like)}" in text
-    assert text.count("bad_value rejected") == text.count("bad_type rejected") == 2
-    assert text.count("bad_shapes -1") == text.count("good_shapes 0") == 3
+            assert f"shape {len(names)} {o} like {names.index(port.like)}" in lines[op.name]
+    assert text.count("bad_value rejected") == text.count("bad_type rejected") == len(OPS)
+    input_counts = sum(1 + sum(p.optional for p in op.inputs) for op in OPS)
+    assert text.count("bad_shapes -1") == text.count("good_shapes 0") == input_counts
     assert "log EdgeqSelectiveScan: inconsistent input shapes" in text  # the logger is used
-    assert text.count("attached yes") == 2
+    assert text.count("attached yes") == len(OPS)

@@ -1,6 +1,6 @@
 """The CUDA kernels on a GPU against edgeq.ops.reference (docs/ops.md): called through ctypes
 (edgeq.runtime.cuda_kernels) with device buffers from cuda-python, at the Mamba-130m and
-Mamba-2.8B widths, batch 1..64, decode and prefill.
+Mamba-2.8B widths, batch 1..64, decode and prefill; fp32, fp16 and the int8 ops.
 
 The library: EDGEQ_CUDA_LIB or the installed edgeq/lib/libedgeq_cuda.so, else built here for
 the visible GPU (needs nvcc).
@@ -108,6 +108,16 @@ def test_selective_scan(lib, mem, case):
 @pytest.mark.parametrize("case", kc.CONV_GPU, ids=str)
 def test_causal_conv1d(lib, mem, case):
     kc.run_conv(lib, mem, case)
+
+
+@pytest.mark.parametrize("case", kc.HADAMARD_GPU, ids=str)
+def test_hadamard_int8(lib, mem, case):
+    kc.run_hadamard(lib, mem, case)
+
+
+@pytest.mark.parametrize("case", kc.NORM_GPU, ids=str)
+def test_add_rmsnorm_int8(lib, mem, case):
+    kc.run_norm(lib, mem, case)
 
 
 def test_runs_on_a_stream(lib, mem):

@@ -73,8 +73,11 @@ def test_ort_and_greedy_generation(mamba2, name):
     hf, folder = mamba2(name)
     model, _ = load_model(str(folder))
     proto = to_onnx(model)
-    scans = [n for n in proto.graph.node if n.op_type == "EdgeqSelectiveScan"]
-    assert scans and all(len(n.input) == 8 for n in scans)  # no gate: it goes into the norm
+    scans = [n for n in proto.graph.node if n.op_type == "EdgeqSSDScan"]
+    assert len(scans) == model.cfg.n_layer
+    for n in scans:
+        attrs = {a.name: a.i for a in n.attribute if a.type == a.INT}
+        assert attrs["chunk_size"] == CONFIGS2[name]["chunk_size"] and attrs["dt_softplus"] == 1
     ob, tb = OrtBackend(proto), TorchBackend(model)
     rng = np.random.default_rng(0)
     for L in (1, 7, 64):

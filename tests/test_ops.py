@@ -144,3 +144,28 @@ def test_torch_custom_ops_pass_opcheck():
     y, s = torch.ops.edgeq.selective_scan(*x.values())
     y2, s2 = reference.selective_scan(**x)
     assert torch.equal(y, y2) and torch.equal(s, s2)
+
+
+# (batch, L, H, P, G, N, chunk): L below, at and across chunk boundaries
+SSD_SHAPES = [(2, 7, 4, 8, 1, 16, 4), (1, 1, 8, 4, 2, 8, 8), (2, 33, 6, 5, 3, 4, 8),
+              (1, 64, 4, 16, 1, 32, 16), (3, 20, 2, 3, 2, 4, 256)]
+
+
+@pytest.mark.parametrize("shape", SSD_SHAPES)
+def test_ssd_scan_is_the_selective_scan_with_per_head_A(shape):
+    b, L, H, P, G, N, c = shape
+    g = torch.Generator().manual_seed(L)
+    x = dict(x=torch.randn(b, L, H * P, generator=g), dt=torch.randn(b, L, H, generator=g),
+             A=-torch.rand(H, generator=g) * 4, B=torch.randn(b, L, G, N, generator=g),
+             C=torch.randn(b, L, G, N, generator=g), D=torch.randn(H, generator=g),
+             dt_bias=torch.randn(H, generator=g), state=torch.randn(b, H * P, N, generator=g))
+    y, s = reference.ssd_scan(**x, chunk_size=c)
+    y2, s2 = reference.selective_scan(x["x"], x["dt"], x["A"][:, None].expand(H, N), x["B"], x["C"],
+                                      x["D"].repeat_interleave(P), x["dt_bias"], x["state"], None)
+    torch.testing.assert_close(y, y2, rtol=1e-4, atol=5e-5)
+    torch.testing.assert_close(s, s2, rtol=1e-4, atol=5e-5)
+    y3, s3 = kernels.ssd_scan(**x, chunk_size=c)
+    np.testing.assert_allclose(y3, y.numpy(), rtol=1e-4, atol=5e-5)
+    np.testing.assert_allclose(s3, s.numpy(), rtol=1e-4, atol=5e-5)
+    torch.library.opcheck(custom.ssd_scan, tuple(x.values()), {"chunk_size": c},
+                          test_utils=("test_schema", "test_faketensor"))

@@ -30,19 +30,27 @@ static char const* type_name(DataType t) {
 
 // consistent input shapes of the ops, smallest input count first (docs/ops.md)
 static std::vector<std::vector<int64_t>> good_shapes(std::string const& op) {
-  if (op == "EdgeqSelectiveScan")  // batch 2, L 5, D 8, H 4, G 2, N 3
+  if (op == "EdgeqSelectiveScan" || op == "EdgeqSelectiveScanInt8")  // b 2, L 5, D 8, H 4, G 2, N 3
     return {{2, 5, 8}, {2, 5, 4}, {4, 3}, {2, 5, 2, 3}, {2, 5, 2, 3}, {8}, {4}, {2, 8, 3},
             {2, 5, 8}};
-  if (op == "EdgeqCausalConv1d")  // batch 2, L 5, C 6, W 4
+  if (op == "EdgeqCausalConv1d" || op == "EdgeqCausalConv1dInt8")  // batch 2, L 5, C 6, W 4
     return {{2, 5, 6}, {6, 4}, {6}, {2, 3, 6}};
+  if (op == "EdgeqHadamardInt8") return {{2, 5, 96}};  // 96 = 12 * 8
+  if (op == "EdgeqAddRMSNormInt8") return {{2, 5, 8}, {2, 5, 8}, {8}};
   return {};
 }
 
-static PluginFieldCollection int_fields(PluginFieldCollection const* names, int32_t const* value,
-                                        std::vector<PluginField>& store, PluginFieldType type) {
+// Every field the creator announces, with its announced type (swapped: kINT32 <-> kFLOAT32)
+// and the value `i` or `f`.
+static PluginFieldCollection fields(PluginFieldCollection const* names, int32_t const* i,
+                                    float const* f, std::vector<PluginField>& store,
+                                    bool swap = false) {
   store.clear();
-  for (int32_t k = 0; k < names->nbFields; ++k)
-    store.emplace_back(names->fields[k].name, value, type, 1);
+  for (int32_t k = 0; k < names->nbFields; ++k) {
+    bool is_int = (names->fields[k].type == PluginFieldType::kINT32) != swap;
+    store.emplace_back(names->fields[k].name, is_int ? static_cast<void const*>(i) : f,
+                       is_int ? PluginFieldType::kINT32 : PluginFieldType::kFLOAT32, 1);
+  }
   return PluginFieldCollection{int32_t(store.size()), store.data()};
 }
 
@@ -95,14 +103,14 @@ int main(int argc, char** argv) {
                   names->fields[k].length);
 
     std::vector<PluginField> store;
-    int32_t bad = 5, zero = 0;
+    int32_t bad = 5, zero = 0;        // INT fields: 0 and 1 are the valid values
+    float bad_f = -1.f, half = 0.5f;  // FLOAT fields (scales, eps): negative is invalid
     auto verdict = [&](PluginFieldCollection fc) {
       return cr->createPlugin("p", &fc, TensorRTPhase::kBUILD) ? "accepted" : "rejected";
     };
-    std::printf("bad_value %s\n", verdict(int_fields(names, &bad, store, PluginFieldType::kINT32)));
-    std::printf("bad_type %s\n",
-                verdict(int_fields(names, &zero, store, PluginFieldType::kFLOAT32)));
-    PluginFieldCollection fc = int_fields(names, &zero, store, PluginFieldType::kINT32);
+    std::printf("bad_value %s\n", verdict(fields(names, &bad, &bad_f, store)));
+    std::printf("bad_type %s\n", verdict(fields(names, &zero, &half, store, true)));
+    PluginFieldCollection fc = fields(names, &zero, &half, store);
     IPluginV3* p = cr->createPlugin("p", &fc, TensorRTPhase::kBUILD);
     if (!p) return std::printf("createPlugin failed\n"), 1;
     IPluginV3* q = p->clone();  // what TensorRT keeps; checks the copy, not the original
@@ -114,9 +122,13 @@ int main(int argc, char** argv) {
     std::printf("plugin %s %s %s outputs %d\n", core->getPluginName(), core->getPluginVersion(),
                 core->getPluginNamespace(), build->getNbOutputs());
     PluginFieldCollection const* ser = run->getFieldsToSerialize();
-    for (int32_t k = 0; k < ser->nbFields; ++k)
-      std::printf("serialized %s %d\n", ser->fields[k].name,
-                  *static_cast<int32_t const*>(ser->fields[k].data));
+    for (int32_t k = 0; k < ser->nbFields; ++k) {
+      PluginField const& f = ser->fields[k];
+      if (f.type == PluginFieldType::kINT32)
+        std::printf("serialized %s %d\n", f.name, *static_cast<int32_t const*>(f.data));
+      else
+        std::printf("serialized %s %g\n", f.name, *static_cast<float const*>(f.data));
+    }
 
     // every input count the plugin takes (optional inputs last)
     for (int32_t nbIn = 1; nbIn <= 16; ++nbIn) {

@@ -1,9 +1,9 @@
 """edgeq's Mamba-2 mixer on the edgeq ops (mamba_ssm's Mamba2 / transformers' Mamba2Mixer).
 
-in_proj gives [z, xBC, dt]; the causal conv runs over xBC = [x, B, C]; the scan is
-EdgeqSelectiveScan with heads (per-head A, dt and dt bias; D per head, broadcast over head_dim;
-B and C per group) and no gate; the gate goes into the grouped RMSNorm, mamba_ssm's
-RMSNorm(y * silu(z)) over each group of d_inner / ngroups channels.
+in_proj gives [z, xBC, dt]; the causal conv runs over xBC = [x, B, C]; the scan is EdgeqSSDScan
+(per-head A, D, dt and dt bias; B and C per group; chunks of the checkpoint's chunk_size) with no
+gate: the gate goes into the grouped RMSNorm, mamba_ssm's RMSNorm(y * silu(z)) over each group of
+d_inner / ngroups channels.
 """
 from __future__ import annotations
 
@@ -56,9 +56,8 @@ class Mamba2Mixer(nn.Module):
         xBC, conv_state = self.ops.causal_conv1d(xBC, self.conv1d.weight[:, 0, :], conv_bias,
                                                  state[0], 1)
         x, B, C = xBC.split([di, G * N, G * N], dim=-1)
-        A = (-torch.exp(self.A_log.float()))[:, None].expand(H, N).contiguous()
-        D = self.D.float()[:, None].expand(H, cfg.headdim).reshape(di)
-        y, ssm_state = self.ops.selective_scan(x, dt, A, B.reshape(batch, L, G, N),
-                                               C.reshape(batch, L, G, N), D,
-                                               self.dt_bias.float(), state[1], None, True)
+        y, ssm_state = self.ops.ssd_scan(x, dt, -torch.exp(self.A_log.float()),
+                                         B.reshape(batch, L, G, N), C.reshape(batch, L, G, N),
+                                         self.D.float(), self.dt_bias.float(), state[1], True,
+                                         cfg.chunk_size)
         return self.out_proj(self.norm(y, z)), (conv_state, ssm_state)

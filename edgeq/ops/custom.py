@@ -9,7 +9,7 @@ from torch import Tensor
 
 from . import reference
 from .table import (ADD_RMSNORM_INT8, CAUSAL_CONV1D, CAUSAL_CONV1D_INT8, HADAMARD_INT8,
-                    SELECTIVE_SCAN, SELECTIVE_SCAN_INT8)
+                    SELECTIVE_SCAN, SELECTIVE_SCAN_INT8, SSD_SCAN)
 
 
 @torch.library.custom_op(SELECTIVE_SCAN.torch_name, mutates_args=())
@@ -22,6 +22,18 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D:
 @selective_scan.register_fake
 def _(u, delta, A, B, C, D, delta_bias, state, z=None, delta_softplus=True):
     return torch.empty_like(u), torch.empty_like(state, dtype=torch.float32)
+
+
+@torch.library.custom_op(SSD_SCAN.torch_name, mutates_args=())
+def ssd_scan(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, dt_bias: Tensor,
+             state: Tensor, dt_softplus: bool = True, chunk_size: int = 256
+             ) -> tuple[Tensor, Tensor]:
+    return reference.ssd_scan(x, dt, A, B, C, D, dt_bias, state, dt_softplus, chunk_size)
+
+
+@ssd_scan.register_fake
+def _(x, dt, A, B, C, D, dt_bias, state, dt_softplus=True, chunk_size=256):
+    return torch.empty_like(x), torch.empty_like(state, dtype=torch.float32)
 
 
 @torch.library.custom_op(CAUSAL_CONV1D.torch_name, mutates_args=())

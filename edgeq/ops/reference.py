@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -51,6 +52,41 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D:
     if z is not None:
         y = y * silu(z.float())
     return y.to(u.dtype), s
+
+
+def _segsum(x: Tensor) -> Tensor:
+    """[..., T] -> [..., T, T]: sum of x over (j, i] at [i, j] for j <= i, -inf above."""
+    T = x.shape[-1]
+    cs = torch.cumsum(x, -1)
+    out = cs[..., :, None] - cs[..., None, :]
+    return out.masked_fill(~torch.tril(torch.ones(T, T, dtype=torch.bool, device=x.device)), float("-inf"))
+
+
+def ssd_scan(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, dt_bias: Tensor,
+             state: Tensor, dt_softplus: bool = True, chunk_size: int = 256
+             ) -> tuple[Tensor, Tensor]:
+    """EdgeqSSDScan: the selective scan with one A per head, computed the SSD way (mamba_ssm's
+    ssd_minimal): matmuls inside chunks of chunk_size tokens, a recurrence between chunks."""
+    b, L, dim = x.shape
+    H, G, N = A.shape[0], B.shape[2], B.shape[3]
+    P, c = dim // H, chunk_size
+    dt = dt.float() + dt_bias.float()
+    if dt_softplus:
+        dt = softplus(dt)
+    pad = (-L) % c  # zero dt: decay 1 and no input, so padding changes nothing
+    X = F.pad((x.float() * dt.repeat_interleave(P, -1)), (0, 0, 0, pad)).view(b, -1, c, H, P)
+    dA = F.pad(dt * A.float(), (0, 0, 0, pad)).view(b, -1, c, H).permute(0, 3, 1, 2)  # b h z c
+    Bh = F.pad(B.float().repeat_interleave(H // G, 2), (0, 0, 0, 0, 0, pad)).view(b, -1, c, H, N)
+    Ch = F.pad(C.float().repeat_interleave(H // G, 2), (0, 0, 0, 0, 0, pad)).view(b, -1, c, H, N)
+    cs = torch.cumsum(dA, -1)
+    y = torch.einsum("bzlhn,bzshn,bhzls,bzshp->bzlhp", Ch, Bh, torch.exp(_segsum(dA)), X)
+    states = torch.einsum("bzlhn,bhzl,bzlhp->bzhpn", Bh, torch.exp(cs[..., -1:] - cs), X)
+    states = torch.cat([state.float().view(b, 1, H, P, N), states], 1)
+    decay = torch.exp(_segsum(F.pad(cs[..., -1], (1, 0))))  # b h (z+1) (z+1)
+    states = torch.einsum("bhzc,bchpn->bzhpn", decay, states)
+    y = y + torch.einsum("bzlhn,bzhpn,bhzl->bzlhp", Ch, states[:, :-1], torch.exp(cs))
+    y = y.reshape(b, -1, dim)[:, :L] + x.float() * D.float().repeat_interleave(P)
+    return y.to(x.dtype), states[:, -1].reshape(b, dim, N)
 
 
 def causal_conv1d(x: Tensor, weight: Tensor, bias: Tensor, state: Tensor,

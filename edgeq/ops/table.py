@@ -85,6 +85,26 @@ CAUSAL_CONV1D = OpDef(
     attrs=(Attr("activation", "INT", 1, "0: none, 1: SiLU"),),
 )
 
+SSD_SCAN = OpDef(
+    name="EdgeqSSDScan",
+    torch_name="edgeq::ssd_scan",
+    c_symbol="edgeq_ssd_scan_f32",
+    inputs=(
+        Port("x", "[batch, L, D] SSM input, D = H * P"),
+        Port("dt", "[batch, L, H] time step before bias and softplus"),
+        Port("A", "[H] fp32, one per head"),
+        Port("B", "[batch, L, G, N]"),
+        Port("C", "[batch, L, G, N]"),
+        Port("D", "[H] fp32 skip, one per head"),
+        Port("dt_bias", "[H] fp32"),
+        Port("state", "[batch, D, N] fp32 initial state"),
+    ),
+    outputs=(Port("y", "[batch, L, D]", like="x"),
+             Port("state_out", "[batch, D, N] fp32", like="state")),
+    attrs=(Attr("dt_softplus", "INT", 1, "apply softplus (threshold 20) to dt + dt_bias"),
+           Attr("chunk_size", "INT", 256, "SSD chunk length; a kernel choice, not semantics")),
+)
+
 
 def _scales(*names: str) -> tuple[Attr, ...]:
     return tuple(Attr(f"{n}_scale", "FLOAT", 1.0, f"per-tensor scale of int8 {n}") for n in names)
@@ -146,6 +166,6 @@ ADD_RMSNORM_INT8 = OpDef(
     attrs=(Attr("eps", "FLOAT", 1e-5, "RMSNorm epsilon"),) + _scales("y"),
 )
 
-OPS: tuple[OpDef, ...] = (SELECTIVE_SCAN, CAUSAL_CONV1D, SELECTIVE_SCAN_INT8, CAUSAL_CONV1D_INT8,
-                          HADAMARD_INT8, ADD_RMSNORM_INT8)
+OPS: tuple[OpDef, ...] = (SELECTIVE_SCAN, CAUSAL_CONV1D, SSD_SCAN, SELECTIVE_SCAN_INT8,
+                          CAUSAL_CONV1D_INT8, HADAMARD_INT8, ADD_RMSNORM_INT8)
 BY_NAME = {op.name: op for op in OPS}

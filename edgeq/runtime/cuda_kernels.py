@@ -13,25 +13,27 @@ import os
 from pathlib import Path
 
 from ..errors import EdgeqError
-from ..ops.table import OPS
+from ..ops.table import (ADD_RMSNORM_INT8, CAUSAL_CONV1D, CAUSAL_CONV1D_INT8, HADAMARD_INT8,
+                         SELECTIVE_SCAN, SELECTIVE_SCAN_INT8)
 from .kernels import _ARGTYPES  # the CPU library's: one C ABI, and fp16 takes fp32's signature
 
 LIB_NAME = "libedgeq_cuda.so"
 STATUS = {0: "EDGEQ_OK", 1: "EDGEQ_BAD_SHAPE", 2: "EDGEQ_NULL_POINTER", 3: "EDGEQ_CUDA_ERROR"}
+OPS = (SELECTIVE_SCAN, CAUSAL_CONV1D, SELECTIVE_SCAN_INT8, CAUSAL_CONV1D_INT8, HADAMARD_INT8,
+       ADD_RMSNORM_INT8)  # the ops the library has kernels for
+F16_OPS = (SELECTIVE_SCAN, CAUSAL_CONV1D)  # ... and these with fp16 activations too
 
 
 def symbol(op, dtype: str = "float32") -> str:
-    """The C symbol of `op` for activations of `dtype` ("float32" or "float16"); an int8 op
-    has one symbol."""
-    if not op.c_symbol.endswith("_f32"):
-        return op.c_symbol
-    return op.c_symbol if dtype == "float32" else op.c_symbol[:-4] + "_f16"
+    """The C symbol of `op` for activations of `dtype`: "float16" names the fp16 variant of an
+    op in F16_OPS; any other dtype the op's own symbol."""
+    return op.c_symbol[:-4] + "_f16" if dtype == "float16" and op in F16_OPS else op.c_symbol
 
 
 def symbols() -> dict[str, list]:
     """Every symbol of the library, with its argtypes."""
     return {symbol(op, dtype): _ARGTYPES[op.c_symbol] for op in OPS
-            for dtype in ("float32", "float16")}
+            for dtype in (("float32", "float16") if op in F16_OPS else ("float32",))}
 
 
 def bind(lib: ctypes.CDLL, prefix: str = "") -> ctypes.CDLL:

@@ -15,13 +15,14 @@ import numpy as np
 
 from ..errors import EdgeqError
 from ..ops.table import (ADD_RMSNORM_INT8, CAUSAL_CONV1D, CAUSAL_CONV1D_INT8, HADAMARD_INT8,
-                         SELECTIVE_SCAN, SELECTIVE_SCAN_INT8)
+                         SELECTIVE_SCAN, SELECTIVE_SCAN_INT8, SSD_SCAN)
 
 LIB_NAME = "libedgeq_cpu.so"
 _p, _i64, _i32, _f = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32, ctypes.c_float
 _ARGTYPES = {
     SELECTIVE_SCAN.c_symbol: [_p] * 11 + [_i64] * 6 + [_i32, _p],
     CAUSAL_CONV1D.c_symbol: [_p] * 6 + [_i64] * 4 + [_i32, _p],
+    SSD_SCAN.c_symbol: [_p] * 10 + [_i64] * 6 + [_i32, _i32, _p],
     SELECTIVE_SCAN_INT8.c_symbol: [_p] * 11 + [_i64] * 6 + [_f] * 5 + [_i32, _p],
     CAUSAL_CONV1D_INT8.c_symbol: [_p] * 6 + [_i64] * 4 + [_f] * 3 + [_i32, _p],
     HADAMARD_INT8.c_symbol: [_p, _p, _i64, _i64, _f, _p],
@@ -93,6 +94,20 @@ def selective_scan(u, delta, A, B, C, D, delta_bias, state, z=None, delta_softpl
     y, state_out = np.empty_like(u), np.empty_like(state)
     _call(SELECTIVE_SCAN.c_symbol, *map(_ptr, (u, delta, A, B, C, D, delta_bias, state, z, y,
                                                state_out)), *dims, int(delta_softplus), None)
+    return y, state_out
+
+
+def ssd_scan(x, dt, A, B, C, D, dt_bias, state, dt_softplus=1, chunk_size=256):
+    x, dt, A, B, C, D, dt_bias, state = map(_f32, (x, dt, A, B, C, D, dt_bias, state))
+    heads = A.shape[0]
+    # the per-channel form's shape checks, with A and D per head
+    dims = _scan_dims(x, dt, np.empty((heads, B.shape[3]), np.float32), B, C,
+                      np.empty(x.shape[2], np.float32), dt_bias, state, None)
+    if A.shape != (heads,) or D.shape != (heads,):
+        raise ValueError("ssd_scan: A and D must be [heads] (see docs/ops.md)")
+    y, state_out = np.empty_like(x), np.empty_like(state)
+    _call(SSD_SCAN.c_symbol, *map(_ptr, (x, dt, A, B, C, D, dt_bias, state, y, state_out)), *dims,
+          int(dt_softplus), int(chunk_size), None)
     return y, state_out
 
 

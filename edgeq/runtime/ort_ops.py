@@ -13,13 +13,10 @@ import onnx
 from onnx import numpy_helper
 
 from ..ops.table import (ADD_RMSNORM_INT8, CAUSAL_CONV1D, CAUSAL_CONV1D_INT8, DOMAIN,
-                         HADAMARD_INT8, SELECTIVE_SCAN, SELECTIVE_SCAN_INT8)
+                         HADAMARD_INT8, SELECTIVE_SCAN, SELECTIVE_SCAN_INT8, SSD_SCAN)
 from . import kernels
 
 ORT_DOMAIN = "ai.onnx.contrib"
-# a PyOp has one fixed input list, so the scan without its optional gate (Mamba-2) runs under
-# this name in ONNX Runtime only
-UNGATED_SCAN = SELECTIVE_SCAN.name + "Ungated"
 
 
 @functools.cache
@@ -33,10 +30,10 @@ def register() -> str:
     def selective_scan(u, delta, A, B, C, D, delta_bias, state, z, delta_softplus=1):
         return kernels.selective_scan(u, delta, A, B, C, D, delta_bias, state, z, delta_softplus)
 
-    @onnx_op(op_type=UNGATED_SCAN, inputs=[f32] * (len(SELECTIVE_SCAN.inputs) - 1),
-             outputs=[f32, f32], attrs={"delta_softplus": i64})
-    def selective_scan_ungated(u, delta, A, B, C, D, delta_bias, state, delta_softplus=1):
-        return kernels.selective_scan(u, delta, A, B, C, D, delta_bias, state, None, delta_softplus)
+    @onnx_op(op_type=SSD_SCAN.name, inputs=[f32] * len(SSD_SCAN.inputs), outputs=[f32, f32],
+             attrs={"dt_softplus": i64, "chunk_size": i64})
+    def ssd_scan(x, dt, A, B, C, D, dt_bias, state, dt_softplus=1, chunk_size=256):
+        return kernels.ssd_scan(x, dt, A, B, C, D, dt_bias, state, dt_softplus, chunk_size)
 
     @onnx_op(op_type=CAUSAL_CONV1D.name, inputs=[f32] * len(CAUSAL_CONV1D.inputs),
              outputs=[f32, f32], attrs={"activation": i64})
@@ -81,9 +78,6 @@ def for_ort(model: onnx.ModelProto) -> onnx.ModelProto:
     for node in out.graph.node:
         if node.domain == DOMAIN:
             node.domain = ORT_DOMAIN
-            if node.op_type == SELECTIVE_SCAN.name and (len(node.input) < 9 or not node.input[8]):
-                node.op_type = UNGATED_SCAN
-                del node.input[8:]
             for a in node.attribute:
                 if a.type == onnx.AttributeProto.FLOAT:  # exact, see the module docstring
                     a.CopyFrom(onnx.helper.make_attribute(a.name, repr(a.f)))

@@ -1,8 +1,8 @@
-// EdgeqCausalConv1d on the GPU (docs/ops.md). One thread per (batch, channel), consecutive
-// channels in a block, so the token-major reads of x and writes of y are coalesced. The window of
-// the last `width` inputs lives in registers: the state is read once, each x once, and the new
-// state is written at the end by the thread that read that state column, so state_out may alias
-// state.
+// EdgeqCausalConv1d and EdgeqCausalConv1dInt8 on the GPU (docs/ops.md), one template. One thread
+// per (batch, channel), consecutive channels in a block, so the token-major reads of x and writes
+// of y are coalesced. The window of the last `width` inputs lives in registers as they were read:
+// the state is read once, each x once, and the new state is written at the end by the thread that
+// read that state column, so state_out may alias state.
 #include <type_traits>
 
 #include "edgeq_cuda.cuh"
@@ -11,56 +11,68 @@ namespace edgeq_cuda {
 
 constexpr int kMaxWidth = 32;
 
-template <class T>  // T: float or __half, for every tensor of the op
+// T: x, weight, state and y (float, __half or int8_t); Bias: T, or float for int8
+template <class T, class Bias = T>
 struct ConvArgs {
-  const T *x, *weight, *bias;
+  const T *x, *weight;
+  const Bias* bias;
   const T* state;  // may alias state_out
   T* y;
   T* state_out;
   int64_t batch, L, channels, width;
   int32_t activation;
+  float acc_scale = 1.f, y_scale = 1.f;  // int8: x_scale * weight_scale, and y's scale
 };
+
+// Products of int8 values sum exactly in int32 (docs/ops.md, "Int8 conventions"), others in fp32.
+EDGEQ_CUDA_HD float widen(float x) { return x; }
+EDGEQ_CUDA_HD float widen(__half x) { return __half2float(x); }
+EDGEQ_CUDA_HD int32_t widen(int8_t x) { return x; }
 
 // One thread: channel c of sequence b. The window is right-aligned in win[WMAX]: win[WMAX-1-i]
 // is the input i steps back, so one statically indexed register array serves any width <= WMAX.
-template <class T, int WMAX>
-EDGEQ_CUDA_HD void conv_channel(const ConvArgs<T>& a, int64_t b, int64_t c) {
+template <class T, class Bias, int WMAX>
+EDGEQ_CUDA_HD void conv_channel(const ConvArgs<T, Bias>& a, int64_t b, int64_t c) {
+  using Acc = decltype(widen(T{}));
   const int64_t C = a.channels, W = a.width, S = W - 1;
   const T* st = a.state + b * S * C + c;
-  float w[WMAX], win[WMAX];
+  Acc w[WMAX];
+  T win[WMAX];
 #pragma unroll
   for (int j = 0; j < WMAX; ++j) {
     const int i = WMAX - 1 - j;  // steps back
-    w[j] = i < W ? to_f(a.weight[c * W + (W - 1 - i)]) : 0.f;
-    win[j] = i < S ? to_f(st[(S - 1 - i) * C]) : 0.f;  // before x[0]: the state, newest last
+    w[j] = i < W ? widen(a.weight[c * W + (W - 1 - i)]) : Acc(0);
+    win[j] = i < S ? st[(S - 1 - i) * C] : T{};  // before x[0]: the state, newest last
   }
   const float bias = to_f(a.bias[c]);
   for (int64_t t = 0, row = b * a.L; t < a.L; ++t, ++row) {
 #pragma unroll
     for (int j = 0; j < WMAX - 1; ++j) win[j] = win[j + 1];
-    win[WMAX - 1] = to_f(a.x[row * C + c]);
-    float acc = bias;
+    win[WMAX - 1] = a.x[row * C + c];
+    Acc acc = 0;
 #pragma unroll
-    for (int j = 0; j < WMAX; ++j)
-      if (WMAX - 1 - j < W) acc += w[j] * win[j];  // guarded: 0 * inf outside the window is NaN
-    a.y[row * C + c] = from_f<T>(a.activation == 1 ? silu(acc) : acc);
+    for (int j = 0; j < WMAX; ++j)  // guarded: 0 * inf outside the window is NaN
+      if (WMAX - 1 - j < W) acc += w[j] * widen(win[j]);
+    float v = float(acc) * a.acc_scale + bias;  // fp: acc_scale 1, exact
+    if (a.activation == 1) v = silu(v);
+    a.y[row * C + c] = from_f<T>(v, a.y_scale);
   }
   T* so = a.state_out + b * S * C + c;
 #pragma unroll
   for (int j = 0; j < WMAX; ++j) {
     const int i = WMAX - 1 - j;
-    if (i < S) so[(S - 1 - i) * C] = from_f<T>(win[j]);  // exact: win holds T values
+    if (i < S) so[(S - 1 - i) * C] = win[j];
   }
 }
 
-template <class T, int WMAX>
-__global__ void __launch_bounds__(kThreads) conv_kernel(ConvArgs<T> a) {
+template <class T, class Bias, int WMAX>
+__global__ void __launch_bounds__(kThreads) conv_kernel(ConvArgs<T, Bias> a) {
   const int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (c < a.channels) conv_channel<T, WMAX>(a, blockIdx.y, c);
+  if (c < a.channels) conv_channel<T, Bias, WMAX>(a, blockIdx.y, c);
 }
 
-template <class T>
-int conv_check(const ConvArgs<T>& a) {
+template <class T, class Bias>
+int conv_check(const ConvArgs<T, Bias>& a) {
   if (!a.x || !a.weight || !a.bias || !a.state || !a.y || !a.state_out) return EDGEQ_NULL_POINTER;
   if (a.batch < 1 || a.L < 1 || a.channels < 1 || a.width < 2 || a.width > kMaxWidth ||
       a.batch > 65535)
@@ -75,13 +87,13 @@ void with_wmax(int64_t width, F f) {
   else f(std::integral_constant<int, kMaxWidth>{});
 }
 
-template <class T>
-int conv_launch(const ConvArgs<T>& a, void* stream) {
+template <class T, class Bias>
+int conv_launch(const ConvArgs<T, Bias>& a, void* stream) {
   if (int rc = conv_check(a)) return rc;
   const dim3 grid(unsigned((a.channels + kThreads - 1) / kThreads), unsigned(a.batch));
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   with_wmax(a.width, [&](auto w) {
-    conv_kernel<T, decltype(w)::value><<<grid, kThreads, 0, s>>>(a);
+    conv_kernel<T, Bias, decltype(w)::value><<<grid, kThreads, 0, s>>>(a);
   });
   return launch_status();
 }
@@ -111,4 +123,17 @@ extern "C" int edgeq_causal_conv1d_f16(const edgeq_half* x, const edgeq_half* we
                   reinterpret_cast<H*>(y), reinterpret_cast<H*>(state_out), batch, L, channels,
                   width, activation},
       stream);
+}
+
+extern "C" int edgeq_causal_conv1d_int8(const int8_t* x, const int8_t* weight,
+                                        const float* bias, const int8_t* state, int8_t* y,
+                                        int8_t* state_out, int64_t batch, int64_t L,
+                                        int64_t channels, int64_t width, float x_scale,
+                                        float weight_scale, float y_scale, int32_t activation,
+                                        void* stream) {
+  using namespace edgeq_cuda;
+  return conv_launch(ConvArgs<int8_t, float>{x, weight, bias, state, y, state_out, batch, L,
+                                             channels, width, activation,
+                                             x_scale * weight_scale, y_scale},
+                     stream);
 }

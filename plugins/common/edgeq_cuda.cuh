@@ -13,14 +13,50 @@ namespace edgeq_cuda {
 // threads per block, over channels: small blocks spread a 1536-channel layer over all the SMs
 constexpr int kThreads = 64;
 
-// activations are float or __half; all math is fp32
-EDGEQ_CUDA_HD float to_f(float x) { return x; }
-EDGEQ_CUDA_HD float to_f(__half x) { return __half2float(x); }
-template <class T> EDGEQ_CUDA_HD T from_f(float x);
-template <> EDGEQ_CUDA_HD float from_f<float>(float x) { return x; }
-template <> EDGEQ_CUDA_HD __half from_f<__half>(float x) { return __float2half_rn(x); }
+// threads per block of the row kernels (Hadamard, add+RMSNorm): a multiple of the warp size
+constexpr int kRowThreads = 256;
+
+// quantize() of docs/ops.md: IEEE division (nvcc's default -prec-div=true), rintf rounds half to
+// even, saturate to int8
+EDGEQ_CUDA_HD int8_t quantize(float v, float scale) {
+  const float r = rintf(v / scale);
+  return int8_t(r > 127.f ? 127.f : (r < -128.f ? -128.f : r));
+}
+
+// Tensors are float, __half or int8_t; all math is fp32. An int8 tensor carries its per-tensor
+// scale (docs/ops.md, "Int8 conventions"): loads dequantize, stores quantize. Float and fp16
+// tensors ignore the scale, so one kernel template serves every variant.
+EDGEQ_CUDA_HD float to_f(float x, float = 1.f) { return x; }
+EDGEQ_CUDA_HD float to_f(__half x, float = 1.f) { return __half2float(x); }
+EDGEQ_CUDA_HD float to_f(int8_t x, float scale) { return float(x) * scale; }
+template <class T> EDGEQ_CUDA_HD T from_f(float x, float scale = 1.f);
+template <> EDGEQ_CUDA_HD float from_f<float>(float x, float) { return x; }
+template <> EDGEQ_CUDA_HD __half from_f<__half>(float x, float) { return __float2half_rn(x); }
+template <> EDGEQ_CUDA_HD int8_t from_f<int8_t>(float x, float scale) { return quantize(x, scale); }
 
 EDGEQ_CUDA_HD float silu(float x) { return x / (1.f + expf(-x)); }
+
+// The row kernels run one block per row, written against a Block: each(count, f) calls f(i) for
+// this thread's share of 0..count-1 (the same share on every call), sync() is a barrier and
+// sum(v) the sum of v over the block. tests/cuda_host_emu.cu runs the same row code on the CPU
+// with a one-thread Block.
+struct GpuBlock {
+  template <class F> __device__ void each(int64_t count, F f) const {
+    for (int64_t i = threadIdx.x; i < count; i += blockDim.x) f(i);
+  }
+  __device__ void sync() const { __syncthreads(); }
+  __device__ float sum(float v) const {  // every thread gets the total
+    __shared__ float warp_sums[32];
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
+    __syncthreads();  // an earlier sum() may still read warp_sums
+    if (lane == 0) warp_sums[warp] = v;
+    __syncthreads();
+    v = lane < int(blockDim.x / 32) ? warp_sums[lane] : 0.f;
+    for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+  }
+};
 
 inline int launch_status() {
   return cudaGetLastError() == cudaSuccess ? EDGEQ_OK : EDGEQ_CUDA_ERROR;

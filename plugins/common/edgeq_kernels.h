@@ -36,6 +36,15 @@ EDGEQ_API int edgeq_causal_conv1d_f32(const float* x, const float* weight, const
                                       int64_t L, int64_t channels, int64_t width, int32_t activation,
                                       void* stream);
 
+// EdgeqSSDScan. x, y: [batch, L, dim]; dt: [batch, L, heads]; A, D, dt_bias: [heads];
+// B, C: [batch, L, groups, dstate]; state, state_out: [batch, dim, dstate] fp32.
+EDGEQ_API int edgeq_ssd_scan_f32(const float* x, const float* dt, const float* A, const float* B,
+                                 const float* C, const float* D, const float* dt_bias,
+                                 const float* state, float* y, float* state_out, int64_t batch,
+                                 int64_t L, int64_t dim, int64_t heads, int64_t groups,
+                                 int64_t dstate, int32_t dt_softplus, int32_t chunk_size,
+                                 void* stream);
+
 // ---- int8 variants (docs/ops.md "Int8 conventions"): per-tensor scales, fp32 state ----
 
 // EdgeqSelectiveScanInt8. u, z: int8 [batch, L, dim]; delta: int8 [batch, L, heads];

@@ -1,4 +1,5 @@
-// EdgeqSelectiveScan on the GPU (docs/ops.md). One thread per (batch, channel); the threads of a
+// EdgeqSelectiveScan and EdgeqSelectiveScanInt8 on the GPU (docs/ops.md); the int8 variant is the
+// same template, dequantizing on load. One thread per (batch, channel); the threads of a
 // block take consecutive channels, so with token-major [batch, L, dim] tensors every read of u,
 // delta, z and write of y at a time step is coalesced, and B/C rows (shared by a group) are
 // broadcasts. A channel's state stays in registers for the whole sequence: it is read once and
@@ -14,7 +15,13 @@ constexpr int64_t kMaxState = 256;
 
 EDGEQ_CUDA_HD float softplus20(float x) { return x > 20.f ? x : log1pf(expf(x)); }
 
-template <class T>  // T: activation type (float or __half); A, D, delta_bias and the state are fp32
+struct ScanScales {  // int8 inputs only
+  float u = 1.f, delta = 1.f, B = 1.f, C = 1.f, z = 1.f;
+};
+
+// T: input activations (float, __half or int8_t), Y: y (T, or float for int8); A, D, delta_bias
+// and the state are fp32
+template <class T, class Y = T>
 struct ScanArgs {
   const T *u, *delta;
   const float* A;
@@ -22,16 +29,17 @@ struct ScanArgs {
   const float *D, *delta_bias;
   const float* state;  // may alias state_out
   const T* z;
-  T* y;
+  Y* y;
   float* state_out;
   int64_t batch, L, dim, heads, groups, dstate;
   int32_t delta_softplus;
+  ScanScales sc = {};
 };
 
 // One thread: channel d of sequence b. NMAX >= dstate sizes the register arrays; the guarded,
 // fully unrolled loops index them statically, so they stay in registers for any dstate <= NMAX.
-template <class T, int NMAX>
-EDGEQ_CUDA_HD void scan_channel(const ScanArgs<T>& a, int64_t b, int64_t d) {
+template <class T, class Y, int NMAX>
+EDGEQ_CUDA_HD void scan_channel(const ScanArgs<T, Y>& a, int64_t b, int64_t d) {
   const int64_t N = a.dstate, h = d / (a.dim / a.heads), g = h / (a.heads / a.groups);
   const float* st = a.state + (b * a.dim + d) * N;
   float s[NMAX], Ah[NMAX];
@@ -42,22 +50,22 @@ EDGEQ_CUDA_HD void scan_channel(const ScanArgs<T>& a, int64_t b, int64_t d) {
   }
   const float Dd = a.D[d], bias = a.delta_bias[h];
   for (int64_t t = 0, row = b * a.L; t < a.L; ++t, ++row) {
-    float dt = to_f(a.delta[row * a.heads + h]) + bias;
+    float dt = to_f(a.delta[row * a.heads + h], a.sc.delta) + bias;
     if (a.delta_softplus) dt = softplus20(dt);
-    const float ud = to_f(a.u[row * a.dim + d]);
+    const float ud = to_f(a.u[row * a.dim + d], a.sc.u);
     const T* Bt = a.B + (row * a.groups + g) * N;
     const T* Ct = a.C + (row * a.groups + g) * N;
     float acc = 0.f;
 #pragma unroll
     for (int n = 0; n < NMAX; ++n) {
       if (n < N) {
-        s[n] = expf(dt * Ah[n]) * s[n] + dt * to_f(Bt[n]) * ud;
-        acc += s[n] * to_f(Ct[n]);
+        s[n] = expf(dt * Ah[n]) * s[n] + dt * to_f(Bt[n], a.sc.B) * ud;
+        acc += s[n] * to_f(Ct[n], a.sc.C);
       }
     }
     float out = acc + Dd * ud;
-    if (a.z) out *= silu(to_f(a.z[row * a.dim + d]));
-    a.y[row * a.dim + d] = from_f<T>(out);
+    if (a.z) out *= silu(to_f(a.z[row * a.dim + d], a.sc.z));
+    a.y[row * a.dim + d] = from_f<Y>(out);
   }
   float* so = a.state_out + (b * a.dim + d) * N;
 #pragma unroll
@@ -65,16 +73,16 @@ EDGEQ_CUDA_HD void scan_channel(const ScanArgs<T>& a, int64_t b, int64_t d) {
     if (n < N) so[n] = s[n];
 }
 
-template <class T, int NMAX>
-__global__ void __launch_bounds__(kThreads) scan_kernel(ScanArgs<T> a) {
+template <class T, class Y, int NMAX>
+__global__ void __launch_bounds__(kThreads) scan_kernel(ScanArgs<T, Y> a) {
   const int64_t d = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (d < a.dim) scan_channel<T, NMAX>(a, blockIdx.y, d);
+  if (d < a.dim) scan_channel<T, Y, NMAX>(a, blockIdx.y, d);
 }
 
-template <class T>
-int scan_check(const ScanArgs<T>& a) {
+template <class T, class Y>
+int scan_check(const ScanArgs<T, Y>& a) {
   if (!a.u || !a.delta || !a.A || !a.B || !a.C || !a.D || !a.delta_bias || !a.state || !a.y ||
-      !a.state_out)
+      !a.state_out || (std::is_same<T, int8_t>::value && !a.z))  // the int8 op's gate is required
     return EDGEQ_NULL_POINTER;
   if (a.batch < 1 || a.L < 1 || a.dim < 1 || a.heads < 1 || a.groups < 1 || a.dstate < 1 ||
       a.dim % a.heads || a.heads % a.groups || a.dstate > kMaxState || a.batch > 65535)
@@ -91,13 +99,13 @@ void with_nmax(int64_t dstate, F f) {
   else f(std::integral_constant<int, 256>{});  // spills to local memory, still exact
 }
 
-template <class T>
-int scan_launch(const ScanArgs<T>& a, void* stream) {
+template <class T, class Y>
+int scan_launch(const ScanArgs<T, Y>& a, void* stream) {
   if (int rc = scan_check(a)) return rc;
   const dim3 grid(unsigned((a.dim + kThreads - 1) / kThreads), unsigned(a.batch));
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   with_nmax(a.dstate, [&](auto n) {
-    scan_kernel<T, decltype(n)::value><<<grid, kThreads, 0, s>>>(a);
+    scan_kernel<T, Y, decltype(n)::value><<<grid, kThreads, 0, s>>>(a);
   });
   return launch_status();
 }
@@ -131,5 +139,21 @@ extern "C" int edgeq_selective_scan_f16(const edgeq_half* u, const edgeq_half* d
                   reinterpret_cast<const H*>(B), reinterpret_cast<const H*>(C), D, delta_bias,
                   state, reinterpret_cast<const H*>(z), reinterpret_cast<H*>(y), state_out, batch,
                   L, dim, heads, groups, dstate, delta_softplus},
+      stream);
+}
+
+extern "C" int edgeq_selective_scan_int8(const int8_t* u, const int8_t* delta, const float* A,
+                                         const int8_t* B, const int8_t* C, const float* D,
+                                         const float* delta_bias, const float* state,
+                                         const int8_t* z, float* y, float* state_out,
+                                         int64_t batch, int64_t L, int64_t dim, int64_t heads,
+                                         int64_t groups, int64_t dstate, float u_scale,
+                                         float delta_scale, float B_scale, float C_scale,
+                                         float z_scale, int32_t delta_softplus, void* stream) {
+  using namespace edgeq_cuda;
+  return scan_launch(
+      ScanArgs<int8_t, float>{u, delta, A, B, C, D, delta_bias, state, z, y, state_out, batch, L,
+                              dim, heads, groups, dstate, delta_softplus,
+                              {u_scale, delta_scale, B_scale, C_scale, z_scale}},
       stream);
 }

@@ -2,7 +2,7 @@
 // IPluginCreatorV3One built from the op's row of plugins/trt/op_table.h (names, ports, fields)
 // and a small Op struct per op (plugins/<op>/<op>_trt.cpp) with the parts that differ:
 //   static bool supports(int32_t pos, DynamicPluginTensorDesc const* io, int32_t nbInputs);
-//   static bool valid(Attrs<Op> const&);  // attribute values
+//   static bool valid(Attrs<Op> const&);  // attribute values (a.i(attr_x), a.f(attr_y))
 //   static bool shapes_ok(PluginTensorDesc const* in, int32_t nbInputs);
 //   static int enqueue(Attrs<Op> const&, PluginTensorDesc const* in, int32_t nbInputs,
 //                      void const* const* inputs, void* const* outputs, cudaStream_t);
@@ -12,6 +12,7 @@
 #include <NvInferRuntime.h>
 
 #include <array>
+#include <cmath>
 #include <cstring>
 #include <initializer_list>
 #include <new>
@@ -35,6 +36,23 @@ inline bool dims_are(Dims const& d, std::initializer_list<int64_t> want) {
     if (d.d[i++] != w) return false;
   return true;
 }
+
+inline bool same_dims(Dims const& a, Dims const& b) {
+  if (a.nbDims != b.nbDims) return false;
+  for (int32_t i = 0; i < a.nbDims; ++i)
+    if (a.d[i] != b.d[i]) return false;
+  return true;
+}
+
+// [..., n] as rows of n: the number of rows
+inline int64_t rows_of(Dims const& d) {
+  int64_t rows = 1;
+  for (int32_t i = 0; i + 1 < d.nbDims; ++i) rows *= d.d[i];
+  return rows;
+}
+
+// int8 scales: quantize divides by them
+inline bool positive(float v) { return std::isfinite(v) && v > 0.f; }
 
 // The op's attribute values, and the same values as PluginFields.
 template <class Row>
@@ -109,8 +127,8 @@ class Plugin final : public IPluginV3, public IPluginV3OneCore, public IPluginV3
   AsciiChar const* getPluginVersion() const noexcept override { return Op::kVersion; }
   AsciiChar const* getPluginNamespace() const noexcept override { return Op::kNamespace; }
 
-  // IPluginV3OneBuild. Outputs have the shape and dtype of their table `like` input; no
-  // workspace (the default getWorkspaceSize returns 0).
+  // IPluginV3OneBuild. Outputs have the shape of their table `like` input, and its dtype unless
+  // the table fixes one; no workspace (the default getWorkspaceSize returns 0).
   int32_t getNbOutputs() const noexcept override { return Op::kNbOutputs; }
   int32_t configurePlugin(DynamicPluginTensorDesc const*, int32_t nbInputs,
                           DynamicPluginTensorDesc const*, int32_t nbOutputs) noexcept override {
@@ -119,7 +137,12 @@ class Plugin final : public IPluginV3, public IPluginV3OneCore, public IPluginV3
   int32_t getOutputDataTypes(DataType* outputTypes, int32_t nbOutputs, DataType const* inputTypes,
                              int32_t nbInputs) const noexcept override {
     if (!counts_ok(nbInputs, nbOutputs)) return -1;
-    for (int32_t o = 0; o < nbOutputs; ++o) outputTypes[o] = inputTypes[Op::kOutputLike[o]];
+    for (int32_t o = 0; o < nbOutputs; ++o) {
+      table::Dtype t = Op::kOutputDtype[o];
+      outputTypes[o] = t == table::Dtype::kFloat  ? DataType::kFLOAT
+                       : t == table::Dtype::kInt8 ? DataType::kINT8
+                                                  : inputTypes[Op::kOutputLike[o]];
+    }
     return 0;
   }
   int32_t getOutputShapes(DimsExprs const* inputs, int32_t nbInputs, DimsExprs const*, int32_t,

@@ -7,6 +7,7 @@ namespace edgeq {
 namespace table {
 
 enum class AttrType { kInt, kFloat };  // INT arrives as a kINT32 field, FLOAT as kFLOAT32
+enum class Dtype { kLike, kFloat, kInt8 };  // an output's: its `like` input's, fp32 or int8
 
 struct AttrDef {
   char const* name;
@@ -25,8 +26,11 @@ struct EdgeqSelectiveScan {
   enum Out : int32_t {
       out_y, out_state_out, kNbOutputs
   };
-  static constexpr int32_t kOutputLike[kNbOutputs] = {in_u, in_state};  // shape and dtype source
-  static constexpr int32_t kNbAttrs = 1;
+  static constexpr int32_t kOutputLike[kNbOutputs] = {in_u, in_state};  // shape (and dtype) source
+  static constexpr Dtype kOutputDtype[kNbOutputs] = {Dtype::kLike, Dtype::kLike};
+  enum Attr : int32_t {
+      attr_delta_softplus, kNbAttrs
+  };
   static constexpr AttrDef kAttrs[kNbAttrs] = {
       {"delta_softplus", AttrType::kInt, 1}};
 };
@@ -42,10 +46,103 @@ struct EdgeqCausalConv1d {
   enum Out : int32_t {
       out_y, out_state_out, kNbOutputs
   };
-  static constexpr int32_t kOutputLike[kNbOutputs] = {in_x, in_state};  // shape and dtype source
-  static constexpr int32_t kNbAttrs = 1;
+  static constexpr int32_t kOutputLike[kNbOutputs] = {in_x, in_state};  // shape (and dtype) source
+  static constexpr Dtype kOutputDtype[kNbOutputs] = {Dtype::kLike, Dtype::kLike};
+  enum Attr : int32_t {
+      attr_activation, kNbAttrs
+  };
   static constexpr AttrDef kAttrs[kNbAttrs] = {
       {"activation", AttrType::kInt, 1}};
+};
+
+struct EdgeqSelectiveScanInt8 {
+  static constexpr char const* kName = "EdgeqSelectiveScanInt8";
+  static constexpr char const* kVersion = "1";
+  static constexpr char const* kNamespace = "edgeq";
+  enum In : int32_t {
+      in_u, in_delta, in_A, in_B, in_C, in_D, in_delta_bias, in_state, in_z, kNbInputs
+  };
+  static constexpr int32_t kNbRequiredInputs = 9;
+  enum Out : int32_t {
+      out_y, out_state_out, kNbOutputs
+  };
+  static constexpr int32_t kOutputLike[kNbOutputs] = {in_u, in_state};  // shape (and dtype) source
+  static constexpr Dtype kOutputDtype[kNbOutputs] = {Dtype::kFloat, Dtype::kLike};
+  enum Attr : int32_t {
+      attr_u_scale, attr_delta_scale, attr_B_scale, attr_C_scale, attr_z_scale,
+      attr_delta_softplus, kNbAttrs
+  };
+  static constexpr AttrDef kAttrs[kNbAttrs] = {
+      {"u_scale", AttrType::kFloat, 1.0},
+      {"delta_scale", AttrType::kFloat, 1.0},
+      {"B_scale", AttrType::kFloat, 1.0},
+      {"C_scale", AttrType::kFloat, 1.0},
+      {"z_scale", AttrType::kFloat, 1.0},
+      {"delta_softplus", AttrType::kInt, 1}};
+};
+
+struct EdgeqCausalConv1dInt8 {
+  static constexpr char const* kName = "EdgeqCausalConv1dInt8";
+  static constexpr char const* kVersion = "1";
+  static constexpr char const* kNamespace = "edgeq";
+  enum In : int32_t {
+      in_x, in_weight, in_bias, in_state, kNbInputs
+  };
+  static constexpr int32_t kNbRequiredInputs = 4;
+  enum Out : int32_t {
+      out_y, out_state_out, kNbOutputs
+  };
+  static constexpr int32_t kOutputLike[kNbOutputs] = {in_x, in_state};  // shape (and dtype) source
+  static constexpr Dtype kOutputDtype[kNbOutputs] = {Dtype::kLike, Dtype::kLike};
+  enum Attr : int32_t {
+      attr_x_scale, attr_weight_scale, attr_y_scale, attr_activation, kNbAttrs
+  };
+  static constexpr AttrDef kAttrs[kNbAttrs] = {
+      {"x_scale", AttrType::kFloat, 1.0},
+      {"weight_scale", AttrType::kFloat, 1.0},
+      {"y_scale", AttrType::kFloat, 1.0},
+      {"activation", AttrType::kInt, 1}};
+};
+
+struct EdgeqHadamardInt8 {
+  static constexpr char const* kName = "EdgeqHadamardInt8";
+  static constexpr char const* kVersion = "1";
+  static constexpr char const* kNamespace = "edgeq";
+  enum In : int32_t {
+      in_x, kNbInputs
+  };
+  static constexpr int32_t kNbRequiredInputs = 1;
+  enum Out : int32_t {
+      out_y, kNbOutputs
+  };
+  static constexpr int32_t kOutputLike[kNbOutputs] = {in_x};  // shape (and dtype) source
+  static constexpr Dtype kOutputDtype[kNbOutputs] = {Dtype::kInt8};
+  enum Attr : int32_t {
+      attr_y_scale, kNbAttrs
+  };
+  static constexpr AttrDef kAttrs[kNbAttrs] = {
+      {"y_scale", AttrType::kFloat, 1.0}};
+};
+
+struct EdgeqAddRMSNormInt8 {
+  static constexpr char const* kName = "EdgeqAddRMSNormInt8";
+  static constexpr char const* kVersion = "1";
+  static constexpr char const* kNamespace = "edgeq";
+  enum In : int32_t {
+      in_x, in_residual, in_weight, kNbInputs
+  };
+  static constexpr int32_t kNbRequiredInputs = 3;
+  enum Out : int32_t {
+      out_y, out_residual_out, kNbOutputs
+  };
+  static constexpr int32_t kOutputLike[kNbOutputs] = {in_x, in_x};  // shape (and dtype) source
+  static constexpr Dtype kOutputDtype[kNbOutputs] = {Dtype::kInt8, Dtype::kLike};
+  enum Attr : int32_t {
+      attr_eps, attr_y_scale, kNbAttrs
+  };
+  static constexpr AttrDef kAttrs[kNbAttrs] = {
+      {"eps", AttrType::kFloat, 1e-05},
+      {"y_scale", AttrType::kFloat, 1.0}};
 };
 
 }  // namespace table

@@ -1,0 +1,400 @@
+"""Time the CUDA kernels (libedgeq_cuda) against the device's roofline and against plain PyTorch
+on the same GPU, in the same run.
+
+    python tools/bench_kernels.py [--peak-gbs GB/s] [--peak-gflops GFLOP/s] [--quick]
+
+Per kernel at the Mamba-130m/1.4B/2.8B widths (d_inner 1536, 4096, 5120; d_state 16; the
+add + RMSNorm at d_model = d_inner / 2): the selective scan fp16 and int8 at decode (L = 1,
+batch 1, 8, 64) and prefill (batch 1, L 128..2048), the causal conv, the Hadamard and the add +
+RMSNorm at the same shapes. The kernels are called through edgeq.runtime.cuda_kernels on device
+buffers from cuda-python, captured in a CUDA graph of many launches and timed with CUDA events
+(kernel time, no Python launch overhead). The PyTorch versions (CUDA tensors, the reference math
+in fp32, vectorised except the scan's loop over time) run eagerly, as a model would, timed with
+the same events on the same stream.
+
+Reported per case: time, achieved GB/s (bytes read + written, each tensor once) and GFLOP/s
+(the op's arithmetic as docs/ops.md writes it), the fraction of the roofline time (bytes / peak
+GB/s or FLOPs / peak FLOP/s, whichever is longer), the speed-up over PyTorch, and int8 prefill
+scan time / fp16 prefill scan time. Peak GB/s: memory clock x bus width x 2 (DDR) from the
+device attributes, or --peak-gbs; peak FLOP/s: SMs x fp32 lanes x 2 x clock, or --peak-gflops.
+
+Writes bench/results/kernels-<device>.json and .md. Exits 2 when no CUDA GPU is visible.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import math
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the source tree, as the other tools
+
+WIDTHS = (1536, 4096, 5120)  # d_inner of Mamba-130m, 1.4B, 2.8B
+N, W = 16, 4  # d_state, conv width
+DECODE = ((1, 1), (8, 1), (64, 1))  # (batch, L)
+PREFILL = ((1, 128), (1, 256), (1, 512), (1, 1024), (1, 2048))
+
+
+def no_gpu_reason() -> str:
+    try:
+        from cuda.bindings import runtime as rt
+    except ImportError:
+        return "cuda-python is not installed (pip install cuda-python)"
+    try:
+        err, count = rt.cudaGetDeviceCount()
+    except Exception as e:  # noqa: BLE001 - any failure to ask means no usable GPU
+        return f"cudaGetDeviceCount raised {e!r}"
+    if err != rt.cudaError_t.cudaSuccess:
+        return f"cudaGetDeviceCount failed: {err.name}"
+    return "" if count else "cudaGetDeviceCount found 0 devices"
+
+
+def _ok(result):
+    from cuda.bindings import runtime as rt
+    err, *rest = result if isinstance(result, tuple) else (result,)
+    if err != rt.cudaError_t.cudaSuccess:
+        raise RuntimeError(f"CUDA call failed: {err.name}")
+    return rest[0] if len(rest) == 1 else rest
+
+
+def device_info(peak_gbs: float | None, peak_gflops: float | None) -> dict:
+    from cuda.bindings import runtime as rt
+    prop = _ok(rt.cudaGetDeviceProperties(0))
+    attr = lambda a: _ok(rt.cudaDeviceGetAttribute(getattr(rt.cudaDeviceAttr, a), 0))  # noqa: E731
+    mem_khz, bus_bits = attr("cudaDevAttrMemoryClockRate"), attr("cudaDevAttrGlobalMemoryBusWidth")
+    sm_khz, sms = attr("cudaDevAttrClockRate"), attr("cudaDevAttrMultiProcessorCount")
+    lanes = 64 if (prop.major, prop.minor) in ((7, 0), (7, 2), (7, 5), (8, 0)) else 128  # fp32/SM
+    name = prop.name.decode() if isinstance(prop.name, bytes) else str(prop.name)
+    return {"name": name.strip("\x00 "), "sm": prop.major * 10 + prop.minor, "sms": sms,
+            "peak_gbs": peak_gbs or 2 * mem_khz * 1e3 * bus_bits / 8 / 1e9,
+            "peak_gbs_from": "--peak-gbs" if peak_gbs else
+            f"memory clock {mem_khz / 1e3:.0f} MHz x {bus_bits} bit x 2",
+            "peak_gflops": peak_gflops or sms * lanes * 2 * sm_khz * 1e3 / 1e9,
+            "peak_gflops_from": "--peak-gflops" if peak_gflops else
+            f"{sms} SMs x {lanes} fp32 lanes x 2 x {sm_khz / 1e3:.0f} MHz"}
+
+
+class Timer:
+    """CUDA events on one stream; the kernels are timed inside a CUDA graph of `iters` launches."""
+
+    def __init__(self):
+        from cuda.bindings import runtime as rt
+        self.rt = rt
+        self.stream = _ok(rt.cudaStreamCreate())
+        self.start, self.stop = _ok(rt.cudaEventCreate()), _ok(rt.cudaEventCreate())
+
+    def _elapsed_ms(self, launch, iters: int) -> float:
+        rt = self.rt
+        _ok(rt.cudaEventRecord(self.start, self.stream))
+        for _ in range(iters):
+            launch()
+        _ok(rt.cudaEventRecord(self.stop, self.stream))
+        _ok(rt.cudaEventSynchronize(self.stop))
+        return _ok(rt.cudaEventElapsedTime(self.start, self.stop))
+
+    def _iters(self, launch, budget_ms: float) -> int:
+        launch()  # warm up (and the first call's one-time costs)
+        once = self._elapsed_ms(launch, 1)
+        return max(1, min(200, int(budget_ms / max(once, 1e-3))))
+
+    def eager_ms(self, fn, budget_ms: float = 200) -> float:
+        """fn() queues work on the stream; returns ms per call."""
+        iters = self._iters(fn, budget_ms)
+        return self._elapsed_ms(fn, iters) / iters
+
+    def graph_ms(self, fn, budget_ms: float = 200) -> float:
+        """The same, with `iters` calls captured in one CUDA graph (kernel time only)."""
+        rt, s = self.rt, self.stream
+        iters = self._iters(fn, budget_ms)
+        _ok(rt.cudaStreamBeginCapture(s, rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal))
+        for _ in range(iters):
+            fn()
+        graph = _ok(rt.cudaStreamEndCapture(s))
+        exe = _ok(rt.cudaGraphInstantiate(graph, 0))
+        try:
+            launch = lambda: _ok(rt.cudaGraphLaunch(exe, s))  # noqa: E731
+            launch()
+            return self._elapsed_ms(launch, 3) / (3 * iters)
+        finally:
+            _ok(rt.cudaGraphExecDestroy(exe))
+            _ok(rt.cudaGraphDestroy(graph))
+
+
+class Buffers:
+    """Device buffers from cuda-python, filled from numpy arrays."""
+
+    def __init__(self):
+        from cuda.bindings import runtime as rt
+        self.rt, self.ptrs = rt, []
+
+    def put(self, a: np.ndarray) -> int:
+        a = np.ascontiguousarray(a)
+        ptr = self.empty(a.nbytes)
+        _ok(self.rt.cudaMemcpy(ptr, a.ctypes.data, a.nbytes,
+                               self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice))
+        return ptr
+
+    def empty(self, nbytes: int) -> int:
+        ptr = int(_ok(self.rt.cudaMalloc(max(nbytes, 1))))
+        self.ptrs.append(ptr)
+        return ptr
+
+    def free(self):
+        for p in self.ptrs:
+            _ok(self.rt.cudaFree(p))
+        self.ptrs.clear()
+
+
+# ---- the cases: inputs (numpy), bytes and FLOPs, the kernel call, the PyTorch version ----
+
+def scan_case(dtype: str, b: int, L: int, d: int, rng) -> dict:
+    int8 = dtype == "int8"
+    act = lambda *s: (rng.integers(-128, 128, s, dtype=np.int8) if int8  # noqa: E731
+                      else rng.standard_normal(s).astype(np.float16))
+    x = dict(u=act(b, L, d), delta=act(b, L, d), A=-rng.random((d, N), np.float32) - 0.5,
+             B=act(b, L, 1, N), C=act(b, L, 1, N), D=rng.standard_normal(d).astype(np.float32),
+             delta_bias=np.full(d, -3, np.float32),
+             state=rng.standard_normal((b, d, N)).astype(np.float32), z=act(b, L, d))
+    s_in, s_y = (1, 4) if int8 else (2, 2)
+    nbytes = (b * L * (3 * d + 2 * N) * s_in + b * L * d * s_y + (d * N + 2 * d) * 4
+              + 2 * b * d * N * 4)
+    flops = b * L * d * (9 * N + 12)  # per state: exp arg, exp, 2 mul + add, 2 mul, mul + add
+    return dict(inputs=x, nbytes=nbytes, flops=flops, scales=[0.02] * 5 if int8 else [])
+
+
+def conv_case(dtype: str, b: int, L: int, c: int, rng) -> dict:
+    int8 = dtype == "int8"
+    act = lambda *s: (rng.integers(-128, 128, s, dtype=np.int8) if int8  # noqa: E731
+                      else rng.standard_normal(s).astype(np.float16))
+    bias = rng.standard_normal(c).astype(np.float32 if int8 else np.float16)
+    x = dict(x=act(b, L, c), weight=act(c, W), bias=bias, state=act(b, W - 1, c))
+    s = 1 if int8 else 2
+    nbytes = (2 * b * L * c + c * W + 2 * b * (W - 1) * c) * s + c * bias.itemsize
+    flops = b * L * c * (2 * W + 6)  # taps, bias, SiLU (exp, add, div), int8: scale
+    return dict(inputs=x, nbytes=nbytes, flops=flops, scales=[0.05, 0.01, 0.02] if int8 else [])
+
+
+def hadamard_case(rows: int, n: int, rng) -> dict:
+    from edgeq.ops.hadamard import split
+    K, M = split(n)
+    return dict(inputs=dict(x=rng.standard_normal((rows, n)).astype(np.float32)),
+                nbytes=rows * n * 5, flops=rows * n * (int(math.log2(M)) + K + 2))
+
+
+def norm_case(rows: int, d: int, rng) -> dict:
+    f = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    return dict(inputs=dict(x=f(rows, d), residual=f(rows, d), weight=1 + 0.1 * f(d)),
+                nbytes=rows * d * 13 + d * 4, flops=rows * d * 7)
+
+
+def kernel_call(lib, op: str, dtype: str, shape: tuple, case: dict, buf: Buffers, stream):
+    """A function that queues the kernel on `stream`."""
+    p = {k: buf.put(v) for k, v in case["inputs"].items()}
+    s = int(stream)
+    if op == "scan":
+        (b, L, d), int8 = shape, dtype == "int8"
+        y, so = buf.empty(b * L * d * (4 if int8 else 2)), buf.empty(b * d * N * 4)
+        fn = getattr(lib, "edgeq_selective_scan_int8" if int8 else "edgeq_selective_scan_f16")
+        args = [p[k] for k in ("u", "delta", "A", "B", "C", "D", "delta_bias", "state", "z")]
+        args += [y, so, b, L, d, d, 1, N, *case["scales"], 1, s]
+    elif op == "conv":
+        (b, L, c), int8 = shape, dtype == "int8"
+        item = 1 if int8 else 2
+        y, so = buf.empty(b * L * c * item), buf.empty(b * (W - 1) * c * item)
+        fn = getattr(lib, "edgeq_causal_conv1d_int8" if int8 else "edgeq_causal_conv1d_f16")
+        args = [p["x"], p["weight"], p["bias"], p["state"], y, so, b, L, c, W, *case["scales"], 1,
+                s]
+    elif op == "hadamard":
+        rows, n = shape
+        fn, args = lib.edgeq_hadamard_int8, [p["x"], buf.empty(rows * n), rows, n, 0.02, s]
+    else:
+        rows, d = shape
+        fn = lib.edgeq_add_rmsnorm_int8
+        args = [p["x"], p["residual"], p["weight"], buf.empty(rows * d), buf.empty(rows * d * 4),
+                rows, d, 1e-5, 0.03, s]
+    def launch():  # checked every time: a failed launch must not time an empty graph
+        if rc := fn(*args):
+            raise RuntimeError(f"{fn.__name__} {shape}: status {rc}")
+    return launch
+
+
+def torch_call(op: str, dtype: str, case: dict, device: str = "cuda"):
+    """The same op as plain PyTorch, fp32 math; a function that runs it (and returns the outputs
+    the kernel writes). Everything it needs is on the device before it runs."""
+    import torch
+    import torch.nn.functional as F
+
+    from edgeq.ops.hadamard import base_matrix, split
+    t = {k: torch.from_numpy(v).to(device) for k, v in case["inputs"].items()}
+    sc = case.get("scales", [])
+    if op == "hadamard":
+        K, M = split(t["x"].shape[-1])
+        HK = torch.from_numpy(base_matrix(K)).float().to(device)
+    deq = lambda q, s: q.float() * s if dtype == "int8" else q.float()  # noqa: E731
+    quant = lambda v, s: torch.clamp(torch.round(v / s), -128, 127).to(torch.int8)  # noqa: E731
+
+    def scan():
+        u, delta, B, C, z = (deq(t[k], s) for k, s in zip(("u", "delta", "B", "C", "z"),
+                                                          sc or [1] * 5))
+        dt = F.softplus(delta + t["delta_bias"], threshold=20)
+        s, ys = t["state"], []
+        for k in range(u.shape[1]):  # the recurrence: one step after another
+            dBu = (dt[:, k] * u[:, k])[..., None] * B[:, k]  # B[:, k]: [b, 1, N], one group
+            s = torch.exp(dt[:, k, :, None] * t["A"]) * s + dBu
+            ys.append((s * C[:, k]).sum(-1))
+        y = (torch.stack(ys, 1) + u * t["D"]) * F.silu(z)
+        return (y if dtype == "int8" else y.half()), s
+
+    def conv():
+        xx = torch.cat([t["state"], t["x"]], 1)
+        L = t["x"].shape[1]
+        if dtype == "int8":  # exact int32 sums, then one fp32 scale
+            acc = sum(t["weight"][:, k].int() * xx[:, k:k + L].int() for k in range(W))
+            y = quant(F.silu(acc.float() * (sc[0] * sc[1]) + t["bias"]), sc[2])
+        else:
+            v = sum(t["weight"][:, k].float() * xx[:, k:k + L].float() for k in range(W))
+            y = F.silu(v + t["bias"].float()).half()
+        return y, xx[:, L:].clone()
+
+    def hadamard():
+        x = t["x"]
+        n = x.shape[-1]
+        y, h = x.reshape(-1, K, M), 1
+        while h < M:  # butterflies, vectorised over rows and blocks
+            y = y.reshape(-1, K, M // (2 * h), 2, h)
+            y = torch.stack([y[..., 0, :] + y[..., 1, :], y[..., 0, :] - y[..., 1, :]], -2)
+            h *= 2
+        y = y.reshape(-1, K, M)
+        if K > 1:
+            y = HK @ y
+        return quant(y.reshape(x.shape) * (1 / math.sqrt(n)), 0.02)
+
+    def norm():
+        s = t["x"] + t["residual"]
+        inv = torch.rsqrt(s.pow(2).mean(-1, keepdim=True) + 1e-5)
+        return quant(s * inv * t["weight"], 0.03), s
+
+    return dict(scan=scan, conv=conv, hadamard=hadamard, norm=norm)[op]
+
+
+def cases(widths, quick: bool):
+    shapes = DECODE + (PREFILL[::2] if quick else PREFILL)
+    for d in widths:
+        for b, L in shapes:
+            for dtype in ("float16", "int8"):
+                yield "scan", dtype, (b, L, d), d
+                yield "conv", dtype, (b, L, d), d
+            yield "hadamard", "int8", (b * L, d), d
+            yield "norm", "int8", (b * L, d // 2), d
+
+
+def make(op, dtype, shape, rng):
+    if op in ("scan", "conv"):
+        return (scan_case if op == "scan" else conv_case)(dtype, *shape, rng)
+    return (hadamard_case if op == "hadamard" else norm_case)(*shape, rng)
+
+
+def run(args, dev: dict) -> list[dict]:
+    from edgeq.runtime import cuda_kernels
+    lib = (cuda_kernels.bind(ctypes.CDLL(str(args.lib))) if args.lib
+           else cuda_kernels.library())
+    torch = None
+    if not args.no_torch:
+        try:
+            import torch
+            if not torch.cuda.is_available():
+                print("PyTorch has no CUDA here: no PyTorch column", file=sys.stderr)
+                torch = None
+        except ImportError:
+            print("PyTorch is not installed: no PyTorch column", file=sys.stderr)
+    timer, rows = Timer(), []
+    rng = np.random.default_rng(0)
+    for op, dtype, shape, width in cases(args.widths, args.quick):
+        case, buf = make(op, dtype, shape, rng), Buffers()
+        try:
+            ms = timer.graph_ms(kernel_call(lib, op, dtype, shape, case, buf, timer.stream))
+        finally:
+            buf.free()
+        row = dict(op=op, dtype=dtype, shape=list(shape), d_inner=width, ms=ms,
+                   bytes=case["nbytes"], flops=case["flops"])
+        row["gbs"] = case["nbytes"] / ms / 1e6
+        row["gflops"] = case["flops"] / ms / 1e6
+        roof_ms = max(case["nbytes"] / dev["peak_gbs"], case["flops"] / dev["peak_gflops"]) / 1e6
+        row["roofline_fraction"] = roof_ms / ms
+        if torch is not None:
+            fn = torch_call(op, dtype, case)
+            with torch.cuda.stream(torch.cuda.ExternalStream(int(timer.stream))):
+                row["torch_ms"] = timer.eager_ms(fn)
+            row["speedup_vs_torch"] = row["torch_ms"] / ms
+            torch.cuda.empty_cache()
+        rows.append(row)
+        print(f"{op:8} {dtype:7} {str(tuple(shape)):18} {ms * 1e3:9.1f} us {row['gbs']:7.1f} GB/s"
+              f" {100 * row['roofline_fraction']:5.1f} % roofline"
+              + (f"  x{row['speedup_vs_torch']:.1f} vs torch" if "torch_ms" in row else ""),
+              flush=True)
+    fp16 = {(tuple(r["shape"])): r["ms"] for r in rows if r["op"] == "scan" and
+            r["dtype"] == "float16"}
+    for r in rows:
+        if r["op"] == "scan" and r["dtype"] == "int8" and r["shape"][1] > 1:
+            r["int8_over_fp16"] = r["ms"] / fp16[tuple(r["shape"])]
+    return rows
+
+
+def markdown(dev: dict, rows: list[dict]) -> str:
+    out = [f"# CUDA kernels on {dev['name']} (sm_{dev['sm']})", "",
+           f"Peak {dev['peak_gbs']:.0f} GB/s ({dev['peak_gbs_from']}), "
+           f"{dev['peak_gflops']:.0f} GFLOP/s fp32 ({dev['peak_gflops_from']}). Kernel times "
+           "from a CUDA graph (no launch overhead); PyTorch eager, fp32 math, same stream. "
+           "Roofline: max(bytes / peak GB/s, FLOPs / peak FLOP/s) over the time.", "",
+           "| op | dtype | shape | d_inner | us | GB/s | GFLOP/s | roofline | vs PyTorch "
+           "| int8 / fp16 |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        vs = f"x{r['speedup_vs_torch']:.1f}" if "speedup_vs_torch" in r else "n/a"
+        ratio = f"{r['int8_over_fp16']:.2f}" if "int8_over_fp16" in r else ""
+        out.append(f"| {r['op']} | {r['dtype']} | {'x'.join(map(str, r['shape']))} | "
+                   f"{r['d_inner']} | {r['ms'] * 1e3:.1f} | {r['gbs']:.1f} | {r['gflops']:.1f} | "
+                   f"{100 * r['roofline_fraction']:.1f} % | {vs} | {ratio} |")
+    return "\n".join(out) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--peak-gbs", type=float, help="peak memory bandwidth, GB/s")
+    ap.add_argument("--peak-gflops", type=float, help="peak fp32 GFLOP/s")
+    ap.add_argument("--widths", type=lambda s: tuple(int(v) for v in s.split(",")),
+                    default=WIDTHS, help="d_inner values, comma-separated")
+    ap.add_argument("--quick", action="store_true", help="every other prefill length")
+    ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch column")
+    ap.add_argument("--lib", type=Path, help="libedgeq_cuda.so (default: the installed one)")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = ap.parse_args()
+    if reason := no_gpu_reason():
+        print(f"bench_kernels: no CUDA GPU visible ({reason}); nothing measured",
+              file=sys.stderr)
+        return 2
+    dev = device_info(args.peak_gbs, args.peak_gflops)
+    if not dev["peak_gbs"] > 0 or not dev["peak_gflops"] > 0:
+        print(f"bench_kernels: the device reports no peak ({dev['peak_gbs_from']}; "
+              f"{dev['peak_gflops_from']}); pass --peak-gbs and --peak-gflops", file=sys.stderr)
+        return 1
+    t0 = time.time()
+    rows = run(args, dev)
+    slug = re.sub(r"[^a-z0-9]+", "-", dev["name"].lower()).strip("-")
+    args.out.mkdir(parents=True, exist_ok=True)
+    result = dict(device=dev, machine=platform.machine(), seconds=time.time() - t0, rows=rows)
+    (args.out / f"kernels-{slug}.json").write_text(json.dumps(result, indent=1) + "\n")
+    (args.out / f"kernels-{slug}.md").write_text(markdown(dev, rows))
+    print(f"wrote {args.out / f'kernels-{slug}'}.json/.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -228,3 +228,36 @@ def test_trt_plugins_formats_shapes_and_checks(probe):
     assert text.count("bad_shapes -1") == text.count("good_shapes 0") == input_counts
     assert "log EdgeqSelectiveScan: inconsistent input shapes" in text  # the logger is used
     assert text.count("attached yes") == len(OPS)
+
+
+@needs_trt
+def test_every_custom_node_of_exported_graphs_has_a_creator(probe, tmp_path):
+    """What TensorRT's ONNX parser will look up: for every custom node of the Mamba-1 fp and
+    W8A8 graphs, a creator of that name, version and namespace whose fields cover the node's
+    attributes (the parser forwards only attributes named in getFieldNames)."""
+    import numpy as np
+
+    from edgeq.export.onnx_export import to_onnx
+    from edgeq.models import MambaConfig, MambaLM
+    from edgeq.ops.table import DOMAIN
+    from edgeq.quant import calib, quantize as Q, recipe as R
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    fp = MambaLM(MambaConfig(d_model=48, n_layer=1, vocab_size=64)).eval()
+    rec = R.load("quamba-w8a8")
+    windows = calib.windows(np.arange(256) % 64, 2, 16, 64)
+    qm = Q.QuantMambaLM(fp.cfg, *Q.quantize_model(fp, Q.calibrate(fp, windows, rec), rec), rec)
+    fields = {}
+    for name, lines in by_plugin(probe).items():
+        if name is None:  # the probe's lines before the first creator
+            continue
+        plugin = next(line.split() for line in lines if line.startswith("plugin "))
+        fields[(name, plugin[2], plugin[3])] = {line.split()[1] for line in lines if line.startswith("field ")}
+    for proto in (to_onnx(fp), to_onnx(qm)):
+        for node in proto.graph.node:
+            if node.domain != DOMAIN:
+                continue
+            attrs = {a.name: a for a in node.attribute}
+            key = (node.op_type, attrs["plugin_version"].s.decode(), attrs["plugin_namespace"].s.decode())
+            assert key in fields, key
+            assert set(attrs) - {"plugin_version", "plugin_namespace"} <= fields[key], node.op_type

@@ -31,7 +31,20 @@ class RMSNorm(nn.Module):
         return self.weight * xf.to(x.dtype)
 
 
-class MambaMixer(nn.Module):
+class OpsMixer(nn.Module):
+    """What the Mamba-1 and Mamba-2 mixers share: the edgeq ops by name, the causal conv."""
+
+    @property
+    def ops(self):
+        return OPS[self.ops_name]
+
+    def conv(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        bias = self.conv1d.bias if self.conv1d.bias is not None else \
+            torch.zeros(x.shape[-1], dtype=x.dtype, device=x.device)
+        return self.ops.causal_conv1d(x, self.conv1d.weight[:, 0, :], bias, state, 1)
+
+
+class MambaMixer(OpsMixer):
     def __init__(self, cfg: MambaConfig, ops: str = "custom"):
         super().__init__()
         di, n = cfg.d_inner, cfg.d_state
@@ -46,18 +59,11 @@ class MambaMixer(nn.Module):
         self.D = nn.Parameter(torch.ones(di))
         self.out_proj = nn.Linear(di, cfg.d_model, bias=cfg.bias)
 
-    @property
-    def ops(self):
-        return OPS[self.ops_name]
-
     def forward(self, h: Tensor, state: LayerState) -> tuple[Tensor, LayerState]:
         cfg = self.cfg
         batch, L, _ = h.shape
         x, z = self.in_proj(h).chunk(2, dim=-1)
-        conv_bias = self.conv1d.bias if self.conv1d.bias is not None else \
-            torch.zeros(cfg.d_inner, dtype=h.dtype, device=h.device)
-        x, conv_state = self.ops.causal_conv1d(x, self.conv1d.weight[:, 0, :], conv_bias,
-                                               state[0], 1)
+        x, conv_state = self.conv(x, state[0])
         dt, B, C = self.x_proj(x).split([cfg.dt_rank, cfg.d_state, cfg.d_state], dim=-1)
         delta = F.linear(dt, self.dt_proj.weight)  # bias goes into the scan as delta_bias
         B = B.reshape(batch, L, 1, cfg.d_state)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import MambaConfig
-from .mamba import OPS, LayerState
+from .mamba import LayerState, OpsMixer
 
 
 class GatedRMSNorm(nn.Module):
@@ -28,7 +28,7 @@ class GatedRMSNorm(nn.Module):
         return self.weight * g.reshape(y.shape).to(y.dtype)
 
 
-class Mamba2Mixer(nn.Module):
+class Mamba2Mixer(OpsMixer):
     def __init__(self, cfg: MambaConfig, ops: str = "custom"):
         super().__init__()
         di, H = cfg.d_inner, cfg.nheads
@@ -42,19 +42,12 @@ class Mamba2Mixer(nn.Module):
         self.norm = GatedRMSNorm(di, cfg.ngroups, cfg.norm_eps)
         self.out_proj = nn.Linear(di, cfg.d_model, bias=cfg.bias)
 
-    @property
-    def ops(self):
-        return OPS[self.ops_name]
-
     def forward(self, h: Tensor, state: LayerState) -> tuple[Tensor, LayerState]:
         cfg = self.cfg
         batch, L, _ = h.shape
         di, H, G, N = cfg.d_inner, cfg.nheads, cfg.ngroups, cfg.d_state
         z, xBC, dt = self.in_proj(h).split([di, cfg.conv_dim, H], dim=-1)
-        conv_bias = self.conv1d.bias if self.conv1d.bias is not None else \
-            torch.zeros(cfg.conv_dim, dtype=h.dtype, device=h.device)
-        xBC, conv_state = self.ops.causal_conv1d(xBC, self.conv1d.weight[:, 0, :], conv_bias,
-                                                 state[0], 1)
+        xBC, conv_state = self.conv(xBC, state[0])
         x, B, C = xBC.split([di, G * N, G * N], dim=-1)
         y, ssm_state = self.ops.ssd_scan(x, dt, -torch.exp(self.A_log.float()),
                                          B.reshape(batch, L, G, N), C.reshape(batch, L, G, N),

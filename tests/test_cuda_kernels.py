@@ -23,17 +23,7 @@ rt = pytest.importorskip("cuda.bindings.runtime",
                          reason="cuda-python not installed (pip install cuda-python)")
 
 
-def _no_gpu_reason() -> str:
-    try:
-        err, count = rt.cudaGetDeviceCount()
-    except Exception as e:  # noqa: BLE001 - any failure to ask means no usable GPU
-        return f"cudaGetDeviceCount raised {e!r}"
-    if err != rt.cudaError_t.cudaSuccess:
-        return f"cudaGetDeviceCount failed: {err.name}"
-    return "" if count else "cudaGetDeviceCount found 0 devices"
-
-
-if reason := _no_gpu_reason():
+if reason := cuda_kernels.no_gpu_reason():
     pytest.skip(f"no CUDA GPU visible ({reason})", allow_module_level=True)
 
 

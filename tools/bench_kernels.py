@@ -36,6 +36,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the source tree, as the other tools
+from edgeq.runtime.cuda_kernels import check, no_gpu_reason  # noqa: E402
 
 WIDTHS = (1536, 4096, 5120)  # d_inner of Mamba-130m, 1.4B, 2.8B
 N, W = 16, 4  # d_state, conv width
@@ -43,32 +44,10 @@ DECODE = ((1, 1), (8, 1), (64, 1))  # (batch, L)
 PREFILL = ((1, 128), (1, 256), (1, 512), (1, 1024), (1, 2048))
 
 
-def no_gpu_reason() -> str:
-    try:
-        from cuda.bindings import runtime as rt
-    except ImportError:
-        return "cuda-python is not installed (pip install cuda-python)"
-    try:
-        err, count = rt.cudaGetDeviceCount()
-    except Exception as e:  # noqa: BLE001 - any failure to ask means no usable GPU
-        return f"cudaGetDeviceCount raised {e!r}"
-    if err != rt.cudaError_t.cudaSuccess:
-        return f"cudaGetDeviceCount failed: {err.name}"
-    return "" if count else "cudaGetDeviceCount found 0 devices"
-
-
-def _ok(result):
-    from cuda.bindings import runtime as rt
-    err, *rest = result if isinstance(result, tuple) else (result,)
-    if err != rt.cudaError_t.cudaSuccess:
-        raise RuntimeError(f"CUDA call failed: {err.name}")
-    return rest[0] if len(rest) == 1 else rest
-
-
 def device_info(peak_gbs: float | None, peak_gflops: float | None) -> dict:
     from cuda.bindings import runtime as rt
-    prop = _ok(rt.cudaGetDeviceProperties(0))
-    attr = lambda a: _ok(rt.cudaDeviceGetAttribute(getattr(rt.cudaDeviceAttr, a), 0))  # noqa: E731
+    prop = check(rt.cudaGetDeviceProperties(0))
+    attr = lambda a: check(rt.cudaDeviceGetAttribute(getattr(rt.cudaDeviceAttr, a), 0))  # noqa: E731
     mem_khz, bus_bits = attr("cudaDevAttrMemoryClockRate"), attr("cudaDevAttrGlobalMemoryBusWidth")
     sm_khz, sms = attr("cudaDevAttrClockRate"), attr("cudaDevAttrMultiProcessorCount")
     lanes = 64 if (prop.major, prop.minor) in ((7, 0), (7, 2), (7, 5), (8, 0)) else 128  # fp32/SM
@@ -88,17 +67,17 @@ class Timer:
     def __init__(self):
         from cuda.bindings import runtime as rt
         self.rt = rt
-        self.stream = _ok(rt.cudaStreamCreate())
-        self.start, self.stop = _ok(rt.cudaEventCreate()), _ok(rt.cudaEventCreate())
+        self.stream = check(rt.cudaStreamCreate())
+        self.start, self.stop = check(rt.cudaEventCreate()), check(rt.cudaEventCreate())
 
     def _elapsed_ms(self, launch, iters: int) -> float:
         rt = self.rt
-        _ok(rt.cudaEventRecord(self.start, self.stream))
+        check(rt.cudaEventRecord(self.start, self.stream))
         for _ in range(iters):
             launch()
-        _ok(rt.cudaEventRecord(self.stop, self.stream))
-        _ok(rt.cudaEventSynchronize(self.stop))
-        return _ok(rt.cudaEventElapsedTime(self.start, self.stop))
+        check(rt.cudaEventRecord(self.stop, self.stream))
+        check(rt.cudaEventSynchronize(self.stop))
+        return check(rt.cudaEventElapsedTime(self.start, self.stop))
 
     def _iters(self, launch, budget_ms: float) -> int:
         launch()  # warm up (and the first call's one-time costs)
@@ -114,18 +93,18 @@ class Timer:
         """The same, with `iters` calls captured in one CUDA graph (kernel time only)."""
         rt, s = self.rt, self.stream
         iters = self._iters(fn, budget_ms)
-        _ok(rt.cudaStreamBeginCapture(s, rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal))
+        check(rt.cudaStreamBeginCapture(s, rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal))
         for _ in range(iters):
             fn()
-        graph = _ok(rt.cudaStreamEndCapture(s))
-        exe = _ok(rt.cudaGraphInstantiate(graph, 0))
+        graph = check(rt.cudaStreamEndCapture(s))
+        exe = check(rt.cudaGraphInstantiate(graph, 0))
         try:
-            launch = lambda: _ok(rt.cudaGraphLaunch(exe, s))  # noqa: E731
+            launch = lambda: check(rt.cudaGraphLaunch(exe, s))  # noqa: E731
             launch()
             return self._elapsed_ms(launch, 3) / (3 * iters)
         finally:
-            _ok(rt.cudaGraphExecDestroy(exe))
-            _ok(rt.cudaGraphDestroy(graph))
+            check(rt.cudaGraphExecDestroy(exe))
+            check(rt.cudaGraphDestroy(graph))
 
 
 class Buffers:
@@ -138,18 +117,18 @@ class Buffers:
     def put(self, a: np.ndarray) -> int:
         a = np.ascontiguousarray(a)
         ptr = self.empty(a.nbytes)
-        _ok(self.rt.cudaMemcpy(ptr, a.ctypes.data, a.nbytes,
+        check(self.rt.cudaMemcpy(ptr, a.ctypes.data, a.nbytes,
                                self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice))
         return ptr
 
     def empty(self, nbytes: int) -> int:
-        ptr = int(_ok(self.rt.cudaMalloc(max(nbytes, 1))))
+        ptr = int(check(self.rt.cudaMalloc(max(nbytes, 1))))
         self.ptrs.append(ptr)
         return ptr
 
     def free(self):
         for p in self.ptrs:
-            _ok(self.rt.cudaFree(p))
+            check(self.rt.cudaFree(p))
         self.ptrs.clear()
 
 

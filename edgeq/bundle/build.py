@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EdgeqError
+from ..runtime.cuda_kernels import gpu_sm
 from . import manifest, plugins
 
 
@@ -126,7 +127,7 @@ def _engine_stage(bundle: Path, target: dict, plugin: dict, log) -> dict:
     except ImportError:
         return {"built": False, "reason": "tensorrt is not installed on this host; run "
                                           "`edgeq engine BUNDLE` on the device"}
-    if plugins.gpu_sm() != target["sm"] or plugin["mode"] == "sources":
+    if gpu_sm() != target["sm"] or plugin["mode"] == "sources":
         return {"built": False, "reason": f"this host has no sm_{target['sm']} GPU with a built "
                                           "plugin library; run `edgeq engine BUNDLE` on the device"}
     from ..trt.engine import build_engine

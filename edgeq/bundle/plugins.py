@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 from ..errors import EdgeqError
+from ..runtime.cuda_kernels import gpu_sm
 
 LIB = "libedgeq_trt_plugins.so"
 # what a JetPack 6 root file system holds (CUDA 12.6 and TensorRT 10.3 packages)
@@ -57,16 +58,6 @@ def check_sysroot(sysroot: Path) -> None:
         if not (sysroot / rel).is_file():
             raise EdgeqError(f"{sysroot}: no {what} in the sysroot (no {rel}); point --sysroot at a "
                              "JetPack root file system with CUDA and TensorRT installed")
-
-
-def gpu_sm() -> int | None:
-    """The compute capability of GPU 0 as 87, 90, ...; None without a usable GPU."""
-    try:
-        from cuda.bindings import runtime as rt
-        err, prop = rt.cudaGetDeviceProperties(0)
-        return None if err != rt.cudaError_t.cudaSuccess else prop.major * 10 + prop.minor
-    except Exception:  # no cuda-python, no driver: no GPU to build or run for
-        return None
 
 
 def _cmake(bundle: Path, args: list[str], log) -> None:

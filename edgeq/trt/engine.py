@@ -18,7 +18,7 @@ ENGINE, LOG, CACHE = "model.engine", "engine_build.log", "timing.cache"
 def check_compatible(manifest: dict) -> None:
     """Refuse a bundle made for another TensorRT version or GPU than this device's."""
     import tensorrt as trt
-    from ..bundle.plugins import gpu_sm
+    from ..runtime.cuda_kernels import gpu_sm
     want = manifest["target"].get("tensorrt")
     have = ".".join(trt.__version__.split(".")[:2])
     if want and want != have:

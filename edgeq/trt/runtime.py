@@ -12,16 +12,9 @@ import numpy as np
 
 from ..errors import EdgeqError
 from ..models.config import MambaConfig
+from ..runtime.cuda_kernels import check
 
 _NP = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT64": np.int64, "INT32": np.int32}
-
-
-def _check(result):
-    err, *rest = result if isinstance(result, tuple) else (result,)
-    from cuda.bindings import runtime as rt
-    if err != rt.cudaError_t.cudaSuccess:
-        raise EdgeqError(f"CUDA call failed: {err.name}")
-    return rest[0] if len(rest) == 1 else rest
 
 
 class DeviceTensor:
@@ -29,8 +22,8 @@ class DeviceTensor:
         from cuda.bindings import runtime as rt
         self.shape, self.dtype = tuple(shape), np.dtype(dtype)
         self.nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
-        self.ptr = _check(rt.cudaMalloc(max(self.nbytes, 1)))
-        _check(rt.cudaMemset(self.ptr, 0, self.nbytes))
+        self.ptr = check(rt.cudaMalloc(max(self.nbytes, 1)))
+        check(rt.cudaMemset(self.ptr, 0, self.nbytes))
 
     def __del__(self):
         from cuda.bindings import runtime as rt
@@ -52,7 +45,7 @@ class TrtBackend:
         trt.get_plugin_registry().load_library(str(bundle / "plugins" / "libedgeq_trt_plugins.so"))
         self.engine = trt.Runtime(logger).deserialize_cuda_engine(engine_path.read_bytes())
         self.ctx = self.engine.create_execution_context()
-        self.stream = _check(rt.cudaStreamCreate())
+        self.stream = check(rt.cudaStreamCreate())
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         mode = trt.TensorIOMode.INPUT
         self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == mode]
@@ -73,7 +66,7 @@ class TrtBackend:
             self.ctx.set_optimization_profile_async(profile, self.stream)
             self.profile = profile
         d_ids = DeviceTensor(ids.shape, ids.dtype)
-        _check(rt.cudaMemcpyAsync(d_ids.ptr, ids.ctypes.data, ids.nbytes,
+        check(rt.cudaMemcpyAsync(d_ids.ptr, ids.ctypes.data, ids.nbytes,
                                   rt.cudaMemcpyKind.cudaMemcpyHostToDevice, self.stream))
         for name, t in zip(self.inputs, [d_ids, *state]):
             self.ctx.set_input_shape(name, t.shape)
@@ -85,7 +78,7 @@ class TrtBackend:
         if not self.ctx.execute_async_v3(self.stream):
             raise EdgeqError("TensorRT could not run the engine")
         logits = np.empty(outs[0].shape, outs[0].dtype)
-        _check(rt.cudaMemcpyAsync(logits.ctypes.data, outs[0].ptr, logits.nbytes,
+        check(rt.cudaMemcpyAsync(logits.ctypes.data, outs[0].ptr, logits.nbytes,
                                   rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, self.stream))
-        _check(rt.cudaStreamSynchronize(self.stream))
+        check(rt.cudaStreamSynchronize(self.stream))
         return logits.astype(np.float32), outs[1:]

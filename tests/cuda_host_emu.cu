@@ -1,21 +1,22 @@
-// Runs the CUDA kernels' per-thread and per-row code (scan_channel, conv_channel, hadamard_row,
-// add_rmsnorm_row) on the CPU, one "thread" or one row after another, behind the C ABI with host
-// pointers (symbols emu_edgeq_*). CI has nvcc but no GPU: this checks the kernels' indexing,
-// window, state, butterfly and quantization code against edgeq.ops.reference. GPU-only parts
-// (launch geometry, memory, the block's barriers and reduction) are left to
-// tests/test_cuda_kernels.py.
+// Runs the CUDA kernels' per-thread and per-row code (scan_channel, which EdgeqSSDScan shares,
+// conv_channel, hadamard_row, add_rmsnorm_row) on the CPU, one "thread" or one row after another,
+// behind the C ABI with host pointers (symbols emu_edgeq_*). CI has nvcc but no GPU: this checks
+// the kernels' indexing, window, state, butterfly and quantization code against
+// edgeq.ops.reference. GPU-only parts (launch geometry, memory, the block's barriers and
+// reduction) are left to tests/test_cuda_kernels.py.
 #include <vector>
 
 #include "../plugins/add_rmsnorm/add_rmsnorm_cuda.cu"
 #include "../plugins/causal_conv1d/causal_conv1d_cuda.cu"
 #include "../plugins/hadamard/hadamard_cuda.cu"
 #include "../plugins/selective_scan/selective_scan_cuda.cu"
+#include "../plugins/ssd_scan/ssd_scan_cuda.cu"
 
 using namespace edgeq_cuda;
 using H = __half;
 
-template <class T, class Y>
-static int scan_emu(const ScanArgs<T, Y>& a) {
+template <class T, class Y, bool PH>
+static int scan_emu(const ScanArgs<T, Y, PH>& a) {
   if (int rc = scan_check(a)) return rc;
   with_nmax(a.dstate, [&](auto n) {
     for (int64_t b = 0; b < a.batch; ++b)
@@ -76,6 +77,25 @@ EMU emu_edgeq_selective_scan_int8(const int8_t* u, const int8_t* delta, const fl
                                           state_out, batch, L, dim, heads, groups, dstate,
                                           delta_softplus,
                                           {u_scale, delta_scale, B_scale, C_scale, z_scale}});
+}
+
+EMU emu_edgeq_ssd_scan_f32(const float* x, const float* dt, const float* A, const float* B,
+                           const float* C, const float* D, const float* dt_bias,
+                           const float* state, float* y, float* state_out, int64_t batch,
+                           int64_t L, int64_t dim, int64_t heads, int64_t groups, int64_t dstate,
+                           int32_t dt_softplus, int32_t, void*) {
+  return scan_emu(ScanArgs<float, float, true>{x, dt, A, B, C, D, dt_bias, state, nullptr, y,
+                                               state_out, batch, L, dim, heads, groups, dstate,
+                                               dt_softplus});
+}
+
+EMU emu_edgeq_ssd_scan_f16(const H* x, const H* dt, const float* A, const H* B, const H* C,
+                           const float* D, const float* dt_bias, const float* state, H* y,
+                           float* state_out, int64_t batch, int64_t L, int64_t dim,
+                           int64_t heads, int64_t groups, int64_t dstate, int32_t dt_softplus,
+                           int32_t, void*) {
+  return scan_emu(ScanArgs<H, H, true>{x, dt, A, B, C, D, dt_bias, state, nullptr, y, state_out,
+                                       batch, L, dim, heads, groups, dstate, dt_softplus});
 }
 
 EMU emu_edgeq_causal_conv1d_f32(const float* x, const float* weight, const float* bias,

@@ -14,7 +14,7 @@ import torch
 from edgeq.ops import reference
 from edgeq.runtime.cuda_kernels import symbol
 from edgeq.ops.table import (ADD_RMSNORM_INT8, CAUSAL_CONV1D, CAUSAL_CONV1D_INT8, HADAMARD_INT8,
-                             SELECTIVE_SCAN, SELECTIVE_SCAN_INT8)
+                             SELECTIVE_SCAN, SELECTIVE_SCAN_INT8, SSD_SCAN)
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,25 @@ class Scan:
         return (f"b{self.batch}-L{self.L}-d{self.dim}-h{self.heads or self.dim}-g{self.groups}"
                 f"-n{self.N}{'' if self.gate else '-nogate'}{'' if self.softplus else '-nosp'}"
                 f"-{self.dtype}{'-inplace' if self.inplace else ''}")
+
+
+@dataclass(frozen=True)
+class Ssd:  # EdgeqSSDScan: dim = heads * P
+    batch: int
+    L: int
+    heads: int
+    P: int
+    groups: int = 1
+    N: int = 128  # Mamba-2's
+    softplus: int = 1
+    chunk: int = 64  # the reference's chunk length (the CUDA kernel ignores it)
+    dtype: str = "float32"  # or float16
+    inplace: bool = False  # state_out is the state buffer
+
+    def __str__(self):
+        return (f"b{self.batch}-L{self.L}-h{self.heads}-p{self.P}-g{self.groups}-n{self.N}"
+                f"-c{self.chunk}{'' if self.softplus else '-nosp'}-{self.dtype}"
+                f"{'-inplace' if self.inplace else ''}")
 
 
 @dataclass(frozen=True)
@@ -72,6 +91,7 @@ class Norm:  # EdgeqAddRMSNormInt8 over rows of d
 
 MAMBA_130M, MAMBA_2_8B = 1536, 5120  # d_inner
 MAMBA_130M_MODEL, MAMBA_2_8B_MODEL = 768, 2560  # d_model: the add + RMSNorm's width
+MAMBA2_130M_HEADS, MAMBA2_2_7B_HEADS = 24, 80  # Mamba-2: headdim 64, d_inner 1536 and 5120
 
 # small enough for the CPU emulation in CI; they cover every code path
 SCAN_SMALL = [
@@ -82,6 +102,13 @@ SCAN_SMALL = [
     Scan(3, 1, 64, inplace=True), Scan(2, 11, 64, dtype="float16", inplace=True),
     Scan(1, 1, MAMBA_130M, dtype="int8"), Scan(2, 7, 64, heads=8, groups=4, N=32, dtype="int8"),
     Scan(2, 9, 70, N=5, softplus=0, dtype="int8"), Scan(3, 40, 64, dtype="int8", inplace=True),
+]
+SSD_SMALL = [
+    Ssd(1, 1, MAMBA2_130M_HEADS, 64), Ssd(2, 7, 4, 8, N=16, chunk=4),
+    Ssd(2, 33, 6, 5, groups=3, N=4, chunk=8), Ssd(1, 64, 4, 16, N=32, chunk=16, softplus=0),
+    Ssd(2, 20, 2, 3, groups=2, N=256, chunk=256), Ssd(2, 300, 2, 32, N=16),
+    Ssd(2, 9, 4, 16, groups=2, N=64, dtype="float16"), Ssd(3, 1, 8, 8, N=16, inplace=True),
+    Ssd(2, 11, 4, 16, dtype="float16", inplace=True),
 ]
 CONV_SMALL = [
     Conv(1, 1, MAMBA_130M), Conv(2, 7, MAMBA_130M), Conv(3, 2, 100, W=5), Conv(2, 40, 70, W=2),
@@ -102,6 +129,12 @@ SCAN_GPU = SCAN_SMALL + [
 ] + [Scan(64, 1, MAMBA_2_8B, dtype="float16", inplace=True),
      Scan(1, 2100, MAMBA_130M, dtype="float16"), Scan(64, 7, MAMBA_130M, dtype="float16"),
      Scan(2, 1000, 2048, heads=32, N=128)]
+SSD_GPU = SSD_SMALL + [
+    Ssd(b, L, h, 64) for h in (MAMBA2_130M_HEADS, MAMBA2_2_7B_HEADS)
+    for b, L in ((1, 1), (64, 1), (1, 7), (64, 7), (1, 1000), (4, 1000), (1, 2100))
+] + [Ssd(64, 1, MAMBA2_2_7B_HEADS, 64, dtype="float16", inplace=True),
+     Ssd(1, 2100, MAMBA2_130M_HEADS, 64, dtype="float16"),
+     Ssd(64, 7, MAMBA2_130M_HEADS, 64, dtype="float16")]
 CONV_GPU = CONV_SMALL + [
     Conv(b, L, c) for c in (MAMBA_130M, MAMBA_2_8B)
     for b, L in ((1, 1), (64, 1), (1, 7), (64, 7), (1, 1000), (16, 1000), (1, 2100), (8, 2100))
@@ -197,6 +230,41 @@ def run_scan(lib, mem, c: Scan, prefix: str = ""):
     assert rc == 0, f"status {rc}"
     mem.sync()
     want_y, want_state = scan_reference(c, want_x)
+    half = c.dtype == "float16"
+    _check("y", mem.get(y), want_y, half)
+    _check("state_out", mem.get(state_out), want_state, half)
+
+
+def ssd_inputs(c: Ssd, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    act = getattr(torch, c.dtype)
+    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    if c.softplus:  # as scan_inputs: dt around 0.01..0.1, a few above the threshold 20
+        dt, bias = r(c.batch, c.L, c.heads) * 0.5, -3.0 + r(c.heads)
+        dt.view(-1)[::97] = 25.0
+    else:
+        dt = torch.rand(c.batch, c.L, c.heads, generator=g) * 0.1
+        bias = torch.full((c.heads,), 0.01)
+    A = -(1 + 15 * torch.rand(c.heads, generator=g))  # Mamba-2's A_init_range (1, 16)
+    dim = c.heads * c.P
+    return dict(x=r(c.batch, c.L, dim).to(act), dt=dt.to(act), A=A,
+                B=r(c.batch, c.L, c.groups, c.N).to(act), C=r(c.batch, c.L, c.groups, c.N).to(act),
+                D=r(c.heads), dt_bias=bias, state=r(c.batch, dim, c.N) * 0.5)
+
+
+def run_ssd(lib, mem, c: Ssd, prefix: str = ""):
+    x = ssd_inputs(c)
+    p = {k: mem.put(_np(v)) for k, v in x.items()}
+    dim = c.heads * c.P
+    y = mem.empty((c.batch, c.L, dim), c.dtype)
+    state_out = p["state"] if c.inplace else mem.empty((c.batch, dim, c.N), "float32")
+    rc = getattr(lib, prefix + symbol(SSD_SCAN, c.dtype))(
+        p["x"], p["dt"], p["A"], p["B"], p["C"], p["D"], p["dt_bias"], p["state"], y, state_out,
+        c.batch, c.L, dim, c.heads, c.groups, c.N, c.softplus, c.chunk, None)
+    assert rc == 0, f"status {rc}"
+    mem.sync()
+    # the chunked reference: the sequential kernel differs from it by fp32 rounding only
+    want_y, want_state = reference.ssd_scan(**x, dt_softplus=bool(c.softplus), chunk_size=c.chunk)
     half = c.dtype == "float16"
     _check("y", mem.get(y), want_y, half)
     _check("state_out", mem.get(state_out), want_state, half)

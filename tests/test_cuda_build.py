@@ -15,7 +15,7 @@ import pytest
 
 import kernel_cases as kc
 from conftest import ROOT
-from edgeq.ops.table import CAUSAL_CONV1D, SELECTIVE_SCAN
+from edgeq.ops.table import CAUSAL_CONV1D, SELECTIVE_SCAN, SSD_SCAN
 from edgeq.runtime import cuda_kernels
 from native_build import cmake_build, exported, run, undefined
 
@@ -29,7 +29,7 @@ needs_trt = pytest.mark.skipif(
 ARCHS = (87, 90)  # Jetson Orin, and a data-centre GPU
 ABI = set(cuda_kernels.symbols())
 OPS = cuda_kernels.OPS  # every op with a CUDA kernel has a TensorRT plugin
-FP_OPS = (SELECTIVE_SCAN, CAUSAL_CONV1D)
+FP_OPS = (SELECTIVE_SCAN, CAUSAL_CONV1D, SSD_SCAN)
 
 
 def test_trt_op_table_header_is_current():
@@ -103,6 +103,11 @@ def test_cuda_library_rejects_bad_arguments(build):
     ok_conv = [p] * 6 + [1, 1, 8, 4, 1, None]  # ... batch, L, channels, width
     for width in (1, 33):
         assert conv(*ok_conv[:9], width, *ok_conv[10:]) == 1
+    ssd = lib.edgeq_ssd_scan_f32
+    ok_ssd = [p] * 10 + [1, 1, 8, 4, 1, 16, 1, 256, None]  # ..., dstate, softplus, chunk
+    assert ssd(*ok_ssd[:2], None, *ok_ssd[3:]) == 2  # A
+    for i, bad in ((11, 0), (12, 6), (14, 3), (15, 257)):  # L, dim % heads, heads % groups, N
+        assert ssd(*ok_ssd[:i], bad, *ok_ssd[i + 1:]) == 1
     scan8 = lib.edgeq_selective_scan_int8
     ok_scan8 = ok_scan[:17] + [0.5] * 5 + ok_scan[17:]
     assert scan8(*ok_scan8[:8], None, *ok_scan8[9:]) == 2  # the int8 op's gate is required
@@ -116,6 +121,7 @@ def test_cuda_library_rejects_bad_arguments(build):
     if not Path("/dev/nvidiactl").exists():  # no driver: the checks pass, the launch fails
         assert scan(*ok_scan) == scan(*ok_scan[:8], None, *ok_scan[9:]) == 3  # EDGEQ_CUDA_ERROR
         assert conv(*ok_conv) == scan8(*ok_scan8) == 3
+        assert ssd(*ok_ssd) == ssd(*ok_ssd[:17], 0, None) == 3  # chunk_size is ignored
         assert hadamard(p, p, 1, 64, 0.5, None) == norm(*[p] * 5, 1, 8, 1e-5, 0.5, None) == 3
 
 
@@ -134,6 +140,11 @@ def emulated(tmp_path_factory):
 @pytest.mark.parametrize("case", kc.SCAN_SMALL, ids=str)
 def test_scan_kernel_code_on_cpu(emulated, case):
     kc.run_scan(emulated, kc.HostMem(), case, prefix="emu_")
+
+
+@pytest.mark.parametrize("case", kc.SSD_SMALL, ids=str)
+def test_ssd_kernel_code_on_cpu(emulated, case):
+    kc.run_ssd(emulated, kc.HostMem(), case, prefix="emu_")
 
 
 @pytest.mark.parametrize("case", kc.CONV_SMALL, ids=str)
@@ -206,6 +217,9 @@ def test_trt_plugins_formats_shapes_and_checks(probe):
     assert f"combination {n} f16: f16 f16 f32 f16 f16 f32 f32 f32 f16 | f16 f32" in text
     assert f"combination {n - 1} f16: f16 f16 f32 f16 f16 f32 f32 f32 | f16 f32" in text  # no z
     assert "combination 4 f16: f16 f16 f16 f16 | f16 f16" in text  # conv: the state too
+    ssd = {line for line in lines[SSD_SCAN.name] if line.startswith("combination")}
+    assert ssd == {f"combination 8 {t}: {a} {a} f32 {a} {a} f32 f32 f32 | {a} f32"
+                   for t, a in (("f32", "f32"), ("f16", "f16"), ("i8", "f32"))}
     for op in FP_OPS:
         chosen = [line.split(": ")[1] for line in lines[op.name] if line.startswith("combination")]
         assert chosen and not [c for c in chosen if "i8" in c]

@@ -1,6 +1,7 @@
 """The CUDA kernels on a GPU against edgeq.ops.reference (docs/ops.md): called through ctypes
 (edgeq.runtime.cuda_kernels) with device buffers from cuda-python, at the Mamba-130m and
-Mamba-2.8B widths, batch 1..64, decode and prefill; fp32, fp16 and the int8 ops.
+Mamba-2.8B widths (EdgeqSSDScan: Mamba-2-130m and -2.7B), batch 1..64, decode and prefill;
+fp32, fp16 and the int8 ops.
 
 The library: EDGEQ_CUDA_LIB or the installed edgeq/lib/libedgeq_cuda.so, else built here for
 the visible GPU (needs nvcc).
@@ -93,6 +94,11 @@ def mem():
 @pytest.mark.parametrize("case", kc.SCAN_GPU, ids=str)
 def test_selective_scan(lib, mem, case):
     kc.run_scan(lib, mem, case)
+
+
+@pytest.mark.parametrize("case", kc.SSD_GPU, ids=str)
+def test_ssd_scan(lib, mem, case):
+    kc.run_ssd(lib, mem, case)
 
 
 @pytest.mark.parametrize("case", kc.CONV_GPU, ids=str)

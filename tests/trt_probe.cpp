@@ -33,6 +33,8 @@ static std::vector<std::vector<int64_t>> good_shapes(std::string const& op) {
   if (op == "EdgeqSelectiveScan" || op == "EdgeqSelectiveScanInt8")  // b 2, L 5, D 8, H 4, G 2, N 3
     return {{2, 5, 8}, {2, 5, 4}, {4, 3}, {2, 5, 2, 3}, {2, 5, 2, 3}, {8}, {4}, {2, 8, 3},
             {2, 5, 8}};
+  if (op == "EdgeqSSDScan")  // batch 2, L 5, D 8, H 4, G 2, N 3
+    return {{2, 5, 8}, {2, 5, 4}, {4}, {2, 5, 2, 3}, {2, 5, 2, 3}, {4}, {4}, {2, 8, 3}};
   if (op == "EdgeqCausalConv1d" || op == "EdgeqCausalConv1dInt8")  // batch 2, L 5, C 6, W 4
     return {{2, 5, 6}, {6, 4}, {6}, {2, 3, 6}};
   if (op == "EdgeqHadamardInt8") return {{2, 5, 96}};  // 96 = 12 * 8

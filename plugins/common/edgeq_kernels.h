@@ -76,8 +76,8 @@ EDGEQ_API int edgeq_add_rmsnorm_int8(const float* x, const float* residual, cons
                                      float eps, float y_scale, void* stream);
 
 // fp16-activation variants, CUDA library only: the same ops with the activations (u, delta, B,
-// C, z, y; conv: every tensor) in fp16. A, D, delta_bias and the SSM state stay fp32, and all
-// math is fp32 (docs/ops.md, Precision).
+// C, z, y; SSD: x, dt, B, C, y; conv: every tensor) in fp16. A, D, delta_bias (dt_bias) and the
+// SSM state stay fp32, and all math is fp32 (docs/ops.md, Precision).
 // CUDA limits: dstate <= 256, width <= 32, batch <= 65535; beyond them EDGEQ_BAD_SHAPE.
 EDGEQ_API int edgeq_selective_scan_f16(const edgeq_half* u, const edgeq_half* delta, const float* A,
                                        const edgeq_half* B, const edgeq_half* C, const float* D,
@@ -86,6 +86,13 @@ EDGEQ_API int edgeq_selective_scan_f16(const edgeq_half* u, const edgeq_half* de
                                        int64_t batch, int64_t L, int64_t dim, int64_t heads,
                                        int64_t groups, int64_t dstate, int32_t delta_softplus,
                                        void* stream);
+
+EDGEQ_API int edgeq_ssd_scan_f16(const edgeq_half* x, const edgeq_half* dt, const float* A,
+                                 const edgeq_half* B, const edgeq_half* C, const float* D,
+                                 const float* dt_bias, const float* state, edgeq_half* y,
+                                 float* state_out, int64_t batch, int64_t L, int64_t dim,
+                                 int64_t heads, int64_t groups, int64_t dstate,
+                                 int32_t dt_softplus, int32_t chunk_size, void* stream);
 
 EDGEQ_API int edgeq_causal_conv1d_f16(const edgeq_half* x, const edgeq_half* weight,
                                       const edgeq_half* bias, const edgeq_half* state, edgeq_half* y,

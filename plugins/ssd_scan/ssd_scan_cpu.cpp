@@ -9,10 +9,10 @@ extern "C" int edgeq_ssd_scan_f32(const float* x, const float* dt, const float* 
                                   const float* C, const float* D, const float* dt_bias,
                                   const float* state, float* y, float* state_out, int64_t batch,
                                   int64_t L, int64_t dim, int64_t heads, int64_t groups,
-                                  int64_t dstate, int32_t dt_softplus, int32_t chunk_size,
+                                  int64_t dstate, int32_t dt_softplus, int32_t /*chunk_size*/,
                                   void* stream) {
   if (!A || !D) return EDGEQ_NULL_POINTER;
-  if (heads < 1 || dstate < 1 || dim % heads || chunk_size < 1) return EDGEQ_BAD_SHAPE;
+  if (heads < 1 || dstate < 1 || dim % heads) return EDGEQ_BAD_SHAPE;
   const int64_t P = dim / heads;
   std::vector<float> A_hn(heads * dstate), D_d(dim);
   for (int64_t h = 0; h < heads; ++h)

@@ -55,6 +55,27 @@ struct EdgeqCausalConv1d {
       {"activation", AttrType::kInt, 1}};
 };
 
+struct EdgeqSSDScan {
+  static constexpr char const* kName = "EdgeqSSDScan";
+  static constexpr char const* kVersion = "1";
+  static constexpr char const* kNamespace = "edgeq";
+  enum In : int32_t {
+      in_x, in_dt, in_A, in_B, in_C, in_D, in_dt_bias, in_state, kNbInputs
+  };
+  static constexpr int32_t kNbRequiredInputs = 8;
+  enum Out : int32_t {
+      out_y, out_state_out, kNbOutputs
+  };
+  static constexpr int32_t kOutputLike[kNbOutputs] = {in_x, in_state};  // shape (and dtype) source
+  static constexpr Dtype kOutputDtype[kNbOutputs] = {Dtype::kLike, Dtype::kLike};
+  enum Attr : int32_t {
+      attr_dt_softplus, attr_chunk_size, kNbAttrs
+  };
+  static constexpr AttrDef kAttrs[kNbAttrs] = {
+      {"dt_softplus", AttrType::kInt, 1},
+      {"chunk_size", AttrType::kInt, 256}};
+};
+
 struct EdgeqSelectiveScanInt8 {
   static constexpr char const* kName = "EdgeqSelectiveScanInt8";
   static constexpr char const* kVersion = "1";

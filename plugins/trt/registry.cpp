@@ -9,6 +9,7 @@ namespace trt {
 
 IPluginCreatorInterface* selective_scan_creator();
 IPluginCreatorInterface* causal_conv1d_creator();
+IPluginCreatorInterface* ssd_scan_creator();
 IPluginCreatorInterface* selective_scan_int8_creator();
 IPluginCreatorInterface* causal_conv1d_int8_creator();
 IPluginCreatorInterface* hadamard_int8_creator();
@@ -31,8 +32,9 @@ getCreators(int32_t& nbCreators) {
   // the order of the op table (edgeq/ops/table.py)
   static nvinfer1::IPluginCreatorInterface* const creators[] = {
       edgeq::trt::selective_scan_creator(),      edgeq::trt::causal_conv1d_creator(),
-      edgeq::trt::selective_scan_int8_creator(), edgeq::trt::causal_conv1d_int8_creator(),
-      edgeq::trt::hadamard_int8_creator(),       edgeq::trt::add_rmsnorm_int8_creator()};
+      edgeq::trt::ssd_scan_creator(),            edgeq::trt::selective_scan_int8_creator(),
+      edgeq::trt::causal_conv1d_int8_creator(),  edgeq::trt::hadamard_int8_creator(),
+      edgeq::trt::add_rmsnorm_int8_creator()};
   nbCreators = sizeof(creators) / sizeof(creators[0]);
   return creators;
 }

@@ -1,0 +1,123 @@
+// The scan kernel template of EdgeqSelectiveScan, EdgeqSelectiveScanInt8 (dequantizing on load)
+// and EdgeqSSDScan (one A and one D per head); the entry points are selective_scan_cuda.cu and
+// ../ssd_scan/ssd_scan_cuda.cu. One thread per (batch, channel); the threads of a
+// block take consecutive channels, so with token-major [batch, L, dim] tensors every read of u,
+// delta, z and write of y at a time step is coalesced, and B/C rows (shared by a group) are
+// broadcasts. A channel's state stays in registers for the whole sequence: it is read once and
+// written once (so decode, L = 1, is one pass), and a thread only touches its own state row,
+// which is why state_out may alias state.
+#pragma once
+#include <type_traits>
+
+#include "edgeq_cuda.cuh"
+
+namespace edgeq_cuda {
+
+constexpr int64_t kMaxState = 256;
+
+EDGEQ_CUDA_HD float softplus20(float x) { return x > 20.f ? x : log1pf(expf(x)); }
+
+struct ScanScales {  // int8 inputs only
+  float u = 1.f, delta = 1.f, B = 1.f, C = 1.f, z = 1.f;
+};
+
+// T: input activations (float, __half or int8_t), Y: y (T, or float for int8); A, D, delta_bias
+// and the state are fp32. PerHead: EdgeqSSDScan's A [heads] and D [heads] (docs/ops.md:
+// A_scan[h, n] = A[h], D_scan[d] = D[d / P]) instead of the selective scan's A [heads, dstate]
+// and D [dim].
+template <class T, class Y = T, bool PerHead = false>
+struct ScanArgs {
+  const T *u, *delta;
+  const float* A;
+  const T *B, *C;
+  const float *D, *delta_bias;
+  const float* state;  // may alias state_out
+  const T* z;
+  Y* y;
+  float* state_out;
+  int64_t batch, L, dim, heads, groups, dstate;
+  int32_t delta_softplus;
+  ScanScales sc = {};
+
+  // A_scan[h, n] and D_scan[d] of channel d in head h
+  EDGEQ_CUDA_HD float A_at(int64_t h, int64_t n) const {
+    return PerHead ? A[h] : A[h * dstate + n];
+  }
+  EDGEQ_CUDA_HD float D_at(int64_t h, int64_t d) const { return PerHead ? D[h] : D[d]; }
+};
+
+// One thread: channel d of sequence b. NMAX >= dstate sizes the register arrays; the guarded,
+// fully unrolled loops index them statically, so they stay in registers for any dstate <= NMAX.
+template <class T, class Y, int NMAX, bool PH>
+EDGEQ_CUDA_HD void scan_channel(const ScanArgs<T, Y, PH>& a, int64_t b, int64_t d) {
+  const int64_t N = a.dstate, h = d / (a.dim / a.heads), g = h / (a.heads / a.groups);
+  const float* st = a.state + (b * a.dim + d) * N;
+  float s[NMAX], Ah[NMAX];
+#pragma unroll
+  for (int n = 0; n < NMAX; ++n) {
+    s[n] = n < N ? st[n] : 0.f;
+    Ah[n] = n < N ? a.A_at(h, n) : 0.f;
+  }
+  const float Dd = a.D_at(h, d), bias = a.delta_bias[h];
+  for (int64_t t = 0, row = b * a.L; t < a.L; ++t, ++row) {
+    float dt = to_f(a.delta[row * a.heads + h], a.sc.delta) + bias;
+    if (a.delta_softplus) dt = softplus20(dt);
+    const float ud = to_f(a.u[row * a.dim + d], a.sc.u);
+    const T* Bt = a.B + (row * a.groups + g) * N;
+    const T* Ct = a.C + (row * a.groups + g) * N;
+    float acc = 0.f;
+#pragma unroll
+    for (int n = 0; n < NMAX; ++n) {
+      if (n < N) {
+        s[n] = expf(dt * Ah[n]) * s[n] + dt * to_f(Bt[n], a.sc.B) * ud;
+        acc += s[n] * to_f(Ct[n], a.sc.C);
+      }
+    }
+    float out = acc + Dd * ud;
+    if (a.z) out *= silu(to_f(a.z[row * a.dim + d], a.sc.z));
+    a.y[row * a.dim + d] = from_f<Y>(out);
+  }
+  float* so = a.state_out + (b * a.dim + d) * N;
+#pragma unroll
+  for (int n = 0; n < NMAX; ++n)
+    if (n < N) so[n] = s[n];
+}
+
+template <class T, class Y, int NMAX, bool PH>
+__global__ void __launch_bounds__(kThreads) scan_kernel(ScanArgs<T, Y, PH> a) {
+  const int64_t d = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (d < a.dim) scan_channel<T, Y, NMAX>(a, blockIdx.y, d);
+}
+
+template <class T, class Y, bool PH>
+int scan_check(const ScanArgs<T, Y, PH>& a) {
+  if (!a.u || !a.delta || !a.A || !a.B || !a.C || !a.D || !a.delta_bias || !a.state || !a.y ||
+      !a.state_out || (std::is_same<T, int8_t>::value && !a.z))  // the int8 op's gate is required
+    return EDGEQ_NULL_POINTER;
+  if (a.batch < 1 || a.L < 1 || a.dim < 1 || a.heads < 1 || a.groups < 1 || a.dstate < 1 ||
+      a.dim % a.heads || a.heads % a.groups || a.dstate > kMaxState || a.batch > 65535)
+    return EDGEQ_BAD_SHAPE;
+  return EDGEQ_OK;
+}
+
+// Calls f(std::integral_constant<int, NMAX>{}) with the NMAX that serves dstate.
+template <class F>
+void with_nmax(int64_t dstate, F f) {
+  if (dstate <= 16) f(std::integral_constant<int, 16>{});  // Mamba-1
+  else if (dstate <= 64) f(std::integral_constant<int, 64>{});
+  else if (dstate <= 128) f(std::integral_constant<int, 128>{});
+  else f(std::integral_constant<int, 256>{});  // spills to local memory, still exact
+}
+
+template <class T, class Y, bool PH>
+int scan_launch(const ScanArgs<T, Y, PH>& a, void* stream) {
+  if (int rc = scan_check(a)) return rc;
+  const dim3 grid(unsigned((a.dim + kThreads - 1) / kThreads), unsigned(a.batch));
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  with_nmax(a.dstate, [&](auto n) {
+    scan_kernel<T, Y, decltype(n)::value, PH><<<grid, kThreads, 0, s>>>(a);
+  });
+  return launch_status();
+}
+
+}  // namespace edgeq_cuda

@@ -1,0 +1,36 @@
+// EdgeqSSDScan on the GPU (docs/ops.md): the selective scan kernel (selective_scan_cuda.cuh)
+// with one A and one D per head (ScanArgs' PerHead) and no gate. It runs the scan sequentially
+// over time, one thread per (batch, channel), like EdgeqSelectiveScan; results differ from the
+// chunked torch reference by fp32 rounding only. The chunked SSD algorithm (matmuls inside
+// chunks of chunk_size tokens, tensor cores for long prefill) is future work, so chunk_size is
+// accepted and ignored (it is a kernel choice, not semantics).
+#include "../selective_scan/selective_scan_cuda.cuh"
+
+extern "C" int edgeq_ssd_scan_f32(const float* x, const float* dt, const float* A, const float* B,
+                                  const float* C, const float* D, const float* dt_bias,
+                                  const float* state, float* y, float* state_out, int64_t batch,
+                                  int64_t L, int64_t dim, int64_t heads, int64_t groups,
+                                  int64_t dstate, int32_t dt_softplus, int32_t /*chunk_size*/,
+                                  void* stream) {
+  using namespace edgeq_cuda;
+  return scan_launch(ScanArgs<float, float, true>{x, dt, A, B, C, D, dt_bias, state, nullptr, y,
+                                                  state_out, batch, L, dim, heads, groups,
+                                                  dstate, dt_softplus},
+                     stream);
+}
+
+extern "C" int edgeq_ssd_scan_f16(const edgeq_half* x, const edgeq_half* dt, const float* A,
+                                  const edgeq_half* B, const edgeq_half* C, const float* D,
+                                  const float* dt_bias, const float* state, edgeq_half* y,
+                                  float* state_out, int64_t batch, int64_t L, int64_t dim,
+                                  int64_t heads, int64_t groups, int64_t dstate,
+                                  int32_t dt_softplus, int32_t /*chunk_size*/, void* stream) {
+  using namespace edgeq_cuda;
+  using H = __half;
+  return scan_launch(
+      ScanArgs<H, H, true>{reinterpret_cast<const H*>(x), reinterpret_cast<const H*>(dt), A,
+                           reinterpret_cast<const H*>(B), reinterpret_cast<const H*>(C), D,
+                           dt_bias, state, nullptr, reinterpret_cast<H*>(y), state_out, batch, L,
+                           dim, heads, groups, dstate, dt_softplus},
+      stream);
+}

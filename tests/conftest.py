@@ -44,6 +44,29 @@ def make_hf(name: str, folder: Path, seed: int = 0):
     return hf
 
 
+def hf_greedy(hf, prompt: list[int], n: int) -> list[int]:
+    """transformers' greedy ids for exactly n new tokens (no end-of-text stop)."""
+    hf.generation_config.eos_token_id = None
+    hf.generation_config.pad_token_id = 0
+    out = hf.generate(torch.tensor([prompt]), max_new_tokens=n, min_new_tokens=n, do_sample=False)
+    return out[0, len(prompt):].tolist()
+
+
+def assert_backends_agree(ref, other, vocab: int, tolerance=lambda logits: 1e-4) -> None:
+    """Logits of two backends at L = 1, 7, 64 (batch 2), then once more with states carried."""
+    import numpy as np
+    rng = np.random.default_rng(0)
+    for L in (1, 7, 64):
+        ids = rng.integers(0, vocab, (2, L))
+        a, sa = ref.forward(ids, ref.new_state(2))
+        b, sb = other.forward(ids, other.new_state(2))
+        assert np.abs(a - b).max() < tolerance(a)
+        ids2 = rng.integers(0, vocab, (2, 3))  # a second call, states carried
+        a2, _ = ref.forward(ids2, sa)
+        b2, _ = other.forward(ids2, sb)
+        assert np.abs(a2 - b2).max() < tolerance(a2)
+
+
 @pytest.fixture(scope="session")
 def hf_model(tmp_path_factory):
     """make(name) -> (transformers model, folder with its -hf checkpoint)."""

@@ -6,9 +6,8 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
-from conftest import CONFIGS
+from conftest import hf_greedy
 
 
 def test_inspect(run_cli, hf_model):
@@ -35,9 +34,7 @@ def test_export_then_generate_json(run_cli, hf_model, tmp_path):
                                  "--max-new-tokens", "6", "--json")
         assert code == 0, err
         results[(str(src), backend)] = json.loads(out)["ids"]
-    hf.generation_config.eos_token_id = None
-    want = hf.generate(torch.tensor([[3, 4, 5]]), max_new_tokens=6, min_new_tokens=6,
-                       do_sample=False, pad_token_id=0)[0, 3:].tolist()
+    want = hf_greedy(hf, [3, 4, 5], 6)
     assert all(ids == want for ids in results.values()), results
 
 

@@ -8,7 +8,7 @@ from edgeq.models import load_model
 from edgeq.ops.table import BY_NAME, DOMAIN
 from edgeq.runtime.backends import OrtBackend, TorchBackend
 
-from conftest import CONFIGS
+from conftest import CONFIGS, assert_backends_agree
 
 
 @pytest.fixture(scope="module")
@@ -74,17 +74,8 @@ def tolerance(name, logits):
 @pytest.mark.parametrize("name", ["h96", "h40-bias-untied", "mamba130m-dims"])
 def test_ort_equals_torch_with_state_carried(exported, name):
     model, proto = exported(name)
-    ort, torch_be = OrtBackend(proto), TorchBackend(model)
-    rng = np.random.default_rng(0)
-    for L in (1, 7, 64):
-        ids = rng.integers(0, CONFIGS[name]["vocab_size"], (2, L))
-        a, sa = torch_be.forward(ids, torch_be.new_state(2))
-        b, sb = ort.forward(ids, ort.new_state(2))
-        assert np.abs(a - b).max() < tolerance(name, a)
-        ids2 = rng.integers(0, CONFIGS[name]["vocab_size"], (2, 3))  # second call, states carried
-        a2, _ = torch_be.forward(ids2, sa)
-        b2, _ = ort.forward(ids2, sb)
-        assert np.abs(a2 - b2).max() < tolerance(name, a2)
+    assert_backends_agree(TorchBackend(model), OrtBackend(proto), CONFIGS[name]["vocab_size"],
+                          lambda logits: tolerance(name, logits))
 
 
 def test_batch_one_and_long_sequence(exported):

@@ -1,12 +1,13 @@
 """One generation loop for every backend; greedy ids equal transformers' generate."""
 import numpy as np
 import pytest
-import torch
 
 from edgeq.export.onnx_export import to_onnx
 from edgeq.models import load_model
 from edgeq.runtime.backends import OrtBackend, TorchBackend
 from edgeq.runtime.generate import Sampling, generate, pick
+
+from conftest import hf_greedy
 
 
 @pytest.fixture(scope="module")
@@ -14,13 +15,6 @@ def backends(hf_model):
     hf, folder = hf_model("h96")
     model, _ = load_model(str(folder))
     return hf, {"torch": TorchBackend(model), "ort": OrtBackend(to_onnx(model))}
-
-
-def hf_greedy(hf, prompt, n):
-    hf.generation_config.eos_token_id = None
-    hf.generation_config.pad_token_id = 0
-    out = hf.generate(torch.tensor([prompt]), max_new_tokens=n, min_new_tokens=n, do_sample=False)
-    return out[0, len(prompt):].tolist()
 
 
 @pytest.mark.parametrize("backend", ["torch", "ort"])

@@ -13,6 +13,8 @@ from edgeq.models import load_model
 from edgeq.runtime.backends import OrtBackend, TorchBackend
 from edgeq.runtime.generate import generate
 
+from conftest import assert_backends_agree, hf_greedy
+
 CONFIGS2 = {
     "g1": dict(vocab_size=1001, hidden_size=64, num_hidden_layers=2, state_size=16, head_dim=16,
                num_heads=8, n_groups=1, chunk_size=8),
@@ -79,18 +81,8 @@ def test_ort_and_greedy_generation(mamba2, name):
         attrs = {a.name: a.i for a in n.attribute if a.type == a.INT}
         assert attrs["chunk_size"] == CONFIGS2[name]["chunk_size"] and attrs["dt_softplus"] == 1
     ob, tb = OrtBackend(proto), TorchBackend(model)
-    rng = np.random.default_rng(0)
-    for L in (1, 7, 64):
-        ids = rng.integers(0, CONFIGS2[name]["vocab_size"], (2, L))
-        a, sa = tb.forward(ids, tb.new_state(2))
-        b, sb = ob.forward(ids, ob.new_state(2))
-        assert np.abs(a - b).max() < 1e-4
-        a2, _ = tb.forward(ids[:, :3], sa)
-        b2, _ = ob.forward(ids[:, :3], sb)
-        assert np.abs(a2 - b2).max() < 1e-4
-    hf.generation_config.eos_token_id = None
-    want = hf.generate(torch.tensor([[3, 4, 5]]), max_new_tokens=12, min_new_tokens=12,
-                       do_sample=False, pad_token_id=0)[0, 3:].tolist()
+    assert_backends_agree(tb, ob, CONFIGS2[name]["vocab_size"])
+    want = hf_greedy(hf, [3, 4, 5], 12)
     assert generate(tb, [3, 4, 5], 12) == want == generate(ob, [3, 4, 5], 12)
 
 

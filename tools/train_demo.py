@@ -1,10 +1,13 @@
-"""Train the bundled demo model: a small Mamba-1 on the King James Bible.
+"""Train a bundled demo model: a small Mamba-1 (or, with --arch mamba2, Mamba-2) on the King
+James Bible.
 
 The text comes from Debian's bible-kjv package (public domain; `apt-get install bible-kjv`),
 nothing is downloaded. Writes config.json, model.safetensors, tokenizer.json, heldout.txt (the last 2 %, never
 trained on), calib.txt (for quantization, from the training text) and train_log.txt.
 
     python tools/train_demo.py -o examples/demo-mamba
+    python tools/train_demo.py --arch mamba2 --tokenizer examples/demo-mamba/tokenizer.json \
+        -o examples/demo-mamba2
 """
 from __future__ import annotations
 
@@ -60,6 +63,8 @@ def main():
     ap.add_argument("--vocab", type=int, default=4096)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--arch", choices=("mamba1", "mamba2"), default="mamba1")
+    ap.add_argument("--tokenizer", type=Path, help="reuse this tokenizer.json instead of training one")
     args = ap.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
@@ -71,19 +76,28 @@ def main():
     train_text, heldout = text[:cut], text[cut:]
     (args.out / "heldout.txt").write_text(heldout)
     (args.out / "calib.txt").write_text(calib_text(train_text))
-    tok = train_tokenizer(train_text, args.vocab)
+    if args.tokenizer:
+        from tokenizers import Tokenizer
+        tok = Tokenizer.from_file(str(args.tokenizer))
+    else:
+        tok = train_tokenizer(train_text, args.vocab)
     tok.save(str(args.out / "tokenizer.json"))
     ids = torch.tensor(tok.encode(train_text).ids)
     held = torch.tensor(tok.encode(heldout).ids)
 
+    # Mamba-2: 2 B/C groups and 12 heads of 32, so per-state-group scales and head clustering
+    # have something to do
+    extra = dict(arch="mamba2", d_state=32, headdim=32, ngroups=2, chunk_size=64) \
+        if args.arch == "mamba2" else {}
     cfg = MambaConfig(d_model=args.d_model, n_layer=args.layers,
-                      vocab_size=-(-tok.get_vocab_size() // 8) * 8)
+                      vocab_size=-(-tok.get_vocab_size() // 8) * 8, **extra)
     model = MambaLM(cfg, ops="reference")
     with torch.no_grad():  # mamba_ssm inits: small tied embedding, dt log-uniform in [1e-3, 0.1]
         torch.nn.init.normal_(model.backbone.embeddings.weight, std=0.02)
         for layer in model.backbone.layers:
-            dt = torch.exp(torch.rand(cfg.d_inner) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3))
-            layer.mixer.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
+            m = layer.mixer
+            dt = torch.exp(torch.rand(cfg.nheads) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3))
+            (m.dt_bias if cfg.arch == "mamba2" else m.dt_proj.bias).copy_(dt + torch.log(-torch.expm1(-dt)))
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=args.steps, pct_start=0.05)
     n_params = sum(p.numel() for p in model.parameters())

@@ -115,10 +115,11 @@ EMU emu_edgeq_causal_conv1d_f16(const H* x, const H* weight, const H* bias, cons
 
 EMU emu_edgeq_causal_conv1d_int8(const int8_t* x, const int8_t* weight, const float* bias,
                                  const int8_t* state, int8_t* y, int8_t* state_out, int64_t batch,
-                                 int64_t L, int64_t channels, int64_t width, float x_scale,
-                                 float weight_scale, float y_scale, int32_t activation, void*) {
+                                 int64_t L, int64_t channels, int64_t width, edgeq_scales x_scale,
+                                 edgeq_scales weight_scale, edgeq_scales y_scale,
+                                 int32_t activation, void*) {
   return conv_emu(ConvArgs<int8_t, float>{x, weight, bias, state, y, state_out, batch, L,
-                                          channels, width, activation, x_scale * weight_scale,
+                                          channels, width, activation, x_scale, weight_scale,
                                           y_scale});
 }
 

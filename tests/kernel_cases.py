@@ -13,6 +13,7 @@ import torch
 
 from edgeq.ops import reference
 from edgeq.runtime.cuda_kernels import symbol
+from edgeq.runtime.kernels import Scales
 from edgeq.ops.table import (ADD_RMSNORM_INT8, CAUSAL_CONV1D, CAUSAL_CONV1D_INT8, HADAMARD_INT8,
                              SELECTIVE_SCAN, SELECTIVE_SCAN_INT8, SSD_SCAN)
 
@@ -64,10 +65,11 @@ class Conv:
     activation: int = 1
     dtype: str = "float32"  # or float16, or int8 (EdgeqCausalConv1dInt8)
     inplace: bool = False
+    per_channel: bool = False  # int8: x, weight and y scales one per channel
 
     def __str__(self):
         return (f"b{self.batch}-L{self.L}-c{self.C}-w{self.W}-act{self.activation}-{self.dtype}"
-                f"{'-inplace' if self.inplace else ''}")
+                f"{'-inplace' if self.inplace else ''}{'-perchannel' if self.per_channel else ''}")
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,8 @@ CONV_SMALL = [
     Conv(3, 1, 64, inplace=True), Conv(2, 2, 64, W=7, dtype="float16", inplace=True),
     Conv(1, 1, MAMBA_130M, dtype="int8"), Conv(2, 9, 33, W=32, activation=0, dtype="int8"),
     Conv(2, 40, 70, W=3, dtype="int8", inplace=True),
+    Conv(2, 7, MAMBA_130M, dtype="int8", per_channel=True),
+    Conv(2, 9, 33, W=32, activation=0, dtype="int8", per_channel=True, inplace=True),
 ]
 # every K (1, 12, 20, 28), M = 1, and the Mamba widths
 HADAMARD_SMALL = [Hadamard(3, 64), Hadamard(2, 96), Hadamard(2, 320), Hadamard(2, 448),
@@ -148,7 +152,8 @@ SCAN_GPU = list(dict.fromkeys(SCAN_GPU + [
 CONV_GPU = list(dict.fromkeys(CONV_GPU + [
     Conv(c.batch, c.L, c.C, dtype="int8") for c in CONV_GPU
     if c.dtype == "float32" and c.C in (MAMBA_130M, MAMBA_2_8B)] + [
-    Conv(64, 1, MAMBA_2_8B, dtype="int8", inplace=True)]))
+    Conv(64, 1, MAMBA_2_8B, dtype="int8", inplace=True),
+    Conv(4, 1000, MAMBA_2_8B, dtype="int8", per_channel=True)]))
 ROWS = (1, 7, 64, 64 * 7, 1000, 2100, 4 * 1000)  # batch x L: decode, short and long prefill
 HADAMARD_GPU = HADAMARD_SMALL + [Hadamard(r, n) for n in (1536, 3072, 5120) for r in ROWS]
 NORM_GPU = NORM_SMALL + [Norm(r, d) for d in (MAMBA_130M_MODEL, MAMBA_2_8B_MODEL, MAMBA_130M,
@@ -181,6 +186,18 @@ def _check_int8(name, got: np.ndarray, want: torch.Tensor):
 def _scale(*ts: torch.Tensor) -> float:
     """A per-tensor scale as calibration picks it: max |x| over 127, as fp32."""
     return reference.f32(max(t.abs().max().item() for t in ts) / 127 + 1e-12)
+
+
+def _channel_scale(t: torch.Tensor, axis: int) -> np.ndarray:
+    """Per-channel scales along `axis`: max |x| over the other axes, over 127, as fp32."""
+    others = tuple(i for i in range(t.ndim) if i != axis % t.ndim)
+    return (t.abs().amax(others) / 127 + 1e-12).numpy().astype(np.float32)
+
+
+def _scales_arg(mem, scales) -> Scales:
+    """A scale attribute for a kernel: its fp32 values where the kernel reads them."""
+    a = np.array(scales, np.float32).reshape(-1)
+    return Scales(mem.put(a), a.size)
 
 
 def scan_inputs(c: Scan, seed: int = 0) -> dict:
@@ -283,15 +300,19 @@ def run_conv(lib, mem, c: Conv, prefix: str = ""):
     scales, int8 = [], c.dtype == "int8"
     if int8:  # the state holds past inputs: x's scale; y's scale saturates a few outputs
         scales = [_scale(x["x"], x["state"]), _scale(x["weight"]), 0.02]
+        if c.per_channel:
+            spread = np.exp(0.3 * np.random.default_rng(0).standard_normal(c.C))
+            scales = [_channel_scale(torch.cat([x["x"], x["state"]], 1), -1),
+                      _channel_scale(x["weight"], 0), (0.02 * spread).astype(np.float32)]
         x = dict(x=reference.quantize(x["x"], scales[0]),
-                 weight=reference.quantize(x["weight"], scales[1]), bias=x["bias"],
+                 weight=reference.quantize(x["weight"], scales[1], axis=-2), bias=x["bias"],
                  state=reference.quantize(x["state"], scales[0]))
     p = {k: mem.put(_np(v)) for k, v in x.items()}
     y = mem.empty((c.batch, c.L, c.C), c.dtype)
     state_out = p["state"] if c.inplace else mem.empty((c.batch, c.W - 1, c.C), c.dtype)
     rc = getattr(lib, prefix + symbol(CAUSAL_CONV1D_INT8 if int8 else CAUSAL_CONV1D, c.dtype))(
         p["x"], p["weight"], p["bias"], p["state"], y, state_out, c.batch, c.L, c.C, c.W,
-        *scales, c.activation, None)
+        *[_scales_arg(mem, s) for s in scales], c.activation, None)
     assert rc == 0, f"status {rc}"
     mem.sync()
     if int8:

@@ -17,6 +17,7 @@ import kernel_cases as kc
 from conftest import ROOT
 from edgeq.ops.table import CAUSAL_CONV1D, SELECTIVE_SCAN, SSD_SCAN
 from edgeq.runtime import cuda_kernels
+from edgeq.runtime.kernels import Scales
 from native_build import cmake_build, exported, run, undefined
 
 NVCC = shutil.which("nvcc")
@@ -103,6 +104,11 @@ def test_cuda_library_rejects_bad_arguments(build):
     ok_conv = [p] * 6 + [1, 1, 8, 4, 1, None]  # ... batch, L, channels, width
     for width in (1, 33):
         assert conv(*ok_conv[:9], width, *ok_conv[10:]) == 1
+    conv8 = lib.edgeq_causal_conv1d_int8
+    ok_conv8 = ok_conv[:10] + [Scales(p, 1), Scales(p, 8), Scales(p, 1)] + ok_conv[10:]
+    for i, bad in ((11, Scales(p, 2)), (12, Scales(p, 9)), (10, Scales(p, 0))):  # 1 or channels
+        assert conv8(*ok_conv8[:i], bad, *ok_conv8[i + 1:]) == 1
+    assert conv8(*ok_conv8[:12], Scales(None, 1), *ok_conv8[13:]) == 2
     ssd = lib.edgeq_ssd_scan_f32
     ok_ssd = [p] * 10 + [1, 1, 8, 4, 1, 16, 1, 256, None]  # ..., dstate, softplus, chunk
     assert ssd(*ok_ssd[:2], None, *ok_ssd[3:]) == 2  # A
@@ -120,7 +126,7 @@ def test_cuda_library_rejects_bad_arguments(build):
     assert hadamard(p, p, 0, 64, 0.5, None) == norm(*[p] * 5, 0, 8, 1e-5, 0.5, None) == 0  # no rows
     if not Path("/dev/nvidiactl").exists():  # no driver: the checks pass, the launch fails
         assert scan(*ok_scan) == scan(*ok_scan[:8], None, *ok_scan[9:]) == 3  # EDGEQ_CUDA_ERROR
-        assert conv(*ok_conv) == scan8(*ok_scan8) == 3
+        assert conv(*ok_conv) == conv8(*ok_conv8) == scan8(*ok_scan8) == 3
         assert ssd(*ok_ssd) == ssd(*ok_ssd[:17], 0, None) == 3  # chunk_size is ignored
         assert hadamard(p, p, 1, 64, 0.5, None) == norm(*[p] * 5, 1, 8, 1e-5, 0.5, None) == 3
 
@@ -242,6 +248,27 @@ def test_trt_plugins_formats_shapes_and_checks(probe):
     assert text.count("bad_shapes -1") == text.count("good_shapes 0") == input_counts
     assert "log EdgeqSelectiveScan: inconsistent input shapes" in text  # the logger is used
     assert text.count("attached yes") == len(OPS)
+
+
+@needs_trt
+def test_trt_floats_fields_run_along_their_axis(probe):
+    """FLOATS scales (kFLOAT32 fields of length n): one value per channel, head or group is
+    taken and serialized whole; a length that is neither 1 nor the size of the axis it runs
+    along fails configurePlugin and onShapeChange; any bad value fails creation."""
+    lines = by_plugin(probe)
+    for op in OPS:
+        floats = {a.name for a in op.attrs if a.type == "FLOATS"}
+        text = lines[op.name]
+        if not floats:
+            assert not [line for line in text if line.startswith(("per_channel", "wrong_length"))]
+            continue
+        assert "per_channel configure 0 shapes 0" in text, op.name
+        lengths = {w[1]: int(w[2]) for w in map(str.split, text) if w[0] == "per_channel_serialized"}
+        assert set(lengths) == {a.name for a in op.attrs}
+        assert all((lengths[name] > 1) == (name in floats) for name in lengths), lengths
+        for name in floats:
+            assert f"wrong_length {name} configure -1 shapes -1" in text, name
+            assert f"bad_array_value {name} rejected" in text, name
 
 
 @needs_trt

@@ -44,20 +44,44 @@ def test_scan_int8_kernel_and_reference(shape):
     assert_bitexact(s2, s)
 
 
+def conv_scales(g, C, kind):
+    """x, weight and y scales: per tensor, per channel (Quamba2's sort-and-cluster gives x and y
+    per-group scales, weights are per channel) or a mix."""
+    spread = lambda s: (s * torch.exp(0.5 * torch.randn(C, generator=g))).tolist()  # noqa: E731
+    if kind == "tensor":
+        return [0.05], [0.01], [0.02]
+    return ([0.05] if kind == "mixed" else spread(0.05)), spread(0.01), spread(0.02)
+
+
 @pytest.mark.parametrize("shape", [(2, 9, 96, 4), (1, 1, 1536, 4), (3, 4, 40, 3)])
-def test_conv_int8_kernel_and_reference(shape):
+@pytest.mark.parametrize("kind", ["tensor", "channel", "mixed"])
+def test_conv_int8_kernel_and_reference(shape, kind):
     b, L, C, W = shape
     g = torch.Generator().manual_seed(1)
     args = (q8(g, b, L, C), q8(g, C, W), torch.randn(C, generator=g), q8(g, b, W - 1, C))
-    y, s = reference.causal_conv1d_int8(*args, 0.05, 0.01, 0.02)
-    # the written definition: int32 sums, one fp32 scale, bias, SiLU, quantize
+    sx, sw, sy = conv_scales(g, C, kind)
+    y, s = reference.causal_conv1d_int8(*args, sx, sw, sy)
+    # the written definition: int32 sums; per channel the fp32 product of the scales, bias,
+    # SiLU in fp64 rounded once, quantize
     xx = torch.cat([args[3], args[0]], 1).int()
     acc = sum(args[1][:, k].int() * xx[:, k:k + L] for k in range(W))
-    v = torch.nn.functional.silu(acc.float() * (0.05 * 0.01) + args[2])
-    assert torch.equal(y, reference.quantize(v, 0.02)) and torch.equal(s, xx[:, L:].to(torch.int8))
-    y2, s2 = kernels.causal_conv1d_int8(*args, 0.05, 0.01, 0.02)
+    v = (acc.float() * (torch.tensor(sx) * torch.tensor(sw)) + args[2]).double()
+    v = (v / (1 + torch.exp(-v))).float()
+    want = torch.clamp(torch.round(v / torch.tensor(sy)), -128, 127).to(torch.int8)
+    assert torch.equal(y, want) and torch.equal(s, xx[:, L:].to(torch.int8))
+    y2, s2 = kernels.causal_conv1d_int8(*args, sx, sw, sy)
     np.testing.assert_array_equal(y2, y.numpy())
     np.testing.assert_array_equal(s2, s.numpy())
+
+
+def test_conv_int8_refuses_scale_lengths_other_than_1_and_C():
+    g = torch.Generator().manual_seed(1)
+    args = (q8(g, 1, 2, 8), q8(g, 8, 4), torch.zeros(8), q8(g, 1, 3, 8))
+    for bad in ([0.1] * 2, [0.1] * 9, []):
+        with pytest.raises(ValueError):
+            reference.causal_conv1d_int8(*args, [0.1], bad, [0.1])
+        with pytest.raises(ValueError):
+            kernels.causal_conv1d_int8(*args, [0.1], bad, [0.1])
 
 
 # 2^k and every Mamba family: 12*2^k (d_inner 1536, 3072), 20*2^k (5120), 40*2^k, 28*2^k
@@ -102,7 +126,7 @@ def test_int8_custom_ops_pass_opcheck():
     torch.library.opcheck(custom.add_rmsnorm_int8, (torch.randn(2, 8), torch.randn(2, 8), torch.ones(8), 1e-5, 0.1),
                           test_utils=checks)
     torch.library.opcheck(custom.causal_conv1d_int8, (q8(g, 1, 3, 8), q8(g, 8, 4), torch.zeros(8), q8(g, 1, 3, 8),
-                                                     0.1, 0.1, 0.1, 1), test_utils=checks)
+                                                     [0.1], [0.1] * 8, [0.1] * 8, 1), test_utils=checks)
     torch.library.opcheck(custom.selective_scan_int8, (q8(g, 1, 2, 8), q8(g, 1, 2, 8), -torch.ones(8, 4),
                                                        q8(g, 1, 2, 1, 4), q8(g, 1, 2, 1, 4), torch.ones(8), torch.zeros(8),
                                                        torch.zeros(1, 8, 4), q8(g, 1, 2, 8), .1, .1, .1, .1, .1),

@@ -20,10 +20,14 @@ def doc_section(name: str) -> str:
     return m.group(1), m.group(2)
 
 
-def first_column(section: str, header: str) -> list[str]:
+def rows(section: str, header: str) -> list[list[str]]:
     table = re.search(rf"^\| {header} \|.*?\n\|[-|]+\|\n((?:\|.*\n)+)", section, re.M)
     assert table, f"no '{header}' table"
-    return [re.match(r"\| `(\w+)`", row).group(1) for row in table.group(1).splitlines()]
+    return [[c.strip() for c in row.strip("|").split("|")] for row in table.group(1).splitlines()]
+
+
+def first_column(section: str, header: str) -> list[str]:
+    return [re.match(r"`(\w+)`", row[0]).group(1) for row in rows(section, header)]
 
 
 @pytest.mark.parametrize("op", OPS, ids=lambda op: op.name)
@@ -35,8 +39,17 @@ def test_doc_matches_table(op):
     assert first_column(section, "input") == [p.name for p in op.inputs]
     assert first_column(section, "output") == [p.name for p in op.outputs]
     assert first_column(section, "attribute") == [a.name for a in op.attrs]
+    assert [row[1] for row in rows(section, "attribute")] == [a.type for a in op.attrs]
     for p in op.inputs:
         assert (f"`{p.name}` (optional)" in section) == p.optional
+
+
+@pytest.mark.parametrize("op", OPS, ids=lambda op: op.name)
+def test_floats_scales_name_the_axis_they_run_along(op):
+    for a in op.attrs:
+        assert bool(a.per) == (a.type == "FLOATS"), a.name
+        if a.per:
+            assert a.per[0] in [p.name for p in op.inputs] and a.default == (1.0,)
 
 
 @pytest.mark.parametrize("op", OPS, ids=lambda op: op.name)

@@ -42,6 +42,15 @@ static std::vector<std::vector<int64_t>> good_shapes(std::string const& op) {
   return {};
 }
 
+// FLOATS fields by name, with their values
+using Arrays = std::vector<std::pair<std::string, std::vector<float>>>;
+
+// The FLOATS fields of an op and their per-channel lengths at good_shapes (C, or D, H, G, G).
+static std::vector<std::pair<std::string, int32_t>> channel_fields(std::string const& op) {
+  if (op == "EdgeqCausalConv1dInt8") return {{"x_scale", 6}, {"weight_scale", 6}, {"y_scale", 6}};
+  return {};
+}
+
 // Every field the creator announces, with its announced type (swapped: kINT32 <-> kFLOAT32)
 // and the value `i` or `f`.
 static PluginFieldCollection fields(PluginFieldCollection const* names, int32_t const* i,
@@ -54,6 +63,39 @@ static PluginFieldCollection fields(PluginFieldCollection const* names, int32_t 
                        is_int ? PluginFieldType::kINT32 : PluginFieldType::kFLOAT32, 1);
   }
   return PluginFieldCollection{int32_t(store.size()), store.data()};
+}
+
+// Every field at 0 or 0.5 as `fields` makes them, except the FLOATS fields named in `arrays`,
+// which get those values.
+static PluginFieldCollection with_arrays(PluginFieldCollection const* names, Arrays const& arrays,
+                                         std::vector<PluginField>& store) {
+  static int32_t const zero = 0;
+  static float const half = 0.5f;
+  PluginFieldCollection fc = fields(names, &zero, &half, store);
+  for (auto& f : store)
+    for (auto const& a : arrays)
+      if (a.first == f.name) f = PluginField(f.name, a.second.data(), PluginFieldType::kFLOAT32,
+                                             int32_t(a.second.size()));
+  return fc;
+}
+
+// configurePlugin and onShapeChange at the op's good shapes, as "configure C shapes S"
+static std::string at_good_shapes(IPluginV3* p, std::string const& op) {
+  using Cap = PluginCapabilityType;
+  auto* build = static_cast<IPluginV3OneBuild*>(p->getCapabilityInterface(Cap::kBUILD));
+  auto* run = static_cast<IPluginV3OneRuntime*>(p->getCapabilityInterface(Cap::kRUNTIME));
+  auto good = good_shapes(op);
+  int32_t nbIn = int32_t(good.size()), nbOut = build->getNbOutputs();
+  std::vector<DynamicPluginTensorDesc> dyn(nbIn), dynOut(nbOut);
+  std::vector<PluginTensorDesc> descs(nbIn);
+  for (int32_t i = 0; i < nbIn; ++i) {
+    descs[i].dims.nbDims = int32_t(good[i].size());
+    for (size_t k = 0; k < good[i].size(); ++k) descs[i].dims.d[k] = good[i][k];
+    dyn[i].desc = descs[i];
+  }
+  int32_t configured = build->configurePlugin(dyn.data(), nbIn, dynOut.data(), nbOut);
+  int32_t shaped = run->onShapeChange(descs.data(), nbIn, nullptr, nbOut);
+  return "configure " + std::to_string(configured) + " shapes " + std::to_string(shaped);
 }
 
 // Picks, position by position as TensorRT does, the first supported type starting with `first`.
@@ -161,6 +203,36 @@ int main(int argc, char** argv) {
         for (size_t k = 0; k < good[i].size(); ++k) descs[i].dims.d[k] = good[i][k];
       }
       std::printf("good_shapes %d\n", run->onShapeChange(descs.data(), nbIn, nullptr, nbOut));
+    }
+    // FLOATS fields: one value per channel at the good shapes; each in turn one value too many;
+    // each in turn with a bad value among good ones
+    std::string op = core->getPluginName();
+    Arrays arrays;
+    for (auto const& c : channel_fields(op))
+      arrays.push_back({c.first, std::vector<float>(c.second, 0.5f)});
+    auto create = [&](Arrays const& a) {
+      PluginFieldCollection pc = with_arrays(names, a, store);
+      return cr->createPlugin("p", &pc, TensorRTPhase::kBUILD);
+    };
+    if (IPluginV3* pp = arrays.empty() ? nullptr : create(arrays)) {
+      std::printf("per_channel %s\n", at_good_shapes(pp, op).c_str());
+      auto* rt = static_cast<IPluginV3OneRuntime*>(pp->getCapabilityInterface(Cap::kRUNTIME));
+      PluginFieldCollection const* ser = rt->getFieldsToSerialize();
+      for (int32_t k = 0; k < ser->nbFields; ++k)
+        std::printf("per_channel_serialized %s %d\n", ser->fields[k].name, ser->fields[k].length);
+      delete pp;
+    }
+    for (size_t c = 0; c < arrays.size(); ++c) {
+      auto wrong = arrays, bad = arrays;
+      wrong[c].second.push_back(0.5f);
+      bad[c].second.back() = -1.f;
+      IPluginV3* pw = create(wrong);
+      std::printf("wrong_length %s %s\n", arrays[c].first.c_str(),
+                  pw ? at_good_shapes(pw, op).c_str() : "rejected");
+      delete pw;
+      IPluginV3* pb = create(bad);
+      std::printf("bad_array_value %s %s\n", arrays[c].first.c_str(), pb ? "accepted" : "rejected");
+      delete pb;
     }
     IPluginV3* r = run->attachToContext(nullptr);
     std::printf("attached %s\n", r ? "yes" : "no");

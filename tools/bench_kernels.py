@@ -37,6 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the source tree, as the other tools
 from edgeq.runtime.cuda_kernels import check, no_gpu_reason  # noqa: E402
+from edgeq.runtime.kernels import Scales  # noqa: E402
 
 WIDTHS = (1536, 4096, 5120)  # d_inner of Mamba-130m, 1.4B, 2.8B
 N, W = 16, 4  # d_state, conv width
@@ -189,8 +190,8 @@ def kernel_call(lib, op: str, dtype: str, shape: tuple, case: dict, buf: Buffers
         item = 1 if int8 else 2
         y, so = buf.empty(b * L * c * item), buf.empty(b * (W - 1) * c * item)
         fn = getattr(lib, "edgeq_causal_conv1d_int8" if int8 else "edgeq_causal_conv1d_f16")
-        args = [p["x"], p["weight"], p["bias"], p["state"], y, so, b, L, c, W, *case["scales"], 1,
-                s]
+        scales = [Scales(buf.put(np.float32([v])), 1) for v in case["scales"]]  # per tensor
+        args = [p["x"], p["weight"], p["bias"], p["state"], y, so, b, L, c, W, *scales, 1, s]
     elif op == "hadamard":
         rows, n = shape
         fn, args = lib.edgeq_hadamard_int8, [p["x"], buf.empty(rows * n), rows, n, 0.02, s]

@@ -25,7 +25,7 @@ from edgeq.ops.table import (ADD_RMSNORM_INT8, CAUSAL_CONV1D, CAUSAL_CONV1D_INT8
 PLUGINS = (SELECTIVE_SCAN, CAUSAL_CONV1D, SSD_SCAN, SELECTIVE_SCAN_INT8, CAUSAL_CONV1D_INT8,
            HADAMARD_INT8, ADD_RMSNORM_INT8)
 OUT = ROOT / "plugins" / "trt" / "op_table.h"
-ATTR_TYPES = {"INT": "kInt", "FLOAT": "kFloat"}  # the others need adapter support first
+ATTR_TYPES = {"INT": "kInt", "FLOAT": "kFloat", "FLOATS": "kFloats"}  # others need adapter support
 # an output's dtype: its `like` input's, or fixed ("float": the only fixed one is fp32)
 DTYPES = {"": "kLike", "float": "kFloat", "int8": "kInt8"}
 
@@ -38,13 +38,16 @@ HEAD = """\
 namespace edgeq {
 namespace table {
 
-enum class AttrType { kInt, kFloat };  // INT arrives as a kINT32 field, FLOAT as kFLOAT32
+// INT arrives as a kINT32 field, FLOAT as kFLOAT32 of length 1, FLOATS as kFLOAT32 of length n
+enum class AttrType { kInt, kFloat, kFloats };
 enum class Dtype { kLike, kFloat, kInt8 };  // an output's: its `like` input's, fp32 or int8
 
 struct AttrDef {
   char const* name;
   AttrType type;
-  double default_value;
+  double default_value;  // FLOATS: the one default value
+  int32_t per_input = -1;  // FLOATS: n is 1 or the size of axis per_axis of input per_input
+  int32_t per_axis = -1;
 };
 """
 
@@ -52,6 +55,13 @@ struct AttrDef {
 def enum(name: str, values: list[str]) -> str:
     body = textwrap.fill(", ".join(values), 96, initial_indent="      ", subsequent_indent="      ")
     return f"  enum {name} : int32_t {{\n{body}\n  }};"
+
+
+def attr(a) -> str:
+    if a.type != "FLOATS":
+        return f'{{"{a.name}", AttrType::{ATTR_TYPES[a.type]}, {a.default!r}}}'
+    (default,), (src, axis) = a.default, a.per
+    return f'{{"{a.name}", AttrType::kFloats, {default!r}, in_{src}, {axis}}}'
 
 
 def row(op: OpDef) -> str:
@@ -62,8 +72,7 @@ def row(op: OpDef) -> str:
     names = [p.name for p in op.inputs]
     like = ", ".join(f"in_{p.like}" for p in op.outputs)
     dtypes = ", ".join(f"Dtype::{DTYPES[p.dtype]}" for p in op.outputs)
-    attrs = ",\n      ".join(f'{{"{a.name}", AttrType::{ATTR_TYPES[a.type]}, {a.default!r}}}'
-                             for a in op.attrs)
+    attrs = ",\n      ".join(attr(a) for a in op.attrs)
     return f"""
 struct {op.name} {{
   static constexpr char const* kName = "{op.name}";

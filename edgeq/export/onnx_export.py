@@ -93,7 +93,8 @@ def _qdq_translations() -> dict:
 
 
 def _onnx_attr(attr, value):
-    return int(value) if attr.type == "INT" else float(value) if attr.type == "FLOAT" else value
+    convert = {"INT": int, "FLOAT": float, "FLOATS": lambda v: [float(x) for x in v]}
+    return convert.get(attr.type, lambda v: v)(value)
 
 
 def check_symbolic_axes(model: onnx.ModelProto) -> None:

@@ -62,8 +62,8 @@ def _(u, delta, A, B, C, D, delta_bias, state, z, *scales, delta_softplus=True):
 
 
 @torch.library.custom_op(CAUSAL_CONV1D_INT8.torch_name, mutates_args=())
-def causal_conv1d_int8(x: Tensor, weight: Tensor, bias: Tensor, state: Tensor, x_scale: float,
-                       weight_scale: float, y_scale: float, activation: int = 1
+def causal_conv1d_int8(x: Tensor, weight: Tensor, bias: Tensor, state: Tensor, x_scale: list[float],
+                       weight_scale: list[float], y_scale: list[float], activation: int = 1
                        ) -> tuple[Tensor, Tensor]:
     return reference.causal_conv1d_int8(x, weight, bias, state, x_scale, weight_scale, y_scale,
                                         activation)

@@ -101,20 +101,36 @@ def causal_conv1d(x: Tensor, weight: Tensor, bias: Tensor, state: Tensor,
     return y.to(x.dtype), xx[:, L:L + W - 1].clone()
 
 
-# ---- int8 variants (docs/ops.md): int8 tensors carry per-tensor scales as attributes ----
+# ---- int8 variants (docs/ops.md): int8 tensors carry their scales as attributes ----
 
 def f32(v: float) -> float:
     """A scale or eps as the fp32 attribute the graph carries."""
     return float(np.float32(v))
 
 
-def quantize(x: Tensor, scale: float) -> Tensor:
-    """ONNX QuantizeLinear, symmetric int8: round half to even of x / scale, saturate."""
-    return torch.clamp(torch.round(x.float() / f32(scale)), -128, 127).to(torch.int8)
+def scales(scale, n: int) -> Tensor:
+    """A scale attribute as fp32 values: FLOAT, or FLOATS of length 1 (per tensor, then 0-d) or
+    n (one per channel, head or group)."""
+    s = torch.from_numpy(np.array(scale, np.float32).reshape(-1))
+    if s.numel() not in (1, n):
+        raise ValueError(f"a scale needs 1 or {n} values, got {s.numel()}")
+    return s.reshape(()) if s.numel() == 1 else s
 
 
-def dequantize(q: Tensor, scale: float) -> Tensor:
-    return q.float() * f32(scale)
+def _along(scale, t: Tensor, axis: int) -> Tensor:
+    """scales(scale) shaped to broadcast along `axis` (negative) of t."""
+    s = scales(scale, t.shape[axis])
+    return s if s.ndim == 0 else s.reshape(-1, *[1] * (-axis - 1))
+
+
+def quantize(x: Tensor, scale, axis: int = -1) -> Tensor:
+    """ONNX QuantizeLinear, symmetric int8: round half to even of x / scale, saturate. A FLOATS
+    scale runs along `axis`."""
+    return torch.clamp(torch.round(x.float() / _along(scale, x, axis)), -128, 127).to(torch.int8)
+
+
+def dequantize(q: Tensor, scale, axis: int = -1) -> Tensor:
+    return q.float() * _along(scale, q, axis)
 
 
 def qlinear(xq: Tensor, x_scale: float, w_t: Tensor, w_scale: Tensor) -> Tensor:
@@ -137,7 +153,8 @@ def causal_conv1d_int8(x, weight, bias, state, x_scale, weight_scale, y_scale, a
     xx = torch.cat([state, x], dim=1)  # int8 window
     # int32 accumulation, exact in float64
     acc = sum(weight[:, k].double() * xx[:, k:k + L].double() for k in range(W))
-    y = acc.float() * float(np.float32(x_scale) * np.float32(weight_scale)) + bias.float()
+    scale = _along(x_scale, x, -1) * _along(weight_scale, x, -1)  # fp32 product per channel
+    y = acc.float() * scale + bias.float()
     if activation == 1:
         y = silu(y)
     return quantize(y, y_scale), xx[:, L:L + W - 1].clone()

@@ -18,6 +18,8 @@ class Attr:
     type: str  # one of INT, INTS, FLOAT, FLOATS, STRING: what TensorRT 10.3 forwards
     default: object
     doc: str
+    # FLOATS scales: (input, axis) they run along; length 1 (per tensor) or that axis' size
+    per: tuple[str, int] | tuple[()] = ()
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,13 @@ def _scales(*names: str) -> tuple[Attr, ...]:
     return tuple(Attr(f"{n}_scale", "FLOAT", 1.0, f"per-tensor scale of int8 {n}") for n in names)
 
 
+def _channel_scales(**per: tuple[str, int]) -> tuple[Attr, ...]:
+    """FLOATS scales, name=(input, axis): one value, or one per index of that axis."""
+    return tuple(Attr(f"{n}_scale", "FLOATS", (1.0,), f"scales of int8 {n}: 1 or one per "
+                      f"index of axis {axis} of {src}", per=(src, axis))
+                 for n, (src, axis) in per.items())
+
+
 SELECTIVE_SCAN_INT8 = OpDef(
     name="EdgeqSelectiveScanInt8",
     torch_name="edgeq::selective_scan_int8",
@@ -142,7 +151,7 @@ CAUSAL_CONV1D_INT8 = OpDef(
     ),
     outputs=(Port("y", "[batch, L, C] int8", like="x"),
              Port("state_out", "[batch, W-1, C] int8", like="state")),
-    attrs=_scales("x", "weight", "y") + CAUSAL_CONV1D.attrs,
+    attrs=_channel_scales(x=("x", 2), weight=("x", 2), y=("x", 2)) + CAUSAL_CONV1D.attrs,
 )
 
 HADAMARD_INT8 = OpDef(

@@ -43,7 +43,7 @@ class QuantLayer(nn.Module):
             xz = xz + self.in_proj_b
         x, z = xz.chunk(2, dim=-1)
         uq, conv_state = ops.causal_conv1d_int8(qdq.quantize(x, s["x"]), self.conv_w, self.conv_b,
-                                                state[0], s["x"], s["conv_w"], s["u"], 1)
+                                                state[0], [s["x"]], [s["conv_w"]], [s["u"]], 1)
         xdbl = qdq.qlinear(uq, s["u"], self.x_proj_w, self.x_proj_s)
         dt, B, C = xdbl.split([cfg.dt_rank, cfg.d_state, cfg.d_state], dim=-1)
         delta = qdq.qlinear(qdq.quantize(dt, s["dt"]), s["dt"], self.dt_proj_w, self.dt_proj_s)

@@ -18,13 +18,20 @@ from ..ops.table import (ADD_RMSNORM_INT8, CAUSAL_CONV1D, CAUSAL_CONV1D_INT8, HA
                          SELECTIVE_SCAN, SELECTIVE_SCAN_INT8, SSD_SCAN)
 
 LIB_NAME = "libedgeq_cpu.so"
-_p, _i64, _i32, _f = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32, ctypes.c_float
+
+
+class Scales(ctypes.Structure):
+    """edgeq_scales: a FLOATS scale attribute's values (a pointer) and their count."""
+    _fields_ = [("values", ctypes.c_void_p), ("count", ctypes.c_int64)]
+
+
+_p, _i64, _i32, _f, _s = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32, ctypes.c_float, Scales
 _ARGTYPES = {
     SELECTIVE_SCAN.c_symbol: [_p] * 11 + [_i64] * 6 + [_i32, _p],
     CAUSAL_CONV1D.c_symbol: [_p] * 6 + [_i64] * 4 + [_i32, _p],
     SSD_SCAN.c_symbol: [_p] * 10 + [_i64] * 6 + [_i32, _i32, _p],
     SELECTIVE_SCAN_INT8.c_symbol: [_p] * 11 + [_i64] * 6 + [_f] * 5 + [_i32, _p],
-    CAUSAL_CONV1D_INT8.c_symbol: [_p] * 6 + [_i64] * 4 + [_f] * 3 + [_i32, _p],
+    CAUSAL_CONV1D_INT8.c_symbol: [_p] * 6 + [_i64] * 4 + [_s] * 3 + [_i32, _p],
     HADAMARD_INT8.c_symbol: [_p, _p, _i64, _i64, _f, _p],
     ADD_RMSNORM_INT8.c_symbol: [_p] * 5 + [_i64, _i64, _f, _f, _p],
 }
@@ -68,6 +75,15 @@ def _i8(a) -> np.ndarray:
 
 def _ptr(a):
     return None if a is None else a.ctypes.data
+
+
+def _scales(values) -> np.ndarray:
+    """A scale attribute (a number or a sequence) as its fp32 values."""
+    return np.array(values, np.float32).reshape(-1)
+
+
+def _struct(a: np.ndarray) -> Scales:  # the caller keeps `a` alive until the call returns
+    return Scales(a.ctypes.data, a.size)
 
 
 def _call(name: str, *args) -> None:
@@ -146,8 +162,9 @@ def causal_conv1d_int8(x, weight, bias, state, x_scale, weight_scale, y_scale, a
     bias = _f32(bias)
     dims = _conv_dims(x, weight, bias, state)
     y, state_out = np.empty_like(x), np.empty_like(state)
+    scales = [_scales(v) for v in (x_scale, weight_scale, y_scale)]
     _call(CAUSAL_CONV1D_INT8.c_symbol, *map(_ptr, (x, weight, bias, state, y, state_out)), *dims,
-          x_scale, weight_scale, y_scale, int(activation), None)
+          *map(_struct, scales), int(activation), None)
     return y, state_out
 
 

@@ -2,8 +2,9 @@
 to the C++ CPU kernels (edgeq.runtime.kernels). PyOps register by op_type in the domain
 ai.onnx.contrib, so graphs are rewritten from the `edgeq` domain in memory before loading.
 onnxruntime-extensions hands FLOAT attributes to Python printed with 6 significant digits, which
-moves int8 scales enough to flip rounded values, so the rewrite also turns them into exact
-decimal STRING attributes that the PyOps parse back."""
+moves int8 scales enough to flip rounded values, and has no FLOATS attributes at all, so the
+rewrite also turns both into exact decimal STRING attributes (values separated by spaces) that
+the PyOps parse back."""
 from __future__ import annotations
 
 import functools
@@ -41,32 +42,40 @@ def register() -> str:
         return kernels.causal_conv1d(x, weight, bias, state, activation)
 
     def attrs(op):
-        return {a.name: PyCustomOpDef.dt_string if a.type == "FLOAT" else i64 for a in op.attrs}
+        return {a.name: PyCustomOpDef.dt_string if a.type in _DECODE else i64 for a in op.attrs}
 
     @onnx_op(op_type=SELECTIVE_SCAN_INT8.name, inputs=[i8, i8, f32, i8, i8, f32, f32, f32, i8],
              outputs=[f32, f32], attrs=attrs(SELECTIVE_SCAN_INT8))
     def selective_scan_int8(u, delta, A, B, C, D, delta_bias, state, z, **a):
-        return kernels.selective_scan_int8(u, delta, A, B, C, D, delta_bias, state, z, **_floats(a))
+        return kernels.selective_scan_int8(u, delta, A, B, C, D, delta_bias, state, z,
+                                           **_decode(SELECTIVE_SCAN_INT8, a))
 
     @onnx_op(op_type=CAUSAL_CONV1D_INT8.name, inputs=[i8, i8, f32, i8], outputs=[i8, i8],
              attrs=attrs(CAUSAL_CONV1D_INT8))
     def causal_conv1d_int8(x, weight, bias, state, **a):
-        return kernels.causal_conv1d_int8(x, weight, bias, state, **_floats(a))
+        return kernels.causal_conv1d_int8(x, weight, bias, state, **_decode(CAUSAL_CONV1D_INT8, a))
 
     @onnx_op(op_type=HADAMARD_INT8.name, inputs=[f32], outputs=[i8], attrs=attrs(HADAMARD_INT8))
     def hadamard_int8(x, **a):
-        return kernels.hadamard_int8(x, **_floats(a))
+        return kernels.hadamard_int8(x, **_decode(HADAMARD_INT8, a))
 
     @onnx_op(op_type=ADD_RMSNORM_INT8.name, inputs=[f32, f32, f32], outputs=[i8, f32],
              attrs=attrs(ADD_RMSNORM_INT8))
     def add_rmsnorm_int8(x, residual, weight, **a):
-        return kernels.add_rmsnorm_int8(x, residual, weight, **_floats(a))
+        return kernels.add_rmsnorm_int8(x, residual, weight, **_decode(ADD_RMSNORM_INT8, a))
 
     return get_library_path()
 
 
-def _floats(attrs: dict) -> dict:
-    return {k: float(v) if isinstance(v, str) else v for k, v in attrs.items()}
+# FLOAT and FLOATS attributes as for_ort writes them (exact decimal strings), and back
+_ENCODE = {onnx.AttributeProto.FLOAT: lambda a: repr(a.f),
+           onnx.AttributeProto.FLOATS: lambda a: " ".join(map(repr, a.floats))}
+_DECODE = {"FLOAT": float, "FLOATS": lambda v: np.array([float(x) for x in v.split()], np.float32)}
+
+
+def _decode(op, attrs: dict) -> dict:
+    kinds = {a.name: a.type for a in op.attrs}
+    return {k: _DECODE.get(kinds[k], lambda v: v)(v) for k, v in attrs.items()}
 
 
 def for_ort(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -79,8 +88,8 @@ def for_ort(model: onnx.ModelProto) -> onnx.ModelProto:
         if node.domain == DOMAIN:
             node.domain = ORT_DOMAIN
             for a in node.attribute:
-                if a.type == onnx.AttributeProto.FLOAT:  # exact, see the module docstring
-                    a.CopyFrom(onnx.helper.make_attribute(a.name, repr(a.f)))
+                if a.type in _ENCODE:  # exact, see the module docstring
+                    a.CopyFrom(onnx.helper.make_attribute(a.name, _ENCODE[a.type](a)))
     for imp in out.opset_import:
         if imp.domain == DOMAIN:
             imp.domain = ORT_DOMAIN

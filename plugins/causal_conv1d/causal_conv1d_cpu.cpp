@@ -56,15 +56,20 @@ extern "C" int edgeq_causal_conv1d_f32(const float* x, const float* weight, cons
 extern "C" int edgeq_causal_conv1d_int8(const int8_t* x, const int8_t* weight,
                                         const float* bias, const int8_t* state, int8_t* y,
                                         int8_t* state_out, int64_t batch, int64_t L,
-                                        int64_t channels, int64_t width, float x_scale,
-                                        float weight_scale, float y_scale, int32_t activation,
-                                        void*) {
+                                        int64_t channels, int64_t width, edgeq_scales x_scale,
+                                        edgeq_scales weight_scale, edgeq_scales y_scale,
+                                        int32_t activation, void*) {
   if (!bias) return EDGEQ_NULL_POINTER;
-  const float scale = x_scale * weight_scale;
+  for (edgeq_scales s : {x_scale, weight_scale, y_scale})
+    if (int rc = edgeq_scales_check(s, channels)) return rc;
+  if (channels < 1) return EDGEQ_BAD_SHAPE;
+  std::vector<float> acc_scale(channels);  // x_scale[c] * weight_scale[c], in fp32
+  for (int64_t c = 0; c < channels; ++c)
+    acc_scale[c] = edgeq_scale_at(x_scale, c) * edgeq_scale_at(weight_scale, c);
   auto out = [&](int32_t acc, int64_t c) {
-    float v = float(acc) * scale + bias[c];
+    float v = float(acc) * acc_scale[c] + bias[c];
     if (activation == 1) v = edgeq_silu(v);
-    return edgeq_quantize(v, y_scale);
+    return edgeq_quantize(v, edgeq_scale_at(y_scale, c));
   };
   return conv<int8_t, int32_t>(x, weight, state, out, y, state_out, batch, L, channels, width);
 }

@@ -21,7 +21,7 @@ struct ConvArgs {
   T* state_out;
   int64_t batch, L, channels, width;
   int32_t activation;
-  float acc_scale = 1.f, y_scale = 1.f;  // int8: x_scale * weight_scale, and y's scale
+  Scale x_scale = {}, weight_scale = {}, y_scale = {};  // int8 only
 };
 
 // Products of int8 values sum exactly in int32 (docs/ops.md, "Int8 conventions"), others in fp32.
@@ -45,6 +45,7 @@ EDGEQ_CUDA_HD void conv_channel(const ConvArgs<T, Bias>& a, int64_t b, int64_t c
     win[j] = i < S ? st[(S - 1 - i) * C] : T{};  // before x[0]: the state, newest last
   }
   const float bias = to_f(a.bias[c]);
+  const float acc_scale = a.x_scale.at(c) * a.weight_scale.at(c), y_scale = a.y_scale.at(c);
   for (int64_t t = 0, row = b * a.L; t < a.L; ++t, ++row) {
 #pragma unroll
     for (int j = 0; j < WMAX - 1; ++j) win[j] = win[j + 1];
@@ -53,9 +54,9 @@ EDGEQ_CUDA_HD void conv_channel(const ConvArgs<T, Bias>& a, int64_t b, int64_t c
 #pragma unroll
     for (int j = 0; j < WMAX; ++j)  // guarded: 0 * inf outside the window is NaN
       if (WMAX - 1 - j < W) acc += w[j] * widen(win[j]);
-    float v = float(acc) * a.acc_scale + bias;  // fp: acc_scale 1, exact
+    float v = float(acc) * acc_scale + bias;  // fp: acc_scale 1, exact
     if (a.activation == 1) v = silu(v);
-    a.y[row * C + c] = from_f<T>(v, a.y_scale);
+    a.y[row * C + c] = from_f<T>(v, y_scale);
   }
   T* so = a.state_out + b * S * C + c;
 #pragma unroll
@@ -77,6 +78,11 @@ int conv_check(const ConvArgs<T, Bias>& a) {
   if (a.batch < 1 || a.L < 1 || a.channels < 1 || a.width < 2 || a.width > kMaxWidth ||
       a.batch > 65535)
     return EDGEQ_BAD_SHAPE;
+  if (std::is_same<T, int8_t>::value) {  // int8 scales come as arrays
+    const Scale scales[] = {a.x_scale, a.weight_scale, a.y_scale};
+    for (const Scale& s : scales)
+      if (int rc = edgeq_scales_check(s.array, a.channels)) return rc;
+  }
   return EDGEQ_OK;
 }
 
@@ -128,12 +134,12 @@ extern "C" int edgeq_causal_conv1d_f16(const edgeq_half* x, const edgeq_half* we
 extern "C" int edgeq_causal_conv1d_int8(const int8_t* x, const int8_t* weight,
                                         const float* bias, const int8_t* state, int8_t* y,
                                         int8_t* state_out, int64_t batch, int64_t L,
-                                        int64_t channels, int64_t width, float x_scale,
-                                        float weight_scale, float y_scale, int32_t activation,
-                                        void* stream) {
+                                        int64_t channels, int64_t width, edgeq_scales x_scale,
+                                        edgeq_scales weight_scale, edgeq_scales y_scale,
+                                        int32_t activation, void* stream) {
   using namespace edgeq_cuda;
   return conv_launch(ConvArgs<int8_t, float>{x, weight, bias, state, y, state_out, batch, L,
-                                             channels, width, activation,
-                                             x_scale * weight_scale, y_scale},
+                                             channels, width, activation, x_scale, weight_scale,
+                                             y_scale},
                      stream);
 }

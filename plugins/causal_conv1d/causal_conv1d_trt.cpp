@@ -49,7 +49,7 @@ struct CausalConv1dOp : ConvShapes<table::EdgeqCausalConv1d> {
   }
 };
 
-// x, weight, state, y and state_out int8; bias fp32.
+// x, weight, state, y and state_out int8; bias fp32; scales per tensor or per channel.
 struct CausalConv1dInt8Op : ConvShapes<table::EdgeqCausalConv1dInt8> {
   static bool supports(int32_t pos, DynamicPluginTensorDesc const* io, int32_t) {
     return io[pos].desc.type == (pos == in_bias ? DataType::kFLOAT : DataType::kINT8);
@@ -57,8 +57,8 @@ struct CausalConv1dInt8Op : ConvShapes<table::EdgeqCausalConv1dInt8> {
 
   static bool valid(Attrs<CausalConv1dInt8Op> const& a) {
     return (a.i(attr_activation) == 0 || a.i(attr_activation) == 1) &&
-           positive(a.f(attr_x_scale)) && positive(a.f(attr_weight_scale)) &&
-           positive(a.f(attr_y_scale));
+           positive(a.floats(attr_x_scale)) && positive(a.floats(attr_weight_scale)) &&
+           positive(a.floats(attr_y_scale));
   }
 
   static int enqueue(Attrs<CausalConv1dInt8Op> const& a, PluginTensorDesc const* in, int32_t,
@@ -69,8 +69,8 @@ struct CausalConv1dInt8Op : ConvShapes<table::EdgeqCausalConv1dInt8> {
     return edgeq_causal_conv1d_int8(
         i8(in_x), i8(in_weight), static_cast<float const*>(inputs[in_bias]), i8(in_state),
         o(out_y), o(out_state_out), x.d[0], x.d[1], x.d[2], in[in_weight].dims.d[1],
-        a.f(attr_x_scale), a.f(attr_weight_scale), a.f(attr_y_scale), a.i(attr_activation),
-        stream);
+        a.scales(attr_x_scale), a.scales(attr_weight_scale), a.scales(attr_y_scale),
+        a.i(attr_activation), stream);
   }
 };
 

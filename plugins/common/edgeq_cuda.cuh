@@ -23,9 +23,23 @@ EDGEQ_CUDA_HD int8_t quantize(float v, float scale) {
   return int8_t(r > 127.f ? 127.f : (r < -128.f ? -128.f : r));
 }
 
-// Tensors are float, __half or int8_t; all math is fp32. An int8 tensor carries its per-tensor
-// scale (docs/ops.md, "Int8 conventions"): loads dequantize, stores quantize. Float and fp16
-// tensors ignore the scale, so one kernel template serves every variant.
+// An int8 tensor's scale in a kernel (docs/ops.md, "Int8 conventions"): one value passed by
+// value, or an edgeq_scales array in device memory (1, or one per channel, head or group).
+// Float and fp16 tensors keep the default, 1.
+struct Scale {
+  float value = 1.f;
+  edgeq_scales array = {nullptr, 0};
+  Scale() = default;
+  Scale(float v) : value(v) {}
+  Scale(edgeq_scales s) : array(s) {}
+  EDGEQ_CUDA_HD float at(int64_t i) const {
+    return array.values ? array.values[array.count == 1 ? 0 : i] : value;
+  }
+};
+
+// Tensors are float, __half or int8_t; all math is fp32. An int8 tensor carries its scale:
+// loads dequantize, stores quantize. Float and fp16 tensors ignore the scale, so one kernel
+// template serves every variant.
 EDGEQ_CUDA_HD float to_f(float x, float = 1.f) { return x; }
 EDGEQ_CUDA_HD float to_f(__half x, float = 1.f) { return __half2float(x); }
 EDGEQ_CUDA_HD float to_f(int8_t x, float scale) { return float(x) * scale; }

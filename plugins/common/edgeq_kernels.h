@@ -19,6 +19,20 @@ enum edgeq_status { EDGEQ_OK = 0, EDGEQ_BAD_SHAPE = 1, EDGEQ_NULL_POINTER = 2, E
 // An IEEE fp16 value as its 16 bits (the CUDA library reads it as __half).
 typedef uint16_t edgeq_half;
 
+// The scales of an int8 tensor, a FLOATS attribute (docs/ops.md, "Int8 conventions"): `count`
+// fp32 values, where the other pointers live; 1 (per tensor) or one per channel, head or group,
+// so value i is values[count == 1 ? 0 : i].
+typedef struct {
+  const float* values;
+  int64_t count;
+} edgeq_scales;
+
+// EDGEQ_OK when `s` has 1 or n values.
+static inline int edgeq_scales_check(edgeq_scales s, int64_t n) {
+  if (!s.values) return EDGEQ_NULL_POINTER;
+  return s.count == 1 || s.count == n ? EDGEQ_OK : EDGEQ_BAD_SHAPE;
+}
+
 // EdgeqSelectiveScan. u, z, y: [batch, L, dim]; delta: [batch, L, heads]; A: [heads, dstate];
 // B, C: [batch, L, groups, dstate]; D: [dim]; delta_bias: [heads];
 // state, state_out: [batch, dim, dstate] fp32. z may be NULL (no gate).
@@ -45,7 +59,8 @@ EDGEQ_API int edgeq_ssd_scan_f32(const float* x, const float* dt, const float* A
                                  int64_t dstate, int32_t dt_softplus, int32_t chunk_size,
                                  void* stream);
 
-// ---- int8 variants (docs/ops.md "Int8 conventions"): per-tensor scales, fp32 state ----
+// ---- int8 variants (docs/ops.md "Int8 conventions"): scales by value (per tensor) or as
+// edgeq_scales; fp32 state ----
 
 // EdgeqSelectiveScanInt8. u, z: int8 [batch, L, dim]; delta: int8 [batch, L, heads];
 // B, C: int8 [batch, L, groups, dstate]; y: fp32; the rest as edgeq_selective_scan_f32.
@@ -59,12 +74,13 @@ EDGEQ_API int edgeq_selective_scan_int8(const int8_t* u, const int8_t* delta, co
                                         float z_scale, int32_t delta_softplus, void* stream);
 
 // EdgeqCausalConv1dInt8. x, y: int8 [batch, L, channels]; weight: int8 [channels, width];
-// bias: fp32; state, state_out: int8 [batch, width-1, channels].
+// bias: fp32; state, state_out: int8 [batch, width-1, channels]; each scale 1 or `channels`
+// values.
 EDGEQ_API int edgeq_causal_conv1d_int8(const int8_t* x, const int8_t* weight, const float* bias,
                                        const int8_t* state, int8_t* y, int8_t* state_out,
                                        int64_t batch, int64_t L, int64_t channels, int64_t width,
-                                       float x_scale, float weight_scale, float y_scale,
-                                       int32_t activation, void* stream);
+                                       edgeq_scales x_scale, edgeq_scales weight_scale,
+                                       edgeq_scales y_scale, int32_t activation, void* stream);
 
 // EdgeqHadamardInt8 over rows of n: x fp32 [rows, n], y int8 [rows, n].
 EDGEQ_API int edgeq_hadamard_int8(const float* x, int8_t* y, int64_t rows, int64_t n,

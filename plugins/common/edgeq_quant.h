@@ -4,6 +4,11 @@
 #include <cmath>
 #include <cstdint>
 
+#include "edgeq_kernels.h"
+
+// value i of a scale array (edgeq_scales_check has passed)
+inline float edgeq_scale_at(edgeq_scales s, int64_t i) { return s.values[s.count == 1 ? 0 : i]; }
+
 // quantize() of docs/ops.md: x / scale rounded half to even (rint under the default rounding
 // mode), saturated to int8
 inline int8_t edgeq_quantize(float v, float scale) {

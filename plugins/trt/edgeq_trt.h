@@ -2,7 +2,8 @@
 // IPluginCreatorV3One built from the op's row of plugins/trt/op_table.h (names, ports, fields)
 // and a small Op struct per op (plugins/<op>/<op>_trt.cpp) with the parts that differ:
 //   static bool supports(int32_t pos, DynamicPluginTensorDesc const* io, int32_t nbInputs);
-//   static bool valid(Attrs<Op> const&);  // attribute values (a.i(attr_x), a.f(attr_y))
+//   static bool valid(Attrs<Op> const&);  // attribute values: a.i(attr_x), a.f(attr_y),
+//                                         // a.floats(attr_z) (FLOATS; a.scales for kernels)
 //   static bool shapes_ok(PluginTensorDesc const* in, int32_t nbInputs);
 //   static int enqueue(Attrs<Op> const&, PluginTensorDesc const* in, int32_t nbInputs,
 //                      void const* const* inputs, void* const* outputs, cudaStream_t);
@@ -17,6 +18,7 @@
 #include <initializer_list>
 #include <new>
 #include <string>
+#include <vector>
 
 #include "edgeq_kernels.h"
 #include "op_table.h"
@@ -53,6 +55,40 @@ inline int64_t rows_of(Dims const& d) {
 
 // int8 scales: quantize divides by them
 inline bool positive(float v) { return std::isfinite(v) && v > 0.f; }
+inline bool positive(std::vector<float> const& v) {
+  for (float x : v)
+    if (!positive(x)) return false;
+  return true;
+}
+
+// A FLOATS field's values in device memory, where the kernels read them. A copy starts empty:
+// every plugin clone (one per execution context) makes its own on its first enqueue, outside
+// any CUDA graph capture (TensorRT's recipe runs enqueueV3 once before capturing).
+class DeviceFloats {
+ public:
+  DeviceFloats() = default;
+  DeviceFloats(DeviceFloats const&) {}
+  DeviceFloats& operator=(DeviceFloats const&) = delete;
+  ~DeviceFloats() {
+    if (ptr_) cudaFree(ptr_);
+  }
+  float const* get() const { return ptr_; }
+  bool upload(std::vector<float> const& host, cudaStream_t stream) {
+    if (ptr_) return true;
+    size_t bytes = host.size() * sizeof(float);
+    void* p = nullptr;
+    if (cudaMalloc(&p, bytes) != cudaSuccess) return false;
+    if (cudaMemcpyAsync(p, host.data(), bytes, cudaMemcpyHostToDevice, stream) != cudaSuccess) {
+      cudaFree(p);
+      return false;
+    }
+    ptr_ = static_cast<float*>(p);
+    return true;
+  }
+
+ private:
+  float* ptr_ = nullptr;
+};
 
 // The op's attribute values, and the same values as PluginFields.
 template <class Row>
@@ -61,11 +97,14 @@ class Attrs {
   Attrs() {
     for (int32_t k = 0; k < Row::kNbAttrs; ++k) {
       ints_[k] = int32_t(Row::kAttrs[k].default_value);
-      floats_[k] = float(Row::kAttrs[k].default_value);
+      floats_[k] = {float(Row::kAttrs[k].default_value)};
     }
   }
   int32_t i(int32_t k) const { return ints_[k]; }
-  float f(int32_t k) const { return floats_[k]; }
+  float f(int32_t k) const { return floats_[k][0]; }
+  std::vector<float> const& floats(int32_t k) const { return floats_[k]; }
+  // a FLOATS field for the kernels: its device copy (after upload) and its length
+  edgeq_scales scales(int32_t k) const { return {device_[k].get(), int64_t(floats_[k].size())}; }
 
   // Takes the fields named like attributes; others are ignored, missing ones keep the default.
   bool set(PluginFieldCollection const* fc) {
@@ -74,13 +113,40 @@ class Attrs {
       for (int32_t k = 0; k < Row::kNbAttrs; ++k) {
         if (!p.name || std::strcmp(p.name, Row::kAttrs[k].name) != 0) continue;
         if (!p.data || p.length < 1) return false;
-        // the types getFieldNames announces, which the ONNX parser gives INT and FLOAT
+        // the types getFieldNames announces, which the ONNX parser gives INT, FLOAT and FLOATS
         bool is_int = Row::kAttrs[k].type == table::AttrType::kInt;
         if (p.type != (is_int ? PluginFieldType::kINT32 : PluginFieldType::kFLOAT32)) return false;
-        if (is_int) ints_[k] = *static_cast<int32_t const*>(p.data);
-        else floats_[k] = *static_cast<float const*>(p.data);
+        if (is_int) {
+          ints_[k] = *static_cast<int32_t const*>(p.data);
+        } else {
+          auto v = static_cast<float const*>(p.data);
+          bool many = Row::kAttrs[k].type == table::AttrType::kFloats;
+          floats_[k].assign(v, v + (many ? p.length : 1));
+        }
       }
     }
+    return true;
+  }
+
+  // FLOATS lengths: 1, or the size of the axis they run along (dims: the inputs'; a size not
+  // known yet, -1 or a missing axis, is not checked).
+  bool lengths_ok(Dims const* dims) const {
+    for (int32_t k = 0; k < Row::kNbAttrs; ++k) {
+      table::AttrDef const& d = Row::kAttrs[k];
+      if (d.type != table::AttrType::kFloats || floats_[k].size() == 1) continue;
+      Dims const& in = dims[d.per_input];
+      if (d.per_axis < in.nbDims && in.d[d.per_axis] >= 0 &&
+          int64_t(floats_[k].size()) != in.d[d.per_axis])
+        return false;
+    }
+    return true;
+  }
+
+  // Device copies of the FLOATS fields, made once.
+  bool upload(cudaStream_t stream) {
+    for (int32_t k = 0; k < Row::kNbAttrs; ++k)
+      if (Row::kAttrs[k].type == table::AttrType::kFloats && !device_[k].upload(floats_[k], stream))
+        return false;
     return true;
   }
 
@@ -88,9 +154,10 @@ class Attrs {
   PluginFieldCollection const* fields() {
     for (int32_t k = 0; k < Row::kNbAttrs; ++k) {
       bool is_int = Row::kAttrs[k].type == table::AttrType::kInt;
-      void const* v = is_int ? static_cast<void const*>(&ints_[k]) : &floats_[k];
+      void const* v = is_int ? static_cast<void const*>(&ints_[k]) : floats_[k].data();
       fields_[k] = PluginField(Row::kAttrs[k].name, v,
-                               is_int ? PluginFieldType::kINT32 : PluginFieldType::kFLOAT32, 1);
+                               is_int ? PluginFieldType::kINT32 : PluginFieldType::kFLOAT32,
+                               is_int ? 1 : int32_t(floats_[k].size()));
     }
     collection_.nbFields = Row::kNbAttrs;
     collection_.fields = fields_.data();
@@ -99,7 +166,8 @@ class Attrs {
 
  private:
   std::array<int32_t, Row::kNbAttrs> ints_{};
-  std::array<float, Row::kNbAttrs> floats_{};
+  std::array<std::vector<float>, Row::kNbAttrs> floats_{};  // FLOAT: one value
+  std::array<DeviceFloats, Row::kNbAttrs> device_{};  // FLOATS only
   std::array<PluginField, Row::kNbAttrs> fields_{};
   PluginFieldCollection collection_{};
 };
@@ -130,9 +198,9 @@ class Plugin final : public IPluginV3, public IPluginV3OneCore, public IPluginV3
   // IPluginV3OneBuild. Outputs have the shape of their table `like` input, and its dtype unless
   // the table fixes one; no workspace (the default getWorkspaceSize returns 0).
   int32_t getNbOutputs() const noexcept override { return Op::kNbOutputs; }
-  int32_t configurePlugin(DynamicPluginTensorDesc const*, int32_t nbInputs,
+  int32_t configurePlugin(DynamicPluginTensorDesc const* in, int32_t nbInputs,
                           DynamicPluginTensorDesc const*, int32_t nbOutputs) noexcept override {
-    return counts_ok(nbInputs, nbOutputs) ? 0 : -1;
+    return counts_ok(nbInputs, nbOutputs) && lengths_ok(in, nbInputs) ? 0 : -1;
   }
   int32_t getOutputDataTypes(DataType* outputTypes, int32_t nbOutputs, DataType const* inputTypes,
                              int32_t nbInputs) const noexcept override {
@@ -160,7 +228,8 @@ class Plugin final : public IPluginV3, public IPluginV3OneCore, public IPluginV3
   // IPluginV3OneRuntime
   int32_t onShapeChange(PluginTensorDesc const* in, int32_t nbInputs, PluginTensorDesc const*,
                         int32_t nbOutputs) noexcept override {
-    if (!counts_ok(nbInputs, nbOutputs) || !Op::shapes_ok(in, nbInputs)) {
+    if (!counts_ok(nbInputs, nbOutputs) || !Op::shapes_ok(in, nbInputs) ||
+        !lengths_ok(in, nbInputs)) {
       log_msg(ILogger::Severity::kERROR, std::string(Op::kName) + ": inconsistent input shapes");
       return -1;
     }
@@ -170,7 +239,9 @@ class Plugin final : public IPluginV3, public IPluginV3OneCore, public IPluginV3
   int32_t enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const*,
                   void const* const* inputs, void* const* outputs, void*,
                   cudaStream_t stream) noexcept override {
-    int rc = Op::enqueue(attrs_, inputDesc, nb_inputs_, inputs, outputs, stream);
+    int rc = attrs_.upload(stream)
+                 ? Op::enqueue(attrs_, inputDesc, nb_inputs_, inputs, outputs, stream)
+                 : EDGEQ_CUDA_ERROR;
     if (rc != EDGEQ_OK)
       log_msg(ILogger::Severity::kERROR,
           std::string(Op::kName) + ": kernel status " + std::to_string(rc));
@@ -183,6 +254,15 @@ class Plugin final : public IPluginV3, public IPluginV3OneCore, public IPluginV3
   static bool counts_ok(int32_t nbInputs, int32_t nbOutputs) {
     return nbInputs >= Op::kNbRequiredInputs && nbInputs <= Op::kNbInputs &&
            nbOutputs == Op::kNbOutputs;
+  }
+  static Dims const& dims_of(DynamicPluginTensorDesc const& d) { return d.desc.dims; }
+  static Dims const& dims_of(PluginTensorDesc const& d) { return d.dims; }
+  // the FLOATS lengths against the inputs' dims (counts_ok has passed)
+  template <class Desc>
+  bool lengths_ok(Desc const* in, int32_t nbInputs) const {
+    std::array<Dims, Op::kNbInputs> dims{};  // rank 0 where an optional input is not given
+    for (int32_t i = 0; i < nbInputs; ++i) dims[i] = dims_of(in[i]);
+    return attrs_.lengths_ok(dims.data());
   }
   Attrs<Op> attrs_;
   int32_t nb_inputs_;

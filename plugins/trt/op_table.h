@@ -6,13 +6,16 @@
 namespace edgeq {
 namespace table {
 
-enum class AttrType { kInt, kFloat };  // INT arrives as a kINT32 field, FLOAT as kFLOAT32
+// INT arrives as a kINT32 field, FLOAT as kFLOAT32 of length 1, FLOATS as kFLOAT32 of length n
+enum class AttrType { kInt, kFloat, kFloats };
 enum class Dtype { kLike, kFloat, kInt8 };  // an output's: its `like` input's, fp32 or int8
 
 struct AttrDef {
   char const* name;
   AttrType type;
-  double default_value;
+  double default_value;  // FLOATS: the one default value
+  int32_t per_input = -1;  // FLOATS: n is 1 or the size of axis per_axis of input per_input
+  int32_t per_axis = -1;
 };
 
 struct EdgeqSelectiveScan {
@@ -119,9 +122,9 @@ struct EdgeqCausalConv1dInt8 {
       attr_x_scale, attr_weight_scale, attr_y_scale, attr_activation, kNbAttrs
   };
   static constexpr AttrDef kAttrs[kNbAttrs] = {
-      {"x_scale", AttrType::kFloat, 1.0},
-      {"weight_scale", AttrType::kFloat, 1.0},
-      {"y_scale", AttrType::kFloat, 1.0},
+      {"x_scale", AttrType::kFloats, 1.0, in_x, 2},
+      {"weight_scale", AttrType::kFloats, 1.0, in_x, 2},
+      {"y_scale", AttrType::kFloats, 1.0, in_x, 2},
       {"activation", AttrType::kInt, 1}};
 };
 

@@ -1,0 +1,77 @@
+"""One-node ONNX graphs of the int8 ops with per-channel scales: the table's schemas infer the
+outputs' types and shapes, and ONNX Runtime (the PyOps over the C++ kernels, FLOATS attributes
+passed exactly) computes what the torch op computes."""
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import helper
+
+from edgeq.export import schemas
+from edgeq.ops import custom
+from edgeq.ops.table import CAUSAL_CONV1D_INT8, DOMAIN
+from edgeq.runtime import ort_ops
+
+_ELEM = {np.dtype(np.int8): onnx.TensorProto.INT8, np.dtype(np.float32): onnx.TensorProto.FLOAT}
+
+
+def one_node(op, inputs: dict[str, np.ndarray], **attrs) -> onnx.ModelProto:
+    """A graph of one `op` node with a symbolic batch, its outputs typed by shape inference."""
+    schemas.register()
+
+    def declared(name, a):
+        dims = ["batch", *a.shape[1:]] if a.ndim >= 3 else list(a.shape)
+        return helper.make_tensor_value_info(name, _ELEM[a.dtype], dims)
+    node = helper.make_node(op.name, list(inputs), [p.name for p in op.outputs], domain=DOMAIN,
+                            **op.node_attrs(**attrs))
+    graph = helper.make_graph([node], op.name, [declared(k, v) for k, v in inputs.items()],
+                              [helper.make_value_info(p.name, onnx.TypeProto()) for p in op.outputs])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20),
+                                                    helper.make_opsetid(DOMAIN, 1)])
+    return onnx.shape_inference.infer_shapes(model, strict_mode=True)
+
+
+def run_ort(model: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.register_custom_ops_library(ort_ops.register())
+    session = ort.InferenceSession(ort_ops.for_ort(model).SerializeToString(), opts,
+                                   providers=["CPUExecutionProvider"])
+    return session.run(None, inputs)
+
+
+def output_types(model: onnx.ModelProto) -> list[tuple[int, list]]:
+    return [(o.type.tensor_type.elem_type, [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim])
+            for o in model.graph.output]
+
+
+def q8(g, *shape):
+    return torch.randint(-128, 128, shape, generator=g, dtype=torch.int8)
+
+
+def scales(g, base, n):
+    """n scales spread around base, with digits that 6-digit printing would lose"""
+    return (base * torch.exp(0.5 * torch.randn(n, generator=g))).tolist()
+
+
+def test_conv_int8_per_channel_on_ort_equals_torch():
+    g = torch.Generator().manual_seed(0)
+    C, W = 40, 4
+    x = dict(x=q8(g, 2, 9, C), weight=q8(g, C, W), bias=torch.randn(C, generator=g),
+             state=q8(g, 2, W - 1, C))
+    attrs = dict(x_scale=scales(g, 0.05, C), weight_scale=[0.0123456789], y_scale=scales(g, 0.02, C))
+    feed = {k: v.numpy() for k, v in x.items()}
+    model = one_node(CAUSAL_CONV1D_INT8, feed, **attrs, activation=1)
+    i8 = onnx.TensorProto.INT8
+    assert output_types(model) == [(i8, ["batch", 9, C]), (i8, ["batch", W - 1, C])]
+    y, state = run_ort(model, feed)
+    want_y, want_state = custom.causal_conv1d_int8(*x.values(), **attrs, activation=1)
+    np.testing.assert_array_equal(y, want_y.numpy())
+    np.testing.assert_array_equal(state, want_state.numpy())
+
+
+@pytest.mark.parametrize("values", [[0.1], [1 / 3, 2e-7, 123.456789]])
+def test_floats_attributes_reach_the_pyops_exactly(values):
+    attr = helper.make_attribute("s", values)
+    encoded = ort_ops._ENCODE[onnx.AttributeProto.FLOATS](attr)
+    np.testing.assert_array_equal(ort_ops._DECODE["FLOATS"](encoded), np.float32(values))

@@ -98,6 +98,18 @@ EMU emu_edgeq_ssd_scan_f16(const H* x, const H* dt, const float* A, const H* B, 
                                        batch, L, dim, heads, groups, dstate, dt_softplus});
 }
 
+EMU emu_edgeq_ssd_scan_int8(const int8_t* x, const int8_t* dt, const float* A, const int8_t* B,
+                            const int8_t* C, const float* D, const float* dt_bias,
+                            const float* state, float* y, float* state_out, int64_t batch,
+                            int64_t L, int64_t dim, int64_t heads, int64_t groups, int64_t dstate,
+                            edgeq_scales x_scale, edgeq_scales dt_scale, edgeq_scales B_scale,
+                            edgeq_scales C_scale, int32_t dt_softplus, int32_t, void*) {
+  return scan_emu(ScanArgs<int8_t, float, true>{x, dt, A, B, C, D, dt_bias, state, nullptr, y,
+                                                state_out, batch, L, dim, heads, groups, dstate,
+                                                dt_softplus,
+                                                {x_scale, dt_scale, B_scale, C_scale, {}}});
+}
+
 EMU emu_edgeq_causal_conv1d_f32(const float* x, const float* weight, const float* bias,
                                 const float* state, float* y, float* state_out, int64_t batch,
                                 int64_t L, int64_t channels, int64_t width, int32_t activation,

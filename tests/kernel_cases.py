@@ -15,7 +15,7 @@ from edgeq.ops import reference
 from edgeq.runtime.cuda_kernels import symbol
 from edgeq.runtime.kernels import Scales
 from edgeq.ops.table import (ADD_RMSNORM_INT8, CAUSAL_CONV1D, CAUSAL_CONV1D_INT8, HADAMARD_INT8,
-                             SELECTIVE_SCAN, SELECTIVE_SCAN_INT8, SSD_SCAN)
+                             SELECTIVE_SCAN, SELECTIVE_SCAN_INT8, SSD_SCAN, SSD_SCAN_INT8)
 
 
 @dataclass(frozen=True)
@@ -47,13 +47,14 @@ class Ssd:  # EdgeqSSDScan: dim = heads * P
     N: int = 128  # Mamba-2's
     softplus: int = 1
     chunk: int = 64  # the reference's chunk length (the CUDA kernel ignores it)
-    dtype: str = "float32"  # or float16
+    dtype: str = "float32"  # or float16, or int8 (EdgeqSSDScanInt8: fp32 y)
     inplace: bool = False  # state_out is the state buffer
+    per_channel: bool = False  # int8: x per channel, dt per head, B and C per group
 
     def __str__(self):
         return (f"b{self.batch}-L{self.L}-h{self.heads}-p{self.P}-g{self.groups}-n{self.N}"
                 f"-c{self.chunk}{'' if self.softplus else '-nosp'}-{self.dtype}"
-                f"{'-inplace' if self.inplace else ''}")
+                f"{'-inplace' if self.inplace else ''}{'-perchannel' if self.per_channel else ''}")
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,11 @@ SSD_SMALL = [
     Ssd(2, 20, 2, 3, groups=2, N=256, chunk=256), Ssd(2, 300, 2, 32, N=16),
     Ssd(2, 9, 4, 16, groups=2, N=64, dtype="float16"), Ssd(3, 1, 8, 8, N=16, inplace=True),
     Ssd(2, 11, 4, 16, dtype="float16", inplace=True),
+    Ssd(1, 1, MAMBA2_130M_HEADS, 64, dtype="int8", per_channel=True),
+    Ssd(2, 7, 4, 8, N=16, chunk=4, dtype="int8"),
+    Ssd(2, 33, 6, 5, groups=3, N=4, chunk=8, dtype="int8", per_channel=True),
+    Ssd(1, 64, 4, 16, groups=2, N=32, chunk=16, softplus=0, dtype="int8", per_channel=True),
+    Ssd(3, 1, 8, 8, groups=2, N=16, dtype="int8", per_channel=True, inplace=True),
 ]
 CONV_SMALL = [
     Conv(1, 1, MAMBA_130M), Conv(2, 7, MAMBA_130M), Conv(3, 2, 100, W=5), Conv(2, 40, 70, W=2),
@@ -138,7 +144,11 @@ SSD_GPU = SSD_SMALL + [
     for b, L in ((1, 1), (64, 1), (1, 7), (64, 7), (1, 1000), (4, 1000), (1, 2100))
 ] + [Ssd(64, 1, MAMBA2_2_7B_HEADS, 64, dtype="float16", inplace=True),
      Ssd(1, 2100, MAMBA2_130M_HEADS, 64, dtype="float16"),
-     Ssd(64, 7, MAMBA2_130M_HEADS, 64, dtype="float16")]
+     Ssd(64, 7, MAMBA2_130M_HEADS, 64, dtype="float16")] + [
+    Ssd(b, L, h, 64, groups=g, dtype="int8", per_channel=True)
+    for h, g in ((MAMBA2_130M_HEADS, 1), (MAMBA2_2_7B_HEADS, 8))
+    for b, L in ((1, 1), (64, 1), (1, 1000), (4, 1000))] + [
+    Ssd(64, 1, MAMBA2_2_7B_HEADS, 64, groups=8, dtype="int8", per_channel=True, inplace=True)]
 CONV_GPU = CONV_SMALL + [
     Conv(b, L, c) for c in (MAMBA_130M, MAMBA_2_8B)
     for b, L in ((1, 1), (64, 1), (1, 7), (64, 7), (1, 1000), (16, 1000), (1, 2100), (8, 2100))
@@ -254,7 +264,7 @@ def run_scan(lib, mem, c: Scan, prefix: str = ""):
 
 def ssd_inputs(c: Ssd, seed: int = 0) -> dict:
     g = torch.Generator().manual_seed(seed)
-    act = getattr(torch, c.dtype)
+    act = torch.float32 if c.dtype == "int8" else getattr(torch, c.dtype)  # quantized by run_ssd
     r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
     if c.softplus:  # as scan_inputs: dt around 0.01..0.1, a few above the threshold 20
         dt, bias = r(c.batch, c.L, c.heads) * 0.5, -3.0 + r(c.heads)
@@ -270,18 +280,28 @@ def ssd_inputs(c: Ssd, seed: int = 0) -> dict:
 
 
 def run_ssd(lib, mem, c: Ssd, prefix: str = ""):
-    x = ssd_inputs(c)
+    x = want_x = ssd_inputs(c)
+    axes, scales, int8 = {"x": -1, "dt": -1, "B": -2, "C": -2}, {}, c.dtype == "int8"
+    if int8:  # EdgeqSSDScanInt8 is the fp scan of the dequantized inputs
+        scales = {k: _channel_scale(x[k], ax) if c.per_channel else _scale(x[k])
+                  for k, ax in axes.items()}
+        x = {k: reference.quantize(v, scales[k], axes[k]) if k in scales else v
+             for k, v in x.items()}
+        want_x = {k: reference.dequantize(v, scales[k], axes[k]) if k in scales else v
+                  for k, v in x.items()}
     p = {k: mem.put(_np(v)) for k, v in x.items()}
     dim = c.heads * c.P
-    y = mem.empty((c.batch, c.L, dim), c.dtype)
+    y = mem.empty((c.batch, c.L, dim), "float32" if int8 else c.dtype)
     state_out = p["state"] if c.inplace else mem.empty((c.batch, dim, c.N), "float32")
-    rc = getattr(lib, prefix + symbol(SSD_SCAN, c.dtype))(
+    rc = getattr(lib, prefix + symbol(SSD_SCAN_INT8 if int8 else SSD_SCAN, c.dtype))(
         p["x"], p["dt"], p["A"], p["B"], p["C"], p["D"], p["dt_bias"], p["state"], y, state_out,
-        c.batch, c.L, dim, c.heads, c.groups, c.N, c.softplus, c.chunk, None)
+        c.batch, c.L, dim, c.heads, c.groups, c.N, *[_scales_arg(mem, s) for s in scales.values()],
+        c.softplus, c.chunk, None)
     assert rc == 0, f"status {rc}"
     mem.sync()
     # the chunked reference: the sequential kernel differs from it by fp32 rounding only
-    want_y, want_state = reference.ssd_scan(**x, dt_softplus=bool(c.softplus), chunk_size=c.chunk)
+    want_y, want_state = reference.ssd_scan(**want_x, dt_softplus=bool(c.softplus),
+                                            chunk_size=c.chunk)
     half = c.dtype == "float16"
     _check("y", mem.get(y), want_y, half)
     _check("state_out", mem.get(state_out), want_state, half)

@@ -117,6 +117,11 @@ def test_cuda_library_rejects_bad_arguments(build):
     scan8 = lib.edgeq_selective_scan_int8
     ok_scan8 = ok_scan[:17] + [0.5] * 5 + ok_scan[17:]
     assert scan8(*ok_scan8[:8], None, *ok_scan8[9:]) == 2  # the int8 op's gate is required
+    ssd8 = lib.edgeq_ssd_scan_int8  # dim 8, heads 4, groups 1: x, dt, B, C scales 1 or those
+    ok_ssd8 = ok_ssd[:16] + [Scales(p, 8), Scales(p, 4), Scales(p, 1), Scales(p, 1)] + ok_ssd[16:]
+    for i, bad in ((16, Scales(p, 4)), (17, Scales(p, 8)), (18, Scales(p, 2)), (19, Scales(p, 0))):
+        assert ssd8(*ok_ssd8[:i], bad, *ok_ssd8[i + 1:]) == 1
+    assert ssd8(*ok_ssd8[:19], Scales(None, 1), *ok_ssd8[20:]) == 2
     hadamard, norm = lib.edgeq_hadamard_int8, lib.edgeq_add_rmsnorm_int8
     for n in (0, 100, 24 * 1024):  # not K * 2^m; above the shared-memory row limit
         assert hadamard(p, p, 1, n, 0.5, None) == 1
@@ -127,7 +132,7 @@ def test_cuda_library_rejects_bad_arguments(build):
     if not Path("/dev/nvidiactl").exists():  # no driver: the checks pass, the launch fails
         assert scan(*ok_scan) == scan(*ok_scan[:8], None, *ok_scan[9:]) == 3  # EDGEQ_CUDA_ERROR
         assert conv(*ok_conv) == conv8(*ok_conv8) == scan8(*ok_scan8) == 3
-        assert ssd(*ok_ssd) == ssd(*ok_ssd[:17], 0, None) == 3  # chunk_size is ignored
+        assert ssd(*ok_ssd) == ssd(*ok_ssd[:17], 0, None) == ssd8(*ok_ssd8) == 3  # chunk ignored
         assert hadamard(p, p, 1, 64, 0.5, None) == norm(*[p] * 5, 1, 8, 1e-5, 0.5, None) == 3
 
 
@@ -231,6 +236,7 @@ def test_trt_plugins_formats_shapes_and_checks(probe):
         assert chosen and not [c for c in chosen if "i8" in c]
     # the int8 ops: one combination whatever comes first, int8 where docs/ops.md says int8
     int8 = {"EdgeqSelectiveScanInt8": "i8 i8 f32 i8 i8 f32 f32 f32 i8 | f32 f32",
+            "EdgeqSSDScanInt8": "i8 i8 f32 i8 i8 f32 f32 f32 | f32 f32",
             "EdgeqCausalConv1dInt8": "i8 i8 f32 i8 | i8 i8",
             "EdgeqHadamardInt8": "f32 | i8",
             "EdgeqAddRMSNormInt8": "f32 f32 f32 | i8 f32"}
@@ -263,7 +269,8 @@ def test_trt_floats_fields_run_along_their_axis(probe):
             assert not [line for line in text if line.startswith(("per_channel", "wrong_length"))]
             continue
         assert "per_channel configure 0 shapes 0" in text, op.name
-        lengths = {w[1]: int(w[2]) for w in map(str.split, text) if w[0] == "per_channel_serialized"}
+        lengths = {w[1]: int(w[2]) for w in map(str.split, text)
+                   if w[0] == "per_channel_serialized"}
         assert set(lengths) == {a.name for a in op.attrs}
         assert all((lengths[name] > 1) == (name in floats) for name in lengths), lengths
         for name in floats:

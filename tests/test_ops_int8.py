@@ -131,3 +131,90 @@ def test_int8_custom_ops_pass_opcheck():
                                                        q8(g, 1, 2, 1, 4), q8(g, 1, 2, 1, 4), torch.ones(8), torch.zeros(8),
                                                        torch.zeros(1, 8, 4), q8(g, 1, 2, 8), .1, .1, .1, .1, .1),
                           test_utils=checks)
+
+
+# (batch, L, H, P, G, N, chunk): L below, at and across chunk boundaries; G = 1, 2, 3
+SSD_SHAPES = [(2, 7, 4, 8, 1, 16, 4), (1, 1, 8, 4, 2, 8, 8), (2, 33, 6, 5, 3, 4, 8),
+              (1, 64, 4, 16, 2, 32, 16), (3, 20, 2, 3, 2, 4, 256)]
+
+
+def ssd_int8_inputs(shape, per_channel, seed=0):
+    """EdgeqSSDScanInt8's tensors and scales: x per channel, dt per head, B and C per group
+    (Quamba2), or every one per tensor."""
+    b, L, H, P, G, N, _ = shape
+    g = torch.Generator().manual_seed(seed)
+    x = dict(x=q8(g, b, L, H * P), dt=q8(g, b, L, H), A=-torch.rand(H, generator=g) * 4,
+             B=q8(g, b, L, G, N), C=q8(g, b, L, G, N), D=torch.randn(H, generator=g),
+             dt_bias=torch.randn(H, generator=g), state=torch.randn(b, H * P, N, generator=g))
+    n = dict(x=H * P, dt=H, B=G, C=G) if per_channel else dict(x=1, dt=1, B=1, C=1)
+    scales = {f"{k}_scale": (0.02 * torch.exp(0.5 * torch.randn(m, generator=g))).tolist()
+              for k, m in n.items()}
+    return x, scales
+
+
+def ssd_dequantized(x, scales):
+    """docs/ops.md: each int8 input times the scale of its channel, head or group."""
+    s = {k: torch.tensor(v) for k, v in scales.items()}
+    return dict(x, x=x["x"].float() * s["x_scale"], dt=x["dt"].float() * s["dt_scale"],
+                B=x["B"].float() * s["B_scale"][:, None], C=x["C"].float() * s["C_scale"][:, None])
+
+
+@pytest.mark.parametrize("shape", SSD_SHAPES)
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_ssd_scan_int8_kernel_and_reference(shape, per_channel):
+    H, P, N, chunk = shape[2], shape[3], shape[5], shape[6]
+    x, scales = ssd_int8_inputs(shape, per_channel)
+    y, s = reference.ssd_scan_int8(**x, **scales, chunk_size=chunk)
+    deq = ssd_dequantized(x, scales)
+    y_fp, s_fp = reference.ssd_scan(**deq, chunk_size=chunk)
+    assert torch.equal(y, y_fp) and torch.equal(s, s_fp)  # int8 = dequantize, then the fp op
+    # the CPU kernel scans sequentially: bit for bit the sequential reference, the selective
+    # scan with A and D per head; within fp32 rounding of the chunked one (as EdgeqSSDScan)
+    y_seq, s_seq = reference.selective_scan(deq["x"], deq["dt"], x["A"][:, None].expand(H, N),
+                                            deq["B"], deq["C"], x["D"].repeat_interleave(P),
+                                            x["dt_bias"], x["state"], None)
+    y2, s2 = kernels.ssd_scan_int8(**x, **scales, chunk_size=chunk)
+    assert_bitexact(y2, y_seq.numpy())
+    assert_bitexact(s2, s_seq.numpy())
+    np.testing.assert_allclose(y2, y.numpy(), rtol=1e-4, atol=5e-5)
+    np.testing.assert_allclose(s2, s.numpy(), rtol=1e-4, atol=5e-5)
+
+
+@pytest.mark.parametrize("impl", ["reference", "cpu"])
+def test_ssd_scan_int8_decode_steps_equal_full_pass(impl):
+    """L = 1 steps with the state carried give the full pass: bit for bit on the sequential
+    CPU kernel, within fp32 rounding on the chunked reference."""
+    x, scales = ssd_int8_inputs((2, 12, 4, 8, 2, 16, 4), per_channel=True)
+    run = reference.ssd_scan_int8 if impl == "reference" else kernels.ssd_scan_int8
+    y, s = run(**x, **scales, chunk_size=4)
+    state, ys = x["state"], []
+    for t in range(12):
+        step = {k: x[k][:, t:t + 1] for k in ("x", "dt", "B", "C")}
+        yt, state = run(**dict(x, **step, state=torch.as_tensor(state)), **scales, chunk_size=4)
+        ys.append(np.asarray(yt))
+    if impl == "cpu":
+        np.testing.assert_array_equal(np.concatenate(ys, 1), y)
+        np.testing.assert_array_equal(state, s)
+    else:
+        np.testing.assert_allclose(np.concatenate(ys, 1), y.numpy(), rtol=1e-4, atol=5e-5)
+        np.testing.assert_allclose(state.numpy(), s.numpy(), rtol=1e-4, atol=5e-5)
+
+
+def test_ssd_scan_int8_refuses_scale_lengths_other_than_1_and_the_axis():
+    x, scales = ssd_int8_inputs((1, 3, 4, 2, 2, 4, 8), per_channel=True)
+    for name, bad in (("x_scale", [0.1] * 4), ("dt_scale", [0.1] * 2), ("B_scale", [0.1] * 4),
+                      ("C_scale", [0.1] * 3)):
+        with pytest.raises(ValueError):
+            reference.ssd_scan_int8(**x, **dict(scales, **{name: bad}))
+        with pytest.raises(ValueError):
+            kernels.ssd_scan_int8(**x, **dict(scales, **{name: bad}))
+
+
+def test_ssd_scan_int8_custom_op_passes_opcheck():
+    x, scales = ssd_int8_inputs((2, 5, 4, 2, 2, 4, 8), per_channel=True)
+    torch.library.opcheck(custom.ssd_scan_int8, (*x.values(), *scales.values()),
+                          {"dt_softplus": True, "chunk_size": 8},
+                          test_utils=("test_schema", "test_faketensor"))
+    y, s = torch.ops.edgeq.ssd_scan_int8(*x.values(), *scales.values(), chunk_size=8)
+    y2, s2 = reference.ssd_scan_int8(**x, **scales, chunk_size=8)
+    assert torch.equal(y, y2) and torch.equal(s, s2) and y.dtype == torch.float32

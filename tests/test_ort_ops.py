@@ -9,8 +9,8 @@ from onnx import helper
 
 from edgeq.export import schemas
 from edgeq.ops import custom
-from edgeq.ops.table import CAUSAL_CONV1D_INT8, DOMAIN
-from edgeq.runtime import ort_ops
+from edgeq.ops.table import CAUSAL_CONV1D_INT8, DOMAIN, SSD_SCAN_INT8
+from edgeq.runtime import kernels, ort_ops
 
 _ELEM = {np.dtype(np.int8): onnx.TensorProto.INT8, np.dtype(np.float32): onnx.TensorProto.FLOAT}
 
@@ -68,6 +68,29 @@ def test_conv_int8_per_channel_on_ort_equals_torch():
     want_y, want_state = custom.causal_conv1d_int8(*x.values(), **attrs, activation=1)
     np.testing.assert_array_equal(y, want_y.numpy())
     np.testing.assert_array_equal(state, want_state.numpy())
+
+
+@pytest.mark.parametrize("G", [1, 2])
+def test_ssd_scan_int8_on_ort_equals_torch(G):
+    g = torch.Generator().manual_seed(G)
+    b, L, H, P, N = 2, 11, 4, 8, 16
+    x = dict(x=q8(g, b, L, H * P), dt=q8(g, b, L, H), A=-torch.rand(H, generator=g) * 4,
+             B=q8(g, b, L, G, N), C=q8(g, b, L, G, N), D=torch.randn(H, generator=g),
+             dt_bias=torch.randn(H, generator=g), state=torch.randn(b, H * P, N, generator=g))
+    attrs = dict(x_scale=scales(g, 0.02, H * P), dt_scale=scales(g, 0.02, H),
+                 B_scale=scales(g, 0.02, G), C_scale=[0.0123456789], dt_softplus=1, chunk_size=4)
+    feed = {k: v.numpy() for k, v in x.items()}
+    model = one_node(SSD_SCAN_INT8, feed, **attrs)
+    f32 = onnx.TensorProto.FLOAT
+    assert output_types(model) == [(f32, ["batch", L, H * P]), (f32, ["batch", H * P, N])]
+    y, state = run_ort(model, feed)
+    # ORT runs the sequential CPU kernel, exactly; the torch op the chunked reference
+    y_cpu, state_cpu = kernels.ssd_scan_int8(*feed.values(), **attrs)
+    np.testing.assert_array_equal(y, y_cpu)
+    np.testing.assert_array_equal(state, state_cpu)
+    want_y, want_state = custom.ssd_scan_int8(*x.values(), **attrs)
+    np.testing.assert_allclose(y, want_y.numpy(), rtol=1e-4, atol=5e-5)
+    np.testing.assert_allclose(state, want_state.numpy(), rtol=1e-4, atol=5e-5)
 
 
 @pytest.mark.parametrize("values", [[0.1], [1 / 3, 2e-7, 123.456789]])

@@ -33,7 +33,7 @@ static std::vector<std::vector<int64_t>> good_shapes(std::string const& op) {
   if (op == "EdgeqSelectiveScan" || op == "EdgeqSelectiveScanInt8")  // b 2, L 5, D 8, H 4, G 2, N 3
     return {{2, 5, 8}, {2, 5, 4}, {4, 3}, {2, 5, 2, 3}, {2, 5, 2, 3}, {8}, {4}, {2, 8, 3},
             {2, 5, 8}};
-  if (op == "EdgeqSSDScan")  // batch 2, L 5, D 8, H 4, G 2, N 3
+  if (op == "EdgeqSSDScan" || op == "EdgeqSSDScanInt8")  // batch 2, L 5, D 8, H 4, G 2, N 3
     return {{2, 5, 8}, {2, 5, 4}, {4}, {2, 5, 2, 3}, {2, 5, 2, 3}, {4}, {4}, {2, 8, 3}};
   if (op == "EdgeqCausalConv1d" || op == "EdgeqCausalConv1dInt8")  // batch 2, L 5, C 6, W 4
     return {{2, 5, 6}, {6, 4}, {6}, {2, 3, 6}};
@@ -48,6 +48,8 @@ using Arrays = std::vector<std::pair<std::string, std::vector<float>>>;
 // The FLOATS fields of an op and their per-channel lengths at good_shapes (C, or D, H, G, G).
 static std::vector<std::pair<std::string, int32_t>> channel_fields(std::string const& op) {
   if (op == "EdgeqCausalConv1dInt8") return {{"x_scale", 6}, {"weight_scale", 6}, {"y_scale", 6}};
+  if (op == "EdgeqSSDScanInt8")
+    return {{"x_scale", 8}, {"dt_scale", 4}, {"B_scale", 2}, {"C_scale", 2}};
   return {};
 }
 

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from . import reference
 from .table import (ADD_RMSNORM_INT8, CAUSAL_CONV1D, CAUSAL_CONV1D_INT8, HADAMARD_INT8,
-                    SELECTIVE_SCAN, SELECTIVE_SCAN_INT8, SSD_SCAN)
+                    SELECTIVE_SCAN, SELECTIVE_SCAN_INT8, SSD_SCAN, SSD_SCAN_INT8)
 
 
 @torch.library.custom_op(SELECTIVE_SCAN.torch_name, mutates_args=())
@@ -59,6 +59,20 @@ def selective_scan_int8(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tenso
 @selective_scan_int8.register_fake
 def _(u, delta, A, B, C, D, delta_bias, state, z, *scales, delta_softplus=True):
     return torch.empty_like(u, dtype=torch.float32), torch.empty_like(state)
+
+
+@torch.library.custom_op(SSD_SCAN_INT8.torch_name, mutates_args=())
+def ssd_scan_int8(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor,
+                  dt_bias: Tensor, state: Tensor, x_scale: list[float], dt_scale: list[float],
+                  B_scale: list[float], C_scale: list[float], dt_softplus: bool = True,
+                  chunk_size: int = 256) -> tuple[Tensor, Tensor]:
+    return reference.ssd_scan_int8(x, dt, A, B, C, D, dt_bias, state, x_scale, dt_scale, B_scale,
+                                   C_scale, dt_softplus, chunk_size)
+
+
+@ssd_scan_int8.register_fake
+def _(x, dt, A, B, C, D, dt_bias, state, *scales, dt_softplus=True, chunk_size=256):
+    return torch.empty_like(x, dtype=torch.float32), torch.empty_like(state)
 
 
 @torch.library.custom_op(CAUSAL_CONV1D_INT8.torch_name, mutates_args=())

@@ -154,6 +154,25 @@ CAUSAL_CONV1D_INT8 = OpDef(
     attrs=_channel_scales(x=("x", 2), weight=("x", 2), y=("x", 2)) + CAUSAL_CONV1D.attrs,
 )
 
+SSD_SCAN_INT8 = OpDef(
+    name="EdgeqSSDScanInt8",
+    torch_name="edgeq::ssd_scan_int8",
+    c_symbol="edgeq_ssd_scan_int8",
+    inputs=(
+        Port("x", "[batch, L, D] int8, D = H * P"),
+        Port("dt", "[batch, L, H] int8"),
+        Port("A", "[H] fp32"),
+        Port("B", "[batch, L, G, N] int8"),
+        Port("C", "[batch, L, G, N] int8"),
+        Port("D", "[H] fp32"),
+        Port("dt_bias", "[H] fp32"),
+        Port("state", "[batch, D, N] fp32"),
+    ),
+    outputs=(Port("y", "[batch, L, D] fp32", like="x", dtype="float"),
+             Port("state_out", "[batch, D, N] fp32", like="state")),
+    attrs=_channel_scales(x=("x", 2), dt=("dt", 2), B=("B", 2), C=("C", 2)) + SSD_SCAN.attrs,
+)
+
 HADAMARD_INT8 = OpDef(
     name="EdgeqHadamardInt8",
     torch_name="edgeq::hadamard_int8",
@@ -176,5 +195,5 @@ ADD_RMSNORM_INT8 = OpDef(
 )
 
 OPS: tuple[OpDef, ...] = (SELECTIVE_SCAN, CAUSAL_CONV1D, SSD_SCAN, SELECTIVE_SCAN_INT8,
-                          CAUSAL_CONV1D_INT8, HADAMARD_INT8, ADD_RMSNORM_INT8)
+                          CAUSAL_CONV1D_INT8, HADAMARD_INT8, ADD_RMSNORM_INT8, SSD_SCAN_INT8)
 BY_NAME = {op.name: op for op in OPS}

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import EdgeqError
 from ..ops.table import (ADD_RMSNORM_INT8, CAUSAL_CONV1D, CAUSAL_CONV1D_INT8, HADAMARD_INT8,
-                         SELECTIVE_SCAN, SELECTIVE_SCAN_INT8, SSD_SCAN)
+                         SELECTIVE_SCAN, SELECTIVE_SCAN_INT8, SSD_SCAN, SSD_SCAN_INT8)
 
 LIB_NAME = "libedgeq_cpu.so"
 
@@ -34,6 +34,7 @@ _ARGTYPES = {
     CAUSAL_CONV1D_INT8.c_symbol: [_p] * 6 + [_i64] * 4 + [_s] * 3 + [_i32, _p],
     HADAMARD_INT8.c_symbol: [_p, _p, _i64, _i64, _f, _p],
     ADD_RMSNORM_INT8.c_symbol: [_p] * 5 + [_i64, _i64, _f, _f, _p],
+    SSD_SCAN_INT8.c_symbol: [_p] * 10 + [_i64] * 6 + [_s] * 4 + [_i32, _i32, _p],
 }
 
 
@@ -113,17 +114,34 @@ def selective_scan(u, delta, A, B, C, D, delta_bias, state, z=None, delta_softpl
     return y, state_out
 
 
-def ssd_scan(x, dt, A, B, C, D, dt_bias, state, dt_softplus=1, chunk_size=256):
-    x, dt, A, B, C, D, dt_bias, state = map(_f32, (x, dt, A, B, C, D, dt_bias, state))
+def _ssd_dims(x, dt, A, B, C, D, dt_bias, state):
     heads = A.shape[0]
     # the per-channel form's shape checks, with A and D per head
     dims = _scan_dims(x, dt, np.empty((heads, B.shape[3]), np.float32), B, C,
                       np.empty(x.shape[2], np.float32), dt_bias, state, None)
     if A.shape != (heads,) or D.shape != (heads,):
         raise ValueError("ssd_scan: A and D must be [heads] (see docs/ops.md)")
+    return dims
+
+
+def ssd_scan(x, dt, A, B, C, D, dt_bias, state, dt_softplus=1, chunk_size=256):
+    x, dt, A, B, C, D, dt_bias, state = map(_f32, (x, dt, A, B, C, D, dt_bias, state))
+    dims = _ssd_dims(x, dt, A, B, C, D, dt_bias, state)
     y, state_out = np.empty_like(x), np.empty_like(state)
     _call(SSD_SCAN.c_symbol, *map(_ptr, (x, dt, A, B, C, D, dt_bias, state, y, state_out)), *dims,
           int(dt_softplus), int(chunk_size), None)
+    return y, state_out
+
+
+def ssd_scan_int8(x, dt, A, B, C, D, dt_bias, state, x_scale, dt_scale, B_scale, C_scale,
+                  dt_softplus=1, chunk_size=256):
+    x, dt, B, C = map(_i8, (x, dt, B, C))
+    A, D, dt_bias, state = map(_f32, (A, D, dt_bias, state))
+    dims = _ssd_dims(x, dt, A, B, C, D, dt_bias, state)
+    y, state_out = np.empty(x.shape, np.float32), np.empty_like(state)
+    scales = [_scales(v) for v in (x_scale, dt_scale, B_scale, C_scale)]
+    _call(SSD_SCAN_INT8.c_symbol, *map(_ptr, (x, dt, A, B, C, D, dt_bias, state, y, state_out)),
+          *dims, *map(_struct, scales), int(dt_softplus), int(chunk_size), None)
     return y, state_out
 
 

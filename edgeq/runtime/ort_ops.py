@@ -14,7 +14,8 @@ import onnx
 from onnx import numpy_helper
 
 from ..ops.table import (ADD_RMSNORM_INT8, CAUSAL_CONV1D, CAUSAL_CONV1D_INT8, DOMAIN,
-                         HADAMARD_INT8, SELECTIVE_SCAN, SELECTIVE_SCAN_INT8, SSD_SCAN)
+                         HADAMARD_INT8, SELECTIVE_SCAN, SELECTIVE_SCAN_INT8, SSD_SCAN,
+                         SSD_SCAN_INT8)
 from . import kernels
 
 ORT_DOMAIN = "ai.onnx.contrib"
@@ -49,6 +50,11 @@ def register() -> str:
     def selective_scan_int8(u, delta, A, B, C, D, delta_bias, state, z, **a):
         return kernels.selective_scan_int8(u, delta, A, B, C, D, delta_bias, state, z,
                                            **_decode(SELECTIVE_SCAN_INT8, a))
+
+    @onnx_op(op_type=SSD_SCAN_INT8.name, inputs=[i8, i8, f32, i8, i8, f32, f32, f32],
+             outputs=[f32, f32], attrs=attrs(SSD_SCAN_INT8))
+    def ssd_scan_int8(x, dt, A, B, C, D, dt_bias, state, **a):
+        return kernels.ssd_scan_int8(x, dt, A, B, C, D, dt_bias, state, **_decode(SSD_SCAN_INT8, a))
 
     @onnx_op(op_type=CAUSAL_CONV1D_INT8.name, inputs=[i8, i8, f32, i8], outputs=[i8, i8],
              attrs=attrs(CAUSAL_CONV1D_INT8))

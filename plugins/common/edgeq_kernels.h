@@ -82,6 +82,18 @@ EDGEQ_API int edgeq_causal_conv1d_int8(const int8_t* x, const int8_t* weight, co
                                        edgeq_scales x_scale, edgeq_scales weight_scale,
                                        edgeq_scales y_scale, int32_t activation, void* stream);
 
+// EdgeqSSDScanInt8. x: int8 [batch, L, dim]; dt: int8 [batch, L, heads]; B, C: int8
+// [batch, L, groups, dstate]; y: fp32; the rest as edgeq_ssd_scan_f32. x_scale: 1 or dim values,
+// dt_scale: 1 or heads, B_scale and C_scale: 1 or groups.
+EDGEQ_API int edgeq_ssd_scan_int8(const int8_t* x, const int8_t* dt, const float* A,
+                                  const int8_t* B, const int8_t* C, const float* D,
+                                  const float* dt_bias, const float* state, float* y,
+                                  float* state_out, int64_t batch, int64_t L, int64_t dim,
+                                  int64_t heads, int64_t groups, int64_t dstate,
+                                  edgeq_scales x_scale, edgeq_scales dt_scale,
+                                  edgeq_scales B_scale, edgeq_scales C_scale, int32_t dt_softplus,
+                                  int32_t chunk_size, void* stream);
+
 // EdgeqHadamardInt8 over rows of n: x fp32 [rows, n], y int8 [rows, n].
 EDGEQ_API int edgeq_hadamard_int8(const float* x, int8_t* y, int64_t rows, int64_t n,
                                   float y_scale, void* stream);

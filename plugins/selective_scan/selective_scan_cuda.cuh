@@ -1,11 +1,11 @@
-// The scan kernel template of EdgeqSelectiveScan, EdgeqSelectiveScanInt8 (dequantizing on load)
-// and EdgeqSSDScan (one A and one D per head); the entry points are selective_scan_cuda.cu and
-// ../ssd_scan/ssd_scan_cuda.cu. One thread per (batch, channel); the threads of a
-// block take consecutive channels, so with token-major [batch, L, dim] tensors every read of u,
-// delta, z and write of y at a time step is coalesced, and B/C rows (shared by a group) are
-// broadcasts. A channel's state stays in registers for the whole sequence: it is read once and
-// written once (so decode, L = 1, is one pass), and a thread only touches its own state row,
-// which is why state_out may alias state.
+// The scan kernel template of EdgeqSelectiveScan, EdgeqSelectiveScanInt8 (dequantizing on load),
+// EdgeqSSDScan (one A and one D per head) and EdgeqSSDScanInt8; the entry points are
+// selective_scan_cuda.cu and ../ssd_scan/ssd_scan_cuda.cu. One thread per (batch, channel); the
+// threads of a block take consecutive channels, so with token-major [batch, L, dim] tensors every
+// read of u, delta, z and write of y at a time step is coalesced, and B/C rows (shared by a
+// group) are broadcasts. A channel's state stays in registers for the whole sequence: it is read
+// once and written once (so decode, L = 1, is one pass), and a thread only touches its own state
+// row, which is why state_out may alias state.
 #pragma once
 #include <type_traits>
 
@@ -17,8 +17,10 @@ constexpr int64_t kMaxState = 256;
 
 EDGEQ_CUDA_HD float softplus20(float x) { return x > 20.f ? x : log1pf(expf(x)); }
 
-struct ScanScales {  // int8 inputs only
-  float u = 1.f, delta = 1.f, B = 1.f, C = 1.f, z = 1.f;
+// int8 inputs only: per tensor (EdgeqSelectiveScanInt8), or u per channel, delta per head, B and
+// C per group (EdgeqSSDScanInt8's arrays)
+struct ScanScales {
+  Scale u, delta, B, C, z;
 };
 
 // T: input activations (float, __half or int8_t), Y: y (T, or float for int8); A, D, delta_bias
@@ -59,22 +61,24 @@ EDGEQ_CUDA_HD void scan_channel(const ScanArgs<T, Y, PH>& a, int64_t b, int64_t 
     Ah[n] = n < N ? a.A_at(h, n) : 0.f;
   }
   const float Dd = a.D_at(h, d), bias = a.delta_bias[h];
+  const float su = a.sc.u.at(d), sdelta = a.sc.delta.at(h), sB = a.sc.B.at(g), sC = a.sc.C.at(g),
+              sz = a.sc.z.at(d);
   for (int64_t t = 0, row = b * a.L; t < a.L; ++t, ++row) {
-    float dt = to_f(a.delta[row * a.heads + h], a.sc.delta) + bias;
+    float dt = to_f(a.delta[row * a.heads + h], sdelta) + bias;
     if (a.delta_softplus) dt = softplus20(dt);
-    const float ud = to_f(a.u[row * a.dim + d], a.sc.u);
+    const float ud = to_f(a.u[row * a.dim + d], su);
     const T* Bt = a.B + (row * a.groups + g) * N;
     const T* Ct = a.C + (row * a.groups + g) * N;
     float acc = 0.f;
 #pragma unroll
     for (int n = 0; n < NMAX; ++n) {
       if (n < N) {
-        s[n] = expf(dt * Ah[n]) * s[n] + dt * to_f(Bt[n], a.sc.B) * ud;
-        acc += s[n] * to_f(Ct[n], a.sc.C);
+        s[n] = expf(dt * Ah[n]) * s[n] + dt * to_f(Bt[n], sB) * ud;
+        acc += s[n] * to_f(Ct[n], sC);
       }
     }
     float out = acc + Dd * ud;
-    if (a.z) out *= silu(to_f(a.z[row * a.dim + d], a.sc.z));
+    if (a.z) out *= silu(to_f(a.z[row * a.dim + d], sz));
     a.y[row * a.dim + d] = from_f<Y>(out);
   }
   float* so = a.state_out + (b * a.dim + d) * N;
@@ -91,12 +95,19 @@ __global__ void __launch_bounds__(kThreads) scan_kernel(ScanArgs<T, Y, PH> a) {
 
 template <class T, class Y, bool PH>
 int scan_check(const ScanArgs<T, Y, PH>& a) {
+  constexpr bool int8 = std::is_same<T, int8_t>::value;
   if (!a.u || !a.delta || !a.A || !a.B || !a.C || !a.D || !a.delta_bias || !a.state || !a.y ||
-      !a.state_out || (std::is_same<T, int8_t>::value && !a.z))  // the int8 op's gate is required
+      !a.state_out || (int8 && !PH && !a.z))  // EdgeqSelectiveScanInt8's gate is required
     return EDGEQ_NULL_POINTER;
   if (a.batch < 1 || a.L < 1 || a.dim < 1 || a.heads < 1 || a.groups < 1 || a.dstate < 1 ||
       a.dim % a.heads || a.heads % a.groups || a.dstate > kMaxState || a.batch > 65535)
     return EDGEQ_BAD_SHAPE;
+  if (int8 && PH) {  // EdgeqSSDScanInt8's scales come as arrays
+    const edgeq_scales scales[] = {a.sc.u.array, a.sc.delta.array, a.sc.B.array, a.sc.C.array};
+    const int64_t counts[] = {a.dim, a.heads, a.groups, a.groups};
+    for (int i = 0; i < 4; ++i)
+      if (int rc = edgeq_scales_check(scales[i], counts[i])) return rc;
+  }
   return EDGEQ_OK;
 }
 

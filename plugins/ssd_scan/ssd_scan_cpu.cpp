@@ -1,9 +1,27 @@
-// EdgeqSSDScan on the CPU (docs/ops.md): the selective scan with one A and one D per head. The
-// chunked (SSD) algorithm is a GPU matter; the CPU kernel validates, so it expands A and D to
-// the per-channel form and runs the selective scan. chunk_size does not change the result.
+// EdgeqSSDScan and EdgeqSSDScanInt8 on the CPU (docs/ops.md): the selective scan with one A and
+// one D per head. The chunked (SSD) algorithm is a GPU matter; the CPU kernel validates, so it
+// expands A and D to the per-channel form and runs the selective scan. chunk_size does not change
+// the result. The int8 op is the fp op of its dequantized inputs, and is computed as that.
 #include <vector>
 
 #include "edgeq_kernels.h"
+#include "edgeq_quant.h"
+
+namespace {
+
+// q [rows, channels, inner] times the scale of its channel, in fp32
+std::vector<float> dequantize(const int8_t* q, int64_t rows, int64_t channels, int64_t inner,
+                              edgeq_scales scale) {
+  std::vector<float> out(rows * channels * inner);
+  for (int64_t r = 0, i = 0; r < rows; ++r)
+    for (int64_t c = 0; c < channels; ++c) {
+      const float s = edgeq_scale_at(scale, c);
+      for (int64_t k = 0; k < inner; ++k, ++i) out[i] = float(q[i]) * s;
+    }
+  return out;
+}
+
+}  // namespace
 
 extern "C" int edgeq_ssd_scan_f32(const float* x, const float* dt, const float* A, const float* B,
                                   const float* C, const float* D, const float* dt_bias,
@@ -21,4 +39,29 @@ extern "C" int edgeq_ssd_scan_f32(const float* x, const float* dt, const float* 
   return edgeq_selective_scan_f32(x, dt, A_hn.data(), B, C, D_d.data(), dt_bias, state, nullptr,
                                   y, state_out, batch, L, dim, heads, groups, dstate, dt_softplus,
                                   stream);
+}
+
+extern "C" int edgeq_ssd_scan_int8(const int8_t* x, const int8_t* dt, const float* A,
+                                   const int8_t* B, const int8_t* C, const float* D,
+                                   const float* dt_bias, const float* state, float* y,
+                                   float* state_out, int64_t batch, int64_t L, int64_t dim,
+                                   int64_t heads, int64_t groups, int64_t dstate,
+                                   edgeq_scales x_scale, edgeq_scales dt_scale,
+                                   edgeq_scales B_scale, edgeq_scales C_scale,
+                                   int32_t dt_softplus, int32_t chunk_size, void* stream) {
+  if (!x || !dt || !B || !C) return EDGEQ_NULL_POINTER;
+  if (batch < 1 || L < 1 || dim < 1 || heads < 1 || groups < 1 || dstate < 1)
+    return EDGEQ_BAD_SHAPE;
+  const edgeq_scales scales[] = {x_scale, dt_scale, B_scale, C_scale};
+  const int64_t counts[] = {dim, heads, groups, groups};
+  for (int i = 0; i < 4; ++i)
+    if (int rc = edgeq_scales_check(scales[i], counts[i])) return rc;
+  const int64_t rows = batch * L;
+  const std::vector<float> xf = dequantize(x, rows, dim, 1, x_scale),
+                           dtf = dequantize(dt, rows, heads, 1, dt_scale),
+                           Bf = dequantize(B, rows, groups, dstate, B_scale),
+                           Cf = dequantize(C, rows, groups, dstate, C_scale);
+  return edgeq_ssd_scan_f32(xf.data(), dtf.data(), A, Bf.data(), Cf.data(), D, dt_bias, state, y,
+                            state_out, batch, L, dim, heads, groups, dstate, dt_softplus,
+                            chunk_size, stream);
 }

@@ -169,5 +169,31 @@ struct EdgeqAddRMSNormInt8 {
       {"y_scale", AttrType::kFloat, 1.0}};
 };
 
+struct EdgeqSSDScanInt8 {
+  static constexpr char const* kName = "EdgeqSSDScanInt8";
+  static constexpr char const* kVersion = "1";
+  static constexpr char const* kNamespace = "edgeq";
+  enum In : int32_t {
+      in_x, in_dt, in_A, in_B, in_C, in_D, in_dt_bias, in_state, kNbInputs
+  };
+  static constexpr int32_t kNbRequiredInputs = 8;
+  enum Out : int32_t {
+      out_y, out_state_out, kNbOutputs
+  };
+  static constexpr int32_t kOutputLike[kNbOutputs] = {in_x, in_state};  // shape (and dtype) source
+  static constexpr Dtype kOutputDtype[kNbOutputs] = {Dtype::kFloat, Dtype::kLike};
+  enum Attr : int32_t {
+      attr_x_scale, attr_dt_scale, attr_B_scale, attr_C_scale, attr_dt_softplus,
+      attr_chunk_size, kNbAttrs
+  };
+  static constexpr AttrDef kAttrs[kNbAttrs] = {
+      {"x_scale", AttrType::kFloats, 1.0, in_x, 2},
+      {"dt_scale", AttrType::kFloats, 1.0, in_dt, 2},
+      {"B_scale", AttrType::kFloats, 1.0, in_B, 2},
+      {"C_scale", AttrType::kFloats, 1.0, in_C, 2},
+      {"dt_softplus", AttrType::kInt, 1},
+      {"chunk_size", AttrType::kInt, 256}};
+};
+
 }  // namespace table
 }  // namespace edgeq

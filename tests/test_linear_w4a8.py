@@ -1,6 +1,7 @@
 """EdgeqLinearW4A8: the reference against its written definition (docs/ops.md) and exact
-integer arithmetic, the C++ kernel against the reference bit for bit, the ONNX schema's
-shapes."""
+integer arithmetic, the C++ kernel against the reference bit for bit, the ONNX schema's shapes
+and the exported op on ONNX Runtime."""
+import warnings
 from fractions import Fraction
 
 import numpy as np
@@ -111,3 +112,37 @@ def test_onnx_shape_inference_takes_N_from_the_weight():
     batch, seq, n = inferred_y(None)  # a weight of unknown shape: N is a new symbol, not K
     assert (batch, seq) == ("batch", "seq") and isinstance(n, str)
 
+
+def test_exported_op_on_onnx_runtime_equals_the_torch_op():
+    import onnxruntime as ort
+
+    from edgeq.export.onnx_export import _translations
+    from edgeq.runtime import ort_ops
+    _, w, scale = inputs((1, 192), 40, 64)
+
+    class Linear(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("weight", w)
+            self.register_buffer("scale", scale)
+
+        def forward(self, x):
+            return custom.linear_w4a8(x, self.weight, self.scale, 0.0123, 64)
+
+    dims = {0: torch.export.Dim("batch"), 1: torch.export.Dim("seq")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        proto = torch.onnx.export(Linear(), (inputs((2, 5, 192), 1, 64)[0],), dynamo=True,
+                                  dynamic_shapes=(dims,), input_names=["x"], output_names=["y"],
+                                  custom_translation_table=_translations()).model_proto
+    onnx.checker.check_model(proto, full_check=True)
+    y = proto.graph.output[0].type.tensor_type
+    assert y.elem_type == onnx.TensorProto.FLOAT and y.shape.dim[2].dim_value == 40
+    opts = ort.SessionOptions()
+    opts.register_custom_ops_library(ort_ops.register())
+    session = ort.InferenceSession(ort_ops.for_ort(proto).SerializeToString(), opts,
+                                   providers=["CPUExecutionProvider"])
+    for shape in ((2, 5, 192), (1, 1, 192), (3, 7, 192)):
+        x = inputs(shape, 1, 64, seed=sum(shape))[0]
+        got = session.run(None, {"x": x.numpy()})[0]
+        np.testing.assert_array_equal(got, custom.linear_w4a8(x, w, scale, 0.0123, 64).numpy())

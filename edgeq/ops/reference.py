@@ -172,9 +172,8 @@ def linear_w4a8(x: Tensor, weight: Tensor, weight_scale: Tensor, x_scale: float,
     G = K // group_size
     w = unpack(weight).double().view(N, G, group_size)
     xg = x.reshape(-1, G, group_size).double()
-    acc = torch.einsum("mgk,ngk->mng", xg, w).float()  # integers below 2^53: exact in fp64
-    p = acc * weight_scale.float()
-    s = torch.zeros(p.shape[:2], dtype=torch.float64, device=p.device)
+    s = torch.zeros(xg.shape[0], N, dtype=torch.float64, device=x.device)
     for g in range(G):  # in g order, as the kernels: fp64 addition is not associative
-        s += p[..., g]
+        acc = xg[:, g] @ w[:, g].T  # integers below 2^53: exact in fp64
+        s += acc.float() * weight_scale[:, g].float()
     return (s.float() * f32(x_scale)).reshape(*x.shape[:-1], N)

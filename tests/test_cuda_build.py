@@ -219,10 +219,10 @@ def test_trt_plugins_formats_shapes_and_checks(probe):
     assert "combination 4 f16: f16 f16 f16 f16 | f16 f16" in text  # conv: the state too
     ssd = {line for line in lines[SSD_SCAN.name] if line.startswith("combination")}
     assert ssd == {f"combination 8 {t}: {a} {a} f32 {a} {a} f32 f32 f32 | {a} f32"
-                   for t, a in (("f32", "f32"), ("f16", "f16"), ("i8", "f32"))}
+                   for t, a in (("f32", "f32"), ("f16", "f16"), ("i8", "f32"), ("u8", "f32"))}
     for op in FP_OPS:
         chosen = [line.split(": ")[1] for line in lines[op.name] if line.startswith("combination")]
-        assert chosen and not [c for c in chosen if "i8" in c]
+        assert chosen and not [c for c in chosen if "i8" in c or "u8" in c]
     # the int8 ops: one combination whatever comes first, int8 where docs/ops.md says int8
     int8 = {"EdgeqSelectiveScanInt8": "i8 i8 f32 i8 i8 f32 f32 f32 i8 | f32 f32",
             "EdgeqCausalConv1dInt8": "i8 i8 f32 i8 | i8 i8",
@@ -233,10 +233,12 @@ def test_trt_plugins_formats_shapes_and_checks(probe):
         chosen = {line.split(": ")[1] for line in lines[name] if line.startswith("combination")}
         assert chosen == {want}, name
     assert "differs" not in text
-    for op in OPS:  # outputs shaped like their table `like` input
+    for op in OPS:  # outputs shaped like their table `like` input, the last dim maybe another's
         names = [p.name for p in op.inputs]
         for o, port in enumerate(op.outputs):
-            assert f"shape {len(names)} {o} like {names.index(port.like)}" in lines[op.name]
+            like = names.index(port.like)
+            last = f"{names.index(port.last_from)}.0" if port.last_from else f"{like}.1"
+            assert f"shape {len(names)} {o} dims {like}.0 {last}" in lines[op.name]
     assert text.count("bad_value rejected") == text.count("bad_type rejected") == len(OPS)
     input_counts = sum(1 + sum(p.optional for p in op.inputs) for op in OPS)
     assert text.count("bad_shapes -1") == text.count("good_shapes 0") == input_counts

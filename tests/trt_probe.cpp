@@ -24,6 +24,7 @@ static char const* type_name(DataType t) {
     case DataType::kFLOAT: return "f32";
     case DataType::kHALF: return "f16";
     case DataType::kINT8: return "i8";
+    case DataType::kUINT8: return "u8";
     default: return "?";
   }
 }
@@ -63,7 +64,8 @@ static std::string combination(IPluginV3OneBuild* b, int32_t nbIn, DataType firs
   std::string out;
   for (int32_t pos = 0; pos < nbIn + nbOut; ++pos) {
     bool found = false;
-    for (DataType t : {first, DataType::kFLOAT, DataType::kHALF, DataType::kINT8}) {
+    for (DataType t : {first, DataType::kFLOAT, DataType::kHALF, DataType::kINT8,
+                       DataType::kUINT8}) {
       io[pos].desc.type = t;
       io[pos].desc.format = TensorFormat::kLINEAR;
       if ((found = b->supportsFormatCombination(pos, io.data(), nbIn, nbOut))) break;
@@ -138,21 +140,27 @@ int main(int argc, char** argv) {
       std::vector<DynamicPluginTensorDesc> in(nbIn), out(nbOut);
       if (build->configurePlugin(in.data(), nbIn, out.data(), nbOut) != 0) continue;
       std::printf("inputs %d\n", nbIn);
-      for (DataType t : {DataType::kFLOAT, DataType::kHALF, DataType::kINT8})
+      for (DataType t : {DataType::kFLOAT, DataType::kHALF, DataType::kINT8, DataType::kUINT8})
         std::printf("combination %d %s: %s\n", nbIn, type_name(t),
                     combination(build, nbIn, t).c_str());
-      // getOutputShapes copies the DimsExprs of the `like` inputs; fake, distinct expressions
+      // getOutputShapes copies dims of the inputs; fake, distinct expressions: dim k of input i
       std::vector<DimsExprs> ins(nbIn), outs(nbOut);
       for (int32_t i = 0; i < nbIn; ++i) {
-        ins[i].nbDims = 1;
-        ins[i].d[0] = reinterpret_cast<IDimensionExpr const*>(uintptr_t(0x1000 + 16 * i));
+        ins[i].nbDims = 2;
+        for (int32_t k = 0; k < 2; ++k)
+          ins[i].d[k] = reinterpret_cast<IDimensionExpr const*>(uintptr_t(0x1000 + 16 * i + 8 * k));
       }
       alignas(IExprBuilder) char unused[sizeof(IExprBuilder)];  // the plugins build no expressions
       build->getOutputShapes(ins.data(), nbIn, nullptr, 0, outs.data(), nbOut,
                              *reinterpret_cast<IExprBuilder*>(unused));
-      for (size_t o = 0; o < outs.size(); ++o)
-        std::printf("shape %d %zu like %d\n", nbIn, o,
-                    int((reinterpret_cast<uintptr_t>(outs[o].d[0]) - 0x1000) / 16));
+      for (size_t o = 0; o < outs.size(); ++o) {  // "i.k": dim k of input i
+        std::printf("shape %d %zu dims", nbIn, o);
+        for (int32_t k = 0; k < outs[o].nbDims; ++k) {
+          uintptr_t e = reinterpret_cast<uintptr_t>(outs[o].d[k]) - 0x1000;
+          std::printf(" %d.%d", int(e / 16), int(e % 16 / 8));
+        }
+        std::printf("\n");
+      }
       std::vector<PluginTensorDesc> descs(nbIn);  // all rank 0: inconsistent
       std::printf("bad_shapes %d\n", run->onShapeChange(descs.data(), nbIn, nullptr, nbOut));
       auto good = good_shapes(core->getPluginName());

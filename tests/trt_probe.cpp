@@ -6,6 +6,7 @@
 #include <dlfcn.h>
 
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -40,18 +41,27 @@ static std::vector<std::vector<int64_t>> good_shapes(std::string const& op) {
     return {{2, 5, 6}, {6, 4}, {6}, {2, 3, 6}};
   if (op == "EdgeqHadamardInt8") return {{2, 5, 96}};  // 96 = 12 * 8
   if (op == "EdgeqAddRMSNormInt8") return {{2, 5, 8}, {2, 5, 8}, {8}};
+  if (op == "EdgeqLinearW4A8") return {{2, 5, 256}, {6, 128}, {6, 4}};  // N 6, group_size 64
   return {};
 }
 
+// A valid INT field value other than the default: 0 for the flags (chunk_size takes any), 64
+// for group_size (even; divides good_shapes' K)
+static int32_t const* good_int(char const* field) {
+  static int32_t const zero = 0, group = 64;
+  return std::strcmp(field, "group_size") == 0 ? &group : &zero;
+}
+
 // Every field the creator announces, with its announced type (swapped: kINT32 <-> kFLOAT32)
-// and the value `i` or `f`.
+// and the value `i` (null: good_int) or `f`.
 static PluginFieldCollection fields(PluginFieldCollection const* names, int32_t const* i,
                                     float const* f, std::vector<PluginField>& store,
                                     bool swap = false) {
   store.clear();
   for (int32_t k = 0; k < names->nbFields; ++k) {
+    char const* name = names->fields[k].name;
     bool is_int = (names->fields[k].type == PluginFieldType::kINT32) != swap;
-    store.emplace_back(names->fields[k].name, is_int ? static_cast<void const*>(i) : f,
+    store.emplace_back(name, is_int ? static_cast<void const*>(i ? i : good_int(name)) : f,
                        is_int ? PluginFieldType::kINT32 : PluginFieldType::kFLOAT32, 1);
   }
   return PluginFieldCollection{int32_t(store.size()), store.data()};
@@ -107,14 +117,14 @@ int main(int argc, char** argv) {
                   names->fields[k].length);
 
     std::vector<PluginField> store;
-    int32_t bad = 5, zero = 0;        // INT fields: 0 and 1 are the valid values
+    int32_t bad = 5, zero = 0;        // INT fields: flags are 0 or 1, group_size even
     float bad_f = -1.f, half = 0.5f;  // FLOAT fields (scales, eps): negative is invalid
     auto verdict = [&](PluginFieldCollection fc) {
       return cr->createPlugin("p", &fc, TensorRTPhase::kBUILD) ? "accepted" : "rejected";
     };
     std::printf("bad_value %s\n", verdict(fields(names, &bad, &bad_f, store)));
     std::printf("bad_type %s\n", verdict(fields(names, &zero, &half, store, true)));
-    PluginFieldCollection fc = fields(names, &zero, &half, store);
+    PluginFieldCollection fc = fields(names, nullptr, &half, store);
     IPluginV3* p = cr->createPlugin("p", &fc, TensorRTPhase::kBUILD);
     if (!p) return std::printf("createPlugin failed\n"), 1;
     IPluginV3* q = p->clone();  // what TensorRT keeps; checks the copy, not the original

@@ -18,12 +18,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the source tree's table, not an installed copy
 
 from edgeq.ops.table import (ADD_RMSNORM_INT8, CAUSAL_CONV1D, CAUSAL_CONV1D_INT8,  # noqa: E402
-                             HADAMARD_INT8, SELECTIVE_SCAN, SELECTIVE_SCAN_INT8, SSD_SCAN,
-                             OpDef)
+                             HADAMARD_INT8, LINEAR_W4A8, SELECTIVE_SCAN, SELECTIVE_SCAN_INT8,
+                             SSD_SCAN, OpDef)
 
 # ops with an adapter under plugins/, in registry order (the op table's)
 PLUGINS = (SELECTIVE_SCAN, CAUSAL_CONV1D, SSD_SCAN, SELECTIVE_SCAN_INT8, CAUSAL_CONV1D_INT8,
-           HADAMARD_INT8, ADD_RMSNORM_INT8)
+           HADAMARD_INT8, ADD_RMSNORM_INT8, LINEAR_W4A8)
 OUT = ROOT / "plugins" / "trt" / "op_table.h"
 ATTR_TYPES = {"INT": "kInt", "FLOAT": "kFloat"}  # the others need adapter support first
 # an output's dtype: its `like` input's, or fixed ("float": the only fixed one is fp32)

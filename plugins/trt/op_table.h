@@ -173,5 +173,27 @@ struct EdgeqAddRMSNormInt8 {
       {"y_scale", AttrType::kFloat, 1.0}};
 };
 
+struct EdgeqLinearW4A8 {
+  static constexpr char const* kName = "EdgeqLinearW4A8";
+  static constexpr char const* kVersion = "1";
+  static constexpr char const* kNamespace = "edgeq";
+  enum In : int32_t {
+      in_x, in_weight, in_weight_scale, kNbInputs
+  };
+  static constexpr int32_t kNbRequiredInputs = 3;
+  enum Out : int32_t {
+      out_y, kNbOutputs
+  };
+  static constexpr int32_t kOutputLike[kNbOutputs] = {in_x};  // shape (and dtype) source
+  static constexpr int32_t kOutputLast[kNbOutputs] = {in_weight};  // last dim: its dim 0 (-1: like's)
+  static constexpr Dtype kOutputDtype[kNbOutputs] = {Dtype::kFloat};
+  enum Attr : int32_t {
+      attr_x_scale, attr_group_size, kNbAttrs
+  };
+  static constexpr AttrDef kAttrs[kNbAttrs] = {
+      {"x_scale", AttrType::kFloat, 1.0},
+      {"group_size", AttrType::kInt, 128}};
+};
+
 }  // namespace table
 }  // namespace edgeq

@@ -24,7 +24,7 @@ struct SSDScanOp : table::EdgeqSSDScan {
     return a.i(attr_dt_softplus) == 0 || a.i(attr_dt_softplus) == 1;
   }
 
-  static bool shapes_ok(PluginTensorDesc const* in, int32_t) {
+  static bool shapes_ok(Attrs<SSDScanOp> const&, PluginTensorDesc const* in, int32_t) {
     Dims const &x = in[in_x].dims, &A = in[in_A].dims, &B = in[in_B].dims;
     if (x.nbDims != 3 || A.nbDims != 1 || B.nbDims != 4) return false;
     int64_t b = x.d[0], L = x.d[1], D = x.d[2], H = A.d[0], G = B.d[2], N = B.d[3];

@@ -1,14 +1,15 @@
-// Runs the CUDA kernels' per-thread and per-row code (scan_channel, which EdgeqSSDScan shares,
-// conv_channel, hadamard_row, add_rmsnorm_row) on the CPU, one "thread" or one row after another,
-// behind the C ABI with host pointers (symbols emu_edgeq_*). CI has nvcc but no GPU: this checks
-// the kernels' indexing, window, state, butterfly and quantization code against
-// edgeq.ops.reference. GPU-only parts (launch geometry, memory, the block's barriers and
-// reduction) are left to tests/test_cuda_kernels.py.
+// Runs the CUDA kernels' per-thread, per-lane and per-row code (scan_channel, which EdgeqSSDScan
+// shares, conv_channel, w4a8_lane, hadamard_row, add_rmsnorm_row) on the CPU, one "thread", lane
+// or row after another, behind the C ABI with host pointers (symbols emu_edgeq_*). CI has nvcc but
+// no GPU: this checks the kernels' indexing, window, state, unpacking, butterfly and quantization
+// code against edgeq.ops.reference. GPU-only parts (launch geometry, memory, the block's barriers
+// and reductions, the dp4a and byte_perm intrinsics) are left to tests/test_cuda_kernels.py.
 #include <vector>
 
 #include "../plugins/add_rmsnorm/add_rmsnorm_cuda.cu"
 #include "../plugins/causal_conv1d/causal_conv1d_cuda.cu"
 #include "../plugins/hadamard/hadamard_cuda.cu"
+#include "../plugins/linear_w4a8/linear_w4a8_cuda.cu"
 #include "../plugins/selective_scan/selective_scan_cuda.cu"
 #include "../plugins/ssd_scan/ssd_scan_cuda.cu"
 
@@ -150,5 +151,27 @@ EMU emu_edgeq_add_rmsnorm_int8(const float* x, const float* residual, const floa
   const RmsNormArgs a{x, residual, weight, y, residual_out, rows, d, eps, y_scale};
   if (int rc = rmsnorm_check(a)) return rc;
   for (int64_t r = 0; r < rows; ++r) add_rmsnorm_row(a, r, HostBlock{});
+  return EDGEQ_OK;
+}
+
+// The 32 lanes of a warp one after another, their partial sums added in lane order.
+EMU emu_edgeq_linear_w4a8(const int8_t* x, const uint8_t* weight, const float* weight_scale,
+                          float* y, int64_t rows, int64_t K, int64_t N, int64_t group_size,
+                          float x_scale, void*) {
+  const W4A8Args a{x, weight, weight_scale, y, rows, K, N, group_size, x_scale};
+  if (int rc = w4a8_check(a)) return rc;
+  with_w4a8_variant(a, [&](auto chunk, auto tokens) {
+    constexpr int T = decltype(tokens)::value;
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t m0 = 0; m0 < rows; m0 += T) {
+        float sum[T] = {};
+        for (int lane = 0; lane < 32; ++lane) {
+          float acc[T] = {};
+          w4a8_lane<decltype(chunk), T>(a, n, m0, lane, acc);
+          for (int t = 0; t < T; ++t) sum[t] += acc[t];
+        }
+        for (int t = 0; t < T; ++t) w4a8_store(a, m0 + t, n, sum[t]);
+      }
+  });
   return EDGEQ_OK;
 }

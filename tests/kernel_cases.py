@@ -11,11 +11,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from edgeq.ops import reference
+from edgeq.ops import int4, reference
 from edgeq.runtime.cuda_kernels import symbol
 from edgeq.runtime.kernels import Scales
 from edgeq.ops.table import (ADD_RMSNORM_INT8, CAUSAL_CONV1D, CAUSAL_CONV1D_INT8, HADAMARD_INT8,
-                             SELECTIVE_SCAN, SELECTIVE_SCAN_INT8, SSD_SCAN, SSD_SCAN_INT8)
+                             LINEAR_W4A8, SELECTIVE_SCAN, SELECTIVE_SCAN_INT8, SSD_SCAN,
+                             SSD_SCAN_INT8)
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,17 @@ class Norm:  # EdgeqAddRMSNormInt8 over rows of d
         return f"r{self.rows}-d{self.d}{'-inplace' if self.inplace else ''}"
 
 
+@dataclass(frozen=True)
+class W4A8:  # EdgeqLinearW4A8: rows tokens of K times N output channels
+    rows: int
+    K: int
+    N: int
+    group_size: int = 128
+
+    def __str__(self):
+        return f"m{self.rows}-k{self.K}-n{self.N}-g{self.group_size}"
+
+
 MAMBA_130M, MAMBA_2_8B = 1536, 5120  # d_inner
 MAMBA_130M_MODEL, MAMBA_2_8B_MODEL = 768, 2560  # d_model: the add + RMSNorm's width
 MAMBA2_130M_HEADS, MAMBA2_2_7B_HEADS = 24, 80  # Mamba-2: headdim 64, d_inner 1536 and 5120
@@ -132,6 +144,10 @@ HADAMARD_SMALL = [Hadamard(3, 64), Hadamard(2, 96), Hadamard(2, 320), Hadamard(2
                   Hadamard(2, 12), Hadamard(1, 28), Hadamard(2, MAMBA_130M), Hadamard(1, 5120)]
 NORM_SMALL = [Norm(1, MAMBA_130M_MODEL), Norm(3, 96, inplace=True), Norm(2, 7),
               Norm(2, MAMBA_2_8B)]
+# 16-byte chunks (group_size % 32 == 0) and single bytes; one token, a pass of 8, a tail after 8;
+# rows longer than a warp's 32 chunks; N not a multiple of a block's 4 warps
+W4A8_SMALL = [W4A8(1, 384, 96), W4A8(7, 384, 33), W4A8(11, 192, 17, 64), W4A8(1, 4096, 6, 32),
+              W4A8(3, 96, 5, 6), W4A8(9, 100, 7, 2), W4A8(2, 1536, 8, 512)]
 # the model sizes, decode and prefill, up to batch 64
 SCAN_GPU = SCAN_SMALL + [
     Scan(b, L, d) for d in (MAMBA_130M, MAMBA_2_8B)
@@ -169,6 +185,9 @@ HADAMARD_GPU = HADAMARD_SMALL + [Hadamard(r, n) for n in (1536, 3072, 5120) for 
 NORM_GPU = NORM_SMALL + [Norm(r, d) for d in (MAMBA_130M_MODEL, MAMBA_2_8B_MODEL, MAMBA_130M,
                                               MAMBA_2_8B) for r in ROWS] + [
     Norm(64, MAMBA_2_8B_MODEL, inplace=True)]
+# Mamba-2 in_proj and out_proj (K, N): 130m, 2.7B and Quamba2's 8B
+W4A8_LAYERS = ((768, 3352), (1536, 768), (2560, 10576), (5120, 2560), (4096, 18560), (8192, 4096))
+W4A8_GPU = W4A8_SMALL + [W4A8(r, K, N) for K, N in W4A8_LAYERS for r in (1, 7, 64, 1000)]
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -375,6 +394,22 @@ def run_norm(lib, mem, c: Norm, prefix: str = ""):
     want_y, want_residual = reference.add_rmsnorm_int8(x, residual, weight, eps, y_scale)
     _check_int8("y", mem.get(y), want_y)
     assert np.array_equal(mem.get(residual_out), _np(want_residual)), "residual_out"  # one add
+
+
+def run_w4a8(lib, mem, c: W4A8, prefix: str = ""):
+    g = torch.Generator().manual_seed(c.K + c.N)
+    x = torch.randint(-128, 128, (c.rows, c.K), generator=g, dtype=torch.int8)
+    weight = int4.pack(torch.randint(-8, 8, (c.N, c.K), generator=g, dtype=torch.int8))
+    scale = torch.rand(c.N, c.K // c.group_size, generator=g) * 0.02 + 1e-3
+    x_scale = 0.0137
+    y = mem.empty((c.rows, c.N), "float32")
+    rc = getattr(lib, prefix + LINEAR_W4A8.c_symbol)(
+        mem.put(_np(x)), mem.put(_np(weight)), mem.put(_np(scale)), y, c.rows, c.K, c.N,
+        c.group_size, x_scale, None)
+    assert rc == 0, f"status {rc}"
+    mem.sync()
+    # exact int32 sums; fp32 partial products added in another order than the reference's fp64
+    _check("y", mem.get(y), reference.linear_w4a8(x, weight, scale, x_scale, c.group_size), False)
 
 
 class HostMem:

@@ -35,7 +35,7 @@ def _int8_close(got, want):  # fp32 sums in another order: a value may land one 
 @pytest.mark.parametrize("op,dtype,shape", [
     ("scan", "float16", (2, 5, 64)), ("scan", "int8", (2, 5, 64)), ("conv", "float16", (2, 5, 64)),
     ("conv", "int8", (2, 5, 64)), ("hadamard", "int8", (3, 96)), ("hadamard", "int8", (2, 320)),
-    ("norm", "int8", (3, 40))])
+    ("norm", "int8", (3, 40)), ("w4a8", "int8", (3, 256, 96))])
 def test_torch_versions_compute_the_ops(op, dtype, shape):
     case = bk.make(op, dtype, shape, np.random.default_rng(0))
     x = {k: torch.from_numpy(v) for k, v in case["inputs"].items()}
@@ -60,6 +60,9 @@ def test_torch_versions_compute_the_ops(op, dtype, shape):
         assert torch.equal(got[1], state)
     elif op == "hadamard":
         _int8_close(got, reference.hadamard_int8(x["x"], 0.02))
+    elif op == "w4a8":
+        want = reference.linear_w4a8(**x, x_scale=sc[0], group_size=bk.GROUP)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * want.abs().max().item())
     else:
         y, s = reference.add_rmsnorm_int8(x["x"], x["residual"], x["weight"], 1e-5, 0.03)
         _int8_close(got[0], y)
@@ -68,8 +71,9 @@ def test_torch_versions_compute_the_ops(op, dtype, shape):
 
 def test_report_lists_every_case():
     cases = list(bk.cases(bk.WIDTHS, quick=False))
-    # 3 widths x 8 shapes x (scan, conv in fp16 and int8; Hadamard; add + RMSNorm)
-    assert len(cases) == 3 * 8 * 6
+    # 3 widths x 8 shapes x (scan, conv in fp16 and int8; Hadamard; add + RMSNorm; W4A8 in_proj
+    # and out_proj)
+    assert len(cases) == 3 * 8 * 8
     row = dict(op="scan", dtype="int8", shape=[1, 128, 1536], d_inner=1536, ms=0.5, gbs=10.0,
                gflops=20.0, roofline_fraction=0.25, speedup_vs_torch=3.0, int8_over_fp16=0.8)
     dev = dict(name="GPU", sm=87, peak_gbs=68.0, peak_gbs_from="x", peak_gflops=1e3,

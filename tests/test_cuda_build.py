@@ -129,11 +129,18 @@ def test_cuda_library_rejects_bad_arguments(build):
     for rows, d in ((1, 0), (-1, 8)):
         assert norm(*[p] * 5, rows, d, 1e-5, 0.5, None) == 1
     assert hadamard(p, p, 0, 64, 0.5, None) == norm(*[p] * 5, 0, 8, 1e-5, 0.5, None) == 0  # no rows
+    w4a8 = lib.edgeq_linear_w4a8
+    ok_w4a8 = [p] * 4 + [1, 256, 8, 128, 0.5, None]  # ... rows, K, N, group_size
+    assert w4a8(*ok_w4a8[:3], None, *ok_w4a8[4:]) == 2
+    for i, bad in ((4, -1), (5, 192), (6, -1), (7, 0), (7, 3), (7, 96)):  # K % group_size, odd
+        assert w4a8(*ok_w4a8[:i], bad, *ok_w4a8[i + 1:]) == 1
+    assert w4a8(*ok_w4a8[:4], 0, *ok_w4a8[5:]) == 0  # no rows
     if not Path("/dev/nvidiactl").exists():  # no driver: the checks pass, the launch fails
         assert scan(*ok_scan) == scan(*ok_scan[:8], None, *ok_scan[9:]) == 3  # EDGEQ_CUDA_ERROR
         assert conv(*ok_conv) == conv8(*ok_conv8) == scan8(*ok_scan8) == 3
         assert ssd(*ok_ssd) == ssd(*ok_ssd[:17], 0, None) == ssd8(*ok_ssd8) == 3  # chunk ignored
         assert hadamard(p, p, 1, 64, 0.5, None) == norm(*[p] * 5, 1, 8, 1e-5, 0.5, None) == 3
+        assert w4a8(*ok_w4a8) == w4a8(*ok_w4a8[:7], 2, *ok_w4a8[8:]) == 3  # both chunk widths
 
 
 @pytest.fixture(scope="module")
@@ -173,6 +180,11 @@ def test_add_rmsnorm_kernel_code_on_cpu(emulated, case):
     kc.run_norm(emulated, kc.HostMem(), case, prefix="emu_")
 
 
+@pytest.mark.parametrize("case", kc.W4A8_SMALL, ids=str)
+def test_linear_w4a8_kernel_code_on_cpu(emulated, case):
+    kc.run_w4a8(emulated, kc.HostMem(), case, prefix="emu_")
+
+
 @pytest.fixture(scope="module")
 def probe(build, tmp_path_factory):
     """What tests/trt_probe.cpp sees when it loads the plugin library like TensorRT does."""
@@ -209,15 +221,16 @@ def test_trt_plugins_match_the_op_table(probe):
     assert creators == plugins == [[op.name, op.version, op.namespace] for op in OPS]
     interfaces = {line for line in probe if line.startswith("interface")}
     assert interfaces == {"interface PLUGIN CREATOR_V3ONE"}
-    # fields: the attributes, INT as kINT32 (5) and FLOAT as kFLOAT32 (1), one value each; they
-    # round-trip serialization (created with INT 0, FLOAT 0.5)
+    # fields: the attributes, INT as kINT32 (5) and FLOAT and FLOATS as kFLOAT32 (1), one value
+    # each; they round-trip serialization (created with INT 0, group_size 64, FLOAT(S) 0.5)
     lines = by_plugin(probe)
     for op in OPS:
         words = [line.split() for line in lines[op.name]]
         assert [(w[1], int(w[2]), int(w[3])) for w in words if w[0] == "field"] == \
             [(a.name, 5 if a.type == "INT" else 1, 1) for a in op.attrs]
         assert [(w[1], w[2]) for w in words if w[0] == "serialized"] == \
-            [(a.name, "0" if a.type == "INT" else "0.5") for a in op.attrs]
+            [(a.name, "64" if a.name == "group_size" else "0" if a.type == "INT" else "0.5")
+             for a in op.attrs]
 
 
 @needs_trt
@@ -230,25 +243,29 @@ def test_trt_plugins_formats_shapes_and_checks(probe):
     assert "combination 4 f16: f16 f16 f16 f16 | f16 f16" in text  # conv: the state too
     ssd = {line for line in lines[SSD_SCAN.name] if line.startswith("combination")}
     assert ssd == {f"combination 8 {t}: {a} {a} f32 {a} {a} f32 f32 f32 | {a} f32"
-                   for t, a in (("f32", "f32"), ("f16", "f16"), ("i8", "f32"))}
+                   for t, a in (("f32", "f32"), ("f16", "f16"), ("i8", "f32"), ("u8", "f32"))}
     for op in FP_OPS:
         chosen = [line.split(": ")[1] for line in lines[op.name] if line.startswith("combination")]
-        assert chosen and not [c for c in chosen if "i8" in c]
-    # the int8 ops: one combination whatever comes first, int8 where docs/ops.md says int8
-    int8 = {"EdgeqSelectiveScanInt8": "i8 i8 f32 i8 i8 f32 f32 f32 i8 | f32 f32",
-            "EdgeqSSDScanInt8": "i8 i8 f32 i8 i8 f32 f32 f32 | f32 f32",
-            "EdgeqCausalConv1dInt8": "i8 i8 f32 i8 | i8 i8",
-            "EdgeqHadamardInt8": "f32 | i8",
-            "EdgeqAddRMSNormInt8": "f32 f32 f32 | i8 f32"}
+        assert chosen and not [c for c in chosen if "i8" in c or "u8" in c]
+    # the int8 ops: one combination whatever comes first, int8 where docs/ops.md says int8 (the
+    # W4A8 weight: uint8, or the same bytes as int8)
+    int8 = {"EdgeqSelectiveScanInt8": {"i8 i8 f32 i8 i8 f32 f32 f32 i8 | f32 f32"},
+            "EdgeqSSDScanInt8": {"i8 i8 f32 i8 i8 f32 f32 f32 | f32 f32"},
+            "EdgeqCausalConv1dInt8": {"i8 i8 f32 i8 | i8 i8"},
+            "EdgeqHadamardInt8": {"f32 | i8"},
+            "EdgeqAddRMSNormInt8": {"f32 f32 f32 | i8 f32"},
+            "EdgeqLinearW4A8": {"i8 i8 f32 | f32", "i8 u8 f32 | f32"}}
     assert set(int8) == {op.name for op in OPS} - {op.name for op in FP_OPS}
     for name, want in int8.items():
         chosen = {line.split(": ")[1] for line in lines[name] if line.startswith("combination")}
-        assert chosen == {want}, name
+        assert chosen == want, name
     assert "differs" not in text
-    for op in OPS:  # outputs shaped like their table `like` input
+    for op in OPS:  # outputs shaped like their table `like` input, the last dim maybe another's
         names = [p.name for p in op.inputs]
         for o, port in enumerate(op.outputs):
-            assert f"shape {len(names)} {o} like {names.index(port.like)}" in lines[op.name]
+            like = names.index(port.like)
+            last = f"{names.index(port.last_from)}.0" if port.last_from else f"{like}.1"
+            assert f"shape {len(names)} {o} dims {like}.0 {last}" in lines[op.name]
     assert text.count("bad_value rejected") == text.count("bad_type rejected") == len(OPS)
     input_counts = sum(1 + sum(p.optional for p in op.inputs) for op in OPS)
     assert text.count("bad_shapes -1") == text.count("good_shapes 0") == input_counts

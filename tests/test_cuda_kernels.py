@@ -116,6 +116,11 @@ def test_add_rmsnorm_int8(lib, mem, case):
     kc.run_norm(lib, mem, case)
 
 
+@pytest.mark.parametrize("case", kc.W4A8_GPU, ids=str)
+def test_linear_w4a8(lib, mem, case):
+    kc.run_w4a8(lib, mem, case)
+
+
 def test_runs_on_a_stream(lib, mem):
     # the kernels go on the stream they are given; results are there after it synchronises
     stream = _ok(rt.cudaStreamCreate())

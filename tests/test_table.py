@@ -60,6 +60,14 @@ def test_names_are_plugin_safe(op):
 
 
 @pytest.mark.parametrize("op", OPS, ids=lambda op: op.name)
+def test_outputs_take_their_shapes_from_inputs(op):
+    inputs = {p.name for p in op.inputs}
+    for p in op.outputs:
+        assert p.like in inputs and p.last_from in inputs | {""}, p.name
+        assert p.dtype in ("", "int8", "float"), p.name
+
+
+@pytest.mark.parametrize("op", OPS, ids=lambda op: op.name)
 def test_c_abi_declares_and_exports_every_op(op):
     header = (ROOT / "plugins" / "common" / "edgeq_kernels.h").read_text()
     assert re.search(rf"EDGEQ_API int {op.c_symbol}\(", header)

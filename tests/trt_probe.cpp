@@ -6,6 +6,7 @@
 #include <dlfcn.h>
 
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,7 @@ static char const* type_name(DataType t) {
     case DataType::kFLOAT: return "f32";
     case DataType::kHALF: return "f16";
     case DataType::kINT8: return "i8";
+    case DataType::kUINT8: return "u8";
     default: return "?";
   }
 }
@@ -39,7 +41,15 @@ static std::vector<std::vector<int64_t>> good_shapes(std::string const& op) {
     return {{2, 5, 6}, {6, 4}, {6}, {2, 3, 6}};
   if (op == "EdgeqHadamardInt8") return {{2, 5, 96}};  // 96 = 12 * 8
   if (op == "EdgeqAddRMSNormInt8") return {{2, 5, 8}, {2, 5, 8}, {8}};
+  if (op == "EdgeqLinearW4A8") return {{2, 5, 256}, {6, 128}, {6, 4}};  // N 6, group_size 64
   return {};
+}
+
+// A valid INT field value other than the default: 0 for the flags (chunk_size takes any), 64
+// for group_size (even; divides good_shapes' K)
+static int32_t const* good_int(char const* field) {
+  static int32_t const zero = 0, group = 64;
+  return std::strcmp(field, "group_size") == 0 ? &group : &zero;
 }
 
 // FLOATS fields by name, with their values
@@ -54,26 +64,26 @@ static std::vector<std::pair<std::string, int32_t>> channel_fields(std::string c
 }
 
 // Every field the creator announces, with its announced type (swapped: kINT32 <-> kFLOAT32)
-// and the value `i` or `f`.
+// and the value `i` (null: good_int) or `f`.
 static PluginFieldCollection fields(PluginFieldCollection const* names, int32_t const* i,
                                     float const* f, std::vector<PluginField>& store,
                                     bool swap = false) {
   store.clear();
   for (int32_t k = 0; k < names->nbFields; ++k) {
+    char const* name = names->fields[k].name;
     bool is_int = (names->fields[k].type == PluginFieldType::kINT32) != swap;
-    store.emplace_back(names->fields[k].name, is_int ? static_cast<void const*>(i) : f,
+    store.emplace_back(name, is_int ? static_cast<void const*>(i ? i : good_int(name)) : f,
                        is_int ? PluginFieldType::kINT32 : PluginFieldType::kFLOAT32, 1);
   }
   return PluginFieldCollection{int32_t(store.size()), store.data()};
 }
 
-// Every field at 0 or 0.5 as `fields` makes them, except the FLOATS fields named in `arrays`,
-// which get those values.
+// Every field at good_int or 0.5 as `fields` makes them, except the FLOATS fields named in
+// `arrays`, which get those values.
 static PluginFieldCollection with_arrays(PluginFieldCollection const* names, Arrays const& arrays,
                                          std::vector<PluginField>& store) {
-  static int32_t const zero = 0;
   static float const half = 0.5f;
-  PluginFieldCollection fc = fields(names, &zero, &half, store);
+  PluginFieldCollection fc = fields(names, nullptr, &half, store);
   for (auto& f : store)
     for (auto const& a : arrays)
       if (a.first == f.name) f = PluginField(f.name, a.second.data(), PluginFieldType::kFLOAT32,
@@ -107,7 +117,8 @@ static std::string combination(IPluginV3OneBuild* b, int32_t nbIn, DataType firs
   std::string out;
   for (int32_t pos = 0; pos < nbIn + nbOut; ++pos) {
     bool found = false;
-    for (DataType t : {first, DataType::kFLOAT, DataType::kHALF, DataType::kINT8}) {
+    for (DataType t : {first, DataType::kFLOAT, DataType::kHALF, DataType::kINT8,
+                       DataType::kUINT8}) {
       io[pos].desc.type = t;
       io[pos].desc.format = TensorFormat::kLINEAR;
       if ((found = b->supportsFormatCombination(pos, io.data(), nbIn, nbOut))) break;
@@ -149,14 +160,14 @@ int main(int argc, char** argv) {
                   names->fields[k].length);
 
     std::vector<PluginField> store;
-    int32_t bad = 5, zero = 0;        // INT fields: 0 and 1 are the valid values
+    int32_t bad = 5, zero = 0;        // INT fields: flags are 0 or 1, group_size even
     float bad_f = -1.f, half = 0.5f;  // FLOAT fields (scales, eps): negative is invalid
     auto verdict = [&](PluginFieldCollection fc) {
       return cr->createPlugin("p", &fc, TensorRTPhase::kBUILD) ? "accepted" : "rejected";
     };
     std::printf("bad_value %s\n", verdict(fields(names, &bad, &bad_f, store)));
     std::printf("bad_type %s\n", verdict(fields(names, &zero, &half, store, true)));
-    PluginFieldCollection fc = fields(names, &zero, &half, store);
+    PluginFieldCollection fc = fields(names, nullptr, &half, store);
     IPluginV3* p = cr->createPlugin("p", &fc, TensorRTPhase::kBUILD);
     if (!p) return std::printf("createPlugin failed\n"), 1;
     IPluginV3* q = p->clone();  // what TensorRT keeps; checks the copy, not the original
@@ -182,21 +193,27 @@ int main(int argc, char** argv) {
       std::vector<DynamicPluginTensorDesc> in(nbIn), out(nbOut);
       if (build->configurePlugin(in.data(), nbIn, out.data(), nbOut) != 0) continue;
       std::printf("inputs %d\n", nbIn);
-      for (DataType t : {DataType::kFLOAT, DataType::kHALF, DataType::kINT8})
+      for (DataType t : {DataType::kFLOAT, DataType::kHALF, DataType::kINT8, DataType::kUINT8})
         std::printf("combination %d %s: %s\n", nbIn, type_name(t),
                     combination(build, nbIn, t).c_str());
-      // getOutputShapes copies the DimsExprs of the `like` inputs; fake, distinct expressions
+      // getOutputShapes copies dims of the inputs; fake, distinct expressions: dim k of input i
       std::vector<DimsExprs> ins(nbIn), outs(nbOut);
       for (int32_t i = 0; i < nbIn; ++i) {
-        ins[i].nbDims = 1;
-        ins[i].d[0] = reinterpret_cast<IDimensionExpr const*>(uintptr_t(0x1000 + 16 * i));
+        ins[i].nbDims = 2;
+        for (int32_t k = 0; k < 2; ++k)
+          ins[i].d[k] = reinterpret_cast<IDimensionExpr const*>(uintptr_t(0x1000 + 16 * i + 8 * k));
       }
       alignas(IExprBuilder) char unused[sizeof(IExprBuilder)];  // the plugins build no expressions
       build->getOutputShapes(ins.data(), nbIn, nullptr, 0, outs.data(), nbOut,
                              *reinterpret_cast<IExprBuilder*>(unused));
-      for (size_t o = 0; o < outs.size(); ++o)
-        std::printf("shape %d %zu like %d\n", nbIn, o,
-                    int((reinterpret_cast<uintptr_t>(outs[o].d[0]) - 0x1000) / 16));
+      for (size_t o = 0; o < outs.size(); ++o) {  // "i.k": dim k of input i
+        std::printf("shape %d %zu dims", nbIn, o);
+        for (int32_t k = 0; k < outs[o].nbDims; ++k) {
+          uintptr_t e = reinterpret_cast<uintptr_t>(outs[o].d[k]) - 0x1000;
+          std::printf(" %d.%d", int(e / 16), int(e % 16 / 8));
+        }
+        std::printf("\n");
+      }
       std::vector<PluginTensorDesc> descs(nbIn);  // all rank 0: inconsistent
       std::printf("bad_shapes %d\n", run->onShapeChange(descs.data(), nbIn, nullptr, nbOut));
       auto good = good_shapes(core->getPluginName());

@@ -6,15 +6,18 @@ on the same GPU, in the same run.
 Per kernel at the Mamba-130m/1.4B/2.8B widths (d_inner 1536, 4096, 5120; d_state 16; the
 add + RMSNorm at d_model = d_inner / 2): the selective scan fp16 and int8 at decode (L = 1,
 batch 1, 8, 64) and prefill (batch 1, L 128..2048), the causal conv, the Hadamard and the add +
-RMSNorm at the same shapes. The kernels are called through edgeq.runtime.cuda_kernels on device
+RMSNorm at the same shapes, and the W4A8 linear (group 128) as in_proj (d_inner / 2 -> 2 d_inner)
+and out_proj (d_inner -> d_inner / 2) over batch x L tokens. The kernels are called through edgeq.runtime.cuda_kernels on device
 buffers from cuda-python, captured in a CUDA graph of many launches and timed with CUDA events
 (kernel time, no Python launch overhead). The PyTorch versions (CUDA tensors, the reference math
 in fp32, vectorised except the scan's loop over time) run eagerly, as a model would, timed with
 the same events on the same stream.
 
 Reported per case: time, achieved GB/s (bytes read + written, each tensor once) and GFLOP/s
-(the op's arithmetic as docs/ops.md writes it), the fraction of the roofline time (bytes / peak
-GB/s or FLOPs / peak FLOP/s, whichever is longer), the speed-up over PyTorch, and int8 prefill
+(the op's arithmetic as docs/ops.md writes it; the W4A8 linear: int8 multiply-adds x 2), the
+fraction of the roofline time (bytes / peak GB/s or FLOPs / peak FLOP/s, whichever is longer; for
+the W4A8 linear the peak is dp4a's, 4x the fp32 one, and at decode the bound is the bytes: the
+packed weights and their scales, read once), the speed-up over PyTorch, and int8 prefill
 scan time / fp16 prefill scan time. Peak GB/s: memory clock x bus width x 2 (DDR) from the
 device attributes, or --peak-gbs; peak FLOP/s: SMs x fp32 lanes x 2 x clock, or --peak-gflops.
 
@@ -41,6 +44,7 @@ from edgeq.runtime.kernels import Scales  # noqa: E402
 
 WIDTHS = (1536, 4096, 5120)  # d_inner of Mamba-130m, 1.4B, 2.8B
 N, W = 16, 4  # d_state, conv width
+GROUP = 128  # W4A8 weight scales per 128 input channels
 DECODE = ((1, 1), (8, 1), (64, 1))  # (batch, L)
 PREFILL = ((1, 128), (1, 256), (1, 512), (1, 1024), (1, 2048))
 
@@ -175,6 +179,16 @@ def norm_case(rows: int, d: int, rng) -> dict:
                 nbytes=rows * d * 13 + d * 4, flops=rows * d * 7)
 
 
+def w4a8_case(rows: int, K: int, n_out: int, rng) -> dict:
+    x = dict(x=rng.integers(-128, 128, (rows, K), dtype=np.int8),
+             weight=rng.integers(0, 256, (n_out, K // 2), dtype=np.uint8),
+             weight_scale=(rng.random((n_out, K // GROUP)) * 0.02 + 1e-3).astype(np.float32))
+    nbytes = rows * K + n_out * K // 2 + n_out * (K // GROUP) * 4 + rows * n_out * 4
+    # dp4a does four int8 multiply-adds per lane and cycle where fp32 does one FMA
+    return dict(inputs=x, nbytes=nbytes, flops=2 * rows * K * n_out, peak_factor=4,
+                scales=[0.02])
+
+
 def kernel_call(lib, op: str, dtype: str, shape: tuple, case: dict, buf: Buffers, stream):
     """A function that queues the kernel on `stream`."""
     p = {k: buf.put(v) for k, v in case["inputs"].items()}
@@ -195,6 +209,11 @@ def kernel_call(lib, op: str, dtype: str, shape: tuple, case: dict, buf: Buffers
     elif op == "hadamard":
         rows, n = shape
         fn, args = lib.edgeq_hadamard_int8, [p["x"], buf.empty(rows * n), rows, n, 0.02, s]
+    elif op == "w4a8":
+        rows, K, n_out = shape
+        fn = lib.edgeq_linear_w4a8
+        args = [p["x"], p["weight"], p["weight_scale"], buf.empty(rows * n_out * 4), rows, K,
+                n_out, GROUP, case["scales"][0], s]
     else:
         rows, d = shape
         fn = lib.edgeq_add_rmsnorm_int8
@@ -262,7 +281,12 @@ def torch_call(op: str, dtype: str, case: dict, device: str = "cuda"):
         inv = torch.rsqrt(s.pow(2).mean(-1, keepdim=True) + 1e-5)
         return quant(s * inv * t["weight"], 0.03), s
 
-    return dict(scan=scan, conv=conv, hadamard=hadamard, norm=norm)[op]
+    def w4a8():  # as a model without the kernel would: dequantize the weights, fp32 matmul
+        from edgeq.ops.int4 import unpack
+        w = unpack(t["weight"]).float() * t["weight_scale"].repeat_interleave(GROUP, 1)
+        return (t["x"].float() * sc[0]) @ w.T
+
+    return dict(scan=scan, conv=conv, hadamard=hadamard, norm=norm, w4a8=w4a8)[op]
 
 
 def cases(widths, quick: bool):
@@ -274,12 +298,14 @@ def cases(widths, quick: bool):
                 yield "conv", dtype, (b, L, d), d
             yield "hadamard", "int8", (b * L, d), d
             yield "norm", "int8", (b * L, d // 2), d
+            yield "w4a8", "int8", (b * L, d // 2, 2 * d), d  # in_proj
+            yield "w4a8", "int8", (b * L, d, d // 2), d  # out_proj
 
 
 def make(op, dtype, shape, rng):
     if op in ("scan", "conv"):
         return (scan_case if op == "scan" else conv_case)(dtype, *shape, rng)
-    return (hadamard_case if op == "hadamard" else norm_case)(*shape, rng)
+    return dict(hadamard=hadamard_case, norm=norm_case, w4a8=w4a8_case)[op](*shape, rng)
 
 
 def run(args, dev: dict) -> list[dict]:
@@ -307,7 +333,8 @@ def run(args, dev: dict) -> list[dict]:
                    bytes=case["nbytes"], flops=case["flops"])
         row["gbs"] = case["nbytes"] / ms / 1e6
         row["gflops"] = case["flops"] / ms / 1e6
-        roof_ms = max(case["nbytes"] / dev["peak_gbs"], case["flops"] / dev["peak_gflops"]) / 1e6
+        peak_gflops = dev["peak_gflops"] * case.get("peak_factor", 1)
+        roof_ms = max(case["nbytes"] / dev["peak_gbs"], case["flops"] / peak_gflops) / 1e6
         row["roofline_fraction"] = roof_ms / ms
         if torch is not None:
             fn = torch_call(op, dtype, case)

@@ -16,7 +16,8 @@ _ATTR_TYPES = {
 }
 OPSET_VERSION = 1
 _ELEM = {"int8": onnx.TensorProto.INT8, "float": onnx.TensorProto.FLOAT}
-_FLOATS = ["tensor(float)", "tensor(float16)", "tensor(bfloat16)", "tensor(int8)"]
+_TYPES = ["tensor(float)", "tensor(float16)", "tensor(bfloat16)", "tensor(int8)",
+          "tensor(uint8)"]
 
 
 def schema(op: OpDef) -> OpSchema:
@@ -26,21 +27,28 @@ def schema(op: OpDef) -> OpSchema:
         param_option=OpSchema.FormalParameterOption.Optional if p.optional
         else OpSchema.FormalParameterOption.Single) for i, p in enumerate(op.inputs)]
     outputs = [OpSchema.FormalParameter(p.name, f"O{i}", p.doc) for i, p in enumerate(op.outputs)]
-    types = [(f"T{i}", _FLOATS, "") for i in range(len(op.inputs))] + \
-            [(f"O{i}", _FLOATS, "") for i in range(len(op.outputs))]
+    types = [(f"T{i}", _TYPES, "") for i in range(len(op.inputs))] + \
+            [(f"O{i}", _TYPES, "") for i in range(len(op.outputs))]
     attrs = [OpSchema.Attribute(a.name, _ATTR_TYPES[a.type], a.doc) for a in op.attrs] + [
         OpSchema.Attribute("plugin_version", OpSchema.AttrType.STRING, "TensorRT plugin version"),
         OpSchema.Attribute("plugin_namespace", OpSchema.AttrType.STRING, "TensorRT plugin namespace")]
     s = OpSchema(op.name, DOMAIN, OPSET_VERSION, inputs=inputs, outputs=outputs,
                  type_constraints=types, attributes=attrs)
-    like = [[p.name for p in op.inputs].index(o.like) for o in op.outputs]
+    names = [p.name for p in op.inputs]
 
     def infer(ctx):
-        for out, (src, port) in enumerate(zip(like, op.outputs)):
+        for out, port in enumerate(op.outputs):
             t = onnx.TypeProto()
-            t.CopyFrom(ctx.get_input_type(src))
+            t.CopyFrom(ctx.get_input_type(names.index(port.like)))
             if port.dtype:
                 t.tensor_type.elem_type = _ELEM[port.dtype]
+            dims = t.tensor_type.shape.dim
+            if port.last_from and dims:
+                rows = ctx.get_input_type(names.index(port.last_from)).tensor_type.shape.dim
+                if rows:
+                    dims[-1].CopyFrom(rows[0])
+                else:  # that input's shape is unknown, so is this dim
+                    dims[-1].Clear()
             ctx.set_output_type(out, t)
 
     s.set_type_and_shape_inference_function(infer)

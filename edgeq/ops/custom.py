@@ -9,7 +9,7 @@ from torch import Tensor
 
 from . import reference
 from .table import (ADD_RMSNORM_INT8, CAUSAL_CONV1D, CAUSAL_CONV1D_INT8, HADAMARD_INT8,
-                    SELECTIVE_SCAN, SELECTIVE_SCAN_INT8, SSD_SCAN, SSD_SCAN_INT8)
+                    LINEAR_W4A8, SELECTIVE_SCAN, SELECTIVE_SCAN_INT8, SSD_SCAN, SSD_SCAN_INT8)
 
 
 @torch.library.custom_op(SELECTIVE_SCAN.torch_name, mutates_args=())
@@ -107,3 +107,14 @@ def add_rmsnorm_int8(x: Tensor, residual: Tensor, weight: Tensor, eps: float, y_
 @add_rmsnorm_int8.register_fake
 def _(x, residual, weight, eps, y_scale):
     return torch.empty_like(x, dtype=torch.int8), torch.empty_like(x, dtype=torch.float32)
+
+
+@torch.library.custom_op(LINEAR_W4A8.torch_name, mutates_args=())
+def linear_w4a8(x: Tensor, weight: Tensor, weight_scale: Tensor, x_scale: float,
+                group_size: int = 128) -> Tensor:
+    return reference.linear_w4a8(x, weight, weight_scale, x_scale, group_size)
+
+
+@linear_w4a8.register_fake
+def _(x, weight, weight_scale, x_scale, group_size=128):
+    return x.new_empty((*x.shape[:-1], weight.shape[0]), dtype=torch.float32)

@@ -29,6 +29,7 @@ class Port:
     optional: bool = False
     like: str = ""  # outputs: the input whose shape (and dtype, unless given) this output has
     dtype: str = ""  # outputs: "int8" or "float" where it differs from `like`
+    last_from: str = ""  # outputs: the input whose first dim is this output's last one
 
 
 @dataclass(frozen=True)
@@ -194,6 +195,18 @@ ADD_RMSNORM_INT8 = OpDef(
     attrs=(Attr("eps", "FLOAT", 1e-5, "RMSNorm epsilon"),) + _scales("y"),
 )
 
+LINEAR_W4A8 = OpDef(
+    name="EdgeqLinearW4A8",
+    torch_name="edgeq::linear_w4a8",
+    c_symbol="edgeq_linear_w4a8",
+    inputs=(Port("x", "[..., K] int8"),
+            Port("weight", "[N, K/2] uint8, int4 pairs in ONNX's INT4 order"),
+            Port("weight_scale", "[N, K/group_size] fp32")),
+    outputs=(Port("y", "[..., N] fp32", like="x", dtype="float", last_from="weight"),),
+    attrs=_scales("x") + (Attr("group_size", "INT", 128, "input channels per weight scale"),),
+)
+
 OPS: tuple[OpDef, ...] = (SELECTIVE_SCAN, CAUSAL_CONV1D, SSD_SCAN, SELECTIVE_SCAN_INT8,
-                          CAUSAL_CONV1D_INT8, HADAMARD_INT8, ADD_RMSNORM_INT8, SSD_SCAN_INT8)
+                          CAUSAL_CONV1D_INT8, HADAMARD_INT8, ADD_RMSNORM_INT8, LINEAR_W4A8,
+                          SSD_SCAN_INT8)
 BY_NAME = {op.name: op for op in OPS}

@@ -15,7 +15,8 @@ import numpy as np
 
 from ..errors import EdgeqError
 from ..ops.table import (ADD_RMSNORM_INT8, CAUSAL_CONV1D, CAUSAL_CONV1D_INT8, HADAMARD_INT8,
-                         SELECTIVE_SCAN, SELECTIVE_SCAN_INT8, SSD_SCAN, SSD_SCAN_INT8)
+                         LINEAR_W4A8, SELECTIVE_SCAN, SELECTIVE_SCAN_INT8, SSD_SCAN,
+                         SSD_SCAN_INT8)
 
 LIB_NAME = "libedgeq_cpu.so"
 
@@ -34,6 +35,7 @@ _ARGTYPES = {
     CAUSAL_CONV1D_INT8.c_symbol: [_p] * 6 + [_i64] * 4 + [_s] * 3 + [_i32, _p],
     HADAMARD_INT8.c_symbol: [_p, _p, _i64, _i64, _f, _p],
     ADD_RMSNORM_INT8.c_symbol: [_p] * 5 + [_i64, _i64, _f, _f, _p],
+    LINEAR_W4A8.c_symbol: [_p] * 4 + [_i64] * 4 + [_f, _p],
     SSD_SCAN_INT8.c_symbol: [_p] * 10 + [_i64] * 6 + [_s] * 4 + [_i32, _i32, _p],
 }
 
@@ -67,10 +69,11 @@ def _f32(a) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.float32)
 
 
-def _i8(a) -> np.ndarray:
+def _int(a, dtype=np.int8) -> np.ndarray:
+    """An integer tensor of exactly `dtype`: casting one would change its values."""
     a = np.asarray(a)
-    if a.dtype != np.int8:
-        raise ValueError(f"expected an int8 tensor, got {a.dtype}")
+    if a.dtype != dtype:
+        raise ValueError(f"expected an {np.dtype(dtype)} tensor, got {a.dtype}")
     return np.ascontiguousarray(a)
 
 
@@ -135,7 +138,7 @@ def ssd_scan(x, dt, A, B, C, D, dt_bias, state, dt_softplus=1, chunk_size=256):
 
 def ssd_scan_int8(x, dt, A, B, C, D, dt_bias, state, x_scale, dt_scale, B_scale, C_scale,
                   dt_softplus=1, chunk_size=256):
-    x, dt, B, C = map(_i8, (x, dt, B, C))
+    x, dt, B, C = map(_int, (x, dt, B, C))
     A, D, dt_bias, state = map(_f32, (A, D, dt_bias, state))
     dims = _ssd_dims(x, dt, A, B, C, D, dt_bias, state)
     y, state_out = np.empty(x.shape, np.float32), np.empty_like(state)
@@ -147,7 +150,7 @@ def ssd_scan_int8(x, dt, A, B, C, D, dt_bias, state, x_scale, dt_scale, B_scale,
 
 def selective_scan_int8(u, delta, A, B, C, D, delta_bias, state, z, u_scale, delta_scale,
                         B_scale, C_scale, z_scale, delta_softplus=1):
-    u, delta, B, C, z = map(_i8, (u, delta, B, C, z))
+    u, delta, B, C, z = map(_int, (u, delta, B, C, z))
     A, D, delta_bias, state = map(_f32, (A, D, delta_bias, state))
     dims = _scan_dims(u, delta, A, B, C, D, delta_bias, state, z)
     y, state_out = np.empty(u.shape, np.float32), np.empty_like(state)
@@ -176,7 +179,7 @@ def causal_conv1d(x, weight, bias, state, activation=1):
 
 
 def causal_conv1d_int8(x, weight, bias, state, x_scale, weight_scale, y_scale, activation=1):
-    x, weight, state = map(_i8, (x, weight, state))
+    x, weight, state = map(_int, (x, weight, state))
     bias = _f32(bias)
     dims = _conv_dims(x, weight, bias, state)
     y, state_out = np.empty_like(x), np.empty_like(state)
@@ -202,3 +205,15 @@ def add_rmsnorm_int8(x, residual, weight, eps, y_scale):
     _call(ADD_RMSNORM_INT8.c_symbol, *map(_ptr, (x, residual, weight, y, residual_out)),
           x.size // x.shape[-1], x.shape[-1], eps, y_scale, None)
     return y, residual_out
+
+
+def linear_w4a8(x, weight, weight_scale, x_scale, group_size=128):
+    x, weight, weight_scale = _int(x), _int(weight, np.uint8), _f32(weight_scale)
+    K, N, gs = x.shape[-1], weight.shape[0], int(group_size)
+    if K < 1 or K % 2 or gs < 1 or weight.shape != (N, K // 2) \
+            or weight_scale.shape != (N, K // gs):
+        raise ValueError("linear_w4a8: inconsistent shapes (see docs/ops.md)")
+    y = np.empty((*x.shape[:-1], N), np.float32)
+    _call(LINEAR_W4A8.c_symbol, *map(_ptr, (x, weight, weight_scale, y)), x.size // K, K, N, gs,
+          x_scale, None)
+    return y

@@ -14,8 +14,8 @@ import onnx
 from onnx import numpy_helper
 
 from ..ops.table import (ADD_RMSNORM_INT8, CAUSAL_CONV1D, CAUSAL_CONV1D_INT8, DOMAIN,
-                         HADAMARD_INT8, SELECTIVE_SCAN, SELECTIVE_SCAN_INT8, SSD_SCAN,
-                         SSD_SCAN_INT8)
+                         HADAMARD_INT8, LINEAR_W4A8, SELECTIVE_SCAN, SELECTIVE_SCAN_INT8,
+                         SSD_SCAN, SSD_SCAN_INT8)
 from . import kernels
 
 ORT_DOMAIN = "ai.onnx.contrib"
@@ -26,6 +26,7 @@ def register() -> str:
     """Register the PyOps once; returns the onnxruntime-extensions library to load."""
     from onnxruntime_extensions import PyCustomOpDef, get_library_path, onnx_op
     f32, i64, i8 = PyCustomOpDef.dt_float, PyCustomOpDef.dt_int64, PyCustomOpDef.dt_int8
+    u8 = PyCustomOpDef.dt_uint8
 
     @onnx_op(op_type=SELECTIVE_SCAN.name, inputs=[f32] * len(SELECTIVE_SCAN.inputs),
              outputs=[f32, f32], attrs={"delta_softplus": i64})
@@ -69,6 +70,11 @@ def register() -> str:
              attrs=attrs(ADD_RMSNORM_INT8))
     def add_rmsnorm_int8(x, residual, weight, **a):
         return kernels.add_rmsnorm_int8(x, residual, weight, **_decode(ADD_RMSNORM_INT8, a))
+
+    @onnx_op(op_type=LINEAR_W4A8.name, inputs=[i8, u8, f32], outputs=[f32],
+             attrs=attrs(LINEAR_W4A8))
+    def linear_w4a8(x, weight, weight_scale, **a):
+        return kernels.linear_w4a8(x, weight, weight_scale, **_decode(LINEAR_W4A8, a))
 
     return get_library_path()
 

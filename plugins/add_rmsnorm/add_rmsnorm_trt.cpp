@@ -15,7 +15,7 @@ struct AddRMSNormInt8Op : table::EdgeqAddRMSNormInt8 {
     return std::isfinite(a.f(attr_eps)) && a.f(attr_eps) >= 0.f && positive(a.f(attr_y_scale));
   }
 
-  static bool shapes_ok(PluginTensorDesc const* in, int32_t) {
+  static bool shapes_ok(Attrs<AddRMSNormInt8Op> const&, PluginTensorDesc const* in, int32_t) {
     Dims const& x = in[in_x].dims;
     return x.nbDims >= 1 && same_dims(in[in_residual].dims, x) &&
            dims_are(in[in_weight].dims, {x.d[x.nbDims - 1]});

@@ -9,7 +9,8 @@ namespace {
 
 template <class Row>
 struct ConvShapes : Row {
-  static bool shapes_ok(PluginTensorDesc const* in, int32_t) {
+  template <class Op>
+  static bool shapes_ok(Attrs<Op> const&, PluginTensorDesc const* in, int32_t) {
     Dims const &x = in[Row::in_x].dims, &w = in[Row::in_weight].dims;
     if (x.nbDims != 3 || w.nbDims != 2) return false;
     int64_t b = x.d[0], C = x.d[2], W = w.d[1];

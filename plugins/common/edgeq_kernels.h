@@ -103,6 +103,13 @@ EDGEQ_API int edgeq_add_rmsnorm_int8(const float* x, const float* residual, cons
                                      int8_t* y, float* residual_out, int64_t rows, int64_t d,
                                      float eps, float y_scale, void* stream);
 
+// EdgeqLinearW4A8: x int8 [rows, K] times int4 weights packed two per byte, weight uint8
+// [N, K/2] (ONNX's INT4 order), with weight_scale fp32 [N, K/group_size]; y fp32 [rows, N].
+// group_size even and dividing K. CUDA: rows, N < 2^31.
+EDGEQ_API int edgeq_linear_w4a8(const int8_t* x, const uint8_t* weight, const float* weight_scale,
+                                float* y, int64_t rows, int64_t K, int64_t N, int64_t group_size,
+                                float x_scale, void* stream);
+
 // fp16-activation variants, CUDA library only: the same ops with the activations (u, delta, B,
 // C, z, y; SSD: x, dt, B, C, y; conv: every tensor) in fp16. A, D, delta_bias (dt_bias) and the
 // SSM state stay fp32, and all math is fp32 (docs/ops.md, Precision).

@@ -14,7 +14,7 @@ struct HadamardInt8Op : table::EdgeqHadamardInt8 {
 
   static bool valid(Attrs<HadamardInt8Op> const& a) { return positive(a.f(attr_y_scale)); }
 
-  static bool shapes_ok(PluginTensorDesc const* in, int32_t) {
+  static bool shapes_ok(Attrs<HadamardInt8Op> const&, PluginTensorDesc const* in, int32_t) {
     Dims const& x = in[in_x].dims;
     int64_t K = 0, M = 0;
     if (x.nbDims >= 1) hadamard_split(x.d[x.nbDims - 1], K, M);

@@ -9,7 +9,8 @@ namespace {
 
 template <class Row>
 struct ScanShapes : Row {
-  static bool shapes_ok(PluginTensorDesc const* in, int32_t nbInputs) {
+  template <class Op>
+  static bool shapes_ok(Attrs<Op> const&, PluginTensorDesc const* in, int32_t nbInputs) {
     Dims const &u = in[Row::in_u].dims, &A = in[Row::in_A].dims, &B = in[Row::in_B].dims;
     if (u.nbDims != 3 || A.nbDims != 2 || B.nbDims != 4) return false;
     int64_t b = u.d[0], L = u.d[1], D = u.d[2], H = A.d[0], N = A.d[1], G = B.d[2];

@@ -9,7 +9,8 @@ namespace {
 
 template <class Row>
 struct SsdShapes : Row {
-  static bool shapes_ok(PluginTensorDesc const* in, int32_t) {
+  template <class Op>
+  static bool shapes_ok(Attrs<Op> const&, PluginTensorDesc const* in, int32_t) {
     Dims const &x = in[Row::in_x].dims, &A = in[Row::in_A].dims, &B = in[Row::in_B].dims;
     if (x.nbDims != 3 || A.nbDims != 1 || B.nbDims != 4) return false;
     int64_t b = x.d[0], L = x.d[1], D = x.d[2], H = A.d[0], G = B.d[2], N = B.d[3];

@@ -4,7 +4,7 @@
 //   static bool supports(int32_t pos, DynamicPluginTensorDesc const* io, int32_t nbInputs);
 //   static bool valid(Attrs<Op> const&);  // attribute values: a.i(attr_x), a.f(attr_y),
 //                                         // a.floats(attr_z) (FLOATS; a.scales for kernels)
-//   static bool shapes_ok(PluginTensorDesc const* in, int32_t nbInputs);
+//   static bool shapes_ok(Attrs<Op> const&, PluginTensorDesc const* in, int32_t nbInputs);
 //   static int enqueue(Attrs<Op> const&, PluginTensorDesc const* in, int32_t nbInputs,
 //                      void const* const* inputs, void* const* outputs, cudaStream_t);
 // Only TensorRT's interfaces are used (virtual calls, no libnvinfer symbols), so the library
@@ -195,8 +195,9 @@ class Plugin final : public IPluginV3, public IPluginV3OneCore, public IPluginV3
   AsciiChar const* getPluginVersion() const noexcept override { return Op::kVersion; }
   AsciiChar const* getPluginNamespace() const noexcept override { return Op::kNamespace; }
 
-  // IPluginV3OneBuild. Outputs have the shape of their table `like` input, and its dtype unless
-  // the table fixes one; no workspace (the default getWorkspaceSize returns 0).
+  // IPluginV3OneBuild. Outputs have the shape of their table `like` input (with the first dim of
+  // its `last_from` input as the last one, where the table names one), and its dtype unless the
+  // table fixes one; no workspace (the default getWorkspaceSize returns 0).
   int32_t getNbOutputs() const noexcept override { return Op::kNbOutputs; }
   int32_t configurePlugin(DynamicPluginTensorDesc const* in, int32_t nbInputs,
                           DynamicPluginTensorDesc const*, int32_t nbOutputs) noexcept override {
@@ -216,7 +217,13 @@ class Plugin final : public IPluginV3, public IPluginV3OneCore, public IPluginV3
   int32_t getOutputShapes(DimsExprs const* inputs, int32_t nbInputs, DimsExprs const*, int32_t,
                           DimsExprs* outputs, int32_t nbOutputs, IExprBuilder&) noexcept override {
     if (!counts_ok(nbInputs, nbOutputs)) return -1;
-    for (int32_t o = 0; o < nbOutputs; ++o) outputs[o] = inputs[Op::kOutputLike[o]];
+    for (int32_t o = 0; o < nbOutputs; ++o) {
+      outputs[o] = inputs[Op::kOutputLike[o]];
+      if (int32_t last = Op::kOutputLast[o]; last >= 0) {
+        if (outputs[o].nbDims < 1 || inputs[last].nbDims < 1) return -1;
+        outputs[o].d[outputs[o].nbDims - 1] = inputs[last].d[0];
+      }
+    }
     return 0;
   }
   bool supportsFormatCombination(int32_t pos, DynamicPluginTensorDesc const* inOut,
@@ -228,7 +235,7 @@ class Plugin final : public IPluginV3, public IPluginV3OneCore, public IPluginV3
   // IPluginV3OneRuntime
   int32_t onShapeChange(PluginTensorDesc const* in, int32_t nbInputs, PluginTensorDesc const*,
                         int32_t nbOutputs) noexcept override {
-    if (!counts_ok(nbInputs, nbOutputs) || !Op::shapes_ok(in, nbInputs) ||
+    if (!counts_ok(nbInputs, nbOutputs) || !Op::shapes_ok(attrs_, in, nbInputs) ||
         !lengths_ok(in, nbInputs)) {
       log_msg(ILogger::Severity::kERROR, std::string(Op::kName) + ": inconsistent input shapes");
       return -1;

@@ -30,6 +30,7 @@ struct EdgeqSelectiveScan {
       out_y, out_state_out, kNbOutputs
   };
   static constexpr int32_t kOutputLike[kNbOutputs] = {in_u, in_state};  // shape (and dtype) source
+  static constexpr int32_t kOutputLast[kNbOutputs] = {-1, -1};  // last dim: its dim 0 (-1: like's)
   static constexpr Dtype kOutputDtype[kNbOutputs] = {Dtype::kLike, Dtype::kLike};
   enum Attr : int32_t {
       attr_delta_softplus, kNbAttrs
@@ -50,6 +51,7 @@ struct EdgeqCausalConv1d {
       out_y, out_state_out, kNbOutputs
   };
   static constexpr int32_t kOutputLike[kNbOutputs] = {in_x, in_state};  // shape (and dtype) source
+  static constexpr int32_t kOutputLast[kNbOutputs] = {-1, -1};  // last dim: its dim 0 (-1: like's)
   static constexpr Dtype kOutputDtype[kNbOutputs] = {Dtype::kLike, Dtype::kLike};
   enum Attr : int32_t {
       attr_activation, kNbAttrs
@@ -70,6 +72,7 @@ struct EdgeqSSDScan {
       out_y, out_state_out, kNbOutputs
   };
   static constexpr int32_t kOutputLike[kNbOutputs] = {in_x, in_state};  // shape (and dtype) source
+  static constexpr int32_t kOutputLast[kNbOutputs] = {-1, -1};  // last dim: its dim 0 (-1: like's)
   static constexpr Dtype kOutputDtype[kNbOutputs] = {Dtype::kLike, Dtype::kLike};
   enum Attr : int32_t {
       attr_dt_softplus, attr_chunk_size, kNbAttrs
@@ -91,6 +94,7 @@ struct EdgeqSelectiveScanInt8 {
       out_y, out_state_out, kNbOutputs
   };
   static constexpr int32_t kOutputLike[kNbOutputs] = {in_u, in_state};  // shape (and dtype) source
+  static constexpr int32_t kOutputLast[kNbOutputs] = {-1, -1};  // last dim: its dim 0 (-1: like's)
   static constexpr Dtype kOutputDtype[kNbOutputs] = {Dtype::kFloat, Dtype::kLike};
   enum Attr : int32_t {
       attr_u_scale, attr_delta_scale, attr_B_scale, attr_C_scale, attr_z_scale,
@@ -117,6 +121,7 @@ struct EdgeqCausalConv1dInt8 {
       out_y, out_state_out, kNbOutputs
   };
   static constexpr int32_t kOutputLike[kNbOutputs] = {in_x, in_state};  // shape (and dtype) source
+  static constexpr int32_t kOutputLast[kNbOutputs] = {-1, -1};  // last dim: its dim 0 (-1: like's)
   static constexpr Dtype kOutputDtype[kNbOutputs] = {Dtype::kLike, Dtype::kLike};
   enum Attr : int32_t {
       attr_x_scale, attr_weight_scale, attr_y_scale, attr_activation, kNbAttrs
@@ -140,6 +145,7 @@ struct EdgeqHadamardInt8 {
       out_y, kNbOutputs
   };
   static constexpr int32_t kOutputLike[kNbOutputs] = {in_x};  // shape (and dtype) source
+  static constexpr int32_t kOutputLast[kNbOutputs] = {-1};  // last dim: its dim 0 (-1: like's)
   static constexpr Dtype kOutputDtype[kNbOutputs] = {Dtype::kInt8};
   enum Attr : int32_t {
       attr_y_scale, kNbAttrs
@@ -160,6 +166,7 @@ struct EdgeqAddRMSNormInt8 {
       out_y, out_residual_out, kNbOutputs
   };
   static constexpr int32_t kOutputLike[kNbOutputs] = {in_x, in_x};  // shape (and dtype) source
+  static constexpr int32_t kOutputLast[kNbOutputs] = {-1, -1};  // last dim: its dim 0 (-1: like's)
   static constexpr Dtype kOutputDtype[kNbOutputs] = {Dtype::kInt8, Dtype::kLike};
   enum Attr : int32_t {
       attr_eps, attr_y_scale, kNbAttrs
@@ -167,6 +174,28 @@ struct EdgeqAddRMSNormInt8 {
   static constexpr AttrDef kAttrs[kNbAttrs] = {
       {"eps", AttrType::kFloat, 1e-05},
       {"y_scale", AttrType::kFloat, 1.0}};
+};
+
+struct EdgeqLinearW4A8 {
+  static constexpr char const* kName = "EdgeqLinearW4A8";
+  static constexpr char const* kVersion = "1";
+  static constexpr char const* kNamespace = "edgeq";
+  enum In : int32_t {
+      in_x, in_weight, in_weight_scale, kNbInputs
+  };
+  static constexpr int32_t kNbRequiredInputs = 3;
+  enum Out : int32_t {
+      out_y, kNbOutputs
+  };
+  static constexpr int32_t kOutputLike[kNbOutputs] = {in_x};  // shape (and dtype) source
+  static constexpr int32_t kOutputLast[kNbOutputs] = {in_weight};  // last dim: its dim 0 (-1: like's)
+  static constexpr Dtype kOutputDtype[kNbOutputs] = {Dtype::kFloat};
+  enum Attr : int32_t {
+      attr_x_scale, attr_group_size, kNbAttrs
+  };
+  static constexpr AttrDef kAttrs[kNbAttrs] = {
+      {"x_scale", AttrType::kFloat, 1.0},
+      {"group_size", AttrType::kInt, 128}};
 };
 
 struct EdgeqSSDScanInt8 {
@@ -181,6 +210,7 @@ struct EdgeqSSDScanInt8 {
       out_y, out_state_out, kNbOutputs
   };
   static constexpr int32_t kOutputLike[kNbOutputs] = {in_x, in_state};  // shape (and dtype) source
+  static constexpr int32_t kOutputLast[kNbOutputs] = {-1, -1};  // last dim: its dim 0 (-1: like's)
   static constexpr Dtype kOutputDtype[kNbOutputs] = {Dtype::kFloat, Dtype::kLike};
   enum Attr : int32_t {
       attr_x_scale, attr_dt_scale, attr_B_scale, attr_C_scale, attr_dt_softplus,

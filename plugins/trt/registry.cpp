@@ -14,6 +14,7 @@ IPluginCreatorInterface* selective_scan_int8_creator();
 IPluginCreatorInterface* causal_conv1d_int8_creator();
 IPluginCreatorInterface* hadamard_int8_creator();
 IPluginCreatorInterface* add_rmsnorm_int8_creator();
+IPluginCreatorInterface* linear_w4a8_creator();
 IPluginCreatorInterface* ssd_scan_int8_creator();
 
 namespace {
@@ -35,7 +36,8 @@ getCreators(int32_t& nbCreators) {
       edgeq::trt::selective_scan_creator(),      edgeq::trt::causal_conv1d_creator(),
       edgeq::trt::ssd_scan_creator(),            edgeq::trt::selective_scan_int8_creator(),
       edgeq::trt::causal_conv1d_int8_creator(),  edgeq::trt::hadamard_int8_creator(),
-      edgeq::trt::add_rmsnorm_int8_creator(),    edgeq::trt::ssd_scan_int8_creator()};
+      edgeq::trt::add_rmsnorm_int8_creator(),    edgeq::trt::linear_w4a8_creator(),
+      edgeq::trt::ssd_scan_int8_creator()};
   nbCreators = sizeof(creators) / sizeof(creators[0]);
   return creators;
 }

@@ -129,7 +129,8 @@ def generate(source, backend, prompt, prompt_ids, max_new_tokens, greedy, temper
 @cli.command()
 @click.argument("model")
 @click.option("--recipe", default="quamba-w8a8", show_default=True,
-              help="A recipe from edgeq/quant/recipes (quamba-w8a8, naive-w8a8).")
+              help="A recipe from edgeq/quant/recipes (quamba-w8a8, naive-w8a8, quamba2-w8a8, "
+                   "quamba2-w4a8, quamba2-w4a16).")
 @click.option("--calib", "calib_data", required=True,
               help="Calibration data: a text file, a folder of .txt files, a tokenized .npy "
                    "array, or a `datasets` id (online).")
@@ -141,9 +142,11 @@ def generate(source, backend, prompt, prompt_ids, max_new_tokens, greedy, temper
 @click.option("--percentile", type=float, default=None,
               help="Clip the SSM input at this percentile of |x| (quamba-w8a8: 99.999).")
 @click.option("--per-channel", is_flag=True, help="Per-output-channel weight scales.")
+@click.option("--h2t", is_flag=True,
+              help="Head-to-toe: embedding and lm_head 4-bit too (quamba2-w4 recipes).")
 @click.option("--seed", default=0, show_default=True, help="Chooses the calibration windows.")
 def quantize(model, recipe, calib_data, output, samples, seq_len, batch, percentile, per_channel,
-             seed):
+             h2t, seed):
     """Calibrate MODEL and write its quantized folder (safetensors + quant.json)."""
     import time
 
@@ -152,7 +155,7 @@ def quantize(model, recipe, calib_data, output, samples, seq_len, batch, percent
     from .quant import quantize as q
     from .quant import recipe as recipes
     from .runtime import text
-    rec = recipes.load(recipe, percentile, per_channel)
+    rec = recipes.load(recipe, percentile, per_channel, h2t)
     q.check_output(output)
     lm, folder = load_model(model)
     if q.is_quantized(folder):
@@ -160,10 +163,11 @@ def quantize(model, recipe, calib_data, output, samples, seq_len, batch, percent
     tok = text.from_folder(folder)
     windows = calib.windows(calib.load_tokens(calib_data, tok), samples, seq_len,
                             lm.cfg.vocab_size, seed)
+    recipes.check_supported(lm.cfg, rec)
     t0 = time.time()
-    with click.progressbar(length=len(windows), label="calibrating", file=sys.stderr) as bar:
-        ranges = q.calibrate(lm, windows, rec, batch, progress=bar.update)
-    tensors, scales = q.quantize_model(lm, ranges, rec)
+    passes = q.passes(lm, rec)
+    with click.progressbar(length=passes * len(windows), label="calibrating", file=sys.stderr) as bar:
+        tensors, scales = q.run(lm, windows, rec, batch, progress=bar.update)
     q.save(output, lm, tensors, scales, rec,
            {"data": str(calib_data), "samples": samples, "seq_len": seq_len, "seed": seed},
            folder / "tokenizer.json")
@@ -225,18 +229,21 @@ def targets(as_json):
 @cli.command()
 @click.argument("model")
 @click.option("--target", "target_name", required=True, help="A target from `edgeq targets`.")
-@click.option("--recipe", default="fp16", show_default=True, help="fp16, quamba-w8a8 or naive-w8a8.")
+@click.option("--recipe", default="fp16", show_default=True,
+              help="fp16 or a recipe (quamba-w8a8, naive-w8a8, quamba2-w8a8, quamba2-w4a8, "
+                   "quamba2-w4a16).")
+@click.option("--h2t", is_flag=True, help="Embedding and lm_head 4-bit too.")
 @click.option("--prompt-len", default=1024, show_default=True, type=click.IntRange(1))
 @click.option("--batch", default=1, show_default=True, type=click.IntRange(1))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def estimate(model, target_name, recipe, prompt_len, batch, as_json):
+def estimate(model, target_name, recipe, h2t, prompt_len, batch, as_json):
     """Roofline lower bounds of MODEL on a target: decode (bytes per token / bandwidth) and
     prefill (FLOPs / TOPS). Needs only the model's config.json."""
     from .models.config import read_config
     from .models.loader import resolve
     from .targets import estimate as run, get
     target = get(target_name)
-    e = run(read_config(resolve(model, ["config.json"])), target, recipe, prompt_len, batch)
+    e = run(read_config(resolve(model, ["config.json"])), target, recipe, prompt_len, batch, h2t)
     if as_json:
         click.echo(json.dumps(e))
         return
@@ -252,7 +259,9 @@ def estimate(model, target_name, recipe, prompt_len, batch, as_json):
 @click.argument("model")
 @click.option("--target", "target_name", required=True, help="A target from `edgeq targets`.")
 @click.option("--recipe", default="quamba-w8a8", show_default=True,
-              help="quamba-w8a8 or naive-w8a8.")
+              help="quamba-w8a8, naive-w8a8 (Mamba-1), quamba2-w8a8, quamba2-w4a8, quamba2-w4a16.")
+@click.option("--h2t", is_flag=True,
+              help="Head-to-toe: embedding and lm_head 4-bit too (quamba2-w4 recipes).")
 @click.option("--calib", "calib_data", default=None,
               help="Calibration data (default: the model folder's calib.txt).")
 @click.option("--samples", default=512, show_default=True, type=click.IntRange(1))
@@ -260,11 +269,11 @@ def estimate(model, target_name, recipe, prompt_len, batch, as_json):
 @click.option("--sysroot", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="A JetPack root file system: cross-compile the plugin library against it.")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path))
-def build(model, target_name, recipe, calib_data, samples, seq_len, sysroot, output):
+def build(model, target_name, recipe, h2t, calib_data, samples, seq_len, sysroot, output):
     """Build a deployable bundle of MODEL for a target: load, calibrate, quantize, export,
     validate on ORT, plugin library, engine (where possible), bundle.json."""
     from .bundle.build import build as run
-    m = run(model, target_name, output, recipe, calib_data, samples, seq_len, sysroot)
+    m = run(model, target_name, output, recipe, calib_data, samples, seq_len, sysroot, h2t=h2t)
     v, p = m["validation"], m["projected"]
     click.echo(f"wrote {output} for {target_name}: ORT top-1 agreement {100 * v['top1_agreement']:.2f} %, "
                f"projected decode >= {p['decode_ms_per_token']:.2f} ms/token; plugins: "

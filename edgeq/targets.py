@@ -34,34 +34,42 @@ def get(name: str) -> dict:
     return targets[name]
 
 
-# bytes per weight of the layer matrices and of the embedding/lm_head, per recipe
-PRECISION = {
-    "fp16": {"layers": 2.0, "head": 2.0, "compute": "fp16"},
-    "quamba-w8a8": {"layers": 1.0, "head": 2.0, "compute": "int8"},
-    "naive-w8a8": {"layers": 1.0, "head": 2.0, "compute": "int8"},
-}
+def precision(recipe: str, h2t: bool = False) -> dict:
+    """Bytes per weight of each layer matrix (by linear name; "*" the rest) and of the
+    embedding/lm_head, the state's conv bytes and the compute type, from the recipe's data."""
+    from .quant import recipe as recipes
+    if recipe == "fp16":
+        return {"layers": {"*": 2.0}, "head": 2.0, "conv": 2.0, "compute": "fp16"}
+    if recipe not in recipes.names():
+        raise EdgeqError(f"no size model for recipe {recipe!r}; choose one of: fp16, "
+                         f"{', '.join(recipes.names())}")
+    rec = recipes.load(recipe, h2t=h2t)
+    a8 = not recipes.weight_only(rec)
+    w4 = 0.5 + 4 / rec["weights"].get("group_size", 128)  # int4 + one fp32 scale per group
+    layers = {"*": 1.0 if a8 else 2.0, **{n: w4 for n in recipes.w4_linears(rec)}}
+    return {"layers": layers, "head": w4 if h2t else 2.0, "conv": 1.0 if a8 else 2.0,
+            "compute": "int8" if a8 else "fp16"}
 
 
 def estimate(cfg: MambaConfig, target: dict, recipe: str = "fp16", prompt_len: int = 1024,
-             batch: int = 1) -> dict:
+             batch: int = 1, h2t: bool = False) -> dict:
     """Roofline lower bounds on `target` (no overheads: real kernels are slower)."""
     import torch
 
     from .models.mamba import MambaLM
-    if recipe not in PRECISION:
-        raise EdgeqError(f"no size model for recipe {recipe!r}; choose one of: {', '.join(PRECISION)}")
-    p = PRECISION[recipe]
+    p = precision(recipe, h2t)
     with torch.device("meta"):  # shapes only
         model = MambaLM(cfg)
-    layer_matrix = layer_vectors = 0
+    layer_matrix = layer_vectors = weights = 0
     for name, t in model.backbone.layers.named_parameters():
         if t.dim() == 2 and "A_log" not in name and "conv1d" not in name:
             layer_matrix += t.numel()  # the projections, quantized by the recipes
+            linear = name.split(".")[-2]
+            weights += t.numel() * p["layers"].get(linear, p["layers"]["*"])
         else:
             layer_vectors += t.numel()  # conv, A, D, biases, norms: fp32
-    conv_bytes = 1.0 if p["compute"] == "int8" else 2.0
-    state = cfg.n_layer * batch * (cfg.d_inner * cfg.d_state * 4 + (cfg.d_conv - 1) * cfg.conv_dim * conv_bytes)
-    weights = layer_matrix * p["layers"] + layer_vectors * 4
+            weights += t.numel() * 4
+    state = cfg.n_layer * batch * (cfg.d_inner * cfg.d_state * 4 + (cfg.d_conv - 1) * cfg.conv_dim * p["conv"])
     d = cfg.d_model
     head = cfg.vocab_size * d * p["head"]  # lm_head is read whole every token
     decode_bytes = weights + head + batch * d * p["head"] + 2 * state  # states read and written
@@ -69,7 +77,7 @@ def estimate(cfg: MambaConfig, target: dict, recipe: str = "fp16", prompt_len: i
     tops = target["int8_tops_dense"] if p["compute"] == "int8" else target["fp16_tflops_dense"]
     prefill_flops = flops_per_token * prompt_len * batch
     return {
-        "target": target["name"], "recipe": recipe, "batch": batch, "prompt_len": prompt_len,
+        "target": target["name"], "recipe": recipe + (" h2t" if h2t else ""), "batch": batch, "prompt_len": prompt_len,
         "decode_bytes_per_token": int(decode_bytes),
         "decode_ms_per_token": decode_bytes / (target["bandwidth_gbs"] * 1e9) * 1e3,
         "prefill_flops": int(prefill_flops),

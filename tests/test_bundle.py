@@ -45,6 +45,28 @@ def test_bundle_contents_and_manifest(bundle):
     assert "model.onnx" in m["files"] and "quantized/quant.json" in m["files"]
 
 
+def test_quamba2_w4a8_bundle_of_a_mamba2_model(calib_npy, tmp_path, run_cli):
+    import onnx
+    import torch
+
+    from edgeq.models import MambaConfig, MambaLM, save_model
+    torch.manual_seed(0)
+    save_model(MambaLM(MambaConfig(d_model=64, n_layer=2, vocab_size=1001, arch="mamba2",
+                                   d_state=16, headdim=16, ngroups=2, chunk_size=8)), tmp_path / "m2")
+    code, out, err = run_cli("build", str(tmp_path / "m2"), "--target", "orin-nano", "--recipe",
+                             "quamba2-w4a8", "--h2t", "--calib", str(calib_npy), "--samples", "8",
+                             "--seq-len", "64", "-o", str(tmp_path / "b"))
+    assert code == 0, err
+    m = json.loads((tmp_path / "b" / "bundle.json").read_text())
+    assert m["recipe"]["name"] == "quamba2-w4a8" and m["recipe"]["h2t"]
+    assert m["validation"]["top1_agreement"] >= 0.99
+    assert m["projected"]["recipe"] == "quamba2-w4a8 h2t"
+    types = {n.op_type for n in onnx.load(str(tmp_path / "b" / "model.onnx")).graph.node}
+    assert {"EdgeqLinearW4A8", "EdgeqSSDScanInt8", "EdgeqCausalConv1dInt8"} <= types
+    code, out, _ = run_cli("verify", str(tmp_path / "b"))
+    assert code == 0
+
+
 def test_same_inputs_give_identical_onnx_and_scales(bundle, hf_model, calib_npy, tmp_path):
     from edgeq.bundle.build import build
     build(str(hf_model("h96")[1]), "orin-nano", tmp_path / "again", "quamba-w8a8", str(calib_npy), 8, 64)

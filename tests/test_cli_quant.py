@@ -40,6 +40,36 @@ def test_quantize_export_generate_eval(run_cli, hf_model, calib_npy, tmp_path):
     assert code == 2 and "no tokenizer" in err
 
 
+@pytest.mark.parametrize("recipe", ["quamba2-w4a8", "quamba2-w4a16"])
+def test_quamba2_on_mamba2_through_the_cli(run_cli, calib_npy, tmp_path, recipe):
+    import torch
+
+    from edgeq.models import MambaConfig, MambaLM, save_model
+    torch.manual_seed(0)
+    save_model(MambaLM(MambaConfig(d_model=64, n_layer=2, vocab_size=1001, arch="mamba2",
+                                   d_state=16, headdim=16, ngroups=2, chunk_size=8)), tmp_path / "m")
+    q = tmp_path / "q"
+    code, _, err = run_cli("quantize", tmp_path / "m", "--recipe", recipe, "--calib", calib_npy,
+                           "--samples", "8", "--seq-len", "64", "--h2t", "-o", q)
+    assert code == 0, err
+    code, out, err = run_cli("inspect", q, "--json")
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["recipe"] == recipe and info["quantized_bytes"] < 0.45 * info["size_bytes"]["fp16"]
+    code, _, err = run_cli("export", q, "-o", tmp_path / "q.onnx")
+    assert code == 0, err
+    ids = {}
+    for src, backend in [(q, "torch"), (tmp_path / "q.onnx", "ort")]:
+        code, out, err = run_cli("generate", src, "--backend", backend, "--prompt-ids", "3,4,5",
+                                 "--max-new-tokens", "5", "--json")
+        assert code == 0, err
+        ids[backend] = json.loads(out)["ids"]
+    assert ids["torch"] == ids["ort"]
+    code, _, err = run_cli("quantize", tmp_path / "m", "--recipe", "quamba-w8a8", "--calib",
+                           calib_npy, "-o", tmp_path / "q2")
+    assert code == 2 and "does not quantize mamba2" in err and not (tmp_path / "q2").exists()
+
+
 def test_eval_json(run_cli, tmp_path):
     from conftest import DEMO
     if not (DEMO / "model.safetensors").exists():

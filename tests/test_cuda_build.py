@@ -311,7 +311,7 @@ def test_every_custom_node_of_exported_graphs_has_a_creator(probe, tmp_path):
     fp = MambaLM(MambaConfig(d_model=48, n_layer=1, vocab_size=64)).eval()
     rec = R.load("quamba-w8a8")
     windows = calib.windows(np.arange(256) % 64, 2, 16, 64)
-    qm = Q.QuantMambaLM(fp.cfg, *Q.quantize_model(fp, Q.calibrate(fp, windows, rec), rec), rec)
+    qm = Q.QuantMambaLM(fp.cfg, *Q.run(fp, windows, rec), rec)
     fields = {}
     for name, lines in by_plugin(probe).items():
         if name is None:  # the probe's lines before the first creator

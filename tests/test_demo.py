@@ -55,7 +55,7 @@ def quantized(demo):
     out = {}
     for name in ("naive-w8a8", "quamba-w8a8"):
         rec = R.load(name)
-        tensors, scales = Q.quantize_model(model, Q.calibrate(model, windows, rec), rec)
+        tensors, scales = Q.run(model, windows, rec)
         out[name] = Q.QuantMambaLM(model.cfg, tensors, scales, rec).eval()
     return out
 

@@ -105,10 +105,10 @@ def test_state_spaces_mamba2_layout(mamba2, tmp_path):
         assert (model(ids)[0] - hf(ids, use_cache=False).logits).abs().max() < 1e-4
 
 
-def test_w8a8_recipes_refuse_mamba2(mamba2):
+def test_quamba1_recipes_refuse_mamba2(mamba2):
     from edgeq.quant import calib, quantize as Q, recipe as R
     model, _ = load_model(str(mamba2("g1")[1]))
-    with pytest.raises(EdgeqError, match="Quamba2"):
+    with pytest.raises(EdgeqError, match="does not quantize mamba2 models; use one of: quamba2"):
         Q.calibrate(model, calib.windows(np.arange(100), 2, 8, 1001), R.load("quamba-w8a8"))
 
 

@@ -1,5 +1,6 @@
-"""The README's accuracy table: fp32 vs naive-w8a8 vs quamba-w8a8 perplexity of the demo model
-on its held-out text, each quantized model also run as its int8 ONNX graph on ONNX Runtime.
+"""The README's accuracy table: perplexity of the demo models (Mamba-1 and Mamba-2) on their
+held-out text, fp32 against every recipe that fits the backbone, each quantized model also run as
+its ONNX graph on ONNX Runtime; for Mamba-2 also the ablation of Quamba2's W4A8 steps.
 
     python tools/accuracy_table.py [--write-readme]
 
@@ -30,51 +31,90 @@ from edgeq.runtime.evaluate import perplexity, top1_agreement
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# Quamba2's W4A8 ablation (its Table 8), step by step on the Mamba-2 demo: Hadamard and
+# round-to-nearest 4-bit weights, + GPTQ, + per-state-group B/C scales, + sort-and-cluster
+ABLATION = (("w4a8 RTN, per-tensor x, B, C", {"weights.method": "rtn", "per_state_group": False,
+                                              "cluster": None}),
+            ("+ GPTQ", {"per_state_group": False, "cluster": None}),
+            ("+ per-state-group B, C", {"cluster": None}))
+
+
+def variant(base: str, changes: dict) -> dict:
+    rec = R.load(base)
+    for key, value in changes.items():
+        *path, last = key.split(".")
+        d = rec
+        for p in path:
+            d = d[p]
+        d[last] = value
+    return rec
+
+
+def evaluate(fp, rec, label, windows, held, seq_len, ort=True) -> dict:
+    t0 = time.time()
+    tensors, scales = Q.run(fp, windows, rec)
+    with tempfile.TemporaryDirectory() as tmp:
+        Q.save(Path(tmp) / "q", fp, tensors, scales, rec, {}, None)
+        qm = Q.load(Path(tmp) / "q")
+    fq = TorchBackend(qm)
+    row = {"model": label, "ppl": perplexity(fq, held, seq_len)}
+    if ort:
+        ob = OrtBackend(to_onnx(qm))
+        row.update(ort_ppl=perplexity(ob, held, seq_len),
+                   ort_top1_agreement=top1_agreement(fq, ob, held, seq_len))
+    row["seconds"] = time.time() - t0
+    return row
+
+
+def table(model: str, samples: int, seq_len: int) -> dict:
+    fp, folder = load_model(model)
+    tok = text.from_folder(folder)
+    held = np.array(tok.encode((folder / "heldout.txt").read_text()).ids)
+    windows = calib.windows(calib.load_tokens(str(folder / "calib.txt"), tok), samples,
+                            seq_len, fp.cfg.vocab_size)
+    rows = [{"model": "fp32", "ppl": perplexity(TorchBackend(fp), held, seq_len)}]
+    names = [n for n in R.names() if fp.cfg.arch in R.load(n)["archs"]]
+    for name in sorted(names, key=lambda n: (n.startswith("quamba2"), n != "naive-w8a8", n)):
+        rows.append(evaluate(fp, R.load(name), name, windows, held, seq_len))
+    if fp.cfg.arch == "mamba2":
+        for label, changes in ABLATION:
+            rows.append(evaluate(fp, variant("quamba2-w4a8", changes), f"ablation: {label}",
+                                 windows, held, seq_len, ort=False))
+    for r in rows:
+        r["vs_fp32"] = r["ppl"] / rows[0]["ppl"] - 1
+    return {"model": str(Path(model).resolve().relative_to(ROOT)), "arch": fp.cfg.arch,
+            "heldout_tokens": len(held), "rows": rows}
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", type=Path, default=ROOT / "examples" / "demo-mamba")
+    ap.add_argument("--models", nargs="+", type=Path,
+                    default=[ROOT / "examples" / "demo-mamba", ROOT / "examples" / "demo-mamba2"])
     ap.add_argument("--samples", type=int, default=128)
     ap.add_argument("--seq-len", type=int, default=512)
     ap.add_argument("--write-readme", action="store_true")
     args = ap.parse_args()
 
-    fp, folder = load_model(str(args.model))
-    tok = text.from_folder(folder)
-    held = np.array(tok.encode((folder / "heldout.txt").read_text()).ids)
-    windows = calib.windows(calib.load_tokens(str(folder / "calib.txt"), tok), args.samples,
-                            args.seq_len, fp.cfg.vocab_size)
-    fp_ppl = perplexity(TorchBackend(fp), held, args.seq_len)
-    rows = [{"model": "fp32", "ppl": fp_ppl, "vs_fp32": 0.0}]
-    for name in ("naive-w8a8", "quamba-w8a8"):
-        rec = R.load(name)
-        t0 = time.time()
-        tensors, scales = Q.quantize_model(fp, Q.calibrate(fp, windows, rec), rec)
-        with tempfile.TemporaryDirectory() as tmp:
-            Q.save(Path(tmp) / "q", fp, tensors, scales, rec, {}, None)
-            qm = Q.load(Path(tmp) / "q")
-        fq, ort = TorchBackend(qm), OrtBackend(to_onnx(qm))
-        ppl = perplexity(fq, held, args.seq_len)
-        rows.append({"model": name, "ppl": ppl, "vs_fp32": ppl / fp_ppl - 1,
-                     "ort_int8_ppl": perplexity(ort, held, args.seq_len),
-                     "ort_top1_agreement": top1_agreement(fq, ort, held, args.seq_len),
-                     "seconds": time.time() - t0})
-    result = {"model": str(args.model.relative_to(ROOT)), "heldout_tokens": len(held),
-              "seq_len": args.seq_len, "calibration": f"{args.samples} x {args.seq_len} tokens of calib.txt",
-              "machine": platform.machine(), "rows": rows}
+    tables = [table(str(m), args.samples, args.seq_len) for m in args.models]
+    result = {"seq_len": args.seq_len,
+              "calibration": f"{args.samples} x {args.seq_len} tokens of calib.txt",
+              "machine": platform.machine(), "models": tables}
     (ROOT / "bench" / "results" / "accuracy_demo.json").write_text(json.dumps(result, indent=1) + "\n")
 
-    lines = [f"Demo model, held-out perplexity ({len(held)} tokens, windows of {args.seq_len}; "
-             f"calibration {result['calibration']}). Produced by `tools/accuracy_table.py`.", "",
-             "| model | perplexity (torch) | vs fp32 | int8 ONNX on ORT | ORT top-1 = torch |",
-             "|---|---|---|---|---|"]
-    for r in rows:
-        ort = f"{r['ort_int8_ppl']:.3f}" if "ort_int8_ppl" in r else "—"
-        agree = f"{100 * r['ort_top1_agreement']:.2f} %" if "ort_top1_agreement" in r else "—"
-        lines.append(f"| {r['model']} | {r['ppl']:.3f} | {100 * r['vs_fp32']:+.2f} % | {ort} | {agree} |")
-    table = "\n".join(lines)
-    print(table)
+    lines = [f"Demo models, held-out perplexity (windows of {args.seq_len}; calibration "
+             f"{result['calibration']}). Produced by `tools/accuracy_table.py`.", "",
+             "| model | recipe | perplexity (torch) | vs fp32 | ONNX on ORT | ORT top-1 = torch |",
+             "|---|---|---|---|---|---|"]
+    for t in tables:
+        for r in t["rows"]:
+            ort = f"{r['ort_ppl']:.3f}" if "ort_ppl" in r else "—"
+            agree = f"{100 * r['ort_top1_agreement']:.2f} %" if "ort_top1_agreement" in r else "—"
+            lines.append(f"| {Path(t['model']).name} ({t['arch']}) | {r['model']} | {r['ppl']:.3f} | "
+                         f"{100 * r['vs_fp32']:+.2f} % | {ort} | {agree} |")
+    out = "\n".join(lines)
+    print(out)
     if args.write_readme:
-        readme_table.write("accuracy-table", table)
+        readme_table.write("accuracy-table", out)
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ def validate(model, proto, tokens: np.ndarray) -> dict:
 
 def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8a8",
           calib_data: str | None = None, samples: int = 512, seq_len: int = 512,
-          sysroot: Path | None = None, stages: Stages | None = None) -> dict:
+          sysroot: Path | None = None, stages: Stages | None = None, h2t: bool = False) -> dict:
     from ..export.onnx_export import save, to_onnx
     from ..models import load_model
     from ..quant import calib, quantize as q, recipe as recipes
@@ -76,7 +76,7 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
     parent = q.check_output(out)
     if sysroot is not None:
         plugins.check_sysroot(sysroot)  # fail before the slow stages
-    rec = recipes.load(recipe_name)  # bundles are quantized; an fp16 bundle is not built yet
+    rec = recipes.load(recipe_name, h2t=h2t)  # bundles are quantized; no fp16 bundle yet
 
     lm, folder = st("load", load_model, model)
     tok = text.from_folder(folder)
@@ -89,8 +89,9 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
     windows = calib.windows(tokens, samples, seq_len, lm.cfg.vocab_size)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
     try:
-        ranges = st("calibrate", q.calibrate, lm, windows, rec)
-        tensors, scales = st("quantize", q.quantize_model, lm, ranges, rec)
+        recipes.check_supported(lm.cfg, rec)
+        qlm, cal = st("calibrate", q.calibrate_all, lm, windows, rec)
+        tensors, scales = st("quantize", q.quantize_model, qlm, cal, rec)
         q.save(tmp / "quantized", lm, tensors, scales, rec,
                {"data": Path(calib_data).name, "samples": samples, "seq_len": seq_len}, None)
         model_for_export = q.load(tmp / "quantized")
@@ -105,7 +106,7 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
         metrics = st("validate", validate, model_for_export, proto, val)
         plugin = st("plugins", plugins.stage, tmp, target, sysroot, st.log)
         engine = st("engine", _engine_stage, tmp, target, plugin, st.log)
-        projected = estimate(lm.cfg, target, rec["name"])
+        projected = estimate(lm.cfg, target, rec["name"], h2t=h2t)
         if (folder / "tokenizer.json").exists():
             shutil.copy(folder / "tokenizer.json", tmp / "tokenizer.json")
         manifest.write(tmp, {

@@ -87,9 +87,31 @@ def _qdq_translations() -> dict:
         w = op.DequantizeLinear(w_t, w_scale, axis=1)
         return op.MatMul(dequantize(xq, x_scale), w)
 
+    def dequantize_int4(w_t, s_t):
+        from onnxscript import opset21
+        return opset21.DequantizeLinear(w_t, s_t, axis=0, block_size=w_t.shape[0] // s_t.shape[0])
+
     return {torch.ops.edgeq.quantize.default: quantize,
             torch.ops.edgeq.dequantize.default: dequantize,
-            torch.ops.edgeq.qlinear.default: qlinear}
+            torch.ops.edgeq.qlinear.default: qlinear,
+            torch.ops.edgeq.dequantize_int4.default: dequantize_int4}
+
+
+def _int4_weights(graph: onnx.GraphProto) -> None:
+    """The exporter stores the 4-bit weights of DequantizeLinear(block_size) as INT8 values in
+    [-8, 7]; store them as ONNX INT4 (packed two per byte) as the graph means them."""
+    from onnx import numpy_helper
+
+    from ..ops import int4
+    inits = {t.name: t for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "DequantizeLinear" and any(a.name == "block_size" for a in node.attribute):
+            t = inits[node.input[0]]
+            if t.data_type == onnx.TensorProto.INT8:
+                q = torch.from_numpy(numpy_helper.to_array(t).copy())
+                packed = int4.pack(q.reshape(-1)).numpy()
+                t.CopyFrom(onnx.helper.make_tensor(t.name, onnx.TensorProto.INT4, list(t.dims),
+                                                   packed.tobytes(), raw=True))
 
 
 def _onnx_attr(attr, value):
@@ -108,6 +130,12 @@ def check_symbolic_axes(model: onnx.ModelProto) -> None:
                                  f"{dims[axis].dim_value}; this is an edgeq bug, please report it")
 
 
+def _opset(model) -> int:
+    # DequantizeLinear's block_size (weight-only 4-bit) needs opset 21
+    from ..quant.qmodel import W4Table
+    return 21 if any(isinstance(m, W4Table) for m in model.modules()) else OPSET
+
+
 def to_onnx(model, metadata: dict[str, str] | None = None) -> onnx.ModelProto:
     cfg = model.cfg
     if not model.exportable:
@@ -124,7 +152,7 @@ def to_onnx(model, metadata: dict[str, str] | None = None) -> onnx.ModelProto:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
-                wrapper, (ids, *states), dynamo=True, opset_version=OPSET,
+                wrapper, (ids, *states), dynamo=True, opset_version=_opset(model),
                 dynamic_shapes=dynamic, custom_translation_table=_translations(),
                 input_names=["input_ids", *state_names(cfg.n_layer)],
                 output_names=["logits", *state_names(cfg.n_layer, "_out")],
@@ -132,6 +160,7 @@ def to_onnx(model, metadata: dict[str, str] | None = None) -> onnx.ModelProto:
     finally:
         quiet.setLevel(level)
     proto = program.model_proto
+    _int4_weights(proto.graph)
     # the exporter leaves value_info without a type after some custom-node outputs
     typed = [v for v in proto.graph.value_info if v.type.HasField("tensor_type")]
     del proto.graph.value_info[:]

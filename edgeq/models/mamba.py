@@ -111,7 +111,7 @@ class MambaLM(nn.Module):
         return self.backbone.layers[0].mixer.ops is custom
 
     def new_state(self, batch: int) -> list[LayerState]:
-        cfg, p = self.cfg, self.lm_head.weight
+        cfg, p = self.cfg, self.backbone.norm_f.weight
         return [(torch.zeros(batch, cfg.d_conv - 1, cfg.conv_dim, dtype=p.dtype, device=p.device),
                  torch.zeros(batch, cfg.d_inner, cfg.d_state, dtype=torch.float32, device=p.device))
                 for _ in range(cfg.n_layer)]

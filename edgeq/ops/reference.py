@@ -140,6 +140,11 @@ def qlinear(xq: Tensor, x_scale: float, w_t: Tensor, w_scale: Tensor) -> Tensor:
     return acc * (f32(x_scale) * w_scale.float())
 
 
+def dequantize_int4(w_t: Tensor, s_t: Tensor) -> Tensor:
+    """ONNX DequantizeLinear with block_size along axis 0 (zero point 0)."""
+    return w_t.float() * s_t.float().repeat_interleave(w_t.shape[0] // s_t.shape[0], dim=0)
+
+
 def selective_scan_int8(u, delta, A, B, C, D, delta_bias, state, z, u_scale, delta_scale,
                         B_scale, C_scale, z_scale, delta_softplus=True):
     return selective_scan(dequantize(u, u_scale), dequantize(delta, delta_scale), A,

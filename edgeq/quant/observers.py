@@ -9,11 +9,20 @@ from ..errors import EdgeqError
 
 
 class AbsMax:
-    def __init__(self):
-        self.value = 0.0
+    """max |x| over everything, or per channel (the last dimension) as a list."""
+
+    def __init__(self, per_channel: bool = False):
+        self.per_channel = per_channel
+        self.amax: torch.Tensor | None = None
 
     def update(self, x: torch.Tensor) -> None:
-        self.value = max(self.value, x.abs().max().item())
+        a = x.detach().abs().float().reshape(-1, x.shape[-1]).amax(0)
+        a = a if self.per_channel else a.max()
+        self.amax = a if self.amax is None else torch.maximum(self.amax, a)
+
+    @property
+    def value(self) -> float | list[float]:
+        return self.amax.tolist()
 
 
 class Percentile:
@@ -35,9 +44,11 @@ class Percentile:
         return sum(self.values) / len(self.values)
 
 
-def make(spec: dict):
+def make(spec: dict, per_channel: bool = False):
     if spec["observer"] == "absmax":
-        return AbsMax()
+        return AbsMax(per_channel)
+    if per_channel:
+        raise EdgeqError(f"observer {spec['observer']!r} has no per-channel form; use absmax")
     if spec["observer"] == "percentile":
         return Percentile(spec["percentile"])
     raise EdgeqError(f"unknown observer {spec['observer']!r} in the recipe")

@@ -1,5 +1,6 @@
-"""Post-training quantization of a Mamba-1 model: calibrate activation ranges, quantize the
-weights (folding the out_proj Hadamard), and save or load the quantized folder."""
+"""Post-training quantization of a Mamba model: quantize the weights (int8, or 4-bit GPTQ;
+folding the out_proj Hadamard) with the calibrated activation scales, and save or load the
+quantized folder."""
 from __future__ import annotations
 
 import hashlib
@@ -8,125 +9,172 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from ..errors import EdgeqError
 from ..models.config import MambaConfig, read_config
 from ..models.loader import write_config
 from ..models.mamba import MambaLM
 from ..ops import hadamard
-from ..ops.reference import quantize as q8
-from . import observers, recipe as recipes
-from .qmodel import QuantMambaLM
+from . import recipe as recipes, weights
+from .calibrate import Calibration, calibrate, cluster_x, passes  # noqa: F401 (API)
+from .qmodel import load_model
 
 FORMAT = "edgeq-quant/1"
 
 
-def check_supported(cfg: MambaConfig, recipe: dict) -> None:
-    if cfg.arch != "mamba1":
-        raise EdgeqError(f"recipe {recipe['name']} quantizes Mamba-1 models; Quamba2 recipes for "
-                         f"{cfg.arch} are not implemented yet")
+def _linear(t: dict, key: str, w: torch.Tensor, cal_h: dict, recipe: dict, name: str) -> None:
+    """A linear's weight into t: 4-bit packed if the recipe names it, else int8."""
+    spec = recipe["weights"]
+    if name in recipes.w4_linears(recipe):
+        t[key + ".weight_packed"], t[key + ".weight_scale"] = weights.int4_packed(
+            w, cal_h.get(name), spec, key)
+    else:
+        t[key + ".weight"], t[key + ".weight_scale"] = weights.int8(
+            w, spec["granularity"] == "per-channel")
 
 
-@torch.no_grad()
-def calibrate(model: MambaLM, windows: torch.Tensor, recipe: dict, batch: int = 8,
-              progress: Callable[[int], None] | None = None) -> list[dict[str, float]]:
-    """Per layer, the observed range of each activation in recipe.ACTIVATIONS (the value an
-    int8 scale maps to 127)."""
-    cfg = model.cfg
-    check_supported(cfg, recipe)
-    obs = [{a: observers.make(recipes.observer_of(recipe, a)) for a in recipes.ACTIVATIONS}
-           for _ in range(cfg.n_layer)]
-    had = recipe["hadamard_out_proj"]
-
-    def record(i, name, x):
-        observers.check_finite(x, f"layer {i} {name}")
-        obs[i][name].update(x)
-
-    def hooks(i, block):
-        m = block.mixer
-
-        def on_norm(_, __, out):
-            record(i, "in", out)
-
-        def on_in_proj(_, __, out):
-            x, z = out.chunk(2, dim=-1)
-            record(i, "x", x)
-            record(i, "z", z)
-
-        def on_x_proj(_, inp, out):
-            record(i, "u", inp[0])
-            dt, B, C = out.split([cfg.dt_rank, cfg.d_state, cfg.d_state], dim=-1)
-            record(i, "dt", dt)
-            record(i, "B", B)
-            record(i, "C", C)
-            record(i, "delta", F.linear(dt, m.dt_proj.weight))  # the bias goes into the scan
-
-        def on_out_proj(_, inp, __):
-            record(i, "y", hadamard.transform(inp[0]) if had else inp[0])
-
-        return [block.norm.register_forward_hook(on_norm),
-                m.in_proj.register_forward_hook(on_in_proj),
-                m.x_proj.register_forward_hook(on_x_proj),
-                m.out_proj.register_forward_hook(on_out_proj)]
-
-    handles = [h for i, b in enumerate(model.backbone.layers) for h in hooks(i, b)]
-    try:
-        for start in range(0, len(windows), batch):
-            model(windows[start:start + batch])
-            if progress:
-                progress(min(batch, len(windows) - start))
-    finally:
-        for h in handles:
-            h.remove()
-    return [{a: o.value for a, o in layer.items()} for layer in obs]
+def _out_proj(m, cfg: MambaConfig, had: bool) -> torch.Tensor:
+    # out = y W^T = (y H^T)(W H^T)^T: the online Hadamard's inverse folds into W
+    if not had:
+        return m.out_proj.weight.float()
+    return (m.out_proj.weight.double() @ hadamard.matrix(cfg.d_inner).T).float()
 
 
-def _weight(w: torch.Tensor, per_channel: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric int8 weight and its scale (0-d per tensor, [out] per output channel)."""
-    amax = w.abs().amax(dim=1) if per_channel else w.abs().max()
-    scale = torch.clamp(amax, min=1e-8) / 127
-    q = q8(w / (scale[:, None] if per_channel else scale), 1.0)
-    return q, scale.float()
-
-
-def quantize_model(model: MambaLM, ranges: list[dict[str, float]], recipe: dict
-                   ) -> tuple[dict[str, torch.Tensor], list[dict[str, float]]]:
-    """The quantized folder's tensors and per-layer activation scales."""
-    cfg = model.cfg
-    per_channel = recipe["weights"]["granularity"] == "per-channel"
-    had = recipe["hadamard_out_proj"]
-    if had and not hadamard.supported(cfg.d_inner):
+def _check_hadamard(cfg: MambaConfig, recipe: dict) -> None:
+    if recipe["hadamard_out_proj"] and not hadamard.supported(cfg.d_inner):
         raise EdgeqError(f"d_inner {cfg.d_inner} has no Hadamard transform (needs K * 2^m, "
                          "K in 1, 12, 20, 28); use a recipe without one, e.g. naive-w8a8")
+
+
+def _layer_mamba1(t, p, block, cfg, cal_h, recipe) -> None:
+    m = block.mixer
+    had = recipe["hadamard_out_proj"]
+    for name, w in (("in_proj", m.in_proj.weight), ("x_proj", m.x_proj.weight),
+                    ("dt_proj", m.dt_proj.weight), ("out_proj", _out_proj(m, cfg, had))):
+        _linear(t, p + name, w.detach(), cal_h, recipe, name)
+    t[p + "conv1d.weight"], t[p + "conv1d.weight_scale"] = weights.int8(m.conv1d.weight[:, 0, :])
+    conv_bias = m.conv1d.bias if m.conv1d.bias is not None else torch.zeros(cfg.d_inner)
+    t.update({p + "conv1d.bias": conv_bias, p + "dt_proj.bias": m.dt_proj.bias,
+              p + "A_log": m.A_log, p + "D": m.D, p + "norm.weight": block.norm.weight})
+
+
+def _layer_mamba2(t, p, block, cfg, cal_h, recipe) -> None:
+    m = block.mixer
+    had = recipe["hadamard_out_proj"]
+    _linear(t, p + "in_proj", m.in_proj.weight.detach(), cal_h, recipe, "in_proj")
+    _linear(t, p + "out_proj", _out_proj(m, cfg, had).detach(), cal_h, recipe, "out_proj")
+    # conv taps: one int8 scale per part (x, B, C), held per channel
+    GN, w = cfg.ngroups * cfg.d_state, m.conv1d.weight[:, 0, :].detach().float()
+    q, s = [], []
+    for part in w.split([cfg.d_inner, GN, GN]):
+        qi, si = weights.int8(part)
+        q.append(qi)
+        s.append(si.expand(len(part)))
+    t[p + "conv1d.weight"], t[p + "conv1d.weight_scale"] = torch.cat(q), torch.cat(s)
+    conv_bias = m.conv1d.bias if m.conv1d.bias is not None else torch.zeros(cfg.conv_dim)
+    t.update({p + "conv1d.bias": conv_bias, p + "dt_bias": m.dt_bias, p + "A_log": m.A_log,
+              p + "D": m.D, p + "norm.weight": block.norm.weight,
+              p + "gate_norm.weight": m.norm.weight})
+
+
+def _scales_mamba2(cfg: MambaConfig, r: dict, group: torch.Tensor | None, recipe: dict) -> dict:
+    """Mamba-2 activation scales: per tensor, but x per sort-and-cluster group (or per tensor
+    without clustering) and B, C per state group (or per tensor), as per-channel lists."""
+    s = {a: _scale(v) for a, v in r.items() if a not in ("x", "B", "C")}
+    x = torch.tensor(r["x"])
+    if group is not None:
+        gmax = torch.zeros(int(group.max()) + 1).scatter_reduce(0, group, x, "amax")
+        s["x"] = [_scale(v) for v in gmax[group].tolist()]
+    else:
+        s["x"] = [_scale(x.max().item())] * cfg.d_inner
+    for a in ("B", "C"):
+        v = torch.tensor(r[a]).view(cfg.ngroups, cfg.d_state).amax(1)
+        if not recipe.get("per_state_group"):
+            v = v.max().expand(cfg.ngroups)
+        s[a] = [_scale(x) for x in v.tolist()]
+    return s
+
+
+def _scale(amax: float) -> float:
+    return max(amax, 1e-8) / 127
+
+
+def _head(t: dict, key: str, w: torch.Tensor, recipe: dict) -> None:
+    """Embedding or lm_head: fp16, or with head-to-toe (h2t) 4-bit per group of d_model
+    (round to nearest: a tied table serves both ends, so no one Hessian fits it)."""
+    if recipe.get("h2t"):
+        t[key + ".weight_packed"], t[key + ".weight_scale"] = weights.int4_packed(
+            w.detach(), None, recipe["weights"], key)
+    else:
+        t[key + ".weight"] = w.detach().half()
+
+
+def _fp16(t: dict, model: MambaLM, recipe: dict) -> None:
+    _head(t, "embedding", model.backbone.embeddings.weight, recipe)
+    t["norm_f.weight"] = model.backbone.norm_f.weight.detach().half()
+    if not model.cfg.tie_embeddings:
+        _head(t, "lm_head", model.lm_head.weight, recipe)
+
+
+def _weight_only(model: MambaLM, cal: Calibration, recipe: dict) -> dict[str, torch.Tensor]:
+    """W4A16: the fp16 model, its 4-bit linears packed (keys of MambaLM.state_dict)."""
+    w4 = recipes.w4_linears(recipe)
+    t = {}
+    for k, v in model.state_dict().items():
+        parts = k.split(".")
+        if parts[0] == "lm_head" and model.cfg.tie_embeddings:
+            continue
+        if len(parts) > 3 and parts[-2] in w4 and parts[-1] == "weight":
+            i, name = int(parts[2]), parts[-2]
+            _linear(t, k[:-len(".weight")], v, cal.hessians[i], recipe, name)
+        elif k in ("backbone.embeddings.weight", "lm_head.weight"):
+            _head(t, k[:-len(".weight")], v, recipe)
+        else:
+            t[k] = v.detach().half()
+    return t
+
+
+def quantize_model(model: MambaLM, cal: Calibration, recipe: dict
+                   ) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    """The quantized folder's tensors and per-layer activation scales."""
+    cfg = model.cfg
+    recipes.check_supported(cfg, recipe)
+    if recipes.weight_only(recipe):
+        return {k: v.contiguous() for k, v in _weight_only(model, cal, recipe).items()}, []
+    _check_hadamard(cfg, recipe)
+    layer = _layer_mamba2 if cfg.arch == "mamba2" else _layer_mamba1
     t: dict[str, torch.Tensor] = {}
     for i, block in enumerate(model.backbone.layers):
-        m, p = block.mixer, f"layers.{i}."
-        weights = {"in_proj": m.in_proj.weight, "x_proj": m.x_proj.weight,
-                   "dt_proj": m.dt_proj.weight, "conv1d": m.conv1d.weight[:, 0, :],
-                   # out = y W^T = (y H^T)(W H^T)^T: the online H's inverse folds into W
-                   "out_proj": m.out_proj.weight.double() @ hadamard.matrix(cfg.d_inner).T
-                   if had else m.out_proj.weight}
-        for name, w in weights.items():
-            t[p + name + ".weight"], t[p + name + ".weight_scale"] = _weight(
-                w.float(), per_channel and name != "conv1d")
-        conv_bias = m.conv1d.bias if m.conv1d.bias is not None else torch.zeros(cfg.d_inner)
-        t.update({p + "conv1d.bias": conv_bias, p + "dt_proj.bias": m.dt_proj.bias,
-                  p + "A_log": m.A_log, p + "D": m.D, p + "norm.weight": block.norm.weight})
+        p = f"layers.{i}."
+        layer(t, p, block, cfg, cal.hessians[i], recipe)
         for name in ("in_proj", "out_proj"):
-            if getattr(m, name).bias is not None:
-                t[p + name + ".bias"] = getattr(m, name).bias
-    half = lambda w: w.detach().half()  # noqa: E731
-    t["embedding.weight"] = half(model.backbone.embeddings.weight)
-    t["norm_f.weight"] = half(model.backbone.norm_f.weight)
-    if not cfg.tie_embeddings:
-        t["lm_head.weight"] = half(model.lm_head.weight)
+            if getattr(block.mixer, name).bias is not None:
+                t[p + name + ".bias"] = getattr(block.mixer, name).bias
+    _fp16(t, model, recipe)
     t = {k: v.detach().contiguous() for k, v in t.items()}
-    scales = [{a: max(v, 1e-8) / 127 for a, v in layer.items()} for layer in ranges]
+    if cfg.arch == "mamba2":
+        scales = [_scales_mamba2(cfg, r, cal.groups[i] if cal.groups else None, recipe)
+                  for i, r in enumerate(cal.ranges)]
+    else:
+        scales = [{a: _scale(v) for a, v in r.items()} for r in cal.ranges]
     return t, scales
+
+
+def calibrate_all(model: MambaLM, windows: torch.Tensor, recipe: dict, batch: int = 8,
+                  progress=None) -> tuple[MambaLM, Calibration]:
+    """Sort-and-cluster when the recipe asks (the model returned is the reordered copy), then
+    calibrate. Progress counts calibration windows over all passes (calibrate.passes)."""
+    model, groups = cluster_x(model, windows, recipe, batch, progress)
+    cal = calibrate(model, windows, recipe, batch, progress)
+    cal.groups = groups
+    return model, cal
+
+
+def run(model: MambaLM, windows: torch.Tensor, recipe: dict, batch: int = 8,
+        progress=None) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    return quantize_model(*calibrate_all(model, windows, recipe, batch, progress), recipe)
 
 
 def config_digest(cfg: MambaConfig) -> str:
@@ -170,7 +218,12 @@ def is_quantized(folder: Path) -> bool:
     return (Path(folder) / "quant.json").exists()
 
 
-def load(folder: Path) -> QuantMambaLM:
+def in_proj_rows(cfg: MambaConfig) -> int:
+    return cfg.d_inner + cfg.conv_dim + cfg.nheads if cfg.arch == "mamba2" else 2 * cfg.d_inner
+
+
+def load(folder: Path):
+    """The quantized model of a folder: QuantMambaLM, or MambaLM with 4-bit linears (W4A16)."""
     from safetensors.torch import load_file
     folder = Path(folder)
     cfg = read_config(folder)
@@ -181,7 +234,9 @@ def load(folder: Path) -> QuantMambaLM:
     if meta.get("format") != FORMAT:
         raise EdgeqError(f"{folder}: quant.json format {meta.get('format')!r} is not {FORMAT}; "
                          "quantize the model again with this edgeq")
-    if meta["config_digest"] != config_digest(cfg) or len(meta["scales"]) != cfg.n_layer:
+    recipe = meta["recipe"]
+    n_scales = 0 if recipes.weight_only(recipe) else cfg.n_layer
+    if meta["config_digest"] != config_digest(cfg) or len(meta["scales"]) != n_scales:
         raise EdgeqError(f"{folder}: quant.json was made for another model than config.json "
                          "describes; quantize this model again")
     try:
@@ -189,9 +244,12 @@ def load(folder: Path) -> QuantMambaLM:
     except Exception as e:
         raise EdgeqError(f"{folder / 'model.safetensors'}: cannot read ({type(e).__name__}); "
                          "quantize the model again") from None
-    want = f"layers.{cfg.n_layer - 1}.in_proj.weight"
-    if want not in tensors or tensors[want].shape != (2 * cfg.d_inner, cfg.d_model) \
-            or tensors["embedding.weight"].shape != (cfg.vocab_size, cfg.d_model):
+    prefix = "backbone.layers" if recipes.weight_only(recipe) else "layers"
+    key = f"{prefix}.{cfg.n_layer - 1}.{'mixer.' if n_scales == 0 else ''}in_proj.weight"
+    rows = [tensors[k].shape[0] for k in (key, key + "_packed") if k in tensors]
+    emb = "backbone.embeddings.weight" if n_scales == 0 else "embedding.weight"
+    emb_rows = [tensors[k].shape[0] for k in (emb, emb + "_packed") if k in tensors]
+    if rows != [in_proj_rows(cfg)] or emb_rows != [cfg.vocab_size]:
         raise EdgeqError(f"{folder}: the quantized weights belong to another model than "
                          "config.json describes; quantize this model again")
-    return QuantMambaLM(cfg, tensors, meta["scales"], meta["recipe"]).eval()
+    return load_model(cfg, tensors, meta["scales"], recipe)

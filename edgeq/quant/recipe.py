@@ -7,9 +7,13 @@ from importlib import resources
 
 from ..errors import EdgeqError
 
-# the activations a Mamba-1 layer quantizes: in_proj input, its x and z halves, the conv output
-# u (SSM input, x_proj input), x_proj's dt/B/C, dt_proj's output delta, and out_proj's input y
-ACTIVATIONS = ("in", "x", "z", "u", "dt", "B", "C", "delta", "y")
+# the activations a layer quantizes. Mamba-1: in_proj input, its x and z halves, the conv output
+# u (SSM input, x_proj input), x_proj's dt/B/C, dt_proj's output delta, out_proj's input y.
+# Mamba-2: in_proj input, its z, xBC and dt parts, the conv outputs x, B and C (observed per
+# channel: x gets sort-and-cluster group scales, B and C one scale per state group), and y.
+ACTIVATIONS = {"mamba1": ("in", "x", "z", "u", "dt", "B", "C", "delta", "y"),
+               "mamba2": ("in", "z", "xBC", "dt", "x", "B", "C", "y")}
+PER_CHANNEL = {"mamba1": (), "mamba2": ("x", "B", "C")}
 
 
 def names() -> list[str]:
@@ -17,21 +21,50 @@ def names() -> list[str]:
                   if p.name.endswith(".json"))
 
 
-def load(name: str, percentile: float | None = None, per_channel: bool = False) -> dict:
+def load(name: str, percentile: float | None = None, per_channel: bool = False,
+         h2t: bool = False) -> dict:
     """The recipe `name`, with the command line's overrides applied."""
     if name not in names():
         raise EdgeqError(f"unknown recipe {name!r}; choose one of: {', '.join(names())}")
     recipe = json.loads(resources.files(__package__).joinpath("recipes", f"{name}.json").read_text())
     recipe = copy.deepcopy(recipe)
     if percentile is not None:
+        if weight_only(recipe):
+            raise EdgeqError(f"--percentile: recipe {name} quantizes no activations")
         if not 0 < percentile <= 100:
             raise EdgeqError(f"--percentile {percentile}: must be in (0, 100]")
         recipe["activations"]["overrides"]["u"] = {"observer": "percentile", "percentile": percentile}
     if per_channel:
         recipe["weights"]["granularity"] = "per-channel"
+    if h2t:
+        if not recipe["weights"].get("w4"):
+            raise EdgeqError(f"--h2t: recipe {name} has no 4-bit weights; use a quamba2-w4 recipe")
+        recipe["h2t"] = True
     return recipe
 
 
 def observer_of(recipe: dict, activation: str) -> dict:
     act = recipe["activations"]
     return act["overrides"].get(activation, {"observer": act["observer"]})
+
+
+def activations(cfg, recipe: dict) -> dict[str, bool]:
+    """Activation name -> observed per channel; none for weight-only recipes."""
+    if recipe["activations"]["bits"] == 16:
+        return {}
+    return {a: a in PER_CHANNEL[cfg.arch] for a in ACTIVATIONS[cfg.arch]}
+
+
+def w4_linears(recipe: dict) -> tuple[str, ...]:
+    return tuple(recipe["weights"].get("w4", ()))
+
+
+def weight_only(recipe: dict) -> bool:
+    return recipe["activations"]["bits"] == 16
+
+
+def check_supported(cfg, recipe: dict) -> None:
+    if cfg.arch not in recipe["archs"]:
+        fits = [n for n in names() if cfg.arch in load(n)["archs"]]
+        raise EdgeqError(f"recipe {recipe['name']} does not quantize {cfg.arch} models; use "
+                         f"one of: {', '.join(fits)}")

@@ -54,6 +54,9 @@ class OrtBackend:
         opts.register_custom_ops_library(ort_ops.register())
         if threads:
             opts.intra_op_num_threads = threads
+        # ORT fuses DQ(INT4) -> MatMul into MatMulNBits, which by default quantizes the
+        # activations to int8: W4A16 must keep them fp32 (level 1)
+        opts.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", "1")
         proto = ort_ops.for_ort(proto)
         if proto.ByteSize() < 2**31:
             self.session = ort.InferenceSession(proto.SerializeToString(), opts,

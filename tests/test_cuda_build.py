@@ -298,7 +298,7 @@ def test_trt_floats_fields_run_along_their_axis(probe):
 @needs_trt
 def test_every_custom_node_of_exported_graphs_has_a_creator(probe, tmp_path):
     """What TensorRT's ONNX parser will look up: for every custom node of the Mamba-1 fp and
-    W8A8 graphs, a creator of that name, version and namespace whose fields cover the node's
+    W8A8 graphs and the Mamba-2 fp and W4A8 graphs, a creator of that name, version and namespace whose fields cover the node's
     attributes (the parser forwards only attributes named in getFieldNames)."""
     import numpy as np
 
@@ -309,16 +309,21 @@ def test_every_custom_node_of_exported_graphs_has_a_creator(probe, tmp_path):
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
     fp = MambaLM(MambaConfig(d_model=48, n_layer=1, vocab_size=64)).eval()
-    rec = R.load("quamba-w8a8")
+    fp2 = MambaLM(MambaConfig(d_model=64, n_layer=1, vocab_size=64, arch="mamba2", d_state=16,
+                              headdim=16, ngroups=2, chunk_size=8)).eval()
     windows = calib.windows(np.arange(256) % 64, 2, 16, 64)
-    qm = Q.QuantMambaLM(fp.cfg, *Q.run(fp, windows, rec), rec)
+    graphs = [to_onnx(fp), to_onnx(fp2)]
+    for model, name in ((fp, "quamba-w8a8"), (fp2, "quamba2-w4a8")):
+        rec = R.load(name)
+        graphs.append(to_onnx(Q.load_model(model.cfg, *Q.run(model, windows, rec), rec)))
     fields = {}
     for name, lines in by_plugin(probe).items():
         if name is None:  # the probe's lines before the first creator
             continue
         plugin = next(line.split() for line in lines if line.startswith("plugin "))
         fields[(name, plugin[2], plugin[3])] = {line.split()[1] for line in lines if line.startswith("field ")}
-    for proto in (to_onnx(fp), to_onnx(qm)):
+    seen = set()
+    for proto in graphs:
         for node in proto.graph.node:
             if node.domain != DOMAIN:
                 continue
@@ -326,3 +331,5 @@ def test_every_custom_node_of_exported_graphs_has_a_creator(probe, tmp_path):
             key = (node.op_type, attrs["plugin_version"].s.decode(), attrs["plugin_namespace"].s.decode())
             assert key in fields, key
             assert set(attrs) - {"plugin_version", "plugin_namespace"} <= fields[key], node.op_type
+            seen.add(node.op_type)
+    assert {"EdgeqLinearW4A8", "EdgeqSSDScanInt8", "EdgeqSelectiveScanInt8"} <= seen

@@ -56,7 +56,7 @@ def quantized(demo):
     for name in ("naive-w8a8", "quamba-w8a8"):
         rec = R.load(name)
         tensors, scales = Q.run(model, windows, rec)
-        out[name] = Q.QuantMambaLM(model.cfg, tensors, scales, rec).eval()
+        out[name] = Q.load_model(model.cfg, tensors, scales, rec)
     return out
 
 

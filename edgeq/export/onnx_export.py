@@ -104,6 +104,7 @@ def _int4_weights(graph: onnx.GraphProto) -> None:
 
     from ..ops import int4
     inits = {t.name: t for t in graph.initializer}
+    done = set()
     for node in graph.node:
         if node.op_type == "DequantizeLinear" and any(a.name == "block_size" for a in node.attribute):
             t = inits[node.input[0]]
@@ -112,6 +113,10 @@ def _int4_weights(graph: onnx.GraphProto) -> None:
                 packed = int4.pack(q.reshape(-1)).numpy()
                 t.CopyFrom(onnx.helper.make_tensor(t.name, onnx.TensorProto.INT4, list(t.dims),
                                                    packed.tobytes(), raw=True))
+                done.add(t.name)
+    for v in graph.value_info:  # the exporter's INT8 type for them
+        if v.name in done:
+            v.type.tensor_type.elem_type = onnx.TensorProto.INT4
 
 
 def _onnx_attr(attr, value):

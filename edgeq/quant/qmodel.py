@@ -1,6 +1,7 @@
-"""The W8A8 Mamba-1 model: int8 weights and activations on the edgeq int8 ops. Its torch forward
-is the fake-quant model used for accuracy (exactly the ops' spec), and it exports to the int8
-ONNX graph. Same interface as MambaLM: forward(ids, state) -> (logits, state)."""
+"""Quantized Mamba models. QuantMambaLM runs int8 activations on the edgeq int8 ops (W8A8, W4A8;
+Mamba-1 and Mamba-2): its torch forward is the fake-quant model used for accuracy (exactly the
+ops' spec) and it exports to the int8 ONNX graph. W4A16 is the fp model with weight-only 4-bit
+linears. Same interface as MambaLM: forward(ids, state) -> (logits, state)."""
 from __future__ import annotations
 
 import torch
@@ -8,21 +9,41 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..models.config import MambaConfig
+from ..models.mamba import MambaLM
+from ..models.mamba2 import GatedRMSNorm
 from ..ops import custom as ops
-from ..ops import qdq
+from ..ops import int4, qdq
 
-# int8 weights of a layer, stored [out, in] (conv: [C, W]) with their scales
-QUANT_WEIGHTS = ("in_proj", "conv1d", "x_proj", "dt_proj", "out_proj")
+
+class QLinear(nn.Module):
+    """int8 activations times int8 (per tensor or channel) or packed 4-bit (per group) weights,
+    fp32 out."""
+
+    def __init__(self, t: dict[str, Tensor], name: str, bias: bool = True):
+        super().__init__()
+        self.w4 = name + ".weight_packed" in t
+        if self.w4:  # [out, in/2] uint8 as the W4A8 op reads it
+            self.register_buffer("w", t[name + ".weight_packed"])
+            self.group = 2 * self.w.shape[1] // t[name + ".weight_scale"].shape[1]
+        else:  # int8 [in, out] for MatMul
+            self.register_buffer("w", t[name + ".weight"].t().contiguous())
+        self.register_buffer("s", t[name + ".weight_scale"].float())
+        self.register_buffer("b", t[name + ".bias"].float() if bias and name + ".bias" in t else None)
+
+    def forward(self, xq: Tensor, x_scale: float) -> Tensor:
+        y = ops.linear_w4a8(xq, self.w, self.s, x_scale, self.group) if self.w4 \
+            else qdq.qlinear(xq, x_scale, self.w, self.s)
+        return y if self.b is None else y + self.b
 
 
 class QuantLayer(nn.Module):
-    def __init__(self, cfg: MambaConfig, t: dict[str, Tensor], scales: dict[str, float],
-                 hadamard: bool):
+    """Mamba-1 (Quamba): per-tensor int8 activations."""
+
+    def __init__(self, cfg: MambaConfig, t: dict[str, Tensor], scales: dict, hadamard: bool):
         super().__init__()
         self.cfg, self.s, self.hadamard = cfg, dict(scales), hadamard
-        for name in ("in_proj", "x_proj", "dt_proj", "out_proj"):  # int8 linears, stored [in, out]
-            self.register_buffer(f"{name}_w", t[f"{name}.weight"].t().contiguous())
-            self.register_buffer(f"{name}_s", t[f"{name}.weight_scale"].float())
+        for name in ("in_proj", "x_proj", "dt_proj", "out_proj"):  # dt_proj's bias: in the scan
+            setattr(self, name, QLinear(t, name, bias=name != "dt_proj"))
         self.register_buffer("conv_w", t["conv1d.weight"])
         self.s["conv_w"] = float(t["conv1d.weight_scale"])
         self.register_buffer("conv_b", t["conv1d.bias"].float())
@@ -30,33 +51,63 @@ class QuantLayer(nn.Module):
         self.register_buffer("dt_b", t["dt_proj.bias"].float())
         self.register_buffer("A", -torch.exp(t["A_log"].float()))
         self.register_buffer("D", t["D"].float())
-        for name in ("in_proj", "out_proj"):
-            if f"{name}.bias" in t:
-                self.register_buffer(f"{name}_b", t[f"{name}.bias"].float())
 
     def forward(self, out: Tensor, res: Tensor, state):
         cfg, s = self.cfg, self.s
         batch, L, _ = out.shape
         xq, res = ops.add_rmsnorm_int8(out, res, self.norm_w, cfg.norm_eps, s["in"])
-        xz = qdq.qlinear(xq, s["in"], self.in_proj_w, self.in_proj_s)
-        if hasattr(self, "in_proj_b"):
-            xz = xz + self.in_proj_b
-        x, z = xz.chunk(2, dim=-1)
+        x, z = self.in_proj(xq, s["in"]).chunk(2, dim=-1)
         uq, conv_state = ops.causal_conv1d_int8(qdq.quantize(x, s["x"]), self.conv_w, self.conv_b,
                                                 state[0], [s["x"]], [s["conv_w"]], [s["u"]], 1)
-        xdbl = qdq.qlinear(uq, s["u"], self.x_proj_w, self.x_proj_s)
-        dt, B, C = xdbl.split([cfg.dt_rank, cfg.d_state, cfg.d_state], dim=-1)
-        delta = qdq.qlinear(qdq.quantize(dt, s["dt"]), s["dt"], self.dt_proj_w, self.dt_proj_s)
+        dt, B, C = self.x_proj(uq, s["u"]).split([cfg.dt_rank, cfg.d_state, cfg.d_state], dim=-1)
+        delta = self.dt_proj(qdq.quantize(dt, s["dt"]), s["dt"])
         y, ssm_state = ops.selective_scan_int8(
             uq, qdq.quantize(delta, s["delta"]), self.A,
             qdq.quantize(B, s["B"]).reshape(batch, L, 1, cfg.d_state),
             qdq.quantize(C, s["C"]).reshape(batch, L, 1, cfg.d_state), self.D, self.dt_b,
             state[1], qdq.quantize(z, s["z"]), s["u"], s["delta"], s["B"], s["C"], s["z"], True)
         yq = ops.hadamard_int8(y, s["y"]) if self.hadamard else qdq.quantize(y, s["y"])
-        out = qdq.qlinear(yq, s["y"], self.out_proj_w, self.out_proj_s)
-        if hasattr(self, "out_proj_b"):
-            out = out + self.out_proj_b
-        return out, res, (conv_state, ssm_state)
+        return self.out_proj(yq, s["y"]), res, (conv_state, ssm_state)
+
+
+class QuantLayer2(nn.Module):
+    """Mamba-2 (Quamba2): x scales per sort-and-cluster group, B and C per state group."""
+
+    def __init__(self, cfg: MambaConfig, t: dict[str, Tensor], scales: dict, hadamard: bool):
+        super().__init__()
+        self.cfg, self.s, self.hadamard = cfg, dict(scales), hadamard
+        GN = cfg.ngroups * cfg.d_state
+        self.in_proj, self.out_proj = QLinear(t, "in_proj"), QLinear(t, "out_proj")
+        self.register_buffer("conv_w", t["conv1d.weight"])
+        self.conv_ws = t["conv1d.weight_scale"].tolist()
+        self.conv_ys = self.s["x"] + [b for b in self.s["B"] for _ in range(cfg.d_state)] + \
+            [c for c in self.s["C"] for _ in range(cfg.d_state)]
+        assert len(self.conv_ys) == cfg.d_inner + 2 * GN
+        self.register_buffer("conv_b", t["conv1d.bias"].float())
+        self.register_buffer("norm_w", t["norm.weight"].float())
+        self.register_buffer("dt_b", t["dt_bias"].float())
+        self.register_buffer("A", -torch.exp(t["A_log"].float()))
+        self.register_buffer("D", t["D"].float())
+        self.gate_norm = GatedRMSNorm(cfg.d_inner, cfg.ngroups, cfg.norm_eps)
+        self.gate_norm.weight.data = t["gate_norm.weight"].float()
+
+    def forward(self, out: Tensor, res: Tensor, state):
+        cfg, s = self.cfg, self.s
+        batch, L, _ = out.shape
+        di, G, N = cfg.d_inner, cfg.ngroups, cfg.d_state
+        xq, res = ops.add_rmsnorm_int8(out, res, self.norm_w, cfg.norm_eps, s["in"])
+        z, xBC, dt = self.in_proj(xq, s["in"]).split([di, cfg.conv_dim, cfg.nheads], dim=-1)
+        xBC, conv_state = ops.causal_conv1d_int8(qdq.quantize(xBC, s["xBC"]), self.conv_w,
+                                                 self.conv_b, state[0], [s["xBC"]], self.conv_ws,
+                                                 self.conv_ys, 1)
+        x, B, C = xBC.split([di, G * N, G * N], dim=-1)
+        y, ssm_state = ops.ssd_scan_int8(
+            x, qdq.quantize(dt, s["dt"]), self.A, B.reshape(batch, L, G, N),
+            C.reshape(batch, L, G, N), self.D, self.dt_b, state[1], s["x"], [s["dt"]], s["B"],
+            s["C"], True, cfg.chunk_size)
+        g = self.gate_norm(y, qdq.dequantize(qdq.quantize(z, s["z"]), s["z"]))
+        yq = ops.hadamard_int8(g, s["y"]) if self.hadamard else qdq.quantize(g, s["y"])
+        return self.out_proj(yq, s["y"]), res, (conv_state, ssm_state)
 
 
 class QuantMambaLM(nn.Module):
@@ -66,25 +117,31 @@ class QuantMambaLM(nn.Module):
                  recipe: dict):
         super().__init__()
         self.cfg, self.recipe = cfg, recipe
-        hadamard = recipe["hadamard_out_proj"]
+        layer = QuantLayer2 if cfg.arch == "mamba2" else QuantLayer
         self.layers = nn.ModuleList(
-            QuantLayer(cfg, {k.split(".", 2)[2]: v for k, v in tensors.items()
-                             if k.startswith(f"layers.{i}.")}, scales[i], hadamard)
+            layer(cfg, {k.split(".", 2)[2]: v for k, v in tensors.items()
+                        if k.startswith(f"layers.{i}.")}, scales[i], recipe["hadamard_out_proj"])
             for i in range(cfg.n_layer))
-        # fp16 parts (embedding, final norm, lm_head) are held as fp16-rounded fp32 on the CPU
-        self.register_buffer("embedding", tensors["embedding.weight"].float())
+        # fp16 parts (embedding, final norm, lm_head) are held as fp16-rounded fp32 on the CPU;
+        # head-to-toe recipes hold embedding and lm_head as weight-only 4-bit tables (tied: one)
         self.register_buffer("norm_f", tensors["norm_f.weight"].float())
-        self.register_buffer("lm_head", tensors.get("lm_head.weight", tensors["embedding.weight"]).float())
+        emb = w4_table(tensors, "embedding")
+        if emb is not None:
+            self.embedding = TableEmbedding(emb)
+            self.lm_head = TableLinear(w4_table(tensors, "lm_head") or emb)
+        else:
+            self.embedding = TableEmbedding(FpTable(tensors["embedding.weight"]))
+            self.lm_head = TableLinear(FpTable(tensors.get("lm_head.weight", tensors["embedding.weight"])))
 
     def new_state(self, batch: int):
         c = self.cfg
-        return [(torch.zeros(batch, c.d_conv - 1, c.d_inner, dtype=torch.int8),
+        return [(torch.zeros(batch, c.d_conv - 1, c.conv_dim, dtype=torch.int8),
                  torch.zeros(batch, c.d_inner, c.d_state)) for _ in range(c.n_layer)]
 
     def forward(self, input_ids: Tensor, state=None):
         if state is None:
             state = self.new_state(input_ids.shape[0])
-        out = F.embedding(input_ids, self.embedding)
+        out = self.embedding(input_ids)
         res = torch.zeros_like(out)  # the first layer adds a zero residual
         new_state = []
         for layer, st in zip(self.layers, state):
@@ -92,4 +149,93 @@ class QuantMambaLM(nn.Module):
             new_state.append(st)
         h = (out + res).float()
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.cfg.norm_eps) * self.norm_f
-        return h @ self.lm_head.t(), new_state
+        return self.lm_head(h), new_state
+
+
+class W4Table(nn.Module):
+    """A weight-only 4-bit matrix W [rows, cols] with one scale per group of cols, held
+    transposed for MatMul; forward() is W^T in fp32 (DequantizeLinear(INT4, block_size))."""
+
+    def __init__(self, packed: Tensor, scale: Tensor):
+        super().__init__()
+        self.register_buffer("w_t", int4.unpack(packed).t().contiguous())  # [cols, rows]
+        self.register_buffer("s_t", scale.float().t().contiguous())  # [cols / group, rows]
+
+    def forward(self) -> Tensor:
+        return qdq.dequantize_int4(self.w_t, self.s_t)
+
+    def rows(self) -> Tensor:
+        return self().t()
+
+
+class FpTable(nn.Module):
+    """An fp16 matrix W [rows, cols] (fp16-rounded fp32 on the CPU); forward() is W^T."""
+
+    def __init__(self, w: Tensor):
+        super().__init__()
+        self.register_buffer("w", w.float())
+
+    def forward(self) -> Tensor:
+        return self.w.t()
+
+    def rows(self) -> Tensor:
+        return self.w
+
+
+class TableLinear(nn.Module):
+    """x W^T (+ bias) for a table: the lm_head, or a weight-only 4-bit linear."""
+
+    def __init__(self, table: nn.Module, bias: Tensor | None = None):
+        super().__init__()
+        self.table = table
+        self.register_buffer("bias", None if bias is None else bias.float())
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = x @ self.table()
+        return y if self.bias is None else y + self.bias
+
+
+class TableEmbedding(nn.Module):
+    def __init__(self, table: nn.Module):
+        super().__init__()
+        self.table = table
+
+    def forward(self, ids: Tensor) -> Tensor:
+        return F.embedding(ids, self.table.rows())
+
+
+def w4_table(t: dict[str, Tensor], name: str) -> W4Table | None:
+    return W4Table(t[name + ".weight_packed"], t[name + ".weight_scale"]) \
+        if name + ".weight_packed" in t else None
+
+
+def weight_only_model(cfg: MambaConfig, t: dict[str, Tensor], recipe: dict) -> MambaLM:
+    from ..errors import EdgeqError
+    model = MambaLM(cfg)
+    fp = {k: v.float() for k, v in t.items() if not k.endswith((".weight_packed", ".weight_scale"))}
+    try:
+        missing, unexpected = model.load_state_dict(fp, strict=False)
+    except RuntimeError:
+        missing, unexpected = ["(shapes)"], []
+    packed = [k[:-len(".weight_packed")] for k in t if k.endswith(".weight_packed")]
+    allowed = {k + ".weight" for k in packed} | ({"lm_head.weight"} if cfg.tie_embeddings else set())
+    if unexpected or set(missing) - allowed:
+        raise EdgeqError("the quantized weights belong to another model than config.json "
+                         "describes; quantize this model again")
+    for k in packed:
+        parent, name = k.rsplit(".", 1)
+        if k == "backbone.embeddings":
+            continue
+        setattr(model.get_submodule(parent), name,
+                TableLinear(w4_table(t, k), model.get_submodule(k).bias))
+    emb = w4_table(t, "backbone.embeddings")
+    if emb is not None:  # head-to-toe: tied models share the one 4-bit table
+        model.backbone.embeddings = TableEmbedding(emb)
+        if cfg.tie_embeddings:
+            model.lm_head = TableLinear(emb)
+    model.recipe = recipe
+    return model.eval()
+def load_model(cfg: MambaConfig, tensors: dict[str, Tensor], scales: list[dict], recipe: dict):
+    if recipe["activations"]["bits"] == 16:
+        return weight_only_model(cfg, tensors, recipe)
+    return QuantMambaLM(cfg, tensors, scales, recipe).eval()

@@ -1,0 +1,164 @@
+"""Quamba2 recipes (W8A8, W4A8, W4A16) on Mamba-1 and Mamba-2: the fake-quant model against fp,
+the ONNX graphs on ORT against the fake-quant model, the graphs' quantization forms, sizes."""
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from edgeq.errors import EdgeqError
+from edgeq.export.onnx_export import to_onnx
+from edgeq.models import MambaConfig, MambaLM
+from edgeq.quant import calib, quantize as Q, recipe as R
+from edgeq.runtime.backends import OrtBackend, TorchBackend
+from edgeq.runtime.evaluate import top1_agreement
+
+CONFIGS = {
+    "mamba1": MambaConfig(d_model=64, n_layer=2, vocab_size=301),
+    "mamba2": MambaConfig(d_model=64, n_layer=2, vocab_size=301, arch="mamba2", d_state=16,
+                          headdim=16, ngroups=2, chunk_size=8),
+}
+RECIPES = ("quamba2-w8a8", "quamba2-w4a8", "quamba2-w4a16")
+
+
+def tokens(n, seed=0):
+    return np.random.default_rng(seed).integers(0, 301, n)
+
+
+@pytest.fixture(scope="module")
+def fp():
+    models = {}
+    for arch, cfg in CONFIGS.items():
+        torch.manual_seed(0)
+        m = MambaLM(cfg).eval()
+        with torch.no_grad():  # lively dynamics and uneven channels, as trained models have
+            for layer in m.backbone.layers:
+                mx = layer.mixer
+                mx.in_proj.weight.mul_(torch.rand(mx.in_proj.weight.shape[0], 1) * 3 + 0.2)
+                if arch == "mamba2":
+                    mx.dt_bias.add_(torch.randn_like(mx.dt_bias))
+        models[arch] = m
+    return models
+
+
+@pytest.fixture(scope="module")
+def quantized(fp, tmp_path_factory):
+    out = {}
+    for arch, model in fp.items():
+        for name in RECIPES:
+            rec = R.load(name)
+            t, s = Q.run(model, calib.windows(tokens(4000), 16, 64, 301), rec)
+            folder = tmp_path_factory.mktemp("q") / f"{arch}-{name}"
+            Q.save(folder, model, t, s, rec, {"samples": 16}, None)
+            out[arch, name] = folder
+    return out
+
+
+def test_quamba2_recipes_cover_both_backbones():
+    for name in RECIPES:
+        rec = R.load(name)
+        assert rec["archs"] == ["mamba1", "mamba2"]
+        assert R.w4_linears(rec) == (() if name == "quamba2-w8a8" else ("in_proj", "out_proj"))
+    assert R.weight_only(R.load("quamba2-w4a16"))
+    with pytest.raises(EdgeqError, match="quantizes no activations"):
+        R.load("quamba2-w4a16", percentile=99.9)
+
+
+@pytest.mark.parametrize("arch", CONFIGS)
+@pytest.mark.parametrize("name", RECIPES)
+def test_quantized_tracks_fp_and_ort_tracks_torch(fp, quantized, arch, name):
+    qm = Q.load(quantized[arch, name])
+    ids = tokens(513, seed=9)
+    fq = TorchBackend(qm)
+    assert top1_agreement(TorchBackend(fp[arch]), fq, ids, seq_len=128) > 0.8
+    ob = OrtBackend(to_onnx(qm))
+    if name == "quamba2-w4a16":  # fp activations: GEMM order only
+        a, _ = fq.forward(ids[None, :64], fq.new_state(1))
+        b, _ = ob.forward(ids[None, :64], ob.new_state(1))
+        np.testing.assert_allclose(b, a, atol=1e-4, rtol=1e-4)
+    else:
+        assert top1_agreement(fq, ob, ids, seq_len=128) >= 0.995
+    # state carried across calls on ORT equals one pass (a decode step is the op at L = 1)
+    a, _ = ob.forward(ids[None, :20], ob.new_state(1))
+    b1, st = ob.forward(ids[None, :17], ob.new_state(1))
+    b2, st = ob.forward(ids[None, 17:18], st)
+    b3, _ = ob.forward(ids[None, 18:20], st)
+    np.testing.assert_allclose(np.concatenate([b1, b2, b3], 1), a, atol=2e-3)
+
+
+def test_w4a16_graph_is_int4_dequantize_linear_with_block_size(quantized):
+    proto = to_onnx(Q.load(quantized["mamba2", "quamba2-w4a16"]))
+    onnx.checker.check_model(proto, full_check=True)
+    assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 21
+    inits = {i.name: i for i in proto.graph.initializer}
+    dq = [n for n in proto.graph.node if n.op_type == "DequantizeLinear"]
+    assert len(dq) == 2 * 2  # in_proj and out_proj of 2 layers
+    for n in dq:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
+        w, s = inits[n.input[0]], inits[n.input[1]]
+        assert w.data_type == onnx.TensorProto.INT4 and attrs["axis"] == 0
+        assert attrs["block_size"] == w.dims[0] // s.dims[0] and attrs["block_size"] in (64, 128)
+    assert not any(n.op_type.startswith("Edgeq") and "Int8" in n.op_type for n in proto.graph.node)
+
+
+def test_w4a8_graph_uses_the_w4a8_gemm_and_int8_ssd(quantized):
+    proto = to_onnx(Q.load(quantized["mamba2", "quamba2-w4a8"]))
+    types = [n.op_type for n in proto.graph.node]
+    assert types.count("EdgeqLinearW4A8") == 2 * 2 and types.count("EdgeqSSDScanInt8") == 2
+    inits = {i.name: i for i in proto.graph.initializer}
+    for n in proto.graph.node:
+        if n.op_type == "EdgeqLinearW4A8":
+            w = inits[n.input[1]]
+            assert w.data_type == onnx.TensorProto.UINT8
+    conv_in = [i for i in proto.graph.input if i.name.startswith("conv_state")]
+    assert all(i.type.tensor_type.elem_type == onnx.TensorProto.INT8 for i in conv_in)
+
+
+def test_mamba2_scales_per_cluster_and_state_group(fp, quantized):
+    import json
+    meta = json.loads((quantized["mamba2", "quamba2-w8a8"] / "quant.json").read_text())
+    cfg = CONFIGS["mamba2"]
+    for layer in meta["scales"]:
+        x = np.array(layer["x"]).reshape(cfg.ngroups, -1)
+        assert x.shape[1] == cfg.d_inner // cfg.ngroups
+        # at most 4 head groups x 4 channel groups per state group, and more than one
+        assert all(1 < len(set(g)) <= 16 for g in x)
+        assert len(layer["B"]) == len(layer["C"]) == cfg.ngroups
+    # ablations: one x scale without clustering, one B/C scale without per-state-group
+    rec = R.load("quamba2-w8a8")
+    rec.update(cluster=None, per_state_group=False)
+    _, scales = Q.run(fp["mamba2"], calib.windows(tokens(4000), 4, 64, 301), rec)
+    for layer in scales:
+        assert len(set(layer["x"])) == 1 and len(set(layer["B"])) == 1
+
+
+def test_4bit_linears_are_under_0p3_of_fp16(quantized, fp):
+    from safetensors.torch import load_file
+    for arch in CONFIGS:
+        t = load_file(str(quantized[arch, "quamba2-w4a8"] / "model.safetensors"))
+        q = sum(v.numel() * v.element_size() for k, v in t.items()
+                if k.rsplit(".", 2)[-2] in ("in_proj", "out_proj"))
+        ref = sum(2 * getattr(layer.mixer, n).weight.numel()
+                  for layer in fp[arch].backbone.layers for n in ("in_proj", "out_proj"))
+        assert q <= 0.3 * ref, (arch, q / ref)
+
+
+@pytest.mark.parametrize("name", ["quamba2-w4a8", "quamba2-w4a16"])
+def test_head_to_toe_shares_one_4bit_table(fp, name, tmp_path):
+    model = fp["mamba2"]
+    rec = R.load(name, h2t=True)
+    t, s = Q.run(model, calib.windows(tokens(4000), 8, 64, 301), rec)
+    Q.save(tmp_path / "q", model, t, s, rec, {}, None)
+    qm = Q.load(tmp_path / "q")
+    proto = to_onnx(qm)
+    inits = {i.name: i for i in proto.graph.initializer}
+    blocked = [n for n in proto.graph.node if n.op_type == "DequantizeLinear"
+               and any(a.name == "block_size" for a in n.attribute)]
+    big = [n for n in blocked if inits[n.input[0]].dims[1] == 301]
+    assert len(big) == 1  # tied: the embedding Gather and the lm_head MatMul read one table
+    assert len(blocked) == 1 + (0 if name == "quamba2-w4a8" else 2 * 2)
+    fq, ob = TorchBackend(qm), OrtBackend(proto)
+    ids = tokens(257, seed=3)
+    assert top1_agreement(TorchBackend(model), fq, ids, seq_len=128) > 0.7
+    assert top1_agreement(fq, ob, ids, seq_len=128) >= 0.99
+    with pytest.raises(EdgeqError, match="no 4-bit weights"):
+        R.load("quamba2-w8a8", h2t=True)

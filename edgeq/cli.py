@@ -144,9 +144,11 @@ def generate(source, backend, prompt, prompt_ids, max_new_tokens, greedy, temper
 @click.option("--per-channel", is_flag=True, help="Per-output-channel weight scales.")
 @click.option("--h2t", is_flag=True,
               help="Head-to-toe: embedding and lm_head 4-bit too (quamba2-w4 recipes).")
+@click.option("--residual-hadamard", is_flag=True,
+              help="Rotate the residual stream by a Hadamard (quamba2 recipes; unties the head).")
 @click.option("--seed", default=0, show_default=True, help="Chooses the calibration windows.")
 def quantize(model, recipe, calib_data, output, samples, seq_len, batch, percentile, per_channel,
-             h2t, seed):
+             h2t, residual_hadamard, seed):
     """Calibrate MODEL and write its quantized folder (safetensors + quant.json)."""
     import time
 
@@ -155,7 +157,7 @@ def quantize(model, recipe, calib_data, output, samples, seq_len, batch, percent
     from .quant import quantize as q
     from .quant import recipe as recipes
     from .runtime import text
-    rec = recipes.load(recipe, percentile, per_channel, h2t)
+    rec = recipes.load(recipe, percentile, per_channel, h2t, residual_hadamard)
     q.check_output(output)
     lm, folder = load_model(model)
     if q.is_quantized(folder):
@@ -167,8 +169,8 @@ def quantize(model, recipe, calib_data, output, samples, seq_len, batch, percent
     t0 = time.time()
     passes = q.passes(lm, rec)
     with click.progressbar(length=passes * len(windows), label="calibrating", file=sys.stderr) as bar:
-        tensors, scales = q.run(lm, windows, rec, batch, progress=bar.update)
-    q.save(output, lm, tensors, scales, rec,
+        qlm, tensors, scales = q.run(lm, windows, rec, batch, progress=bar.update)
+    q.save(output, qlm, tensors, scales, rec,
            {"data": str(calib_data), "samples": samples, "seq_len": seq_len, "seed": seed},
            folder / "tokenizer.json")
     click.echo(f"wrote {output} ({rec['name']}, calibrated on {samples} x {seq_len} tokens "
@@ -262,6 +264,8 @@ def estimate(model, target_name, recipe, h2t, prompt_len, batch, as_json):
               help="quamba-w8a8, naive-w8a8 (Mamba-1), quamba2-w8a8, quamba2-w4a8, quamba2-w4a16.")
 @click.option("--h2t", is_flag=True,
               help="Head-to-toe: embedding and lm_head 4-bit too (quamba2-w4 recipes).")
+@click.option("--residual-hadamard", is_flag=True,
+              help="Rotate the residual stream by a Hadamard (quamba2 recipes; unties the head).")
 @click.option("--calib", "calib_data", default=None,
               help="Calibration data (default: the model folder's calib.txt).")
 @click.option("--samples", default=512, show_default=True, type=click.IntRange(1))
@@ -269,11 +273,13 @@ def estimate(model, target_name, recipe, h2t, prompt_len, batch, as_json):
 @click.option("--sysroot", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="A JetPack root file system: cross-compile the plugin library against it.")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path))
-def build(model, target_name, recipe, h2t, calib_data, samples, seq_len, sysroot, output):
+def build(model, target_name, recipe, h2t, residual_hadamard, calib_data, samples, seq_len,
+          sysroot, output):
     """Build a deployable bundle of MODEL for a target: load, calibrate, quantize, export,
     validate on ORT, plugin library, engine (where possible), bundle.json."""
     from .bundle.build import build as run
-    m = run(model, target_name, output, recipe, calib_data, samples, seq_len, sysroot, h2t=h2t)
+    m = run(model, target_name, output, recipe, calib_data, samples, seq_len, sysroot, h2t=h2t,
+            residual_hadamard=residual_hadamard)
     v, p = m["validation"], m["projected"]
     click.echo(f"wrote {output} for {target_name}: ORT top-1 agreement {100 * v['top1_agreement']:.2f} %, "
                f"projected decode >= {p['decode_ms_per_token']:.2f} ms/token; plugins: "

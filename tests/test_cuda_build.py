@@ -315,7 +315,8 @@ def test_every_custom_node_of_exported_graphs_has_a_creator(probe, tmp_path):
     graphs = [to_onnx(fp), to_onnx(fp2)]
     for model, name in ((fp, "quamba-w8a8"), (fp2, "quamba2-w4a8")):
         rec = R.load(name)
-        graphs.append(to_onnx(Q.load_model(model.cfg, *Q.run(model, windows, rec), rec)))
+        qfp, tensors, scales = Q.run(model, windows, rec)
+        graphs.append(to_onnx(Q.load_model(qfp.cfg, tensors, scales, rec)))
     fields = {}
     for name, lines in by_plugin(probe).items():
         if name is None:  # the probe's lines before the first creator

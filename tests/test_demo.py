@@ -55,8 +55,8 @@ def quantized(demo):
     out = {}
     for name in ("naive-w8a8", "quamba-w8a8"):
         rec = R.load(name)
-        tensors, scales = Q.run(model, windows, rec)
-        out[name] = Q.load_model(model.cfg, tensors, scales, rec)
+        qfp, tensors, scales = Q.run(model, windows, rec)
+        out[name] = Q.load_model(qfp.cfg, tensors, scales, rec)
     return out
 
 

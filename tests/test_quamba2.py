@@ -46,9 +46,9 @@ def quantized(fp, tmp_path_factory):
     for arch, model in fp.items():
         for name in RECIPES:
             rec = R.load(name)
-            t, s = Q.run(model, calib.windows(tokens(4000), 16, 64, 301), rec)
+            qfp, t, s = Q.run(model, calib.windows(tokens(4000), 16, 64, 301), rec)
             folder = tmp_path_factory.mktemp("q") / f"{arch}-{name}"
-            Q.save(folder, model, t, s, rec, {"samples": 16}, None)
+            Q.save(folder, qfp, t, s, rec, {"samples": 16}, None)
             out[arch, name] = folder
     return out
 
@@ -61,6 +61,10 @@ def test_quamba2_recipes_cover_both_backbones():
     assert R.weight_only(R.load("quamba2-w4a16"))
     with pytest.raises(EdgeqError, match="quantizes no activations"):
         R.load("quamba2-w4a16", percentile=99.9)
+    assert not R.load("quamba2-w8a8")["hadamard_in_proj"]
+    assert R.load("quamba2-w8a8", residual_hadamard=True)["hadamard_in_proj"]
+    with pytest.raises(EdgeqError, match="residual-hadamard: recipe quamba-w8a8 has no such"):
+        R.load("quamba-w8a8", residual_hadamard=True)
 
 
 @pytest.mark.parametrize("arch", CONFIGS)
@@ -126,7 +130,7 @@ def test_mamba2_scales_per_cluster_and_state_group(fp, quantized):
     # ablations: one x scale without clustering, one B/C scale without per-state-group
     rec = R.load("quamba2-w8a8")
     rec.update(cluster=None, per_state_group=False)
-    _, scales = Q.run(fp["mamba2"], calib.windows(tokens(4000), 4, 64, 301), rec)
+    _, _, scales = Q.run(fp["mamba2"], calib.windows(tokens(4000), 4, 64, 301), rec)
     for layer in scales:
         assert len(set(layer["x"])) == 1 and len(set(layer["B"])) == 1
 
@@ -143,22 +147,40 @@ def test_4bit_linears_are_under_0p3_of_fp16(quantized, fp):
 
 
 @pytest.mark.parametrize("name", ["quamba2-w4a8", "quamba2-w4a16"])
-def test_head_to_toe_shares_one_4bit_table(fp, name, tmp_path):
+@pytest.mark.parametrize("rotate", [False, True])
+def test_head_to_toe_4bit_tables(fp, name, rotate, tmp_path):
     model = fp["mamba2"]
-    rec = R.load(name, h2t=True)
-    t, s = Q.run(model, calib.windows(tokens(4000), 8, 64, 301), rec)
-    Q.save(tmp_path / "q", model, t, s, rec, {}, None)
+    rec = R.load(name, h2t=True, residual_hadamard=rotate)
+    qfp, t, s = Q.run(model, calib.windows(tokens(4000), 8, 64, 301), rec)
+    Q.save(tmp_path / "q", qfp, t, s, rec, {}, None)
     qm = Q.load(tmp_path / "q")
     proto = to_onnx(qm)
     inits = {i.name: i for i in proto.graph.initializer}
     blocked = [n for n in proto.graph.node if n.op_type == "DequantizeLinear"
                and any(a.name == "block_size" for a in n.attribute)]
     big = [n for n in blocked if inits[n.input[0]].dims[1] == 301]
-    assert len(big) == 1  # tied: the embedding Gather and the lm_head MatMul read one table
-    assert len(blocked) == 1 + (0 if name == "quamba2-w4a8" else 2 * 2)
+    # tied: the embedding Gather and the lm_head MatMul read one table; the residual rotation
+    # unties them (the final norm's weight folds into the head only)
+    assert len(big) == (2 if rotate else 1) and qfp.cfg.tie_embeddings is not rotate
+    assert len(blocked) == len(big) + (0 if name == "quamba2-w4a8" else 2 * 2)
     fq, ob = TorchBackend(qm), OrtBackend(proto)
     ids = tokens(257, seed=3)
     assert top1_agreement(TorchBackend(model), fq, ids, seq_len=128) > 0.7
     assert top1_agreement(fq, ob, ids, seq_len=128) >= 0.99
     with pytest.raises(EdgeqError, match="no 4-bit weights"):
         R.load("quamba2-w8a8", h2t=True)
+
+
+@pytest.mark.parametrize("arch", CONFIGS)
+def test_residual_rotation_keeps_the_logits(fp, arch):
+    from edgeq.quant.rotate import rotate_residual
+    model = fp[arch]
+    rotated = rotate_residual(model)
+    ids = torch.from_numpy(tokens(66, seed=2)).view(2, 33)
+    with torch.no_grad():
+        a, b = model(ids)[0], rotated(ids)[0]
+        assert (a - b).abs().max() <= 1e-5 * a.abs().max()
+        for layer in rotated.backbone.layers:  # the norm weights are folded away
+            assert torch.equal(layer.norm.weight, torch.ones_like(layer.norm.weight))
+    with pytest.raises(EdgeqError, match="d_model 44 has no Hadamard"):
+        rotate_residual(MambaLM(MambaConfig(d_model=44, n_layer=1, vocab_size=11)))

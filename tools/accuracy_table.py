@@ -31,8 +31,9 @@ from edgeq.runtime.evaluate import perplexity, top1_agreement
 ROOT = Path(__file__).resolve().parents[1]
 
 
-# Quamba2's W4A8 ablation (its Table 8), step by step on the Mamba-2 demo: Hadamard and
-# round-to-nearest 4-bit weights, + GPTQ, + per-state-group B/C scales, + sort-and-cluster
+# Quamba2's W4A8 ablation (its Table 8), step by step on the Mamba-2 demo: round-to-nearest
+# 4-bit weights with the online Hadamard before out_proj, + GPTQ, + per-state-group B/C scales;
+# the last step, sort-and-cluster, is the quamba2-w4a8 row
 ABLATION = (("w4a8 RTN, per-tensor x, B, C", {"weights.method": "rtn", "per_state_group": False,
                                               "cluster": None}),
             ("+ GPTQ", {"per_state_group": False, "cluster": None}),
@@ -52,12 +53,14 @@ def variant(base: str, changes: dict) -> dict:
 
 def evaluate(fp, rec, label, windows, held, seq_len, ort=True) -> dict:
     t0 = time.time()
-    tensors, scales = Q.run(fp, windows, rec)
+    qfp, tensors, scales = Q.run(fp, windows, rec)
     with tempfile.TemporaryDirectory() as tmp:
-        Q.save(Path(tmp) / "q", fp, tensors, scales, rec, {}, None)
+        Q.save(Path(tmp) / "q", qfp, tensors, scales, rec, {}, None)
         qm = Q.load(Path(tmp) / "q")
+        size = (Path(tmp) / "q" / "model.safetensors").stat().st_size
     fq = TorchBackend(qm)
-    row = {"model": label, "ppl": perplexity(fq, held, seq_len)}
+    fp16 = 2 * sum(p.numel() for p in fp.parameters())  # tied weights counted once
+    row = {"model": label, "ppl": perplexity(fq, held, seq_len), "size_vs_fp16": size / fp16}
     if ort:
         ob = OrtBackend(to_onnx(qm))
         row.update(ort_ppl=perplexity(ob, held, seq_len),
@@ -76,6 +79,9 @@ def table(model: str, samples: int, seq_len: int) -> dict:
     names = [n for n in R.names() if fp.cfg.arch in R.load(n)["archs"]]
     for name in sorted(names, key=lambda n: (n.startswith("quamba2"), n != "naive-w8a8", n)):
         rows.append(evaluate(fp, R.load(name), name, windows, held, seq_len))
+    for flags in ({"h2t": True}, {"residual_hadamard": True}):
+        label = "quamba2-w4a8 " + " ".join(f"--{f.replace('_', '-')}" for f in flags)
+        rows.append(evaluate(fp, R.load("quamba2-w4a8", **flags), label, windows, held, seq_len))
     if fp.cfg.arch == "mamba2":
         for label, changes in ABLATION:
             rows.append(evaluate(fp, variant("quamba2-w4a8", changes), f"ablation: {label}",
@@ -103,14 +109,15 @@ def main():
 
     lines = [f"Demo models, held-out perplexity (windows of {args.seq_len}; calibration "
              f"{result['calibration']}). Produced by `tools/accuracy_table.py`.", "",
-             "| model | recipe | perplexity (torch) | vs fp32 | ONNX on ORT | ORT top-1 = torch |",
-             "|---|---|---|---|---|---|"]
+             "| model | recipe | perplexity (torch) | vs fp32 | weights vs fp16 | ONNX on ORT | ORT top-1 = torch |",
+             "|---|---|---|---|---|---|---|"]
     for t in tables:
         for r in t["rows"]:
             ort = f"{r['ort_ppl']:.3f}" if "ort_ppl" in r else "—"
             agree = f"{100 * r['ort_top1_agreement']:.2f} %" if "ort_top1_agreement" in r else "—"
+            size = f"{r['size_vs_fp16']:.2f}x" if "size_vs_fp16" in r else "—"
             lines.append(f"| {Path(t['model']).name} ({t['arch']}) | {r['model']} | {r['ppl']:.3f} | "
-                         f"{100 * r['vs_fp32']:+.2f} % | {ort} | {agree} |")
+                         f"{100 * r['vs_fp32']:+.2f} % | {size} | {ort} | {agree} |")
     out = "\n".join(lines)
     print(out)
     if args.write_readme:

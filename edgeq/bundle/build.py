@@ -63,7 +63,8 @@ def validate(model, proto, tokens: np.ndarray) -> dict:
 
 def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8a8",
           calib_data: str | None = None, samples: int = 512, seq_len: int = 512,
-          sysroot: Path | None = None, stages: Stages | None = None, h2t: bool = False) -> dict:
+          sysroot: Path | None = None, stages: Stages | None = None, h2t: bool = False,
+          residual_hadamard: bool = False) -> dict:
     from ..export.onnx_export import save, to_onnx
     from ..models import load_model
     from ..quant import calib, quantize as q, recipe as recipes
@@ -76,7 +77,8 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
     parent = q.check_output(out)
     if sysroot is not None:
         plugins.check_sysroot(sysroot)  # fail before the slow stages
-    rec = recipes.load(recipe_name, h2t=h2t)  # bundles are quantized; no fp16 bundle yet
+    # bundles are quantized; no fp16 bundle yet
+    rec = recipes.load(recipe_name, h2t=h2t, residual_hadamard=residual_hadamard)
 
     lm, folder = st("load", load_model, model)
     tok = text.from_folder(folder)
@@ -92,7 +94,7 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
         recipes.check_supported(lm.cfg, rec)
         qlm, cal = st("calibrate", q.calibrate_all, lm, windows, rec)
         tensors, scales = st("quantize", q.quantize_model, qlm, cal, rec)
-        q.save(tmp / "quantized", lm, tensors, scales, rec,
+        q.save(tmp / "quantized", qlm, tensors, scales, rec,
                {"data": Path(calib_data).name, "samples": samples, "seq_len": seq_len}, None)
         model_for_export = q.load(tmp / "quantized")
         meta = {text.META_KEY: (folder / "tokenizer.json").read_text()} \

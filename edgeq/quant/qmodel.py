@@ -223,16 +223,15 @@ def weight_only_model(cfg: MambaConfig, t: dict[str, Tensor], recipe: dict) -> M
         raise EdgeqError("the quantized weights belong to another model than config.json "
                          "describes; quantize this model again")
     for k in packed:
-        parent, name = k.rsplit(".", 1)
-        if k == "backbone.embeddings":
+        if k in ("backbone.embeddings", "lm_head"):
             continue
+        parent, name = k.rsplit(".", 1)
         setattr(model.get_submodule(parent), name,
                 TableLinear(w4_table(t, k), model.get_submodule(k).bias))
     emb = w4_table(t, "backbone.embeddings")
     if emb is not None:  # head-to-toe: tied models share the one 4-bit table
         model.backbone.embeddings = TableEmbedding(emb)
-        if cfg.tie_embeddings:
-            model.lm_head = TableLinear(emb)
+        model.lm_head = TableLinear(emb if cfg.tie_embeddings else w4_table(t, "lm_head"))
     model.recipe = recipe
     return model.eval()
 def load_model(cfg: MambaConfig, tensors: dict[str, Tensor], scales: list[dict], recipe: dict):

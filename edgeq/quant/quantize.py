@@ -20,6 +20,7 @@ from ..ops import hadamard
 from . import recipe as recipes, weights
 from .calibrate import Calibration, calibrate, cluster_x, passes  # noqa: F401 (API)
 from .qmodel import load_model
+from .rotate import rotate_residual
 
 FORMAT = "edgeq-quant/1"
 
@@ -164,8 +165,12 @@ def quantize_model(model: MambaLM, cal: Calibration, recipe: dict
 
 def calibrate_all(model: MambaLM, windows: torch.Tensor, recipe: dict, batch: int = 8,
                   progress=None) -> tuple[MambaLM, Calibration]:
-    """Sort-and-cluster when the recipe asks (the model returned is the reordered copy), then
-    calibrate. Progress counts calibration windows over all passes (calibrate.passes)."""
+    """The recipe's fp rewrites (residual Hadamard, sort-and-cluster), then calibration. The
+    model returned is the rewritten one, the one the quantized folder describes. Progress
+    counts calibration windows over all passes (calibrate.passes)."""
+    recipes.check_supported(model.cfg, recipe)
+    if recipe.get("hadamard_in_proj"):
+        model = rotate_residual(model)
     model, groups = cluster_x(model, windows, recipe, batch, progress)
     cal = calibrate(model, windows, recipe, batch, progress)
     cal.groups = groups
@@ -173,8 +178,10 @@ def calibrate_all(model: MambaLM, windows: torch.Tensor, recipe: dict, batch: in
 
 
 def run(model: MambaLM, windows: torch.Tensor, recipe: dict, batch: int = 8,
-        progress=None) -> tuple[dict[str, torch.Tensor], list[dict]]:
-    return quantize_model(*calibrate_all(model, windows, recipe, batch, progress), recipe)
+        progress=None) -> tuple[MambaLM, dict[str, torch.Tensor], list[dict]]:
+    """The rewritten fp model (save the folder with its config), tensors and scales."""
+    model, cal = calibrate_all(model, windows, recipe, batch, progress)
+    return (model, *quantize_model(model, cal, recipe))
 
 
 def config_digest(cfg: MambaConfig) -> str:

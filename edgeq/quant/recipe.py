@@ -22,7 +22,7 @@ def names() -> list[str]:
 
 
 def load(name: str, percentile: float | None = None, per_channel: bool = False,
-         h2t: bool = False) -> dict:
+         h2t: bool = False, residual_hadamard: bool = False) -> dict:
     """The recipe `name`, with the command line's overrides applied."""
     if name not in names():
         raise EdgeqError(f"unknown recipe {name!r}; choose one of: {', '.join(names())}")
@@ -40,6 +40,11 @@ def load(name: str, percentile: float | None = None, per_channel: bool = False,
         if not recipe["weights"].get("w4"):
             raise EdgeqError(f"--h2t: recipe {name} has no 4-bit weights; use a quamba2-w4 recipe")
         recipe["h2t"] = True
+    if residual_hadamard:
+        if "hadamard_in_proj" not in recipe:
+            raise EdgeqError(f"--residual-hadamard: recipe {name} has no such step; use a "
+                             "quamba2 recipe")
+        recipe["hadamard_in_proj"] = True
     return recipe
 
 

@@ -184,3 +184,18 @@ def test_residual_rotation_keeps_the_logits(fp, arch):
             assert torch.equal(layer.norm.weight, torch.ones_like(layer.norm.weight))
     with pytest.raises(EdgeqError, match="d_model 44 has no Hadamard"):
         rotate_residual(MambaLM(MambaConfig(d_model=44, n_layer=1, vocab_size=11)))
+
+
+def test_gptq_hessians_in_layer_chunks_give_the_same_weights(fp, monkeypatch):
+    from edgeq.quant import calibrate as C
+    model, rec = fp["mamba1"], R.load("quamba2-w4a16")
+    windows = calib.windows(tokens(4000), 4, 64, 301)
+    _, whole, _ = Q.run(model, windows, rec)
+    runs = []
+    real = C._run
+    monkeypatch.setattr(C, "_run", lambda *a, **k: runs.append(1) or real(*a, **k))
+    monkeypatch.setattr(C, "HESSIAN_BUDGET", 1)  # one layer per pass
+    _, chunked, _ = Q.run(model, windows, rec)
+    assert len(runs) == model.cfg.n_layer  # the first pass (ranges, layer 0), one per later layer
+    assert whole.keys() == chunked.keys()
+    assert all(torch.equal(whole[k], chunked[k]) for k in whole)

@@ -18,10 +18,47 @@ from .gptq import Hessian
 Progress = Callable[[int], None] | None
 
 
+# GPTQ Hessians held at once (fp64 d_model^2 + d_inner^2 per layer: 0.7 GB for Mamba2-8B):
+# beyond this, calibration passes over the windows again for the next chunk of layers
+HESSIAN_BUDGET = 8 << 30
+
+
+class Hessians:
+    """Per layer, the input Hessians of the recipe's GPTQ linears (linear name -> [K, K]),
+    computed a chunk of layers per calibration pass so at most `budget` bytes are held; read
+    them in layer order (quantize_model does)."""
+
+    def __init__(self, model: MambaLM, windows: torch.Tensor, recipe: dict, batch: int):
+        cfg = model.cfg
+        self.model, self.windows, self.recipe, self.batch = model, windows, recipe, batch
+        self.names = recipes.w4_linears(recipe) if recipe["weights"].get("method") == "gptq" else ()
+        self.width = {"in_proj": cfg.d_model, "out_proj": cfg.d_inner}
+        per_layer = sum(8 * self.width[n] ** 2 for n in self.names)
+        self.chunk = max(1, HESSIAN_BUDGET // per_layer) if per_layer else cfg.n_layer
+        self.held: dict[int, dict[str, Hessian]] = {}
+
+    def chunk_of(self, i: int) -> range:
+        start = i - i % self.chunk
+        return range(start, min(start + self.chunk, self.model.cfg.n_layer))
+
+    @property
+    def passes(self) -> int:
+        return -(-self.model.cfg.n_layer // self.chunk) if self.names else 0
+
+    def new(self, layers: range) -> None:
+        self.held = {i: {n: Hessian(self.width[n]) for n in self.names} for i in layers}
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        if i not in self.held:
+            self.new(self.chunk_of(i))
+            calibrate(self.model, self.windows, self.recipe, self.batch, hessians=self)
+        return {n: h.matrix() for n, h in self.held[i].items()}
+
+
 @dataclass
 class Calibration:
     ranges: list[dict[str, float | list[float]]]  # per layer: absmax (or percentile) per name
-    hessians: list[dict[str, torch.Tensor]]  # per layer: linear name -> input Hessian
+    hessians: Hessians  # per layer: linear name -> input Hessian
     groups: list[torch.Tensor] | None = field(default=None)  # Mamba-2 x scale group per channel
 
 
@@ -89,22 +126,26 @@ def _run(model: MambaLM, windows: torch.Tensor, batch: int, progress: Progress, 
 
 
 def calibrate(model: MambaLM, windows: torch.Tensor, recipe: dict, batch: int = 8,
-              progress: Progress = None) -> Calibration:
+              progress: Progress = None, hessians: Hessians | None = None) -> Calibration:
+    """Activation ranges of every layer and the first chunk of GPTQ Hessians; given
+    `hessians`, only the Hessians of the layers it holds (a later chunk's pass)."""
     cfg = model.cfg
     recipes.check_supported(cfg, recipe)
-    quantized = recipes.activations(cfg, recipe)
-    w4 = recipes.w4_linears(recipe) if recipe["weights"].get("method") == "gptq" else ()
+    only_hessians = hessians is not None
+    if hessians is None:
+        hessians = Hessians(model, windows, recipe, batch)
+        hessians.new(hessians.chunk_of(0))
+    quantized = {} if only_hessians else recipes.activations(cfg, recipe)
     had = recipe["hadamard_out_proj"]
     obs = [{} for _ in range(cfg.n_layer)]
-    width = {"in_proj": cfg.d_model, "out_proj": cfg.d_inner}
-    hess = [{name: Hessian(width[name]) for name in w4} for _ in range(cfg.n_layer)]
+    hess = hessians.held
 
     def taps(i):
         def record(name, x):
             observers.check_finite(x, f"layer {i} {name}")
-            if name == "in" and "in_proj" in hess[i]:
+            if name == "in" and "in_proj" in hess.get(i, {}):
                 hess[i]["in_proj"].add(x)
-            if name == "y" and "out_proj" in hess[i]:
+            if name == "y" and "out_proj" in hess.get(i, {}):
                 hess[i]["out_proj"].add(x)
             if name in quantized:
                 if name not in obs[i]:
@@ -116,11 +157,12 @@ def calibrate(model: MambaLM, windows: torch.Tensor, recipe: dict, batch: int = 
 
     _run(model, windows, batch, progress, taps)
     ranges = [{a: o.value for a, o in layer.items()} for layer in obs]
-    return Calibration(ranges, [{k: h.matrix() for k, h in layer.items()} for layer in hess])
+    return Calibration(ranges, hessians)
 
 
 def passes(model: MambaLM, recipe: dict) -> int:
-    """How many times calibration runs over the windows (sort-and-cluster needs one more)."""
+    """How many times calibration runs over the windows with progress: sort-and-cluster needs
+    one more. (Later Hessian chunks, for models over HESSIAN_BUDGET, add silent passes.)"""
     return 2 if model.cfg.arch == "mamba2" and recipe.get("cluster") else 1
 
 

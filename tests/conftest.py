@@ -67,6 +67,22 @@ def assert_backends_agree(ref, other, vocab: int, tolerance=lambda logits: 1e-4)
         assert np.abs(a2 - b2).max() < tolerance(a2)
 
 
+def assert_decode_equals_full(model, ids, prefill: int) -> None:
+    """A prefill of `prefill` tokens, then one decode step (the model at L = 1) per token,
+    gives the full pass's logits and final states."""
+    with torch.no_grad():
+        full, full_state = model(ids)
+        logits, state = model(ids[:, :prefill])
+        steps = [logits]
+        for t in range(prefill, ids.shape[1]):
+            logits, state = model(ids[:, t:t + 1], state)
+            steps.append(logits)
+    torch.testing.assert_close(torch.cat(steps, 1), full, rtol=1e-5, atol=1e-5)
+    for (c, s), (fc, fs) in zip(state, full_state):
+        torch.testing.assert_close(c, fc)
+        torch.testing.assert_close(s, fs, rtol=1e-5, atol=1e-5)
+
+
 @pytest.fixture(scope="session")
 def hf_model(tmp_path_factory):
     """make(name) -> (transformers model, folder with its -hf checkpoint)."""

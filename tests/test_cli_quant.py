@@ -12,6 +12,20 @@ def calib_npy(tmp_path_factory):
     return path
 
 
+def assert_export_generates_the_same(run_cli, quant_dir, onnx_path):
+    """`edgeq export` of a quantized folder, then greedy ids from the folder on torch equal
+    those from the graph on ORT."""
+    code, _, err = run_cli("export", quant_dir, "-o", onnx_path)
+    assert code == 0, err
+    ids = {}
+    for src, backend in [(quant_dir, "torch"), (onnx_path, "ort")]:
+        code, out, err = run_cli("generate", src, "--backend", backend, "--prompt-ids", "3,4,5",
+                                 "--max-new-tokens", "5", "--json")
+        assert code == 0, err
+        ids[backend] = json.loads(out)["ids"]
+    assert ids["torch"] == ids["ort"]
+
+
 def test_quantize_export_generate_eval(run_cli, hf_model, calib_npy, tmp_path):
     _, folder = hf_model("h96")
     q = tmp_path / "q"
@@ -25,15 +39,7 @@ def test_quantize_export_generate_eval(run_cli, hf_model, calib_npy, tmp_path):
     assert code == 0, err
     info = json.loads(out)
     assert info["recipe"] == "quamba-w8a8" and info["quantized_bytes"] < info["size_bytes"]["fp16"] * 1.1
-    code, _, err = run_cli("export", q, "-o", tmp_path / "q.onnx")
-    assert code == 0, err
-    ids = {}
-    for src, backend in [(q, "torch"), (tmp_path / "q.onnx", "ort")]:
-        code, out, err = run_cli("generate", src, "--backend", backend, "--prompt-ids", "3,4,5",
-                                 "--max-new-tokens", "5", "--json")
-        assert code == 0, err
-        ids[backend] = json.loads(out)["ids"]
-    assert ids["torch"] == ids["ort"]
+    assert_export_generates_the_same(run_cli, q, tmp_path / "q.onnx")
     text = tmp_path / "held.txt"
     text.write_text("x")
     code, _, err = run_cli("eval", q, "--ppl", text)
@@ -56,15 +62,7 @@ def test_quamba2_on_mamba2_through_the_cli(run_cli, calib_npy, tmp_path, recipe)
     assert code == 0, err
     info = json.loads(out)
     assert info["recipe"] == recipe and info["quantized_bytes"] < 0.45 * info["size_bytes"]["fp16"]
-    code, _, err = run_cli("export", q, "-o", tmp_path / "q.onnx")
-    assert code == 0, err
-    ids = {}
-    for src, backend in [(q, "torch"), (tmp_path / "q.onnx", "ort")]:
-        code, out, err = run_cli("generate", src, "--backend", backend, "--prompt-ids", "3,4,5",
-                                 "--max-new-tokens", "5", "--json")
-        assert code == 0, err
-        ids[backend] = json.loads(out)["ids"]
-    assert ids["torch"] == ids["ort"]
+    assert_export_generates_the_same(run_cli, q, tmp_path / "q.onnx")
     code, _, err = run_cli("quantize", tmp_path / "m", "--recipe", "quamba-w8a8", "--calib",
                            calib_npy, "-o", tmp_path / "q2")
     assert code == 2 and "does not quantize mamba2" in err and not (tmp_path / "q2").exists()

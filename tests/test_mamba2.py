@@ -13,7 +13,7 @@ from edgeq.models import load_model
 from edgeq.runtime.backends import OrtBackend, TorchBackend
 from edgeq.runtime.generate import generate
 
-from conftest import assert_backends_agree, hf_greedy
+from conftest import assert_backends_agree, assert_decode_equals_full, hf_greedy
 
 CONFIGS2 = {
     "g1": dict(vocab_size=1001, hidden_size=64, num_hidden_layers=2, state_size=16, head_dim=16,
@@ -60,14 +60,7 @@ def test_logits_equal_transformers(mamba2, name, L):
 def test_prefill_then_decode_equals_full_pass(mamba2):
     model, _ = load_model(str(mamba2("g2-tied-bias")[1]))
     ids = torch.randint(0, 517, (2, 10), generator=torch.Generator().manual_seed(3))
-    with torch.no_grad():
-        full, _ = model(ids)
-        logits, state = model(ids[:, :4])
-        steps = [logits]
-        for t in range(4, 10):
-            logits, state = model(ids[:, t:t + 1], state)
-            steps.append(logits)
-    torch.testing.assert_close(torch.cat(steps, 1), full, rtol=1e-5, atol=1e-5)
+    assert_decode_equals_full(model, ids, 4)
 
 
 @pytest.mark.parametrize("name", CONFIGS2)

@@ -8,7 +8,7 @@ import torch
 from edgeq.errors import EdgeqError
 from edgeq.models import load_model
 
-from conftest import CONFIGS, to_state_spaces
+from conftest import CONFIGS, assert_decode_equals_full, to_state_spaces
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -29,17 +29,7 @@ def test_prefill_then_decode_equals_full_pass(hf_model, name):
     _, folder = hf_model(name)
     model, _ = load_model(str(folder))
     ids = torch.randint(0, CONFIGS[name]["vocab_size"], (2, 12), generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        full, full_state = model(ids)
-        logits, state = model(ids[:, :5])
-        steps = [logits]
-        for t in range(5, 12):
-            logits, state = model(ids[:, t:t + 1], state)
-            steps.append(logits)
-    torch.testing.assert_close(torch.cat(steps, 1), full, rtol=1e-5, atol=1e-5)
-    for (c, s), (fc, fs) in zip(state, full_state):
-        torch.testing.assert_close(c, fc)
-        torch.testing.assert_close(s, fs, rtol=1e-5, atol=1e-5)
+    assert_decode_equals_full(model, ids, 5)
 
 
 def test_state_spaces_layout_loads_with_padded_vocab(hf_model, tmp_path):

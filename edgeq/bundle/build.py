@@ -91,7 +91,6 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
     windows = calib.windows(tokens, samples, seq_len, lm.cfg.vocab_size)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
     try:
-        recipes.check_supported(lm.cfg, rec)
         qlm, cal = st("calibrate", q.calibrate_all, lm, windows, rec)
         tensors, scales = st("quantize", q.quantize_model, qlm, cal, rec)
         q.save(tmp / "quantized", qlm, tensors, scales, rec,

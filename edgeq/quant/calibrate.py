@@ -4,7 +4,7 @@ each activation the recipe quantizes (recipe.activations) and, for GPTQ, the Hes
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -25,8 +25,8 @@ HESSIAN_BUDGET = 8 << 30
 
 class Hessians:
     """Per layer, the input Hessians of the recipe's GPTQ linears (linear name -> [K, K]),
-    computed a chunk of layers per calibration pass so at most `budget` bytes are held; read
-    them in layer order (quantize_model does)."""
+    computed a chunk of layers per calibration pass so at most HESSIAN_BUDGET bytes are held;
+    read them in layer order (quantize_model does)."""
 
     def __init__(self, model: MambaLM, windows: torch.Tensor, recipe: dict, batch: int):
         cfg = model.cfg
@@ -41,25 +41,21 @@ class Hessians:
         start = i - i % self.chunk
         return range(start, min(start + self.chunk, self.model.cfg.n_layer))
 
-    @property
-    def passes(self) -> int:
-        return -(-self.model.cfg.n_layer // self.chunk) if self.names else 0
-
     def new(self, layers: range) -> None:
         self.held = {i: {n: Hessian(self.width[n]) for n in self.names} for i in layers}
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, i: int) -> dict[str, Hessian]:
         if i not in self.held:
             self.new(self.chunk_of(i))
             calibrate(self.model, self.windows, self.recipe, self.batch, hessians=self)
-        return {n: h.matrix() for n, h in self.held[i].items()}
+        return self.held[i]
 
 
 @dataclass
 class Calibration:
     ranges: list[dict[str, float | list[float]]]  # per layer: absmax (or percentile) per name
-    hessians: Hessians  # per layer: linear name -> input Hessian
-    groups: list[torch.Tensor] | None = field(default=None)  # Mamba-2 x scale group per channel
+    hessians: Hessians  # per layer: linear name -> its input's Hessian
+    groups: list[torch.Tensor] | None = None  # Mamba-2 x scale group per channel
 
 
 def _taps_mamba1(model: MambaLM, i: int, record, had: bool):

@@ -17,7 +17,7 @@ from ..models.config import MambaConfig, read_config
 from ..models.loader import write_config
 from ..models.mamba import MambaLM
 from ..ops import hadamard
-from . import recipe as recipes, weights
+from . import cluster, recipe as recipes, weights
 from .calibrate import Calibration, calibrate, cluster_x, passes  # noqa: F401 (API)
 from .qmodel import load_model
 from .rotate import rotate_residual
@@ -84,17 +84,14 @@ def _scales_mamba2(cfg: MambaConfig, r: dict, group: torch.Tensor | None, recipe
     """Mamba-2 activation scales: per tensor, but x per sort-and-cluster group (or per tensor
     without clustering) and B, C per state group (or per tensor), as per-channel lists."""
     s = {a: _scale(v) for a, v in r.items() if a not in ("x", "B", "C")}
-    x = torch.tensor(r["x"])
-    if group is not None:
-        gmax = torch.zeros(int(group.max()) + 1).scatter_reduce(0, group, x, "amax")
-        s["x"] = [_scale(v) for v in gmax[group].tolist()]
-    else:
-        s["x"] = [_scale(x.max().item())] * cfg.d_inner
-    for a in ("B", "C"):
-        v = torch.tensor(r[a]).view(cfg.ngroups, cfg.d_state).amax(1)
-        if not recipe.get("per_state_group"):
-            v = v.max().expand(cfg.ngroups)
-        s[a] = [_scale(x) for x in v.tolist()]
+    one = torch.zeros(cfg.d_inner, dtype=torch.long)
+    s["x"] = cluster.group_scales(torch.tensor(r["x"]), one if group is None else group).tolist()
+    N = cfg.d_state
+    state_group = torch.arange(cfg.ngroups * N) // N
+    if not recipe.get("per_state_group"):
+        state_group = torch.zeros_like(state_group)
+    for a in ("B", "C"):  # one value per state group
+        s[a] = cluster.group_scales(torch.tensor(r[a]), state_group)[::N].tolist()
     return s
 
 

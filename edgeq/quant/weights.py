@@ -18,9 +18,10 @@ def int8(w: torch.Tensor, per_channel: bool = False) -> tuple[torch.Tensor, torc
     return q8(w / (scale[:, None] if per_channel else scale), 1.0), scale.float()
 
 
-def int4_packed(w: torch.Tensor, hessian: torch.Tensor | None, spec: dict, name: str
+def int4_packed(w: torch.Tensor, hessian: gptq.Hessian | None, spec: dict, name: str
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 [out, in/2] (edgeq.ops.int4) and fp32 scales [out, in/group]."""
+    """uint8 [out, in/2] (edgeq.ops.int4) and fp32 scales [out, in/group]: GPTQ on the
+    input Hessian, or round to nearest without one."""
     try:
         group = gptq.group_size_for(w.shape[1], spec.get("group_size", 128))
     except ValueError as e:
@@ -28,11 +29,6 @@ def int4_packed(w: torch.Tensor, hessian: torch.Tensor | None, spec: dict, name:
     if hessian is None:
         q, scale = gptq.quantize_rtn(w.float(), 4, group)
     else:
-        q, scale = gptq.gptq(w.float(), hessian, 4, group, spec.get("damp", 0.01))
+        q, scale = gptq.gptq(w.float(), hessian.matrix(), 4, group, spec.get("damp", 0.01))
     return int4.pack(q), scale.float()
 
-
-def dequantize_int4(packed: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """[out, in] fp32 values of a packed 4-bit weight."""
-    q = int4.unpack(packed).float()
-    return q * scale.repeat_interleave(q.shape[1] // scale.shape[1], dim=1)

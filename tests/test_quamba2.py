@@ -113,6 +113,12 @@ def test_w4a8_graph_uses_the_w4a8_gemm_and_int8_ssd(quantized):
         if n.op_type == "EdgeqLinearW4A8":
             w = inits[n.input[1]]
             assert w.data_type == onnx.TensorProto.UINT8
+    # the conv's int8 input: x, B and C quantized each with its scale, then concatenated
+    producer = {o: n for n in proto.graph.node for o in n.output}
+    for conv in (n for n in proto.graph.node if n.op_type == "EdgeqCausalConv1dInt8"):
+        cat = producer[conv.input[0]]
+        assert cat.op_type == "Concat" and len(cat.input) == 3
+        assert all(producer[i].op_type == "QuantizeLinear" for i in cat.input)
     conv_in = [i for i in proto.graph.input if i.name.startswith("conv_state")]
     assert all(i.type.tensor_type.elem_type == onnx.TensorProto.INT8 for i in conv_in)
 
@@ -130,9 +136,23 @@ def test_mamba2_scales_per_cluster_and_state_group(fp, quantized):
     # ablations: one x scale without clustering, one B/C scale without per-state-group
     rec = R.load("quamba2-w8a8")
     rec.update(cluster=None, per_state_group=False)
-    _, _, scales = Q.run(fp["mamba2"], calib.windows(tokens(4000), 4, 64, 301), rec)
+    windows = calib.windows(tokens(4000), 4, 64, 301)
+    _, _, scales = Q.run(fp["mamba2"], windows, rec)
     for layer in scales:
         assert len(set(layer["x"])) == 1 and len(set(layer["B"])) == 1
+    # the conv input: one scale per part, x, B and C, each its absmax / 127
+    amax = []
+    hooks = [layer.mixer.in_proj.register_forward_hook(
+        lambda _, __, out: amax.append(out[..., cfg.d_inner:-cfg.nheads].abs().amax((0, 1))))
+        for layer in fp["mamba2"].backbone.layers]
+    with torch.no_grad():
+        fp["mamba2"](windows)
+    for h in hooks:
+        h.remove()
+    GN = cfg.ngroups * cfg.d_state
+    for layer, a in zip(scales, amax):
+        want = [p.max().item() / 127 for p in a.split([cfg.d_inner, GN, GN])]
+        np.testing.assert_allclose(layer["xBC"], want, rtol=1e-6)
 
 
 def test_4bit_linears_are_under_0p3_of_fp16(quantized, fp):
@@ -169,6 +189,34 @@ def test_head_to_toe_4bit_tables(fp, name, rotate, tmp_path):
     assert top1_agreement(fq, ob, ids, seq_len=128) >= 0.99
     with pytest.raises(EdgeqError, match="no 4-bit weights"):
         R.load("quamba2-w8a8", h2t=True)
+
+
+def test_head_to_toe_head_is_gptq_on_the_head_input(fp):
+    from edgeq.ops import int4
+    from edgeq.quant import weights
+    model, rec = fp["mamba2"], R.load("quamba2-w4a8", h2t=True)
+    windows = calib.windows(tokens(4000), 8, 64, 301)
+    qfp, cal = Q.calibrate_all(model, windows, rec)
+    assert cal.head.n == windows.numel()  # every calibration token's final hidden state
+    t, _ = Q.quantize_model(qfp, cal, rec)
+    w = qfp.lm_head.weight.detach()  # tied: the one table is quantized for the head
+    packed, scale = weights.int4_packed(w, cal.head, rec["weights"], "lm_head")
+    assert torch.equal(t["embedding.weight_packed"], packed)
+    assert torch.equal(t["embedding.weight_scale"], scale)
+    rtn = weights.int4_packed(w, None, rec["weights"], "lm_head")
+    rows = []
+    hook = qfp.lm_head.register_forward_hook(lambda _, inp, __: rows.append(inp[0]))
+    with torch.no_grad():
+        qfp(windows)
+    hook.remove()
+    x = torch.cat(rows).reshape(-1, w.shape[1])
+
+    def err(p, s):
+        wq = int4.unpack(p).float() * s.repeat_interleave(w.shape[1] // s.shape[1], dim=1)
+        return (x @ (wq - w).T).pow(2).mean()
+    assert err(packed, scale) < 0.9 * err(*rtn)
+    # without h2t no head Hessian is collected
+    assert Q.calibrate_all(model, windows, R.load("quamba2-w4a8"))[1].head is None
 
 
 @pytest.mark.parametrize("arch", CONFIGS)

@@ -56,6 +56,7 @@ class Calibration:
     ranges: list[dict[str, float | list[float]]]  # per layer: absmax (or percentile) per name
     hessians: Hessians  # per layer: linear name -> its input's Hessian
     groups: list[torch.Tensor] | None = None  # Mamba-2 x scale group per channel
+    head: Hessian | None = None  # lm_head's input Hessian (GPTQ recipes with h2t)
 
 
 def _taps_mamba1(model: MambaLM, i: int, record, had: bool):
@@ -151,9 +152,17 @@ def calibrate(model: MambaLM, windows: torch.Tensor, recipe: dict, batch: int = 
         make = _taps_mamba2 if cfg.arch == "mamba2" else _taps_mamba1
         return make(model, i, record, had)
 
-    _run(model, windows, batch, progress, taps)
+    head = None
+    if not only_hessians and recipe.get("h2t") and hessians.names:
+        head = Hessian(cfg.d_model)
+        handle = model.lm_head.register_forward_hook(lambda _, inp, __: head.add(inp[0]))
+    try:
+        _run(model, windows, batch, progress, taps)
+    finally:
+        if head is not None:
+            handle.remove()
     ranges = [{a: o.value for a, o in layer.items()} for layer in obs]
-    return Calibration(ranges, hessians)
+    return Calibration(ranges, hessians, head=head)
 
 
 def passes(model: MambaLM, recipe: dict) -> int:

@@ -80,6 +80,8 @@ class QuantLayer2(nn.Module):
         self.in_proj, self.out_proj = QLinear(t, "in_proj"), QLinear(t, "out_proj")
         self.register_buffer("conv_w", t["conv1d.weight"])
         self.conv_ws = t["conv1d.weight_scale"].tolist()
+        self.parts = [cfg.d_inner, GN, GN]  # x, B, C: one conv input scale each
+        self.conv_xs = [v for v, n in zip(self.s["xBC"], self.parts) for _ in range(n)]
         self.conv_ys = self.s["x"] + [b for b in self.s["B"] for _ in range(cfg.d_state)] + \
             [c for c in self.s["C"] for _ in range(cfg.d_state)]
         assert len(self.conv_ys) == cfg.d_inner + 2 * GN
@@ -97,9 +99,10 @@ class QuantLayer2(nn.Module):
         di, G, N = cfg.d_inner, cfg.ngroups, cfg.d_state
         xq, res = ops.add_rmsnorm_int8(out, res, self.norm_w, cfg.norm_eps, s["in"])
         z, xBC, dt = self.in_proj(xq, s["in"]).split([di, cfg.conv_dim, cfg.nheads], dim=-1)
-        xBC, conv_state = ops.causal_conv1d_int8(qdq.quantize(xBC, s["xBC"]), self.conv_w,
-                                                 self.conv_b, state[0], [s["xBC"]], self.conv_ws,
-                                                 self.conv_ys, 1)
+        xBC = torch.cat([qdq.quantize(part, v)
+                         for part, v in zip(xBC.split(self.parts, dim=-1), s["xBC"])], dim=-1)
+        xBC, conv_state = ops.causal_conv1d_int8(xBC, self.conv_w, self.conv_b, state[0],
+                                                 self.conv_xs, self.conv_ws, self.conv_ys, 1)
         x, B, C = xBC.split([di, G * N, G * N], dim=-1)
         y, ssm_state = ops.ssd_scan_int8(
             x, qdq.quantize(dt, s["dt"]), self.A, B.reshape(batch, L, G, N),

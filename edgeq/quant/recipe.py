@@ -9,11 +9,12 @@ from ..errors import EdgeqError
 
 # the activations a layer quantizes. Mamba-1: in_proj input, its x and z halves, the conv output
 # u (SSM input, x_proj input), x_proj's dt/B/C, dt_proj's output delta, out_proj's input y.
-# Mamba-2: in_proj input, its z, xBC and dt parts, the conv outputs x, B and C (observed per
-# channel: x gets sort-and-cluster group scales, B and C one scale per state group), and y.
+# Mamba-2: in_proj input, its z, xBC and dt parts, the conv outputs x, B and C, and y; xBC, x,
+# B and C are observed per channel: the conv input gets one scale per part (x, B, C), its output
+# x sort-and-cluster group scales and B, C one scale per state group.
 ACTIVATIONS = {"mamba1": ("in", "x", "z", "u", "dt", "B", "C", "delta", "y"),
                "mamba2": ("in", "z", "xBC", "dt", "x", "B", "C", "y")}
-PER_CHANNEL = {"mamba1": (), "mamba2": ("x", "B", "C")}
+PER_CHANNEL = {"mamba1": (), "mamba2": ("xBC", "x", "B", "C")}
 
 
 def names() -> list[str]:

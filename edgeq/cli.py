@@ -347,9 +347,11 @@ def engine(bundle, max_batch, max_seq, compare):
               help="SSH private key file.")
 @click.option("--remote-edgeq", default="edgeq", show_default=True,
               help="The edgeq command on the device.")
+@click.option("--cuda-graph/--no-cuda-graph", default=True, show_default=True,
+              help="trt: run decode steps as captured CUDA graphs.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench(source, backend, prompt_len, gen_len, batch, warmup, iters, report_dir, host, port,
-          identity, remote_edgeq, as_json):
+          identity, remote_edgeq, cuda_graph, as_json):
     """Generation latency of a bundle or model: TTFT, TPOT p50/p90, tokens/s, peak memory, and
     power and energy from tegrastats on a Jetson."""
     import platform
@@ -357,6 +359,8 @@ def bench(source, backend, prompt_len, gen_len, batch, warmup, iters, report_dir
     from .bench import report
     args = ["--backend", backend, "--prompt-len", prompt_len, "--gen-len", gen_len, "--batch",
             batch, "--warmup", warmup, "--iters", iters, "--json"]
+    if not cuda_graph:
+        args.append("--no-cuda-graph")
     if host:
         from .bench.remote import Remote, bench_remote
         out = report_dir or Path(f"{Path(source).name}-{host.split('@')[-1]}-report")
@@ -364,14 +368,17 @@ def bench(source, backend, prompt_len, gen_len, batch, warmup, iters, report_dir
                          [str(a) for a in args], out, remote_edgeq)
     else:
         from .bench.run import bench as run
-        r = run(_bench_backend(source, backend), prompt_len, gen_len, batch, warmup, iters)
+        r = run(_bench_backend(source, backend, cuda_graph), prompt_len, gen_len, batch,
+                warmup, iters)
         r["machine"] = f"{platform.machine()} {platform.node()}"
+        if backend == "trt":
+            r["cuda_graph"] = cuda_graph
         if report_dir:
             report.write(r, report_dir)
     click.echo(json.dumps(r) if as_json else report.markdown(r))
 
 
-def _bench_backend(source: str, backend: str):
+def _bench_backend(source: str, backend: str, cuda_graph: bool = True):
     from .bundle import manifest
     from .sources import open_backend
     path = Path(source)
@@ -379,7 +386,7 @@ def _bench_backend(source: str, backend: str):
         manifest.verify(path)
         if backend == "trt":
             from .trt.runtime import TrtBackend
-            return TrtBackend(path)
+            return TrtBackend(path, cuda_graph)
         if backend == "ort":
             return open_backend(str(path / "model.onnx"), "ort")[0]
         return open_backend(str(path / "quantized"), "torch")[0]

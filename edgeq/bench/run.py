@@ -51,6 +51,8 @@ def bench(backend, prompt_len: int, gen_len: int, batch: int = 1, warmup: int = 
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "tpot_series_ms": [1e3 * t for t in tpot[: gen_len - 1]],
     }
+    if hasattr(backend, "device_used_mib"):
+        result["device_used_mib"] = backend.device_used_mib()
     if energy:
         result.update(energy)
         result["tokens_per_joule"] = batch * gen_len * iters / energy["energy_j"]

@@ -1,8 +1,14 @@
-"""Run a bundle's TensorRT engine: device buffers from cuda-python, states kept on the device
-and bound in place of the next call's inputs (no host copies between steps), only the logits
-copied back. Same interface as the other backends. Not run in edgeq's CI: no TensorRT there.
+"""Run a bundle's TensorRT engine with cuda-python device buffers.
 
-Decode is not yet captured in a CUDA graph (planned: one graph per state ping-pong parity)."""
+States stay on the device in two sets per batch size, allocated once: a call reads one set and
+writes the other (ping-pong), so steps make no host copies and no allocations; only the token
+ids go up and the logits come back. A decode step (one token) runs in a CUDA graph, one per
+batch size and parity, each on its own execution context whose bindings never change (a graph
+replays the addresses it was captured with), captured after one eager run (TensorRT's recipe:
+the first enqueue does one-time work; the edgeq plugins copy their scales then). All contexts
+share one block of activation memory: they run one after another on one stream.
+
+Not run in edgeq's CI (no TensorRT or GPU there); tests/fake_trt.py simulates both APIs."""
 from __future__ import annotations
 
 import json
@@ -15,70 +21,155 @@ from ..models.config import MambaConfig
 from ..runtime.cuda_kernels import check
 
 _NP = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT64": np.int64, "INT32": np.int32}
+PREFILL, DECODE = 0, 1  # the optimization profiles of edgeq.trt.engine
+
+
+def _rt():
+    from cuda.bindings import runtime as rt
+    return rt
 
 
 class DeviceTensor:
     def __init__(self, shape, dtype):
-        from cuda.bindings import runtime as rt
         self.shape, self.dtype = tuple(shape), np.dtype(dtype)
         self.nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
-        self.ptr = check(rt.cudaMalloc(max(self.nbytes, 1)))
-        check(rt.cudaMemset(self.ptr, 0, self.nbytes))
+        self.ptr = check(_rt().cudaMalloc(max(self.nbytes, 1)))
 
     def __del__(self):
-        from cuda.bindings import runtime as rt
-        rt.cudaFree(self.ptr)
+        _rt().cudaFree(self.ptr)
+
+
+class _Decode:
+    """One batch size's decode: its two state sets, ids and logits buffers, and per parity a
+    context bound to them and its CUDA graph (None until captured)."""
+
+    def __init__(self, backend: TrtBackend, batch: int):
+        be = backend
+        self.states = tuple([DeviceTensor((batch, *tuple(be.engine.get_tensor_shape(n))[1:]),
+                                           be.dtypes[n])
+                             for n in be.inputs[1:]] for _ in range(2))
+        self.ids = DeviceTensor((batch, 1), be.dtypes["input_ids"])
+        self.logits = DeviceTensor((batch, 1, be.config.vocab_size), be.dtypes[be.outputs[0]])
+        self.contexts = [be._context(DECODE, [self.ids, *self.states[p]],
+                                     [self.logits, *self.states[1 - p]]) for p in (0, 1)]
+        self.graphs = [None, None]
 
 
 class TrtBackend:
     name = "trt"
 
-    def __init__(self, bundle: Path):
-        import tensorrt as trt
-        from cuda.bindings import runtime as rt
+    def __init__(self, bundle: Path, cuda_graph: bool = True):
+        try:
+            import tensorrt as trt
+            rt = _rt()
+        except ImportError as e:
+            raise EdgeqError(f"the trt backend needs TensorRT and cuda-python ({e.name} is not "
+                             "installed here); run it on the device, or use --backend ort") from None
+        self.trt, self.cuda_graph = trt, cuda_graph
         manifest = json.loads((bundle / "bundle.json").read_text())
         self.config = MambaConfig.from_dict(manifest["model"]["config"])
         engine_path = bundle / "model.engine"
         if not engine_path.is_file():
             raise EdgeqError(f"{bundle}: no model.engine; run `edgeq engine {bundle}` on the device")
-        logger = trt.Logger(trt.Logger.WARNING)
+        self.logger = trt.Logger(trt.Logger.WARNING)
         trt.get_plugin_registry().load_library(str(bundle / "plugins" / "libedgeq_trt_plugins.so"))
-        self.engine = trt.Runtime(logger).deserialize_cuda_engine(engine_path.read_bytes())
-        self.ctx = self.engine.create_execution_context()
+        self.engine = trt.Runtime(self.logger).deserialize_cuda_engine(engine_path.read_bytes())
+        if self.engine is None:
+            raise EdgeqError(f"{engine_path}: TensorRT could not load it; rebuild it with "
+                             f"`edgeq engine {bundle}` on this device")
         self.stream = check(rt.cudaStreamCreate())
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         mode = trt.TensorIOMode.INPUT
         self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == mode]
         self.outputs = [n for n in names if self.engine.get_tensor_mode(n) != mode]
         self.dtypes = {n: _NP[self.engine.get_tensor_dtype(n).name] for n in names}
-        self.profile = None
+        self.scratch = DeviceTensor((self.engine.device_memory_size_v2,), np.uint8)
+        self.prefill = self._context(PREFILL)
+        self.decode: dict[int, _Decode] = {}
+
+    def _context(self, profile: int, inputs=None, outputs=None):
+        """An execution context on the shared activation memory, set to `profile`, and bound
+        to the given device tensors if any."""
+        ctx = self.engine.create_execution_context(
+            self.trt.ExecutionContextAllocationStrategy.USER_MANAGED)
+        ctx.set_device_memory(self.scratch.ptr, self.scratch.nbytes)
+        ctx.set_optimization_profile_async(profile, self.stream)
+        if inputs is not None:
+            self._bind(ctx, inputs, outputs)
+        return ctx
+
+    def _bind(self, ctx, inputs, outputs) -> None:
+        for name, t in zip(self.inputs, inputs):
+            if not (ctx.set_input_shape(name, t.shape) and ctx.set_tensor_address(name, t.ptr)):
+                raise EdgeqError(f"TensorRT refused input {name} of shape {t.shape}; rebuild the "
+                                 "engine with `edgeq engine --max-batch/--max-seq` to cover it")
+        for name, t in zip(self.outputs, outputs):
+            ctx.set_tensor_address(name, t.ptr)
+
+    def _run(self, ctx) -> None:
+        if not ctx.execute_async_v3(self.stream):
+            raise EdgeqError("TensorRT could not run the engine")
+
+    def _decode(self, batch: int) -> _Decode:
+        if batch not in self.decode:
+            self.decode[batch] = _Decode(self, batch)
+        return self.decode[batch]
+
+    def device_used_mib(self) -> float:
+        """Device memory in use, all processes (on a Jetson: the shared DRAM in use)."""
+        free, total = check(_rt().cudaMemGetInfo())
+        return (total - free) / 2**20
 
     def new_state(self, batch: int):
-        return [DeviceTensor((batch, *self.engine.get_tensor_shape(n)[1:]), self.dtypes[n])
-                for n in self.inputs[1:]]
+        """Zeroed states on the device. Valid until the second forward() after it: the two
+        state sets of a batch size take turns."""
+        states = self._decode(batch).states[0]
+        for t in states:
+            check(_rt().cudaMemsetAsync(t.ptr, 0, t.nbytes, self.stream))
+        return states
 
     def forward(self, ids: np.ndarray, state):
-        from cuda.bindings import runtime as rt
+        rt = _rt()
         ids = np.ascontiguousarray(ids, dtype=self.dtypes["input_ids"])
         batch, L = ids.shape
-        profile = 1 if L == 1 else 0  # decode profile for single tokens
-        if profile != self.profile:
-            self.ctx.set_optimization_profile_async(profile, self.stream)
-            self.profile = profile
-        d_ids = DeviceTensor(ids.shape, ids.dtype)
+        d = self._decode(batch)
+        parity = next((p for p in (0, 1) if state is d.states[p]), None)
+        if parity is None:
+            raise EdgeqError("TrtBackend.forward: give the state of this backend's new_state() or "
+                             "its last forward() for the same batch size")
+        if L == 1:
+            d_ids, logits = d.ids, d.logits
+        else:  # prefill: once per prompt, so its buffers are made per call
+            d_ids = DeviceTensor(ids.shape, ids.dtype)
+            logits = DeviceTensor((batch, L, self.config.vocab_size), d.logits.dtype)
         check(rt.cudaMemcpyAsync(d_ids.ptr, ids.ctypes.data, ids.nbytes,
                                   rt.cudaMemcpyKind.cudaMemcpyHostToDevice, self.stream))
-        for name, t in zip(self.inputs, [d_ids, *state]):
-            self.ctx.set_input_shape(name, t.shape)
-            self.ctx.set_tensor_address(name, t.ptr)
-        # new states go to fresh buffers that become the next call's inputs (ping-pong)
-        outs = [DeviceTensor(self.ctx.get_tensor_shape(n), self.dtypes[n]) for n in self.outputs]
-        for name, t in zip(self.outputs, outs):
-            self.ctx.set_tensor_address(name, t.ptr)
-        if not self.ctx.execute_async_v3(self.stream):
-            raise EdgeqError("TensorRT could not run the engine")
-        logits = np.empty(outs[0].shape, outs[0].dtype)
-        check(rt.cudaMemcpyAsync(logits.ctypes.data, outs[0].ptr, logits.nbytes,
+        if L == 1:
+            self._step(d, parity)
+        else:
+            self._bind(self.prefill, [d_ids, *state], [logits, *d.states[1 - parity]])
+            self._run(self.prefill)
+        out = np.empty(logits.shape, logits.dtype)
+        check(rt.cudaMemcpyAsync(out.ctypes.data, logits.ptr, out.nbytes,
                                   rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, self.stream))
         check(rt.cudaStreamSynchronize(self.stream))
-        return logits.astype(np.float32), outs[1:]
+        return out.astype(np.float32), d.states[1 - parity]
+
+    def _step(self, d: _Decode, parity: int) -> None:
+        rt, ctx = _rt(), d.contexts[parity]
+        if d.graphs[parity] is not None:
+            check(rt.cudaGraphLaunch(d.graphs[parity], self.stream))
+            return
+        self._run(ctx)  # this step's result; the capture below only records
+        if not self.cuda_graph:
+            return
+        check(rt.cudaStreamBeginCapture(self.stream,
+                                        rt.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal))
+        ok = ctx.execute_async_v3(self.stream)
+        graph = check(rt.cudaStreamEndCapture(self.stream))
+        if not ok:
+            check(rt.cudaGraphDestroy(graph))
+            raise EdgeqError("TensorRT could not capture the decode step in a CUDA graph; run "
+                             "without CUDA graphs (--no-cuda-graph)")
+        d.graphs[parity] = check(rt.cudaGraphInstantiate(graph, 0))
+        check(rt.cudaGraphDestroy(graph))

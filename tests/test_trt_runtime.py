@@ -1,0 +1,133 @@
+"""edgeq.trt.runtime's logic on a simulated TensorRT and CUDA (tests/fake_trt.py; the real ones
+are not here): generation equals ONNX Runtime's, decode steps replay CUDA graphs with no
+allocation, the two state sets take turns, one activation block serves every context."""
+import gc
+import json
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+
+import fake_trt
+from edgeq.errors import EdgeqError
+from edgeq.export.onnx_export import save, to_onnx
+from edgeq.models import MambaConfig, MambaLM
+from edgeq.quant import calib, quantize as Q, recipe as R
+from edgeq.runtime.backends import OrtBackend
+from edgeq.runtime.generate import generate
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    """A bundle's files as TrtBackend reads them: a Mamba-2 W8A8 graph (int8 conv states), the
+    manifest's config, a plugin library file and an engine file naming the graph."""
+    cfg = MambaConfig(d_model=64, n_layer=2, vocab_size=301, arch="mamba2", d_state=16,
+                      headdim=16, ngroups=2, chunk_size=8)
+    torch.manual_seed(0)
+    fp = MambaLM(cfg).eval()
+    rec = R.load("quamba2-w8a8")
+    ids = np.random.default_rng(0).integers(0, 301, 2000)
+    qfp, t, s = Q.run(fp, calib.windows(ids, 8, 64, 301), rec)
+    out = tmp_path_factory.mktemp("bundle")
+    Q.save(out / "quantized", qfp, t, s, rec, {}, None)
+    save(to_onnx(Q.load(out / "quantized")), out / "model.onnx")
+    (out / "bundle.json").write_text(json.dumps({"model": {"config": cfg.to_dict()}}))
+    (out / "plugins").mkdir()
+    (out / "plugins" / "libedgeq_trt_plugins.so").write_bytes(b"")
+    (out / "model.engine").write_text(str(out / "model.onnx"))
+    return out
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    cuda = fake_trt.Cuda()
+    bindings = types.ModuleType("cuda.bindings")
+    bindings.runtime = cuda
+    package = types.ModuleType("cuda")
+    package.bindings = bindings
+    for name, module in (("cuda", package), ("cuda.bindings", bindings),
+                         ("cuda.bindings.runtime", cuda), ("tensorrt", fake_trt.modules(cuda))):
+        monkeypatch.setitem(sys.modules, name, module)
+    yield cuda
+    gc.collect()  # free the fake device buffers while the fake is installed
+
+
+def backends(bundle, **kw):
+    from edgeq.trt.runtime import TrtBackend
+    return TrtBackend(bundle, **kw), OrtBackend(bundle / "model.onnx")
+
+
+@pytest.mark.parametrize("cuda_graph", [True, False])
+def test_generation_equals_ort_and_decode_replays_graphs(bundle, fake, cuda_graph):
+    trt_be, ort_be = backends(bundle, cuda_graph=cuda_graph)
+    prompt, n = [5, 17, 99, 3, 250, 7, 42], 12
+    assert generate(trt_be, prompt, n) == generate(ort_be, prompt, n)
+    engine = trt_be.engine
+    assert engine.runs == 1 + (n - 1)  # prefill, then one run per decode step
+    # per parity: one eager run, then (with graphs) replays of the captured step
+    launches = fake.calls.get("cudaGraphLaunch", 0)
+    assert launches == (n - 1 - 2 if cuda_graph else 0)
+    # one activation block, the prefill context and a decode context per parity
+    assert engine.contexts == 3
+    del trt_be
+    gc.collect()
+
+
+def test_steps_allocate_nothing_and_states_ping_pong(bundle, fake):
+    trt_be, ort_be = backends(bundle)
+    ids = np.random.default_rng(1).integers(0, 301, (2, 9))
+    state = trt_be.new_state(2)
+    ref_state = ort_be.new_state(2)
+    logits, state1 = trt_be.forward(ids[:, :6], state)
+    ref, ref_state = ort_be.forward(ids[:, :6], ref_state)
+    np.testing.assert_array_equal(logits, ref)
+    assert state1 is not state
+    mallocs = fake.calls["cudaMalloc"]
+    seen = []
+    for k in range(6, 9):
+        logits, state1 = trt_be.forward(ids[:, k:k + 1], state1)
+        ref, ref_state = ort_be.forward(ids[:, k:k + 1], ref_state)
+        np.testing.assert_array_equal(logits, ref)
+        seen.append(id(state1))
+    assert fake.calls["cudaMalloc"] == mallocs  # decode: no allocation
+    assert seen[0] == seen[2] != seen[1]  # two state sets, taking turns
+    # the states on the device equal ORT's
+    from fake_trt import _array
+    for t, r in zip(state1, ref_state):
+        np.testing.assert_array_equal(_array(t.ptr, t.shape, t.dtype), r)
+    # a fresh sequence starts from zeros again (the device memory is not zeroed by cudaMalloc)
+    first, _ = trt_be.forward(ids[:, :6], trt_be.new_state(2))
+    np.testing.assert_array_equal(first, ort_be.forward(ids[:, :6], ort_be.new_state(2))[0])
+    with pytest.raises(EdgeqError, match="new_state"):
+        trt_be.forward(ids[:, :1], ort_be.new_state(2))
+    del trt_be
+    gc.collect()
+
+
+def test_bench_on_trt_reports_device_memory(bundle, fake):
+    from edgeq.bench.run import bench
+    trt_be, _ = backends(bundle)
+    r = bench(trt_be, prompt_len=5, gen_len=4, batch=2, warmup=1, iters=1)
+    assert r["backend"] == "trt" and r["tpot_ms"] > 0
+    held = sum(b.nbytes for b in fake.memory.values())
+    assert r["device_used_mib"] == pytest.approx(held / 2**20) and held > 0
+    del trt_be
+    gc.collect()
+
+
+def test_a_prompt_beyond_the_engine_profile_is_refused(bundle, fake, monkeypatch):
+    monkeypatch.setitem(fake_trt.PROFILES, 0, (1, 8))
+    trt_be, _ = backends(bundle)
+    with pytest.raises(EdgeqError, match="--max-seq"):
+        trt_be.forward(np.zeros((1, 9), np.int64), trt_be.new_state(1))
+    del trt_be
+    gc.collect()
+
+
+def test_without_tensorrt_one_clear_error(bundle, monkeypatch):
+    from edgeq.trt.runtime import TrtBackend
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # import fails
+    with pytest.raises(EdgeqError, match="tensorrt is not installed"):
+        TrtBackend(bundle)

@@ -399,7 +399,7 @@ def run_norm(lib, mem, c: Norm, prefix: str = ""):
 def run_w4a8(lib, mem, c: W4A8, prefix: str = ""):
     g = torch.Generator().manual_seed(c.K + c.N)
     x = torch.randint(-128, 128, (c.rows, c.K), generator=g, dtype=torch.int8)
-    weight = int4.pack(torch.randint(-8, 8, (c.N, c.K), generator=g, dtype=torch.int8))
+    weight = int4.pack(torch.randint(-8, 8, (c.N, c.K), generator=g, dtype=torch.int8)).view(torch.int8)
     scale = torch.rand(c.N, c.K // c.group_size, generator=g) * 0.02 + 1e-3
     x_scale = 0.0137
     y = mem.empty((c.rows, c.N), "float32")

@@ -247,14 +247,13 @@ def test_trt_plugins_formats_shapes_and_checks(probe):
     for op in FP_OPS:
         chosen = [line.split(": ")[1] for line in lines[op.name] if line.startswith("combination")]
         assert chosen and not [c for c in chosen if "i8" in c or "u8" in c]
-    # the int8 ops: one combination whatever comes first, int8 where docs/ops.md says int8 (the
-    # W4A8 weight: uint8, or the same bytes as int8)
+    # the int8 ops: one combination whatever comes first, int8 where docs/ops.md says int8
     int8 = {"EdgeqSelectiveScanInt8": {"i8 i8 f32 i8 i8 f32 f32 f32 i8 | f32 f32"},
             "EdgeqSSDScanInt8": {"i8 i8 f32 i8 i8 f32 f32 f32 | f32 f32"},
             "EdgeqCausalConv1dInt8": {"i8 i8 f32 i8 | i8 i8"},
             "EdgeqHadamardInt8": {"f32 | i8"},
             "EdgeqAddRMSNormInt8": {"f32 f32 f32 | i8 f32"},
-            "EdgeqLinearW4A8": {"i8 i8 f32 | f32", "i8 u8 f32 | f32"}}
+            "EdgeqLinearW4A8": {"i8 i8 f32 | f32"}}
     assert set(int8) == {op.name for op in OPS} - {op.name for op in FP_OPS}
     for name, want in int8.items():
         chosen = {line.split(": ")[1] for line in lines[name] if line.startswith("combination")}

@@ -14,13 +14,14 @@ from edgeq.runtime import kernels
 
 
 def inputs(shape, N, group_size, seed=0):
-    """x int8 [*shape], packed int4 weight [N, K/2], positive scales [N, K/group_size]."""
+    """x int8 [*shape], packed int4 weight [N, K/2] (bytes as int8), positive scales
+    [N, K/group_size]."""
     g = torch.Generator().manual_seed(seed)
     K = shape[-1]
     x = torch.randint(-128, 128, shape, generator=g, dtype=torch.int8)
     w = torch.randint(-8, 8, (N, K), generator=g, dtype=torch.int8)
     scale = torch.rand(N, K // group_size, generator=g) * 0.02 + 1e-3
-    return x, int4.pack(w), scale
+    return x, int4.pack(w).view(torch.int8), scale
 
 
 # Mamba-2 widths (K 384 = 3 groups of 128), small groups, a group size that is no power of two,
@@ -34,7 +35,7 @@ def test_reference_is_the_dequantized_matmul(shape, N, gs):
     x, w, scale = inputs(shape, N, gs)
     y = reference.linear_w4a8(x, w, scale, 0.02, gs)
     assert y.dtype == torch.float32 and y.shape == (*shape[:-1], N)
-    w_real = int4.unpack(w).double() * scale.double().repeat_interleave(gs, 1)
+    w_real = int4.unpack(w.view(torch.uint8)).double() * scale.double().repeat_interleave(gs, 1)
     want = (x.double() * 0.02) @ w_real.T
     # fp32 rounding of the products and of the result, against sums of ~K terms of ~1
     torch.testing.assert_close(y.double(), want, rtol=1e-5, atol=1e-5 * want.abs().max().item())
@@ -46,12 +47,12 @@ def test_reference_is_exact_integer_arithmetic(shape, N, gs):
     sum of x[k] * w[n,k] * weight_scale[n,g] rounded once to fp32 (times x_scale = 2^-7)."""
     x, w, _ = inputs(shape, N, gs)
     x.view(-1)[:gs] = -128  # a group at the extremes: |acc| = 1024 * group_size
-    w[0, :gs // 2] = 0x88  # -8, -8
+    w[0, :gs // 2] = -120  # 0x88: -8, -8
     G = shape[-1] // gs
     e = torch.randint(0, 13, (N, G), generator=torch.Generator().manual_seed(1))
     y = reference.linear_w4a8(x, w, torch.pow(2.0, -e.float()), 2.0 ** -7, gs)
     xs = x.reshape(-1, G, gs).long()
-    acc = torch.einsum("mgk,ngk->mng", xs, int4.unpack(w).long().view(N, G, gs))  # int64
+    acc = torch.einsum("mgk,ngk->mng", xs, int4.unpack(w.view(torch.uint8)).long().view(N, G, gs))  # int64
     assert acc.abs().max() == 1024 * gs
     for m, n in np.ndindex(acc.shape[0], N):
         exact = sum(Fraction(int(acc[m, n, g]), 2 ** int(e[n, g])) for g in range(G))
@@ -77,8 +78,9 @@ def test_bad_shapes_are_refused():
             reference.linear_w4a8(*args[:3], 0.1, args[3])
         with pytest.raises(ValueError):
             kernels.linear_w4a8(*args[:3], 0.1, args[3])
-    with pytest.raises(ValueError):  # int8 weights would be read as other values
-        kernels.linear_w4a8(x, w.view(torch.int8), scale, 0.1, 64)
+    for f in (reference.linear_w4a8, kernels.linear_w4a8):  # the op's weight dtype is int8
+        with pytest.raises(ValueError):
+            f(x, w.view(torch.uint8), scale, 0.1, 64)
 
 
 def test_custom_op_passes_opcheck():
@@ -94,7 +96,7 @@ def graph(weight_shape):
     node = h.make_node(LINEAR_W4A8.name, ["x", "weight", "weight_scale"], ["y"], domain=DOMAIN,
                        **LINEAR_W4A8.node_attrs(x_scale=0.5, group_size=64))
     inputs = [h.make_tensor_value_info("x", onnx.TensorProto.INT8, ["batch", "seq", 256]),
-              h.make_tensor_value_info("weight", onnx.TensorProto.UINT8, weight_shape),
+              h.make_tensor_value_info("weight", onnx.TensorProto.INT8, weight_shape),
               h.make_tensor_value_info("weight_scale", onnx.TensorProto.FLOAT, [6, 4])]
     return h.make_model(h.make_graph([node], "w4a8", inputs, []),
                         opset_imports=[h.make_opsetid("", 20), h.make_opsetid(DOMAIN, 1)])

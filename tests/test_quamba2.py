@@ -112,7 +112,8 @@ def test_w4a8_graph_uses_the_w4a8_gemm_and_int8_ssd(quantized):
     for n in proto.graph.node:
         if n.op_type == "EdgeqLinearW4A8":
             w = inits[n.input[1]]
-            assert w.data_type == onnx.TensorProto.UINT8
+            # packed bytes as INT8: TensorRT's ONNX parser would widen UINT8 to INT32
+            assert w.data_type == onnx.TensorProto.INT8
     # the conv's int8 input: x, B and C quantized each with its scale, then concatenated
     producer = {o: n for n in proto.graph.node for o in n.output}
     for conv in (n for n in proto.graph.node if n.op_type == "EdgeqCausalConv1dInt8"):

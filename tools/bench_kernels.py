@@ -181,7 +181,7 @@ def norm_case(rows: int, d: int, rng) -> dict:
 
 def w4a8_case(rows: int, K: int, n_out: int, rng) -> dict:
     x = dict(x=rng.integers(-128, 128, (rows, K), dtype=np.int8),
-             weight=rng.integers(0, 256, (n_out, K // 2), dtype=np.uint8),
+             weight=rng.integers(-128, 128, (n_out, K // 2), dtype=np.int8),  # packed bytes
              weight_scale=(rng.random((n_out, K // GROUP)) * 0.02 + 1e-3).astype(np.float32))
     nbytes = rows * K + n_out * K // 2 + n_out * (K // GROUP) * 4 + rows * n_out * 4
     # dp4a does four int8 multiply-adds per lane and cycle where fp32 does one FMA
@@ -283,7 +283,7 @@ def torch_call(op: str, dtype: str, case: dict, device: str = "cuda"):
 
     def w4a8():  # as a model without the kernel would: dequantize the weights, fp32 matmul
         from edgeq.ops.int4 import unpack
-        w = unpack(t["weight"]).float() * t["weight_scale"].repeat_interleave(GROUP, 1)
+        w = unpack(t["weight"].view(torch.uint8)).float() * t["weight_scale"].repeat_interleave(GROUP, 1)
         return (t["x"].float() * sc[0]) @ w.T
 
     return dict(scan=scan, conv=conv, hadamard=hadamard, norm=norm, w4a8=w4a8)[op]

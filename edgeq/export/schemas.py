@@ -16,8 +16,7 @@ _ATTR_TYPES = {
 }
 OPSET_VERSION = 1
 _ELEM = {"int8": onnx.TensorProto.INT8, "float": onnx.TensorProto.FLOAT}
-_TYPES = ["tensor(float)", "tensor(float16)", "tensor(bfloat16)", "tensor(int8)",
-          "tensor(uint8)"]
+_TYPES = ["tensor(float)", "tensor(float16)", "tensor(bfloat16)", "tensor(int8)"]
 
 
 def schema(op: OpDef) -> OpSchema:

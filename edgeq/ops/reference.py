@@ -189,18 +189,20 @@ def add_rmsnorm_int8(x, residual, weight, eps: float, y_scale: float):
 
 def linear_w4a8(x: Tensor, weight: Tensor, weight_scale: Tensor, x_scale: float,
                 group_size: int = 128) -> Tensor:
-    """int8 x [..., K] times int4 weight [N, K] (packed uint8 [N, K/2]) with a scale per group
+    """int8 x [..., K] times int4 weight [N, K] (packed, bytes as int8 [N, K/2]) with a scale per group
     of group_size input channels: exact int32 group sums, one fp32 product per group, the
     groups added in fp64 in order, one fp32 multiply by x_scale (docs/ops.md)."""
     from .int4 import unpack
     K, N = x.shape[-1], weight.shape[0]
+    if weight.dtype != torch.int8:
+        raise ValueError(f"linear_w4a8: weight must be the packed bytes as int8, got {weight.dtype}")
     if group_size < 2 or group_size % 2 or K % group_size or weight.shape != (N, K // 2) \
             or weight_scale.shape != (N, K // group_size):
         raise ValueError(f"linear_w4a8: shapes x {tuple(x.shape)}, weight {tuple(weight.shape)}, "
                          f"weight_scale {tuple(weight_scale.shape)} and group_size {group_size} "
                          "do not fit (see docs/ops.md)")
     G = K // group_size
-    w = unpack(weight).double().view(N, G, group_size)
+    w = unpack(weight.view(torch.uint8)).double().view(N, G, group_size)
     xg = x.reshape(-1, G, group_size).double()
     s = torch.zeros(xg.shape[0], N, dtype=torch.float64, device=x.device)
     for g in range(G):  # in g order, as the kernels: fp64 addition is not associative

@@ -200,7 +200,7 @@ LINEAR_W4A8 = OpDef(
     torch_name="edgeq::linear_w4a8",
     c_symbol="edgeq_linear_w4a8",
     inputs=(Port("x", "[..., K] int8"),
-            Port("weight", "[N, K/2] uint8, int4 pairs in ONNX's INT4 order"),
+            Port("weight", "[N, K/2] int8: the bytes of int4 pairs in ONNX's INT4 order"),
             Port("weight_scale", "[N, K/group_size] fp32")),
     outputs=(Port("y", "[..., N] fp32", like="x", dtype="float", last_from="weight"),),
     attrs=_scales("x") + (Attr("group_size", "INT", 128, "input channels per weight scale"),),

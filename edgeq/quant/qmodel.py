@@ -22,8 +22,8 @@ class QLinear(nn.Module):
     def __init__(self, t: dict[str, Tensor], name: str, bias: bool = True):
         super().__init__()
         self.w4 = name + ".weight_packed" in t
-        if self.w4:  # [out, in/2] uint8 as the W4A8 op reads it
-            self.register_buffer("w", t[name + ".weight_packed"])
+        if self.w4:  # [out, in/2] packed bytes, as int8 for the W4A8 op
+            self.register_buffer("w", t[name + ".weight_packed"].view(torch.int8))
             self.group = 2 * self.w.shape[1] // t[name + ".weight_scale"].shape[1]
         else:  # int8 [in, out] for MatMul
             self.register_buffer("w", t[name + ".weight"].t().contiguous())

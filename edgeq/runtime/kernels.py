@@ -208,7 +208,7 @@ def add_rmsnorm_int8(x, residual, weight, eps, y_scale):
 
 
 def linear_w4a8(x, weight, weight_scale, x_scale, group_size=128):
-    x, weight, weight_scale = _int(x), _int(weight, np.uint8), _f32(weight_scale)
+    x, weight, weight_scale = _int(x), _int(weight), _f32(weight_scale)
     K, N, gs = x.shape[-1], weight.shape[0], int(group_size)
     if K < 1 or K % 2 or gs < 1 or weight.shape != (N, K // 2) \
             or weight_scale.shape != (N, K // gs):

@@ -26,7 +26,6 @@ def register() -> str:
     """Register the PyOps once; returns the onnxruntime-extensions library to load."""
     from onnxruntime_extensions import PyCustomOpDef, get_library_path, onnx_op
     f32, i64, i8 = PyCustomOpDef.dt_float, PyCustomOpDef.dt_int64, PyCustomOpDef.dt_int8
-    u8 = PyCustomOpDef.dt_uint8
 
     @onnx_op(op_type=SELECTIVE_SCAN.name, inputs=[f32] * len(SELECTIVE_SCAN.inputs),
              outputs=[f32, f32], attrs={"delta_softplus": i64})
@@ -71,7 +70,7 @@ def register() -> str:
     def add_rmsnorm_int8(x, residual, weight, **a):
         return kernels.add_rmsnorm_int8(x, residual, weight, **_decode(ADD_RMSNORM_INT8, a))
 
-    @onnx_op(op_type=LINEAR_W4A8.name, inputs=[i8, u8, f32], outputs=[f32],
+    @onnx_op(op_type=LINEAR_W4A8.name, inputs=[i8, i8, f32], outputs=[f32],
              attrs=attrs(LINEAR_W4A8))
     def linear_w4a8(x, weight, weight_scale, **a):
         return kernels.linear_w4a8(x, weight, weight_scale, **_decode(LINEAR_W4A8, a))

@@ -7,13 +7,11 @@ namespace trt {
 namespace {
 
 struct LinearW4A8Op : table::EdgeqLinearW4A8 {
-  // The graph stores the packed weight as uint8. TensorRT restricts UINT8 tensors (network inputs
-  // and outputs, constants), so the same bytes are taken as int8 too, for a graph that stores
-  // them so; which of the two TensorRT 10.3 on a device accepts is not verified yet.
+  // The packed weight bytes arrive as int8: TensorRT's ONNX parser widens UINT8 initializers to
+  // INT32 (onnx-tensorrt WeightsContext.cpp), so the graph stores them as INT8.
   static bool supports(int32_t pos, DynamicPluginTensorDesc const* io, int32_t) {
     DataType t = io[pos].desc.type;
-    if (pos == in_x) return t == DataType::kINT8;
-    if (pos == in_weight) return t == DataType::kUINT8 || t == DataType::kINT8;
+    if (pos == in_x || pos == in_weight) return t == DataType::kINT8;
     return t == DataType::kFLOAT;  // weight_scale, y
   }
 

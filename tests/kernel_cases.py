@@ -229,16 +229,32 @@ def _scales_arg(mem, scales) -> Scales:
     return Scales(mem.put(a), a.size)
 
 
+def _quantized(x: dict, scales: dict, axes: dict) -> tuple[dict, dict]:
+    """The inputs named in `scales` as int8 (scales along axes[k], default the last), and what
+    an int8 op computes on: the inputs with those dequantized."""
+    q = {k: reference.quantize(v, scales[k], axes.get(k, -1)) if k in scales else v
+         for k, v in x.items()}
+    return q, {k: reference.dequantize(v, scales[k], axes.get(k, -1)) if k in scales else v
+               for k, v in q.items()}
+
+
+def _time_steps(g, c, H: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A scan's time step input [batch, L, H] and its bias [H]: with softplus, softplus(dt +
+    bias) around 0.01..0.1 and a few above the threshold 20; without, dt + bias kept positive."""
+    if c.softplus:
+        dt = torch.randn(c.batch, c.L, H, generator=g) * 0.5
+        bias = -3.0 + torch.randn(H, generator=g)
+        dt.view(-1)[::97] = 25.0
+        return dt, bias
+    return torch.rand(c.batch, c.L, H, generator=g) * 0.1, torch.full((H,), 0.01)
+
+
 def scan_inputs(c: Scan, seed: int = 0) -> dict:
     g = torch.Generator().manual_seed(seed)
     H = c.heads or c.dim
     act = torch.float32 if c.dtype == "int8" else getattr(torch, c.dtype)  # quantized by run_scan
     r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
-    if c.softplus:  # dt = softplus(delta + bias) around 0.01..0.1, a few above the threshold 20
-        delta, bias = r(c.batch, c.L, H) * 0.5, -3.0 + r(H)
-        delta.view(-1)[::97] = 25.0
-    else:  # dt = delta + bias itself, kept positive
-        delta, bias = torch.rand(c.batch, c.L, H, generator=g) * 0.1, torch.full((H,), 0.01)
+    delta, bias = _time_steps(g, c, H)
     A = -torch.arange(1, c.N + 1).float().repeat(H, 1) * torch.exp(0.3 * r(H, c.N))
     return dict(u=r(c.batch, c.L, c.dim).to(act), delta=delta.to(act), A=A,
                 B=r(c.batch, c.L, c.groups, c.N).to(act), C=r(c.batch, c.L, c.groups, c.N).to(act),
@@ -263,9 +279,7 @@ def run_scan(lib, mem, c: Scan, prefix: str = ""):
     scales, want_x, int8 = {}, x, c.dtype == "int8"
     if int8:  # EdgeqSelectiveScanInt8 is the fp scan of the dequantized inputs
         scales = {k: _scale(x[k]) for k in ("u", "delta", "B", "C", "z")}
-        x = {k: reference.quantize(v, scales[k]) if k in scales else v for k, v in x.items()}
-        want_x = {k: reference.dequantize(v, scales[k]) if k in scales else v
-                  for k, v in x.items()}
+        x, want_x = _quantized(x, scales, {})
     p = {k: None if v is None else mem.put(_np(v)) for k, v in x.items()}
     y = mem.empty((c.batch, c.L, c.dim), "float32" if int8 else c.dtype)
     state_out = p["state"] if c.inplace else mem.empty((c.batch, c.dim, c.N), "float32")
@@ -285,12 +299,7 @@ def ssd_inputs(c: Ssd, seed: int = 0) -> dict:
     g = torch.Generator().manual_seed(seed)
     act = torch.float32 if c.dtype == "int8" else getattr(torch, c.dtype)  # quantized by run_ssd
     r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
-    if c.softplus:  # as scan_inputs: dt around 0.01..0.1, a few above the threshold 20
-        dt, bias = r(c.batch, c.L, c.heads) * 0.5, -3.0 + r(c.heads)
-        dt.view(-1)[::97] = 25.0
-    else:
-        dt = torch.rand(c.batch, c.L, c.heads, generator=g) * 0.1
-        bias = torch.full((c.heads,), 0.01)
+    dt, bias = _time_steps(g, c, c.heads)
     A = -(1 + 15 * torch.rand(c.heads, generator=g))  # Mamba-2's A_init_range (1, 16)
     dim = c.heads * c.P
     return dict(x=r(c.batch, c.L, dim).to(act), dt=dt.to(act), A=A,
@@ -304,10 +313,7 @@ def run_ssd(lib, mem, c: Ssd, prefix: str = ""):
     if int8:  # EdgeqSSDScanInt8 is the fp scan of the dequantized inputs
         scales = {k: _channel_scale(x[k], ax) if c.per_channel else _scale(x[k])
                   for k, ax in axes.items()}
-        x = {k: reference.quantize(v, scales[k], axes[k]) if k in scales else v
-             for k, v in x.items()}
-        want_x = {k: reference.dequantize(v, scales[k], axes[k]) if k in scales else v
-                  for k, v in x.items()}
+        x, want_x = _quantized(x, scales, axes)
     p = {k: mem.put(_np(v)) for k, v in x.items()}
     dim = c.heads * c.P
     y = mem.empty((c.batch, c.L, dim), "float32" if int8 else c.dtype)

@@ -153,7 +153,7 @@ class TrtBackend:
         check(rt.cudaMemcpyAsync(out.ctypes.data, logits.ptr, out.nbytes,
                                   rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, self.stream))
         check(rt.cudaStreamSynchronize(self.stream))
-        return out.astype(np.float32), d.states[1 - parity]
+        return out.astype(np.float32, copy=False), d.states[1 - parity]
 
     def _step(self, d: _Decode, parity: int) -> None:
         rt, ctx = _rt(), d.contexts[parity]

@@ -156,8 +156,8 @@ EMU emu_edgeq_add_rmsnorm_int8(const float* x, const float* residual, const floa
 
 // The 32 lanes of a warp one after another, their partial sums added in lane order.
 EMU emu_edgeq_linear_w4a8(const int8_t* x, const uint8_t* weight, const float* weight_scale,
-                          float* y, int64_t rows, int64_t K, int64_t N, int64_t group_size,
-                          float x_scale, void*) {
+                          float* y, int64_t rows, int64_t K, int64_t N, float x_scale,
+                          int64_t group_size, void*) {
   const W4A8Args a{x, weight, weight_scale, y, rows, K, N, group_size, x_scale};
   if (int rc = w4a8_check(a)) return rc;
   with_w4a8_variant(a, [&](auto chunk, auto tokens) {

@@ -130,9 +130,9 @@ def test_cuda_library_rejects_bad_arguments(build):
         assert norm(*[p] * 5, rows, d, 1e-5, 0.5, None) == 1
     assert hadamard(p, p, 0, 64, 0.5, None) == norm(*[p] * 5, 0, 8, 1e-5, 0.5, None) == 0  # no rows
     w4a8 = lib.edgeq_linear_w4a8
-    ok_w4a8 = [p] * 4 + [1, 256, 8, 128, 0.5, None]  # ... rows, K, N, group_size
+    ok_w4a8 = [p] * 4 + [1, 256, 8, 0.5, 128, None]  # ... rows, K, N, x_scale, group_size
     assert w4a8(*ok_w4a8[:3], None, *ok_w4a8[4:]) == 2
-    for i, bad in ((4, -1), (5, 192), (6, -1), (7, 0), (7, 3), (7, 96)):  # K % group_size, odd
+    for i, bad in ((4, -1), (5, 192), (6, -1), (8, 0), (8, 3), (8, 96)):  # K % group_size, odd
         assert w4a8(*ok_w4a8[:i], bad, *ok_w4a8[i + 1:]) == 1
     assert w4a8(*ok_w4a8[:4], 0, *ok_w4a8[5:]) == 0  # no rows
     if not Path("/dev/nvidiactl").exists():  # no driver: the checks pass, the launch fails
@@ -140,7 +140,7 @@ def test_cuda_library_rejects_bad_arguments(build):
         assert conv(*ok_conv) == conv8(*ok_conv8) == scan8(*ok_scan8) == 3
         assert ssd(*ok_ssd) == ssd(*ok_ssd[:17], 0, None) == ssd8(*ok_ssd8) == 3  # chunk ignored
         assert hadamard(p, p, 1, 64, 0.5, None) == norm(*[p] * 5, 1, 8, 1e-5, 0.5, None) == 3
-        assert w4a8(*ok_w4a8) == w4a8(*ok_w4a8[:7], 2, *ok_w4a8[8:]) == 3  # both chunk widths
+        assert w4a8(*ok_w4a8) == w4a8(*ok_w4a8[:8], 2, *ok_w4a8[9:]) == 3  # both chunk widths
 
 
 @pytest.fixture(scope="module")

@@ -72,3 +72,28 @@ def test_c_abi_declares_and_exports_every_op(op):
     header = (ROOT / "plugins" / "common" / "edgeq_kernels.h").read_text()
     assert re.search(rf"EDGEQ_API int {op.c_symbol}\(", header)
     assert isinstance(getattr(kernels.library(), op.c_symbol), ctypes._CFuncPtr)
+
+
+@pytest.mark.parametrize("op", OPS, ids=lambda op: op.name)
+def test_c_abi_arguments_follow_the_table(op):
+    # inputs, outputs, shape ints, attributes in table order, stream (edgeq_kernels.h): what
+    # the TensorRT harness (tests/plugin_harness.py) relies on to turn a kernel call into a plugin
+    args = kernels._ARGTYPES[op.c_symbol]
+    ports = len(op.inputs) + len(op.outputs)
+    assert args[:ports] == [ctypes.c_void_p] * ports and args[-1] is ctypes.c_void_p
+    by_type = {"INT": (ctypes.c_int32, ctypes.c_int64), "FLOAT": (ctypes.c_float,),
+               "FLOATS": (kernels.Scales,)}
+    tail = args[-1 - len(op.attrs):-1]
+    assert all(t in by_type[a.type] for t, a in zip(tail, op.attrs, strict=True)), op.name
+    assert set(args[ports:-1 - len(op.attrs)]) == {ctypes.c_int64}  # the shape ints
+
+
+@pytest.mark.parametrize("op", OPS, ids=lambda op: op.name)
+def test_torch_op_arguments_follow_the_table(op):
+    # the ONNX export maps the torch op's arguments onto the table's inputs, then attributes
+    import torch
+    import edgeq.ops.custom  # noqa: F401 - registers torch.ops.edgeq
+    ns, name = op.torch_name.split("::")
+    schema = getattr(getattr(torch.ops, ns), name).default._schema
+    assert [a.name for a in schema.arguments] == [p.name for p in op.inputs] + \
+        [a.name for a in op.attrs]

@@ -213,7 +213,7 @@ def kernel_call(lib, op: str, dtype: str, shape: tuple, case: dict, buf: Buffers
         rows, K, n_out = shape
         fn = lib.edgeq_linear_w4a8
         args = [p["x"], p["weight"], p["weight_scale"], buf.empty(rows * n_out * 4), rows, K,
-                n_out, GROUP, case["scales"][0], s]
+                n_out, case["scales"][0], GROUP, s]
     else:
         rows, d = shape
         fn = lib.edgeq_add_rmsnorm_int8

@@ -35,7 +35,7 @@ _ARGTYPES = {
     CAUSAL_CONV1D_INT8.c_symbol: [_p] * 6 + [_i64] * 4 + [_s] * 3 + [_i32, _p],
     HADAMARD_INT8.c_symbol: [_p, _p, _i64, _i64, _f, _p],
     ADD_RMSNORM_INT8.c_symbol: [_p] * 5 + [_i64, _i64, _f, _f, _p],
-    LINEAR_W4A8.c_symbol: [_p] * 4 + [_i64] * 4 + [_f, _p],
+    LINEAR_W4A8.c_symbol: [_p] * 4 + [_i64] * 3 + [_f, _i64, _p],
     SSD_SCAN_INT8.c_symbol: [_p] * 10 + [_i64] * 6 + [_s] * 4 + [_i32, _i32, _p],
 }
 
@@ -214,6 +214,6 @@ def linear_w4a8(x, weight, weight_scale, x_scale, group_size=128):
             or weight_scale.shape != (N, K // gs):
         raise ValueError("linear_w4a8: inconsistent shapes (see docs/ops.md)")
     y = np.empty((*x.shape[:-1], N), np.float32)
-    _call(LINEAR_W4A8.c_symbol, *map(_ptr, (x, weight, weight_scale, y)), x.size // K, K, N, gs,
-          x_scale, None)
+    _call(LINEAR_W4A8.c_symbol, *map(_ptr, (x, weight, weight_scale, y)), x.size // K, K, N,
+          x_scale, gs, None)
     return y

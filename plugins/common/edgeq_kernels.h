@@ -4,6 +4,8 @@
 // cudaStream_t as `stream`, and return once the kernel is queued on it. Semantics:
 // docs/ops.md. All functions return 0 on success and a nonzero edgeq_status on bad arguments
 // (or, CUDA, a failed launch). `state_out` may alias `state` (in-place update).
+// Arguments: the op's inputs, its outputs, shape ints, its attributes in the op table's order
+// (edgeq/ops/table.py), `stream`; an absent optional input is a null pointer.
 #pragma once
 #include <stdint.h>
 
@@ -107,8 +109,8 @@ EDGEQ_API int edgeq_add_rmsnorm_int8(const float* x, const float* residual, cons
 // [N, K/2] (ONNX's INT4 order), with weight_scale fp32 [N, K/group_size]; y fp32 [rows, N].
 // group_size even and dividing K. CUDA: rows, N < 2^31.
 EDGEQ_API int edgeq_linear_w4a8(const int8_t* x, const uint8_t* weight, const float* weight_scale,
-                                float* y, int64_t rows, int64_t K, int64_t N, int64_t group_size,
-                                float x_scale, void* stream);
+                                float* y, int64_t rows, int64_t K, int64_t N, float x_scale,
+                                int64_t group_size, void* stream);
 
 // fp16-activation variants, CUDA library only: the same ops with the activations (u, delta, B,
 // C, z, y; SSD: x, dt, B, C, y; conv: every tensor) in fp16. A, D, delta_bias (dt_bias) and the

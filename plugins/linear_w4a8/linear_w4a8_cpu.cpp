@@ -46,8 +46,8 @@ float dot(const int8_t* x, const int8_t* w, const float* scale, int64_t K, int64
 }  // namespace
 
 extern "C" int edgeq_linear_w4a8(const int8_t* x, const uint8_t* weight, const float* weight_scale,
-                                 float* y, int64_t rows, int64_t K, int64_t N, int64_t group_size,
-                                 float x_scale, void*) {
+                                 float* y, int64_t rows, int64_t K, int64_t N, float x_scale,
+                                 int64_t group_size, void*) {
   if (!x || !weight || !weight_scale || !y) return EDGEQ_NULL_POINTER;
   if (rows < 0 || N < 0 || K < 1 || group_size < 2 || group_size % 2 || K % group_size)
     return EDGEQ_BAD_SHAPE;

@@ -165,8 +165,8 @@ void with_w4a8_variant(const W4A8Args& a, F f) {
 }  // namespace edgeq_cuda
 
 extern "C" int edgeq_linear_w4a8(const int8_t* x, const uint8_t* weight, const float* weight_scale,
-                                 float* y, int64_t rows, int64_t K, int64_t N, int64_t group_size,
-                                 float x_scale, void* stream) {
+                                 float* y, int64_t rows, int64_t K, int64_t N, float x_scale,
+                                 int64_t group_size, void* stream) {
   using namespace edgeq_cuda;
   const W4A8Args a{x, weight, weight_scale, y, rows, K, N, group_size, x_scale};
   if (int rc = w4a8_check(a)) return rc;

@@ -35,7 +35,7 @@ struct LinearW4A8Op : table::EdgeqLinearW4A8 {
                              static_cast<uint8_t const*>(inputs[in_weight]),
                              static_cast<float const*>(inputs[in_weight_scale]),
                              static_cast<float*>(outputs[out_y]), rows_of(x), x.d[x.nbDims - 1],
-                             in[in_weight].dims.d[0], a.i(attr_group_size), a.f(attr_x_scale),
+                             in[in_weight].dims.d[0], a.f(attr_x_scale), a.i(attr_group_size),
                              stream);
   }
 };

@@ -1,8 +1,10 @@
 """Cases and checks shared by the CUDA kernel tests: the real kernels on a GPU
-(test_cuda_kernels.py) and their per-thread code run on the CPU (test_cuda_build.py).
+(test_cuda_kernels.py), their per-thread code run on the CPU (test_cuda_build.py) and the
+TensorRT plugins over either (test_trt_plugins.py).
 
 `mem` moves arrays to where the kernel reads them: put(array) -> pointer, empty(shape, dtype) ->
-pointer, get(pointer) -> array, sync().
+pointer, get(pointer) -> array, describe(pointer) -> (shape, dtype), sync(). HostMem holds them
+in host memory, DeviceMem on the GPU.
 """
 from __future__ import annotations
 
@@ -411,7 +413,7 @@ def run_w4a8(lib, mem, c: W4A8, prefix: str = ""):
     y = mem.empty((c.rows, c.N), "float32")
     rc = getattr(lib, prefix + LINEAR_W4A8.c_symbol)(
         mem.put(_np(x)), mem.put(_np(weight)), mem.put(_np(scale)), y, c.rows, c.K, c.N,
-        c.group_size, x_scale, None)
+        x_scale, c.group_size, None)
     assert rc == 0, f"status {rc}"
     mem.sync()
     # exact int32 sums; fp32 partial products added in another order than the reference's fp64
@@ -435,5 +437,58 @@ class HostMem:
     def get(self, ptr: int) -> np.ndarray:
         return self.arrays[ptr].copy()
 
+    def describe(self, ptr: int) -> tuple[tuple, np.dtype]:
+        return self.arrays[ptr].shape, self.arrays[ptr].dtype
+
     def sync(self):
         pass
+
+
+def cuda_ok(result):
+    """A cuda-python call's value, after checking its error code."""
+    from cuda.bindings import runtime as rt
+    err, *rest = result
+    assert err == rt.cudaError_t.cudaSuccess, err.name
+    return rest[0] if rest else None
+
+
+class DeviceMem:
+    """Device buffers from cuda-python."""
+
+    def __init__(self):
+        from cuda.bindings import runtime
+        self.rt = runtime
+        self.buffers = {}  # pointer -> (shape, dtype)
+
+    def empty(self, shape, dtype) -> int:
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        ptr = int(cuda_ok(self.rt.cudaMalloc(nbytes)))
+        cuda_ok(self.rt.cudaMemset(ptr, 0xFF, nbytes))  # NaN: an unwritten output fails
+        self.buffers[ptr] = (tuple(shape), np.dtype(dtype))
+        return ptr
+
+    def put(self, a: np.ndarray) -> int:
+        a = np.ascontiguousarray(a)
+        ptr = self.empty(a.shape, a.dtype)
+        cuda_ok(self.rt.cudaMemcpy(ptr, a.ctypes.data, a.nbytes,
+                                   self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice))
+        return ptr
+
+    def get(self, ptr: int) -> np.ndarray:
+        shape, dtype = self.buffers[ptr]
+        out = np.empty(shape, dtype)
+        cuda_ok(self.rt.cudaMemcpy(out.ctypes.data, ptr, out.nbytes,
+                                   self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost))
+        return out
+
+    def describe(self, ptr: int) -> tuple[tuple, np.dtype]:
+        return self.buffers[ptr]
+
+    def sync(self):
+        cuda_ok(self.rt.cudaDeviceSynchronize())
+        cuda_ok(self.rt.cudaGetLastError())
+
+    def free(self):
+        for ptr in self.buffers:
+            cuda_ok(self.rt.cudaFree(ptr))
+        self.buffers.clear()

@@ -28,48 +28,6 @@ if reason := cuda_kernels.no_gpu_reason():
     pytest.skip(f"no CUDA GPU visible ({reason})", allow_module_level=True)
 
 
-def _ok(result):
-    err, *rest = result
-    assert err == rt.cudaError_t.cudaSuccess, err.name
-    return rest[0] if rest else None
-
-
-class DeviceMem:
-    """Device buffers for the kernel cases (see kernel_cases.py)."""
-
-    def __init__(self):
-        self.buffers = {}  # pointer -> (shape, dtype)
-
-    def empty(self, shape, dtype) -> int:
-        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        ptr = int(_ok(rt.cudaMalloc(nbytes)))
-        _ok(rt.cudaMemset(ptr, 0xFF, nbytes))  # NaN: an unwritten output fails the comparison
-        self.buffers[ptr] = (tuple(shape), np.dtype(dtype))
-        return ptr
-
-    def put(self, a: np.ndarray) -> int:
-        a = np.ascontiguousarray(a)
-        ptr = self.empty(a.shape, a.dtype)
-        _ok(rt.cudaMemcpy(ptr, a.ctypes.data, a.nbytes, rt.cudaMemcpyKind.cudaMemcpyHostToDevice))
-        return ptr
-
-    def get(self, ptr: int) -> np.ndarray:
-        shape, dtype = self.buffers[ptr]
-        out = np.empty(shape, dtype)
-        _ok(rt.cudaMemcpy(out.ctypes.data, ptr, out.nbytes,
-                          rt.cudaMemcpyKind.cudaMemcpyDeviceToHost))
-        return out
-
-    def sync(self):
-        _ok(rt.cudaDeviceSynchronize())
-        _ok(rt.cudaGetLastError())
-
-    def free(self):
-        for ptr in self.buffers:
-            _ok(rt.cudaFree(ptr))
-        self.buffers.clear()
-
-
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory):
     try:
@@ -86,7 +44,7 @@ def lib(tmp_path_factory):
 
 @pytest.fixture
 def mem():
-    m = DeviceMem()
+    m = kc.DeviceMem()
     yield m
     m.free()
 
@@ -123,7 +81,7 @@ def test_linear_w4a8(lib, mem, case):
 
 def test_runs_on_a_stream(lib, mem):
     # the kernels go on the stream they are given; results are there after it synchronises
-    stream = _ok(rt.cudaStreamCreate())
+    stream = kc.cuda_ok(rt.cudaStreamCreate())
     try:
         c = kc.Conv(2, 9, 256)
         x = kc.conv_inputs(c)
@@ -132,8 +90,8 @@ def test_runs_on_a_stream(lib, mem):
         rc = lib.edgeq_causal_conv1d_f32(p["x"], p["weight"], p["bias"], p["state"], y,
                                          p["state"], c.batch, c.L, c.C, c.W, 1, int(stream))
         assert rc == 0
-        _ok(rt.cudaStreamSynchronize(stream))
+        kc.cuda_ok(rt.cudaStreamSynchronize(stream))
         want, _ = kc.reference.causal_conv1d(**x, activation=1)
         np.testing.assert_allclose(mem.get(y), want.numpy(), rtol=1e-4, atol=1e-5)
     finally:
-        _ok(rt.cudaStreamDestroy(stream))
+        kc.cuda_ok(rt.cudaStreamDestroy(stream))

@@ -1,0 +1,111 @@
+"""The TensorRT plugins behind the kernels' C ABI, for the kernel cases (kernel_cases.py).
+
+PluginLib answers each kernel call that a case makes with the op's TensorRT plugin, driven
+through its IPluginV3 interfaces the way TensorRT builds and runs an engine
+(tests/trt_harness.cpp) on the call's buffers. The C ABI's arguments are the op's inputs, its
+outputs, shape ints, its attributes in op-table order and the stream (edgeq_kernels.h), so the
+call maps onto the plugin's inputs, outputs and fields; the plugin derives the shapes itself.
+
+The plugin library is the real one (CUDA kernels; a GPU runs it) or one linked over the CPU
+emulation of the kernels (tests/cuda_host_emu.cu) with host memory standing in for device
+memory (tests/host_cudart.cpp), which runs the adapters' code on a machine without a GPU.
+"""
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+
+import numpy as np
+
+from conftest import ROOT
+from edgeq.runtime import cuda_kernels
+from edgeq.ops.table import OPS
+from native_build import run
+
+# TensorRT's DataType values (NvInferRuntimeBase.h)
+TRT_TYPES = {np.dtype("float32"): 0, np.dtype("float16"): 1, np.dtype("int8"): 2}
+BY_SYMBOL = {cuda_kernels.symbol(op, dtype): op for op in OPS for dtype in ("float32", "float16")}
+ADAPTERS = [ROOT / "plugins" / "trt" / "registry.cpp"] + sorted(ROOT.glob("plugins/*/*_trt.cpp"))
+
+
+def build_harness(nvcc: str, trt_include: str, out: Path) -> ctypes.CDLL:
+    lib = out / "libtrt_harness.so"
+    run([nvcc, "-std=c++17", "-shared", "-Xcompiler", "-fPIC", "-isystem", trt_include,
+         ROOT / "tests" / "trt_harness.cpp", "-o", lib, "-ldl"])
+    h = ctypes.CDLL(str(lib))
+    p, i32 = ctypes.c_void_p, ctypes.c_int32
+    h.edgeq_harness_run.argtypes = [ctypes.c_char_p, ctypes.c_char_p, i32, p, p, p, p, i32, i32,
+                                    p, p, p, p, p, i32, ctypes.c_char_p, i32]
+    h.edgeq_harness_run.restype = ctypes.c_int
+    return h
+
+
+def build_emulated_plugins(nvcc: str, trt_include: str, out: Path) -> Path:
+    """libedgeq_trt_plugins' adapters over the emulated kernels: every kernel symbol the
+    adapters call is redirected (--wrap, --defsym) to its emu_ twin, and the CUDA runtime calls
+    to host memory."""
+    common = ["-std=c++17", "-O2", "-Xcompiler", "-fPIC", "-I", ROOT / "plugins" / "common"]
+    objects = []
+    for src in ADAPTERS:
+        obj = out / f"{src.stem}.o"
+        run([nvcc, *common, "-isystem", trt_include, "-I", ROOT / "plugins" / "trt", "-c", src,
+             "-o", obj])
+        objects.append(obj)
+    emu = out / "cuda_host_emu.o"  # PTX only: its device code does not run here
+    run([nvcc, *common, "-gencode", "arch=compute_87,code=compute_87", "-c",
+         ROOT / "tests" / "cuda_host_emu.cu", "-o", emu])
+    wraps = [f"--wrap={f}" for f in ("cudaMalloc", "cudaFree", "cudaMemcpyAsync")]
+    for name in cuda_kernels.symbols():
+        wraps += [f"--wrap={name}", f"--defsym=__wrap_{name}=emu_{name}"]
+    lib = out / "libedgeq_trt_plugins_emu.so"
+    run([nvcc, "-shared", *common, *objects, emu, ROOT / "tests" / "host_cudart.cpp", "-o", lib,
+         "-Xlinker", ",".join(wraps), "-Xlinker",
+         f"--version-script={ROOT / 'plugins' / 'trt' / 'exports.map'}"])
+    return lib
+
+
+class PluginLib:
+    """The kernel symbols of cuda_kernels, each served by its op's plugin (see the module)."""
+
+    def __init__(self, harness: ctypes.CDLL, library: Path, mem):
+        self.harness, self.library, self.mem = harness, str(library).encode(), mem
+
+    def __getattr__(self, name: str):
+        op = BY_SYMBOL[name]
+        return lambda *args: self._call(op, args)
+
+    def _call(self, op, args) -> int:
+        n_in, n_out, n_attr = len(op.inputs), len(op.outputs), len(op.attrs)
+        inputs = list(args[:n_in])
+        while inputs[-1] is None and op.inputs[len(inputs) - 1].optional:
+            inputs.pop()
+        outputs = list(args[n_in:n_in + n_out])
+        values = [self._field(a, v) for a, v in zip(op.attrs, args[-1 - n_attr:-1], strict=True)]
+        tensors = inputs + outputs
+        shapes = [self.mem.describe(p) for p in tensors]
+        dims = np.zeros((len(tensors), 8), np.int64)
+        for i, (shape, _) in enumerate(shapes):
+            dims[i, :len(shape)] = shape
+        arr = lambda t, v: (t * len(v))(*v)  # noqa: E731
+        # a second enqueue runs with the FLOATS fields already on the device; not in place,
+        # where it would scan the first call's state again
+        enqueues = 1 if set(outputs) & set(inputs) else 2
+        message = ctypes.create_string_buffer(512)
+        rc = self.harness.edgeq_harness_run(
+            self.library, op.name.encode(), n_attr,
+            arr(ctypes.c_char_p, [a.name.encode() for a in op.attrs]),
+            arr(ctypes.c_int32, [a.type == "INT" for a in op.attrs]),
+            arr(ctypes.c_void_p, [v.ctypes.data for v in values]),
+            arr(ctypes.c_int32, [v.size for v in values]), len(inputs), n_out,
+            arr(ctypes.c_int32, [TRT_TYPES[d] for _, d in shapes]),
+            arr(ctypes.c_int32, [len(s) for s, _ in shapes]), dims.ctypes.data,
+            arr(ctypes.c_void_p, tensors), args[-1], enqueues, message, len(message))
+        assert rc == 0, f"{op.name} plugin: {message.value.decode()}"
+        return 0
+
+    def _field(self, attr, value) -> np.ndarray:
+        if attr.type == "INT":
+            return np.array([value], np.int32)
+        if attr.type == "FLOAT":
+            return np.array([value], np.float32)
+        return self.mem.get(value.values).astype(np.float32)  # FLOATS: a kernel's Scales

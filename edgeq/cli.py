@@ -261,7 +261,8 @@ def estimate(model, target_name, recipe, h2t, prompt_len, batch, as_json):
 @click.argument("model")
 @click.option("--target", "target_name", required=True, help="A target from `edgeq targets`.")
 @click.option("--recipe", default="quamba-w8a8", show_default=True,
-              help="quamba-w8a8, naive-w8a8 (Mamba-1), quamba2-w8a8, quamba2-w4a8, quamba2-w4a16.")
+              help="quamba-w8a8, naive-w8a8 (Mamba-1), quamba2-w8a8, quamba2-w4a8, quamba2-w4a16, "
+                   "or fp16 (no quantization: the baseline).")
 @click.option("--h2t", is_flag=True,
               help="Head-to-toe: embedding and lm_head 4-bit too (quamba2-w4 recipes).")
 @click.option("--residual-hadamard", is_flag=True,
@@ -389,6 +390,9 @@ def _bench_backend(source: str, backend: str, cuda_graph: bool = True):
             return TrtBackend(path, cuda_graph)
         if backend == "ort":
             return open_backend(str(path / "model.onnx"), "ort")[0]
+        if not (path / "quantized").is_dir():
+            raise EdgeqError(f"{source}: this bundle holds no torch model (fp16 bundles hold only "
+                             "the graph); bench its source checkpoint with --backend torch")
         return open_backend(str(path / "quantized"), "torch")[0]
     if backend == "trt":
         raise EdgeqError(f"{source}: --backend trt needs a bundle made by `edgeq build`")

@@ -161,7 +161,8 @@ class Engine:
         self.inputs = [i.name for i in s.get_inputs()]
         self.outputs = [o.name for o in s.get_outputs()]
         self.vocab = self.ort.config.vocab_size
-        np_type = {"tensor(float)": np.float32, "tensor(int8)": np.int8, "tensor(int64)": np.int64}
+        np_type = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
+                   "tensor(int8)": np.int8, "tensor(int64)": np.int64}
         self.dtypes = {a.name: np_type[a.type] for a in s.get_inputs() + s.get_outputs()}
         self.shapes = {a.name: tuple(d if isinstance(d, int) else -1 for d in a.shape)
                        for a in s.get_inputs()}
@@ -176,8 +177,8 @@ class Engine:
         return "INPUT" if name in self.inputs else "OUTPUT"
 
     def get_tensor_dtype(self, name):
-        return types.SimpleNamespace(name={np.float32: "FLOAT", np.int8: "INT8",
-                                           np.int64: "INT64"}[self.dtypes[name]])
+        return types.SimpleNamespace(name={np.float32: "FLOAT", np.float16: "HALF",
+                                           np.int8: "INT8", np.int64: "INT64"}[self.dtypes[name]])
 
     def get_tensor_shape(self, name):
         return self.shapes[name]

@@ -67,6 +67,30 @@ def test_quamba2_w4a8_bundle_of_a_mamba2_model(calib_npy, tmp_path, run_cli):
     assert code == 0
 
 
+def test_fp16_bundle_is_the_unquantized_baseline(hf_model, calib_npy, tmp_path, run_cli):
+    import onnx
+    b = tmp_path / "b"
+    code, _, err = run_cli("build", str(hf_model("h96")[1]), "--target", "orin-nano", "--recipe",
+                           "fp16", "--calib", str(calib_npy), "-o", str(b))
+    assert code == 0, err
+    m = json.loads((b / "bundle.json").read_text())
+    assert m["recipe"]["name"] == m["projected"]["recipe"] == "fp16"
+    assert not any(f.startswith("quantized/") for f in m["files"]) and "calibrate" not in m["timings"]
+    # ORT (the C++ kernels on fp32 casts of the fp16 tensors) against torch in fp16
+    assert m["validation"]["top1_agreement"] >= 0.99 and m["validation"]["max_abs_logit_diff"] < 0.02
+    g = onnx.load(str(b / "model.onnx")).graph
+    F16, F32 = onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT
+    elem = {v.name: v.type.tensor_type.elem_type for v in (*g.input, *g.output)}
+    assert (elem["logits"], elem["conv_state.0"], elem["ssm_state.0"]) == (F16, F16, F32)
+    sizes = {t: sum(np.prod(i.dims) for i in g.initializer if i.data_type == t) for t in (F16, F32)}
+    assert sizes[F16] > 20 * sizes[F32]  # fp32: only A, D and the like (docs/ops.md)
+    code, out, err = run_cli("bench", str(b), "--backend", "ort", "--prompt-len", "8", "--gen-len",
+                             "4", "--iters", "1", "--warmup", "0", "--json")
+    assert code == 0 and json.loads(out)["tpot_ms"] > 0, err
+    code, _, err = run_cli("bench", str(b), "--backend", "torch")
+    assert code == 2 and "holds no torch model" in err
+
+
 def test_same_inputs_give_identical_onnx_and_scales(bundle, hf_model, calib_npy, tmp_path):
     from edgeq.bundle.build import build
     build(str(hf_model("h96")[1]), "orin-nano", tmp_path / "again", "quamba-w8a8", str(calib_npy), 8, 64)

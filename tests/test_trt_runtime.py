@@ -19,10 +19,19 @@ from edgeq.runtime.backends import OrtBackend
 from edgeq.runtime.generate import generate
 
 
+def _bundle_files(out, model, cfg):
+    """A bundle's files as TrtBackend reads them: the graph, the manifest's config, a plugin
+    library file and an engine file naming the graph."""
+    save(to_onnx(model), out / "model.onnx")
+    (out / "bundle.json").write_text(json.dumps({"model": {"config": cfg.to_dict()}}))
+    (out / "plugins").mkdir()
+    (out / "plugins" / "libedgeq_trt_plugins.so").write_bytes(b"")
+    (out / "model.engine").write_text(str(out / "model.onnx"))
+
+
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
-    """A bundle's files as TrtBackend reads them: a Mamba-2 W8A8 graph (int8 conv states), the
-    manifest's config, a plugin library file and an engine file naming the graph."""
+    """A Mamba-2 W8A8 bundle (int8 conv states)."""
     cfg = MambaConfig(d_model=64, n_layer=2, vocab_size=301, arch="mamba2", d_state=16,
                       headdim=16, ngroups=2, chunk_size=8)
     torch.manual_seed(0)
@@ -32,11 +41,17 @@ def bundle(tmp_path_factory):
     qfp, t, s = Q.run(fp, calib.windows(ids, 8, 64, 301), rec)
     out = tmp_path_factory.mktemp("bundle")
     Q.save(out / "quantized", qfp, t, s, rec, {}, None)
-    save(to_onnx(Q.load(out / "quantized")), out / "model.onnx")
-    (out / "bundle.json").write_text(json.dumps({"model": {"config": cfg.to_dict()}}))
-    (out / "plugins").mkdir()
-    (out / "plugins" / "libedgeq_trt_plugins.so").write_bytes(b"")
-    (out / "model.engine").write_text(str(out / "model.onnx"))
+    _bundle_files(out, Q.load(out / "quantized"), cfg)
+    return out
+
+
+@pytest.fixture(scope="module")
+def fp16_bundle(tmp_path_factory):
+    """A Mamba-1 fp16 bundle (fp16 logits and conv states, fp32 SSM states)."""
+    cfg = MambaConfig(d_model=64, n_layer=2, vocab_size=301)
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("fp16-bundle")
+    _bundle_files(out, MambaLM(cfg).eval().half(), cfg)
     return out
 
 
@@ -71,6 +86,17 @@ def test_generation_equals_ort_and_decode_replays_graphs(bundle, fake, cuda_grap
     assert launches == (n - 1 - 2 if cuda_graph else 0)
     # one activation block, the prefill context and a decode context per parity
     assert engine.contexts == 3
+    del trt_be
+    gc.collect()
+
+
+def test_fp16_engine_generation_equals_ort(fp16_bundle, fake):
+    trt_be, ort_be = backends(fp16_bundle)
+    prompt, n = [5, 17, 99, 3], 8
+    assert generate(trt_be, prompt, n) == generate(ort_be, prompt, n)
+    logits, states = trt_be.forward(np.array([prompt]), trt_be.new_state(1))
+    assert logits.dtype == np.float32  # as every backend returns them
+    assert [s.dtype for s in states[:2]] == [np.float16, np.float32]  # conv, SSM (docs/ops.md)
     del trt_be
     gc.collect()
 

@@ -61,6 +61,11 @@ def validate(model, proto, tokens: np.ndarray) -> dict:
             "ppl_torch": perplexity(tb, tokens, seq), "ppl_ort": perplexity(ob, tokens, seq)}
 
 
+# not a quantization recipe: no calibration, no quantized folder
+FP16 = {"name": "fp16", "description": "no quantization: fp16 weights and activations, the SSM "
+        "state fp32; the baseline the quantized bundles are measured against"}
+
+
 def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8a8",
           calib_data: str | None = None, samples: int = 512, seq_len: int = 512,
           sysroot: Path | None = None, stages: Stages | None = None, h2t: bool = False,
@@ -77,8 +82,16 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
     parent = q.check_output(out)
     if sysroot is not None:
         plugins.check_sysroot(sysroot)  # fail before the slow stages
-    # bundles are quantized; no fp16 bundle yet
-    rec = recipes.load(recipe_name, h2t=h2t, residual_hadamard=residual_hadamard)
+    if recipe_name == FP16["name"]:
+        if h2t or residual_hadamard:
+            raise EdgeqError("--h2t and --residual-hadamard quantize; an fp16 bundle quantizes "
+                             "nothing (use a quamba2 recipe for them)")
+        rec = FP16
+    elif recipe_name not in recipes.names():
+        raise EdgeqError(f"unknown recipe {recipe_name!r}; choose one of: "
+                         f"{', '.join(recipes.names() + [FP16['name']])}")
+    else:
+        rec = recipes.load(recipe_name, h2t=h2t, residual_hadamard=residual_hadamard)
 
     lm, folder = st("load", load_model, model)
     tok = text.from_folder(folder)
@@ -88,14 +101,17 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
         raise EdgeqError("give --calib DATA (text, a folder of .txt, or a tokenized .npy): "
                          "calibration and validation need it")
     tokens = calib.load_tokens(calib_data, tok)
-    windows = calib.windows(tokens, samples, seq_len, lm.cfg.vocab_size)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
     try:
-        qlm, cal = st("calibrate", q.calibrate_all, lm, windows, rec)
-        tensors, scales = st("quantize", q.quantize_model, qlm, cal, rec)
-        q.save(tmp / "quantized", qlm, tensors, scales, rec,
-               {"data": Path(calib_data).name, "samples": samples, "seq_len": seq_len}, None)
-        model_for_export = q.load(tmp / "quantized")
+        if rec is FP16:  # the baseline: the fp model in fp16, the SSM state fp32 (docs/ops.md)
+            model_for_export = lm.half()
+        else:
+            windows = calib.windows(tokens, samples, seq_len, lm.cfg.vocab_size)
+            qlm, cal = st("calibrate", q.calibrate_all, lm, windows, rec)
+            tensors, scales = st("quantize", q.quantize_model, qlm, cal, rec)
+            q.save(tmp / "quantized", qlm, tensors, scales, rec,
+                   {"data": Path(calib_data).name, "samples": samples, "seq_len": seq_len}, None)
+            model_for_export = q.load(tmp / "quantized")
         meta = {text.META_KEY: (folder / "tokenizer.json").read_text()} \
             if (folder / "tokenizer.json").exists() else {}
         meta["edgeq.recipe"] = rec["name"]

@@ -78,7 +78,7 @@ class OrtBackend:
     def forward(self, ids: np.ndarray, state):
         feed = {"input_ids": np.asarray(ids, dtype=np.int64), **dict(zip(self.state_names, state))}
         logits, *state = self.session.run(self.out_names, feed)
-        return logits, state
+        return logits.astype(np.float32, copy=False), state  # fp16 graphs give fp16 logits
 
 
 def _load(path: Path) -> onnx.ModelProto:

@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from ..ops.table import (ADD_RMSNORM_INT8, CAUSAL_CONV1D, CAUSAL_CONV1D_INT8, DOMAIN,
+from ..ops.table import (ADD_RMSNORM_INT8, BY_NAME, CAUSAL_CONV1D, CAUSAL_CONV1D_INT8, DOMAIN,
                          HADAMARD_INT8, LINEAR_W4A8, SELECTIVE_SCAN, SELECTIVE_SCAN_INT8,
                          SSD_SCAN, SSD_SCAN_INT8)
 from . import kernels
@@ -95,6 +95,7 @@ def for_ort(model: onnx.ModelProto) -> onnx.ModelProto:
     out = onnx.ModelProto()
     out.CopyFrom(model)
     exact_int8_matmuls(out.graph)
+    fp32_custom_nodes(out.graph)
     for node in out.graph.node:
         if node.domain == DOMAIN:
             node.domain = ORT_DOMAIN
@@ -105,6 +106,39 @@ def for_ort(model: onnx.ModelProto) -> onnx.ModelProto:
         if imp.domain == DOMAIN:
             imp.domain = ORT_DOMAIN
     return out
+
+
+def fp32_custom_nodes(graph: onnx.GraphProto) -> None:
+    """fp16 tensors at the custom nodes cast to fp32 and back. The PyOps take fp32, and that is
+    the spec's arithmetic (docs/ops.md): fp16 activations are computed on in fp32 and each fp16
+    output is rounded once, so casting the inputs up is exact and casting the outputs down is
+    that rounding."""
+    f16, f32 = onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT
+    elem = {v.name: v.type.tensor_type.elem_type
+            for v in (*graph.input, *graph.value_info, *graph.output)}
+    elem.update({i.name: i.data_type for i in graph.initializer})
+    nodes = []
+    for n in graph.node:
+        op = BY_NAME.get(n.op_type) if n.domain == DOMAIN else None
+        if op is None:
+            nodes.append(n)
+            continue
+        # the output types the op table gives (elem may lack them: see to_onnx)
+        types = [elem.get(i) for i in n.input]
+        for o, port in zip(n.output, op.outputs):
+            like = types[[p.name for p in op.inputs].index(port.like)]
+            elem[o] = {"int8": onnx.TensorProto.INT8, "float": f32}.get(port.dtype, like)
+        for k, (name, t) in enumerate(zip(n.input, types)):
+            if t == f16:
+                nodes.append(onnx.helper.make_node("Cast", [name], [f"{name}_f32_{n.name}"], to=f32))
+                n.input[k] = f"{name}_f32_{n.name}"
+        nodes.append(n)
+        for k, name in enumerate(n.output):
+            if elem[name] == f16:
+                n.output[k] = f"{name}_f32"
+                nodes.append(onnx.helper.make_node("Cast", [f"{name}_f32"], [name], to=f16))
+    del graph.node[:]
+    graph.node.extend(nodes)
 
 
 def exact_int8_matmuls(graph: onnx.GraphProto) -> None:

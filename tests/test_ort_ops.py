@@ -1,6 +1,7 @@
-"""One-node ONNX graphs of the int8 ops with per-channel scales: the table's schemas infer the
-outputs' types and shapes, and ONNX Runtime (the PyOps over the C++ kernels, FLOATS attributes
-passed exactly) computes what the torch op computes."""
+"""One-node ONNX graphs of the int8 ops with per-channel scales and of the fp ops in fp16: the
+table's schemas infer the outputs' types and shapes, and ONNX Runtime (the PyOps over the C++
+kernels, FLOATS attributes passed exactly, fp16 tensors cast to fp32 and back) computes what the
+torch op computes."""
 import numpy as np
 import onnx
 import pytest
@@ -9,10 +10,12 @@ from onnx import helper
 
 from edgeq.export import schemas
 from edgeq.ops import custom
-from edgeq.ops.table import CAUSAL_CONV1D_INT8, DOMAIN, SSD_SCAN_INT8
+from edgeq.ops.table import (CAUSAL_CONV1D, CAUSAL_CONV1D_INT8, DOMAIN, SELECTIVE_SCAN,
+                             SSD_SCAN_INT8)
 from edgeq.runtime import kernels, ort_ops
 
-_ELEM = {np.dtype(np.int8): onnx.TensorProto.INT8, np.dtype(np.float32): onnx.TensorProto.FLOAT}
+_ELEM = {np.dtype(np.int8): onnx.TensorProto.INT8, np.dtype(np.float32): onnx.TensorProto.FLOAT,
+         np.dtype(np.float16): onnx.TensorProto.FLOAT16}
 
 
 def one_node(op, inputs: dict[str, np.ndarray], **attrs) -> onnx.ModelProto:
@@ -91,6 +94,29 @@ def test_ssd_scan_int8_on_ort_equals_torch(G):
     want_y, want_state = custom.ssd_scan_int8(*x.values(), **attrs)
     np.testing.assert_allclose(y, want_y.numpy(), rtol=1e-4, atol=5e-5)
     np.testing.assert_allclose(state, want_state.numpy(), rtol=1e-4, atol=5e-5)
+
+
+def test_fp16_nodes_on_ort_equal_torch_bit_for_bit():
+    # fp16 activations computed in fp32, each fp16 output rounded once (docs/ops.md), and the
+    # CPU kernels' fp32 equals the reference's: the same fp16 bits
+    g = torch.Generator().manual_seed(0)
+    h = lambda *s: torch.randn(*s, generator=g).half()  # noqa: E731
+    b, L, D, N, W = 2, 9, 16, 8, 4
+    conv = dict(x=h(b, L, D), weight=h(D, W), bias=h(D), state=h(b, W - 1, D))
+    scan = dict(u=h(b, L, D), delta=h(b, L, D), A=-torch.rand(D, N, generator=g) - 0.5,
+                B=h(b, L, 1, N), C=h(b, L, 1, N), D=torch.randn(D, generator=g),
+                delta_bias=torch.randn(D, generator=g) - 2, state=torch.randn(b, D, N, generator=g),
+                z=h(b, L, D))
+    f16, f32 = onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT
+    for op, x, want, types in (
+            (CAUSAL_CONV1D, conv, custom.causal_conv1d(*conv.values(), activation=1), (f16, f16)),
+            (SELECTIVE_SCAN, scan, custom.selective_scan(*scan.values()), (f16, f32))):
+        feed = {k: v.numpy() for k, v in x.items()}
+        model = one_node(op, feed)
+        assert [t for t, _ in output_types(model)] == list(types), op.name
+        for got, w in zip(run_ort(model, feed), want, strict=True):
+            assert got.dtype == w.numpy().dtype
+            np.testing.assert_array_equal(got, w.numpy(), err_msg=op.name)
 
 
 @pytest.mark.parametrize("values", [[0.1], [1 / 3, 2e-7, 123.456789]])

@@ -125,7 +125,7 @@ class QuantMambaLM(nn.Module):
             layer(cfg, {k.split(".", 2)[2]: v for k, v in tensors.items()
                         if k.startswith(f"layers.{i}.")}, scales[i], recipe["hadamard_out_proj"])
             for i in range(cfg.n_layer))
-        # fp16 parts (embedding, final norm, lm_head) are held as fp16-rounded fp32 on the CPU;
+        # fp16 parts: embedding and lm_head fp16 tables (the final norm fp16-rounded fp32);
         # head-to-toe recipes hold embedding and lm_head as weight-only 4-bit tables (tied: one)
         self.register_buffer("norm_f", tensors["norm_f.weight"].float())
         emb = w4_table(tensors, "embedding")
@@ -172,11 +172,12 @@ class W4Table(nn.Module):
 
 
 class FpTable(nn.Module):
-    """An fp16 matrix W [rows, cols] (fp16-rounded fp32 on the CPU); forward() is W^T."""
+    """An fp16 matrix W [rows, cols]; forward() is W^T. Held in fp16 so that the graph holds
+    it in fp16: the lm_head is the largest read of a decode step after the layers."""
 
     def __init__(self, w: Tensor):
         super().__init__()
-        self.register_buffer("w", w.float())
+        self.register_buffer("w", w.half())
 
     def forward(self) -> Tensor:
         return self.w.t()
@@ -194,7 +195,8 @@ class TableLinear(nn.Module):
         self.register_buffer("bias", None if bias is None else bias.float())
 
     def forward(self, x: Tensor) -> Tensor:
-        y = x @ self.table()
+        w = self.table()
+        y = (x.to(w.dtype) @ w).float()  # an fp16 table: an fp16 MatMul, fp32 out
         return y if self.bias is None else y + self.bias
 
 
@@ -204,7 +206,7 @@ class TableEmbedding(nn.Module):
         self.table = table
 
     def forward(self, ids: Tensor) -> Tensor:
-        return F.embedding(ids, self.table.rows())
+        return F.embedding(ids, self.table.rows()).float()
 
 
 def w4_table(t: dict[str, Tensor], name: str) -> W4Table | None:

@@ -43,6 +43,12 @@ def test_bundle_contents_and_manifest(bundle):
     assert m["projected"]["decode_ms_per_token"] > 0 and set(m["timings"]) >= {"load", "calibrate", "export", "validate"}
     assert {"torch", "onnx", "onnxruntime"} <= set(m["versions"])
     assert "model.onnx" in m["files"] and "quantized/quant.json" in m["files"]
+    # the fp16 parts are fp16 in the graph: the tied embedding / lm_head table, once
+    import onnx
+    vocab = m["model"]["config"]["vocab_size"]
+    tables = [i.data_type for i in onnx.load(str(bundle / "model.onnx")).graph.initializer
+              if vocab in i.dims]
+    assert tables == [onnx.TensorProto.FLOAT16]
 
 
 def test_quamba2_w4a8_bundle_of_a_mamba2_model(calib_npy, tmp_path, run_cli):

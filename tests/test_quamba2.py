@@ -9,6 +9,7 @@ from edgeq.errors import EdgeqError
 from edgeq.export.onnx_export import to_onnx
 from edgeq.models import MambaConfig, MambaLM
 from edgeq.quant import calib, quantize as Q, recipe as R
+from edgeq.quant.gptq import Hessian
 from edgeq.runtime.backends import OrtBackend, TorchBackend
 from edgeq.runtime.evaluate import top1_agreement
 
@@ -198,10 +199,11 @@ def test_head_to_toe_head_is_gptq_on_the_head_input(fp):
     model, rec = fp["mamba2"], R.load("quamba2-w4a8", h2t=True)
     windows = calib.windows(tokens(4000), 8, 64, 301)
     qfp, cal = Q.calibrate_all(model, windows, rec)
-    assert cal.head.n == windows.numel()  # every calibration token's final hidden state
     t, _ = Q.quantize_model(qfp, cal, rec)
+    head = cal.hessians.head()  # after the layers, quantized
+    assert head.n == windows.numel()  # every calibration token's final hidden state
     w = qfp.lm_head.weight.detach()  # tied: the one table is quantized for the head
-    packed, scale = weights.int4_packed(w, cal.head, rec["weights"], "lm_head")
+    packed, scale = weights.int4_packed(w, head, rec["weights"], "lm_head")
     assert torch.equal(t["embedding.weight_packed"], packed)
     assert torch.equal(t["embedding.weight_scale"], scale)
     rtn = weights.int4_packed(w, None, rec["weights"], "lm_head")
@@ -217,7 +219,7 @@ def test_head_to_toe_head_is_gptq_on_the_head_input(fp):
         return (x @ (wq - w).T).pow(2).mean()
     assert err(packed, scale) < 0.9 * err(*rtn)
     # without h2t no head Hessian is collected
-    assert Q.calibrate_all(model, windows, R.load("quamba2-w4a8"))[1].head is None
+    assert Q.calibrate_all(model, windows, R.load("quamba2-w4a8"))[1].hessians.head() is None
 
 
 @pytest.mark.parametrize("arch", CONFIGS)
@@ -235,16 +237,47 @@ def test_residual_rotation_keeps_the_logits(fp, arch):
         rotate_residual(MambaLM(MambaConfig(d_model=44, n_layer=1, vocab_size=11)))
 
 
-def test_gptq_hessians_in_layer_chunks_give_the_same_weights(fp, monkeypatch):
-    from edgeq.quant import calibrate as C
-    model, rec = fp["mamba1"], R.load("quamba2-w4a16")
-    windows = calib.windows(tokens(4000), 4, 64, 301)
-    _, whole, _ = Q.run(model, windows, rec)
-    runs = []
-    real = C._run
-    monkeypatch.setattr(C, "_run", lambda *a, **k: runs.append(1) or real(*a, **k))
-    monkeypatch.setattr(C, "HESSIAN_BUDGET", 1)  # one layer per pass
-    _, chunked, _ = Q.run(model, windows, rec)
-    assert len(runs) == model.cfg.n_layer  # the first pass (ranges, layer 0), one per later layer
-    assert whole.keys() == chunked.keys()
-    assert all(torch.equal(whole[k], chunked[k]) for k in whole)
+@pytest.mark.parametrize("name", ["quamba2-w4a16", "quamba2-w4a8"])
+def test_gptq_is_layer_sequential(fp, name):
+    # layer 1's GPTQ runs on the Hessian of its inputs after layer 0 ran with its 4-bit weights
+    # (GPTQ's and Quamba2's order), not on the fp model's
+    import copy
+    from edgeq.ops import hadamard
+    from edgeq.quant import weights
+    model, rec = fp["mamba1"], R.load(name)
+    windows = calib.windows(tokens(4000), 8, 64, 301)
+    qfp, cal = Q.calibrate_all(model, windows, rec)
+    t, _ = Q.quantize_model(qfp, cal, rec)
+    p = "backbone.layers.{}.mixer." if name == "quamba2-w4a16" else "layers.{}."
+    values = {n: weights.int4_values(t[p.format(0) + n + ".weight_packed"],
+                                     t[p.format(0) + n + ".weight_scale"])
+              for n in ("in_proj", "out_proj")}
+    seq = copy.deepcopy(qfp)
+    m0 = seq.backbone.layers[0].mixer
+    m0.in_proj.weight.data = values["in_proj"]
+    if rec["hadamard_out_proj"]:  # the folder holds W H^T; y W^T = (y H^T)(W H^T)^T
+        H = hadamard.matrix(model.cfg.d_inner)
+        m0.out_proj.weight.data = (values["out_proj"].double() @ H).float()
+        y = torch.randn(5, model.cfg.d_inner)
+        torch.testing.assert_close(m0.out_proj(y), hadamard.transform(y) @ values["out_proj"].T,
+                                   rtol=1e-4, atol=1e-5)
+    else:
+        m0.out_proj.weight.data = values["out_proj"]
+
+    def layer1_in_proj_hessian(m):
+        h = Hessian(model.cfg.d_model)
+        hook = m.backbone.layers[1].mixer.in_proj.register_forward_hook(
+            lambda _, inp, __: h.add(inp[0]))
+        with torch.no_grad():
+            for start in range(0, len(windows), 8):  # calibration's batches: the same sums
+                m(windows[start:start + 8])
+        hook.remove()
+        return h
+    w = qfp.backbone.layers[1].mixer.in_proj.weight.detach()
+    sequential = weights.int4_packed(w, layer1_in_proj_hessian(seq), rec["weights"], "in_proj")
+    assert torch.equal(t[p.format(1) + "in_proj.weight_packed"], sequential[0])
+    assert torch.equal(t[p.format(1) + "in_proj.weight_scale"], sequential[1])
+    from_fp = weights.int4_packed(w, layer1_in_proj_hessian(qfp), rec["weights"], "in_proj")
+    assert not torch.equal(from_fp[0], sequential[0])  # the order matters here
+    with pytest.raises(ValueError, match="read them in order"):
+        cal.hessians[0]

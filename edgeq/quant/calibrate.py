@@ -1,8 +1,10 @@
 """Calibration: run the fp model over calibration windows and record, per layer, the range of
-each activation the recipe quantizes (recipe.activations) and, for GPTQ, the Hessian of each
-4-bit linear's input. Mamba-2 recipes with sort-and-cluster first reorder the x channels."""
+each activation the recipe quantizes (recipe.activations); for GPTQ, the Hessian of each 4-bit
+linear's input, layer after layer (Hessians). Mamba-2 recipes with sort-and-cluster first
+reorder the x channels."""
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass
 from typing import Callable
@@ -18,45 +20,107 @@ from .gptq import Hessian
 Progress = Callable[[int], None] | None
 
 
-# GPTQ Hessians held at once (fp64 d_model^2 + d_inner^2 per layer: 0.7 GB for Mamba2-8B):
-# beyond this, calibration passes over the windows again for the next chunk of layers
-HESSIAN_BUDGET = 8 << 30
-
-
 class Hessians:
-    """Per layer, the input Hessians of the recipe's GPTQ linears (linear name -> [K, K]),
-    computed a chunk of layers per calibration pass so at most HESSIAN_BUDGET bytes are held;
-    read them in layer order (quantize_model does)."""
+    """Per layer, the input Hessians of the recipe's GPTQ linears (linear name -> Hessian),
+    layer-sequential as GPTQ and Quamba2 compute them: layer i's come from its inputs after the
+    layers before it ran with their 4-bit weights (activations fp), so GPTQ in layer i also
+    answers the rounding of the layers before. Read them in layer order and hand each layer's
+    4-bit weights back with `quantized` (quantize_model does). The next layer's inputs are held
+    for every calibration window (windows x L x d_model fp32: 4.3 GB for 512 windows of 512
+    tokens of Mamba2-8B); each layer runs twice, for its Hessians and then quantized."""
 
     def __init__(self, model: MambaLM, windows: torch.Tensor, recipe: dict, batch: int):
         cfg = model.cfg
         self.model, self.windows, self.recipe, self.batch = model, windows, recipe, batch
         self.names = recipes.w4_linears(recipe) if recipe["weights"].get("method") == "gptq" else ()
         self.width = {"in_proj": cfg.d_model, "out_proj": cfg.d_inner}
-        per_layer = sum(8 * self.width[n] ** 2 for n in self.names)
-        self.chunk = max(1, HESSIAN_BUDGET // per_layer) if per_layer else cfg.n_layer
-        self.held: dict[int, dict[str, Hessian]] = {}
-
-    def chunk_of(self, i: int) -> range:
-        start = i - i % self.chunk
-        return range(start, min(start + self.chunk, self.model.cfg.n_layer))
-
-    def new(self, layers: range) -> None:
-        self.held = {i: {n: Hessian(self.width[n]) for n in self.names} for i in layers}
+        self.h: torch.Tensor | None = None  # the inputs of layer self.at, every window
+        self.at = 0
+        self.weights: dict[int, dict[str, torch.Tensor]] = {}
+        self.last: tuple[int, dict[str, Hessian]] | None = None
+        self._head: Hessian | None = None
 
     def __getitem__(self, i: int) -> dict[str, Hessian]:
-        if i not in self.held:
-            self.new(self.chunk_of(i))
-            calibrate(self.model, self.windows, self.recipe, self.batch, hessians=self)
-        return self.held[i]
+        if not self.names:
+            return {}
+        if self.last is None or self.last[0] != i:
+            self._advance(i)
+            held = {n: Hessian(self.width[n]) for n in self.names}
+
+            def record(name, x):
+                linear = {"in": "in_proj", "y": "out_proj"}.get(name)
+                if linear in held:
+                    held[linear].add(x)
+            make = _taps_mamba2 if self.model.cfg.arch == "mamba2" else _taps_mamba1
+            handles = make(self.model, i, record, self.recipe["hadamard_out_proj"])
+            try:
+                self._run_layer(i, keep=False)
+            finally:
+                for h in handles:
+                    h.remove()
+            self.last = (i, held)
+        return self.last[1]
+
+    def quantized(self, i: int, weights: dict[str, torch.Tensor]) -> None:
+        """Layer i's 4-bit weights as fp values in the model's basis (linear name -> [out, in])."""
+        if self.names:
+            self.weights[i] = weights
+
+    def head(self) -> Hessian | None:
+        """lm_head's input Hessian, after every layer ran quantized (GPTQ recipes with h2t)."""
+        if not (self.names and self.recipe.get("h2t")):
+            return None
+        if self._head is None:
+            self._advance(self.model.cfg.n_layer)
+            self._head = Hessian(self.model.cfg.d_model)
+            with torch.no_grad():
+                for chunk in self.h.split(self.batch):
+                    self._head.add(self.model.backbone.norm_f(chunk))
+        return self._head
+
+    def _advance(self, i: int) -> None:
+        """Move the held inputs to layer i's, through the quantized layers before it."""
+        if self.h is None:
+            with torch.no_grad():
+                self.h = self.model.backbone.embeddings(self.windows)
+        if i < self.at:
+            raise ValueError(f"Hessians: layer {i} read after layer {self.at}; read them in order")
+        while self.at < i:
+            if self.at not in self.weights:
+                raise ValueError(f"Hessians: layer {self.at}'s 4-bit weights were not handed back")
+            with _swapped(self.model.backbone.layers[self.at].mixer, self.weights.pop(self.at)):
+                self._run_layer(self.at, keep=True)
+            self.at += 1
+
+    def _run_layer(self, i: int, keep: bool) -> None:
+        """Layer i over the held inputs, from zero states; keep: its outputs replace them."""
+        block = self.model.backbone.layers[i]
+        with torch.no_grad():
+            for start in range(0, len(self.h), self.batch):
+                x = self.h[start:start + self.batch]
+                out = block(x, self.model.new_state(len(x))[i])[0]
+                if keep:
+                    self.h[start:start + self.batch] = out
+
+
+@contextlib.contextmanager
+def _swapped(mixer, weights: dict[str, torch.Tensor]):
+    """The mixer's linears with these weights for a while."""
+    old = {n: getattr(mixer, n).weight.data for n in weights}
+    try:
+        for n, w in weights.items():
+            getattr(mixer, n).weight.data = w.to(old[n].dtype)
+        yield
+    finally:
+        for n, w in old.items():
+            getattr(mixer, n).weight.data = w
 
 
 @dataclass
 class Calibration:
     ranges: list[dict[str, float | list[float]]]  # per layer: absmax (or percentile) per name
-    hessians: Hessians  # per layer: linear name -> its input's Hessian
+    hessians: Hessians  # per layer: linear name -> its input's Hessian; and lm_head's
     groups: list[torch.Tensor] | None = None  # Mamba-2 x scale group per channel
-    head: Hessian | None = None  # lm_head's input Hessian (GPTQ recipes with h2t)
 
 
 def _taps_mamba1(model: MambaLM, i: int, record, had: bool):
@@ -123,27 +187,17 @@ def _run(model: MambaLM, windows: torch.Tensor, batch: int, progress: Progress, 
 
 
 def calibrate(model: MambaLM, windows: torch.Tensor, recipe: dict, batch: int = 8,
-              progress: Progress = None, hessians: Hessians | None = None) -> Calibration:
-    """Activation ranges of every layer and the first chunk of GPTQ Hessians; given
-    `hessians`, only the Hessians of the layers it holds (a later chunk's pass)."""
+              progress: Progress = None) -> Calibration:
+    """Activation ranges of every layer; the GPTQ Hessians follow, a layer at a time."""
     cfg = model.cfg
     recipes.check_supported(cfg, recipe)
-    only_hessians = hessians is not None
-    if hessians is None:
-        hessians = Hessians(model, windows, recipe, batch)
-        hessians.new(hessians.chunk_of(0))
-    quantized = {} if only_hessians else recipes.activations(cfg, recipe)
+    quantized = recipes.activations(cfg, recipe)
     had = recipe["hadamard_out_proj"]
     obs = [{} for _ in range(cfg.n_layer)]
-    hess = hessians.held
 
     def taps(i):
         def record(name, x):
             observers.check_finite(x, f"layer {i} {name}")
-            if name == "in" and "in_proj" in hess.get(i, {}):
-                hess[i]["in_proj"].add(x)
-            if name == "y" and "out_proj" in hess.get(i, {}):
-                hess[i]["out_proj"].add(x)
             if name in quantized:
                 if name not in obs[i]:
                     obs[i][name] = observers.make(recipes.observer_of(recipe, name),
@@ -152,22 +206,14 @@ def calibrate(model: MambaLM, windows: torch.Tensor, recipe: dict, batch: int = 
         make = _taps_mamba2 if cfg.arch == "mamba2" else _taps_mamba1
         return make(model, i, record, had)
 
-    head = None
-    if not only_hessians and recipe.get("h2t") and hessians.names:
-        head = Hessian(cfg.d_model)
-        handle = model.lm_head.register_forward_hook(lambda _, inp, __: head.add(inp[0]))
-    try:
-        _run(model, windows, batch, progress, taps)
-    finally:
-        if head is not None:
-            handle.remove()
+    _run(model, windows, batch, progress, taps)
     ranges = [{a: o.value for a, o in layer.items()} for layer in obs]
-    return Calibration(ranges, hessians, head=head)
+    return Calibration(ranges, Hessians(model, windows, recipe, batch))
 
 
 def passes(model: MambaLM, recipe: dict) -> int:
     """How many times calibration runs over the windows with progress: sort-and-cluster needs
-    one more. (Later Hessian chunks, for models over HESSIAN_BUDGET, add silent passes.)"""
+    one more. (GPTQ's layer-at-a-time runs are not counted.)"""
     return 2 if model.cfg.arch == "mamba2" and recipe.get("cluster") else 1
 
 

@@ -117,7 +117,18 @@ def _head_hessian(cfg: MambaConfig, cal: Calibration, key: str):
     """lm_head's input Hessian for lm_head and a tied table (GPTQ for the head serves the
     embedding too: tied demo tables +2.46 % / +1.08 % perplexity against +2.60 % / +1.20 %
     round to nearest); an untied embedding has no Hessian."""
-    return cal.head if key.endswith("lm_head") or cfg.tie_embeddings else None
+    return cal.hessians.head() if key.endswith("lm_head") or cfg.tie_embeddings else None
+
+
+def _w4_values(t: dict, p: str, names: tuple[str, ...], had: int = 0) -> dict:
+    """Layer p's 4-bit weights as fp values in the model's basis (out_proj's folded Hadamard
+    of size `had` taken back out), for the GPTQ Hessians of the layers after it."""
+    out = {}
+    for name in names:
+        w = weights.int4_values(t[p + name + ".weight_packed"], t[p + name + ".weight_scale"])
+        out[name] = (w.double() @ hadamard.matrix(had)).float() if name == "out_proj" and had \
+            else w
+    return out
 
 
 def _fp16(t: dict, model: MambaLM, cal: Calibration, recipe: dict) -> None:
@@ -133,14 +144,17 @@ def _weight_only(model: MambaLM, cal: Calibration, recipe: dict) -> dict[str, to
     """W4A16: the fp16 model, its 4-bit linears packed (keys of MambaLM.state_dict)."""
     w4 = recipes.w4_linears(recipe)
     t = {}
+    for i, block in enumerate(model.backbone.layers):  # in layer order: GPTQ is sequential
+        p = f"backbone.layers.{i}.mixer."
+        for name in w4:
+            _linear(t, p + name, getattr(block.mixer, name).weight.detach(), cal.hessians[i],
+                    recipe, name)
+        cal.hessians.quantized(i, _w4_values(t, p, w4))
     for k, v in model.state_dict().items():
-        parts = k.split(".")
-        if parts[0] == "lm_head" and model.cfg.tie_embeddings:
+        if k.startswith("lm_head") and model.cfg.tie_embeddings \
+                or k.endswith(".weight") and k[:-len("weight")] + "weight_packed" in t:
             continue
-        if len(parts) > 3 and parts[-2] in w4 and parts[-1] == "weight":
-            i, name = int(parts[2]), parts[-2]
-            _linear(t, k[:-len(".weight")], v, cal.hessians[i], recipe, name)
-        elif k in ("backbone.embeddings.weight", "lm_head.weight"):
+        if k in ("backbone.embeddings.weight", "lm_head.weight"):
             key = k[:-len(".weight")]
             _head(t, key, v, recipe, _head_hessian(model.cfg, cal, key))
         else:
@@ -161,6 +175,8 @@ def quantize_model(model: MambaLM, cal: Calibration, recipe: dict
     for i, block in enumerate(model.backbone.layers):
         p = f"layers.{i}."
         layer(t, p, block, cfg, cal.hessians[i], recipe)
+        cal.hessians.quantized(i, _w4_values(t, p, cal.hessians.names,
+                                             cfg.d_inner if recipe["hadamard_out_proj"] else 0))
         for name in ("in_proj", "out_proj"):
             if getattr(block.mixer, name).bias is not None:
                 t[p + name + ".bias"] = getattr(block.mixer, name).bias

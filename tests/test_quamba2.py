@@ -76,18 +76,19 @@ def test_quantized_tracks_fp_and_ort_tracks_torch(fp, quantized, arch, name):
     fq = TorchBackend(qm)
     assert top1_agreement(TorchBackend(fp[arch]), fq, ids, seq_len=128) > 0.8
     ob = OrtBackend(to_onnx(qm))
-    if name == "quamba2-w4a16":  # fp activations: GEMM order only
+    fp16 = name == "quamba2-w4a16"  # fp16 activations: GEMM order and fp16 rounding differ
+    if fp16:
         a, _ = fq.forward(ids[None, :64], fq.new_state(1))
         b, _ = ob.forward(ids[None, :64], ob.new_state(1))
-        np.testing.assert_allclose(b, a, atol=1e-4, rtol=1e-4)
-    else:
-        assert top1_agreement(fq, ob, ids, seq_len=128) >= 0.995
+        assert np.abs(b - a).max() <= 0.01 * np.abs(a).max()
+    assert top1_agreement(fq, ob, ids, seq_len=128) >= 0.995
     # state carried across calls on ORT equals one pass (a decode step is the op at L = 1)
     a, _ = ob.forward(ids[None, :20], ob.new_state(1))
     b1, st = ob.forward(ids[None, :17], ob.new_state(1))
     b2, st = ob.forward(ids[None, 17:18], st)
     b3, _ = ob.forward(ids[None, 18:20], st)
-    np.testing.assert_allclose(np.concatenate([b1, b2, b3], 1), a, atol=2e-3)
+    tol = 0.01 * np.abs(a).max() if fp16 else 2e-3
+    np.testing.assert_allclose(np.concatenate([b1, b2, b3], 1), a, atol=tol)
 
 
 def test_w4a16_graph_is_int4_dequantize_linear_with_block_size(quantized):

@@ -43,12 +43,13 @@ def _(xq, x_scale, w_t, w_scale):
 
 @torch.library.custom_op("edgeq::dequantize_int4", mutates_args=())
 def dequantize_int4(w_t: Tensor, s_t: Tensor) -> Tensor:
-    """A block-quantized 4-bit weight as fp32: w_t int8 values in [-8, 7], [in, out], one fp32
-    scale per block of in / s_t.shape[0] rows (s_t [in / block, out]). ONNX: DequantizeLinear of
-    an INT4 initializer with axis 0 and block_size, TensorRT's weight-only INT4 form."""
+    """A block-quantized 4-bit weight in the scales' dtype (fp32 or fp16): w_t int8 values in
+    [-8, 7], [in, out], one scale per block of in / s_t.shape[0] rows (s_t [in / block, out]).
+    ONNX: DequantizeLinear of an INT4 initializer with axis 0 and block_size, TensorRT's
+    weight-only INT4 form."""
     return reference.dequantize_int4(w_t, s_t)
 
 
 @dequantize_int4.register_fake
 def _(w_t, s_t):
-    return w_t.new_empty(w_t.shape, dtype=torch.float32)
+    return w_t.new_empty(w_t.shape, dtype=s_t.dtype)

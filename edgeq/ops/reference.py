@@ -141,8 +141,10 @@ def qlinear(xq: Tensor, x_scale: float, w_t: Tensor, w_scale: Tensor) -> Tensor:
 
 
 def dequantize_int4(w_t: Tensor, s_t: Tensor) -> Tensor:
-    """ONNX DequantizeLinear with block_size along axis 0 (zero point 0)."""
-    return w_t.float() * s_t.float().repeat_interleave(w_t.shape[0] // s_t.shape[0], dim=0)
+    """ONNX DequantizeLinear with block_size along axis 0 (zero point 0), in the scales' dtype:
+    each product rounded once to it."""
+    w = w_t.float() * s_t.float().repeat_interleave(w_t.shape[0] // s_t.shape[0], dim=0)
+    return w.to(s_t.dtype)
 
 
 def selective_scan_int8(u, delta, A, B, C, D, delta_bias, state, z, u_scale, delta_scale,

@@ -144,7 +144,7 @@ class QuantMambaLM(nn.Module):
     def forward(self, input_ids: Tensor, state=None):
         if state is None:
             state = self.new_state(input_ids.shape[0])
-        out = self.embedding(input_ids)
+        out = self.embedding(input_ids).float()  # the residual stream is fp32
         res = torch.zeros_like(out)  # the first layer adds a zero residual
         new_state = []
         for layer, st in zip(self.layers, state):
@@ -157,12 +157,13 @@ class QuantMambaLM(nn.Module):
 
 class W4Table(nn.Module):
     """A weight-only 4-bit matrix W [rows, cols] with one scale per group of cols, held
-    transposed for MatMul; forward() is W^T in fp32 (DequantizeLinear(INT4, block_size))."""
+    transposed for MatMul; forward() is W^T in the scales' dtype (DequantizeLinear(INT4,
+    block_size))."""
 
     def __init__(self, packed: Tensor, scale: Tensor):
         super().__init__()
         self.register_buffer("w_t", int4.unpack(packed).t().contiguous())  # [cols, rows]
-        self.register_buffer("s_t", scale.float().t().contiguous())  # [cols / group, rows]
+        self.register_buffer("s_t", scale.t().contiguous())  # [cols / group, rows], its dtype
 
     def forward(self) -> Tensor:
         return qdq.dequantize_int4(self.w_t, self.s_t)
@@ -196,8 +197,8 @@ class TableLinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         w = self.table()
-        y = (x.to(w.dtype) @ w).float()  # an fp16 table: an fp16 MatMul, fp32 out
-        return y if self.bias is None else y + self.bias
+        y = (x.to(w.dtype) @ w).to(x.dtype)  # in the table's dtype (fp16: an fp16 MatMul)
+        return y if self.bias is None else y + self.bias.to(y.dtype)
 
 
 class TableEmbedding(nn.Module):
@@ -206,7 +207,7 @@ class TableEmbedding(nn.Module):
         self.table = table
 
     def forward(self, ids: Tensor) -> Tensor:
-        return F.embedding(ids, self.table.rows()).float()
+        return F.embedding(ids, self.table.rows())
 
 
 def w4_table(t: dict[str, Tensor], name: str) -> W4Table | None:
@@ -238,7 +239,9 @@ def weight_only_model(cfg: MambaConfig, t: dict[str, Tensor], recipe: dict) -> M
         model.backbone.embeddings = TableEmbedding(emb)
         model.lm_head = TableLinear(emb if cfg.tie_embeddings else w4_table(t, "lm_head"))
     model.recipe = recipe
-    return model.eval()
+    return model.half().eval()  # A16: fp16 activations, weights and scales; SSM state fp32
+
+
 def load_model(cfg: MambaConfig, tensors: dict[str, Tensor], scales: list[dict], recipe: dict):
     if recipe["activations"]["bits"] == 16:
         return weight_only_model(cfg, tensors, recipe)

@@ -64,11 +64,38 @@ def build_emulated_plugins(nvcc: str, trt_include: str, out: Path) -> Path:
     return lib
 
 
+def run_plugin(harness: ctypes.CDLL, library: Path, op, fields: dict[str, np.ndarray],
+               inputs: list[int], outputs: list[int], mem, stream=None) -> None:
+    """One plugin through tests/trt_harness.cpp on buffers of `mem`; fields by name (INT
+    attributes int32, FLOAT and FLOATS float32, as the ONNX parser passes them)."""
+    kinds = {a.name: a.type for a in op.attrs}
+    tensors = inputs + outputs
+    shapes = [mem.describe(p) for p in tensors]
+    dims = np.zeros((len(tensors), 8), np.int64)
+    for i, (shape, _) in enumerate(shapes):
+        dims[i, :len(shape)] = shape
+    arr = lambda t, v: (t * len(v))(*v)  # noqa: E731
+    # a second enqueue runs with the FLOATS fields already on the device; not in place, where
+    # it would scan the first call's state again
+    enqueues = 1 if set(outputs) & set(inputs) else 2
+    message = ctypes.create_string_buffer(512)
+    rc = harness.edgeq_harness_run(
+        str(library).encode(), op.name.encode(), len(fields),
+        arr(ctypes.c_char_p, [n.encode() for n in fields]),
+        arr(ctypes.c_int32, [kinds[n] == "INT" for n in fields]),
+        arr(ctypes.c_void_p, [v.ctypes.data for v in fields.values()]),
+        arr(ctypes.c_int32, [v.size for v in fields.values()]), len(inputs), len(outputs),
+        arr(ctypes.c_int32, [TRT_TYPES[d] for _, d in shapes]),
+        arr(ctypes.c_int32, [len(s) for s, _ in shapes]), dims.ctypes.data,
+        arr(ctypes.c_void_p, tensors), stream, enqueues, message, len(message))
+    assert rc == 0, f"{op.name} plugin: {message.value.decode()}"
+
+
 class PluginLib:
     """The kernel symbols of cuda_kernels, each served by its op's plugin (see the module)."""
 
     def __init__(self, harness: ctypes.CDLL, library: Path, mem):
-        self.harness, self.library, self.mem = harness, str(library).encode(), mem
+        self.harness, self.library, self.mem = harness, library, mem
 
     def __getattr__(self, name: str):
         op = BY_SYMBOL[name]
@@ -79,28 +106,10 @@ class PluginLib:
         inputs = list(args[:n_in])
         while inputs[-1] is None and op.inputs[len(inputs) - 1].optional:
             inputs.pop()
-        outputs = list(args[n_in:n_in + n_out])
-        values = [self._field(a, v) for a, v in zip(op.attrs, args[-1 - n_attr:-1], strict=True)]
-        tensors = inputs + outputs
-        shapes = [self.mem.describe(p) for p in tensors]
-        dims = np.zeros((len(tensors), 8), np.int64)
-        for i, (shape, _) in enumerate(shapes):
-            dims[i, :len(shape)] = shape
-        arr = lambda t, v: (t * len(v))(*v)  # noqa: E731
-        # a second enqueue runs with the FLOATS fields already on the device; not in place,
-        # where it would scan the first call's state again
-        enqueues = 1 if set(outputs) & set(inputs) else 2
-        message = ctypes.create_string_buffer(512)
-        rc = self.harness.edgeq_harness_run(
-            self.library, op.name.encode(), n_attr,
-            arr(ctypes.c_char_p, [a.name.encode() for a in op.attrs]),
-            arr(ctypes.c_int32, [a.type == "INT" for a in op.attrs]),
-            arr(ctypes.c_void_p, [v.ctypes.data for v in values]),
-            arr(ctypes.c_int32, [v.size for v in values]), len(inputs), n_out,
-            arr(ctypes.c_int32, [TRT_TYPES[d] for _, d in shapes]),
-            arr(ctypes.c_int32, [len(s) for s, _ in shapes]), dims.ctypes.data,
-            arr(ctypes.c_void_p, tensors), args[-1], enqueues, message, len(message))
-        assert rc == 0, f"{op.name} plugin: {message.value.decode()}"
+        fields = {a.name: self._field(a, v)
+                  for a, v in zip(op.attrs, args[-1 - n_attr:-1], strict=True)}
+        run_plugin(self.harness, self.library, op, fields, inputs,
+                   list(args[n_in:n_in + n_out]), self.mem, args[-1])
         return 0
 
     def _field(self, attr, value) -> np.ndarray:

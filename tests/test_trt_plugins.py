@@ -1,16 +1,27 @@
 """The TensorRT plugins driven as TensorRT builds and runs them (tests/trt_harness.cpp) over the
-kernel cases, each checked against edgeq.ops.reference like the kernels themselves: on the CPU
-emulation of the kernels wherever TensorRT's headers and nvcc are (the adapters' code: fields,
-formats, shapes, serialization, and which buffer and value goes to which kernel argument), and
-on the real library where a GPU is visible too."""
+kernel cases, each checked against edgeq.ops.reference like the kernels themselves, and over
+every custom node of exported graphs, checked against ONNX Runtime: on the CPU emulation of the
+kernels wherever TensorRT's headers and nvcc are (the adapters' code: fields, formats, shapes,
+serialization, and which buffer and value goes to which kernel argument), and on the real
+library where a GPU is visible too."""
 from __future__ import annotations
 
+import numpy as np
+import onnx
 import pytest
+import torch
+from onnx import numpy_helper
 
 import kernel_cases as kc
+from edgeq.export.onnx_export import to_onnx
+from edgeq.models import MambaConfig, MambaLM
+from edgeq.ops.table import BY_NAME, DOMAIN
+from edgeq.quant import calib, quantize as Q, recipe as R
+from edgeq.quant.qmodel import load_model
 from edgeq.runtime import cuda_kernels
+from edgeq.runtime.backends import OrtBackend
 from native_build import cmake_build
-from plugin_harness import PluginLib, build_emulated_plugins, build_harness
+from plugin_harness import PluginLib, build_emulated_plugins, build_harness, run_plugin
 from test_cuda_build import NVCC, TRT_INCLUDE
 
 if not TRT_INCLUDE:
@@ -61,3 +72,66 @@ def test_plugin_on_gpu(harness, on_gpu, kind, case):
         RUNS[kind](PluginLib(harness, on_gpu, mem), mem, case)
     finally:
         mem.free()
+
+
+def _graph(kind: str) -> onnx.ModelProto:
+    cfg = MambaConfig(d_model=64, n_layer=2, vocab_size=301, **(
+        dict(arch="mamba2", d_state=16, headdim=16, ngroups=2, chunk_size=8)
+        if kind.startswith("mamba2") else {}))
+    torch.manual_seed(0)
+    model = MambaLM(cfg).eval()
+    if kind.endswith("fp16"):
+        return to_onnx(model.half())
+    rec = R.load(kind.split()[1])
+    ids = np.random.default_rng(0).integers(0, 301, 2000)
+    qfp, t, s = Q.run(model, calib.windows(ids, 8, 64, 301), rec)
+    return to_onnx(load_model(qfp.cfg, t, s, rec))
+
+
+def _custom_node_values(proto: onnx.ModelProto, feeds: list[dict]) -> list[dict]:
+    """Per feed, every custom node's input and output values as ONNX Runtime computes them."""
+    m = onnx.ModelProto()
+    m.CopyFrom(proto)
+    consts = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    outputs = {o.name for o in m.graph.output}
+    names = sorted({x for n in m.graph.node if n.domain == DOMAIN
+                    for x in (*n.input, *n.output) if x and x not in consts.keys() | outputs})
+    m.graph.output.extend(onnx.ValueInfoProto(name=x) for x in names)
+    session = OrtBackend(m).session
+    out_names = [o.name for o in session.get_outputs()]
+    return [{**consts, **dict(zip(out_names, session.run(None, f)))} for f in feeds]
+
+
+@pytest.mark.parametrize("kind", ["mamba1 quamba-w8a8", "mamba2 quamba2-w4a8", "mamba1 fp16",
+                                  "mamba2 fp16"])
+def test_exported_graph_nodes_on_emulated_plugins(harness, emulated, kind):
+    # every custom node of an exported graph, prefill and a decode step, run by its plugin with
+    # the node's attributes as the ONNX parser passes them, equals ONNX Runtime (the C++ CPU
+    # kernels) on the same inputs
+    proto = _graph(kind)
+    ids = np.random.default_rng(1).integers(0, 301, (2, 10))
+    ob = OrtBackend(proto)
+    _, state = ob.forward(ids[:, :9], ob.new_state(2))
+    states = dict(zip(ob.state_names, state))
+    feeds = [{"input_ids": ids[:, :9], **dict(zip(ob.state_names, ob.new_state(2)))},
+             {"input_ids": ids[:, 9:], **states}]
+    nodes = [n for n in proto.graph.node if n.domain == DOMAIN]
+    assert nodes
+    for values in _custom_node_values(proto, feeds):
+        for n in nodes:
+            op = BY_NAME[n.op_type]
+            kinds = {a.name: a.type for a in op.attrs}
+            fields = {a.name: np.array(onnx.helper.get_attribute_value(a), np.int32
+                                       if kinds[a.name] == "INT" else np.float32).reshape(-1)
+                      for a in n.attribute if a.name in kinds}
+            mem = kc.HostMem()
+            want = [values[o] for o in n.output]
+            outs = [mem.empty(w.shape, w.dtype) for w in want]
+            run_plugin(harness, emulated, op, fields, [mem.put(values[i]) for i in n.input if i],
+                       outs, mem)
+            for name, p, w in zip(n.output, outs, want):
+                if w.dtype == np.int8:
+                    kc._check_int8(f"{n.name} {name}", mem.get(p), torch.from_numpy(w))
+                else:
+                    kc._check(f"{n.name} {name}", mem.get(p), torch.from_numpy(w),
+                              w.dtype == np.float16)

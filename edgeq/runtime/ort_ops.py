@@ -115,7 +115,8 @@ def fp32_custom_nodes(graph: onnx.GraphProto) -> None:
     that rounding."""
     f16, f32 = onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT
     elem = {v.name: v.type.tensor_type.elem_type
-            for v in (*graph.input, *graph.value_info, *graph.output)}
+            for v in (*graph.input, *graph.value_info, *graph.output)
+            if v.type.tensor_type.elem_type}  # untyped entries say nothing
     elem.update({i.name: i.data_type for i in graph.initializer})
     nodes = []
     for n in graph.node:

@@ -8,6 +8,9 @@ from pathlib import Path
 import click
 
 from .errors import EdgeqError
+from .quant.recipe import names as recipe_names
+
+RECIPES = ", ".join(recipe_names())  # for help texts
 
 
 @click.group()
@@ -129,8 +132,7 @@ def generate(source, backend, prompt, prompt_ids, max_new_tokens, greedy, temper
 @cli.command()
 @click.argument("model")
 @click.option("--recipe", default="quamba-w8a8", show_default=True,
-              help="A recipe from edgeq/quant/recipes (quamba-w8a8, naive-w8a8, quamba2-w8a8, "
-                   "quamba2-w4a8, quamba2-w4a16).")
+              help=f"A recipe from edgeq/quant/recipes: {RECIPES}.")
 @click.option("--calib", "calib_data", required=True,
               help="Calibration data: a text file, a folder of .txt files, a tokenized .npy "
                    "array, or a `datasets` id (online).")
@@ -232,8 +234,7 @@ def targets(as_json):
 @click.argument("model")
 @click.option("--target", "target_name", required=True, help="A target from `edgeq targets`.")
 @click.option("--recipe", default="fp16", show_default=True,
-              help="fp16 or a recipe (quamba-w8a8, naive-w8a8, quamba2-w8a8, quamba2-w4a8, "
-                   "quamba2-w4a16).")
+              help=f"fp16 or a recipe: {RECIPES}.")
 @click.option("--h2t", is_flag=True, help="Embedding and lm_head 4-bit too.")
 @click.option("--prompt-len", default=1024, show_default=True, type=click.IntRange(1))
 @click.option("--batch", default=1, show_default=True, type=click.IntRange(1))
@@ -261,8 +262,7 @@ def estimate(model, target_name, recipe, h2t, prompt_len, batch, as_json):
 @click.argument("model")
 @click.option("--target", "target_name", required=True, help="A target from `edgeq targets`.")
 @click.option("--recipe", default="quamba-w8a8", show_default=True,
-              help="quamba-w8a8, naive-w8a8 (Mamba-1), quamba2-w8a8, quamba2-w4a8, quamba2-w4a16, "
-                   "or fp16 (no quantization: the baseline).")
+              help=f"A recipe ({RECIPES}), or fp16 (no quantization: the baseline).")
 @click.option("--h2t", is_flag=True,
               help="Head-to-toe: embedding and lm_head 4-bit too (quamba2-w4 recipes).")
 @click.option("--residual-hadamard", is_flag=True,

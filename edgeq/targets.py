@@ -60,15 +60,14 @@ def estimate(cfg: MambaConfig, target: dict, recipe: str = "fp16", prompt_len: i
     p = precision(recipe, h2t)
     with torch.device("meta"):  # shapes only
         model = MambaLM(cfg)
-    layer_matrix = layer_vectors = weights = 0
+    layer_matrix = weights = 0
     for name, t in model.backbone.layers.named_parameters():
         if t.dim() == 2 and "A_log" not in name and "conv1d" not in name:
             layer_matrix += t.numel()  # the projections, quantized by the recipes
             linear = name.split(".")[-2]
             weights += t.numel() * p["layers"].get(linear, p["layers"]["*"])
         else:
-            layer_vectors += t.numel()  # conv, A, D, biases, norms: fp32
-            weights += t.numel() * 4
+            weights += t.numel() * 4  # conv, A, D, biases, norms: fp32
     state = cfg.n_layer * batch * (cfg.d_inner * cfg.d_state * 4 + (cfg.d_conv - 1) * cfg.conv_dim * p["conv"])
     d = cfg.d_model
     head = cfg.vocab_size * d * p["head"]  # lm_head is read whole every token

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeq.runtime.backends import OrtBackend
+from edgeq.runtime.backends import _NP_TYPES, OrtBackend
 
 PROFILES = {0: (1, 2048), 1: (1, 1)}  # seq ranges of edgeq.trt.engine's profiles
 
@@ -161,8 +161,7 @@ class Engine:
         self.inputs = [i.name for i in s.get_inputs()]
         self.outputs = [o.name for o in s.get_outputs()]
         self.vocab = self.ort.config.vocab_size
-        np_type = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
-                   "tensor(int8)": np.int8, "tensor(int64)": np.int64}
+        np_type = {**_NP_TYPES, "tensor(int64)": np.int64}
         self.dtypes = {a.name: np_type[a.type] for a in s.get_inputs() + s.get_outputs()}
         self.shapes = {a.name: tuple(d if isinstance(d, int) else -1 for d in a.shape)
                        for a in s.get_inputs()}

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from edgeq.ops import int4, reference
-from edgeq.runtime.cuda_kernels import symbol
+from edgeq.runtime.cuda_kernels import check, symbol
 from edgeq.runtime.kernels import Scales
 from edgeq.ops.table import (ADD_RMSNORM_INT8, CAUSAL_CONV1D, CAUSAL_CONV1D_INT8, HADAMARD_INT8,
                              LINEAR_W4A8, SELECTIVE_SCAN, SELECTIVE_SCAN_INT8, SSD_SCAN,
@@ -444,14 +444,6 @@ class HostMem:
         pass
 
 
-def cuda_ok(result):
-    """A cuda-python call's value, after checking its error code."""
-    from cuda.bindings import runtime as rt
-    err, *rest = result
-    assert err == rt.cudaError_t.cudaSuccess, err.name
-    return rest[0] if rest else None
-
-
 class DeviceMem:
     """Device buffers from cuda-python."""
 
@@ -462,22 +454,22 @@ class DeviceMem:
 
     def empty(self, shape, dtype) -> int:
         nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        ptr = int(cuda_ok(self.rt.cudaMalloc(nbytes)))
-        cuda_ok(self.rt.cudaMemset(ptr, 0xFF, nbytes))  # NaN: an unwritten output fails
+        ptr = int(check(self.rt.cudaMalloc(nbytes)))
+        check(self.rt.cudaMemset(ptr, 0xFF, nbytes))  # NaN: an unwritten output fails
         self.buffers[ptr] = (tuple(shape), np.dtype(dtype))
         return ptr
 
     def put(self, a: np.ndarray) -> int:
         a = np.ascontiguousarray(a)
         ptr = self.empty(a.shape, a.dtype)
-        cuda_ok(self.rt.cudaMemcpy(ptr, a.ctypes.data, a.nbytes,
+        check(self.rt.cudaMemcpy(ptr, a.ctypes.data, a.nbytes,
                                    self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice))
         return ptr
 
     def get(self, ptr: int) -> np.ndarray:
         shape, dtype = self.buffers[ptr]
         out = np.empty(shape, dtype)
-        cuda_ok(self.rt.cudaMemcpy(out.ctypes.data, ptr, out.nbytes,
+        check(self.rt.cudaMemcpy(out.ctypes.data, ptr, out.nbytes,
                                    self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost))
         return out
 
@@ -485,10 +477,10 @@ class DeviceMem:
         return self.buffers[ptr]
 
     def sync(self):
-        cuda_ok(self.rt.cudaDeviceSynchronize())
-        cuda_ok(self.rt.cudaGetLastError())
+        check(self.rt.cudaDeviceSynchronize())
+        check(self.rt.cudaGetLastError())
 
     def free(self):
         for ptr in self.buffers:
-            cuda_ok(self.rt.cudaFree(ptr))
+            check(self.rt.cudaFree(ptr))
         self.buffers.clear()

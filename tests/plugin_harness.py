@@ -64,6 +64,12 @@ def build_emulated_plugins(nvcc: str, trt_include: str, out: Path) -> Path:
     return lib
 
 
+def field(attr_type: str, value) -> np.ndarray:
+    """An attribute's value as the ONNX parser makes it a plugin field: INT int32, FLOAT and
+    FLOATS float32."""
+    return np.array(value, np.int32 if attr_type == "INT" else np.float32).reshape(-1)
+
+
 def run_plugin(harness: ctypes.CDLL, library: Path, op, fields: dict[str, np.ndarray],
                inputs: list[int], outputs: list[int], mem, stream=None) -> None:
     """One plugin through tests/trt_harness.cpp on buffers of `mem`; fields by name (INT
@@ -113,8 +119,5 @@ class PluginLib:
         return 0
 
     def _field(self, attr, value) -> np.ndarray:
-        if attr.type == "INT":
-            return np.array([value], np.int32)
-        if attr.type == "FLOAT":
-            return np.array([value], np.float32)
-        return self.mem.get(value.values).astype(np.float32)  # FLOATS: a kernel's Scales
+        # FLOATS: a kernel's Scales, whose values are in mem
+        return field(attr.type, self.mem.get(value.values) if attr.type == "FLOATS" else value)

@@ -81,7 +81,7 @@ def test_linear_w4a8(lib, mem, case):
 
 def test_runs_on_a_stream(lib, mem):
     # the kernels go on the stream they are given; results are there after it synchronises
-    stream = kc.cuda_ok(rt.cudaStreamCreate())
+    stream = cuda_kernels.check(rt.cudaStreamCreate())
     try:
         c = kc.Conv(2, 9, 256)
         x = kc.conv_inputs(c)
@@ -90,8 +90,8 @@ def test_runs_on_a_stream(lib, mem):
         rc = lib.edgeq_causal_conv1d_f32(p["x"], p["weight"], p["bias"], p["state"], y,
                                          p["state"], c.batch, c.L, c.C, c.W, 1, int(stream))
         assert rc == 0
-        kc.cuda_ok(rt.cudaStreamSynchronize(stream))
+        cuda_kernels.check(rt.cudaStreamSynchronize(stream))
         want, _ = kc.reference.causal_conv1d(**x, activation=1)
         np.testing.assert_allclose(mem.get(y), want.numpy(), rtol=1e-4, atol=1e-5)
     finally:
-        kc.cuda_ok(rt.cudaStreamDestroy(stream))
+        cuda_kernels.check(rt.cudaStreamDestroy(stream))

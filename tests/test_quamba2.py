@@ -10,6 +10,7 @@ from edgeq.export.onnx_export import to_onnx
 from edgeq.models import MambaConfig, MambaLM
 from edgeq.quant import calib, quantize as Q, recipe as R
 from edgeq.quant.gptq import Hessian
+from edgeq.quant.qmodel import W4Table, w4_table
 from edgeq.runtime.backends import OrtBackend, TorchBackend
 from edgeq.runtime.evaluate import top1_agreement
 
@@ -195,7 +196,6 @@ def test_head_to_toe_4bit_tables(fp, name, rotate, tmp_path):
 
 
 def test_head_to_toe_head_is_gptq_on_the_head_input(fp):
-    from edgeq.ops import int4
     from edgeq.quant import weights
     model, rec = fp["mamba2"], R.load("quamba2-w4a8", h2t=True)
     windows = calib.windows(tokens(4000), 8, 64, 301)
@@ -216,8 +216,7 @@ def test_head_to_toe_head_is_gptq_on_the_head_input(fp):
     x = torch.cat(rows).reshape(-1, w.shape[1])
 
     def err(p, s):
-        wq = int4.unpack(p).float() * s.repeat_interleave(w.shape[1] // s.shape[1], dim=1)
-        return (x @ (wq - w).T).pow(2).mean()
+        return (x @ (W4Table(p, s).rows() - w).T).pow(2).mean()
     assert err(packed, scale) < 0.9 * err(*rtn)
     # without h2t no head Hessian is collected
     assert Q.calibrate_all(model, windows, R.load("quamba2-w4a8"))[1].hessians.head() is None
@@ -250,9 +249,7 @@ def test_gptq_is_layer_sequential(fp, name):
     qfp, cal = Q.calibrate_all(model, windows, rec)
     t, _ = Q.quantize_model(qfp, cal, rec)
     p = "backbone.layers.{}.mixer." if name == "quamba2-w4a16" else "layers.{}."
-    values = {n: weights.int4_values(t[p.format(0) + n + ".weight_packed"],
-                                     t[p.format(0) + n + ".weight_scale"])
-              for n in ("in_proj", "out_proj")}
+    values = {n: w4_table(t, p.format(0) + n).rows() for n in ("in_proj", "out_proj")}
     seq = copy.deepcopy(qfp)
     m0 = seq.backbone.layers[0].mixer
     m0.in_proj.weight.data = values["in_proj"]

@@ -21,7 +21,7 @@ from edgeq.quant.qmodel import load_model
 from edgeq.runtime import cuda_kernels
 from edgeq.runtime.backends import OrtBackend
 from native_build import cmake_build
-from plugin_harness import PluginLib, build_emulated_plugins, build_harness, run_plugin
+from plugin_harness import PluginLib, build_emulated_plugins, build_harness, field, run_plugin
 from test_cuda_build import NVCC, TRT_INCLUDE
 
 if not TRT_INCLUDE:
@@ -94,8 +94,9 @@ def _custom_node_values(proto: onnx.ModelProto, feeds: list[dict]) -> list[dict]
     m.CopyFrom(proto)
     consts = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
     outputs = {o.name for o in m.graph.output}
+    known = consts.keys() | outputs
     names = sorted({x for n in m.graph.node if n.domain == DOMAIN
-                    for x in (*n.input, *n.output) if x and x not in consts.keys() | outputs})
+                    for x in (*n.input, *n.output) if x and x not in known})
     m.graph.output.extend(onnx.ValueInfoProto(name=x) for x in names)
     session = OrtBackend(m).session
     out_names = [o.name for o in session.get_outputs()]
@@ -115,15 +116,16 @@ def test_exported_graph_nodes_on_emulated_plugins(harness, emulated, kind):
     states = dict(zip(ob.state_names, state))
     feeds = [{"input_ids": ids[:, :9], **dict(zip(ob.state_names, ob.new_state(2)))},
              {"input_ids": ids[:, 9:], **states}]
-    nodes = [n for n in proto.graph.node if n.domain == DOMAIN]
-    assert nodes
-    for values in _custom_node_values(proto, feeds):
-        for n in nodes:
+    nodes = []  # (node, op, its plugin fields)
+    for n in proto.graph.node:
+        if n.domain == DOMAIN:
             op = BY_NAME[n.op_type]
             kinds = {a.name: a.type for a in op.attrs}
-            fields = {a.name: np.array(onnx.helper.get_attribute_value(a), np.int32
-                                       if kinds[a.name] == "INT" else np.float32).reshape(-1)
-                      for a in n.attribute if a.name in kinds}
+            nodes.append((n, op, {a.name: field(kinds[a.name], onnx.helper.get_attribute_value(a))
+                                  for a in n.attribute if a.name in kinds}))
+    assert nodes
+    for values in _custom_node_values(proto, feeds):
+        for n, op, fields in nodes:
             mem = kc.HostMem()
             want = [values[o] for o in n.output]
             outs = [mem.empty(w.shape, w.dtype) for w in want]

@@ -76,8 +76,7 @@ def table(model: str, samples: int, seq_len: int) -> dict:
     windows = calib.windows(calib.load_tokens(str(folder / "calib.txt"), tok), samples,
                             seq_len, fp.cfg.vocab_size)
     rows = [{"model": "fp32", "ppl": perplexity(TorchBackend(fp), held, seq_len)}]
-    names = [n for n in R.names() if fp.cfg.arch in R.load(n)["archs"]]
-    for name in sorted(names, key=lambda n: (n.startswith("quamba2"), n != "naive-w8a8", n)):
+    for name in sorted(R.for_arch(fp.cfg.arch), key=lambda n: (n.startswith("quamba2"), n != "naive-w8a8", n)):
         rows.append(evaluate(fp, R.load(name), name, windows, held, seq_len))
     for flags in ({"h2t": True}, {"residual_hadamard": True}):
         label = "quamba2-w4a8 " + " ".join(f"--{f.replace('_', '-')}" for f in flags)

@@ -15,7 +15,7 @@ _ATTR_TYPES = {
     "STRING": OpSchema.AttrType.STRING,
 }
 OPSET_VERSION = 1
-_ELEM = {"int8": onnx.TensorProto.INT8, "float": onnx.TensorProto.FLOAT}
+ELEM = {"int8": onnx.TensorProto.INT8, "float": onnx.TensorProto.FLOAT}  # Port.dtype
 _TYPES = ["tensor(float)", "tensor(float16)", "tensor(bfloat16)", "tensor(int8)"]
 
 
@@ -40,7 +40,7 @@ def schema(op: OpDef) -> OpSchema:
             t = onnx.TypeProto()
             t.CopyFrom(ctx.get_input_type(names.index(port.like)))
             if port.dtype:
-                t.tensor_type.elem_type = _ELEM[port.dtype]
+                t.tensor_type.elem_type = ELEM[port.dtype]
             dims = t.tensor_type.shape.dim
             if port.last_from and dims:
                 rows = ctx.get_input_type(names.index(port.last_from)).tensor_type.shape.dim

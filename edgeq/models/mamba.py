@@ -111,10 +111,13 @@ class MambaLM(nn.Module):
         return self.backbone.layers[0].mixer.ops is custom
 
     def new_state(self, batch: int) -> list[LayerState]:
+        return [self.layer_state(batch) for _ in range(self.cfg.n_layer)]
+
+    def layer_state(self, batch: int) -> LayerState:
+        """One layer's zero state: conv state in the model's dtype, SSM state fp32."""
         cfg, p = self.cfg, self.backbone.norm_f.weight
-        return [(torch.zeros(batch, cfg.d_conv - 1, cfg.conv_dim, dtype=p.dtype, device=p.device),
-                 torch.zeros(batch, cfg.d_inner, cfg.d_state, dtype=torch.float32, device=p.device))
-                for _ in range(cfg.n_layer)]
+        return (torch.zeros(batch, cfg.d_conv - 1, cfg.conv_dim, dtype=p.dtype, device=p.device),
+                torch.zeros(batch, cfg.d_inner, cfg.d_state, dtype=torch.float32, device=p.device))
 
     def forward(self, input_ids: Tensor, state: list[LayerState] | None = None
                 ) -> tuple[Tensor, list[LayerState]]:

@@ -1,5 +1,5 @@
 """Signed 4-bit weights packed two per byte, in ONNX's INT4 order: element 2j in the low nibble,
-element 2j+1 in the high nibble, two's complement. The W4A8 op reads this as uint8 [N, K/2]; the
+element 2j+1 in the high nibble, two's complement. The W4A8 op reads these bytes as int8 [N, K/2] (unpack takes either); the
 W4A16 graphs store the same bytes as an ONNX INT4 initializer."""
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def pack(q: Tensor) -> Tensor:
 
 
 def unpack(p: Tensor) -> Tensor:
-    """uint8 [..., K/2] -> int8 [..., K] in [-8, 7]."""
+    """The bytes, uint8 or int8 [..., K/2] -> int8 [..., K] in [-8, 7]."""
     b = p.to(torch.int16)
     lo, hi = b & 0xF, (b >> 4) & 0xF
     q = torch.stack([lo, hi], dim=-1).reshape(*p.shape[:-1], -1)

@@ -98,7 +98,7 @@ class Hessians:
         with torch.no_grad():
             for start in range(0, len(self.h), self.batch):
                 x = self.h[start:start + self.batch]
-                out = block(x, self.model.new_state(len(x))[i])[0]
+                out = block(x, self.model.layer_state(len(x)))[0]
                 if keep:
                     self.h[start:start + self.batch] = out
 

@@ -13,6 +13,7 @@ from ..models.mamba import MambaLM
 from ..models.mamba2 import GatedRMSNorm
 from ..ops import custom as ops
 from ..ops import int4, qdq
+from .recipe import weight_only
 
 
 class QLinear(nn.Module):
@@ -243,6 +244,6 @@ def weight_only_model(cfg: MambaConfig, t: dict[str, Tensor], recipe: dict) -> M
 
 
 def load_model(cfg: MambaConfig, tensors: dict[str, Tensor], scales: list[dict], recipe: dict):
-    if recipe["activations"]["bits"] == 16:
+    if weight_only(recipe):
         return weight_only_model(cfg, tensors, recipe)
     return QuantMambaLM(cfg, tensors, scales, recipe).eval()

@@ -19,7 +19,7 @@ from ..models.mamba import MambaLM
 from ..ops import hadamard
 from . import cluster, recipe as recipes, weights
 from .calibrate import Calibration, calibrate, cluster_x, passes  # noqa: F401 (API)
-from .qmodel import load_model
+from .qmodel import load_model, w4_table
 from .rotate import rotate_residual
 
 FORMAT = "edgeq-quant/1"
@@ -125,7 +125,7 @@ def _w4_values(t: dict, p: str, names: tuple[str, ...], had: int = 0) -> dict:
     of size `had` taken back out), for the GPTQ Hessians of the layers after it."""
     out = {}
     for name in names:
-        w = weights.int4_values(t[p + name + ".weight_packed"], t[p + name + ".weight_scale"])
+        w = w4_table(t, p + name).rows()
         out[name] = (w.double() @ hadamard.matrix(had)).float() if name == "out_proj" and had \
             else w
     return out
@@ -149,7 +149,7 @@ def _weight_only(model: MambaLM, cal: Calibration, recipe: dict) -> dict[str, to
         for name in w4:
             _linear(t, p + name, getattr(block.mixer, name).weight.detach(), cal.hessians[i],
                     recipe, name)
-        cal.hessians.quantized(i, _w4_values(t, p, w4))
+        cal.hessians.quantized(i, _w4_values(t, p, cal.hessians.names))
     for k, v in model.state_dict().items():
         if k.startswith("lm_head") and model.cfg.tie_embeddings \
                 or k.endswith(".weight") and k[:-len("weight")] + "weight_packed" in t:

@@ -56,7 +56,7 @@ def observer_of(recipe: dict, activation: str) -> dict:
 
 def activations(cfg, recipe: dict) -> dict[str, bool]:
     """Activation name -> observed per channel; none for weight-only recipes."""
-    if recipe["activations"]["bits"] == 16:
+    if weight_only(recipe):
         return {}
     return {a: a in PER_CHANNEL[cfg.arch] for a in ACTIVATIONS[cfg.arch]}
 
@@ -69,8 +69,12 @@ def weight_only(recipe: dict) -> bool:
     return recipe["activations"]["bits"] == 16
 
 
+def for_arch(arch: str) -> list[str]:
+    """The recipes that quantize `arch` models."""
+    return [n for n in names() if arch in load(n)["archs"]]
+
+
 def check_supported(cfg, recipe: dict) -> None:
     if cfg.arch not in recipe["archs"]:
-        fits = [n for n in names() if cfg.arch in load(n)["archs"]]
         raise EdgeqError(f"recipe {recipe['name']} does not quantize {cfg.arch} models; use "
-                         f"one of: {', '.join(fits)}")
+                         f"one of: {', '.join(for_arch(cfg.arch))}")

@@ -31,10 +31,3 @@ def int4_packed(w: torch.Tensor, hessian: gptq.Hessian | None, spec: dict, name:
     else:
         q, scale = gptq.gptq(w.float(), hessian.matrix(), 4, group, spec.get("damp", 0.01))
     return int4.pack(q), scale.float()
-
-
-
-def int4_values(packed: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """The fp32 weights [out, in] that a packed 4-bit weight and its group scales stand for."""
-    q = int4.unpack(packed).float()
-    return q * scale.float().repeat_interleave(q.shape[1] // scale.shape[1], dim=1)

@@ -13,6 +13,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from ..export.schemas import ELEM
 from ..ops.table import (ADD_RMSNORM_INT8, BY_NAME, CAUSAL_CONV1D, CAUSAL_CONV1D_INT8, DOMAIN,
                          HADAMARD_INT8, LINEAR_W4A8, SELECTIVE_SCAN, SELECTIVE_SCAN_INT8,
                          SSD_SCAN, SSD_SCAN_INT8)
@@ -124,13 +125,12 @@ def fp32_custom_nodes(graph: onnx.GraphProto) -> None:
         if op is None:
             nodes.append(n)
             continue
-        # the output types the op table gives (elem may lack them: see to_onnx)
-        types = [elem.get(i) for i in n.input]
+        # the output types by the schemas' rule (elem may lack them: see to_onnx)
+        types = dict(zip((p.name for p in op.inputs), (elem.get(i) for i in n.input)))
         for o, port in zip(n.output, op.outputs):
-            like = types[[p.name for p in op.inputs].index(port.like)]
-            elem[o] = {"int8": onnx.TensorProto.INT8, "float": f32}.get(port.dtype, like)
-        for k, (name, t) in enumerate(zip(n.input, types)):
-            if t == f16:
+            elem[o] = ELEM.get(port.dtype, types[port.like])
+        for k, name in enumerate(n.input):
+            if elem.get(name) == f16:
                 nodes.append(onnx.helper.make_node("Cast", [name], [f"{name}_f32_{n.name}"], to=f32))
                 n.input[k] = f"{name}_f32_{n.name}"
         nodes.append(n)

@@ -255,7 +255,8 @@ def estimate(model, target_name, recipe, h2t, prompt_len, batch, as_json):
                f"({e['decode_bytes_per_token'] / 1e6:.1f} MB moved per token at {target['bandwidth_gbs']} GB/s)\n"
                f"  prefill >= {e['prefill_ms']:.1f} ms for {prompt_len} tokens "
                f"({e['prefill_flops'] / 1e12:.2f} TFLOP)\n"
-               f"  weights    {e['weights_bytes'] / 2**20:.1f} MiB")
+               f"  weights    {e['weights_bytes'] / 2**20:.1f} MiB\n"
+               f"  states     {e['state_bytes'] / 2**20:.1f} MiB (read and written every token)")
 
 
 @cli.command()

@@ -68,7 +68,10 @@ def estimate(cfg: MambaConfig, target: dict, recipe: str = "fp16", prompt_len: i
             weights += t.numel() * p["layers"].get(linear, p["layers"]["*"])
         else:
             weights += t.numel() * 4  # conv, A, D, biases, norms: fp32
-    state = cfg.n_layer * batch * (cfg.d_inner * cfg.d_state * 4 + (cfg.d_conv - 1) * cfg.conv_dim * p["conv"])
+    # the SSM state: fp32, but an fp16 cache in Mamba-2's int8 recipes (docs/ops.md,
+    # EdgeqSSDScanInt8)
+    ssm = 2 if p["compute"] == "int8" and cfg.arch == "mamba2" else 4
+    state = cfg.n_layer * batch * (cfg.d_inner * cfg.d_state * ssm + (cfg.d_conv - 1) * cfg.conv_dim * p["conv"])
     d = cfg.d_model
     head = cfg.vocab_size * d * p["head"]  # lm_head is read whole every token
     decode_bytes = weights + head + batch * d * p["head"] + 2 * state  # states read and written
@@ -78,6 +81,7 @@ def estimate(cfg: MambaConfig, target: dict, recipe: str = "fp16", prompt_len: i
     return {
         "target": target["name"], "recipe": recipe + (" h2t" if h2t else ""), "batch": batch, "prompt_len": prompt_len,
         "decode_bytes_per_token": int(decode_bytes),
+        "state_bytes": int(state),
         "decode_ms_per_token": decode_bytes / (target["bandwidth_gbs"] * 1e9) * 1e3,
         "prefill_flops": int(prefill_flops),
         "prefill_ms": prefill_flops / (tops * 1e12) * 1e3,

@@ -16,8 +16,8 @@
 using namespace edgeq_cuda;
 using H = __half;
 
-template <class T, class Y, bool PH>
-static int scan_emu(const ScanArgs<T, Y, PH>& a) {
+template <class T, class Y, bool PH, class S>
+static int scan_emu(const ScanArgs<T, Y, PH, S>& a) {
   if (int rc = scan_check(a)) return rc;
   with_nmax(a.dstate, [&](auto n) {
     for (int64_t b = 0; b < a.batch; ++b)
@@ -101,14 +101,14 @@ EMU emu_edgeq_ssd_scan_f16(const H* x, const H* dt, const float* A, const H* B, 
 
 EMU emu_edgeq_ssd_scan_int8(const int8_t* x, const int8_t* dt, const float* A, const int8_t* B,
                             const int8_t* C, const float* D, const float* dt_bias,
-                            const float* state, float* y, float* state_out, int64_t batch,
-                            int64_t L, int64_t dim, int64_t heads, int64_t groups, int64_t dstate,
+                            const H* state, float* y, H* state_out, int64_t batch, int64_t L,
+                            int64_t dim, int64_t heads, int64_t groups, int64_t dstate,
                             edgeq_scales x_scale, edgeq_scales dt_scale, edgeq_scales B_scale,
                             edgeq_scales C_scale, int32_t dt_softplus, int32_t, void*) {
-  return scan_emu(ScanArgs<int8_t, float, true>{x, dt, A, B, C, D, dt_bias, state, nullptr, y,
-                                                state_out, batch, L, dim, heads, groups, dstate,
-                                                dt_softplus,
-                                                {x_scale, dt_scale, B_scale, C_scale, {}}});
+  return scan_emu(ScanArgs<int8_t, float, true, H>{x, dt, A, B, C, D, dt_bias, state, nullptr, y,
+                                                   state_out, batch, L, dim, heads, groups,
+                                                   dstate, dt_softplus,
+                                                   {x_scale, dt_scale, B_scale, C_scale, {}}});
 }
 
 EMU emu_edgeq_causal_conv1d_f32(const float* x, const float* weight, const float* bias,

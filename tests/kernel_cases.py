@@ -310,28 +310,28 @@ def ssd_inputs(c: Ssd, seed: int = 0) -> dict:
 
 
 def run_ssd(lib, mem, c: Ssd, prefix: str = ""):
-    x = want_x = ssd_inputs(c)
+    x = ssd_inputs(c)
     axes, scales, int8 = {"x": -1, "dt": -1, "B": -2, "C": -2}, {}, c.dtype == "int8"
-    if int8:  # EdgeqSSDScanInt8 is the fp scan of the dequantized inputs
+    dim = c.heads * c.P
+    if int8:  # EdgeqSSDScanInt8 is the fp scan of the dequantized inputs; an fp16 state
         scales = {k: _channel_scale(x[k], ax) if c.per_channel else _scale(x[k])
                   for k, ax in axes.items()}
-        x, want_x = _quantized(x, scales, axes)
+        x = dict(_quantized(x, scales, axes)[0], state=x["state"].half())
     p = {k: mem.put(_np(v)) for k, v in x.items()}
-    dim = c.heads * c.P
     y = mem.empty((c.batch, c.L, dim), "float32" if int8 else c.dtype)
-    state_out = p["state"] if c.inplace else mem.empty((c.batch, dim, c.N), "float32")
+    state_out = p["state"] if c.inplace else mem.empty((c.batch, dim, c.N), _np(x["state"]).dtype)
     rc = getattr(lib, prefix + symbol(SSD_SCAN_INT8 if int8 else SSD_SCAN, c.dtype))(
-        p["x"], p["dt"], p["A"], p["B"], p["C"], p["D"], p["dt_bias"], p["state"], y, state_out,
-        c.batch, c.L, dim, c.heads, c.groups, c.N, *[_scales_arg(mem, s) for s in scales.values()],
-        c.softplus, c.chunk, None)
+        *[p[k] for k in x], y, state_out, c.batch, c.L, dim, c.heads, c.groups, c.N,
+        *[_scales_arg(mem, s) for s in scales.values()], c.softplus, c.chunk, None)
     assert rc == 0, f"status {rc}"
     mem.sync()
     # the chunked reference: the sequential kernel differs from it by fp32 rounding only
-    want_y, want_state = reference.ssd_scan(**want_x, dt_softplus=bool(c.softplus),
-                                            chunk_size=c.chunk)
+    ref = reference.ssd_scan_int8 if int8 else reference.ssd_scan
+    want_y, want_state = ref(**x, **{f"{k}_scale": v for k, v in scales.items()},
+                             dt_softplus=bool(c.softplus), chunk_size=c.chunk)
     half = c.dtype == "float16"
     _check("y", mem.get(y), want_y, half)
-    _check("state_out", mem.get(state_out), want_state, half)
+    _check("state_out", mem.get(state_out), want_state, half or int8)
 
 
 def conv_inputs(c: Conv, seed: int = 0) -> dict:

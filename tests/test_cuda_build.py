@@ -249,7 +249,7 @@ def test_trt_plugins_formats_shapes_and_checks(probe):
         assert chosen and not [c for c in chosen if "i8" in c or "u8" in c]
     # the int8 ops: one combination whatever comes first, int8 where docs/ops.md says int8
     int8 = {"EdgeqSelectiveScanInt8": {"i8 i8 f32 i8 i8 f32 f32 f32 i8 | f32 f32"},
-            "EdgeqSSDScanInt8": {"i8 i8 f32 i8 i8 f32 f32 f32 | f32 f32"},
+            "EdgeqSSDScanInt8": {"i8 i8 f32 i8 i8 f32 f32 f16 | f32 f16"},
             "EdgeqCausalConv1dInt8": {"i8 i8 f32 i8 | i8 i8"},
             "EdgeqHadamardInt8": {"f32 | i8"},
             "EdgeqAddRMSNormInt8": {"f32 f32 f32 | i8 f32"},

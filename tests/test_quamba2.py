@@ -83,12 +83,15 @@ def test_quantized_tracks_fp_and_ort_tracks_torch(fp, quantized, arch, name):
         b, _ = ob.forward(ids[None, :64], ob.new_state(1))
         assert np.abs(b - a).max() <= 0.01 * np.abs(a).max()
     assert top1_agreement(fq, ob, ids, seq_len=128) >= 0.995
-    # state carried across calls on ORT equals one pass (a decode step is the op at L = 1)
+    # state carried across calls on ORT equals one pass (a decode step is the op at L = 1);
+    # Mamba-2's int8 graphs round their fp16 SSM state cache at every call: within that
     a, _ = ob.forward(ids[None, :20], ob.new_state(1))
     b1, st = ob.forward(ids[None, :17], ob.new_state(1))
     b2, st = ob.forward(ids[None, 17:18], st)
     b3, _ = ob.forward(ids[None, 18:20], st)
-    tol = 0.01 * np.abs(a).max() if fp16 else 2e-3
+    fp16_cache = arch == "mamba2" and not fp16
+    assert st[1].dtype == (np.float16 if fp16_cache else np.float32)
+    tol = 0.01 * np.abs(a).max() if fp16 or fp16_cache else 2e-3
     np.testing.assert_allclose(np.concatenate([b1, b2, b3], 1), a, atol=tol)
 
 

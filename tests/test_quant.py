@@ -167,3 +167,18 @@ def test_perplexity_backends_agree(fp):
                                         "forward": lambda s, x, st: (np.zeros((*x.shape, 1001)), None)})(),
                          ids, seq_len=128)
     assert abs(uniform - 1001) < 1e-6
+
+
+def test_perplexity_token_by_token_is_decode_steps(fp):
+    """step=True feeds each window one token at a time, the state carried: for a model whose
+    state is never rounded, the same perplexity as one call per window."""
+    ids = tokens(257, seed=5)
+    calls = []
+
+    class Counting(TorchBackend):
+        def forward(self, x, state):
+            calls.append(x.shape)
+            return super().forward(x, state)
+    a = perplexity(TorchBackend(fp), ids, seq_len=64)
+    b = perplexity(Counting(fp), ids, seq_len=64, batch=4, step=True)
+    assert calls == [(4, 1)] * 64 and abs(a - b) / a < 1e-5

@@ -65,6 +65,12 @@ def test_estimate_4bit_sizes():
     assert ratio["quamba2-w4a8", True] < 0.3 and ratio["quamba2-w4a16", True] < 0.3
     w4a8 = T.estimate(cfg, nano, "quamba2-w4a8", h2t=True)
     assert w4a8["decode_ms_per_token"] < 79.91  # a lower bound under Quamba2's measured latency
+    # the fp16 SSM state cache (and int8 conv state) of Mamba-2's int8 recipes; fp32 otherwise
+    conv = 3 * cfg.conv_dim
+    assert w4a8["state_bytes"] == 56 * (8192 * 128 * 2 + conv)
+    assert T.estimate(cfg, nano, "quamba2-w4a16")["state_bytes"] == 56 * (8192 * 128 * 4 + conv * 2)
+    mamba1 = MambaConfig(d_model=2560, n_layer=64, vocab_size=50280)
+    assert T.estimate(mamba1, nano, "quamba2-w4a8")["state_bytes"] == 64 * (5120 * 16 * 4 + 3 * 5120)
     with pytest.raises(EdgeqError, match="no 4-bit weights"):
         T.estimate(cfg, nano, "quamba2-w8a8", h2t=True)
 

@@ -167,10 +167,10 @@ SSD_SCAN_INT8 = OpDef(
         Port("C", "[batch, L, G, N] int8"),
         Port("D", "[H] fp32"),
         Port("dt_bias", "[H] fp32"),
-        Port("state", "[batch, D, N] fp32"),
+        Port("state", "[batch, D, N] fp16: the cached state"),
     ),
     outputs=(Port("y", "[batch, L, D] fp32", like="x", dtype="float"),
-             Port("state_out", "[batch, D, N] fp32", like="state")),
+             Port("state_out", "[batch, D, N] fp16", like="state")),
     attrs=_channel_scales(x=("x", 2), dt=("dt", 2), B=("B", 2), C=("C", 2)) + SSD_SCAN.attrs,
 )
 

@@ -72,7 +72,8 @@ class QuantLayer(nn.Module):
 
 
 class QuantLayer2(nn.Module):
-    """Mamba-2 (Quamba2): x scales per sort-and-cluster group, B and C per state group."""
+    """Mamba-2 (Quamba2): x scales per sort-and-cluster group, B and C per state group; the SSM
+    state an fp16 cache (docs/ops.md, EdgeqSSDScanInt8)."""
 
     def __init__(self, cfg: MambaConfig, t: dict[str, Tensor], scales: dict, hadamard: bool):
         super().__init__()
@@ -138,9 +139,11 @@ class QuantMambaLM(nn.Module):
             self.lm_head = TableLinear(FpTable(tensors.get("lm_head.weight", tensors["embedding.weight"])))
 
     def new_state(self, batch: int):
+        """int8 conv states; SSM states fp32 (Mamba-1) or an fp16 cache (Mamba-2)."""
         c = self.cfg
+        ssm = torch.float16 if c.arch == "mamba2" else torch.float32
         return [(torch.zeros(batch, c.d_conv - 1, c.conv_dim, dtype=torch.int8),
-                 torch.zeros(batch, c.d_inner, c.d_state)) for _ in range(c.n_layer)]
+                 torch.zeros(batch, c.d_inner, c.d_state, dtype=ssm)) for _ in range(c.n_layer)]
 
     def forward(self, input_ids: Tensor, state=None):
         if state is None:

@@ -14,18 +14,27 @@ def _windows(ids: np.ndarray, seq_len: int) -> np.ndarray:
     return np.stack([ids[i * seq_len: (i + 1) * seq_len + 1] for i in range(n)])
 
 
-def logits_over(backend, ids: np.ndarray, seq_len: int, batch: int = 8):
-    """(logits, targets) of every window, each window from a fresh state."""
+def logits_over(backend, ids: np.ndarray, seq_len: int, batch: int = 8, step: bool = False):
+    """(logits, targets) of every window, each window from a fresh state: one prefill call, or
+    with step token by token (decode steps, L = 1: an int8 state cache rounds at every one)."""
     wins = _windows(np.asarray(ids, dtype=np.int64), seq_len)
     for start in range(0, len(wins), batch):
         w = wins[start:start + batch]
-        logits, _ = backend.forward(w[:, :-1], backend.new_state(len(w)))
-        yield logits, w[:, 1:]
+        state = backend.new_state(len(w))
+        if not step:
+            yield backend.forward(w[:, :-1], state)[0], w[:, 1:]
+            continue
+        logits = []
+        for t in range(w.shape[1] - 1):
+            lt, state = backend.forward(w[:, t:t + 1], state)
+            logits.append(lt)
+        yield np.concatenate(logits, 1), w[:, 1:]
 
 
-def perplexity(backend, ids: np.ndarray, seq_len: int = 512, batch: int = 8) -> float:
+def perplexity(backend, ids: np.ndarray, seq_len: int = 512, batch: int = 8,
+               step: bool = False) -> float:
     nll, count = 0.0, 0
-    for logits, targets in logits_over(backend, ids, seq_len, batch):
+    for logits, targets in logits_over(backend, ids, seq_len, batch, step):
         z = logits.astype(np.float64)
         z = z - z.max(-1, keepdims=True)
         logp = z - np.log(np.exp(z).sum(-1, keepdims=True))

@@ -69,8 +69,8 @@ def _f32(a) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.float32)
 
 
-def _int(a, dtype=np.int8) -> np.ndarray:
-    """An integer tensor of exactly `dtype`: casting one would change its values."""
+def _exact(a, dtype=np.int8) -> np.ndarray:
+    """A tensor of exactly `dtype` (int8, uint8, fp16): casting one would change its values."""
     a = np.asarray(a)
     if a.dtype != dtype:
         raise ValueError(f"expected an {np.dtype(dtype)} tensor, got {a.dtype}")
@@ -138,8 +138,9 @@ def ssd_scan(x, dt, A, B, C, D, dt_bias, state, dt_softplus=1, chunk_size=256):
 
 def ssd_scan_int8(x, dt, A, B, C, D, dt_bias, state, x_scale, dt_scale, B_scale, C_scale,
                   dt_softplus=1, chunk_size=256):
-    x, dt, B, C = map(_int, (x, dt, B, C))
-    A, D, dt_bias, state = map(_f32, (A, D, dt_bias, state))
+    x, dt, B, C = map(_exact, (x, dt, B, C))
+    state = _exact(state, np.float16)  # the fp16 state cache
+    A, D, dt_bias = map(_f32, (A, D, dt_bias))
     dims = _ssd_dims(x, dt, A, B, C, D, dt_bias, state)
     y, state_out = np.empty(x.shape, np.float32), np.empty_like(state)
     scales = [_scales(v) for v in (x_scale, dt_scale, B_scale, C_scale)]
@@ -150,7 +151,7 @@ def ssd_scan_int8(x, dt, A, B, C, D, dt_bias, state, x_scale, dt_scale, B_scale,
 
 def selective_scan_int8(u, delta, A, B, C, D, delta_bias, state, z, u_scale, delta_scale,
                         B_scale, C_scale, z_scale, delta_softplus=1):
-    u, delta, B, C, z = map(_int, (u, delta, B, C, z))
+    u, delta, B, C, z = map(_exact, (u, delta, B, C, z))
     A, D, delta_bias, state = map(_f32, (A, D, delta_bias, state))
     dims = _scan_dims(u, delta, A, B, C, D, delta_bias, state, z)
     y, state_out = np.empty(u.shape, np.float32), np.empty_like(state)
@@ -179,7 +180,7 @@ def causal_conv1d(x, weight, bias, state, activation=1):
 
 
 def causal_conv1d_int8(x, weight, bias, state, x_scale, weight_scale, y_scale, activation=1):
-    x, weight, state = map(_int, (x, weight, state))
+    x, weight, state = map(_exact, (x, weight, state))
     bias = _f32(bias)
     dims = _conv_dims(x, weight, bias, state)
     y, state_out = np.empty_like(x), np.empty_like(state)
@@ -208,7 +209,7 @@ def add_rmsnorm_int8(x, residual, weight, eps, y_scale):
 
 
 def linear_w4a8(x, weight, weight_scale, x_scale, group_size=128):
-    x, weight, weight_scale = _int(x), _int(weight), _f32(weight_scale)
+    x, weight, weight_scale = _exact(x), _exact(weight), _f32(weight_scale)
     K, N, gs = x.shape[-1], weight.shape[0], int(group_size)
     if K < 1 or K % 2 or gs < 1 or weight.shape != (N, K // 2) \
             or weight_scale.shape != (N, K // gs):

@@ -52,10 +52,13 @@ def register() -> str:
         return kernels.selective_scan_int8(u, delta, A, B, C, D, delta_bias, state, z,
                                            **_decode(SELECTIVE_SCAN_INT8, a))
 
+    # the fp16 state arrives cast to fp32 (fp32_custom_nodes), so the casts here are exact
     @onnx_op(op_type=SSD_SCAN_INT8.name, inputs=[i8, i8, f32, i8, i8, f32, f32, f32],
              outputs=[f32, f32], attrs=attrs(SSD_SCAN_INT8))
     def ssd_scan_int8(x, dt, A, B, C, D, dt_bias, state, **a):
-        return kernels.ssd_scan_int8(x, dt, A, B, C, D, dt_bias, state, **_decode(SSD_SCAN_INT8, a))
+        y, s = kernels.ssd_scan_int8(x, dt, A, B, C, D, dt_bias, state.astype(np.float16),
+                                     **_decode(SSD_SCAN_INT8, a))
+        return y, s.astype(np.float32)
 
     @onnx_op(op_type=CAUSAL_CONV1D_INT8.name, inputs=[i8, i8, f32, i8], outputs=[i8, i8],
              attrs=attrs(CAUSAL_CONV1D_INT8))

@@ -62,7 +62,7 @@ EDGEQ_API int edgeq_ssd_scan_f32(const float* x, const float* dt, const float* A
                                  void* stream);
 
 // ---- int8 variants (docs/ops.md "Int8 conventions"): scales by value (per tensor) or as
-// edgeq_scales; fp32 state ----
+// edgeq_scales; fp32 SSM state, but an fp16 one in the SSD scan ----
 
 // EdgeqSelectiveScanInt8. u, z: int8 [batch, L, dim]; delta: int8 [batch, L, heads];
 // B, C: int8 [batch, L, groups, dstate]; y: fp32; the rest as edgeq_selective_scan_f32.
@@ -85,12 +85,13 @@ EDGEQ_API int edgeq_causal_conv1d_int8(const int8_t* x, const int8_t* weight, co
                                        edgeq_scales y_scale, int32_t activation, void* stream);
 
 // EdgeqSSDScanInt8. x: int8 [batch, L, dim]; dt: int8 [batch, L, heads]; B, C: int8
-// [batch, L, groups, dstate]; y: fp32; the rest as edgeq_ssd_scan_f32. x_scale: 1 or dim values,
-// dt_scale: 1 or heads, B_scale and C_scale: 1 or groups.
+// [batch, L, groups, dstate]; state, state_out: fp16 [batch, dim, dstate] (may alias); y: fp32;
+// the rest as edgeq_ssd_scan_f32. x_scale: 1 or dim values, dt_scale: 1 or heads, B_scale and
+// C_scale: 1 or groups.
 EDGEQ_API int edgeq_ssd_scan_int8(const int8_t* x, const int8_t* dt, const float* A,
                                   const int8_t* B, const int8_t* C, const float* D,
-                                  const float* dt_bias, const float* state, float* y,
-                                  float* state_out, int64_t batch, int64_t L, int64_t dim,
+                                  const float* dt_bias, const edgeq_half* state, float* y,
+                                  edgeq_half* state_out, int64_t batch, int64_t L, int64_t dim,
                                   int64_t heads, int64_t groups, int64_t dstate,
                                   edgeq_scales x_scale, edgeq_scales dt_scale,
                                   edgeq_scales B_scale, edgeq_scales C_scale, int32_t dt_softplus,

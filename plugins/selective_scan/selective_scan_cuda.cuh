@@ -5,7 +5,8 @@
 // read of u, delta, z and write of y at a time step is coalesced, and B/C rows (shared by a
 // group) are broadcasts. A channel's state stays in registers for the whole sequence: it is read
 // once and written once (so decode, L = 1, is one pass), and a thread only touches its own state
-// row, which is why state_out may alias state.
+// row, which is why state_out may alias state. EdgeqSSDScanInt8's fp16 state is widened on that
+// read and rounded on that write.
 #pragma once
 #include <type_traits>
 
@@ -23,20 +24,20 @@ struct ScanScales {
   Scale u, delta, B, C, z;
 };
 
-// T: input activations (float, __half or int8_t), Y: y (T, or float for int8); A, D, delta_bias
-// and the state are fp32. PerHead: EdgeqSSDScan's A [heads] and D [heads] (docs/ops.md:
+// T: input activations (float, __half or int8_t), Y: y (T, or float for int8); A, D and
+// delta_bias are fp32. PerHead: EdgeqSSDScan's A [heads] and D [heads] (docs/ops.md:
 // A_scan[h, n] = A[h], D_scan[d] = D[d / P]) instead of the selective scan's A [heads, dstate]
-// and D [dim].
-template <class T, class Y = T, bool PerHead = false>
+// and D [dim]. S: the state, fp32, or fp16 (EdgeqSSDScanInt8's cache).
+template <class T, class Y = T, bool PerHead = false, class S = float>
 struct ScanArgs {
   const T *u, *delta;
   const float* A;
   const T *B, *C;
   const float *D, *delta_bias;
-  const float* state;  // may alias state_out
+  const S* state;  // may alias state_out
   const T* z;
   Y* y;
-  float* state_out;
+  S* state_out;
   int64_t batch, L, dim, heads, groups, dstate;
   int32_t delta_softplus;
   ScanScales sc = {};
@@ -50,14 +51,14 @@ struct ScanArgs {
 
 // One thread: channel d of sequence b. NMAX >= dstate sizes the register arrays; the guarded,
 // fully unrolled loops index them statically, so they stay in registers for any dstate <= NMAX.
-template <class T, class Y, int NMAX, bool PH>
-EDGEQ_CUDA_HD void scan_channel(const ScanArgs<T, Y, PH>& a, int64_t b, int64_t d) {
+template <class T, class Y, int NMAX, bool PH, class S>
+EDGEQ_CUDA_HD void scan_channel(const ScanArgs<T, Y, PH, S>& a, int64_t b, int64_t d) {
   const int64_t N = a.dstate, h = d / (a.dim / a.heads), g = h / (a.heads / a.groups);
-  const float* st = a.state + (b * a.dim + d) * N;
+  const S* st = a.state + (b * a.dim + d) * N;
   float s[NMAX], Ah[NMAX];
 #pragma unroll
   for (int n = 0; n < NMAX; ++n) {
-    s[n] = n < N ? st[n] : 0.f;
+    s[n] = n < N ? to_f(st[n]) : 0.f;
     Ah[n] = n < N ? a.A_at(h, n) : 0.f;
   }
   const float Dd = a.D_at(h, d), bias = a.delta_bias[h];
@@ -81,20 +82,20 @@ EDGEQ_CUDA_HD void scan_channel(const ScanArgs<T, Y, PH>& a, int64_t b, int64_t 
     if (a.z) out *= silu(to_f(a.z[row * a.dim + d], sz));
     a.y[row * a.dim + d] = from_f<Y>(out);
   }
-  float* so = a.state_out + (b * a.dim + d) * N;
+  S* so = a.state_out + (b * a.dim + d) * N;
 #pragma unroll
   for (int n = 0; n < NMAX; ++n)
-    if (n < N) so[n] = s[n];
+    if (n < N) so[n] = from_f<S>(s[n]);
 }
 
-template <class T, class Y, int NMAX, bool PH>
-__global__ void __launch_bounds__(kThreads) scan_kernel(ScanArgs<T, Y, PH> a) {
+template <class T, class Y, int NMAX, bool PH, class S>
+__global__ void __launch_bounds__(kThreads) scan_kernel(ScanArgs<T, Y, PH, S> a) {
   const int64_t d = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (d < a.dim) scan_channel<T, Y, NMAX>(a, blockIdx.y, d);
 }
 
-template <class T, class Y, bool PH>
-int scan_check(const ScanArgs<T, Y, PH>& a) {
+template <class T, class Y, bool PH, class S>
+int scan_check(const ScanArgs<T, Y, PH, S>& a) {
   constexpr bool int8 = std::is_same<T, int8_t>::value;
   if (!a.u || !a.delta || !a.A || !a.B || !a.C || !a.D || !a.delta_bias || !a.state || !a.y ||
       !a.state_out || (int8 && !PH && !a.z))  // EdgeqSelectiveScanInt8's gate is required
@@ -120,13 +121,13 @@ void with_nmax(int64_t dstate, F f) {
   else f(std::integral_constant<int, 256>{});  // spills to local memory, still exact
 }
 
-template <class T, class Y, bool PH>
-int scan_launch(const ScanArgs<T, Y, PH>& a, void* stream) {
+template <class T, class Y, bool PH, class S>
+int scan_launch(const ScanArgs<T, Y, PH, S>& a, void* stream) {
   if (int rc = scan_check(a)) return rc;
   const dim3 grid(unsigned((a.dim + kThreads - 1) / kThreads), unsigned(a.batch));
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   with_nmax(a.dstate, [&](auto n) {
-    scan_kernel<T, Y, decltype(n)::value, PH><<<grid, kThreads, 0, s>>>(a);
+    scan_kernel<T, Y, decltype(n)::value, PH, S><<<grid, kThreads, 0, s>>>(a);
   });
   return launch_status();
 }

@@ -1,7 +1,8 @@
 // EdgeqSSDScan and EdgeqSSDScanInt8 on the CPU (docs/ops.md): the selective scan with one A and
 // one D per head. The chunked (SSD) algorithm is a GPU matter; the CPU kernel validates, so it
 // expands A and D to the per-channel form and runs the selective scan. chunk_size does not change
-// the result. The int8 op is the fp op of its dequantized inputs, and is computed as that.
+// the result. The int8 op is the fp op of its dequantized inputs and widened fp16 state, and is
+// computed as that; its final state is rounded to fp16.
 #include <vector>
 
 #include "edgeq_kernels.h"
@@ -43,13 +44,13 @@ extern "C" int edgeq_ssd_scan_f32(const float* x, const float* dt, const float* 
 
 extern "C" int edgeq_ssd_scan_int8(const int8_t* x, const int8_t* dt, const float* A,
                                    const int8_t* B, const int8_t* C, const float* D,
-                                   const float* dt_bias, const float* state, float* y,
-                                   float* state_out, int64_t batch, int64_t L, int64_t dim,
+                                   const float* dt_bias, const edgeq_half* state, float* y,
+                                   edgeq_half* state_out, int64_t batch, int64_t L, int64_t dim,
                                    int64_t heads, int64_t groups, int64_t dstate,
                                    edgeq_scales x_scale, edgeq_scales dt_scale,
                                    edgeq_scales B_scale, edgeq_scales C_scale,
                                    int32_t dt_softplus, int32_t chunk_size, void* stream) {
-  if (!x || !dt || !B || !C) return EDGEQ_NULL_POINTER;
+  if (!x || !dt || !B || !C || !state || !state_out) return EDGEQ_NULL_POINTER;
   if (batch < 1 || L < 1 || dim < 1 || heads < 1 || groups < 1 || dstate < 1)
     return EDGEQ_BAD_SHAPE;
   const edgeq_scales scales[] = {x_scale, dt_scale, B_scale, C_scale};
@@ -61,7 +62,13 @@ extern "C" int edgeq_ssd_scan_int8(const int8_t* x, const int8_t* dt, const floa
                            dtf = dequantize(dt, rows, heads, 1, dt_scale),
                            Bf = dequantize(B, rows, groups, dstate, B_scale),
                            Cf = dequantize(C, rows, groups, dstate, C_scale);
-  return edgeq_ssd_scan_f32(xf.data(), dtf.data(), A, Bf.data(), Cf.data(), D, dt_bias, state, y,
-                            state_out, batch, L, dim, heads, groups, dstate, dt_softplus,
-                            chunk_size, stream);
+  const int64_t count = batch * dim * dstate;
+  std::vector<float> s(count);  // read before state_out is written: they may alias
+  for (int64_t i = 0; i < count; ++i) s[i] = edgeq_half_to_float(state[i]);
+  if (int rc = edgeq_ssd_scan_f32(xf.data(), dtf.data(), A, Bf.data(), Cf.data(), D, dt_bias,
+                                  s.data(), y, s.data(), batch, L, dim, heads, groups, dstate,
+                                  dt_softplus, chunk_size, stream))
+    return rc;
+  for (int64_t i = 0; i < count; ++i) state_out[i] = edgeq_float_to_half(s[i]);
+  return EDGEQ_OK;
 }

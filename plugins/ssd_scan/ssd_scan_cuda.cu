@@ -1,6 +1,7 @@
 // EdgeqSSDScan and EdgeqSSDScanInt8 on the GPU (docs/ops.md): the selective scan kernel
 // (selective_scan_cuda.cuh) with one A and one D per head (ScanArgs' PerHead) and no gate; the
-// int8 variant dequantizes on load, x per channel, dt per head, B and C per group. It runs the
+// int8 variant dequantizes on load, x per channel, dt per head, B and C per group, and keeps the
+// state in fp16 between calls (widened once, rounded once per call). It runs the
 // scan sequentially over time, one thread per (batch, channel), like EdgeqSelectiveScan; results
 // differ from the chunked torch reference by fp32 rounding only. The chunked SSD algorithm
 // (matmuls inside chunks of chunk_size tokens, tensor cores for long prefill) is future work, so
@@ -38,16 +39,18 @@ extern "C" int edgeq_ssd_scan_f16(const edgeq_half* x, const edgeq_half* dt, con
 
 extern "C" int edgeq_ssd_scan_int8(const int8_t* x, const int8_t* dt, const float* A,
                                    const int8_t* B, const int8_t* C, const float* D,
-                                   const float* dt_bias, const float* state, float* y,
-                                   float* state_out, int64_t batch, int64_t L, int64_t dim,
+                                   const float* dt_bias, const edgeq_half* state, float* y,
+                                   edgeq_half* state_out, int64_t batch, int64_t L, int64_t dim,
                                    int64_t heads, int64_t groups, int64_t dstate,
                                    edgeq_scales x_scale, edgeq_scales dt_scale,
                                    edgeq_scales B_scale, edgeq_scales C_scale,
                                    int32_t dt_softplus, int32_t /*chunk_size*/, void* stream) {
   using namespace edgeq_cuda;
-  return scan_launch(ScanArgs<int8_t, float, true>{x, dt, A, B, C, D, dt_bias, state, nullptr, y,
-                                                   state_out, batch, L, dim, heads, groups, dstate,
-                                                   dt_softplus,
-                                                   {x_scale, dt_scale, B_scale, C_scale, {}}},
+  using H = __half;
+  return scan_launch(ScanArgs<int8_t, float, true, H>{x, dt, A, B, C, D, dt_bias,
+                                                      reinterpret_cast<const H*>(state), nullptr,
+                                                      y, reinterpret_cast<H*>(state_out), batch,
+                                                      L, dim, heads, groups, dstate, dt_softplus,
+                                                      {x_scale, dt_scale, B_scale, C_scale, {}}},
                      stream);
 }

@@ -60,13 +60,13 @@ struct SSDScanOp : SsdShapes<table::EdgeqSSDScan> {
   }
 };
 
-// x, dt, B and C int8; the rest, y included, fp32. Scales: x per channel, dt per head, B and C
-// per group, or per tensor.
+// x, dt, B and C int8; state and state_out fp16 (the state cache); the rest, y included, fp32.
+// Scales: x per channel, dt per head, B and C per group, or per tensor.
 struct SSDScanInt8Op : SsdShapes<table::EdgeqSSDScanInt8> {
   static bool supports(int32_t pos, DynamicPluginTensorDesc const* io, int32_t) {
-    constexpr DataType i8 = DataType::kINT8, f32 = DataType::kFLOAT;
-    constexpr DataType types[kNbInputs + kNbOutputs] = {i8, i8, f32, i8, i8, f32, f32, f32,
-                                                        /* y, state_out */ f32, f32};
+    constexpr DataType i8 = DataType::kINT8, f32 = DataType::kFLOAT, f16 = DataType::kHALF;
+    constexpr DataType types[kNbInputs + kNbOutputs] = {i8, i8, f32, i8, i8, f32, f32, f16,
+                                                        /* y, state_out */ f32, f16};
     return io[pos].desc.type == types[pos];
   }
 
@@ -83,8 +83,8 @@ struct SSDScanInt8Op : SsdShapes<table::EdgeqSSDScanInt8> {
     auto f32 = [&](int32_t k) { return static_cast<float const*>(inputs[k]); };
     return edgeq_ssd_scan_int8(
         i8(in_x), i8(in_dt), f32(in_A), i8(in_B), i8(in_C), f32(in_D), f32(in_dt_bias),
-        f32(in_state), static_cast<float*>(outputs[out_y]),
-        static_cast<float*>(outputs[out_state_out]), x.d[0], x.d[1], x.d[2], in[in_A].dims.d[0],
+        static_cast<edgeq_half const*>(inputs[in_state]), static_cast<float*>(outputs[out_y]),
+        static_cast<edgeq_half*>(outputs[out_state_out]), x.d[0], x.d[1], x.d[2], in[in_A].dims.d[0],
         B.d[2], B.d[3], a.scales(attr_x_scale), a.scales(attr_dt_scale), a.scales(attr_B_scale),
         a.scales(attr_C_scale), a.i(attr_dt_softplus), a.i(attr_chunk_size), stream);
   }

@@ -161,10 +161,20 @@ def ssd_dequantized(x, scales):
                 state=x["state"].float())
 
 
+def ssd_sequential(x, deq, state, t=slice(None)):
+    """The sequential scan (the CPU kernel's order) of the dequantized tokens t from `state`:
+    the selective scan with A and D per head."""
+    H, N = x["A"].shape[0], x["B"].shape[3]
+    one = {k: deq[k][:, t] for k in ("x", "dt", "B", "C")}
+    return reference.selective_scan(one["x"], one["dt"], x["A"][:, None].expand(H, N), one["B"],
+                                    one["C"], x["D"].repeat_interleave(x["x"].shape[2] // H),
+                                    x["dt_bias"], state, None)
+
+
 @pytest.mark.parametrize("shape", SSD_SHAPES)
 @pytest.mark.parametrize("per_channel", [False, True])
 def test_ssd_scan_int8_kernel_and_reference(shape, per_channel):
-    H, P, N, chunk = shape[2], shape[3], shape[5], shape[6]
+    chunk = shape[6]
     x, scales = ssd_int8_inputs(shape, per_channel)
     y, s = reference.ssd_scan_int8(**x, **scales, chunk_size=chunk)
     deq = ssd_dequantized(x, scales)
@@ -173,9 +183,7 @@ def test_ssd_scan_int8_kernel_and_reference(shape, per_channel):
     assert torch.equal(y, y_fp) and torch.equal(s, s_fp.half()) and s.dtype == torch.float16
     # the CPU kernel scans sequentially: bit for bit the sequential reference, the selective
     # scan with A and D per head; within fp32 rounding of the chunked one (as EdgeqSSDScan)
-    y_seq, s_seq = reference.selective_scan(deq["x"], deq["dt"], x["A"][:, None].expand(H, N),
-                                            deq["B"], deq["C"], x["D"].repeat_interleave(P),
-                                            x["dt_bias"], deq["state"], None)
+    y_seq, s_seq = ssd_sequential(x, deq, deq["state"])
     y2, s2 = kernels.ssd_scan_int8(**x, **scales, chunk_size=chunk)
     assert_bitexact(y2, y_seq.numpy())
     assert_bitexact(s2, s_seq.half().numpy())  # the C++ fp16 rounding is torch's
@@ -191,23 +199,21 @@ def test_ssd_scan_int8_decode_steps_round_the_state_every_token(impl):
     x, scales = ssd_int8_inputs((2, 12, 4, 8, 2, 16, 4), per_channel=True)
     run = reference.ssd_scan_int8 if impl == "reference" else kernels.ssd_scan_int8
     deq = ssd_dequantized(x, scales)
-    H, P, N = 4, 8, 16
     state, want, ys, want_ys = x["state"], x["state"], [], []
     for t in range(12):
         step = {k: x[k][:, t:t + 1] for k in ("x", "dt", "B", "C")}
         yt, state = run(**dict(x, **step, state=torch.as_tensor(state)), **scales, chunk_size=4)
         ys.append(np.asarray(yt))
-        one = {k: deq[k][:, t:t + 1] for k in ("x", "dt", "B", "C")}
-        wy, ws = reference.selective_scan(one["x"], one["dt"], x["A"][:, None].expand(H, N),
-                                          one["B"], one["C"], x["D"].repeat_interleave(P),
-                                          x["dt_bias"], want.float(), None)
-        want, wy = ws.half(), wy.numpy()
-        want_ys.append(wy)
+        wy, ws = ssd_sequential(x, deq, want.float(), slice(t, t + 1))
+        want = ws.half()
+        want_ys.append(wy.numpy())
     assert np.asarray(state).dtype == np.float16
     if impl == "cpu":
         np.testing.assert_array_equal(np.concatenate(ys, 1), np.concatenate(want_ys, 1))
         np.testing.assert_array_equal(state, want.numpy())
     else:
+        np.testing.assert_allclose(np.concatenate(ys, 1), np.concatenate(want_ys, 1), rtol=1e-4,
+                                   atol=5e-5)
         np.testing.assert_allclose(np.asarray(state, np.float32), want.float().numpy(),
                                    rtol=2e-3, atol=1e-3)
     y, s = run(**x, **scales, chunk_size=4)  # one call: the state rounded once

@@ -283,7 +283,7 @@ def torch_call(op: str, dtype: str, case: dict, device: str = "cuda"):
 
     def w4a8():  # as a model without the kernel would: dequantize the weights, fp32 matmul
         from edgeq.ops.int4 import unpack
-        w = unpack(t["weight"].view(torch.uint8)).float() * t["weight_scale"].repeat_interleave(GROUP, 1)
+        w = unpack(t["weight"]).float() * t["weight_scale"].repeat_interleave(GROUP, 1)
         return (t["x"].float() * sc[0]) @ w.T
 
     return dict(scan=scan, conv=conv, hadamard=hadamard, norm=norm, w4a8=w4a8)[op]

@@ -99,7 +99,7 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
         calib_data = str(folder / "calib.txt")
     if calib_data is None:
         raise EdgeqError("give --calib DATA (text, a folder of .txt, or a tokenized .npy): "
-                         "calibration and validation need it")
+                         "validation (and calibration) need it")
     tokens = calib.load_tokens(calib_data, tok)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
     try:

@@ -208,7 +208,7 @@ def linear_w4a8(x: Tensor, weight: Tensor, weight_scale: Tensor, x_scale: float,
                          f"weight_scale {tuple(weight_scale.shape)} and group_size {group_size} "
                          "do not fit (see docs/ops.md)")
     G = K // group_size
-    w = unpack(weight.view(torch.uint8)).double().view(N, G, group_size)
+    w = unpack(weight).double().view(N, G, group_size)
     xg = x.reshape(-1, G, group_size).double()
     s = torch.zeros(xg.shape[0], N, dtype=torch.float64, device=x.device)
     for g in range(G):  # in g order, as the kernels: fp64 addition is not associative

@@ -48,11 +48,11 @@ class Hessians:
             held = {n: Hessian(self.width[n]) for n in self.names}
 
             def record(name, x):
-                linear = {"in": "in_proj", "y": "out_proj"}.get(name)
+                observers.check_finite(x, f"layer {i} {name}")
+                linear = {"in": "in_proj", "y": "out_proj"}[name]
                 if linear in held:
                     held[linear].add(x)
-            make = _taps_mamba2 if self.model.cfg.arch == "mamba2" else _taps_mamba1
-            handles = make(self.model, i, record, self.recipe["hadamard_out_proj"])
+            handles = _taps_linears(self.model, i, record, self.recipe["hadamard_out_proj"])
             try:
                 self._run_layer(i, keep=False)
             finally:
@@ -65,6 +65,12 @@ class Hessians:
         """Layer i's 4-bit weights as fp values in the model's basis (linear name -> [out, in])."""
         if self.names:
             self.weights[i] = weights
+
+    def release(self) -> None:
+        """Drop the held layer inputs (the largest allocation of calibration) once quantization
+        has read every layer's Hessians (head() keeps its own)."""
+        self.h, self.last = None, None
+        self.weights.clear()
 
     def head(self) -> Hessian | None:
         """lm_head's input Hessian, after every layer ran quantized (GPTQ recipes with h2t)."""
@@ -80,11 +86,11 @@ class Hessians:
 
     def _advance(self, i: int) -> None:
         """Move the held inputs to layer i's, through the quantized layers before it."""
+        if i < self.at:
+            raise ValueError(f"Hessians: layer {i} read after layer {self.at}; read them in order")
         if self.h is None:
             with torch.no_grad():
                 self.h = self.model.backbone.embeddings(self.windows)
-        if i < self.at:
-            raise ValueError(f"Hessians: layer {i} read after layer {self.at}; read them in order")
         while self.at < i:
             if self.at not in self.weights:
                 raise ValueError(f"Hessians: layer {self.at}'s 4-bit weights were not handed back")
@@ -123,12 +129,20 @@ class Calibration:
     groups: list[torch.Tensor] | None = None  # Mamba-2 x scale group per channel
 
 
+def _taps_linears(model: MambaLM, i: int, record, had: bool):
+    """The inputs of in_proj ("in") and out_proj ("y", Hadamard-rotated where the recipe folds
+    the Hadamard into out_proj): what the GPTQ Hessians read, and two of the ranges."""
+    m = model.backbone.layers[i].mixer
+    return [m.in_proj.register_forward_pre_hook(lambda _, inp: record("in", inp[0])),
+            m.out_proj.register_forward_pre_hook(
+                lambda _, inp: record("y", hadamard.transform(inp[0]) if had else inp[0]))]
+
+
 def _taps_mamba1(model: MambaLM, i: int, record, had: bool):
     cfg, block = model.cfg, model.backbone.layers[i]
     m = block.mixer
 
     def on_in_proj(_, inp, out):
-        record("in", inp[0])
         x, z = out.chunk(2, dim=-1)
         record("x", x)
         record("z", z)
@@ -141,12 +155,8 @@ def _taps_mamba1(model: MambaLM, i: int, record, had: bool):
         record("C", C)
         record("delta", F.linear(dt, m.dt_proj.weight))  # the bias goes into the scan
 
-    def on_out_proj(_, inp, __):
-        record("y", hadamard.transform(inp[0]) if had else inp[0])
-
-    return [m.in_proj.register_forward_hook(on_in_proj),
-            m.x_proj.register_forward_hook(on_x_proj),
-            m.out_proj.register_forward_hook(on_out_proj)]
+    return _taps_linears(model, i, record, had) + [m.in_proj.register_forward_hook(on_in_proj),
+                                                   m.x_proj.register_forward_hook(on_x_proj)]
 
 
 def _taps_mamba2(model: MambaLM, i: int, record, had: bool):
@@ -154,7 +164,6 @@ def _taps_mamba2(model: MambaLM, i: int, record, had: bool):
     di, GN = cfg.d_inner, cfg.ngroups * cfg.d_state
 
     def on_in_proj(_, inp, out):
-        record("in", inp[0])
         z, xBC, dt = out.split([di, cfg.conv_dim, cfg.nheads], dim=-1)
         record("z", z)
         record("xBC", xBC)
@@ -166,11 +175,7 @@ def _taps_mamba2(model: MambaLM, i: int, record, had: bool):
         record("B", B)
         record("C", C)
 
-    def on_out_proj(_, inp, __):
-        record("y", hadamard.transform(inp[0]) if had else inp[0])
-
-    return [m.in_proj.register_forward_hook(on_in_proj),
-            m.out_proj.register_forward_hook(on_out_proj)]
+    return _taps_linears(model, i, record, had) + [m.in_proj.register_forward_hook(on_in_proj)]
 
 
 def _run(model: MambaLM, windows: torch.Tensor, batch: int, progress: Progress, taps) -> None:
@@ -206,15 +211,21 @@ def calibrate(model: MambaLM, windows: torch.Tensor, recipe: dict, batch: int = 
         make = _taps_mamba2 if cfg.arch == "mamba2" else _taps_mamba1
         return make(model, i, record, had)
 
-    _run(model, windows, batch, progress, taps)
+    if quantized:  # weight-only recipes have no ranges: only the Hessians read the windows
+        _run(model, windows, batch, progress, taps)
     ranges = [{a: o.value for a, o in layer.items()} for layer in obs]
     return Calibration(ranges, Hessians(model, windows, recipe, batch))
 
 
+def _clusters(model: MambaLM, recipe: dict) -> bool:
+    return model.cfg.arch == "mamba2" and bool(recipe.get("cluster"))
+
+
 def passes(model: MambaLM, recipe: dict) -> int:
-    """How many times calibration runs over the windows with progress: sort-and-cluster needs
-    one more. (GPTQ's layer-at-a-time runs are not counted.)"""
-    return 2 if model.cfg.arch == "mamba2" and recipe.get("cluster") else 1
+    """How many times calibration runs over the windows with progress: once for the ranges
+    (none for weight-only recipes), once more for sort-and-cluster. (GPTQ's layer-at-a-time
+    runs are not counted.)"""
+    return bool(recipes.activations(model.cfg, recipe)) + _clusters(model, recipe)
 
 
 def cluster_x(model: MambaLM, windows: torch.Tensor, recipe: dict, batch: int = 8,
@@ -223,7 +234,7 @@ def cluster_x(model: MambaLM, windows: torch.Tensor, recipe: dict, batch: int = 
     (heads clustered inside their state group, channels sorted inside their head), and per layer
     the scale group of every reordered channel. Without clustering: the model, no groups."""
     cfg = model.cfg
-    if passes(model, recipe) == 1:
+    if not _clusters(model, recipe):
         return model, None
     amax = [observers.AbsMax(per_channel=True) for _ in range(cfg.n_layer)]
 

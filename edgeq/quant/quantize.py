@@ -115,8 +115,7 @@ def _head(t: dict, key: str, w: torch.Tensor, recipe: dict, hessian=None) -> Non
 
 def _head_hessian(cfg: MambaConfig, cal: Calibration, key: str):
     """lm_head's input Hessian for lm_head and a tied table (GPTQ for the head serves the
-    embedding too: tied demo tables +2.46 % / +1.08 % perplexity against +2.60 % / +1.20 %
-    round to nearest); an untied embedding has no Hessian."""
+    embedding too); an untied embedding has no Hessian."""
     return cal.hessians.head() if key.endswith("lm_head") or cfg.tie_embeddings else None
 
 
@@ -168,7 +167,9 @@ def quantize_model(model: MambaLM, cal: Calibration, recipe: dict
     cfg = model.cfg
     recipes.check_supported(cfg, recipe)
     if recipes.weight_only(recipe):
-        return {k: v.contiguous() for k, v in _weight_only(model, cal, recipe).items()}, []
+        t = {k: v.contiguous() for k, v in _weight_only(model, cal, recipe).items()}
+        cal.hessians.release()
+        return t, []
     _check_hadamard(cfg, recipe)
     layer = _layer_mamba2 if cfg.arch == "mamba2" else _layer_mamba1
     t: dict[str, torch.Tensor] = {}
@@ -181,6 +182,7 @@ def quantize_model(model: MambaLM, cal: Calibration, recipe: dict
             if getattr(block.mixer, name).bias is not None:
                 t[p + name + ".bias"] = getattr(block.mixer, name).bias
     _fp16(t, model, cal, recipe)
+    cal.hessians.release()
     t = {k: v.detach().contiguous() for k, v in t.items()}
     if cfg.arch == "mamba2":
         scales = [_scales_mamba2(cfg, r, cal.groups[i] if cal.groups else None, recipe)

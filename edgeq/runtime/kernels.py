@@ -70,7 +70,7 @@ def _f32(a) -> np.ndarray:
 
 
 def _exact(a, dtype=np.int8) -> np.ndarray:
-    """A tensor of exactly `dtype` (int8, uint8, fp16): casting one would change its values."""
+    """A tensor of exactly `dtype` (int8, fp16): casting one would change its values."""
     a = np.asarray(a)
     if a.dtype != dtype:
         raise ValueError(f"expected an {np.dtype(dtype)} tensor, got {a.dtype}")

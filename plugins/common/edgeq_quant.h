@@ -14,14 +14,15 @@ inline float edgeq_half_to_float(edgeq_half h) {
     const float f = float(man) * 5.9604644775390625e-8f;
     return sign ? -f : f;
   }
-  const uint32_t bits = sign | (exp == 0x1F ? 0x7F800000u | man << 13 : (exp + 112) << 23 | man << 13);
+  const uint32_t bits = sign | (exp == 0x1F ? 0x7F800000u : (exp + 112) << 23) | man << 13;
   float f;
   std::memcpy(&f, &bits, sizeof f);
   return f;
 }
 
 // fp32 to IEEE binary16, rounded to nearest even (as torch's .half() and CUDA's
-// __float2half_rn): overflow to inf, subnormals kept, NaN stays NaN
+// __float2half_rn): overflow to inf, subnormals kept; NaN becomes torch's 0x7E00 (CUDA's is
+// 0x7FFF: the backends agree on NaN, not on its bits)
 inline edgeq_half edgeq_float_to_half(float f) {
   uint32_t x;
   std::memcpy(&x, &f, sizeof x);

@@ -84,9 +84,10 @@ struct SSDScanInt8Op : SsdShapes<table::EdgeqSSDScanInt8> {
     return edgeq_ssd_scan_int8(
         i8(in_x), i8(in_dt), f32(in_A), i8(in_B), i8(in_C), f32(in_D), f32(in_dt_bias),
         static_cast<edgeq_half const*>(inputs[in_state]), static_cast<float*>(outputs[out_y]),
-        static_cast<edgeq_half*>(outputs[out_state_out]), x.d[0], x.d[1], x.d[2], in[in_A].dims.d[0],
-        B.d[2], B.d[3], a.scales(attr_x_scale), a.scales(attr_dt_scale), a.scales(attr_B_scale),
-        a.scales(attr_C_scale), a.i(attr_dt_softplus), a.i(attr_chunk_size), stream);
+        static_cast<edgeq_half*>(outputs[out_state_out]), x.d[0], x.d[1], x.d[2],
+        in[in_A].dims.d[0], B.d[2], B.d[3], a.scales(attr_x_scale), a.scales(attr_dt_scale),
+        a.scales(attr_B_scale), a.scales(attr_C_scale), a.i(attr_dt_softplus),
+        a.i(attr_chunk_size), stream);
   }
 };
 

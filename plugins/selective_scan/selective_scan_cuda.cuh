@@ -70,11 +70,12 @@ EDGEQ_CUDA_HD void scan_channel(const ScanArgs<T, Y, PH, S>& a, int64_t b, int64
     const float ud = to_f(a.u[row * a.dim + d], su);
     const T* Bt = a.B + (row * a.groups + g) * N;
     const T* Ct = a.C + (row * a.groups + g) * N;
+    const float decay = PH ? expf(dt * Ah[0]) : 0.f;  // one per head: one expf, not N
     float acc = 0.f;
 #pragma unroll
     for (int n = 0; n < NMAX; ++n) {
       if (n < N) {
-        s[n] = expf(dt * Ah[n]) * s[n] + dt * to_f(Bt[n], sB) * ud;
+        s[n] = (PH ? decay : expf(dt * Ah[n])) * s[n] + dt * to_f(Bt[n], sB) * ud;
         acc += s[n] * to_f(Ct[n], sC);
       }
     }

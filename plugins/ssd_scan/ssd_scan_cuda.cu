@@ -1,5 +1,6 @@
 // EdgeqSSDScan and EdgeqSSDScanInt8 on the GPU (docs/ops.md): the selective scan kernel
-// (selective_scan_cuda.cuh) with one A and one D per head (ScanArgs' PerHead) and no gate; the
+// (selective_scan_cuda.cuh) with one A and one D per head (ScanArgs' PerHead: one decay expf per
+// step, not one per state index) and no gate; the
 // int8 variant dequantizes on load, x per channel, dt per head, B and C per group, and keeps the
 // state in fp16 between calls (widened once, rounded once per call). It runs the
 // scan sequentially over time, one thread per (batch, channel), like EdgeqSelectiveScan; results

@@ -1,9 +1,14 @@
 // Runs the CUDA kernels' per-thread, per-lane and per-row code (scan_channel, which EdgeqSSDScan
-// shares, conv_channel, w4a8_lane, hadamard_row, add_rmsnorm_row) on the CPU, one "thread", lane
-// or row after another, behind the C ABI with host pointers (symbols emu_edgeq_*). CI has nvcc but
-// no GPU: this checks the kernels' indexing, window, state, unpacking, butterfly and quantization
-// code against edgeq.ops.reference. GPU-only parts (launch geometry, memory, the block's barriers
-// and reductions, the dp4a and byte_perm intrinsics) are left to tests/test_cuda_kernels.py.
+// shares, conv_channel, w4a8_lane, w4a8_tile, hadamard_row, add_rmsnorm_row) on the CPU behind
+// the C ABI with host pointers (symbols emu_edgeq_*): one "thread", lane or row after another,
+// except the tiled W4A8 kernel, whose block's threads cooperate through shared memory, barriers
+// and the warp's mma: they run as real threads. CI has nvcc but no GPU: this checks the kernels'
+// indexing, window, state, unpacking, tiling, butterfly and quantization code against
+// edgeq.ops.reference. GPU-only parts (launch geometry, memory, the row kernels' barriers and
+// reductions, the dp4a, byte_perm and mma instructions) are left to tests/test_cuda_kernels.py.
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #include "../plugins/add_rmsnorm/add_rmsnorm_cuda.cu"
@@ -154,12 +159,93 @@ EMU emu_edgeq_add_rmsnorm_int8(const float* x, const float* residual, const floa
   return EDGEQ_OK;
 }
 
-// The 32 lanes of a warp one after another, their partial sums added in lane order.
+// C++17 has no std::barrier.
+class Barrier {
+ public:
+  explicit Barrier(int count) : count_(count) {}
+  void wait() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    const uint64_t generation = generation_;
+    if (++waiting_ == count_) {
+      waiting_ = 0;
+      ++generation_;
+      done_.notify_all();
+    } else {
+      done_.wait(lock, [&] { return generation != generation_; });
+    }
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable done_;
+  const int count_;
+  int waiting_ = 0;
+  uint64_t generation_ = 0;
+};
+
+// A block of the tiled W4A8 kernel: shared memory, the block's barrier, and per warp a table
+// where the mma's lanes put their fragments.
+struct HostTileBlock {
+  W4A8Smem sm;
+  Barrier block{kTileThreads};
+  struct Warp {
+    Barrier barrier{32};
+    uint32_t a[32][4], b[32][2];
+  } warps[kTileThreads / 32];
+};
+
+// GpuTileThread's members on the CPU. mma: the warp's 32 threads put their fragments in the
+// table, each computes its own four sums from the whole A and B read back by the PTX ISA's
+// layout (A[i][k]: byte k % 4 of word (i >= 8) + 2 (k >= 16) of lane 4 (i % 8) + (k % 16) / 4;
+// B[k][j]: byte k % 4 of word (k >= 16) of lane 4 j + (k % 16) / 4), then they wait for each
+// other before the table is reused.
+struct HostTileThread {
+  HostTileBlock* block;
+  int t;
+
+  int index() const { return t; }
+  void sync() const { block->block.wait(); }
+  void mma(int32_t (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) const {
+    HostTileBlock::Warp& w = block->warps[t / 32];
+    const int lane = t % 32;
+    std::memcpy(w.a[lane], a, sizeof a);
+    std::memcpy(w.b[lane], b, sizeof b);
+    w.barrier.wait();
+    auto byte = [](uint32_t word, int k) { return int32_t(int8_t(word >> (8 * (k % 4)))); };
+    for (int q = 0; q < 4; ++q) {
+      const int i = lane / 4 + q / 2 * 8, j = lane % 4 * 2 + q % 2;
+      for (int k = 0; k < 32; ++k)
+        d[q] += byte(w.a[4 * (i % 8) + k % 16 / 4][(i >= 8) + 2 * (k >= 16)], k) *
+                byte(w.b[4 * j + k % 16 / 4][k >= 16], k);
+    }
+    w.barrier.wait();
+  }
+};
+
+// The tiled kernel's grid, block after block, on kTileThreads threads.
+static void w4a8_tiled_emu(const W4A8Args& a) {
+  HostTileBlock block;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kTileThreads; ++t)
+    threads.emplace_back([&a, &block, t] {
+      for (int64_t m0 = 0; m0 < a.rows; m0 += kTileM)
+        for (int64_t n0 = 0; n0 < a.N; n0 += kTileN)
+          w4a8_tile(a, m0, n0, block.sm, HostTileThread{&block, t});
+    });
+  for (std::thread& th : threads) th.join();
+}
+
+// The GEMV: the 32 lanes of a warp one after another, their partial sums added in lane order.
 EMU emu_edgeq_linear_w4a8(const int8_t* x, const uint8_t* weight, const float* weight_scale,
                           float* y, int64_t rows, int64_t K, int64_t N, float x_scale,
                           int64_t group_size, void*) {
   const W4A8Args a{x, weight, weight_scale, y, rows, K, N, group_size, x_scale};
   if (int rc = w4a8_check(a)) return rc;
+  if (rows == 0 || N == 0) return EDGEQ_OK;
+  if (w4a8_tiled(a)) {
+    w4a8_tiled_emu(a);
+    return EDGEQ_OK;
+  }
   with_w4a8_variant(a, [&](auto chunk, auto tokens) {
     constexpr int T = decltype(tokens)::value;
     for (int64_t n = 0; n < N; ++n)

@@ -146,10 +146,15 @@ HADAMARD_SMALL = [Hadamard(3, 64), Hadamard(2, 96), Hadamard(2, 320), Hadamard(2
                   Hadamard(2, 12), Hadamard(1, 28), Hadamard(2, MAMBA_130M), Hadamard(1, 5120)]
 NORM_SMALL = [Norm(1, MAMBA_130M_MODEL), Norm(3, 96, inplace=True), Norm(2, 7),
               Norm(2, MAMBA_2_8B)]
-# 16-byte chunks (group_size % 32 == 0) and single bytes; one token, a pass of 8, a tail after 8;
-# rows longer than a warp's 32 chunks; N not a multiple of a block's 4 warps
-W4A8_SMALL = [W4A8(1, 384, 96), W4A8(7, 384, 33), W4A8(11, 192, 17, 64), W4A8(1, 4096, 6, 32),
-              W4A8(3, 96, 5, 6), W4A8(9, 100, 7, 2), W4A8(2, 1536, 8, 512)]
+# The GEMV: 16-byte chunks (group_size % 32 == 0) and single bytes; one token, a pass of 8;
+# rows longer than a warp's 32 chunks; N not a multiple of a block's 4 warps; prompts whose
+# groups are not whole 64-channel k steps. The tiled kernel (more than 8 tokens, group_size % 64
+# == 0): one k step per group and two; part of a token tile (128) and of a channel tile (64);
+# two token tiles and a third channel tile.
+W4A8_SMALL = [W4A8(1, 384, 96), W4A8(7, 384, 33), W4A8(1, 4096, 6, 32), W4A8(3, 96, 5, 6),
+              W4A8(9, 100, 7, 2), W4A8(2, 1536, 8, 512), W4A8(12, 256, 10, 32),
+              W4A8(9, 128, 8), W4A8(11, 192, 17, 64), W4A8(70, 384, 96),
+              W4A8(200, 256, 136, 64)]
 # the model sizes, decode and prefill, up to batch 64
 SCAN_GPU = SCAN_SMALL + [
     Scan(b, L, d) for d in (MAMBA_130M, MAMBA_2_8B)

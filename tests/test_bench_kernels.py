@@ -77,6 +77,6 @@ def test_report_lists_every_case():
     row = dict(op="scan", dtype="int8", shape=[1, 128, 1536], d_inner=1536, ms=0.5, gbs=10.0,
                gflops=20.0, roofline_fraction=0.25, speedup_vs_torch=3.0, int8_over_fp16=0.8)
     dev = dict(name="GPU", sm=87, peak_gbs=68.0, peak_gbs_from="x", peak_gflops=1e3,
-               peak_gflops_from="y")
+               peak_gflops_from="y", peak_int8_gops=2e4, peak_int8_gops_from="z")
     assert "| scan | int8 | 1x128x1536 | 1536 | 500.0 | 10.0 | 20.0 | 25.0 % | x3.0 | 0.80 |" in \
         bk.markdown(dev, [row])

@@ -16,10 +16,13 @@ the same events on the same stream.
 Reported per case: time, achieved GB/s (bytes read + written, each tensor once) and GFLOP/s
 (the op's arithmetic as docs/ops.md writes it; the W4A8 linear: int8 multiply-adds x 2), the
 fraction of the roofline time (bytes / peak GB/s or FLOPs / peak FLOP/s, whichever is longer; for
-the W4A8 linear the peak is dp4a's, 4x the fp32 one, and at decode the bound is the bytes: the
+the W4A8 linear the peak is dp4a's, 4x the fp32 one, up to 8 tokens and the dense int8
+tensor-core rate above, where the tiled kernel runs; at decode the bound is the bytes: the
 packed weights and their scales, read once), the speed-up over PyTorch, and int8 prefill
 scan time / fp16 prefill scan time. Peak GB/s: memory clock x bus width x 2 (DDR) from the
-device attributes, or --peak-gbs; peak FLOP/s: SMs x fp32 lanes x 2 x clock, or --peak-gflops.
+device attributes, or --peak-gbs; peak FLOP/s: SMs x fp32 lanes x 2 x clock, or --peak-gflops;
+int8 tensor-core peak: SMs x the architecture's dense int8 ops per SM and clock x clock, or
+--peak-int8-gops (sm_90's rate is wgmma's; the kernel's mma.sync reaches part of it).
 
 Writes bench/results/kernels-<device>.json and .md. Exits 2 when no CUDA GPU is visible.
 """
@@ -46,16 +49,23 @@ WIDTHS = (1536, 4096, 5120)  # d_inner of Mamba-130m, 1.4B, 2.8B
 N, W = 16, 4  # d_state, conv width
 GROUP = 128  # W4A8 weight scales per 128 input channels
 DECODE = ((1, 1), (8, 1), (64, 1))  # (batch, L)
+W4A8_GEMV_TOKENS = 8  # the W4A8 linear's tiled tensor-core kernel takes more tokens
+# dense int8 tensor-core ops per SM and clock, from the datasheets: A100 624 TOPS (108 SMs,
+# 1410 MHz), RTX 3090 284 (82, 1695), AGX Orin 64GB GPU 85 (170 sparse; 16, 1300), RTX 4090
+# 661 (128, 2520), H100 SXM 1979 (132, 1830)
+INT8_MMA_PER_SM_CLOCK = {80: 4096, 86: 2048, 87: 4096, 89: 2048, 90: 8192}
 PREFILL = ((1, 128), (1, 256), (1, 512), (1, 1024), (1, 2048))
 
 
-def device_info(peak_gbs: float | None, peak_gflops: float | None) -> dict:
+def device_info(peak_gbs: float | None, peak_gflops: float | None,
+                peak_int8_gops: float | None) -> dict:
     from cuda.bindings import runtime as rt
     prop = check(rt.cudaGetDeviceProperties(0))
     attr = lambda a: check(rt.cudaDeviceGetAttribute(getattr(rt.cudaDeviceAttr, a), 0))  # noqa: E731
     mem_khz, bus_bits = attr("cudaDevAttrMemoryClockRate"), attr("cudaDevAttrGlobalMemoryBusWidth")
     sm_khz, sms = attr("cudaDevAttrClockRate"), attr("cudaDevAttrMultiProcessorCount")
     lanes = 64 if (prop.major, prop.minor) in ((7, 0), (7, 2), (7, 5), (8, 0)) else 128  # fp32/SM
+    mma = INT8_MMA_PER_SM_CLOCK.get(prop.major * 10 + prop.minor, 0)
     name = prop.name.decode() if isinstance(prop.name, bytes) else str(prop.name)
     return {"name": name.strip("\x00 "), "sm": prop.major * 10 + prop.minor, "sms": sms,
             "peak_gbs": peak_gbs or 2 * mem_khz * 1e3 * bus_bits / 8 / 1e9,
@@ -63,7 +73,10 @@ def device_info(peak_gbs: float | None, peak_gflops: float | None) -> dict:
             f"memory clock {mem_khz / 1e3:.0f} MHz x {bus_bits} bit x 2",
             "peak_gflops": peak_gflops or sms * lanes * 2 * sm_khz * 1e3 / 1e9,
             "peak_gflops_from": "--peak-gflops" if peak_gflops else
-            f"{sms} SMs x {lanes} fp32 lanes x 2 x {sm_khz / 1e3:.0f} MHz"}
+            f"{sms} SMs x {lanes} fp32 lanes x 2 x {sm_khz / 1e3:.0f} MHz",
+            "peak_int8_gops": peak_int8_gops or sms * mma * sm_khz * 1e3 / 1e9,
+            "peak_int8_gops_from": "--peak-int8-gops" if peak_int8_gops else
+            f"{sms} SMs x {mma} int8 ops x {sm_khz / 1e3:.0f} MHz"}
 
 
 class Timer:
@@ -186,7 +199,7 @@ def w4a8_case(rows: int, K: int, n_out: int, rng) -> dict:
     nbytes = rows * K + n_out * K // 2 + n_out * (K // GROUP) * 4 + rows * n_out * 4
     # dp4a does four int8 multiply-adds per lane and cycle where fp32 does one FMA
     return dict(inputs=x, nbytes=nbytes, flops=2 * rows * K * n_out, peak_factor=4,
-                scales=[0.02])
+                tensor_cores=rows > W4A8_GEMV_TOKENS, scales=[0.02])
 
 
 def kernel_call(lib, op: str, dtype: str, shape: tuple, case: dict, buf: Buffers, stream):
@@ -333,7 +346,8 @@ def run(args, dev: dict) -> list[dict]:
                    bytes=case["nbytes"], flops=case["flops"])
         row["gbs"] = case["nbytes"] / ms / 1e6
         row["gflops"] = case["flops"] / ms / 1e6
-        peak_gflops = dev["peak_gflops"] * case.get("peak_factor", 1)
+        peak_gflops = dev["peak_int8_gops"] if case.get("tensor_cores") else \
+            dev["peak_gflops"] * case.get("peak_factor", 1)
         roof_ms = max(case["nbytes"] / dev["peak_gbs"], case["flops"] / peak_gflops) / 1e6
         row["roofline_fraction"] = roof_ms / ms
         if torch is not None:
@@ -358,7 +372,9 @@ def run(args, dev: dict) -> list[dict]:
 def markdown(dev: dict, rows: list[dict]) -> str:
     out = [f"# CUDA kernels on {dev['name']} (sm_{dev['sm']})", "",
            f"Peak {dev['peak_gbs']:.0f} GB/s ({dev['peak_gbs_from']}), "
-           f"{dev['peak_gflops']:.0f} GFLOP/s fp32 ({dev['peak_gflops_from']}). Kernel times "
+           f"{dev['peak_gflops']:.0f} GFLOP/s fp32 ({dev['peak_gflops_from']}), "
+           f"{dev['peak_int8_gops']:.0f} GOP/s int8 tensor cores ({dev['peak_int8_gops_from']}). "
+           "Kernel times "
            "from a CUDA graph (no launch overhead); PyTorch eager, fp32 math, same stream. "
            "Roofline: max(bytes / peak GB/s, FLOPs / peak FLOP/s) over the time.", "",
            "| op | dtype | shape | d_inner | us | GB/s | GFLOP/s | roofline | vs PyTorch "
@@ -376,6 +392,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--peak-gbs", type=float, help="peak memory bandwidth, GB/s")
     ap.add_argument("--peak-gflops", type=float, help="peak fp32 GFLOP/s")
+    ap.add_argument("--peak-int8-gops", type=float, help="peak dense int8 tensor-core GOP/s")
     ap.add_argument("--widths", type=lambda s: tuple(int(v) for v in s.split(",")),
                     default=WIDTHS, help="d_inner values, comma-separated")
     ap.add_argument("--quick", action="store_true", help="every other prefill length")
@@ -387,10 +404,11 @@ def main() -> int:
         print(f"bench_kernels: no CUDA GPU visible ({reason}); nothing measured",
               file=sys.stderr)
         return 2
-    dev = device_info(args.peak_gbs, args.peak_gflops)
-    if not dev["peak_gbs"] > 0 or not dev["peak_gflops"] > 0:
-        print(f"bench_kernels: the device reports no peak ({dev['peak_gbs_from']}; "
-              f"{dev['peak_gflops_from']}); pass --peak-gbs and --peak-gflops", file=sys.stderr)
+    dev = device_info(args.peak_gbs, args.peak_gflops, args.peak_int8_gops)
+    if not dev["peak_gbs"] > 0 or not dev["peak_gflops"] > 0 or not dev["peak_int8_gops"] > 0:
+        print(f"bench_kernels: no peak known for this device ({dev['peak_gbs_from']}; "
+              f"{dev['peak_gflops_from']}; {dev['peak_int8_gops_from']}); pass --peak-gbs, "
+              "--peak-gflops and --peak-int8-gops", file=sys.stderr)
         return 1
     t0 = time.time()
     rows = run(args, dev)

@@ -1,18 +1,23 @@
-// EdgeqLinearW4A8 on the GPU (docs/ops.md). Decode is a GEMV whose time is reading the packed
-// weights once, so: one warp per output channel, its lanes taking consecutive 16-byte chunks of
-// the row (512 contiguous bytes per warp step), each chunk's 32 int4 weights unpacked in
-// registers into eight words of four int8 and multiplied with x by dp4a. A warp takes up to
-// kTokens tokens per pass over its row; longer prompts re-read the row (from L2) once per pass,
-// which is correct but not a tiled prefill kernel.
-// Numerics: every chunk lies in one group and its int32 sum is exact; a lane multiplies it, in
-// fp32, by the group's scale and the warp adds these fp32 partials, so y differs from the
-// reference's fp64 sum over groups by fp32 rounding only (no fp64: slow on Orin).
-// Group sizes that are not a multiple of 32 (or unaligned pointers) take one byte per chunk.
+// EdgeqLinearW4A8 on the GPU (docs/ops.md), two kernels:
+// - decode (up to kW4A8Tokens tokens) is a GEMV whose time is reading the packed weights once:
+//   one warp per output channel, its lanes taking consecutive 16-byte chunks of the row (512
+//   contiguous bytes per warp step), each chunk's 32 int4 weights unpacked in registers into
+//   eight words of four int8 and multiplied with x by dp4a. Group sizes that are not a multiple
+//   of 32 (or unaligned pointers) take one byte per chunk; such shapes take it for prompts too.
+// - prompts take a tiled kernel on the int8 tensor cores (mma.m16n8k32, sm_80+), which reads
+//   each weight once per kTileM tokens instead of once per kW4A8Tokens.
+// Numerics: an int32 sum within a group is exact; it is multiplied, in fp32, by the group's
+// scale and these fp32 partials are added in fp32, so y differs from the reference's fp64 sum
+// over groups by fp32 rounding only (no fp64: slow on Orin).
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
 
 #include "edgeq_cuda.cuh"
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+#error "edgeq's CUDA kernels need sm_80 or newer (int8 mma.m16n8k32); Jetson Orin is sm_87"
+#endif
 
 namespace edgeq_cuda {
 
@@ -65,6 +70,25 @@ EDGEQ_CUDA_HD uint4 load16(const void* p) {
   return *static_cast<const uint4*>(p);
 #else
   uint4 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+#endif
+}
+
+EDGEQ_CUDA_HD void store16(void* p, uint4 v) {
+#ifdef __CUDA_ARCH__
+  *static_cast<uint4*>(p) = v;
+#else
+  std::memcpy(p, &v, sizeof v);
+#endif
+}
+
+// four int8 at a 4-byte aligned address, as one word (the first in the low byte)
+EDGEQ_CUDA_HD uint32_t load4(const int8_t* p) {
+#ifdef __CUDA_ARCH__
+  return *reinterpret_cast<const uint32_t*>(p);
+#else
+  uint32_t v;
   std::memcpy(&v, p, sizeof v);
   return v;
 #endif
@@ -149,16 +173,170 @@ __global__ void __launch_bounds__(kW4A8Warps * 32) w4a8_kernel(const W4A8Args a)
   }
 }
 
-// Calls f(Chunk{}, std::integral_constant<int, T>{}) with the chunk and tokens per pass for a.
+// Prompts: a block computes kTileM tokens x kTileN output channels of y; its 8 warps (4 x 2)
+// take 32 x 32 each, as 2 x 4 tiles of mma.m16n8k32 (int8 x int8 -> int32). Per kTileK step
+// the block copies the x tile and the weight tile, unpacked to int8, to shared memory, whose
+// rows are padded to kTileStride bytes so that a warp's fragment loads hit 32 different banks;
+// the next step's global loads are in flight during this step's mma. At a group's end each
+// int32 sum is multiplied by its channel's scale and added to an fp32 sum.
+constexpr int kTileM = 128, kTileN = 64, kTileK = 64, kTileStride = kTileK + 16;
+constexpr int kTileThreads = 256;
+
+struct W4A8Smem {
+  alignas(16) int8_t x[kTileM * kTileStride];
+  alignas(16) int8_t w[kTileN * kTileStride];
+};
+
+// One thread's share of a k step's tiles, held in registers between the global loads and the
+// shared stores: 16 bytes of x rows t / 4 and t / 4 + 64; threads below 128 also 32 weights of
+// channel t / 2. Rows past the tensors' ends (null pointers) are zeros.
+struct TileShare {
+  const int8_t* xrow[2];
+  const uint8_t* wrow;
+  uint4 x[2];
+  Chunk16 w;
+
+  EDGEQ_CUDA_HD TileShare(const W4A8Args& a, int64_t m0, int64_t n0, int t) {
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const int64_t m = m0 + t / 4 + i * (kTileThreads / 4);
+      xrow[i] = m < a.rows ? a.x + m * a.K + t % 4 * 16 : nullptr;
+    }
+    const int64_t n = n0 + t / 2;
+    wrow = t < 2 * kTileN && n < a.N ? a.w + n * (a.K / 2) + t % 2 * 16 : nullptr;
+  }
+
+  EDGEQ_CUDA_HD void load(int32_t step) {
+    const int64_t k0 = int64_t(step) * kTileK;
+#pragma unroll
+    for (int i = 0; i < 2; ++i) x[i] = xrow[i] ? load16(xrow[i] + k0) : uint4{0, 0, 0, 0};
+    if (wrow) w.load(wrow + k0 / 2);
+    else for (int32_t& v : w.w) v = 0;
+  }
+
+  EDGEQ_CUDA_HD void store(W4A8Smem& sm, int t) const {
+#pragma unroll
+    for (int i = 0; i < 2; ++i)
+      store16(sm.x + (t / 4 + i * (kTileThreads / 4)) * kTileStride + t % 4 * 16, x[i]);
+    if (t < 2 * kTileN) {
+      int8_t* row = sm.w + t / 2 * kTileStride + t % 2 * 32;
+      store16(row, uint4{uint32_t(w.w[0]), uint32_t(w.w[1]), uint32_t(w.w[2]), uint32_t(w.w[3])});
+      store16(row + 16,
+              uint4{uint32_t(w.w[4]), uint32_t(w.w[5]), uint32_t(w.w[6]), uint32_t(w.w[7])});
+    }
+  }
+};
+
+// The GPU side of the tiled kernel's thread: its index, the block's barrier and the warp's mma
+// (tests/cuda_host_emu.cu has a CPU one with the same members).
+struct GpuTileThread {
+  __device__ int index() const { return threadIdx.x; }
+  __device__ void sync() const { __syncthreads(); }
+  // d += A (16 x 32, row) x B (32 x 8, col) in the PTX ISA's fragment layout
+  __device__ void mma(int32_t (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) const {
+    asm volatile(
+        "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 "
+        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  }
+};
+
+// Thread th's part of the block's tile at tokens m0.., channels n0... Fragments (PTX ISA,
+// mma.m16n8k32 .s8): lane = 4 * gid + tig; A's words: rows gid and gid + 8, bytes tig * 4 and
+// 16 + tig * 4; B's: channel gid, the same bytes; D: rows gid, gid + 8, channels 2 tig, 2 tig + 1.
+template <class Thread>
+EDGEQ_CUDA_HD void w4a8_tile(const W4A8Args& a, int64_t m0, int64_t n0, W4A8Smem& sm,
+                             const Thread& th) {
+  const int t = th.index(), warp = t / 32, gid = t % 32 / 4, tig = t % 4;
+  const int wm = warp / 2 * 32, wn = warp % 2 * 32;  // the warp's rows and channels in the tile
+  const int32_t steps = int32_t(a.K / kTileK), per_group = int32_t(a.group_size / kTileK);
+  const int64_t groups = a.K / a.group_size;
+  int32_t acc[2][4][4] = {};
+  float sum[2][4][4] = {};
+  TileShare share(a, m0, n0, t);
+  share.load(0);
+  for (int32_t step = 0; step < steps; ++step) {
+    share.store(sm, t);
+    th.sync();
+    if (step + 1 < steps) share.load(step + 1);
+#pragma unroll
+    for (int kk = 0; kk < kTileK; kk += 32) {
+      uint32_t af[2][4], bf[4][2];
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        const int8_t* r = sm.x + (wm + i * 16 + gid) * kTileStride + kk + tig * 4;
+        af[i][0] = load4(r);
+        af[i][1] = load4(r + 8 * kTileStride);
+        af[i][2] = load4(r + 16);
+        af[i][3] = load4(r + 8 * kTileStride + 16);
+      }
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int8_t* c = sm.w + (wn + j * 8 + gid) * kTileStride + kk + tig * 4;
+        bf[j][0] = load4(c);
+        bf[j][1] = load4(c + 16);
+      }
+#pragma unroll
+      for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) th.mma(acc[i][j], af[i], bf[j]);
+    }
+    th.sync();  // the tiles are read: the next step may overwrite them
+    if ((step + 1) % per_group) continue;
+    const int64_t g = step / per_group;
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const int64_t n = n0 + wn + j * 8 + tig * 2 + q % 2;
+        const float scale = n < a.N ? a.scale[n * groups + g] : 0.f;
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+          sum[i][j][q] += float(acc[i][j][q]) * scale;
+          acc[i][j][q] = 0;
+        }
+      }
+  }
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const int64_t n = n0 + wn + j * 8 + tig * 2 + q % 2;
+        if (n < a.N) w4a8_store(a, m0 + wm + i * 16 + gid + q / 2 * 8, n, sum[i][j][q]);
+      }
+}
+
+// Channel tiles fastest: the blocks of one token tile run together, so its x stays in L2 while
+// the weights stream by, once per kTileM tokens. Two blocks per SM: 128 registers a thread
+// (ptxas spills about 20 bytes for sm_87), so one block's barrier does not idle the SM.
+__global__ void __launch_bounds__(kTileThreads, 2) w4a8_tiled_kernel(const W4A8Args a) {
+  __shared__ W4A8Smem sm;
+  for (int64_t m0 = int64_t(blockIdx.y) * kTileM; m0 < a.rows; m0 += int64_t(gridDim.y) * kTileM)
+    w4a8_tile(a, m0, int64_t(blockIdx.x) * kTileN, sm, GpuTileThread{});
+}
+
+// group_size % 32 == 0 makes K/2 a multiple of 16: every row of x and w is as aligned as row 0
+inline bool w4a8_aligned(const W4A8Args& a) {
+  const uintptr_t bases = reinterpret_cast<uintptr_t>(a.x) | reinterpret_cast<uintptr_t>(a.w);
+  return a.group_size % 32 == 0 && bases % 16 == 0;
+}
+
+// The tiled kernel takes more tokens than a GEMV pass, in groups of whole k steps.
+inline bool w4a8_tiled(const W4A8Args& a) {
+  return a.rows > kW4A8Tokens && a.group_size % kTileK == 0 && w4a8_aligned(a);
+}
+
+// Calls f(Chunk{}, std::integral_constant<int, T>{}) with the GEMV's chunk and tokens per pass.
 template <class F>
 void with_w4a8_variant(const W4A8Args& a, F f) {
   auto tokens = [&](auto chunk) {
     if (a.rows == 1) f(chunk, std::integral_constant<int, 1>{});
     else f(chunk, std::integral_constant<int, kW4A8Tokens>{});
   };
-  // group_size % 32 == 0 makes K/2 a multiple of 16: every row of x and w is as aligned as row 0
-  const uintptr_t bases = reinterpret_cast<uintptr_t>(a.x) | reinterpret_cast<uintptr_t>(a.w);
-  if (a.group_size % 32 == 0 && bases % 16 == 0) tokens(Chunk16{});
+  if (w4a8_aligned(a)) tokens(Chunk16{});
   else tokens(Chunk1{});
 }
 
@@ -171,12 +349,18 @@ extern "C" int edgeq_linear_w4a8(const int8_t* x, const uint8_t* weight, const f
   const W4A8Args a{x, weight, weight_scale, y, rows, K, N, group_size, x_scale};
   if (int rc = w4a8_check(a)) return rc;
   if (rows == 0 || N == 0) return EDGEQ_OK;
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  if (w4a8_tiled(a)) {
+    const dim3 grid(unsigned((N + kTileN - 1) / kTileN),
+                    unsigned(std::min<int64_t>((rows + kTileM - 1) / kTileM, 65535)));
+    w4a8_tiled_kernel<<<grid, kTileThreads, 0, s>>>(a);
+    return launch_status();
+  }
   with_w4a8_variant(a, [&](auto chunk, auto tokens) {
     constexpr int T = decltype(tokens)::value;
     const dim3 grid(unsigned((N + kW4A8Warps - 1) / kW4A8Warps),
                     unsigned(std::min<int64_t>((rows + T - 1) / T, 65535)));
-    w4a8_kernel<decltype(chunk), T>
-        <<<grid, kW4A8Warps * 32, 0, static_cast<cudaStream_t>(stream)>>>(a);
+    w4a8_kernel<decltype(chunk), T><<<grid, kW4A8Warps * 32, 0, s>>>(a);
   });
   return launch_status();
 }

@@ -1,11 +1,12 @@
 // Runs the CUDA kernels' per-thread, per-lane and per-row code (scan_channel, which EdgeqSSDScan
-// shares, conv_channel, w4a8_lane, w4a8_tile, hadamard_row, add_rmsnorm_row) on the CPU behind
-// the C ABI with host pointers (symbols emu_edgeq_*): one "thread", lane or row after another,
-// except the tiled W4A8 kernel, whose block's threads cooperate through shared memory, barriers
-// and the warp's mma: they run as real threads. CI has nvcc but no GPU: this checks the kernels'
-// indexing, window, state, unpacking, tiling, butterfly and quantization code against
-// edgeq.ops.reference. GPU-only parts (launch geometry, memory, the row kernels' barriers and
-// reductions, the dp4a, byte_perm and mma instructions) are left to tests/test_cuda_kernels.py.
+// shares, step_thread, conv_channel, w4a8_lane, w4a8_tile, hadamard_row, add_rmsnorm_row) on the
+// CPU behind the C ABI with host pointers (symbols emu_edgeq_*): one "thread", lane or row after
+// another, except the kernels written against a Thread (the decode step, the tiled W4A8 linear),
+// whose threads cooperate through shared memory, barriers and warp collectives (shuffles, mma):
+// they run as real threads. CI has nvcc but no GPU: this checks the kernels' indexing, window,
+// state, unpacking, tiling, butterfly and quantization code against edgeq.ops.reference.
+// GPU-only parts (launch geometry, memory, the row kernels' barriers and reductions, the dp4a,
+// byte_perm, shuffle and mma instructions) are left to tests/test_cuda_kernels.py.
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -21,9 +22,114 @@
 using namespace edgeq_cuda;
 using H = __half;
 
+// C++17 has no std::barrier.
+class Barrier {
+ public:
+  explicit Barrier(int count) : count_(count) {}
+  void wait() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    const uint64_t generation = generation_;
+    if (++waiting_ == count_) {
+      waiting_ = 0;
+      ++generation_;
+      done_.notify_all();
+    } else {
+      done_.wait(lock, [&] { return generation != generation_; });
+    }
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable done_;
+  const int count_;
+  int waiting_ = 0;
+  uint64_t generation_ = 0;
+};
+
+// A block of the kernels written against a Thread (edgeq_cuda.cuh) on the CPU: its threads
+// are real threads, sync() is a barrier of all of them, and a warp's collective is a barrier of
+// its 32 around a table where they put their operands.
+class HostThreads {
+ public:
+  explicit HostThreads(int count) : count_(count), block_(count), warps_(count / 32) {}
+
+  // body(thread) on each of the block's threads; a body runs the blocks of a grid in order
+  template <class F> void run(F body);
+
+  struct Warp {
+    Barrier barrier{32};
+    uint32_t a[32][4], b[32][2];
+    float v[32];
+  };
+
+ private:
+  friend struct HostThread;
+  const int count_;
+  Barrier block_;
+  std::vector<Warp> warps_;
+};
+
+// GpuThread's members on the CPU. mma: each of the warp's threads computes its own four sums
+// from the whole A and B read back from the table by the PTX ISA's layout (A[i][k]: byte k % 4
+// of word (i >= 8) + 2 (k >= 16) of lane 4 (i % 8) + (k % 16) / 4; B[k][j]: byte k % 4 of word
+// (k >= 16) of lane 4 j + (k % 16) / 4); the second barrier keeps the table until all have read.
+struct HostThread {
+  HostThreads* threads;
+  int t;
+
+  int index() const { return t; }
+  void sync() const { threads->block_.wait(); }
+  float shfl_xor(float v, int lane_mask) const {
+    HostThreads::Warp& w = warp();
+    w.v[t % 32] = v;
+    w.barrier.wait();
+    const float r = w.v[(t % 32) ^ lane_mask];
+    w.barrier.wait();
+    return r;
+  }
+  void mma(int32_t (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) const {
+    HostThreads::Warp& w = warp();
+    const int lane = t % 32;
+    std::memcpy(w.a[lane], a, sizeof a);
+    std::memcpy(w.b[lane], b, sizeof b);
+    w.barrier.wait();
+    auto byte = [](uint32_t word, int k) { return int32_t(int8_t(word >> (8 * (k % 4)))); };
+    for (int q = 0; q < 4; ++q) {
+      const int i = lane / 4 + q / 2 * 8, j = lane % 4 * 2 + q % 2;
+      for (int k = 0; k < 32; ++k)
+        d[q] += byte(w.a[4 * (i % 8) + k % 16 / 4][(i >= 8) + 2 * (k >= 16)], k) *
+                byte(w.b[4 * j + k % 16 / 4][k >= 16], k);
+    }
+    w.barrier.wait();
+  }
+
+ private:
+  HostThreads::Warp& warp() const { return threads->warps_[t / 32]; }
+};
+
+template <class F> void HostThreads::run(F body) {
+  std::vector<std::thread> threads;
+  for (int t = 0; t < count_; ++t) threads.emplace_back([this, body, t] { body(HostThread{this, t}); });
+  for (std::thread& th : threads) th.join();
+}
+
+// The decode kernel's grid, block after block.
+template <class T, class Y, bool PH, class S>
+static void step_emu(const ScanArgs<T, Y, PH, S>& a, int tpc) {
+  HostThreads(kStepThreads).run([&](HostThread th) {
+    for (int64_t b = 0; b < a.batch; ++b)
+      for (int64_t i0 = 0; i0 < a.dim * tpc; i0 += kStepThreads)
+        step_thread(a, b, i0 + th.index(), tpc, th);
+  });
+}
+
 template <class T, class Y, bool PH, class S>
 static int scan_emu(const ScanArgs<T, Y, PH, S>& a) {
   if (int rc = scan_check(a)) return rc;
+  if (const int tpc = step_threads(a)) {
+    step_emu(a, tpc);
+    return EDGEQ_OK;
+  }
   with_nmax(a.dstate, [&](auto n) {
     for (int64_t b = 0; b < a.batch; ++b)
       for (int64_t d = 0; d < a.dim; ++d) scan_channel<T, Y, decltype(n)::value>(a, b, d);
@@ -159,80 +265,13 @@ EMU emu_edgeq_add_rmsnorm_int8(const float* x, const float* residual, const floa
   return EDGEQ_OK;
 }
 
-// C++17 has no std::barrier.
-class Barrier {
- public:
-  explicit Barrier(int count) : count_(count) {}
-  void wait() {
-    std::unique_lock<std::mutex> lock(mutex_);
-    const uint64_t generation = generation_;
-    if (++waiting_ == count_) {
-      waiting_ = 0;
-      ++generation_;
-      done_.notify_all();
-    } else {
-      done_.wait(lock, [&] { return generation != generation_; });
-    }
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable done_;
-  const int count_;
-  int waiting_ = 0;
-  uint64_t generation_ = 0;
-};
-
-// A block of the tiled W4A8 kernel: shared memory, the block's barrier, and per warp a table
-// where the mma's lanes put their fragments.
-struct HostTileBlock {
-  W4A8Smem sm;
-  Barrier block{kTileThreads};
-  struct Warp {
-    Barrier barrier{32};
-    uint32_t a[32][4], b[32][2];
-  } warps[kTileThreads / 32];
-};
-
-// GpuTileThread's members on the CPU. mma: the warp's 32 threads put their fragments in the
-// table, each computes its own four sums from the whole A and B read back by the PTX ISA's
-// layout (A[i][k]: byte k % 4 of word (i >= 8) + 2 (k >= 16) of lane 4 (i % 8) + (k % 16) / 4;
-// B[k][j]: byte k % 4 of word (k >= 16) of lane 4 j + (k % 16) / 4), then they wait for each
-// other before the table is reused.
-struct HostTileThread {
-  HostTileBlock* block;
-  int t;
-
-  int index() const { return t; }
-  void sync() const { block->block.wait(); }
-  void mma(int32_t (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) const {
-    HostTileBlock::Warp& w = block->warps[t / 32];
-    const int lane = t % 32;
-    std::memcpy(w.a[lane], a, sizeof a);
-    std::memcpy(w.b[lane], b, sizeof b);
-    w.barrier.wait();
-    auto byte = [](uint32_t word, int k) { return int32_t(int8_t(word >> (8 * (k % 4)))); };
-    for (int q = 0; q < 4; ++q) {
-      const int i = lane / 4 + q / 2 * 8, j = lane % 4 * 2 + q % 2;
-      for (int k = 0; k < 32; ++k)
-        d[q] += byte(w.a[4 * (i % 8) + k % 16 / 4][(i >= 8) + 2 * (k >= 16)], k) *
-                byte(w.b[4 * j + k % 16 / 4][k >= 16], k);
-    }
-    w.barrier.wait();
-  }
-};
-
-// The tiled kernel's grid, block after block, on kTileThreads threads.
+// The tiled W4A8 kernel's grid, block after block.
 static void w4a8_tiled_emu(const W4A8Args& a) {
-  HostTileBlock block;
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kTileThreads; ++t)
-    threads.emplace_back([&a, &block, t] {
-      for (int64_t m0 = 0; m0 < a.rows; m0 += kTileM)
-        for (int64_t n0 = 0; n0 < a.N; n0 += kTileN)
-          w4a8_tile(a, m0, n0, block.sm, HostTileThread{&block, t});
-    });
-  for (std::thread& th : threads) th.join();
+  W4A8Smem sm;
+  HostThreads(kTileThreads).run([&](HostThread th) {
+    for (int64_t m0 = 0; m0 < a.rows; m0 += kTileM)
+      for (int64_t n0 = 0; n0 < a.N; n0 += kTileN) w4a8_tile(a, m0, n0, sm, th);
+  });
 }
 
 // The GEMV: the 32 lanes of a warp one after another, their partial sums added in lane order.

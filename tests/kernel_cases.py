@@ -119,6 +119,11 @@ SCAN_SMALL = [
     Scan(3, 1, 64, inplace=True), Scan(2, 11, 64, dtype="float16", inplace=True),
     Scan(1, 1, MAMBA_130M, dtype="int8"), Scan(2, 7, 64, heads=8, groups=4, N=32, dtype="int8"),
     Scan(2, 9, 70, N=5, softplus=0, dtype="int8"), Scan(3, 40, 64, dtype="int8", inplace=True),
+    # decode (L = 1) with 2 to 32 threads per channel (16-byte parts), a part's second turn
+    # (N = 256), blocks past the last channel, and dstate that the decode kernel leaves to the scan
+    Scan(2, 1, 70, N=32, dtype="float16"), Scan(2, 1, 16, heads=2, N=256),
+    Scan(2, 1, 64, heads=8, groups=4, N=32, dtype="int8"), Scan(2, 1, 33, N=5),
+    Scan(1, 1, 40, N=24, softplus=0, gate=False),
 ]
 SSD_SMALL = [
     Ssd(1, 1, MAMBA2_130M_HEADS, 64), Ssd(2, 7, 4, 8, N=16, chunk=4),
@@ -131,6 +136,8 @@ SSD_SMALL = [
     Ssd(2, 33, 6, 5, groups=3, N=4, chunk=8, dtype="int8", per_channel=True),
     Ssd(1, 64, 4, 16, groups=2, N=32, chunk=16, softplus=0, dtype="int8", per_channel=True),
     Ssd(3, 1, 8, 8, groups=2, N=16, dtype="int8", per_channel=True, inplace=True),
+    Ssd(2, 1, 6, 5, groups=3, N=64, dtype="float16"), Ssd(2, 1, 4, 3, groups=2, N=4),
+    Ssd(2, 1, 4, 16, groups=2, N=128, dtype="int8", per_channel=True),
 ]
 CONV_SMALL = [
     Conv(1, 1, MAMBA_130M), Conv(2, 7, MAMBA_130M), Conv(3, 2, 100, W=5), Conv(2, 40, 70, W=2),

@@ -3,7 +3,13 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <cstring>
+
 #include "edgeq_kernels.h"
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+#error "edgeq's CUDA kernels need sm_80 or newer (int8 mma.m16n8k32); Jetson Orin is sm_87"
+#endif
 
 // A thread's work is __host__ too, so tests/cuda_host_emu.cu can run it on the CPU (CI has no GPU).
 #define EDGEQ_CUDA_HD __host__ __device__ __forceinline__
@@ -69,6 +75,45 @@ struct GpuBlock {
     v = lane < int(blockDim.x / 32) ? warp_sums[lane] : 0.f;
     for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
+  }
+};
+
+// A V (uint4, uint32_t, ...) at an address aligned to its size: one vector access on the GPU
+template <class V> EDGEQ_CUDA_HD V load_as(const void* p) {
+#ifdef __CUDA_ARCH__
+  return *static_cast<const V*>(p);
+#else
+  V v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+#endif
+}
+
+template <class V> EDGEQ_CUDA_HD void store_as(void* p, const V& v) {
+#ifdef __CUDA_ARCH__
+  *static_cast<V*>(p) = v;
+#else
+  std::memcpy(p, &v, sizeof v);
+#endif
+}
+
+// The kernels whose threads cooperate beyond a block sum (the tiled W4A8 linear, the decode
+// step) are written against a Thread: index() in the block, sync() the block's barrier, and
+// the warp's collectives. tests/cuda_host_emu.cu runs the same code with a CPU Thread whose
+// threads are real threads.
+struct GpuThread {
+  __device__ int index() const { return threadIdx.x; }
+  __device__ void sync() const { __syncthreads(); }
+  __device__ float shfl_xor(float v, int lane_mask) const {
+    return __shfl_xor_sync(0xffffffffu, v, lane_mask);
+  }
+  // d += A (16 x 32 int8, row) x B (32 x 8 int8, col), in the PTX ISA's fragment layout
+  __device__ void mma(int32_t (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) const {
+    asm volatile(
+        "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 "
+        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
   }
 };
 

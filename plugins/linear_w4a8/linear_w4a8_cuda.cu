@@ -10,14 +10,9 @@
 // scale and these fp32 partials are added in fp32, so y differs from the reference's fp64 sum
 // over groups by fp32 rounding only (no fp64: slow on Orin).
 #include <algorithm>
-#include <cstring>
 #include <type_traits>
 
 #include "edgeq_cuda.cuh"
-
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
-#error "edgeq's CUDA kernels need sm_80 or newer (int8 mma.m16n8k32); Jetson Orin is sm_87"
-#endif
 
 namespace edgeq_cuda {
 
@@ -64,36 +59,6 @@ EDGEQ_CUDA_HD uint32_t byte_perm(uint32_t x, uint32_t y, uint32_t s) {
 #endif
 }
 
-// 16 bytes at a 16-byte aligned address: one vector load on the GPU
-EDGEQ_CUDA_HD uint4 load16(const void* p) {
-#ifdef __CUDA_ARCH__
-  return *static_cast<const uint4*>(p);
-#else
-  uint4 v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-#endif
-}
-
-EDGEQ_CUDA_HD void store16(void* p, uint4 v) {
-#ifdef __CUDA_ARCH__
-  *static_cast<uint4*>(p) = v;
-#else
-  std::memcpy(p, &v, sizeof v);
-#endif
-}
-
-// four int8 at a 4-byte aligned address, as one word (the first in the low byte)
-EDGEQ_CUDA_HD uint32_t load4(const int8_t* p) {
-#ifdef __CUDA_ARCH__
-  return *reinterpret_cast<const uint32_t*>(p);
-#else
-  uint32_t v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-#endif
-}
-
 // Four nibbles, one in the low half of each byte, sign-extended to four int8: 8..15 get 0xF0.
 EDGEQ_CUDA_HD uint32_t sext4(uint32_t v) { return v | (v & 0x08080808u) * 0x1Eu; }
 
@@ -103,7 +68,7 @@ struct Chunk16 {
   int32_t w[8];
 
   EDGEQ_CUDA_HD void load(const uint8_t* p) {
-    const uint4 v = load16(p);
+    const uint4 v = load_as<uint4>(p);
     const uint32_t packed[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
     for (int i = 0; i < 4; ++i) {  // bytes: (w0 | w1 << 4), (w2 | w3 << 4), ...
@@ -115,7 +80,7 @@ struct Chunk16 {
   }
 
   EDGEQ_CUDA_HD int32_t dot(const int8_t* x) const {  // x: 32 values, 16-byte aligned
-    const uint4 a = load16(x), b = load16(x + 16);
+    const uint4 a = load_as<uint4>(x), b = load_as<uint4>(x + 16);
     const uint32_t xs[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
     int32_t acc = 0;
 #pragma unroll
@@ -209,7 +174,7 @@ struct TileShare {
   EDGEQ_CUDA_HD void load(int32_t step) {
     const int64_t k0 = int64_t(step) * kTileK;
 #pragma unroll
-    for (int i = 0; i < 2; ++i) x[i] = xrow[i] ? load16(xrow[i] + k0) : uint4{0, 0, 0, 0};
+    for (int i = 0; i < 2; ++i) x[i] = xrow[i] ? load_as<uint4>(xrow[i] + k0) : uint4{0, 0, 0, 0};
     if (wrow) w.load(wrow + k0 / 2);
     else for (int32_t& v : w.w) v = 0;
   }
@@ -217,28 +182,13 @@ struct TileShare {
   EDGEQ_CUDA_HD void store(W4A8Smem& sm, int t) const {
 #pragma unroll
     for (int i = 0; i < 2; ++i)
-      store16(sm.x + (t / 4 + i * (kTileThreads / 4)) * kTileStride + t % 4 * 16, x[i]);
+      store_as(sm.x + (t / 4 + i * (kTileThreads / 4)) * kTileStride + t % 4 * 16, x[i]);
     if (t < 2 * kTileN) {
       int8_t* row = sm.w + t / 2 * kTileStride + t % 2 * 32;
-      store16(row, uint4{uint32_t(w.w[0]), uint32_t(w.w[1]), uint32_t(w.w[2]), uint32_t(w.w[3])});
-      store16(row + 16,
+      store_as(row, uint4{uint32_t(w.w[0]), uint32_t(w.w[1]), uint32_t(w.w[2]), uint32_t(w.w[3])});
+      store_as(row + 16,
               uint4{uint32_t(w.w[4]), uint32_t(w.w[5]), uint32_t(w.w[6]), uint32_t(w.w[7])});
     }
-  }
-};
-
-// The GPU side of the tiled kernel's thread: its index, the block's barrier and the warp's mma
-// (tests/cuda_host_emu.cu has a CPU one with the same members).
-struct GpuTileThread {
-  __device__ int index() const { return threadIdx.x; }
-  __device__ void sync() const { __syncthreads(); }
-  // d += A (16 x 32, row) x B (32 x 8, col) in the PTX ISA's fragment layout
-  __device__ void mma(int32_t (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) const {
-    asm volatile(
-        "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 "
-        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-        : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
   }
 };
 
@@ -266,16 +216,16 @@ EDGEQ_CUDA_HD void w4a8_tile(const W4A8Args& a, int64_t m0, int64_t n0, W4A8Smem
 #pragma unroll
       for (int i = 0; i < 2; ++i) {
         const int8_t* r = sm.x + (wm + i * 16 + gid) * kTileStride + kk + tig * 4;
-        af[i][0] = load4(r);
-        af[i][1] = load4(r + 8 * kTileStride);
-        af[i][2] = load4(r + 16);
-        af[i][3] = load4(r + 8 * kTileStride + 16);
+        af[i][0] = load_as<uint32_t>(r);
+        af[i][1] = load_as<uint32_t>(r + 8 * kTileStride);
+        af[i][2] = load_as<uint32_t>(r + 16);
+        af[i][3] = load_as<uint32_t>(r + 8 * kTileStride + 16);
       }
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
         const int8_t* c = sm.w + (wn + j * 8 + gid) * kTileStride + kk + tig * 4;
-        bf[j][0] = load4(c);
-        bf[j][1] = load4(c + 16);
+        bf[j][0] = load_as<uint32_t>(c);
+        bf[j][1] = load_as<uint32_t>(c + 16);
       }
 #pragma unroll
       for (int i = 0; i < 2; ++i)
@@ -315,7 +265,7 @@ EDGEQ_CUDA_HD void w4a8_tile(const W4A8Args& a, int64_t m0, int64_t n0, W4A8Smem
 __global__ void __launch_bounds__(kTileThreads, 2) w4a8_tiled_kernel(const W4A8Args a) {
   __shared__ W4A8Smem sm;
   for (int64_t m0 = int64_t(blockIdx.y) * kTileM; m0 < a.rows; m0 += int64_t(gridDim.y) * kTileM)
-    w4a8_tile(a, m0, int64_t(blockIdx.x) * kTileN, sm, GpuTileThread{});
+    w4a8_tile(a, m0, int64_t(blockIdx.x) * kTileN, sm, GpuThread{});
 }
 
 // group_size % 32 == 0 makes K/2 a multiple of 16: every row of x and w is as aligned as row 0

@@ -1,12 +1,13 @@
-// The scan kernel template of EdgeqSelectiveScan, EdgeqSelectiveScanInt8 (dequantizing on load),
-// EdgeqSSDScan (one A and one D per head) and EdgeqSSDScanInt8; the entry points are
-// selective_scan_cuda.cu and ../ssd_scan/ssd_scan_cuda.cu. One thread per (batch, channel); the
-// threads of a block take consecutive channels, so with token-major [batch, L, dim] tensors every
-// read of u, delta, z and write of y at a time step is coalesced, and B/C rows (shared by a
-// group) are broadcasts. A channel's state stays in registers for the whole sequence: it is read
-// once and written once (so decode, L = 1, is one pass), and a thread only touches its own state
-// row, which is why state_out may alias state. EdgeqSSDScanInt8's fp16 state is widened on that
-// read and rounded on that write.
+// The scan kernel templates of EdgeqSelectiveScan, EdgeqSelectiveScanInt8 (dequantizing on
+// load), EdgeqSSDScan (one A and one D per head) and EdgeqSSDScanInt8; the entry points are
+// selective_scan_cuda.cu and ../ssd_scan/ssd_scan_cuda.cu. scan_kernel: one thread per (batch,
+// channel); the threads of a block take consecutive channels, so with token-major [batch, L,
+// dim] tensors every read of u, delta, z and write of y at a time step is coalesced, and B/C rows
+// (shared by a group) are broadcasts. A channel's state stays in registers for the whole
+// sequence: it is read once and written once, and a thread only touches its own state row,
+// which is why state_out may alias state. step_kernel (decode, L = 1) splits each state row
+// over several threads instead (below). EdgeqSSDScanInt8's fp16 state is widened on that read
+// and rounded on that write.
 #pragma once
 #include <type_traits>
 
@@ -95,6 +96,73 @@ __global__ void __launch_bounds__(kThreads) scan_kernel(ScanArgs<T, Y, PH, S> a)
   if (d < a.dim) scan_channel<T, Y, NMAX>(a, blockIdx.y, d);
 }
 
+// Decode (L = 1), whose time is reading and writing the state: a channel's state row is split
+// over tpc consecutive threads, kStepV<S> states (16 bytes) at a time, so a warp reads and
+// writes contiguous 512-byte runs (scan_channel's threads read their own rows, which lie a row
+// apart). Each thread updates its states and sums their C-weighted values; the channel's tpc
+// partial sums meet by shuffles (a tolerance against the reference's in-order sum). Thread i of
+// the grid row is part i % tpc of channel i / tpc; threads past the last channel only shuffle.
+template <class S> constexpr int kStepV = 16 / int(sizeof(S));
+constexpr int kStepThreads = 128;
+
+template <class T, class Y, bool PH, class S, class Thread>
+EDGEQ_CUDA_HD void step_thread(const ScanArgs<T, Y, PH, S>& a, int64_t b, int64_t i, int tpc,
+                               const Thread& th) {
+  constexpr int V = kStepV<S>;
+  const int64_t d = i / tpc, N = a.dstate;
+  const int part = int(i % tpc);
+  float acc = 0.f, ud = 0.f;
+  int64_t h = 0;
+  if (d < a.dim) {
+    h = d / (a.dim / a.heads);
+    const int64_t g = h / (a.heads / a.groups);
+    float dt = to_f(a.delta[b * a.heads + h], a.sc.delta.at(h)) + a.delta_bias[h];
+    if (a.delta_softplus) dt = softplus20(dt);
+    ud = to_f(a.u[b * a.dim + d], a.sc.u.at(d));
+    const float decay = PH ? expf(dt * a.A_at(h, 0)) : 0.f, sB = a.sc.B.at(g), sC = a.sc.C.at(g);
+    const T* Bt = a.B + (b * a.groups + g) * N;
+    const T* Ct = a.C + (b * a.groups + g) * N;
+    const int64_t row = (b * a.dim + d) * N;
+    for (int64_t n0 = int64_t(part) * V; n0 < N; n0 += int64_t(tpc) * V) {
+      S st[V];
+      const uint4 raw = load_as<uint4>(a.state + row + n0);
+      memcpy(st, &raw, sizeof raw);
+#pragma unroll
+      for (int v = 0; v < V; ++v) {
+        const float sv = (PH ? decay : expf(dt * a.A_at(h, n0 + v))) * to_f(st[v]) +
+                         dt * to_f(Bt[n0 + v], sB) * ud;
+        acc += sv * to_f(Ct[n0 + v], sC);
+        st[v] = from_f<S>(sv);
+      }
+      uint4 out;
+      memcpy(&out, st, sizeof out);
+      store_as(a.state_out + row + n0, out);
+    }
+  }
+  for (int o = tpc / 2; o > 0; o /= 2) acc += th.shfl_xor(acc, o);
+  if (d >= a.dim || part) return;
+  float out = acc + a.D_at(h, d) * ud;
+  if (a.z) out *= silu(to_f(a.z[b * a.dim + d], a.sc.z.at(d)));
+  a.y[b * a.dim + d] = from_f<Y>(out);
+}
+
+template <class T, class Y, bool PH, class S>
+__global__ void __launch_bounds__(kStepThreads) step_kernel(ScanArgs<T, Y, PH, S> a, int tpc) {
+  step_thread(a, blockIdx.y, int64_t(blockIdx.x) * kStepThreads + threadIdx.x, tpc, GpuThread{});
+}
+
+// The decode kernel's threads per channel, or 0 where it does not apply: L = 1, dstate V times a
+// power of two (up to 32 threads, each taking every tpc-th 16 bytes), 16-byte aligned states.
+template <class T, class Y, bool PH, class S>
+int step_threads(const ScanArgs<T, Y, PH, S>& a) {
+  constexpr int V = kStepV<S>;
+  const int64_t vectors = a.dstate / V;
+  const uintptr_t bases =
+      reinterpret_cast<uintptr_t>(a.state) | reinterpret_cast<uintptr_t>(a.state_out);
+  if (a.L != 1 || a.dstate % V || vectors & (vectors - 1) || bases % 16) return 0;
+  return int(vectors < 32 ? vectors : 32);
+}
+
 template <class T, class Y, bool PH, class S>
 int scan_check(const ScanArgs<T, Y, PH, S>& a) {
   constexpr bool int8 = std::is_same<T, int8_t>::value;
@@ -125,8 +193,13 @@ void with_nmax(int64_t dstate, F f) {
 template <class T, class Y, bool PH, class S>
 int scan_launch(const ScanArgs<T, Y, PH, S>& a, void* stream) {
   if (int rc = scan_check(a)) return rc;
-  const dim3 grid(unsigned((a.dim + kThreads - 1) / kThreads), unsigned(a.batch));
   cudaStream_t s = static_cast<cudaStream_t>(stream);
+  if (const int tpc = step_threads(a)) {
+    const dim3 grid(unsigned((a.dim * tpc + kStepThreads - 1) / kStepThreads), unsigned(a.batch));
+    step_kernel<<<grid, kStepThreads, 0, s>>>(a, tpc);
+    return launch_status();
+  }
+  const dim3 grid(unsigned((a.dim + kThreads - 1) / kThreads), unsigned(a.batch));
   with_nmax(a.dstate, [&](auto n) {
     scan_kernel<T, Y, decltype(n)::value, PH, S><<<grid, kThreads, 0, s>>>(a);
   });

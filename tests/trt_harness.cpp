@@ -5,15 +5,14 @@
 // enqueue on the caller's stream, with the caller's buffers (device memory, or host memory for
 // a library over the CPU emulation of the kernels). tests/plugin_harness.py drives it.
 // Needs TensorRT's headers only.
-#include <NvInferRuntime.h>
-#include <dlfcn.h>
-
 #include <cstdio>
 #include <cstring>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "trt_loader.h"
 
 using namespace nvinfer1;
 
@@ -25,30 +24,16 @@ struct Logger : ILogger {
     if (s <= Severity::kWARNING) last = msg;
   }
 };
-struct Finder : ILoggerFinder {
-  Logger logger;
-  ILogger* findLogger() noexcept override { return &logger; }
-} finder;
-
-struct Library {
-  IPluginCreatorInterface* const* creators = nullptr;
-  int32_t count = 0;
-};
+LoggerFinder<Logger> finder;
 
 // dlopen once per path, as IPluginRegistry::loadLibrary
-std::string open_library(char const* path, Library& out) {
-  static std::map<std::string, Library> loaded;
+std::string open_library(char const* path, PluginLibrary& out) {
+  static std::map<std::string, PluginLibrary> loaded;
   if (auto it = loaded.find(path); it != loaded.end()) return out = it->second, "";
-  void* lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-  if (!lib) return std::string("dlopen: ") + dlerror();
-  auto get = reinterpret_cast<IPluginCreatorInterface* const* (*)(int32_t&)>(
-      dlsym(lib, "getCreators"));
-  auto set = reinterpret_cast<void (*)(ILoggerFinder*)>(dlsym(lib, "setLoggerFinder"));
-  if (!get || !set) return "getCreators or setLoggerFinder missing";
-  set(&finder);
-  Library l;
-  l.creators = get(l.count);
-  return out = loaded[path] = l, "";
+  PluginLibrary l;
+  std::string error = load_plugin_library(path, &finder, l);
+  if (error.empty()) out = loaded[path] = l;
+  return error;
 }
 
 // The fields of a PluginFieldCollection, deep-copied: TensorRT writes them into the engine and
@@ -95,7 +80,7 @@ T* cap(IPluginV3* p, PluginCapabilityType t) {
 std::string run(char const* library, char const* op, PluginFieldCollection const& fc, int32_t nbIn,
                 int32_t nbOut, int32_t const* types, int32_t const* ranks, int64_t const* dims,
                 void* const* pointers, cudaStream_t stream, int32_t enqueues) {
-  Library lib;
+  PluginLibrary lib;
   if (auto err = open_library(library, lib); !err.empty()) return err;
   IPluginCreatorV3One* creator = nullptr;
   for (int32_t c = 0; c < lib.count; ++c) {

@@ -2,22 +2,17 @@
 // setLoggerFinder) and drives every creator and plugin through the calls TensorRT makes before
 // enqueue, printing what it sees for tests/test_cuda_build.py to check against the op table.
 // Needs TensorRT's headers only, and no GPU.
-#include <NvInferRuntime.h>
-#include <dlfcn.h>
-
 #include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "trt_loader.h"
+
 using namespace nvinfer1;
 
 struct Logger : ILogger {
   void log(Severity, AsciiChar const* msg) noexcept override { std::printf("log %s\n", msg); }
-};
-struct Finder : ILoggerFinder {
-  Logger logger;
-  ILogger* findLogger() noexcept override { return &logger; }
 };
 
 static char const* type_name(DataType t) {
@@ -137,18 +132,12 @@ static std::string combination(IPluginV3OneBuild* b, int32_t nbIn, DataType firs
 
 int main(int argc, char** argv) {
   if (argc < 2) return 2;
-  void* lib = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
-  if (!lib) return std::printf("dlopen failed: %s\n", dlerror()), 1;
-  using GetCreators = IPluginCreatorInterface* const* (*)(int32_t&);
-  using SetLoggerFinder = void (*)(ILoggerFinder*);
-  auto get_creators = reinterpret_cast<GetCreators>(dlsym(lib, "getCreators"));
-  auto set_finder = reinterpret_cast<SetLoggerFinder>(dlsym(lib, "setLoggerFinder"));
-  if (!get_creators || !set_finder) return std::printf("missing entry points\n"), 1;
-  static Finder finder;
-  set_finder(&finder);
-
-  int32_t n = 0;
-  IPluginCreatorInterface* const* creators = get_creators(n);
+  static LoggerFinder<Logger> finder;
+  PluginLibrary lib;
+  if (std::string error = load_plugin_library(argv[1], &finder, lib); !error.empty())
+    return std::printf("%s\n", error.c_str()), 1;
+  const int32_t n = lib.count;
+  IPluginCreatorInterface* const* creators = lib.creators;
   for (int32_t c = 0; c < n; ++c) {
     std::printf("interface %s\n", creators[c]->getInterfaceInfo().kind);
     auto* cr = static_cast<IPluginCreatorV3One*>(creators[c]);

@@ -6,7 +6,9 @@ ids go up and the logits come back. A decode step (one token) runs in a CUDA gra
 batch size and parity, each on its own execution context whose bindings never change (a graph
 replays the addresses it was captured with), captured after one eager run (TensorRT's recipe:
 the first enqueue does one-time work; the edgeq plugins copy their scales then). All contexts
-share one block of activation memory: they run one after another on one stream.
+share one block of activation memory: they run one after another on one stream, which is also
+why the decode contexts may share one optimization profile (TensorRT 10.3's IExecutionContext:
+"each execution context in concurrent use must use a separate optimization profile").
 
 Not run in edgeq's CI (no TensorRT or GPU there); tests/fake_trt.py simulates both APIs."""
 from __future__ import annotations

@@ -1,7 +1,10 @@
 // EdgeqSelectiveScan and EdgeqSelectiveScanInt8 on the CPU (docs/ops.md). One template: the
 // int8 variant only dequantizes on load. Loop order batch -> time -> channel -> state keeps
 // u, delta, B, C rows contiguous; threads split the channels, so each owns its state rows.
+// Where a head's A[h, :] is one value (EdgeqSSDScan's), exp(dt A) is computed once per head and
+// time step instead of once per channel and state: the same value, a fraction of the exps.
 #include <cstring>
+#include <vector>
 
 #include "edgeq_kernels.h"
 #include "edgeq_quant.h"
@@ -24,6 +27,9 @@ int scan(const T* u, const T* delta, const float* A, const T* B, const T* C, con
     return EDGEQ_BAD_SHAPE;
   const int64_t P = dim / heads, heads_per_group = heads / groups;
   if (state_out != state) std::memcpy(state_out, state, sizeof(float) * batch * dim * dstate);
+  std::vector<char> uniform(heads, 1);  // A[h, :] is one value
+  for (int64_t h = 0; h < heads; ++h)
+    for (int64_t n = 1; n < dstate; ++n) uniform[h] &= A[h * dstate + n] == A[h * dstate];
   const int64_t block = 32;
   const int64_t nblocks = (dim + block - 1) / block;
 #pragma omp parallel for collapse(2) schedule(static)
@@ -32,6 +38,8 @@ int scan(const T* u, const T* delta, const float* A, const T* B, const T* C, con
       const int64_t d0 = blk * block, d1 = d0 + block < dim ? d0 + block : dim;
       for (int64_t t = 0; t < L; ++t) {
         const int64_t row = b * L + t;
+        int64_t decay_head = -1;  // decay is exp(dt A[h, 0]) of this head at this step
+        float decay = 0.f;
         for (int64_t d = d0; d < d1; ++d) {
           const int64_t h = d / P, g = h / heads_per_group;
           // exp, log1p, the sum over N and the gate in fp64, each rounded once to fp32: the
@@ -43,10 +51,15 @@ int scan(const T* u, const T* delta, const float* A, const T* B, const T* C, con
           const T* Bt = B + (row * groups + g) * dstate;
           const T* Ct = C + (row * groups + g) * dstate;
           const float* Ah = A + h * dstate;
+          const bool one_A = uniform[h];  // a local: stores to s may alias the char vector
+          if (one_A && h != decay_head) {
+            decay = float(std::exp(double(dt) * double(Ah[0])));
+            decay_head = h;
+          }
           float* s = state_out + (b * dim + d) * dstate;
           double acc = 0.0;
           for (int64_t n = 0; n < dstate; ++n) {
-            const float dA = float(std::exp(double(dt) * double(Ah[n])));
+            const float dA = one_A ? decay : float(std::exp(double(dt) * double(Ah[n])));
             s[n] = dA * s[n] + dtu * (float(Bt[n]) * sc.B);
             acc += double(s[n] * (float(Ct[n]) * sc.C));
           }

@@ -195,6 +195,7 @@ struct TileShare {
 // Thread th's part of the block's tile at tokens m0.., channels n0... Fragments (PTX ISA,
 // mma.m16n8k32 .s8): lane = 4 * gid + tig; A's words: rows gid and gid + 8, bytes tig * 4 and
 // 16 + tig * 4; B's: channel gid, the same bytes; D: rows gid, gid + 8, channels 2 tig, 2 tig + 1.
+#pragma nv_exec_check_disable  // Thread decides where it runs (the emulator's is host-only)
 template <class Thread>
 EDGEQ_CUDA_HD void w4a8_tile(const W4A8Args& a, int64_t m0, int64_t n0, W4A8Smem& sm,
                              const Thread& th) {

@@ -1,10 +1,10 @@
-// EdgeqSSDScan and EdgeqSSDScanInt8 on the GPU (docs/ops.md): the selective scan kernel
+// EdgeqSSDScan and EdgeqSSDScanInt8 on the GPU (docs/ops.md): the selective scan kernels
 // (selective_scan_cuda.cuh) with one A and one D per head (ScanArgs' PerHead: one decay expf per
-// step, not one per state index) and no gate; the
-// int8 variant dequantizes on load, x per channel, dt per head, B and C per group, and keeps the
-// state in fp16 between calls (widened once, rounded once per call). It runs the
-// scan sequentially over time, one thread per (batch, channel), like EdgeqSelectiveScan; results
-// differ from the chunked torch reference by fp32 rounding only. The chunked SSD algorithm
+// step, not one per state index) and no gate; the int8 variant dequantizes on load, x per
+// channel, dt per head, B and C per group, and keeps the state in fp16 between calls (widened
+// once, rounded once per call). Prompts scan sequentially over time, one thread per (batch,
+// channel), like EdgeqSelectiveScan; decode (L = 1) splits each state row over several threads.
+// Results differ from the chunked torch reference by fp32 rounding only. The chunked SSD algorithm
 // (matmuls inside chunks of chunk_size tokens, tensor cores for long prefill) is future work, so
 // chunk_size is accepted and ignored (it is a kernel choice, not semantics).
 #include "../selective_scan/selective_scan_cuda.cuh"

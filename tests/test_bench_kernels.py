@@ -33,7 +33,8 @@ def _int8_close(got, want):  # fp32 sums in another order: a value may land one 
 
 
 @pytest.mark.parametrize("op,dtype,shape", [
-    ("scan", "float16", (2, 5, 64)), ("scan", "int8", (2, 5, 64)), ("conv", "float16", (2, 5, 64)),
+    ("scan", "float16", (2, 5, 64)), ("scan", "int8", (2, 5, 64)), ("ssd", "float16", (2, 5, 128)),
+    ("ssd", "int8", (2, 5, 128)), ("conv", "float16", (2, 5, 64)),
     ("conv", "int8", (2, 5, 64)), ("hadamard", "int8", (3, 96)), ("hadamard", "int8", (2, 320)),
     ("norm", "int8", (3, 40)), ("w4a8", "int8", (3, 256, 96))])
 def test_torch_versions_compute_the_ops(op, dtype, shape):
@@ -49,6 +50,16 @@ def test_torch_versions_compute_the_ops(op, dtype, shape):
         torch.testing.assert_close(got[0].float(), y if sc else y.half().float(),
                                    rtol=2e-3, atol=2e-3)
         torch.testing.assert_close(got[1], state, rtol=1e-4, atol=1e-4)
+    elif op == "ssd":
+        if sc:
+            y, state = reference.ssd_scan_int8(**x, x_scale=sc[0], dt_scale=sc[1], B_scale=sc[2],
+                                               C_scale=sc[3])
+            torch.testing.assert_close(got[0], y, rtol=2e-3, atol=2e-3)
+            torch.testing.assert_close(got[1].float(), state.float(), rtol=1e-3, atol=1e-3)
+        else:
+            y, state = reference.ssd_scan(**{k: v.float() for k, v in x.items()})
+            torch.testing.assert_close(got[0].float(), y.half().float(), rtol=2e-3, atol=2e-3)
+            torch.testing.assert_close(got[1], state, rtol=1e-4, atol=1e-4)
     elif op == "conv":
         if sc:
             y, state = reference.causal_conv1d_int8(**x, x_scale=sc[0], weight_scale=sc[1],
@@ -71,9 +82,9 @@ def test_torch_versions_compute_the_ops(op, dtype, shape):
 
 def test_report_lists_every_case():
     cases = list(bk.cases(bk.WIDTHS, quick=False))
-    # 3 widths x 8 shapes x (scan, conv in fp16 and int8; Hadamard; add + RMSNorm; W4A8 in_proj
-    # and out_proj)
-    assert len(cases) == 3 * 8 * 8
+    # 3 widths x 8 shapes x (scan, SSD, conv in fp16 and int8; Hadamard; add + RMSNorm; W4A8
+    # in_proj and out_proj)
+    assert len(cases) == 3 * 8 * 10
     row = dict(op="scan", dtype="int8", shape=[1, 128, 1536], d_inner=1536, ms=0.5, gbs=10.0,
                gflops=20.0, roofline_fraction=0.25, speedup_vs_torch=3.0, int8_over_fp16=0.8)
     dev = dict(name="GPU", sm=87, peak_gbs=68.0, peak_gbs_from="x", peak_gflops=1e3,

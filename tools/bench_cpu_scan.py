@@ -79,7 +79,8 @@ def main() -> int:
     before, after = ctypes.CDLL(str(args.before.resolve())), ctypes.CDLL(str(args.after.resolve()))
     lines = [f"CPU scans, {args.before} vs {args.after}, {platform.machine()}, "
              f"{args.seconds:g} s per case and library", "",
-             "| case | before ms | after ms | before / after | same bits |", "|---|---|---|---|---|"]
+             "| case | before ms | after ms | before / after | same bits |",
+             "|---|---|---|---|---|"]
     for name, make in CASES:
         symbol, arrays, ints = make()
         t0, out0 = time_ms(before, symbol, [a.copy() for a in arrays], ints, args.seconds)

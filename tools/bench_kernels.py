@@ -1,31 +1,32 @@
-"""Time the CUDA kernels (libedgeq_cuda) against the device's roofline and against plain PyTorch
-on the same GPU, in the same run.
+"""Time the CUDA kernels (libedgeq_cuda) against the device's roofline and against plain PyTorch on
+the same GPU, in the same run.
 
     python tools/bench_kernels.py [--peak-gbs GB/s] [--peak-gflops GFLOP/s] [--quick]
 
-Per kernel at the Mamba-130m/1.4B/2.8B widths (d_inner 1536, 4096, 5120; d_state 16; the
-add + RMSNorm at d_model = d_inner / 2): the selective scan fp16 and int8 at decode (L = 1,
-batch 1, 8, 64) and prefill (batch 1, L 128..2048), the causal conv, the Hadamard and the add +
-RMSNorm at the same shapes, and the W4A8 linear (group 128) as in_proj (d_inner / 2 -> 2 d_inner)
-and out_proj (d_inner -> d_inner / 2) over batch x L tokens. The kernels are called through edgeq.runtime.cuda_kernels on device
-buffers from cuda-python, captured in a CUDA graph of many launches and timed with CUDA events
-(kernel time, no Python launch overhead). The PyTorch versions (CUDA tensors, the reference math
-in fp32, vectorised except the scan's loop over time) run eagerly, as a model would, timed with
-the same events on the same stream.
+Per kernel at the Mamba-130m/1.4B/2.8B widths (d_inner 1536, 4096, 5120; d_state 16; the add +
+RMSNorm at d_model = d_inner / 2): the selective scan fp16 and int8 at decode (L = 1, batch 1, 8,
+64) and prefill (batch 1, L 128..2048), the SSD scan (Mamba-2: heads of 64 channels, d_state 128,
+one group; fp16 with an fp32 state, int8 with an fp16 state) and the causal conv, both fp16 and
+int8, the Hadamard and the add + RMSNorm at the same shapes, and the W4A8 linear (group 128) as
+in_proj (d_inner / 2 -> 2 d_inner) and out_proj (d_inner -> d_inner / 2) over batch x L tokens. The
+kernels are called through edgeq.runtime.cuda_kernels on device buffers from cuda-python, captured
+in a CUDA graph of many launches and timed with CUDA events (kernel time, no Python launch
+overhead). The PyTorch versions (CUDA tensors, the reference math in fp32, vectorised except the
+scans' loop over time) run eagerly, as a model would, timed with the same events on the same
+stream.
 
-Reported per case: time, achieved GB/s (bytes read + written, each tensor once) and GFLOP/s
-(the op's arithmetic as docs/ops.md writes it; the W4A8 linear: int8 multiply-adds x 2), the
-fraction of the roofline time (bytes / peak GB/s or FLOPs / peak FLOP/s, whichever is longer; for
-the W4A8 linear the peak is dp4a's, 4x the fp32 one, up to 8 tokens and the dense int8
-tensor-core rate above, where the tiled kernel runs; at decode the bound is the bytes: the
-packed weights and their scales, read once), the speed-up over PyTorch, and int8 prefill
-scan time / fp16 prefill scan time. Peak GB/s: memory clock x bus width x 2 (DDR) from the
-device attributes, or --peak-gbs; peak FLOP/s: SMs x fp32 lanes x 2 x clock, or --peak-gflops;
-int8 tensor-core peak: SMs x the architecture's dense int8 ops per SM and clock x clock, or
---peak-int8-gops (sm_90's rate is wgmma's; the kernel's mma.sync reaches part of it).
+Reported per case: time, achieved GB/s (bytes read + written, each tensor once) and GFLOP/s (the
+op's arithmetic as docs/ops.md writes it; the W4A8 linear: int8 multiply-adds x 2), the fraction of
+the roofline time (bytes / peak GB/s or FLOPs / peak FLOP/s, whichever is longer; for the W4A8
+linear the peak is dp4a's, 4x the fp32 one, up to 8 tokens and the dense int8 tensor-core rate
+above, where the tiled kernel runs; at decode the bound is the bytes: the packed weights and their
+scales, read once), the speed-up over PyTorch, and int8 prefill scan time / fp16 prefill scan time
+(both scans). Peak GB/s: memory clock x bus width x 2 (DDR) from the device attributes, or
+--peak-gbs; peak FLOP/s: SMs x fp32 lanes x 2 x clock, or --peak-gflops; int8 tensor-core peak: SMs
+x the architecture's dense int8 ops per SM and clock x clock, or --peak-int8-gops (sm_90's rate is
+wgmma's; the kernel's mma.sync reaches part of it).
 
-Writes bench/results/kernels-<device>.json and .md. Exits 2 when no CUDA GPU is visible.
-"""
+Writes bench/results/kernels-<device>.json and .md. Exits 2 when no CUDA GPU is visible."""
 from __future__ import annotations
 
 import argparse
@@ -47,6 +48,7 @@ from edgeq.runtime.kernels import Scales  # noqa: E402
 
 WIDTHS = (1536, 4096, 5120)  # d_inner of Mamba-130m, 1.4B, 2.8B
 N, W = 16, 4  # d_state, conv width
+SSD_P, SSD_N = 64, 128  # Mamba-2's head size and d_state
 GROUP = 128  # W4A8 weight scales per 128 input channels
 DECODE = ((1, 1), (8, 1), (64, 1))  # (batch, L)
 W4A8_GEMV_TOKENS = 8  # the W4A8 linear's tiled tensor-core kernel takes more tokens
@@ -167,6 +169,22 @@ def scan_case(dtype: str, b: int, L: int, d: int, rng) -> dict:
     return dict(inputs=x, nbytes=nbytes, flops=flops, scales=[0.02] * 5 if int8 else [])
 
 
+def ssd_case(dtype: str, b: int, L: int, d: int, rng) -> dict:
+    int8, H = dtype == "int8", d // SSD_P
+    act = lambda *s: (rng.integers(-128, 128, s, dtype=np.int8) if int8  # noqa: E731
+                      else rng.standard_normal(s).astype(np.float16))
+    state_type = np.float16 if int8 else np.float32  # the int8 op's fp16 cache
+    x = dict(x=act(b, L, d), dt=act(b, L, H), A=-rng.random(H, np.float32) - 0.5,
+             B=act(b, L, 1, SSD_N), C=act(b, L, 1, SSD_N),
+             D=rng.standard_normal(H).astype(np.float32), dt_bias=np.full(H, -3, np.float32),
+             state=rng.standard_normal((b, d, SSD_N)).astype(state_type))
+    s_in, s_y = (1, 4) if int8 else (2, 2)
+    nbytes = (b * L * (d + H + 2 * SSD_N) * s_in + b * L * d * s_y + 3 * H * 4
+              + 2 * b * d * SSD_N * np.dtype(state_type).itemsize)
+    flops = b * L * d * (7 * SSD_N + 4)  # per state: 2 mul + add, 2 mul, mul + add; one exp
+    return dict(inputs=x, nbytes=nbytes, flops=flops, scales=[0.02] * 4 if int8 else [])
+
+
 def conv_case(dtype: str, b: int, L: int, c: int, rng) -> dict:
     int8 = dtype == "int8"
     act = lambda *s: (rng.integers(-128, 128, s, dtype=np.int8) if int8  # noqa: E731
@@ -212,6 +230,15 @@ def kernel_call(lib, op: str, dtype: str, shape: tuple, case: dict, buf: Buffers
         fn = getattr(lib, "edgeq_selective_scan_int8" if int8 else "edgeq_selective_scan_f16")
         args = [p[k] for k in ("u", "delta", "A", "B", "C", "D", "delta_bias", "state", "z")]
         args += [y, so, b, L, d, d, 1, N, *case["scales"], 1, s]
+    elif op == "ssd":
+        (b, L, d), int8 = shape, dtype == "int8"
+        y = buf.empty(b * L * d * (4 if int8 else 2))
+        so = buf.empty(b * d * SSD_N * (2 if int8 else 4))
+        fn = getattr(lib, "edgeq_ssd_scan_int8" if int8 else "edgeq_ssd_scan_f16")
+        args = [p[k] for k in ("x", "dt", "A", "B", "C", "D", "dt_bias", "state")]
+        args += [y, so, b, L, d, d // SSD_P, 1, SSD_N]
+        args += [Scales(buf.put(np.float32([v])), 1) for v in case["scales"]]  # per tensor
+        args += [1, 256, s]
     elif op == "conv":
         (b, L, c), int8 = shape, dtype == "int8"
         item = 1 if int8 else 2
@@ -265,6 +292,21 @@ def torch_call(op: str, dtype: str, case: dict, device: str = "cuda"):
         y = (torch.stack(ys, 1) + u * t["D"]) * F.silu(z)
         return (y if dtype == "int8" else y.half()), s
 
+    def ssd():
+        x, dtq, B, C = (deq(t[k], s) for k, s in zip(("x", "dt", "B", "C"), sc or [1] * 4))
+        b, L, d = x.shape
+        H = t["A"].shape[0]
+        dt = F.softplus(dtq + t["dt_bias"], threshold=20)  # [b, L, H]
+        s, ys = t["state"].float().view(b, H, SSD_P, SSD_N), []
+        xh = x.view(b, L, H, SSD_P)
+        for k in range(L):  # the recurrence: one step after another, one decay per head
+            decay = torch.exp(dt[:, k] * t["A"])[..., None, None]
+            s = decay * s + (dt[:, k, :, None] * xh[:, k])[..., None] * B[:, k, :, None]
+            ys.append((s * C[:, k, :, None]).sum(-1))  # B, C: [b, 1, N], one group
+        y = (torch.stack(ys, 1) + xh * t["D"][:, None]).reshape(b, L, d)
+        s = s.reshape(b, d, SSD_N)
+        return (y, s.half()) if dtype == "int8" else (y.half(), s)
+
     def conv():
         xx = torch.cat([t["state"], t["x"]], 1)
         L = t["x"].shape[1]
@@ -299,7 +341,7 @@ def torch_call(op: str, dtype: str, case: dict, device: str = "cuda"):
         w = unpack(t["weight"]).float() * t["weight_scale"].repeat_interleave(GROUP, 1)
         return (t["x"].float() * sc[0]) @ w.T
 
-    return dict(scan=scan, conv=conv, hadamard=hadamard, norm=norm, w4a8=w4a8)[op]
+    return dict(scan=scan, ssd=ssd, conv=conv, hadamard=hadamard, norm=norm, w4a8=w4a8)[op]
 
 
 def cases(widths, quick: bool):
@@ -308,6 +350,7 @@ def cases(widths, quick: bool):
         for b, L in shapes:
             for dtype in ("float16", "int8"):
                 yield "scan", dtype, (b, L, d), d
+                yield "ssd", dtype, (b, L, d), d
                 yield "conv", dtype, (b, L, d), d
             yield "hadamard", "int8", (b * L, d), d
             yield "norm", "int8", (b * L, d // 2), d
@@ -316,8 +359,8 @@ def cases(widths, quick: bool):
 
 
 def make(op, dtype, shape, rng):
-    if op in ("scan", "conv"):
-        return (scan_case if op == "scan" else conv_case)(dtype, *shape, rng)
+    if op in ("scan", "ssd", "conv"):
+        return dict(scan=scan_case, ssd=ssd_case, conv=conv_case)[op](dtype, *shape, rng)
     return dict(hadamard=hadamard_case, norm=norm_case, w4a8=w4a8_case)[op](*shape, rng)
 
 
@@ -361,11 +404,10 @@ def run(args, dev: dict) -> list[dict]:
               f" {100 * row['roofline_fraction']:5.1f} % roofline"
               + (f"  x{row['speedup_vs_torch']:.1f} vs torch" if "torch_ms" in row else ""),
               flush=True)
-    fp16 = {(tuple(r["shape"])): r["ms"] for r in rows if r["op"] == "scan" and
-            r["dtype"] == "float16"}
-    for r in rows:
-        if r["op"] == "scan" and r["dtype"] == "int8" and r["shape"][1] > 1:
-            r["int8_over_fp16"] = r["ms"] / fp16[tuple(r["shape"])]
+    fp16 = {(r["op"], tuple(r["shape"])): r["ms"] for r in rows if r["dtype"] == "float16"}
+    for r in rows:  # the scans' prefill, int8 against fp16
+        if r["op"] in ("scan", "ssd") and r["dtype"] == "int8" and r["shape"][1] > 1:
+            r["int8_over_fp16"] = r["ms"] / fp16[r["op"], tuple(r["shape"])]
     return rows
 
 

@@ -1,12 +1,11 @@
-// EdgeqSSDScan and EdgeqSSDScanInt8 on the CPU (docs/ops.md): the selective scan with one A and
-// one D per head. The chunked (SSD) algorithm is a GPU matter; the CPU kernel validates, so it
-// expands A and D to the per-channel form and runs the selective scan. chunk_size does not change
-// the result. The int8 op is the fp op of its dequantized inputs and widened fp16 state, and is
-// computed as that; its final state is rounded to fp16.
+// EdgeqSSDScan and EdgeqSSDScanInt8 on the CPU (docs/ops.md): the selective scan's CPU code
+// (../selective_scan/selective_scan_cpu.h) with one A and one D per head. The chunked (SSD)
+// algorithm is a GPU matter; the CPU kernel validates. chunk_size does not change the result.
+// The int8 op is the fp op of its dequantized inputs and widened fp16 state, and is computed as
+// that; its final state is rounded to fp16.
 #include <vector>
 
-#include "edgeq_kernels.h"
-#include "edgeq_quant.h"
+#include "../selective_scan/selective_scan_cpu.h"
 
 namespace {
 
@@ -29,17 +28,10 @@ extern "C" int edgeq_ssd_scan_f32(const float* x, const float* dt, const float* 
                                   const float* state, float* y, float* state_out, int64_t batch,
                                   int64_t L, int64_t dim, int64_t heads, int64_t groups,
                                   int64_t dstate, int32_t dt_softplus, int32_t /*chunk_size*/,
-                                  void* stream) {
-  if (!A || !D) return EDGEQ_NULL_POINTER;
-  if (heads < 1 || dstate < 1 || dim % heads) return EDGEQ_BAD_SHAPE;
-  const int64_t P = dim / heads;
-  std::vector<float> A_hn(heads * dstate), D_d(dim);
-  for (int64_t h = 0; h < heads; ++h)
-    for (int64_t n = 0; n < dstate; ++n) A_hn[h * dstate + n] = A[h];
-  for (int64_t d = 0; d < dim; ++d) D_d[d] = D[d / P];
-  return edgeq_selective_scan_f32(x, dt, A_hn.data(), B, C, D_d.data(), dt_bias, state, nullptr,
-                                  y, state_out, batch, L, dim, heads, groups, dstate, dt_softplus,
-                                  stream);
+                                  void* /*stream*/) {
+  const float* no_gate = nullptr;
+  return edgeq_cpu::scan<true>(x, dt, A, B, C, D, dt_bias, state, no_gate, y, state_out, batch, L,
+                               dim, heads, groups, dstate, edgeq_cpu::Scales{}, dt_softplus);
 }
 
 extern "C" int edgeq_ssd_scan_int8(const int8_t* x, const int8_t* dt, const float* A,

@@ -97,6 +97,11 @@ template <class V> EDGEQ_CUDA_HD void store_as(void* p, const V& v) {
 #endif
 }
 
+// both addresses are 16-byte aligned (uint4 accesses)
+inline bool aligned16(const void* p, const void* q) {
+  return (reinterpret_cast<uintptr_t>(p) | reinterpret_cast<uintptr_t>(q)) % 16 == 0;
+}
+
 // The kernels whose threads cooperate beyond a block sum (the tiled W4A8 linear, the decode
 // step) are written against a Thread: index() in the block, sync() the block's barrier, and
 // the warp's collectives. tests/cuda_host_emu.cu runs the same code with a CPU Thread whose

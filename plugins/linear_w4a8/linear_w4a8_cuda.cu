@@ -271,8 +271,7 @@ __global__ void __launch_bounds__(kTileThreads, 2) w4a8_tiled_kernel(const W4A8A
 
 // group_size % 32 == 0 makes K/2 a multiple of 16: every row of x and w is as aligned as row 0
 inline bool w4a8_aligned(const W4A8Args& a) {
-  const uintptr_t bases = reinterpret_cast<uintptr_t>(a.x) | reinterpret_cast<uintptr_t>(a.w);
-  return a.group_size % 32 == 0 && bases % 16 == 0;
+  return a.group_size % 32 == 0 && aligned16(a.x, a.w);
 }
 
 // The tiled kernel takes more tokens than a GEMV pass, in groups of whole k steps.

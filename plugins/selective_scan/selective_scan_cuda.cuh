@@ -48,7 +48,25 @@ struct ScanArgs {
     return PerHead ? A[h] : A[h * dstate + n];
   }
   EDGEQ_CUDA_HD float D_at(int64_t h, int64_t d) const { return PerHead ? D[h] : D[d]; }
+
+  // The per-token math both kernels share: head h's time step at token row (bias, softplus),
+  // and y of channel d at token row from its sum over the states (skip, gate).
+  EDGEQ_CUDA_HD float dt_at(int64_t row, int64_t h, float scale, float bias) const {
+    const float dt = to_f(delta[row * heads + h], scale) + bias;
+    return delta_softplus ? softplus20(dt) : dt;
+  }
+  EDGEQ_CUDA_HD void write_y(int64_t row, int64_t d, float acc, float Dd, float ud,
+                             float z_scale) const {
+    float out = acc + Dd * ud;
+    if (z) out *= silu(to_f(z[row * dim + d], z_scale));
+    y[row * dim + d] = from_f<Y>(out);
+  }
 };
+
+// One state's step: decayed by dA, plus the token's input dt * B[n] * u.
+EDGEQ_CUDA_HD float scan_state(float s, float dA, float dt, float Bn, float ud) {
+  return dA * s + dt * Bn * ud;
+}
 
 // One thread: channel d of sequence b. NMAX >= dstate sizes the register arrays; the guarded,
 // fully unrolled loops index them statically, so they stay in registers for any dstate <= NMAX.
@@ -66,8 +84,7 @@ EDGEQ_CUDA_HD void scan_channel(const ScanArgs<T, Y, PH, S>& a, int64_t b, int64
   const float su = a.sc.u.at(d), sdelta = a.sc.delta.at(h), sB = a.sc.B.at(g), sC = a.sc.C.at(g),
               sz = a.sc.z.at(d);
   for (int64_t t = 0, row = b * a.L; t < a.L; ++t, ++row) {
-    float dt = to_f(a.delta[row * a.heads + h], sdelta) + bias;
-    if (a.delta_softplus) dt = softplus20(dt);
+    const float dt = a.dt_at(row, h, sdelta, bias);
     const float ud = to_f(a.u[row * a.dim + d], su);
     const T* Bt = a.B + (row * a.groups + g) * N;
     const T* Ct = a.C + (row * a.groups + g) * N;
@@ -76,13 +93,11 @@ EDGEQ_CUDA_HD void scan_channel(const ScanArgs<T, Y, PH, S>& a, int64_t b, int64
 #pragma unroll
     for (int n = 0; n < NMAX; ++n) {
       if (n < N) {
-        s[n] = (PH ? decay : expf(dt * Ah[n])) * s[n] + dt * to_f(Bt[n], sB) * ud;
+        s[n] = scan_state(s[n], PH ? decay : expf(dt * Ah[n]), dt, to_f(Bt[n], sB), ud);
         acc += s[n] * to_f(Ct[n], sC);
       }
     }
-    float out = acc + Dd * ud;
-    if (a.z) out *= silu(to_f(a.z[row * a.dim + d], sz));
-    a.y[row * a.dim + d] = from_f<Y>(out);
+    a.write_y(row, d, acc, Dd, ud, sz);
   }
   S* so = a.state_out + (b * a.dim + d) * N;
 #pragma unroll
@@ -117,8 +132,7 @@ EDGEQ_CUDA_HD void step_thread(const ScanArgs<T, Y, PH, S>& a, int64_t b, int64_
   if (d < a.dim) {
     h = d / (a.dim / a.heads);
     const int64_t g = h / (a.heads / a.groups);
-    float dt = to_f(a.delta[b * a.heads + h], a.sc.delta.at(h)) + a.delta_bias[h];
-    if (a.delta_softplus) dt = softplus20(dt);
+    const float dt = a.dt_at(b, h, a.sc.delta.at(h), a.delta_bias[h]);  // row b: L = 1
     ud = to_f(a.u[b * a.dim + d], a.sc.u.at(d));
     const float decay = PH ? expf(dt * a.A_at(h, 0)) : 0.f, sB = a.sc.B.at(g), sC = a.sc.C.at(g);
     const T* Bt = a.B + (b * a.groups + g) * N;
@@ -130,8 +144,8 @@ EDGEQ_CUDA_HD void step_thread(const ScanArgs<T, Y, PH, S>& a, int64_t b, int64_
       memcpy(st, &raw, sizeof raw);
 #pragma unroll
       for (int v = 0; v < V; ++v) {
-        const float sv = (PH ? decay : expf(dt * a.A_at(h, n0 + v))) * to_f(st[v]) +
-                         dt * to_f(Bt[n0 + v], sB) * ud;
+        const float sv = scan_state(to_f(st[v]), PH ? decay : expf(dt * a.A_at(h, n0 + v)), dt,
+                                    to_f(Bt[n0 + v], sB), ud);
         acc += sv * to_f(Ct[n0 + v], sC);
         st[v] = from_f<S>(sv);
       }
@@ -141,10 +155,7 @@ EDGEQ_CUDA_HD void step_thread(const ScanArgs<T, Y, PH, S>& a, int64_t b, int64_
     }
   }
   for (int o = tpc / 2; o > 0; o /= 2) acc += th.shfl_xor(acc, o);
-  if (d >= a.dim || part) return;
-  float out = acc + a.D_at(h, d) * ud;
-  if (a.z) out *= silu(to_f(a.z[b * a.dim + d], a.sc.z.at(d)));
-  a.y[b * a.dim + d] = from_f<Y>(out);
+  if (d < a.dim && !part) a.write_y(b, d, acc, a.D_at(h, d), ud, a.sc.z.at(d));
 }
 
 template <class T, class Y, bool PH, class S>
@@ -158,9 +169,8 @@ template <class T, class Y, bool PH, class S>
 int step_threads(const ScanArgs<T, Y, PH, S>& a) {
   constexpr int V = kStepV<S>;
   const int64_t vectors = a.dstate / V;
-  const uintptr_t bases =
-      reinterpret_cast<uintptr_t>(a.state) | reinterpret_cast<uintptr_t>(a.state_out);
-  if (a.L != 1 || a.dstate % V || vectors & (vectors - 1) || bases % 16) return 0;
+  if (a.L != 1 || a.dstate % V || vectors & (vectors - 1) || !aligned16(a.state, a.state_out))
+    return 0;
   return int(vectors < 32 ? vectors : 32);
 }
 

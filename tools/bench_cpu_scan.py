@@ -17,7 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-I64, I32, PTR = ctypes.c_int64, ctypes.c_int32, ctypes.c_void_p
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the source tree, as the other tools
+from edgeq.ops.table import SELECTIVE_SCAN, SSD_SCAN  # noqa: E402
+from edgeq.runtime.kernels import bind  # noqa: E402
 
 
 def ssd_inputs(batch, L, heads, head_dim, N, groups):
@@ -27,8 +30,8 @@ def ssd_inputs(batch, L, heads, head_dim, N, groups):
               f(batch, L, groups, N), np.ones(heads, np.float32), np.zeros(heads, np.float32),
               np.zeros((batch, dim, N), np.float32), np.empty((batch, L, dim), np.float32),
               np.empty((batch, dim, N), np.float32)]
-    ints = [I64(batch), I64(L), I64(dim), I64(heads), I64(groups), I64(N), I32(1), I32(256)]
-    return "edgeq_ssd_scan_f32", arrays, ints
+    ints = [batch, L, dim, heads, groups, N, 1, 256]  # ..., dt_softplus, chunk_size
+    return SSD_SCAN.c_symbol, arrays, ints
 
 
 def scan_inputs(batch, L, dim, N):
@@ -38,8 +41,8 @@ def scan_inputs(batch, L, dim, N):
               f(batch, L, 1, N), np.ones(dim, np.float32), np.zeros(dim, np.float32),
               np.zeros((batch, dim, N), np.float32), f(batch, L, dim),
               np.empty((batch, L, dim), np.float32), np.empty((batch, dim, N), np.float32)]
-    ints = [I64(batch), I64(L), I64(dim), I64(dim), I64(1), I64(N), I32(1)]
-    return "edgeq_selective_scan_f32", arrays, ints
+    ints = [batch, L, dim, dim, 1, N, 1]  # ..., delta_softplus
+    return SELECTIVE_SCAN.c_symbol, arrays, ints
 
 
 CASES = [  # name, inputs
@@ -56,7 +59,7 @@ CASES = [  # name, inputs
 
 def time_ms(lib, symbol, arrays, ints, seconds) -> tuple[float, list[np.ndarray]]:
     fn = getattr(lib, symbol)
-    args = [a.ctypes.data_as(PTR) for a in arrays] + ints + [None]
+    args = [a.ctypes.data for a in arrays] + ints + [None]
     assert fn(*args) == 0, f"{symbol} failed"
     start, n = time.perf_counter(), 0
     while time.perf_counter() - start < seconds:
@@ -76,7 +79,7 @@ def main() -> int:
         if not p.is_file():
             print(f"bench_cpu_scan: no library at {p}; build one with cmake", file=sys.stderr)
             return 2
-    before, after = ctypes.CDLL(str(args.before.resolve())), ctypes.CDLL(str(args.after.resolve()))
+    before, after = (bind(ctypes.CDLL(str(p.resolve()))) for p in (args.before, args.after))
     lines = [f"CPU scans, {args.before} vs {args.after}, {platform.machine()}, "
              f"{args.seconds:g} s per case and library", "",
              "| case | before ms | after ms | before / after | same bits |",

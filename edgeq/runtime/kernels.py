@@ -52,15 +52,19 @@ def _candidates():
         pass
 
 
+def bind(lib: ctypes.CDLL) -> ctypes.CDLL:
+    """Set argtypes/restype of every kernel symbol of a CPU kernel library."""
+    for name, argtypes in _ARGTYPES.items():
+        fn = getattr(lib, name)
+        fn.argtypes, fn.restype = argtypes, ctypes.c_int
+    return lib
+
+
 @functools.cache
 def library() -> ctypes.CDLL:
     for path in _candidates():
         if path.is_file():
-            lib = ctypes.CDLL(str(path))
-            for name, argtypes in _ARGTYPES.items():
-                fn = getattr(lib, name)
-                fn.argtypes, fn.restype = argtypes, ctypes.c_int
-            return lib
+            return bind(ctypes.CDLL(str(path)))
     raise EdgeqError(f"{LIB_NAME} not found; install edgeq with `pip install .` "
                      "(it builds the kernels) or set EDGEQ_CPU_LIB")
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -72,9 +71,7 @@ def main():
                             args.seq_len, fp.cfg.vocab_size)
     rec = R.load(args.recipe)
     qfp, tensors, scales = Q.run(fp, windows, rec)
-    with tempfile.TemporaryDirectory() as tmp:
-        Q.save(Path(tmp) / "q", qfp, tensors, scales, rec, {}, None)
-        model = Q.load(Path(tmp) / "q")
+    model = qmodel.load_model(qfp.cfg, tensors, scales, rec)
     backend = TorchBackend(model)
 
     def decode_ppl():

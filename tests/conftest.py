@@ -129,3 +129,12 @@ def run_cli(capsys, monkeypatch):
         out = capsys.readouterr()
         return code, out.out, out.err
     return run
+
+
+@pytest.fixture(scope="session")
+def emulation_object(tmp_path_factory):
+    """The CPU emulation of the CUDA kernels, compiled once for the modules that link it."""
+    import native_build  # imports ROOT from here
+    if native_build.NVCC is None:
+        pytest.skip("nvcc not on PATH: CUDA code not built")
+    return native_build.emulation_object(tmp_path_factory.mktemp("emu-object"))

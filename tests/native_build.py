@@ -1,12 +1,16 @@
 """Builds of the native code for the tests: CMake into a temporary folder, and nvcc on one file."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
 from pathlib import Path
 
 from conftest import ROOT
+
+NVCC = shutil.which("nvcc")
+TRT_INCLUDE = os.environ.get("EDGEQ_TRT_INCLUDE", "")
 
 
 def run(cmd: list) -> str:
@@ -35,3 +39,13 @@ def exported(lib: Path) -> set[str]:
 def undefined(lib: Path) -> set[str]:
     out = run(["nm", "-D", "-u", lib])
     return {line.split()[-1] for line in out.splitlines() if line.strip()}
+
+
+def emulation_object(out: Path) -> Path:
+    """tests/cuda_host_emu.cu compiled (PTX only: its device code does not run here), for a
+    library of the emulated kernels and for the plugins linked over them."""
+    obj = out / "cuda_host_emu.o"
+    run([NVCC, "-std=c++17", "-O2", "-Xcompiler", "-fPIC", "-gencode",
+         "arch=compute_87,code=compute_87", "-I", ROOT / "plugins" / "common", "-c",
+         ROOT / "tests" / "cuda_host_emu.cu", "-o", obj])
+    return obj

@@ -40,10 +40,10 @@ def build_harness(nvcc: str, trt_include: str, out: Path) -> ctypes.CDLL:
     return h
 
 
-def build_emulated_plugins(nvcc: str, trt_include: str, out: Path) -> Path:
-    """libedgeq_trt_plugins' adapters over the emulated kernels: every kernel symbol the
-    adapters call is redirected (--wrap, --defsym) to its emu_ twin, and the CUDA runtime calls
-    to host memory."""
+def build_emulated_plugins(nvcc: str, trt_include: str, emu: Path, out: Path) -> Path:
+    """libedgeq_trt_plugins' adapters over the emulated kernels (the object `emu`): every
+    kernel symbol the adapters call is redirected (--wrap, --defsym) to its emu_ twin, and the
+    CUDA runtime calls to host memory."""
     common = ["-std=c++17", "-O2", "-Xcompiler", "-fPIC", "-I", ROOT / "plugins" / "common"]
     objects = []
     for src in ADAPTERS:
@@ -51,9 +51,6 @@ def build_emulated_plugins(nvcc: str, trt_include: str, out: Path) -> Path:
         run([nvcc, *common, "-isystem", trt_include, "-I", ROOT / "plugins" / "trt", "-c", src,
              "-o", obj])
         objects.append(obj)
-    emu = out / "cuda_host_emu.o"  # PTX only: its device code does not run here
-    run([nvcc, *common, "-gencode", "arch=compute_87,code=compute_87", "-c",
-         ROOT / "tests" / "cuda_host_emu.cu", "-o", emu])
     wraps = [f"--wrap={f}" for f in ("cudaMalloc", "cudaFree", "cudaMemcpyAsync")]
     for name in cuda_kernels.symbols():
         wraps += [f"--wrap={name}", f"--defsym=__wrap_{name}=emu_{name}"]

@@ -4,7 +4,6 @@ matches edgeq.ops.reference. The kernels on a real GPU: test_cuda_kernels.py."""
 from __future__ import annotations
 
 import ctypes
-import os
 import shutil
 import struct
 import subprocess
@@ -18,10 +17,8 @@ from conftest import ROOT
 from edgeq.ops.table import CAUSAL_CONV1D, SELECTIVE_SCAN, SSD_SCAN
 from edgeq.runtime import cuda_kernels
 from edgeq.runtime.kernels import Scales
-from native_build import cmake_build, exported, run, undefined
+from native_build import NVCC, TRT_INCLUDE, cmake_build, exported, run, undefined
 
-NVCC = shutil.which("nvcc")
-TRT_INCLUDE = os.environ.get("EDGEQ_TRT_INCLUDE", "")
 needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc not on PATH: CUDA code not built")
 needs_cmake = pytest.mark.skipif(shutil.which("cmake") is None, reason="cmake not on PATH")
 needs_trt = pytest.mark.skipif(
@@ -144,14 +141,9 @@ def test_cuda_library_rejects_bad_arguments(build):
 
 
 @pytest.fixture(scope="module")
-def emulated(tmp_path_factory):
-    if NVCC is None:
-        pytest.skip("nvcc not on PATH: CUDA code not built")
+def emulated(emulation_object, tmp_path_factory):
     out = tmp_path_factory.mktemp("emu") / "libemu.so"
-    # PTX only: the device code is not what runs here, so skip ptxas
-    run([NVCC, "-O2", "-std=c++17", "-shared", "-Xcompiler", "-fPIC", "-gencode",
-         "arch=compute_87,code=compute_87", "-I", ROOT / "plugins" / "common",
-         ROOT / "tests" / "cuda_host_emu.cu", "-o", out])
+    run([NVCC, "-shared", "-Xcompiler", "-fPIC", emulation_object, "-o", out])
     return cuda_kernels.bind(ctypes.CDLL(str(out)), prefix="emu_")
 
 

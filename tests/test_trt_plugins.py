@@ -20,9 +20,8 @@ from edgeq.quant import calib, quantize as Q, recipe as R
 from edgeq.quant.qmodel import load_model
 from edgeq.runtime import cuda_kernels
 from edgeq.runtime.backends import OrtBackend
-from native_build import cmake_build
+from native_build import NVCC, TRT_INCLUDE, cmake_build
 from plugin_harness import PluginLib, build_emulated_plugins, build_harness, field, run_plugin
-from test_cuda_build import NVCC, TRT_INCLUDE
 
 if not TRT_INCLUDE:
     pytest.skip("EDGEQ_TRT_INCLUDE unset: set it to a TensorRT include/ folder (NvInferRuntime.h) "
@@ -44,8 +43,9 @@ def harness(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def emulated(tmp_path_factory):
-    return build_emulated_plugins(NVCC, TRT_INCLUDE, tmp_path_factory.mktemp("emu-plugins"))
+def emulated(emulation_object, tmp_path_factory):
+    return build_emulated_plugins(NVCC, TRT_INCLUDE, emulation_object,
+                                  tmp_path_factory.mktemp("emu-plugins"))
 
 
 @pytest.fixture(scope="module")

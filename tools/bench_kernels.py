@@ -154,10 +154,16 @@ class Buffers:
 
 # ---- the cases: inputs (numpy), bytes and FLOPs, the kernel call, the PyTorch version ----
 
+def activations(dtype: str, rng):
+    """A maker of random activation tensors of a shape: int8 codes, or fp16 values."""
+    if dtype == "int8":
+        return lambda *s: rng.integers(-128, 128, s, dtype=np.int8)
+    return lambda *s: rng.standard_normal(s).astype(np.float16)
+
+
 def scan_case(dtype: str, b: int, L: int, d: int, rng) -> dict:
     int8 = dtype == "int8"
-    act = lambda *s: (rng.integers(-128, 128, s, dtype=np.int8) if int8  # noqa: E731
-                      else rng.standard_normal(s).astype(np.float16))
+    act = activations(dtype, rng)
     x = dict(u=act(b, L, d), delta=act(b, L, d), A=-rng.random((d, N), np.float32) - 0.5,
              B=act(b, L, 1, N), C=act(b, L, 1, N), D=rng.standard_normal(d).astype(np.float32),
              delta_bias=np.full(d, -3, np.float32),
@@ -171,8 +177,7 @@ def scan_case(dtype: str, b: int, L: int, d: int, rng) -> dict:
 
 def ssd_case(dtype: str, b: int, L: int, d: int, rng) -> dict:
     int8, H = dtype == "int8", d // SSD_P
-    act = lambda *s: (rng.integers(-128, 128, s, dtype=np.int8) if int8  # noqa: E731
-                      else rng.standard_normal(s).astype(np.float16))
+    act = activations(dtype, rng)
     state_type = np.float16 if int8 else np.float32  # the int8 op's fp16 cache
     x = dict(x=act(b, L, d), dt=act(b, L, H), A=-rng.random(H, np.float32) - 0.5,
              B=act(b, L, 1, SSD_N), C=act(b, L, 1, SSD_N),
@@ -187,8 +192,7 @@ def ssd_case(dtype: str, b: int, L: int, d: int, rng) -> dict:
 
 def conv_case(dtype: str, b: int, L: int, c: int, rng) -> dict:
     int8 = dtype == "int8"
-    act = lambda *s: (rng.integers(-128, 128, s, dtype=np.int8) if int8  # noqa: E731
-                      else rng.standard_normal(s).astype(np.float16))
+    act = activations(dtype, rng)
     bias = rng.standard_normal(c).astype(np.float32 if int8 else np.float16)
     x = dict(x=act(b, L, c), weight=act(c, W), bias=bias, state=act(b, W - 1, c))
     s = 1 if int8 else 2

@@ -1,10 +1,11 @@
-// Runs the CUDA kernels' per-thread, per-lane and per-row code (scan_channel, which EdgeqSSDScan
-// shares, step_thread, conv_channel, w4a8_lane, w4a8_tile, hadamard_row, add_rmsnorm_row) on the
-// CPU behind the C ABI with host pointers (symbols emu_edgeq_*): one "thread", lane or row after
-// another, except the kernels written against a Thread (the decode step, the tiled W4A8 linear),
-// whose threads cooperate through shared memory, barriers and warp collectives (shuffles, mma):
-// they run as real threads. CI has nvcc but no GPU: this checks the kernels' indexing, window,
-// state, unpacking, tiling, butterfly and quantization code against edgeq.ops.reference.
+// Runs the CUDA kernels' per-thread, per-lane and per-row code (scan_channel, step_thread and
+// parts_thread, which EdgeqSSDScan shares, conv_channel, w4a8_lane, w4a8_tile, hadamard_row,
+// add_rmsnorm_row) on the CPU behind the C ABI with host pointers (symbols emu_edgeq_*): one
+// "thread", lane or row after another, except the kernels written against a Thread (the scans'
+// decode step and time-parallel prompts, the tiled W4A8 linear), whose threads cooperate through
+// shared memory, barriers and warp collectives (shuffles, mma): they run as real threads. CI has
+// nvcc but no GPU: this checks the kernels' indexing, window, state, unpacking, tiling, scan,
+// butterfly and quantization code against edgeq.ops.reference.
 // GPU-only parts (launch geometry, memory, the row kernels' barriers and reductions, the dp4a,
 // byte_perm, shuffle and mma instructions) are left to tests/test_cuda_kernels.py.
 #include <condition_variable>
@@ -79,14 +80,15 @@ struct HostThread {
 
   int index() const { return t; }
   void sync() const { threads->block_.wait(); }
-  float shfl_xor(float v, int lane_mask) const {
+  float shfl(float v, int src_lane) const {
     HostThreads::Warp& w = warp();
     w.v[t % 32] = v;
     w.barrier.wait();
-    const float r = w.v[(t % 32) ^ lane_mask];
+    const float r = w.v[src_lane];
     w.barrier.wait();
     return r;
   }
+  float shfl_xor(float v, int lane_mask) const { return shfl(v, (t % 32) ^ lane_mask); }
   void mma(int32_t (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) const {
     HostThreads::Warp& w = warp();
     const int lane = t % 32;
@@ -123,11 +125,29 @@ static void step_emu(const ScanArgs<T, Y, PH, S>& a, int tpc) {
   });
 }
 
+// The time-parallel prompt kernel's grid, block after block; its carried states' shared memory.
+template <class T, class Y, bool PH, class S>
+static void parts_emu(const ScanArgs<T, Y, PH, S>& a, int P) {
+  std::vector<float> carry(kPartsMaxState * kPartThreads);
+  HostThreads(kPartThreads).run([&](HostThread th) {
+    for (int64_t b = 0; b < a.batch; ++b)
+      for (int64_t i0 = 0; i0 < a.dim * P; i0 += kPartThreads)
+        parts_thread(a, b, i0 + th.index(), P, carry.data() + th.index(), th);
+  });
+}
+
+// parts_kernel's wave on the Orin Nano: 8 SMs x 4 blocks (128 registers) x kPartThreads
+constexpr int64_t kOrinNanoPartThreads = 8 * 4 * kPartThreads;
+
 template <class T, class Y, bool PH, class S>
 static int scan_emu(const ScanArgs<T, Y, PH, S>& a) {
   if (int rc = scan_check(a)) return rc;
   if (const int tpc = step_threads(a)) {
     step_emu(a, tpc);
+    return EDGEQ_OK;
+  }
+  if (const int P = scan_parts(a, [] { return kOrinNanoPartThreads; }); P > 1) {
+    parts_emu(a, P);
     return EDGEQ_OK;
   }
   with_nmax(a.dstate, [&](auto n) {

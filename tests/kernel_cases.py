@@ -8,13 +8,14 @@ in host memory, DeviceMem on the GPU.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from edgeq.ops import int4, reference
-from edgeq.runtime.cuda_kernels import check, symbol
+from edgeq.runtime.cuda_kernels import check, max_scan_parts, symbol
 from edgeq.runtime.kernels import Scales
 from edgeq.ops.table import (ADD_RMSNORM_INT8, CAUSAL_CONV1D, CAUSAL_CONV1D_INT8, HADAMARD_INT8,
                              LINEAR_W4A8, SELECTIVE_SCAN, SELECTIVE_SCAN_INT8, SSD_SCAN,
@@ -33,11 +34,13 @@ class Scan:
     softplus: int = 1
     dtype: str = "float32"  # or float16, or int8 (EdgeqSelectiveScanInt8: fp32 y, gate required)
     inplace: bool = False  # state_out is the state buffer
+    max_parts: int = 0  # EDGEQ_SCAN_MAX_PARTS for the call (1: the sequential prompt kernel)
 
     def __str__(self):
         return (f"b{self.batch}-L{self.L}-d{self.dim}-h{self.heads or self.dim}-g{self.groups}"
                 f"-n{self.N}{'' if self.gate else '-nogate'}{'' if self.softplus else '-nosp'}"
-                f"-{self.dtype}{'-inplace' if self.inplace else ''}")
+                f"-{self.dtype}{'-inplace' if self.inplace else ''}"
+                f"{f'-maxparts{self.max_parts}' if self.max_parts else ''}")
 
 
 @dataclass(frozen=True)
@@ -115,7 +118,7 @@ SCAN_SMALL = [
     Scan(1, 1, MAMBA_130M), Scan(2, 7, MAMBA_130M), Scan(3, 40, 96, gate=False),
     Scan(2, 9, 70, N=5, softplus=0), Scan(2, 6, 64, heads=4, groups=2, N=64),
     Scan(1, 5, 32, heads=32, N=128), Scan(1, 4, 16, heads=2, N=256),
-    Scan(2, 300, 64, dtype="float16"), Scan(2, 5, 64, heads=8, groups=4, N=32, dtype="float16"),
+    Scan(1, 300, 16, dtype="float16"), Scan(2, 5, 64, heads=8, groups=4, N=32, dtype="float16"),
     Scan(3, 1, 64, inplace=True), Scan(2, 11, 64, dtype="float16", inplace=True),
     Scan(1, 1, MAMBA_130M, dtype="int8"), Scan(2, 7, 64, heads=8, groups=4, N=32, dtype="int8"),
     Scan(2, 9, 70, N=5, softplus=0, dtype="int8"), Scan(3, 40, 64, dtype="int8", inplace=True),
@@ -124,11 +127,16 @@ SCAN_SMALL = [
     Scan(2, 1, 70, N=32, dtype="float16"), Scan(2, 1, 16, heads=2, N=256),
     Scan(2, 1, 64, heads=8, groups=4, N=32, dtype="int8"), Scan(2, 1, 33, N=5),
     Scan(1, 1, 40, N=24, softplus=0, gate=False),
+    # prompts cut over 4 to 32 lanes per channel (the emulation's wave is the Orin Nano's: 8 SMs
+    # x 512 threads; above, L = 40 and 300 take 4 and 16 lanes): a part of the last block, a
+    # part of the last chunk; the cap, and the sequential kernel on a long prompt
+    Scan(1, 600, 37, N=5, softplus=0), Scan(2, 100, 30, dtype="int8", inplace=True),
+    Scan(2, 200, 50, dtype="float16", max_parts=2), Scan(1, 300, 64, max_parts=1),
 ]
 SSD_SMALL = [
     Ssd(1, 1, MAMBA2_130M_HEADS, 64), Ssd(2, 7, 4, 8, N=16, chunk=4),
     Ssd(2, 33, 6, 5, groups=3, N=4, chunk=8), Ssd(1, 64, 4, 16, N=32, chunk=16, softplus=0),
-    Ssd(2, 20, 2, 3, groups=2, N=256, chunk=256), Ssd(2, 300, 2, 32, N=16),
+    Ssd(2, 20, 2, 3, groups=2, N=256, chunk=256), Ssd(1, 300, 1, 16, N=16),
     Ssd(2, 9, 4, 16, groups=2, N=64, dtype="float16"), Ssd(3, 1, 8, 8, N=16, inplace=True),
     Ssd(2, 11, 4, 16, dtype="float16", inplace=True),
     Ssd(1, 1, MAMBA2_130M_HEADS, 64, dtype="int8", per_channel=True),
@@ -138,6 +146,7 @@ SSD_SMALL = [
     Ssd(3, 1, 8, 8, groups=2, N=16, dtype="int8", per_channel=True, inplace=True),
     Ssd(2, 1, 6, 5, groups=3, N=64, dtype="float16"), Ssd(2, 1, 4, 3, groups=2, N=4),
     Ssd(2, 1, 4, 16, groups=2, N=128, dtype="int8", per_channel=True),
+    Ssd(1, 130, 2, 8, N=16, dtype="int8", per_channel=True),  # 16 lanes per channel
 ]
 CONV_SMALL = [
     Conv(1, 1, MAMBA_130M), Conv(2, 7, MAMBA_130M), Conv(3, 2, 100, W=5), Conv(2, 40, 70, W=2),
@@ -168,7 +177,9 @@ SCAN_GPU = SCAN_SMALL + [
     for b, L in ((1, 1), (64, 1), (1, 7), (64, 7), (1, 1000), (4, 1000), (1, 2100))
 ] + [Scan(64, 1, MAMBA_2_8B, dtype="float16", inplace=True),
      Scan(1, 2100, MAMBA_130M, dtype="float16"), Scan(64, 7, MAMBA_130M, dtype="float16"),
-     Scan(2, 1000, 2048, heads=32, N=128)]
+     Scan(2, 1000, 2048, heads=32, N=128)] + [  # long prompts on the sequential kernel too
+    Scan(1, 2100, MAMBA_130M, max_parts=1), Scan(4, 1000, MAMBA_2_8B, dtype="int8", max_parts=1),
+    Scan(1, 1000, MAMBA_130M, dtype="float16", max_parts=4)]
 SSD_GPU = SSD_SMALL + [
     Ssd(b, L, h, 64) for h in (MAMBA2_130M_HEADS, MAMBA2_2_7B_HEADS)
     for b, L in ((1, 1), (64, 1), (1, 7), (64, 7), (1, 1000), (4, 1000), (1, 2100))
@@ -297,10 +308,12 @@ def run_scan(lib, mem, c: Scan, prefix: str = ""):
     p = {k: None if v is None else mem.put(_np(v)) for k, v in x.items()}
     y = mem.empty((c.batch, c.L, c.dim), "float32" if int8 else c.dtype)
     state_out = p["state"] if c.inplace else mem.empty((c.batch, c.dim, c.N), "float32")
-    rc = getattr(lib, prefix + symbol(SELECTIVE_SCAN_INT8 if int8 else SELECTIVE_SCAN, c.dtype))(
-        p["u"], p["delta"], p["A"], p["B"], p["C"], p["D"], p["delta_bias"], p["state"], p["z"],
-        y, state_out, c.batch, c.L, c.dim, c.heads or c.dim, c.groups, c.N, *scales.values(),
-        c.softplus, None)
+    with max_scan_parts(c.max_parts) if c.max_parts else contextlib.nullcontext():
+        rc = getattr(lib, prefix + symbol(SELECTIVE_SCAN_INT8 if int8 else SELECTIVE_SCAN,
+                                          c.dtype))(
+            p["u"], p["delta"], p["A"], p["B"], p["C"], p["D"], p["delta_bias"], p["state"],
+            p["z"], y, state_out, c.batch, c.L, c.dim, c.heads or c.dim, c.groups, c.N,
+            *scales.values(), c.softplus, None)
     assert rc == 0, f"status {rc}"
     mem.sync()
     want_y, want_state = scan_reference(c, want_x)

@@ -20,8 +20,10 @@ op's arithmetic as docs/ops.md writes it; the W4A8 linear: int8 multiply-adds x 
 the roofline time (bytes / peak GB/s or FLOPs / peak FLOP/s, whichever is longer; for the W4A8
 linear the peak is dp4a's, 4x the fp32 one, up to 8 tokens and the dense int8 tensor-core rate
 above, where the tiled kernel runs; at decode the bound is the bytes: the packed weights and their
-scales, read once), the speed-up over PyTorch, and int8 prefill scan time / fp16 prefill scan time
-(both scans). Peak GB/s: memory clock x bus width x 2 (DDR) from the device attributes, or
+scales, read once), the speed-up over PyTorch, int8 prefill scan time / fp16 prefill scan time
+(both scans), and for the selective scan's prompts the speed-up of the kernel the library picks
+(the time-parallel one where batch x channels leave the GPU idle) over the sequential one
+(EDGEQ_SCAN_MAX_PARTS=1), in the same run. Peak GB/s: memory clock x bus width x 2 (DDR) from the device attributes, or
 --peak-gbs; peak FLOP/s: SMs x fp32 lanes x 2 x clock, or --peak-gflops; int8 tensor-core peak: SMs
 x the architecture's dense int8 ops per SM and clock x clock, or --peak-int8-gops (sm_90's rate is
 wgmma's; the kernel's mma.sync reaches part of it).
@@ -384,13 +386,20 @@ def run(args, dev: dict) -> list[dict]:
     timer, rows = Timer(), []
     rng = np.random.default_rng(0)
     for op, dtype, shape, width in cases(args.widths, args.quick):
-        case, buf = make(op, dtype, shape, rng), Buffers()
+        case, buf, sequential_ms = make(op, dtype, shape, rng), Buffers(), None
         try:
-            ms = timer.graph_ms(kernel_call(lib, op, dtype, shape, case, buf, timer.stream))
+            launch = kernel_call(lib, op, dtype, shape, case, buf, timer.stream)
+            ms = timer.graph_ms(launch)
+            if op == "scan" and shape[1] > 1:  # prompts: also on the sequential kernel
+                with cuda_kernels.max_scan_parts(1):
+                    sequential_ms = timer.graph_ms(launch)
         finally:
             buf.free()
         row = dict(op=op, dtype=dtype, shape=list(shape), d_inner=width, ms=ms,
                    bytes=case["nbytes"], flops=case["flops"])
+        if sequential_ms is not None:
+            row["sequential_ms"] = sequential_ms
+            row["speedup_vs_sequential"] = sequential_ms / ms
         row["gbs"] = case["nbytes"] / ms / 1e6
         row["gflops"] = case["flops"] / ms / 1e6
         peak_gflops = dev["peak_int8_gops"] if case.get("tensor_cores") else \
@@ -406,8 +415,9 @@ def run(args, dev: dict) -> list[dict]:
         rows.append(row)
         print(f"{op:8} {dtype:7} {str(tuple(shape)):18} {ms * 1e3:9.1f} us {row['gbs']:7.1f} GB/s"
               f" {100 * row['roofline_fraction']:5.1f} % roofline"
-              + (f"  x{row['speedup_vs_torch']:.1f} vs torch" if "torch_ms" in row else ""),
-              flush=True)
+              + (f"  x{row['speedup_vs_torch']:.1f} vs torch" if "torch_ms" in row else "")
+              + (f"  x{row['speedup_vs_sequential']:.2f} vs sequential"
+                 if sequential_ms is not None else ""), flush=True)
     fp16 = {(r["op"], tuple(r["shape"])): r["ms"] for r in rows if r["dtype"] == "float16"}
     for r in rows:  # the scans' prefill, int8 against fp16
         if r["op"] in ("scan", "ssd") and r["dtype"] == "int8" and r["shape"][1] > 1:
@@ -424,13 +434,14 @@ def markdown(dev: dict, rows: list[dict]) -> str:
            "from a CUDA graph (no launch overhead); PyTorch eager, fp32 math, same stream. "
            "Roofline: max(bytes / peak GB/s, FLOPs / peak FLOP/s) over the time.", "",
            "| op | dtype | shape | d_inner | us | GB/s | GFLOP/s | roofline | vs PyTorch "
-           "| int8 / fp16 |", "|---|---|---|---|---|---|---|---|---|---|"]
+           "| int8 / fp16 | vs sequential |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         vs = f"x{r['speedup_vs_torch']:.1f}" if "speedup_vs_torch" in r else "n/a"
         ratio = f"{r['int8_over_fp16']:.2f}" if "int8_over_fp16" in r else ""
+        seq = f"x{r['speedup_vs_sequential']:.2f}" if "speedup_vs_sequential" in r else ""
         out.append(f"| {r['op']} | {r['dtype']} | {'x'.join(map(str, r['shape']))} | "
                    f"{r['d_inner']} | {r['ms'] * 1e3:.1f} | {r['gbs']:.1f} | {r['gflops']:.1f} | "
-                   f"{100 * r['roofline_fraction']:.1f} % | {vs} | {ratio} |")
+                   f"{100 * r['roofline_fraction']:.1f} % | {vs} | {ratio} | {seq} |")
     return "\n".join(out) + "\n"
 
 

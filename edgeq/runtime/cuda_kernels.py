@@ -7,6 +7,7 @@ caller owns device memory and streams (e.g. cuda-python); this module only binds
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import os
@@ -66,6 +67,21 @@ def call(name: str, *args, lib: ctypes.CDLL | None = None) -> None:
     rc = getattr(lib or library(), name)(*args)
     if rc != 0:
         raise ValueError(f"{name} failed: {STATUS.get(rc, rc)}")
+
+
+@contextlib.contextmanager
+def max_scan_parts(cap: int):
+    """EDGEQ_SCAN_MAX_PARTS=cap for the scans launched inside: the most lanes per channel of the
+    time-parallel prompt kernel (plugins/selective_scan); 1 keeps the sequential kernel."""
+    old = os.environ.get("EDGEQ_SCAN_MAX_PARTS")
+    os.environ["EDGEQ_SCAN_MAX_PARTS"] = str(cap)
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["EDGEQ_SCAN_MAX_PARTS"]
+        else:
+            os.environ["EDGEQ_SCAN_MAX_PARTS"] = old
 
 
 def no_gpu_reason() -> str:

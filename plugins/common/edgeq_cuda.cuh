@@ -102,15 +102,18 @@ inline bool aligned16(const void* p, const void* q) {
   return (reinterpret_cast<uintptr_t>(p) | reinterpret_cast<uintptr_t>(q)) % 16 == 0;
 }
 
-// The kernels whose threads cooperate beyond a block sum (the tiled W4A8 linear, the decode
-// step) are written against a Thread: index() in the block, sync() the block's barrier, and
-// the warp's collectives. tests/cuda_host_emu.cu runs the same code with a CPU Thread whose
-// threads are real threads.
+// The kernels whose threads cooperate beyond a block sum (the tiled W4A8 linear, the scans'
+// decode step and time-parallel prompts) are written against a Thread: index() in the block,
+// sync() the block's barrier, and the warp's collectives (shuffles: shfl reads src_lane's v).
+// tests/cuda_host_emu.cu runs the same code with a CPU Thread whose threads are real threads.
 struct GpuThread {
   __device__ int index() const { return threadIdx.x; }
   __device__ void sync() const { __syncthreads(); }
   __device__ float shfl_xor(float v, int lane_mask) const {
     return __shfl_xor_sync(0xffffffffu, v, lane_mask);
+  }
+  __device__ float shfl(float v, int src_lane) const {
+    return __shfl_sync(0xffffffffu, v, src_lane);
   }
   // d += A (16 x 32 int8, row) x B (32 x 8 int8, col), in the PTX ISA's fragment layout
   __device__ void mma(int32_t (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) const {

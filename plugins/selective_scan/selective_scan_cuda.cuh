@@ -6,9 +6,11 @@
 // (shared by a group) are broadcasts. A channel's state stays in registers for the whole
 // sequence: it is read once and written once, and a thread only touches its own state row,
 // which is why state_out may alias state. step_kernel (decode, L = 1) splits each state row
-// over several threads instead (below). EdgeqSSDScanInt8's fp16 state is widened on that read
-// and rounded on that write.
+// over several threads instead, and parts_kernel (prompts that leave the GPU idle) each
+// sequence (below). EdgeqSSDScanInt8's fp16 state is widened on that read and rounded on that
+// write.
 #pragma once
+#include <cstdlib>
 #include <type_traits>
 
 #include "edgeq_cuda.cuh"
@@ -174,6 +176,117 @@ int step_threads(const ScanArgs<T, Y, PH, S>& a) {
   return int(vectors < 32 ? vectors : 32);
 }
 
+// Prompts that one thread per (batch, channel) leaves mostly idle (batch 1 of a small model:
+// Mamba-130m's 1536 channels are 6 warps per SM of the Orin Nano's 8) take parts_kernel, which
+// cuts each channel's sequence over P consecutive lanes of a warp (P a power of two, 2..32), in
+// chunks of P x kItems tokens, kItems per lane: mamba_ssm's parallel scan. Per state, a lane
+// composes its tokens' steps s -> dA s + dt B u into one map s -> m_a s + m_b (part 0 applies
+// its map to the state carried into the chunk, so it becomes a constant), the lanes scan their
+// maps by shuffles (Hillis-Steele), which leaves each lane the state after its tokens; a lane
+// starts from the one before it and redoes its tokens from registers for y, and the last
+// lane's state is carried into the next chunk. Part 0 keeps the carried states in shared memory
+// and is the only lane that reads and writes the state row, so state_out may alias state.
+// Products are reassociated: within fp32 rounding of the sequential scan. dstate <=
+// kPartsMaxState (Mamba-1's 16) bounds the shared memory; scan_parts picks P.
+constexpr int kItems = 8;  // tokens per lane and chunk
+constexpr int kPartThreads = 128;
+constexpr int64_t kPartsMaxState = 16;
+
+#pragma nv_exec_check_disable  // Thread decides where it runs (the emulator's is host-only)
+template <class T, class Y, bool PH, class S, class Thread>
+EDGEQ_CUDA_HD void parts_thread(const ScanArgs<T, Y, PH, S>& a, int64_t b, int64_t i, int P,
+                                float* carry, const Thread& th) {
+  const int64_t N = a.dstate, d = i / P;
+  const bool active = d < a.dim;  // lanes past the last channel shuffle on the last one's data
+  const int64_t c = active ? d : a.dim - 1;
+  const int part = int(i % P), lane = int(i % 32), last = lane - part + P - 1;
+  const int64_t h = c / (a.dim / a.heads), g = h / (a.heads / a.groups);
+  const int64_t srow = (b * a.dim + c) * N;
+  const float Dd = a.D_at(h, c), bias = a.delta_bias[h], su = a.sc.u.at(c),
+              sdelta = a.sc.delta.at(h), sB = a.sc.B.at(g), sC = a.sc.C.at(g), sz = a.sc.z.at(c);
+  if (!part)
+    for (int n = 0; n < N; ++n) carry[n * kPartThreads] = to_f(a.state[srow + n]);
+  for (int64_t t0 = int64_t(part) * kItems; t0 - part * kItems < a.L; t0 += int64_t(P) * kItems) {
+    float dt[kItems], ud[kItems], decay[kItems], acc[kItems];
+#pragma unroll
+    for (int k = 0; k < kItems; ++k) {  // past the end: dt = 0, the identity step
+      const int64_t row = b * a.L + t0 + k;
+      dt[k] = t0 + k < a.L ? a.dt_at(row, h, sdelta, bias) : 0.f;
+      ud[k] = t0 + k < a.L ? to_f(a.u[row * a.dim + c], su) : 0.f;
+      decay[k] = PH ? expf(dt[k] * a.A_at(h, 0)) : 0.f;  // one per head: one expf, not N
+      acc[k] = 0.f;
+    }
+#pragma unroll 1
+    for (int n = 0; n < N; ++n) {
+      const float An = a.A_at(h, n);
+      const int64_t at = ((b * a.L + t0) * a.groups + g) * N + n, step = a.groups * N;
+      float dA[kItems], ma = 1.f, mb = 0.f;
+#pragma unroll
+      for (int k = 0; k < kItems; ++k) {
+        dA[k] = PH ? decay[k] : expf(dt[k] * An);
+        mb = scan_state(mb, dA[k], dt[k], t0 + k < a.L ? to_f(a.B[at + k * step], sB) : 0.f,
+                        ud[k]);
+        ma *= dA[k];
+      }
+      float in = 0.f;  // part 0's: the state entering the chunk
+      if (!part) {  // part 0's map applied to it: a constant, so the scan below yields states
+        in = carry[n * kPartThreads];
+        mb = ma * in + mb;
+        ma = 0.f;
+      }
+      for (int o = 1; o < P; o *= 2) {  // inclusive scan: the maps of this part and those before
+        const int src = part >= o ? lane - o : lane;
+        const float pa = th.shfl(ma, src), pb = th.shfl(mb, src);
+        if (part >= o) {
+          mb = ma * pb + mb;
+          ma *= pa;
+        }
+      }
+      float s = th.shfl(mb, part ? lane - 1 : lane);  // the state after the parts before
+      const float end = th.shfl(mb, last);
+      if (!part) {
+        s = in;
+        carry[n * kPartThreads] = end;
+      }
+#pragma unroll
+      for (int k = 0; k < kItems; ++k) {
+        if (t0 + k < a.L) {  // B again, from L1
+          s = scan_state(s, dA[k], dt[k], to_f(a.B[at + k * step], sB), ud[k]);
+          acc[k] += s * to_f(a.C[at + k * step], sC);
+        }
+      }
+    }
+#pragma unroll
+    for (int k = 0; k < kItems; ++k)
+      if (active && t0 + k < a.L) a.write_y(b * a.L + t0 + k, c, acc[k], Dd, ud[k], sz);
+  }
+  if (active && !part)
+    for (int n = 0; n < N; ++n) a.state_out[srow + n] = from_f<S>(carry[n * kPartThreads]);
+}
+
+template <class T, class Y, bool PH, class S>
+__global__ void __launch_bounds__(kPartThreads, 4)  // 128 registers: 16 warps per SM
+    parts_kernel(ScanArgs<T, Y, PH, S> a, int P) {
+  __shared__ float carry[kPartsMaxState * kPartThreads];
+  parts_thread(a, blockIdx.y, int64_t(blockIdx.x) * kPartThreads + threadIdx.x, P,
+               carry + threadIdx.x, GpuThread{});
+}
+
+// parts_kernel's lanes per channel, or 1 for the sequential kernels: P doubles while batch x
+// channels x P threads fit in one wave of parts_kernel (resident(): the blocks the GPU holds at
+// once x kPartThreads) and two parts' kItems tokens still fit in L, up to EDGEQ_SCAN_MAX_PARTS
+// (default 32; 1 keeps the sequential kernel, for side-by-side benchmarks).
+template <class T, class Y, bool PH, class S, class F>
+int scan_parts(const ScanArgs<T, Y, PH, S>& a, F resident) {
+  if (a.dstate > kPartsMaxState || a.L < 2 * kItems) return 1;
+  const char* env = std::getenv("EDGEQ_SCAN_MAX_PARTS");
+  const int64_t cap = env ? std::atoll(env) : 32, threads = resident();
+  int P = 1;
+  while (P < 32 && 2 * P <= cap && a.batch * a.dim * 2 * P <= threads && 2 * P * kItems <= a.L)
+    P *= 2;
+  return P;
+}
+
 template <class T, class Y, bool PH, class S>
 int scan_check(const ScanArgs<T, Y, PH, S>& a) {
   constexpr bool int8 = std::is_same<T, int8_t>::value;
@@ -208,6 +321,19 @@ int scan_launch(const ScanArgs<T, Y, PH, S>& a, void* stream) {
   if (const int tpc = step_threads(a)) {
     const dim3 grid(unsigned((a.dim * tpc + kStepThreads - 1) / kStepThreads), unsigned(a.batch));
     step_kernel<<<grid, kStepThreads, 0, s>>>(a, tpc);
+    return launch_status();
+  }
+  const auto resident = [] {  // parts_kernel's threads in one wave
+    int device = 0, sms = 0, blocks = 0;
+    cudaGetDevice(&device);
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, parts_kernel<T, Y, PH, S>,
+                                                  kPartThreads, 0);
+    return int64_t(sms) * blocks * kPartThreads;
+  };
+  if (const int P = scan_parts(a, resident); P > 1) {
+    const dim3 grid(unsigned((a.dim * P + kPartThreads - 1) / kPartThreads), unsigned(a.batch));
+    parts_kernel<<<grid, kPartThreads, 0, s>>>(a, P);
     return launch_status();
   }
   const dim3 grid(unsigned((a.dim + kThreads - 1) / kThreads), unsigned(a.batch));

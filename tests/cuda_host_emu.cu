@@ -1,8 +1,8 @@
-// Runs the CUDA kernels' per-thread, per-lane and per-row code (scan_channel, step_thread and
+// Runs the CUDA kernels' per-thread, per-lane and per-row code (scan_channel, split_thread and
 // parts_thread, which EdgeqSSDScan shares, conv_channel, w4a8_lane, w4a8_tile, hadamard_row,
 // add_rmsnorm_row) on the CPU behind the C ABI with host pointers (symbols emu_edgeq_*): one
 // "thread", lane or row after another, except the kernels written against a Thread (the scans'
-// decode step and time-parallel prompts, the tiled W4A8 linear), whose threads cooperate through
+// split-state and time-parallel kernels, the tiled W4A8 linear), whose threads cooperate through
 // shared memory, barriers and warp collectives (shuffles, mma): they run as real threads. CI has
 // nvcc but no GPU: this checks the kernels' indexing, window, state, unpacking, tiling, scan,
 // butterfly and quantization code against edgeq.ops.reference.
@@ -115,13 +115,15 @@ template <class F> void HostThreads::run(F body) {
   for (std::thread& th : threads) th.join();
 }
 
-// The decode kernel's grid, block after block.
+// The split kernel's grid, block after block.
 template <class T, class Y, bool PH, class S>
-static void step_emu(const ScanArgs<T, Y, PH, S>& a, int tpc) {
-  HostThreads(kStepThreads).run([&](HostThread th) {
-    for (int64_t b = 0; b < a.batch; ++b)
-      for (int64_t i0 = 0; i0 < a.dim * tpc; i0 += kStepThreads)
-        step_thread(a, b, i0 + th.index(), tpc, th);
+static void split_emu(const ScanArgs<T, Y, PH, S>& a, Split sp) {
+  with_j(sp.J, [&](auto j) {
+    HostThreads(kStepThreads).run([&](HostThread th) {
+      for (int64_t b = 0; b < a.batch; ++b)
+        for (int64_t i0 = 0; i0 < a.dim * sp.tpc; i0 += kStepThreads)
+          split_thread<decltype(j)::value>(a, b, i0 + th.index(), sp.tpc, th);
+    });
   });
 }
 
@@ -142,8 +144,8 @@ constexpr int64_t kOrinNanoPartThreads = 8 * 4 * kPartThreads;
 template <class T, class Y, bool PH, class S>
 static int scan_emu(const ScanArgs<T, Y, PH, S>& a) {
   if (int rc = scan_check(a)) return rc;
-  if (const int tpc = step_threads(a)) {
-    step_emu(a, tpc);
+  if (const Split sp = split_shape(a); sp.tpc) {
+    split_emu(a, sp);
     return EDGEQ_OK;
   }
   if (const int P = scan_parts(a, [] { return kOrinNanoPartThreads; }); P > 1) {

@@ -8,7 +8,6 @@ in host memory, DeviceMem on the GPU.
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,7 +33,7 @@ class Scan:
     softplus: int = 1
     dtype: str = "float32"  # or float16, or int8 (EdgeqSelectiveScanInt8: fp32 y, gate required)
     inplace: bool = False  # state_out is the state buffer
-    max_parts: int = 0  # EDGEQ_SCAN_MAX_PARTS for the call (1: the sequential prompt kernel)
+    max_parts: int = 0  # EDGEQ_SCAN_MAX_PARTS for the call (1: prompts on the sequential kernel)
 
     def __str__(self):
         return (f"b{self.batch}-L{self.L}-d{self.dim}-h{self.heads or self.dim}-g{self.groups}"
@@ -56,11 +55,13 @@ class Ssd:  # EdgeqSSDScan: dim = heads * P
     dtype: str = "float32"  # or float16, or int8 (EdgeqSSDScanInt8: fp32 y)
     inplace: bool = False  # state_out is the state buffer
     per_channel: bool = False  # int8: x per channel, dt per head, B and C per group
+    max_parts: int = 0  # as Scan's
 
     def __str__(self):
         return (f"b{self.batch}-L{self.L}-h{self.heads}-p{self.P}-g{self.groups}-n{self.N}"
                 f"-c{self.chunk}{'' if self.softplus else '-nosp'}-{self.dtype}"
-                f"{'-inplace' if self.inplace else ''}{'-perchannel' if self.per_channel else ''}")
+                f"{'-inplace' if self.inplace else ''}{'-perchannel' if self.per_channel else ''}"
+                f"{f'-maxparts{self.max_parts}' if self.max_parts else ''}")
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,9 @@ SCAN_SMALL = [
     Scan(2, 1, 70, N=32, dtype="float16"), Scan(2, 1, 16, heads=2, N=256),
     Scan(2, 1, 64, heads=8, groups=4, N=32, dtype="int8"), Scan(2, 1, 33, N=5),
     Scan(1, 1, 40, N=24, softplus=0, gate=False),
+    # prompts with dstate >= 32 split too (above: 32 to 256, 2 to 16 threads per channel); the
+    # sequential kernel keeps dstate that is not 4 times a power of two
+    Scan(2, 5, 32, heads=4, N=48), Scan(1, 4, 16, heads=2, N=100, dtype="float16"),
     # prompts cut over 4 to 32 lanes per channel (the emulation's wave is the Orin Nano's: 8 SMs
     # x 512 threads; above, L = 40 and 300 take 4 and 16 lanes): a part of the last block, a
     # part of the last chunk; the cap, and the sequential kernel on a long prompt
@@ -147,6 +151,9 @@ SSD_SMALL = [
     Ssd(2, 1, 6, 5, groups=3, N=64, dtype="float16"), Ssd(2, 1, 4, 3, groups=2, N=4),
     Ssd(2, 1, 4, 16, groups=2, N=128, dtype="int8", per_channel=True),
     Ssd(1, 130, 2, 8, N=16, dtype="int8", per_channel=True),  # 16 lanes per channel
+    Ssd(2, 9, 4, 16, groups=2, N=128, dtype="int8", per_channel=True),  # 8 threads per channel
+    Ssd(2, 6, 2, 8, N=200, chunk=4),  # the sequential kernel (NMAX 256)
+    Ssd(2, 9, 4, 16, groups=2, N=64, dtype="float16", max_parts=2),  # ... NMAX 64, by the cap
 ]
 CONV_SMALL = [
     Conv(1, 1, MAMBA_130M), Conv(2, 7, MAMBA_130M), Conv(3, 2, 100, W=5), Conv(2, 40, 70, W=2),
@@ -189,7 +196,10 @@ SSD_GPU = SSD_SMALL + [
     Ssd(b, L, h, 64, groups=g, dtype="int8", per_channel=True)
     for h, g in ((MAMBA2_130M_HEADS, 1), (MAMBA2_2_7B_HEADS, 8))
     for b, L in ((1, 1), (64, 1), (1, 1000), (4, 1000))] + [
-    Ssd(64, 1, MAMBA2_2_7B_HEADS, 64, groups=8, dtype="int8", per_channel=True, inplace=True)]
+    Ssd(64, 1, MAMBA2_2_7B_HEADS, 64, groups=8, dtype="int8", per_channel=True, inplace=True),
+    # long prompts on the sequential kernel too
+    Ssd(1, 1000, MAMBA2_130M_HEADS, 64, max_parts=1),
+    Ssd(1, 1000, MAMBA2_2_7B_HEADS, 64, groups=8, dtype="int8", per_channel=True, max_parts=1)]
 CONV_GPU = CONV_SMALL + [
     Conv(b, L, c) for c in (MAMBA_130M, MAMBA_2_8B)
     for b, L in ((1, 1), (64, 1), (1, 7), (64, 7), (1, 1000), (16, 1000), (1, 2100), (8, 2100))
@@ -308,7 +318,7 @@ def run_scan(lib, mem, c: Scan, prefix: str = ""):
     p = {k: None if v is None else mem.put(_np(v)) for k, v in x.items()}
     y = mem.empty((c.batch, c.L, c.dim), "float32" if int8 else c.dtype)
     state_out = p["state"] if c.inplace else mem.empty((c.batch, c.dim, c.N), "float32")
-    with max_scan_parts(c.max_parts) if c.max_parts else contextlib.nullcontext():
+    with max_scan_parts(c.max_parts):
         rc = getattr(lib, prefix + symbol(SELECTIVE_SCAN_INT8 if int8 else SELECTIVE_SCAN,
                                           c.dtype))(
             p["u"], p["delta"], p["A"], p["B"], p["C"], p["D"], p["delta_bias"], p["state"],
@@ -345,12 +355,13 @@ def run_ssd(lib, mem, c: Ssd, prefix: str = ""):
     p = {k: mem.put(_np(v)) for k, v in x.items()}
     y = mem.empty((c.batch, c.L, dim), "float32" if int8 else c.dtype)
     state_out = p["state"] if c.inplace else mem.empty((c.batch, dim, c.N), _np(x["state"]).dtype)
-    rc = getattr(lib, prefix + symbol(SSD_SCAN_INT8 if int8 else SSD_SCAN, c.dtype))(
-        *[p[k] for k in x], y, state_out, c.batch, c.L, dim, c.heads, c.groups, c.N,
-        *[_scales_arg(mem, s) for s in scales.values()], c.softplus, c.chunk, None)
+    with max_scan_parts(c.max_parts):
+        rc = getattr(lib, prefix + symbol(SSD_SCAN_INT8 if int8 else SSD_SCAN, c.dtype))(
+            *[p[k] for k in x], y, state_out, c.batch, c.L, dim, c.heads, c.groups, c.N,
+            *[_scales_arg(mem, s) for s in scales.values()], c.softplus, c.chunk, None)
     assert rc == 0, f"status {rc}"
     mem.sync()
-    # the chunked reference: the sequential kernel differs from it by fp32 rounding only
+    # the chunked reference: the kernels differ from it by fp32 rounding only
     ref = reference.ssd_scan_int8 if int8 else reference.ssd_scan
     want_y, want_state = ref(**x, **{f"{k}_scale": v for k, v in scales.items()},
                              dt_softplus=bool(c.softplus), chunk_size=c.chunk)

@@ -21,12 +21,13 @@ the roofline time (bytes / peak GB/s or FLOPs / peak FLOP/s, whichever is longer
 linear the peak is dp4a's, 4x the fp32 one, up to 8 tokens and the dense int8 tensor-core rate
 above, where the tiled kernel runs; at decode the bound is the bytes: the packed weights and their
 scales, read once), the speed-up over PyTorch, int8 prefill scan time / fp16 prefill scan time
-(both scans), and for the selective scan's prompts the speed-up of the kernel the library picks
-(the time-parallel one where batch x channels leave the GPU idle) over the sequential one
-(EDGEQ_SCAN_MAX_PARTS=1), in the same run. Peak GB/s: memory clock x bus width x 2 (DDR) from the device attributes, or
---peak-gbs; peak FLOP/s: SMs x fp32 lanes x 2 x clock, or --peak-gflops; int8 tensor-core peak: SMs
-x the architecture's dense int8 ops per SM and clock x clock, or --peak-int8-gops (sm_90's rate is
-wgmma's; the kernel's mma.sync reaches part of it).
+(both scans), and for the scans' prompts the speed-up of the kernel the library picks (the
+time-parallel one where batch x channels leave the GPU idle, the split-state one for Mamba-2's
+d_state) over one thread per channel (EDGEQ_SCAN_MAX_PARTS=1), in the same run. Peak GB/s:
+memory clock x bus width x 2 (DDR) from the device attributes, or --peak-gbs; peak FLOP/s: SMs x
+fp32 lanes x 2 x clock, or --peak-gflops; int8 tensor-core peak: SMs x the architecture's dense
+int8 ops per SM and clock x clock, or --peak-int8-gops (sm_90's rate is wgmma's; the kernel's
+mma.sync reaches part of it).
 
 Writes bench/results/kernels-<device>.json and .md. Exits 2 when no CUDA GPU is visible."""
 from __future__ import annotations
@@ -390,7 +391,7 @@ def run(args, dev: dict) -> list[dict]:
         try:
             launch = kernel_call(lib, op, dtype, shape, case, buf, timer.stream)
             ms = timer.graph_ms(launch)
-            if op == "scan" and shape[1] > 1:  # prompts: also on the sequential kernel
+            if op in ("scan", "ssd") and shape[1] > 1:  # prompts: also on the sequential kernel
                 with cuda_kernels.max_scan_parts(1):
                     sequential_ms = timer.graph_ms(launch)
         finally:

@@ -71,8 +71,12 @@ def call(name: str, *args, lib: ctypes.CDLL | None = None) -> None:
 
 @contextlib.contextmanager
 def max_scan_parts(cap: int):
-    """EDGEQ_SCAN_MAX_PARTS=cap for the scans launched inside: the most lanes per channel of the
-    time-parallel prompt kernel (plugins/selective_scan); 1 keeps the sequential kernel."""
+    """EDGEQ_SCAN_MAX_PARTS=cap for the scans launched inside: the most threads a prompt's
+    channel is cut over, in time or in states (plugins/selective_scan); 1 keeps prompts on the
+    sequential kernel; 0 leaves the environment as it is."""
+    if not cap:
+        yield
+        return
     old = os.environ.get("EDGEQ_SCAN_MAX_PARTS")
     os.environ["EDGEQ_SCAN_MAX_PARTS"] = str(cap)
     try:

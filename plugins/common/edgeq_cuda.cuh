@@ -103,7 +103,7 @@ inline bool aligned16(const void* p, const void* q) {
 }
 
 // The kernels whose threads cooperate beyond a block sum (the tiled W4A8 linear, the scans'
-// decode step and time-parallel prompts) are written against a Thread: index() in the block,
+// split-state and time-parallel kernels) are written against a Thread: index() in the block,
 // sync() the block's barrier, and the warp's collectives (shuffles: shfl reads src_lane's v).
 // tests/cuda_host_emu.cu runs the same code with a CPU Thread whose threads are real threads.
 struct GpuThread {

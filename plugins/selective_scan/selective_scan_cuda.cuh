@@ -5,10 +5,10 @@
 // dim] tensors every read of u, delta, z and write of y at a time step is coalesced, and B/C rows
 // (shared by a group) are broadcasts. A channel's state stays in registers for the whole
 // sequence: it is read once and written once, and a thread only touches its own state row,
-// which is why state_out may alias state. step_kernel (decode, L = 1) splits each state row
-// over several threads instead, and parts_kernel (prompts that leave the GPU idle) each
-// sequence (below). EdgeqSSDScanInt8's fp16 state is widened on that read and rounded on that
-// write.
+// which is why state_out may alias state. split_kernel (decode, and prompts with dstate >= 32)
+// splits each state row over several threads instead, and parts_kernel (prompts that leave the
+// GPU idle) each sequence (below). EdgeqSSDScanInt8's fp16 state is widened on that read and
+// rounded on that write.
 #pragma once
 #include <cstdlib>
 #include <type_traits>
@@ -113,67 +113,110 @@ __global__ void __launch_bounds__(kThreads) scan_kernel(ScanArgs<T, Y, PH, S> a)
   if (d < a.dim) scan_channel<T, Y, NMAX>(a, blockIdx.y, d);
 }
 
-// Decode (L = 1), whose time is reading and writing the state: a channel's state row is split
-// over tpc consecutive threads, kStepV<S> states (16 bytes) at a time, so a warp reads and
-// writes contiguous 512-byte runs (scan_channel's threads read their own rows, which lie a row
-// apart). Each thread updates its states and sums their C-weighted values; the channel's tpc
-// partial sums meet by shuffles (a tolerance against the reference's in-order sum). Thread i of
-// the grid row is part i % tpc of channel i / tpc; threads past the last channel only shuffle.
+// Decode, and prompts with dstate >= 32 (Mamba-2's 64-128, which one thread per channel holds
+// in ~250 registers): a channel's state row split over tpc consecutive threads, J 16-byte
+// vectors of kStepV<S> states each (vector j of part p is vector p + j tpc of the row), so a
+// warp reads and writes contiguous 512-byte runs of the state (scan_channel's threads read their
+// own rows, which lie a row apart). The states stay in registers for all L tokens; per token,
+// each thread updates its states and sums their C-weighted values, and the channel's tpc partial
+// sums meet by shuffles (a tolerance against the reference's in-order sum). Thread i of the grid
+// row is part i % tpc of channel i / tpc; threads past the last channel shuffle on the last
+// channel's data and write nothing. A thread reads and writes only its own vectors, so
+// state_out may alias state.
 template <class S> constexpr int kStepV = 16 / int(sizeof(S));
 constexpr int kStepThreads = 128;
 
 #pragma nv_exec_check_disable  // Thread decides where it runs (the emulator's is host-only)
-template <class T, class Y, bool PH, class S, class Thread>
-EDGEQ_CUDA_HD void step_thread(const ScanArgs<T, Y, PH, S>& a, int64_t b, int64_t i, int tpc,
-                               const Thread& th) {
+template <int J, class T, class Y, bool PH, class S, class Thread>
+EDGEQ_CUDA_HD void split_thread(const ScanArgs<T, Y, PH, S>& a, int64_t b, int64_t i, int tpc,
+                                const Thread& th) {
   constexpr int V = kStepV<S>;
-  const int64_t d = i / tpc, N = a.dstate;
+  const int64_t N = a.dstate, d = i / tpc;
+  const bool active = d < a.dim;
+  const int64_t c = active ? d : a.dim - 1;
   const int part = int(i % tpc);
-  float acc = 0.f, ud = 0.f;
-  int64_t h = 0;
-  if (d < a.dim) {
-    h = d / (a.dim / a.heads);
-    const int64_t g = h / (a.heads / a.groups);
-    const float dt = a.dt_at(b, h, a.sc.delta.at(h), a.delta_bias[h]);  // row b: L = 1
-    ud = to_f(a.u[b * a.dim + d], a.sc.u.at(d));
-    const float decay = PH ? expf(dt * a.A_at(h, 0)) : 0.f, sB = a.sc.B.at(g), sC = a.sc.C.at(g);
-    const T* Bt = a.B + (b * a.groups + g) * N;
-    const T* Ct = a.C + (b * a.groups + g) * N;
-    const int64_t row = (b * a.dim + d) * N;
-    for (int64_t n0 = int64_t(part) * V; n0 < N; n0 += int64_t(tpc) * V) {
-      S st[V];
-      const uint4 raw = load_as<uint4>(a.state + row + n0);
-      memcpy(st, &raw, sizeof raw);
+  const int64_t h = c / (a.dim / a.heads), g = h / (a.heads / a.groups);
+  const int64_t srow = (b * a.dim + c) * N;
+  const float Dd = a.D_at(h, c), bias = a.delta_bias[h], su = a.sc.u.at(c),
+              sdelta = a.sc.delta.at(h), sB = a.sc.B.at(g), sC = a.sc.C.at(g), sz = a.sc.z.at(c);
+  float s[J][V];
+#pragma unroll
+  for (int j = 0; j < J; ++j) {
+    S st[V];
+    const uint4 raw = load_as<uint4>(a.state + srow + (part + int64_t(j) * tpc) * V);
+    memcpy(st, &raw, sizeof raw);
+#pragma unroll
+    for (int v = 0; v < V; ++v) s[j][v] = to_f(st[v]);
+  }
+  for (int64_t t = 0, row = b * a.L; t < a.L; ++t, ++row) {
+    const float dt = a.dt_at(row, h, sdelta, bias), ud = to_f(a.u[row * a.dim + c], su);
+    const float decay = PH ? expf(dt * a.A_at(h, 0)) : 0.f;  // one per head: one expf, not N
+    const T* Bt = a.B + (row * a.groups + g) * N;
+    const T* Ct = a.C + (row * a.groups + g) * N;
+    float acc = 0.f;
+#pragma unroll
+    for (int j = 0; j < J; ++j) {
 #pragma unroll
       for (int v = 0; v < V; ++v) {
-        const float sv = scan_state(to_f(st[v]), PH ? decay : expf(dt * a.A_at(h, n0 + v)), dt,
-                                    to_f(Bt[n0 + v], sB), ud);
-        acc += sv * to_f(Ct[n0 + v], sC);
-        st[v] = from_f<S>(sv);
+        const int64_t n = (part + int64_t(j) * tpc) * V + v;
+        s[j][v] = scan_state(s[j][v], PH ? decay : expf(dt * a.A_at(h, n)), dt,
+                             to_f(Bt[n], sB), ud);
+        acc += s[j][v] * to_f(Ct[n], sC);
       }
-      uint4 out;
-      memcpy(&out, st, sizeof out);
-      store_as(a.state_out + row + n0, out);
     }
+    for (int o = tpc / 2; o > 0; o /= 2) acc += th.shfl_xor(acc, o);
+    if (active && !part) a.write_y(row, c, acc, Dd, ud, sz);
   }
-  for (int o = tpc / 2; o > 0; o /= 2) acc += th.shfl_xor(acc, o);
-  if (d < a.dim && !part) a.write_y(b, d, acc, a.D_at(h, d), ud, a.sc.z.at(d));
+  if (!active) return;
+#pragma unroll
+  for (int j = 0; j < J; ++j) {
+    S st[V];
+#pragma unroll
+    for (int v = 0; v < V; ++v) st[v] = from_f<S>(s[j][v]);
+    uint4 out;
+    memcpy(&out, st, sizeof out);
+    store_as(a.state_out + srow + (part + int64_t(j) * tpc) * V, out);
+  }
 }
 
-template <class T, class Y, bool PH, class S>
-__global__ void __launch_bounds__(kStepThreads) step_kernel(ScanArgs<T, Y, PH, S> a, int tpc) {
-  step_thread(a, blockIdx.y, int64_t(blockIdx.x) * kStepThreads + threadIdx.x, tpc, GpuThread{});
+template <int J, class T, class Y, bool PH, class S>
+__global__ void __launch_bounds__(kStepThreads) split_kernel(ScanArgs<T, Y, PH, S> a, int tpc) {
+  split_thread<J>(a, blockIdx.y, int64_t(blockIdx.x) * kStepThreads + threadIdx.x, tpc,
+                  GpuThread{});
 }
 
-// The decode kernel's threads per channel, or 0 where it does not apply: L = 1, dstate V times a
-// power of two (up to 32 threads, each taking every tpc-th 16 bytes), 16-byte aligned states.
+// The most threads a prompt's channel is cut over, in time (parts_kernel) or in states
+// (split_kernel): EDGEQ_SCAN_MAX_PARTS, default 32; 1 keeps prompts on the sequential kernel, for
+// side-by-side benchmarks.
+inline int64_t max_prompt_parts() {
+  const char* env = std::getenv("EDGEQ_SCAN_MAX_PARTS");
+  return env ? std::atoll(env) : 32;
+}
+
+// The split kernel's threads per channel (tpc) and vectors per thread (J); tpc = 0 where it does
+// not apply: dstate V times a power of two and 16-byte aligned states. Decode: one vector per
+// thread, up to 32 threads (J = 2 for dstate 256 in fp32); prompts: 16 states per thread, from
+// dstate 32 (below that a thread holds the whole row: the sequential or time-parallel kernels).
+struct Split {
+  int tpc, J;
+};
+
 template <class T, class Y, bool PH, class S>
-int step_threads(const ScanArgs<T, Y, PH, S>& a) {
+Split split_shape(const ScanArgs<T, Y, PH, S>& a) {
   constexpr int V = kStepV<S>;
   const int64_t vectors = a.dstate / V;
-  if (a.L != 1 || a.dstate % V || vectors & (vectors - 1) || !aligned16(a.state, a.state_out))
-    return 0;
-  return int(vectors < 32 ? vectors : 32);
+  if (a.dstate % V || vectors & (vectors - 1) || !aligned16(a.state, a.state_out)) return {0, 0};
+  const int64_t J = a.L == 1 ? (vectors > 32 ? vectors / 32 : 1) : 16 / V;
+  if (a.L > 1 && (vectors <= J || vectors / J > max_prompt_parts())) return {0, 0};
+  return {int(vectors / J), int(J)};
+}
+
+// Calls f(std::integral_constant<int, J>{}) for the split kernel's J (1, 2 or 4).
+template <class F>
+void with_j(int J, F f) {
+  if (J == 1) f(std::integral_constant<int, 1>{});
+  else if (J == 2) f(std::integral_constant<int, 2>{});
+  else f(std::integral_constant<int, 4>{});
 }
 
 // Prompts that one thread per (batch, channel) leaves mostly idle (batch 1 of a small model:
@@ -274,13 +317,11 @@ __global__ void __launch_bounds__(kPartThreads, 4)  // 128 registers: 16 warps p
 
 // parts_kernel's lanes per channel, or 1 for the sequential kernels: P doubles while batch x
 // channels x P threads fit in one wave of parts_kernel (resident(): the blocks the GPU holds at
-// once x kPartThreads) and two parts' kItems tokens still fit in L, up to EDGEQ_SCAN_MAX_PARTS
-// (default 32; 1 keeps the sequential kernel, for side-by-side benchmarks).
+// once x kPartThreads) and two parts' kItems tokens still fit in L, up to max_prompt_parts().
 template <class T, class Y, bool PH, class S, class F>
 int scan_parts(const ScanArgs<T, Y, PH, S>& a, F resident) {
   if (a.dstate > kPartsMaxState || a.L < 2 * kItems) return 1;
-  const char* env = std::getenv("EDGEQ_SCAN_MAX_PARTS");
-  const int64_t cap = env ? std::atoll(env) : 32, threads = resident();
+  const int64_t cap = max_prompt_parts(), threads = resident();
   int P = 1;
   while (P < 32 && 2 * P <= cap && a.batch * a.dim * 2 * P <= threads && 2 * P * kItems <= a.L)
     P *= 2;
@@ -318,9 +359,12 @@ template <class T, class Y, bool PH, class S>
 int scan_launch(const ScanArgs<T, Y, PH, S>& a, void* stream) {
   if (int rc = scan_check(a)) return rc;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
-  if (const int tpc = step_threads(a)) {
-    const dim3 grid(unsigned((a.dim * tpc + kStepThreads - 1) / kStepThreads), unsigned(a.batch));
-    step_kernel<<<grid, kStepThreads, 0, s>>>(a, tpc);
+  if (const Split sp = split_shape(a); sp.tpc) {
+    const dim3 grid(unsigned((a.dim * sp.tpc + kStepThreads - 1) / kStepThreads),
+                    unsigned(a.batch));
+    with_j(sp.J, [&](auto j) {
+      split_kernel<decltype(j)::value><<<grid, kStepThreads, 0, s>>>(a, sp.tpc);
+    });
     return launch_status();
   }
   const auto resident = [] {  // parts_kernel's threads in one wave

@@ -2,9 +2,9 @@
 // (selective_scan_cuda.cuh) with one A and one D per head (ScanArgs' PerHead: one decay expf per
 // step, not one per state index) and no gate; the int8 variant dequantizes on load, x per
 // channel, dt per head, B and C per group, and keeps the state in fp16 between calls (widened
-// once, rounded once per call). Prompts take EdgeqSelectiveScan's kernels: sequential over time,
-// one thread per (batch, channel), or time-parallel where that leaves the GPU idle and dstate <=
-// 16 (not Mamba-2's 64-128); decode (L = 1) splits each state row over several threads.
+// once, rounded once per call). EdgeqSelectiveScan's kernels: decode, and prompts with Mamba-2's
+// dstate (64-128), split each state row over several threads; smaller dstate scans sequentially
+// over time, one thread per (batch, channel), or time-parallel where that leaves the GPU idle.
 // Results differ from the chunked torch reference by fp32 rounding only. The chunked SSD algorithm
 // (matmuls inside chunks of chunk_size tokens, tensor cores for long prefill) is future work, so
 // chunk_size is accepted and ignored (it is a kernel choice, not semantics).

@@ -118,7 +118,7 @@ template <class F> void HostThreads::run(F body) {
 // The split kernel's grid, block after block.
 template <class T, class Y, bool PH, class S>
 static void split_emu(const ScanArgs<T, Y, PH, S>& a, Split sp) {
-  with_j(sp.J, [&](auto j) {
+  with_j<S>(sp.J, [&](auto j) {
     HostThreads(kStepThreads).run([&](HostThread th) {
       for (int64_t b = 0; b < a.batch; ++b)
         for (int64_t i0 = 0; i0 < a.dim * sp.tpc; i0 += kStepThreads)

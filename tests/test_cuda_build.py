@@ -4,6 +4,7 @@ matches edgeq.ops.reference. The kernels on a real GPU: test_cuda_kernels.py."""
 from __future__ import annotations
 
 import ctypes
+import math
 import shutil
 import struct
 import subprocess
@@ -150,6 +151,24 @@ def emulated(emulation_object, tmp_path_factory):
 @pytest.mark.parametrize("case", kc.SCAN_SMALL, ids=str)
 def test_scan_kernel_code_on_cpu(emulated, case):
     kc.run_scan(emulated, kc.HostMem(), case, prefix="emu_")
+
+
+def test_scan_kernel_code_on_edge_values(emulated):
+    # an A of -inf (decay 0) where the time-parallel kernel pads its last chunk (L = 20: two
+    # lanes, 16-token chunks); and a decay of e^6 per step (no softplus, dt < 0) with nothing
+    # to grow: maps composed over 32 tokens overflow where the sequential scan stays at 0
+    c = kc.Scan(1, 20, 8)
+    x = kc.scan_inputs(c)
+    x["A"][:, 0] = -math.inf
+    kc.run_scan(emulated, kc.HostMem(), c, prefix="emu_", x=x)
+    c = kc.Scan(1, 64, 8, softplus=0)
+    x = kc.scan_inputs(c)
+    x["A"].fill_(-1.0)
+    x["delta"].fill_(-6.0)
+    x["delta_bias"].zero_()
+    x["u"].zero_()
+    x["state"].zero_()
+    kc.run_scan(emulated, kc.HostMem(), c, prefix="emu_", x=x)
 
 
 @pytest.mark.parametrize("case", kc.SSD_SMALL, ids=str)

@@ -116,13 +116,13 @@ __global__ void __launch_bounds__(kThreads) scan_kernel(ScanArgs<T, Y, PH, S> a)
 // Decode, and prompts with dstate >= 32 (Mamba-2's 64-128, which one thread per channel holds
 // in ~250 registers): a channel's state row split over tpc consecutive threads, J 16-byte
 // vectors of kStepV<S> states each (vector j of part p is vector p + j tpc of the row), so a
-// warp reads and writes contiguous 512-byte runs of the state (scan_channel's threads read their
-// own rows, which lie a row apart). The states stay in registers for all L tokens; per token,
-// each thread updates its states and sums their C-weighted values, and the channel's tpc partial
-// sums meet by shuffles (a tolerance against the reference's in-order sum). Thread i of the grid
-// row is part i % tpc of channel i / tpc; threads past the last channel shuffle on the last
-// channel's data and write nothing. A thread reads and writes only its own vectors, so
-// state_out may alias state.
+// warp reads and writes runs of tpc x 16 bytes of the state (decode: 512 bytes; scan_channel's
+// threads read their own rows, which lie a row apart). The states stay in registers for all L
+// tokens; per token, each thread updates its states and sums their C-weighted values, and the
+// channel's tpc partial sums meet by shuffles (a tolerance against the reference's in-order
+// sum). Thread i of the grid row is part i % tpc of channel i / tpc; in a warp that straddles
+// the last channel, the threads past it shuffle on zeros and the last channel's inputs and
+// write nothing. A thread reads and writes only its own vectors, so state_out may alias state.
 template <class S> constexpr int kStepV = 16 / int(sizeof(S));
 constexpr int kStepThreads = 128;
 
@@ -132,6 +132,7 @@ EDGEQ_CUDA_HD void split_thread(const ScanArgs<T, Y, PH, S>& a, int64_t b, int64
                                 const Thread& th) {
   constexpr int V = kStepV<S>;
   const int64_t N = a.dstate, d = i / tpc;
+  if ((i - i % 32) / tpc >= a.dim) return;  // the whole warp is past the last channel
   const bool active = d < a.dim;
   const int64_t c = active ? d : a.dim - 1;
   const int part = int(i % tpc);
@@ -139,18 +140,24 @@ EDGEQ_CUDA_HD void split_thread(const ScanArgs<T, Y, PH, S>& a, int64_t b, int64
   const int64_t srow = (b * a.dim + c) * N;
   const float Dd = a.D_at(h, c), bias = a.delta_bias[h], su = a.sc.u.at(c),
               sdelta = a.sc.delta.at(h), sB = a.sc.B.at(g), sC = a.sc.C.at(g), sz = a.sc.z.at(c);
-  float s[J][V];
+  float s[J][V], An[J][V];  // An: A[h, n] (PerHead: unused, A[h] is Ah)
+  const float Ah = a.A_at(h, 0);
 #pragma unroll
   for (int j = 0; j < J; ++j) {
-    S st[V];
-    const uint4 raw = load_as<uint4>(a.state + srow + (part + int64_t(j) * tpc) * V);
-    memcpy(st, &raw, sizeof raw);
+    S st[V] = {};
+    if (active) {
+      const uint4 raw = load_as<uint4>(a.state + srow + (part + int64_t(j) * tpc) * V);
+      memcpy(st, &raw, sizeof raw);
+    }
 #pragma unroll
-    for (int v = 0; v < V; ++v) s[j][v] = to_f(st[v]);
+    for (int v = 0; v < V; ++v) {
+      s[j][v] = to_f(st[v]);
+      An[j][v] = PH ? 0.f : a.A_at(h, (part + int64_t(j) * tpc) * V + v);
+    }
   }
   for (int64_t t = 0, row = b * a.L; t < a.L; ++t, ++row) {
     const float dt = a.dt_at(row, h, sdelta, bias), ud = to_f(a.u[row * a.dim + c], su);
-    const float decay = PH ? expf(dt * a.A_at(h, 0)) : 0.f;  // one per head: one expf, not N
+    const float decay = PH ? expf(dt * Ah) : 0.f;  // one per head: one expf, not N
     const T* Bt = a.B + (row * a.groups + g) * N;
     const T* Ct = a.C + (row * a.groups + g) * N;
     float acc = 0.f;
@@ -159,8 +166,7 @@ EDGEQ_CUDA_HD void split_thread(const ScanArgs<T, Y, PH, S>& a, int64_t b, int64
 #pragma unroll
       for (int v = 0; v < V; ++v) {
         const int64_t n = (part + int64_t(j) * tpc) * V + v;
-        s[j][v] = scan_state(s[j][v], PH ? decay : expf(dt * a.A_at(h, n)), dt,
-                             to_f(Bt[n], sB), ud);
+        s[j][v] = scan_state(s[j][v], PH ? decay : expf(dt * An[j][v]), dt, to_f(Bt[n], sB), ud);
         acc += s[j][v] * to_f(Ct[n], sC);
       }
     }
@@ -186,11 +192,14 @@ __global__ void __launch_bounds__(kStepThreads) split_kernel(ScanArgs<T, Y, PH, 
 }
 
 // The most threads a prompt's channel is cut over, in time (parts_kernel) or in states
-// (split_kernel): EDGEQ_SCAN_MAX_PARTS, default 32; 1 keeps prompts on the sequential kernel, for
-// side-by-side benchmarks.
+// (split_kernel): EDGEQ_SCAN_MAX_PARTS, default (or not a number) 32; 1 keeps prompts on the
+// sequential kernel, for side-by-side benchmarks. Read at each launch: set it before launching
+// from other threads.
 inline int64_t max_prompt_parts() {
   const char* env = std::getenv("EDGEQ_SCAN_MAX_PARTS");
-  return env ? std::atoll(env) : 32;
+  char* end = nullptr;
+  const long v = env ? std::strtol(env, &end, 10) : 0;
+  return env && *env && !*end && v > 0 ? v : 32;
 }
 
 // The split kernel's threads per channel (tpc) and vectors per thread (J); tpc = 0 where it does
@@ -211,12 +220,13 @@ Split split_shape(const ScanArgs<T, Y, PH, S>& a) {
   return {int(vectors / J), int(J)};
 }
 
-// Calls f(std::integral_constant<int, J>{}) for the split kernel's J (1, 2 or 4).
-template <class F>
+// Calls f(std::integral_constant<int, J>{}) for the split kernel's J: 1 or 2, or 4 (fp32
+// states' prompts: 16 / kStepV<S>).
+template <class S, class F>
 void with_j(int J, F f) {
   if (J == 1) f(std::integral_constant<int, 1>{});
   else if (J == 2) f(std::integral_constant<int, 2>{});
-  else f(std::integral_constant<int, 4>{});
+  else if constexpr (kStepV<S> == 4) f(std::integral_constant<int, 4>{});
 }
 
 // Prompts that one thread per (batch, channel) leaves mostly idle (batch 1 of a small model:
@@ -229,8 +239,10 @@ void with_j(int J, F f) {
 // starts from the one before it and redoes its tokens from registers for y, and the last
 // lane's state is carried into the next chunk. Part 0 keeps the carried states in shared memory
 // and is the only lane that reads and writes the state row, so state_out may alias state.
-// Products are reassociated: within fp32 rounding of the sequential scan. dstate <=
-// kPartsMaxState (Mamba-1's 16) bounds the shared memory; scan_parts picks P.
+// Products are reassociated: within fp32 rounding of the sequential scan, where the decays are
+// at most 1 (softplus time steps, A <= 0 as Mamba's -exp(A_log)); a growing map could overflow
+// where the sequential scan does not, so scan_parts requires delta_softplus. dstate <=
+// kPartsMaxState (Mamba-1's 16) bounds the shared memory.
 constexpr int kItems = 8;  // tokens per lane and chunk
 constexpr int kPartThreads = 128;
 constexpr int64_t kPartsMaxState = 16;
@@ -240,7 +252,8 @@ template <class T, class Y, bool PH, class S, class Thread>
 EDGEQ_CUDA_HD void parts_thread(const ScanArgs<T, Y, PH, S>& a, int64_t b, int64_t i, int P,
                                 float* carry, const Thread& th) {
   const int64_t N = a.dstate, d = i / P;
-  const bool active = d < a.dim;  // lanes past the last channel shuffle on the last one's data
+  if ((i - i % 32) / P >= a.dim) return;  // the whole warp is past the last channel
+  const bool active = d < a.dim;  // lanes past it shuffle on the last channel's inputs
   const int64_t c = active ? d : a.dim - 1;
   const int part = int(i % P), lane = int(i % 32), last = lane - part + P - 1;
   const int64_t h = c / (a.dim / a.heads), g = h / (a.heads / a.groups);
@@ -248,15 +261,15 @@ EDGEQ_CUDA_HD void parts_thread(const ScanArgs<T, Y, PH, S>& a, int64_t b, int64
   const float Dd = a.D_at(h, c), bias = a.delta_bias[h], su = a.sc.u.at(c),
               sdelta = a.sc.delta.at(h), sB = a.sc.B.at(g), sC = a.sc.C.at(g), sz = a.sc.z.at(c);
   if (!part)
-    for (int n = 0; n < N; ++n) carry[n * kPartThreads] = to_f(a.state[srow + n]);
+    for (int n = 0; n < N; ++n) carry[n * kPartThreads] = active ? to_f(a.state[srow + n]) : 0.f;
   for (int64_t t0 = int64_t(part) * kItems; t0 - part * kItems < a.L; t0 += int64_t(P) * kItems) {
     float dt[kItems], ud[kItems], decay[kItems], acc[kItems];
 #pragma unroll
-    for (int k = 0; k < kItems; ++k) {  // past the end: dt = 0, the identity step
+    for (int k = 0; k < kItems; ++k) {  // past the end: dA = 1, dt = 0, the identity step
       const int64_t row = b * a.L + t0 + k;
       dt[k] = t0 + k < a.L ? a.dt_at(row, h, sdelta, bias) : 0.f;
       ud[k] = t0 + k < a.L ? to_f(a.u[row * a.dim + c], su) : 0.f;
-      decay[k] = PH ? expf(dt[k] * a.A_at(h, 0)) : 0.f;  // one per head: one expf, not N
+      decay[k] = PH && t0 + k < a.L ? expf(dt[k] * a.A_at(h, 0)) : 1.f;  // one expf per head
       acc[k] = 0.f;
     }
 #pragma unroll 1
@@ -266,7 +279,7 @@ EDGEQ_CUDA_HD void parts_thread(const ScanArgs<T, Y, PH, S>& a, int64_t b, int64
       float dA[kItems], ma = 1.f, mb = 0.f;
 #pragma unroll
       for (int k = 0; k < kItems; ++k) {
-        dA[k] = PH ? decay[k] : expf(dt[k] * An);
+        dA[k] = PH || t0 + k >= a.L ? decay[k] : expf(dt[k] * An);
         mb = scan_state(mb, dA[k], dt[k], t0 + k < a.L ? to_f(a.B[at + k * step], sB) : 0.f,
                         ud[k]);
         ma *= dA[k];
@@ -315,12 +328,13 @@ __global__ void __launch_bounds__(kPartThreads, 4)  // 128 registers: 16 warps p
                carry + threadIdx.x, GpuThread{});
 }
 
-// parts_kernel's lanes per channel, or 1 for the sequential kernels: P doubles while batch x
-// channels x P threads fit in one wave of parts_kernel (resident(): the blocks the GPU holds at
-// once x kPartThreads) and two parts' kItems tokens still fit in L, up to max_prompt_parts().
+// parts_kernel's lanes per channel, or 1 for the sequential kernels: P doubles to 2P while batch
+// x channels x 2P threads fit in one wave of parts_kernel (resident(): the blocks the GPU holds
+// at once x kPartThreads, 0 if unknown) and 2P parts of kItems tokens fit in L, up to
+// max_prompt_parts(); softplus time steps only (above).
 template <class T, class Y, bool PH, class S, class F>
 int scan_parts(const ScanArgs<T, Y, PH, S>& a, F resident) {
-  if (a.dstate > kPartsMaxState || a.L < 2 * kItems) return 1;
+  if (!a.delta_softplus || a.dstate > kPartsMaxState || a.L < 2 * kItems) return 1;
   const int64_t cap = max_prompt_parts(), threads = resident();
   int P = 1;
   while (P < 32 && 2 * P <= cap && a.batch * a.dim * 2 * P <= threads && 2 * P * kItems <= a.L)
@@ -362,17 +376,20 @@ int scan_launch(const ScanArgs<T, Y, PH, S>& a, void* stream) {
   if (const Split sp = split_shape(a); sp.tpc) {
     const dim3 grid(unsigned((a.dim * sp.tpc + kStepThreads - 1) / kStepThreads),
                     unsigned(a.batch));
-    with_j(sp.J, [&](auto j) {
+    with_j<S>(sp.J, [&](auto j) {
       split_kernel<decltype(j)::value><<<grid, kStepThreads, 0, s>>>(a, sp.tpc);
     });
     return launch_status();
   }
-  const auto resident = [] {  // parts_kernel's threads in one wave
+  const auto resident = [] {  // parts_kernel's threads in one wave; 0 (no parts) if unknown
     int device = 0, sms = 0, blocks = 0;
-    cudaGetDevice(&device);
-    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, parts_kernel<T, Y, PH, S>,
-                                                  kPartThreads, 0);
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, parts_kernel<T, Y, PH, S>,
+                                                      kPartThreads, 0) != cudaSuccess) {
+      cudaGetLastError();  // not this launch's error
+      return int64_t(0);
+    }
     return int64_t(sms) * blocks * kPartThreads;
   };
   if (const int P = scan_parts(a, resident); P > 1) {

@@ -38,23 +38,23 @@ int scan(const T* u, const T* delta, const float* A, const T* B, const T* C, con
       const int64_t d0 = blk * block, d1 = d0 + block < dim ? d0 + block : dim;
       for (int64_t t = 0; t < L; ++t) {
         const int64_t row = b * L + t;
-        int64_t decay_head = -1;  // PerHead: decay is exp(dt A[h]) of this head at this step
-        float decay = 0.f;
+        int64_t head = -1;  // dt (and PerHead's decay exp(dt A[h])) are this head's at this step
+        float dt = 0.f, decay = 0.f;
         for (int64_t d = d0; d < d1; ++d) {
           const int64_t h = d / P, g = h / heads_per_group;
           // exp, log1p, the sum over N and the gate in fp64, each rounded once to fp32: the
           // torch reference does the same, so int8 outputs downstream agree bit for bit
-          float dt = float(delta[row * heads + h]) * sc.delta + delta_bias[h];
-          if (delta_softplus && dt <= 20.f) dt = float(std::log1p(std::exp(double(dt))));
+          if (h != head) {
+            dt = float(delta[row * heads + h]) * sc.delta + delta_bias[h];
+            if (delta_softplus && dt <= 20.f) dt = float(std::log1p(std::exp(double(dt))));
+            if (PerHead) decay = float(std::exp(double(dt) * double(A[h])));
+            head = h;
+          }
           const float ud = float(u[row * dim + d]) * sc.u;
           const float dtu = dt * ud;
           const T* Bt = B + (row * groups + g) * dstate;
           const T* Ct = C + (row * groups + g) * dstate;
           const float* Ah = A + (PerHead ? 0 : h * dstate);  // PerHead reads A[h] above
-          if (PerHead && h != decay_head) {
-            decay = float(std::exp(double(dt) * double(A[h])));
-            decay_head = h;
-          }
           float* s = state_out + (b * dim + d) * dstate;
           double acc = 0.0;
           for (int64_t n = 0; n < dstate; ++n) {

@@ -115,48 +115,34 @@ template <class F> void HostThreads::run(F body) {
   for (std::thread& th : threads) th.join();
 }
 
-// The split kernel's grid, block after block.
-template <class T, class Y, bool PH, class S>
-static void split_emu(const ScanArgs<T, Y, PH, S>& a, Split sp) {
-  with_j<S>(sp.J, [&](auto j) {
-    HostThreads(kStepThreads).run([&](HostThread th) {
-      for (int64_t b = 0; b < a.batch; ++b)
-        for (int64_t i0 = 0; i0 < a.dim * sp.tpc; i0 += kStepThreads)
-          split_thread<decltype(j)::value>(a, b, i0 + th.index(), sp.tpc, th);
-    });
-  });
-}
-
-// The time-parallel prompt kernel's grid, block after block; its carried states' shared memory.
-template <class T, class Y, bool PH, class S>
-static void parts_emu(const ScanArgs<T, Y, PH, S>& a, int P) {
-  std::vector<float> carry(kPartsMaxState * kPartThreads);
-  HostThreads(kPartThreads).run([&](HostThread th) {
-    for (int64_t b = 0; b < a.batch; ++b)
-      for (int64_t i0 = 0; i0 < a.dim * P; i0 += kPartThreads)
-        parts_thread(a, b, i0 + th.index(), P, carry.data() + th.index(), th);
-  });
-}
-
 // parts_kernel's wave on the Orin Nano: 8 SMs x 4 blocks (128 registers) x kPartThreads
 constexpr int64_t kOrinNanoPartThreads = 8 * 4 * kPartThreads;
 
+// The scans' grids, block after block, as scan_launch chooses them (scan_dispatch); the
+// time-parallel kernel's carried states in a block's shared memory.
 template <class T, class Y, bool PH, class S>
 static int scan_emu(const ScanArgs<T, Y, PH, S>& a) {
-  if (int rc = scan_check(a)) return rc;
-  if (const Split sp = split_shape(a); sp.tpc) {
-    split_emu(a, sp);
-    return EDGEQ_OK;
-  }
-  if (const int P = scan_parts(a, [] { return kOrinNanoPartThreads; }); P > 1) {
-    parts_emu(a, P);
-    return EDGEQ_OK;
-  }
-  with_nmax(a.dstate, [&](auto n) {
-    for (int64_t b = 0; b < a.batch; ++b)
-      for (int64_t d = 0; d < a.dim; ++d) scan_channel<T, Y, decltype(n)::value>(a, b, d);
-  });
-  return EDGEQ_OK;
+  return scan_dispatch(
+      a, [] { return kOrinNanoPartThreads; },
+      [&](auto j, int tpc) {
+        HostThreads(kStepThreads).run([&](HostThread th) {
+          for (int64_t b = 0; b < a.batch; ++b)
+            for (int64_t i0 = 0; i0 < a.dim * tpc; i0 += kStepThreads)
+              split_thread<decltype(j)::value>(a, b, i0 + th.index(), tpc, th);
+        });
+      },
+      [&](int P) {
+        std::vector<float> carry(kPartsMaxState * kPartThreads);
+        HostThreads(kPartThreads).run([&](HostThread th) {
+          for (int64_t b = 0; b < a.batch; ++b)
+            for (int64_t i0 = 0; i0 < a.dim * P; i0 += kPartThreads)
+              parts_thread(a, b, i0 + th.index(), P, carry.data() + th.index(), th);
+        });
+      },
+      [&](auto n) {
+        for (int64_t b = 0; b < a.batch; ++b)
+          for (int64_t d = 0; d < a.dim; ++d) scan_channel<T, Y, decltype(n)::value>(a, b, d);
+      });
 }
 
 template <class T, class Bias>
@@ -301,13 +287,7 @@ EMU emu_edgeq_linear_w4a8(const int8_t* x, const uint8_t* weight, const float* w
                           float* y, int64_t rows, int64_t K, int64_t N, float x_scale,
                           int64_t group_size, void*) {
   const W4A8Args a{x, weight, weight_scale, y, rows, K, N, group_size, x_scale};
-  if (int rc = w4a8_check(a)) return rc;
-  if (rows == 0 || N == 0) return EDGEQ_OK;
-  if (w4a8_tiled(a)) {
-    w4a8_tiled_emu(a);
-    return EDGEQ_OK;
-  }
-  with_w4a8_variant(a, [&](auto chunk, auto tokens) {
+  return w4a8_dispatch(a, [&] { w4a8_tiled_emu(a); }, [&](auto chunk, auto tokens) {
     constexpr int T = decltype(tokens)::value;
     for (int64_t n = 0; n < N; ++n)
       for (int64_t m0 = 0; m0 < rows; m0 += T) {
@@ -320,5 +300,4 @@ EMU emu_edgeq_linear_w4a8(const int8_t* x, const uint8_t* weight, const float* w
         for (int t = 0; t < T; ++t) w4a8_store(a, m0 + t, n, sum[t]);
       }
   });
-  return EDGEQ_OK;
 }

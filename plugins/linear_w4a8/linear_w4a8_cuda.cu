@@ -290,6 +290,18 @@ void with_w4a8_variant(const W4A8Args& a, F f) {
   else tokens(Chunk1{});
 }
 
+// The W4A8 linear's choice of kernel, shared by edgeq_linear_w4a8 and the CPU emulation: after
+// w4a8_check, tiled() or gemv(chunk, tokens) (with_w4a8_variant's), nothing for an empty output;
+// returns w4a8_check's status.
+template <class FTiled, class FGemv>
+int w4a8_dispatch(const W4A8Args& a, FTiled tiled, FGemv gemv) {
+  if (int rc = w4a8_check(a)) return rc;
+  if (a.rows == 0 || a.N == 0) return EDGEQ_OK;
+  if (w4a8_tiled(a)) tiled();
+  else with_w4a8_variant(a, gemv);
+  return EDGEQ_OK;
+}
+
 }  // namespace edgeq_cuda
 
 extern "C" int edgeq_linear_w4a8(const int8_t* x, const uint8_t* weight, const float* weight_scale,
@@ -297,20 +309,16 @@ extern "C" int edgeq_linear_w4a8(const int8_t* x, const uint8_t* weight, const f
                                  int64_t group_size, void* stream) {
   using namespace edgeq_cuda;
   const W4A8Args a{x, weight, weight_scale, y, rows, K, N, group_size, x_scale};
-  if (int rc = w4a8_check(a)) return rc;
-  if (rows == 0 || N == 0) return EDGEQ_OK;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
-  if (w4a8_tiled(a)) {
-    const dim3 grid(unsigned((N + kTileN - 1) / kTileN),
-                    unsigned(std::min<int64_t>((rows + kTileM - 1) / kTileM, 65535)));
-    w4a8_tiled_kernel<<<grid, kTileThreads, 0, s>>>(a);
-    return launch_status();
-  }
-  with_w4a8_variant(a, [&](auto chunk, auto tokens) {
-    constexpr int T = decltype(tokens)::value;
-    const dim3 grid(unsigned((N + kW4A8Warps - 1) / kW4A8Warps),
-                    unsigned(std::min<int64_t>((rows + T - 1) / T, 65535)));
-    w4a8_kernel<decltype(chunk), T><<<grid, kW4A8Warps * 32, 0, s>>>(a);
-  });
-  return launch_status();
+  const auto grid = [&](int64_t n_per_block, int64_t rows_per_block) {
+    return dim3(unsigned((N + n_per_block - 1) / n_per_block),
+                unsigned(std::min<int64_t>((rows + rows_per_block - 1) / rows_per_block, 65535)));
+  };
+  const int rc = w4a8_dispatch(
+      a, [&] { w4a8_tiled_kernel<<<grid(kTileN, kTileM), kTileThreads, 0, s>>>(a); },
+      [&](auto chunk, auto tokens) {
+        constexpr int T = decltype(tokens)::value;
+        w4a8_kernel<decltype(chunk), T><<<grid(kW4A8Warps, T), kW4A8Warps * 32, 0, s>>>(a);
+      });
+  return rc || rows == 0 || N == 0 ? rc : launch_status();
 }

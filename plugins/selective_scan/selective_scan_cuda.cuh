@@ -27,6 +27,24 @@ struct ScanScales {
   Scale u, delta, B, C, z;
 };
 
+// One channel's constants, which a kernel reads once: its index d, head h and group g, D_scan[d],
+// its head's time-step bias, and the int8 scales of its inputs.
+struct ScanChannel {
+  int64_t d, h, g;
+  float D, bias, su, sdelta, sB, sC, sz;
+};
+
+// Thread i of a grid row of the kernels that cut a channel over `parts` threads: part i % parts
+// of channel i / parts, whose state row starts at srow. Threads past the last channel are not
+// active: they work on the last channel's inputs (their warp's shuffles need them) and write
+// nothing.
+struct ScanPart {
+  bool active;
+  int part;
+  ScanChannel ch;
+  int64_t srow;
+};
+
 // T: input activations (float, __half or int8_t), Y: y (T, or float for int8); A, D and
 // delta_bias are fp32. PerHead: EdgeqSSDScan's A [heads] and D [heads] (docs/ops.md:
 // A_scan[h, n] = A[h], D_scan[d] = D[d / P]) instead of the selective scan's A [heads, dstate]
@@ -51,17 +69,33 @@ struct ScanArgs {
   }
   EDGEQ_CUDA_HD float D_at(int64_t h, int64_t d) const { return PerHead ? D[h] : D[d]; }
 
-  // The per-token math both kernels share: head h's time step at token row (bias, softplus),
-  // and y of channel d at token row from its sum over the states (skip, gate).
-  EDGEQ_CUDA_HD float dt_at(int64_t row, int64_t h, float scale, float bias) const {
-    const float dt = to_f(delta[row * heads + h], scale) + bias;
+  EDGEQ_CUDA_HD ScanChannel channel(int64_t d) const {
+    const int64_t h = d / (dim / heads), g = h / (heads / groups);
+    return {d,          h,           g,           D_at(h, d), delta_bias[h], sc.u.at(d),
+            sc.delta.at(h), sc.B.at(g), sc.C.at(g), sc.z.at(d)};
+  }
+  EDGEQ_CUDA_HD ScanPart part_of(int64_t b, int64_t i, int parts) const {
+    const bool active = i / parts < dim;
+    const int64_t c = active ? i / parts : dim - 1;
+    return {active, int(i % parts), channel(c), (b * dim + c) * dstate};
+  }
+
+  // The per-token math the kernels share, for channel c at token row: its time step (bias,
+  // softplus), its input, the rows of B and C, and y from its sum over the states (skip, gate).
+  EDGEQ_CUDA_HD float dt_at(int64_t row, const ScanChannel& c) const {
+    const float dt = to_f(delta[row * heads + c.h], c.sdelta) + c.bias;
     return delta_softplus ? softplus20(dt) : dt;
   }
-  EDGEQ_CUDA_HD void write_y(int64_t row, int64_t d, float acc, float Dd, float ud,
-                             float z_scale) const {
-    float out = acc + Dd * ud;
-    if (z) out *= silu(to_f(z[row * dim + d], z_scale));
-    y[row * dim + d] = from_f<Y>(out);
+  EDGEQ_CUDA_HD float u_at(int64_t row, const ScanChannel& c) const {
+    return to_f(u[row * dim + c.d], c.su);
+  }
+  EDGEQ_CUDA_HD int64_t bc_at(int64_t row, const ScanChannel& c) const {
+    return (row * groups + c.g) * dstate;
+  }
+  EDGEQ_CUDA_HD void write_y(int64_t row, const ScanChannel& c, float acc, float ud) const {
+    float out = acc + c.D * ud;
+    if (z) out *= silu(to_f(z[row * dim + c.d], c.sz));
+    y[row * dim + c.d] = from_f<Y>(out);
   }
 };
 
@@ -74,32 +108,29 @@ EDGEQ_CUDA_HD float scan_state(float s, float dA, float dt, float Bn, float ud) 
 // fully unrolled loops index them statically, so they stay in registers for any dstate <= NMAX.
 template <class T, class Y, int NMAX, bool PH, class S>
 EDGEQ_CUDA_HD void scan_channel(const ScanArgs<T, Y, PH, S>& a, int64_t b, int64_t d) {
-  const int64_t N = a.dstate, h = d / (a.dim / a.heads), g = h / (a.heads / a.groups);
+  const int64_t N = a.dstate;
+  const ScanChannel ch = a.channel(d);
   const S* st = a.state + (b * a.dim + d) * N;
   float s[NMAX], Ah[NMAX];
 #pragma unroll
   for (int n = 0; n < NMAX; ++n) {
     s[n] = n < N ? to_f(st[n]) : 0.f;
-    Ah[n] = n < N ? a.A_at(h, n) : 0.f;
+    Ah[n] = n < N ? a.A_at(ch.h, n) : 0.f;
   }
-  const float Dd = a.D_at(h, d), bias = a.delta_bias[h];
-  const float su = a.sc.u.at(d), sdelta = a.sc.delta.at(h), sB = a.sc.B.at(g), sC = a.sc.C.at(g),
-              sz = a.sc.z.at(d);
   for (int64_t t = 0, row = b * a.L; t < a.L; ++t, ++row) {
-    const float dt = a.dt_at(row, h, sdelta, bias);
-    const float ud = to_f(a.u[row * a.dim + d], su);
-    const T* Bt = a.B + (row * a.groups + g) * N;
-    const T* Ct = a.C + (row * a.groups + g) * N;
+    const float dt = a.dt_at(row, ch), ud = a.u_at(row, ch);
+    const T* Bt = a.B + a.bc_at(row, ch);
+    const T* Ct = a.C + a.bc_at(row, ch);
     const float decay = PH ? expf(dt * Ah[0]) : 0.f;  // one per head: one expf, not N
     float acc = 0.f;
 #pragma unroll
     for (int n = 0; n < NMAX; ++n) {
       if (n < N) {
-        s[n] = scan_state(s[n], PH ? decay : expf(dt * Ah[n]), dt, to_f(Bt[n], sB), ud);
-        acc += s[n] * to_f(Ct[n], sC);
+        s[n] = scan_state(s[n], PH ? decay : expf(dt * Ah[n]), dt, to_f(Bt[n], ch.sB), ud);
+        acc += s[n] * to_f(Ct[n], ch.sC);
       }
     }
-    a.write_y(row, d, acc, Dd, ud, sz);
+    a.write_y(row, ch, acc, ud);
   }
   S* so = a.state_out + (b * a.dim + d) * N;
 #pragma unroll
@@ -131,17 +162,11 @@ template <int J, class T, class Y, bool PH, class S, class Thread>
 EDGEQ_CUDA_HD void split_thread(const ScanArgs<T, Y, PH, S>& a, int64_t b, int64_t i, int tpc,
                                 const Thread& th) {
   constexpr int V = kStepV<S>;
-  const int64_t N = a.dstate, d = i / tpc;
+  const int64_t N = a.dstate;
   if ((i - i % 32) / tpc >= a.dim) return;  // the whole warp is past the last channel
-  const bool active = d < a.dim;
-  const int64_t c = active ? d : a.dim - 1;
-  const int part = int(i % tpc);
-  const int64_t h = c / (a.dim / a.heads), g = h / (a.heads / a.groups);
-  const int64_t srow = (b * a.dim + c) * N;
-  const float Dd = a.D_at(h, c), bias = a.delta_bias[h], su = a.sc.u.at(c),
-              sdelta = a.sc.delta.at(h), sB = a.sc.B.at(g), sC = a.sc.C.at(g), sz = a.sc.z.at(c);
+  const auto [active, part, ch, srow] = a.part_of(b, i, tpc);
   float s[J][V], An[J][V];  // An: A[h, n] (PerHead: unused, A[h] is Ah)
-  const float Ah = a.A_at(h, 0);
+  const float Ah = a.A_at(ch.h, 0);
 #pragma unroll
   for (int j = 0; j < J; ++j) {
     S st[V] = {};
@@ -152,26 +177,27 @@ EDGEQ_CUDA_HD void split_thread(const ScanArgs<T, Y, PH, S>& a, int64_t b, int64
 #pragma unroll
     for (int v = 0; v < V; ++v) {
       s[j][v] = to_f(st[v]);
-      An[j][v] = PH ? 0.f : a.A_at(h, (part + int64_t(j) * tpc) * V + v);
+      An[j][v] = PH ? 0.f : a.A_at(ch.h, (part + int64_t(j) * tpc) * V + v);
     }
   }
   for (int64_t t = 0, row = b * a.L; t < a.L; ++t, ++row) {
-    const float dt = a.dt_at(row, h, sdelta, bias), ud = to_f(a.u[row * a.dim + c], su);
+    const float dt = a.dt_at(row, ch), ud = a.u_at(row, ch);
     const float decay = PH ? expf(dt * Ah) : 0.f;  // one per head: one expf, not N
-    const T* Bt = a.B + (row * a.groups + g) * N;
-    const T* Ct = a.C + (row * a.groups + g) * N;
+    const T* Bt = a.B + a.bc_at(row, ch);
+    const T* Ct = a.C + a.bc_at(row, ch);
     float acc = 0.f;
 #pragma unroll
     for (int j = 0; j < J; ++j) {
 #pragma unroll
       for (int v = 0; v < V; ++v) {
         const int64_t n = (part + int64_t(j) * tpc) * V + v;
-        s[j][v] = scan_state(s[j][v], PH ? decay : expf(dt * An[j][v]), dt, to_f(Bt[n], sB), ud);
-        acc += s[j][v] * to_f(Ct[n], sC);
+        s[j][v] = scan_state(s[j][v], PH ? decay : expf(dt * An[j][v]), dt, to_f(Bt[n], ch.sB),
+                             ud);
+        acc += s[j][v] * to_f(Ct[n], ch.sC);
       }
     }
     for (int o = tpc / 2; o > 0; o /= 2) acc += th.shfl_xor(acc, o);
-    if (active && !part) a.write_y(row, c, acc, Dd, ud, sz);
+    if (active && !part) a.write_y(row, ch, acc, ud);
   }
   if (!active) return;
 #pragma unroll
@@ -251,15 +277,10 @@ constexpr int64_t kPartsMaxState = 16;
 template <class T, class Y, bool PH, class S, class Thread>
 EDGEQ_CUDA_HD void parts_thread(const ScanArgs<T, Y, PH, S>& a, int64_t b, int64_t i, int P,
                                 float* carry, const Thread& th) {
-  const int64_t N = a.dstate, d = i / P;
+  const int64_t N = a.dstate;
   if ((i - i % 32) / P >= a.dim) return;  // the whole warp is past the last channel
-  const bool active = d < a.dim;  // lanes past it shuffle on the last channel's inputs
-  const int64_t c = active ? d : a.dim - 1;
-  const int part = int(i % P), lane = int(i % 32), last = lane - part + P - 1;
-  const int64_t h = c / (a.dim / a.heads), g = h / (a.heads / a.groups);
-  const int64_t srow = (b * a.dim + c) * N;
-  const float Dd = a.D_at(h, c), bias = a.delta_bias[h], su = a.sc.u.at(c),
-              sdelta = a.sc.delta.at(h), sB = a.sc.B.at(g), sC = a.sc.C.at(g), sz = a.sc.z.at(c);
+  const auto [active, part, ch, srow] = a.part_of(b, i, P);
+  const int lane = int(i % 32), last = lane - part + P - 1;
   if (!part)
     for (int n = 0; n < N; ++n) carry[n * kPartThreads] = active ? to_f(a.state[srow + n]) : 0.f;
   for (int64_t t0 = int64_t(part) * kItems; t0 - part * kItems < a.L; t0 += int64_t(P) * kItems) {
@@ -267,20 +288,20 @@ EDGEQ_CUDA_HD void parts_thread(const ScanArgs<T, Y, PH, S>& a, int64_t b, int64
 #pragma unroll
     for (int k = 0; k < kItems; ++k) {  // past the end: dA = 1, dt = 0, the identity step
       const int64_t row = b * a.L + t0 + k;
-      dt[k] = t0 + k < a.L ? a.dt_at(row, h, sdelta, bias) : 0.f;
-      ud[k] = t0 + k < a.L ? to_f(a.u[row * a.dim + c], su) : 0.f;
-      decay[k] = PH && t0 + k < a.L ? expf(dt[k] * a.A_at(h, 0)) : 1.f;  // one expf per head
+      dt[k] = t0 + k < a.L ? a.dt_at(row, ch) : 0.f;
+      ud[k] = t0 + k < a.L ? a.u_at(row, ch) : 0.f;
+      decay[k] = PH && t0 + k < a.L ? expf(dt[k] * a.A_at(ch.h, 0)) : 1.f;  // one expf per head
       acc[k] = 0.f;
     }
 #pragma unroll 1
     for (int n = 0; n < N; ++n) {
-      const float An = a.A_at(h, n);
-      const int64_t at = ((b * a.L + t0) * a.groups + g) * N + n, step = a.groups * N;
+      const float An = a.A_at(ch.h, n);
+      const int64_t at = a.bc_at(b * a.L + t0, ch) + n, step = a.groups * N;
       float dA[kItems], ma = 1.f, mb = 0.f;
 #pragma unroll
       for (int k = 0; k < kItems; ++k) {
         dA[k] = PH || t0 + k >= a.L ? decay[k] : expf(dt[k] * An);
-        mb = scan_state(mb, dA[k], dt[k], t0 + k < a.L ? to_f(a.B[at + k * step], sB) : 0.f,
+        mb = scan_state(mb, dA[k], dt[k], t0 + k < a.L ? to_f(a.B[at + k * step], ch.sB) : 0.f,
                         ud[k]);
         ma *= dA[k];
       }
@@ -307,14 +328,14 @@ EDGEQ_CUDA_HD void parts_thread(const ScanArgs<T, Y, PH, S>& a, int64_t b, int64
 #pragma unroll
       for (int k = 0; k < kItems; ++k) {
         if (t0 + k < a.L) {  // B again, from L1
-          s = scan_state(s, dA[k], dt[k], to_f(a.B[at + k * step], sB), ud[k]);
-          acc[k] += s * to_f(a.C[at + k * step], sC);
+          s = scan_state(s, dA[k], dt[k], to_f(a.B[at + k * step], ch.sB), ud[k]);
+          acc[k] += s * to_f(a.C[at + k * step], ch.sC);
         }
       }
     }
 #pragma unroll
     for (int k = 0; k < kItems; ++k)
-      if (active && t0 + k < a.L) a.write_y(b * a.L + t0 + k, c, acc[k], Dd, ud[k], sz);
+      if (active && t0 + k < a.L) a.write_y(b * a.L + t0 + k, ch, acc[k], ud[k]);
   }
   if (active && !part)
     for (int n = 0; n < N; ++n) a.state_out[srow + n] = from_f<S>(carry[n * kPartThreads]);
@@ -369,18 +390,28 @@ void with_nmax(int64_t dstate, F f) {
   else f(std::integral_constant<int, 256>{});  // spills to local memory, still exact
 }
 
+// The scans' choice of kernel, shared by scan_launch and the CPU emulation: after scan_check,
+// split(j, tpc) (j: std::integral_constant of J), parts(P) or sequential(nmax) (the same for
+// NMAX) runs the kernel that applies; returns scan_check's status.
+template <class T, class Y, bool PH, class S, class R, class FSplit, class FParts, class FSeq>
+int scan_dispatch(const ScanArgs<T, Y, PH, S>& a, R resident, FSplit split, FParts parts,
+                  FSeq sequential) {
+  if (int rc = scan_check(a)) return rc;
+  if (const Split sp = split_shape(a); sp.tpc)
+    with_j<S>(sp.J, [&](auto j) { split(j, sp.tpc); });
+  else if (const int P = scan_parts(a, resident); P > 1)
+    parts(P);
+  else
+    with_nmax(a.dstate, sequential);
+  return EDGEQ_OK;
+}
+
 template <class T, class Y, bool PH, class S>
 int scan_launch(const ScanArgs<T, Y, PH, S>& a, void* stream) {
-  if (int rc = scan_check(a)) return rc;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
-  if (const Split sp = split_shape(a); sp.tpc) {
-    const dim3 grid(unsigned((a.dim * sp.tpc + kStepThreads - 1) / kStepThreads),
-                    unsigned(a.batch));
-    with_j<S>(sp.J, [&](auto j) {
-      split_kernel<decltype(j)::value><<<grid, kStepThreads, 0, s>>>(a, sp.tpc);
-    });
-    return launch_status();
-  }
+  const auto grid = [&](int64_t threads, int block) {
+    return dim3(unsigned((threads + block - 1) / block), unsigned(a.batch));
+  };
   const auto resident = [] {  // parts_kernel's threads in one wave; 0 (no parts) if unknown
     int device = 0, sms = 0, blocks = 0;
     if (cudaGetDevice(&device) != cudaSuccess ||
@@ -392,16 +423,17 @@ int scan_launch(const ScanArgs<T, Y, PH, S>& a, void* stream) {
     }
     return int64_t(sms) * blocks * kPartThreads;
   };
-  if (const int P = scan_parts(a, resident); P > 1) {
-    const dim3 grid(unsigned((a.dim * P + kPartThreads - 1) / kPartThreads), unsigned(a.batch));
-    parts_kernel<<<grid, kPartThreads, 0, s>>>(a, P);
-    return launch_status();
-  }
-  const dim3 grid(unsigned((a.dim + kThreads - 1) / kThreads), unsigned(a.batch));
-  with_nmax(a.dstate, [&](auto n) {
-    scan_kernel<T, Y, decltype(n)::value, PH, S><<<grid, kThreads, 0, s>>>(a);
-  });
-  return launch_status();
+  const int rc = scan_dispatch(
+      a, resident,
+      [&](auto j, int tpc) {
+        split_kernel<decltype(j)::value>
+            <<<grid(a.dim * tpc, kStepThreads), kStepThreads, 0, s>>>(a, tpc);
+      },
+      [&](int P) { parts_kernel<<<grid(a.dim * P, kPartThreads), kPartThreads, 0, s>>>(a, P); },
+      [&](auto n) {
+        scan_kernel<T, Y, decltype(n)::value, PH, S><<<grid(a.dim, kThreads), kThreads, 0, s>>>(a);
+      });
+  return rc ? rc : launch_status();
 }
 
 }  // namespace edgeq_cuda

@@ -69,12 +69,18 @@ def evaluate(fp, rec, label, windows, held, seq_len, ort=True) -> dict:
     return row
 
 
-def table(model: str, samples: int, seq_len: int) -> dict:
+def demo_data(model: str, samples: int, seq_len: int):
+    """A demo model folder's fp model, held-out token ids and calibration windows."""
     fp, folder = load_model(model)
     tok = text.from_folder(folder)
     held = np.array(tok.encode((folder / "heldout.txt").read_text()).ids)
     windows = calib.windows(calib.load_tokens(str(folder / "calib.txt"), tok), samples,
                             seq_len, fp.cfg.vocab_size)
+    return fp, held, windows
+
+
+def table(model: str, samples: int, seq_len: int) -> dict:
+    fp, held, windows = demo_data(model, samples, seq_len)
     rows = [{"model": "fp32", "ppl": perplexity(TorchBackend(fp), held, seq_len)}]
     for name in sorted(R.for_arch(fp.cfg.arch), key=lambda n: (n.startswith("quamba2"), n != "naive-w8a8", n)):
         rows.append(evaluate(fp, R.load(name), name, windows, held, seq_len))

@@ -15,15 +15,13 @@ import argparse
 import platform
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from edgeq.models import load_model
+from accuracy_table import demo_data
 from edgeq.ops import reference
-from edgeq.quant import calib, qmodel
+from edgeq.quant import qmodel
 from edgeq.quant import quantize as Q
 from edgeq.quant import recipe as R
-from edgeq.runtime import text
 from edgeq.runtime.backends import TorchBackend
 from edgeq.runtime.evaluate import perplexity
 
@@ -33,12 +31,8 @@ SHIPPED = reference.ssd_scan_int8
 
 def scan_with(rounding):
     """EdgeqSSDScanInt8 on an fp32-carried state, `rounding(final state, A)` applied."""
-    def scan(x, dt, A, B, C, D, dt_bias, state, x_scale, dt_scale, B_scale, C_scale,
-             dt_softplus=True, chunk_size=256):
-        deq = reference.dequantize
-        y, s = reference.ssd_scan(deq(x, x_scale), deq(dt, dt_scale), A, deq(B, B_scale, axis=-2),
-                                  deq(C, C_scale, axis=-2), D, dt_bias, state.float(),
-                                  dt_softplus, chunk_size)
+    def scan(x, dt, A, *args, **kwargs):
+        y, s = reference.ssd_scan_int8_fp32_state(x, dt, A, *args, **kwargs)
         return y, rounding(s, A)
     return scan
 
@@ -63,12 +57,8 @@ def main():
     ap.add_argument("--samples", type=int, default=128, help="calibration windows")
     args = ap.parse_args()
 
-    fp, folder = load_model(args.model)
-    tok = text.from_folder(folder)
-    held = np.array(tok.encode((folder / "heldout.txt").read_text()).ids)
+    fp, held, windows = demo_data(args.model, args.samples, args.seq_len)
     held = held[:args.windows * args.seq_len + 1]
-    windows = calib.windows(calib.load_tokens(str(folder / "calib.txt"), tok), args.samples,
-                            args.seq_len, fp.cfg.vocab_size)
     rec = R.load(args.recipe)
     qfp, tensors, scales = Q.run(fp, windows, rec)
     model = qmodel.load_model(qfp.cfg, tensors, scales, rec)

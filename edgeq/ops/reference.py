@@ -154,15 +154,23 @@ def selective_scan_int8(u, delta, A, B, C, D, delta_bias, state, z, u_scale, del
                           dequantize(z, z_scale), delta_softplus)
 
 
-def ssd_scan_int8(x, dt, A, B, C, D, dt_bias, state, x_scale, dt_scale, B_scale, C_scale,
-                  dt_softplus=True, chunk_size=256):
-    """EdgeqSSDScanInt8: x per channel, dt per head, B and C per group (or per tensor); the
-    state an fp16 cache, computed on in fp32 and rounded once."""
-    if state.dtype != torch.float16:
-        raise ValueError(f"ssd_scan_int8: the state must be fp16, got {state.dtype}")
-    y, s = ssd_scan(dequantize(x, x_scale), dequantize(dt, dt_scale), A,
+def ssd_scan_int8_fp32_state(x, dt, A, B, C, D, dt_bias, state, x_scale, dt_scale, B_scale,
+                             C_scale, dt_softplus=True, chunk_size=256):
+    """EdgeqSSDScanInt8 before its state's fp16 rounding: the fp32 scan of the dequantized inputs
+    (x per channel, dt per head, B and C per group, or per tensor) from `state` widened to fp32;
+    returns y and the fp32 state."""
+    return ssd_scan(dequantize(x, x_scale), dequantize(dt, dt_scale), A,
                     dequantize(B, B_scale, axis=-2), dequantize(C, C_scale, axis=-2), D, dt_bias,
                     state.float(), dt_softplus, chunk_size)
+
+
+def ssd_scan_int8(x, dt, A, B, C, D, dt_bias, state, x_scale, dt_scale, B_scale, C_scale,
+                  dt_softplus=True, chunk_size=256):
+    """EdgeqSSDScanInt8: the state an fp16 cache, computed on in fp32 and rounded once."""
+    if state.dtype != torch.float16:
+        raise ValueError(f"ssd_scan_int8: the state must be fp16, got {state.dtype}")
+    y, s = ssd_scan_int8_fp32_state(x, dt, A, B, C, D, dt_bias, state, x_scale, dt_scale,
+                                    B_scale, C_scale, dt_softplus, chunk_size)
     return y, s.half()
 
 

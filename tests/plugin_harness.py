@@ -20,7 +20,7 @@ import numpy as np
 from conftest import ROOT
 from edgeq.runtime import cuda_kernels
 from edgeq.ops.table import OPS
-from native_build import run
+from native_build import nvcc_host, run
 
 # TensorRT's DataType values (NvInferRuntimeBase.h)
 TRT_TYPES = {np.dtype("float32"): 0, np.dtype("float16"): 1, np.dtype("int8"): 2}
@@ -30,7 +30,7 @@ ADAPTERS = [ROOT / "plugins" / "trt" / "registry.cpp"] + sorted(ROOT.glob("plugi
 
 def build_harness(nvcc: str, trt_include: str, out: Path) -> ctypes.CDLL:
     lib = out / "libtrt_harness.so"
-    run([nvcc, "-std=c++17", "-shared", "-Xcompiler", "-fPIC", "-isystem", trt_include,
+    run([nvcc, "-std=c++17", "-shared", *nvcc_host(), "-isystem", trt_include,
          ROOT / "tests" / "trt_harness.cpp", "-o", lib, "-ldl"])
     h = ctypes.CDLL(str(lib))
     p, i32 = ctypes.c_void_p, ctypes.c_int32
@@ -44,7 +44,7 @@ def build_emulated_plugins(nvcc: str, trt_include: str, emu: Path, out: Path) ->
     """libedgeq_trt_plugins' adapters over the emulated kernels (the object `emu`): every
     kernel symbol the adapters call is redirected (--wrap, --defsym) to its emu_ twin, and the
     CUDA runtime calls to host memory."""
-    common = ["-std=c++17", "-O2", "-Xcompiler", "-fPIC", "-I", ROOT / "plugins" / "common"]
+    common = ["-std=c++17", "-O2", *nvcc_host(), "-I", ROOT / "plugins" / "common"]
     objects = []
     for src in ADAPTERS:
         obj = out / f"{src.stem}.o"

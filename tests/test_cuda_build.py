@@ -18,7 +18,7 @@ from conftest import ROOT
 from edgeq.ops.table import CAUSAL_CONV1D, SELECTIVE_SCAN, SSD_SCAN
 from edgeq.runtime import cuda_kernels
 from edgeq.runtime.kernels import Scales
-from native_build import NVCC, TRT_INCLUDE, cmake_build, exported, run, undefined
+from native_build import NVCC, TRT_INCLUDE, cmake_build, exported, nvcc_host, run, undefined
 
 needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc not on PATH: CUDA code not built")
 needs_cmake = pytest.mark.skipif(shutil.which("cmake") is None, reason="cmake not on PATH")
@@ -144,7 +144,7 @@ def test_cuda_library_rejects_bad_arguments(build):
 @pytest.fixture(scope="module")
 def emulated(emulation_object, tmp_path_factory):
     out = tmp_path_factory.mktemp("emu") / "libemu.so"
-    run([NVCC, "-shared", "-Xcompiler", "-fPIC", emulation_object, "-o", out])
+    run([NVCC, "-shared", *nvcc_host(), emulation_object, "-o", out])
     return cuda_kernels.bind(ctypes.CDLL(str(out)), prefix="emu_")
 
 

@@ -34,21 +34,23 @@ def get(name: str) -> dict:
     return targets[name]
 
 
-def precision(recipe: str, h2t: bool = False) -> dict:
+def precision(recipe: str, n_layer: int, h2t: bool = False) -> dict:
     """Bytes per weight of each layer matrix (by linear name; "*" the rest) and of the
-    embedding/lm_head, the state's conv bytes and the compute type, from the recipe's data."""
-    from .quant import recipe as recipes
+    embedding/lm_head, the state's conv bytes, and the share of layers with fp16 activations
+    (the rest int8), from the recipe's data; averaged over the layers of a mixed recipe."""
+    from .quant import mixed, recipe as recipes
     if recipe == "fp16":
-        return {"layers": {"*": 2.0}, "head": 2.0, "conv": 2.0, "compute": "fp16"}
+        return {"layers": {"*": 2.0}, "head": 2.0, "conv": 2.0, "a16": 1.0}
     if recipe not in recipes.names():
         raise EdgeqError(f"no size model for recipe {recipe!r}; choose one of: fp16, "
                          f"{', '.join(recipes.names())}")
     rec = recipes.load(recipe, h2t=h2t)
-    a8 = not recipes.weight_only(rec)
+    a16 = mixed.a16_count(rec["mixed"], n_layer) / n_layer if "mixed" in rec \
+        else float(recipes.weight_only(rec))
+    rest = 1.0 + a16  # the other matrices and the conv state: int8, or fp16 in a W4A16 layer
     w4 = 0.5 + 4 / rec["weights"].get("group_size", 128)  # int4 + one fp32 scale per group
-    layers = {"*": 1.0 if a8 else 2.0, **{n: w4 for n in recipes.w4_linears(rec)}}
-    return {"layers": layers, "head": w4 if h2t else 2.0, "conv": 1.0 if a8 else 2.0,
-            "compute": "int8" if a8 else "fp16"}
+    layers = {"*": rest, **{n: w4 for n in recipes.w4_linears(rec)}}
+    return {"layers": layers, "head": w4 if h2t else 2.0, "conv": rest, "a16": a16}
 
 
 def estimate(cfg: MambaConfig, target: dict, recipe: str = "fp16", prompt_len: int = 1024,
@@ -57,7 +59,7 @@ def estimate(cfg: MambaConfig, target: dict, recipe: str = "fp16", prompt_len: i
     import torch
 
     from .models.mamba import MambaLM
-    p = precision(recipe, h2t)
+    p = precision(recipe, cfg.n_layer, h2t)
     with torch.device("meta"):  # shapes only
         model = MambaLM(cfg)
     layer_matrix = weights = 0
@@ -68,22 +70,23 @@ def estimate(cfg: MambaConfig, target: dict, recipe: str = "fp16", prompt_len: i
             weights += t.numel() * p["layers"].get(linear, p["layers"]["*"])
         else:
             weights += t.numel() * 4  # conv, A, D, biases, norms: fp32
-    # the SSM state: fp32, but an fp16 cache in Mamba-2's int8 recipes (docs/ops.md,
+    # the SSM state: fp32, but an fp16 cache in Mamba-2's int8 layers (docs/ops.md,
     # EdgeqSSDScanInt8)
-    ssm = 2 if p["compute"] == "int8" and cfg.arch == "mamba2" else 4
+    ssm = 4 - 2 * (1 - p["a16"]) if cfg.arch == "mamba2" else 4
     state = cfg.n_layer * batch * (cfg.d_inner * cfg.d_state * ssm + (cfg.d_conv - 1) * cfg.conv_dim * p["conv"])
     d = cfg.d_model
     head = cfg.vocab_size * d * p["head"]  # lm_head is read whole every token
     decode_bytes = weights + head + batch * d * p["head"] + 2 * state  # states read and written
     flops_per_token = 2 * (layer_matrix + cfg.vocab_size * d)
-    tops = target["int8_tops_dense"] if p["compute"] == "int8" else target["fp16_tflops_dense"]
     prefill_flops = flops_per_token * prompt_len * batch
+    # seconds per FLOP: int8 and fp16 layers in their shares
+    per_flop = (1 - p["a16"]) / target["int8_tops_dense"] + p["a16"] / target["fp16_tflops_dense"]
     return {
         "target": target["name"], "recipe": recipe + (" h2t" if h2t else ""), "batch": batch, "prompt_len": prompt_len,
         "decode_bytes_per_token": int(decode_bytes),
         "state_bytes": int(state),
         "decode_ms_per_token": decode_bytes / (target["bandwidth_gbs"] * 1e9) * 1e3,
         "prefill_flops": int(prefill_flops),
-        "prefill_ms": prefill_flops / (tops * 1e12) * 1e3,
+        "prefill_ms": prefill_flops * per_flop / 1e12 * 1e3,
         "weights_bytes": int(weights + head),
     }

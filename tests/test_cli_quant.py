@@ -46,13 +46,13 @@ def test_quantize_export_generate_eval(run_cli, hf_model, calib_npy, tmp_path):
     assert code == 2 and "no tokenizer" in err
 
 
-@pytest.mark.parametrize("recipe", ["quamba2-w4a8", "quamba2-w4a16"])
+@pytest.mark.parametrize("recipe", ["quamba2-w4a8", "quamba2-w4a16", "quamba2-w4ax"])
 def test_quamba2_on_mamba2_through_the_cli(run_cli, calib_npy, tmp_path, recipe):
     import torch
 
     from edgeq.models import MambaConfig, MambaLM, save_model
     torch.manual_seed(0)
-    save_model(MambaLM(MambaConfig(d_model=64, n_layer=2, vocab_size=1001, arch="mamba2",
+    save_model(MambaLM(MambaConfig(d_model=64, n_layer=4, vocab_size=1001, arch="mamba2",
                                    d_state=16, headdim=16, ngroups=2, chunk_size=8)), tmp_path / "m")
     q = tmp_path / "q"
     code, _, err = run_cli("quantize", tmp_path / "m", "--recipe", recipe, "--calib", calib_npy,
@@ -62,6 +62,9 @@ def test_quamba2_on_mamba2_through_the_cli(run_cli, calib_npy, tmp_path, recipe)
     assert code == 0, err
     info = json.loads(out)
     assert info["recipe"] == recipe and info["quantized_bytes"] < 0.45 * info["size_bytes"]["fp16"]
+    scales = json.loads((q / "quant.json").read_text())["scales"]  # W4AX: 1 of 4 layers W4A16
+    assert len(scales) == (0 if recipe == "quamba2-w4a16" else 4)
+    assert sum(not s for s in scales) == (recipe == "quamba2-w4ax")
     assert_export_generates_the_same(run_cli, q, tmp_path / "q.onnx")
     code, _, err = run_cli("quantize", tmp_path / "m", "--recipe", "quamba-w8a8", "--calib",
                            calib_npy, "-o", tmp_path / "q2")

@@ -1,5 +1,9 @@
 """Quamba2 recipes (W8A8, W4A8, W4A16) on Mamba-1 and Mamba-2: the fake-quant model against fp,
-the ONNX graphs on ORT against the fake-quant model, the graphs' quantization forms, sizes."""
+the ONNX graphs on ORT against the fake-quant model, the graphs' quantization forms, sizes; W4AX's
+search and its mixed layers."""
+import itertools
+import json
+
 import numpy as np
 import onnx
 import pytest
@@ -8,9 +12,9 @@ import torch
 from edgeq.errors import EdgeqError
 from edgeq.export.onnx_export import to_onnx
 from edgeq.models import MambaConfig, MambaLM
-from edgeq.quant import calib, quantize as Q, recipe as R
+from edgeq.quant import calib, mixed, quantize as Q, recipe as R
 from edgeq.quant.gptq import Hessian
-from edgeq.quant.qmodel import W4Table, w4_table
+from edgeq.quant.qmodel import HalfLayer, W4Table, w4_table
 from edgeq.runtime.backends import OrtBackend, TorchBackend
 from edgeq.runtime.evaluate import top1_agreement
 
@@ -19,7 +23,15 @@ CONFIGS = {
     "mamba2": MambaConfig(d_model=64, n_layer=2, vocab_size=301, arch="mamba2", d_state=16,
                           headdim=16, ngroups=2, chunk_size=8),
 }
-RECIPES = ("quamba2-w8a8", "quamba2-w4a8", "quamba2-w4a16")
+RECIPES = ("quamba2-w8a8", "quamba2-w4a8", "quamba2-w4a16", "quamba2-w4ax")
+
+
+def recipe(name: str) -> dict:
+    """The recipe; W4AX with half the layers W4A16 (1 of the test models' 2)."""
+    rec = R.load(name)
+    if "mixed" in rec:
+        rec["mixed"]["a16_fraction"] = 0.5
+    return rec
 
 
 def tokens(n, seed=0):
@@ -47,7 +59,7 @@ def quantized(fp, tmp_path_factory):
     out = {}
     for arch, model in fp.items():
         for name in RECIPES:
-            rec = R.load(name)
+            rec = recipe(name)
             qfp, t, s = Q.run(model, calib.windows(tokens(4000), 16, 64, 301), rec)
             folder = tmp_path_factory.mktemp("q") / f"{arch}-{name}"
             Q.save(folder, qfp, t, s, rec, {"samples": 16}, None)
@@ -60,6 +72,7 @@ def test_quamba2_recipes_cover_both_backbones():
         rec = R.load(name)
         assert rec["archs"] == ["mamba1", "mamba2"]
         assert R.w4_linears(rec) == (() if name == "quamba2-w8a8" else ("in_proj", "out_proj"))
+    assert R.load("quamba2-w4ax")["mixed"]["a16"] == "quamba2-w4a16"
     assert R.weight_only(R.load("quamba2-w4a16"))
     with pytest.raises(EdgeqError, match="quantizes no activations"):
         R.load("quamba2-w4a16", percentile=99.9)
@@ -77,7 +90,8 @@ def test_quantized_tracks_fp_and_ort_tracks_torch(fp, quantized, arch, name):
     fq = TorchBackend(qm)
     assert top1_agreement(TorchBackend(fp[arch]), fq, ids, seq_len=128) > 0.8
     ob = OrtBackend(to_onnx(qm))
-    fp16 = name == "quamba2-w4a16"  # fp16 activations: GEMM order and fp16 rounding differ
+    # fp16 activations (W4AX: in its W4A16 layers): GEMM order and fp16 rounding differ
+    fp16 = name in ("quamba2-w4a16", "quamba2-w4ax")
     if fp16:
         a, _ = fq.forward(ids[None, :64], fq.new_state(1))
         b, _ = ob.forward(ids[None, :64], ob.new_state(1))
@@ -89,7 +103,8 @@ def test_quantized_tracks_fp_and_ort_tracks_torch(fp, quantized, arch, name):
     b1, st = ob.forward(ids[None, :17], ob.new_state(1))
     b2, st = ob.forward(ids[None, 17:18], st)
     b3, _ = ob.forward(ids[None, 18:20], st)
-    fp16_cache = arch == "mamba2" and not fp16
+    int8_first = name != "quamba2-w4a16" and not isinstance(qm.layers[0], HalfLayer)
+    fp16_cache = arch == "mamba2" and int8_first
     assert st[1].dtype == (np.float16 if fp16_cache else np.float32)
     tol = 0.01 * np.abs(a).max() if fp16 or fp16_cache else 2e-3
     np.testing.assert_allclose(np.concatenate([b1, b2, b3], 1), a, atol=tol)
@@ -282,3 +297,57 @@ def test_gptq_is_layer_sequential(fp, name):
     assert not torch.equal(from_fp[0], sequential[0])  # the order matters here
     with pytest.raises(ValueError, match="read them in order"):
         cal.hessians[0]
+
+def test_w4ax_search_finds_the_least_loss():
+    # layers that help alone and in pairs: 3 of 12 (220 choices, more than the population)
+    rng = np.random.default_rng(1)
+    gain, pair = rng.random(12), rng.random((12, 12)) * 0.3
+
+    def loss(c):
+        return -sum(gain[i] for i in c) - sum(pair[i, j] for i in c for j in c if i < j)
+    every = [frozenset(c) for c in itertools.combinations(range(12), 3)]
+    choice, seen = mixed.search(12, 3, loss)
+    assert choice == min(every, key=loss) and len(seen) < len(every)
+    assert {len(c) for c in seen} == {3}
+    choice, seen = mixed.search(5, 2, loss)  # 10 choices: each tried
+    assert len(seen) == 10 and choice == min(seen, key=loss)
+    # Quamba2's 14 of 56: the generations improve on the first population
+    gain, pair = rng.random(56), rng.random((56, 56)) * 0.3
+    losses = []
+    choice, seen = mixed.search(56, 14, lambda c: losses.append(loss(c)) or losses[-1])
+    assert loss(choice) < min(losses[:40]) and len(choice) == 14
+
+
+@pytest.mark.parametrize("arch", CONFIGS)
+def test_w4ax_layers_are_the_w4a8_and_w4a16_layers(fp, quantized, arch):
+    from safetensors.torch import load_file
+    folder = quantized[arch, "quamba2-w4ax"]
+    t = load_file(str(folder / "model.safetensors"))
+    a8, a16 = (load_file(str(quantized[arch, n] / "model.safetensors"))
+               for n in ("quamba2-w4a8", "quamba2-w4a16"))
+    scales = json.loads((folder / "quant.json").read_text())["scales"]
+    half = [i for i, s in enumerate(scales) if not s]
+    qm = Q.load(folder)
+    assert len(half) == 1 and [isinstance(layer, HalfLayer) for layer in qm.layers] == \
+        [i in half for i in range(2)]
+    for i in range(2):
+        p = f"layers.{i}."
+        got = {k: v for k, v in t.items() if k.startswith(p)}
+        want = {k[len("backbone."):]: v for k, v in a16.items() if k.startswith("backbone." + p)} \
+            if i in half else {k: v for k, v in a8.items() if k.startswith(p)}
+        assert got.keys() == want.keys()
+        # a W4A16 layer of Mamba-2 differs from quamba2-w4a16's: its x channels are clustered
+        if i not in half or arch == "mamba1":
+            assert all(torch.equal(got[k], want[k]) for k in got), (i, half)
+    if arch == "mamba1":  # the other choice has the greater loss on the search's windows
+        windows = calib.windows(tokens(4000), 16, 64, 301)
+        other = Q.load(quantized[arch, "quamba2-w4a8"]).layers
+        h = HalfLayer(CONFIGS[arch], {k[len(f"backbone.layers.{1 - half[0]}."):]: v
+                                      for k, v in a16.items()
+                                      if k.startswith(f"backbone.layers.{1 - half[0]}.")})
+        chosen = mixed.nll(qm, windows)
+        qm.layers = torch.nn.ModuleList([h, other[1]] if half == [1] else [other[0], h])
+        assert chosen < mixed.nll(qm, windows)
+    for layer, (conv, ssm) in zip(qm.layers, qm.new_state(1)):  # fp16 layers: fp16 conv state
+        assert (conv.dtype, ssm.dtype) == ((torch.float16, torch.float32) if isinstance(
+            layer, HalfLayer) else (torch.int8, torch.float16 if arch == "mamba2" else torch.float32))

@@ -69,6 +69,12 @@ def test_estimate_4bit_sizes():
     conv = 3 * cfg.conv_dim
     assert w4a8["state_bytes"] == 56 * (8192 * 128 * 2 + conv)
     assert T.estimate(cfg, nano, "quamba2-w4a16")["state_bytes"] == 56 * (8192 * 128 * 4 + conv * 2)
+    # W4AX: 14 of the 56 layers with W4A16's fp32 SSM and fp16 conv states, fp16 compute
+    w4ax = T.estimate(cfg, nano, "quamba2-w4ax", h2t=True)
+    assert w4ax["state_bytes"] == 42 * (8192 * 128 * 2 + conv) + 14 * (8192 * 128 * 4 + conv * 2)
+    w4a16 = T.estimate(cfg, nano, "quamba2-w4a16", h2t=True)
+    for k in ("weights_bytes", "prefill_ms"):
+        assert w4ax[k] == pytest.approx(0.75 * w4a8[k] + 0.25 * w4a16[k], rel=1e-6)
     mamba1 = MambaConfig(d_model=2560, n_layer=64, vocab_size=50280)
     assert T.estimate(mamba1, nano, "quamba2-w4a8")["state_bytes"] == 64 * (5120 * 16 * 4 + 3 * 5120)
     with pytest.raises(EdgeqError, match="no 4-bit weights"):

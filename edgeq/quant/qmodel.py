@@ -1,7 +1,8 @@
 """Quantized Mamba models. QuantMambaLM runs int8 activations on the edgeq int8 ops (W8A8, W4A8;
 Mamba-1 and Mamba-2): its torch forward is the fake-quant model used for accuracy (exactly the
 ops' spec) and it exports to the int8 ONNX graph. W4A16 is the fp model with weight-only 4-bit
-linears. Same interface as MambaLM: forward(ids, state) -> (logits, state)."""
+linears; in a mixed (W4AX) QuantMambaLM, the layers without activation scales are such fp16
+layers (HalfLayer). Same interface as MambaLM: forward(ids, state) -> (logits, state)."""
 from __future__ import annotations
 
 import torch
@@ -9,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..models.config import MambaConfig
-from ..models.mamba import MambaLM
+from ..models.mamba import MambaBlock, MambaLM
 from ..models.mamba2 import GatedRMSNorm
 from ..ops import custom as ops
 from ..ops import int4, qdq
@@ -37,7 +38,16 @@ class QLinear(nn.Module):
         return y if self.b is None else y + self.b
 
 
-class QuantLayer(nn.Module):
+class Int8Layer(nn.Module):
+    def new_state(self, batch: int) -> tuple[Tensor, Tensor]:
+        """int8 conv state; SSM state fp32 (Mamba-1) or an fp16 cache (Mamba-2)."""
+        c = self.cfg
+        ssm = torch.float16 if c.arch == "mamba2" else torch.float32
+        return (torch.zeros(batch, c.d_conv - 1, c.conv_dim, dtype=torch.int8),
+                torch.zeros(batch, c.d_inner, c.d_state, dtype=ssm))
+
+
+class QuantLayer(Int8Layer):
     """Mamba-1 (Quamba): per-tensor int8 activations."""
 
     def __init__(self, cfg: MambaConfig, t: dict[str, Tensor], scales: dict, hadamard: bool):
@@ -71,7 +81,7 @@ class QuantLayer(nn.Module):
         return self.out_proj(yq, s["y"]), res, (conv_state, ssm_state)
 
 
-class QuantLayer2(nn.Module):
+class QuantLayer2(Int8Layer):
     """Mamba-2 (Quamba2): x scales per sort-and-cluster group, B and C per state group; the SSM
     state an fp16 cache (docs/ops.md, EdgeqSSDScanInt8)."""
 
@@ -122,11 +132,12 @@ class QuantMambaLM(nn.Module):
                  recipe: dict):
         super().__init__()
         self.cfg, self.recipe = cfg, recipe
-        layer = QuantLayer2 if cfg.arch == "mamba2" else QuantLayer
-        self.layers = nn.ModuleList(
-            layer(cfg, {k.split(".", 2)[2]: v for k, v in tensors.items()
-                        if k.startswith(f"layers.{i}.")}, scales[i], recipe["hadamard_out_proj"])
-            for i in range(cfg.n_layer))
+        int8 = QuantLayer2 if cfg.arch == "mamba2" else QuantLayer
+        self.layers = nn.ModuleList()
+        for i in range(cfg.n_layer):
+            t = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"layers.{i}.")}
+            self.layers.append(int8(cfg, t, scales[i], recipe["hadamard_out_proj"]) if scales[i]
+                               else HalfLayer(cfg, t))
         # fp16 parts: embedding and lm_head fp16 tables (the final norm fp16-rounded fp32);
         # head-to-toe recipes hold embedding and lm_head as weight-only 4-bit tables (tied: one)
         self.register_buffer("norm_f", tensors["norm_f.weight"].float())
@@ -139,11 +150,7 @@ class QuantMambaLM(nn.Module):
             self.lm_head = TableLinear(FpTable(tensors.get("lm_head.weight", tensors["embedding.weight"])))
 
     def new_state(self, batch: int):
-        """int8 conv states; SSM states fp32 (Mamba-1) or an fp16 cache (Mamba-2)."""
-        c = self.cfg
-        ssm = torch.float16 if c.arch == "mamba2" else torch.float32
-        return [(torch.zeros(batch, c.d_conv - 1, c.conv_dim, dtype=torch.int8),
-                 torch.zeros(batch, c.d_inner, c.d_state, dtype=ssm)) for _ in range(c.n_layer)]
+        return [layer.new_state(batch) for layer in self.layers]
 
     def forward(self, input_ids: Tensor, state=None):
         if state is None:
@@ -219,25 +226,54 @@ def w4_table(t: dict[str, Tensor], name: str) -> W4Table | None:
         if name + ".weight_packed" in t else None
 
 
-def weight_only_model(cfg: MambaConfig, t: dict[str, Tensor], recipe: dict) -> MambaLM:
+class HalfLayer(nn.Module):
+    """A W4A16 layer of a mixed (W4AX) model: the fp16 Mamba block with its weight-only 4-bit
+    linears, between int8 layers. It takes and gives their fp32 residual stream (a W4A16
+    model's is fp16)."""
+
+    def __init__(self, cfg: MambaConfig, t: dict[str, Tensor]):
+        super().__init__()
+        self.cfg, self.block = cfg, MambaBlock(cfg, "custom")
+        load_weight_only(self.block, t)
+        self.block.half()
+
+    def forward(self, out: Tensor, res: Tensor, state):
+        h = out + res
+        y, state = self.block.mixer(self.block.norm(h.half()), state)
+        return y.float(), h, state
+
+    def new_state(self, batch: int) -> tuple[Tensor, Tensor]:
+        """fp16 conv state, fp32 SSM state (as MambaLM's)."""
+        c = self.cfg
+        return (torch.zeros(batch, c.d_conv - 1, c.conv_dim, dtype=torch.float16),
+                torch.zeros(batch, c.d_inner, c.d_state, dtype=torch.float32))
+
+
+def load_weight_only(module: nn.Module, t: dict[str, Tensor], may_lack: set[str] = frozenset()):
+    """t's weights into `module` (a MambaLM or a MambaBlock, names as their state_dict): the fp
+    ones loaded, each linear held 4-bit (name.weight_packed) made a TableLinear; the embedding
+    and lm_head tables are the caller's."""
     from ..errors import EdgeqError
-    model = MambaLM(cfg)
     fp = {k: v.float() for k, v in t.items() if not k.endswith((".weight_packed", ".weight_scale"))}
     try:
-        missing, unexpected = model.load_state_dict(fp, strict=False)
+        missing, unexpected = module.load_state_dict(fp, strict=False)
     except RuntimeError:
         missing, unexpected = ["(shapes)"], []
     packed = [k[:-len(".weight_packed")] for k in t if k.endswith(".weight_packed")]
-    allowed = {k + ".weight" for k in packed} | ({"lm_head.weight"} if cfg.tie_embeddings else set())
-    if unexpected or set(missing) - allowed:
+    if unexpected or set(missing) - {k + ".weight" for k in packed} - may_lack:
         raise EdgeqError("the quantized weights belong to another model than config.json "
                          "describes; quantize this model again")
     for k in packed:
         if k in ("backbone.embeddings", "lm_head"):
             continue
         parent, name = k.rsplit(".", 1)
-        setattr(model.get_submodule(parent), name,
-                TableLinear(w4_table(t, k), model.get_submodule(k).bias))
+        setattr(module.get_submodule(parent), name,
+                TableLinear(w4_table(t, k), module.get_submodule(k).bias))
+
+
+def weight_only_model(cfg: MambaConfig, t: dict[str, Tensor], recipe: dict) -> MambaLM:
+    model = MambaLM(cfg)
+    load_weight_only(model, t, {"lm_head.weight"} if cfg.tie_embeddings else set())
     emb = w4_table(t, "backbone.embeddings")
     if emb is not None:  # head-to-toe: tied models share the one 4-bit table
         model.backbone.embeddings = TableEmbedding(emb)

@@ -17,9 +17,9 @@ from ..models.config import MambaConfig, read_config
 from ..models.loader import write_config
 from ..models.mamba import MambaLM
 from ..ops import hadamard
-from . import cluster, recipe as recipes, weights
+from . import cluster, mixed, recipe as recipes, weights
 from .calibrate import Calibration, calibrate, cluster_x, passes  # noqa: F401 (API)
-from .qmodel import load_model, w4_table
+from .qmodel import HalfLayer, QuantMambaLM, load_model, w4_table
 from .rotate import rotate_residual
 
 FORMAT = "edgeq-quant/1"
@@ -163,7 +163,8 @@ def _weight_only(model: MambaLM, cal: Calibration, recipe: dict) -> dict[str, to
 
 def quantize_model(model: MambaLM, cal: Calibration, recipe: dict
                    ) -> tuple[dict[str, torch.Tensor], list[dict]]:
-    """The quantized folder's tensors and per-layer activation scales."""
+    """The quantized folder's tensors and per-layer activation scales (none for a W4A16 layer
+    of a mixed recipe)."""
     cfg = model.cfg
     recipes.check_supported(cfg, recipe)
     if recipes.weight_only(recipe):
@@ -171,6 +172,14 @@ def quantize_model(model: MambaLM, cal: Calibration, recipe: dict
         cal.hessians.release()
         return t, []
     _check_hadamard(cfg, recipe)
+    if recipe.get("mixed"):
+        return _mixed(model, cal, recipe)
+    return _int8(model, cal, recipe)
+
+
+def _int8(model: MambaLM, cal: Calibration, recipe: dict
+          ) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    cfg = model.cfg
     layer = _layer_mamba2 if cfg.arch == "mamba2" else _layer_mamba1
     t: dict[str, torch.Tensor] = {}
     for i, block in enumerate(model.backbone.layers):
@@ -190,6 +199,41 @@ def quantize_model(model: MambaLM, cal: Calibration, recipe: dict
     else:
         scales = [{a: _scale(v) for a, v in r.items()} for r in cal.ranges]
     return t, scales
+
+
+def _mixed(model: MambaLM, cal: Calibration, recipe: dict
+           ) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    """W4AX: every layer quantized both ways (W4A16 by its own recipe, GPTQ on its own
+    Hessians), then the search's W4A16 layers take their fp16 tensors and no scales."""
+    cfg, spec = model.cfg, recipe["mixed"]
+    windows, batch = cal.hessians.windows, cal.hessians.batch
+    t8, scales = _int8(model, cal, recipe)
+    a16 = recipes.load(spec["a16"])
+    t16 = _weight_only(model, calibrate(model, windows, a16, batch), a16)
+    int8 = QuantMambaLM(cfg, t8, scales, recipe).eval()
+    layers = int8.layers
+    half = [HalfLayer(cfg, _layer_of(t16, f"backbone.layers.{i}.")).eval()
+            for i in range(cfg.n_layer)]
+
+    def loss(choice):
+        int8.layers = torch.nn.ModuleList(half[i] if i in choice else layer
+                                          for i, layer in enumerate(layers))
+        try:
+            return mixed.nll(int8, windows[:spec["windows"]], batch)
+        finally:
+            int8.layers = layers
+    choice, _ = mixed.search(cfg.n_layer, mixed.a16_count(spec, cfg.n_layer), loss,
+                             **spec["search"])
+    for i in sorted(choice):
+        p = f"layers.{i}."
+        t8 = {k: v for k, v in t8.items() if not k.startswith(p)}
+        t8.update({p + k: v.contiguous() for k, v in _layer_of(t16, f"backbone.{p}").items()})
+        scales[i] = {}
+    return t8, scales
+
+
+def _layer_of(t: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in t.items() if k.startswith(prefix)}
 
 
 def calibrate_all(model: MambaLM, windows: torch.Tensor, recipe: dict, batch: int = 8,
@@ -280,8 +324,10 @@ def load(folder: Path):
     except Exception as e:
         raise EdgeqError(f"{folder / 'model.safetensors'}: cannot read ({type(e).__name__}); "
                          "quantize the model again") from None
-    prefix = "backbone.layers" if recipes.weight_only(recipe) else "layers"
-    key = f"{prefix}.{cfg.n_layer - 1}.{'mixer.' if n_scales == 0 else ''}in_proj.weight"
+    # the last layer's in_proj: a W4A16 layer's is its block's mixer's
+    last = n_scales and meta["scales"][-1]
+    prefix = "layers" if n_scales else "backbone.layers"
+    key = f"{prefix}.{cfg.n_layer - 1}.{'' if last else 'mixer.'}in_proj.weight"
     rows = [tensors[k].shape[0] for k in (key, key + "_packed") if k in tensors]
     emb = "backbone.embeddings.weight" if n_scales == 0 else "embedding.weight"
     emb_rows = [tensors[k].shape[0] for k in (emb, emb + "_packed") if k in tensors]

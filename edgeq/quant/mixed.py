@@ -1,0 +1,71 @@
+"""Quamba2's W4AX: each layer W4A8 or W4A16, the W4A16 ones (a fixed count: the latency
+budget) chosen by an evolutionary search on the calibration windows' loss. Quamba2 searched
+its Mamba2-8B this way (population 40, 5 generations, 10 mutations and 10 crossovers each) and
+kept 14 of 56 layers W4A16."""
+from __future__ import annotations
+
+import math
+import random
+from itertools import combinations
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+Choice = frozenset[int]  # the W4A16 layers
+
+
+def a16_count(spec: dict, n_layer: int) -> int:
+    return round(spec["a16_fraction"] * n_layer)
+
+
+def search(n_layer: int, count: int, loss: Callable[[Choice], float], population: int = 40,
+           generations: int = 5, mutations: int = 10, crossovers: int = 10, seed: int = 0
+           ) -> tuple[Choice, dict[Choice, float]]:
+    """The `count`-layer choice of least loss, and every loss computed. Every choice is tried
+    when there are no more than `population`; otherwise each generation breeds from the best
+    `mutations` (a mutation moves one W4A16 layer elsewhere, a crossover draws `count` layers
+    from two parents' union) and the best `population` survive."""
+    seen: dict[Choice, float] = {}
+
+    def score(choices):
+        for c in choices:
+            if c not in seen:
+                seen[c] = loss(c)
+    every = math.comb(n_layer, count)
+    if every <= population:
+        score(frozenset(c) for c in combinations(range(n_layer), count))
+        return min(seen, key=lambda c: (seen[c], sorted(c))), seen
+    rng = random.Random(seed)
+    layers = list(range(n_layer))
+    pool: set[Choice] = set()
+    while len(pool) < population:
+        pool.add(frozenset(rng.sample(layers, count)))
+    score(sorted(pool, key=sorted))
+    for _ in range(generations):
+        ranked = sorted(pool, key=lambda c: (seen[c], sorted(c)))
+        parents = ranked[:mutations]
+        children = []
+        for _ in range(mutations):
+            c = set(rng.choice(parents))
+            c.remove(rng.choice(sorted(c)))
+            c.add(rng.choice([i for i in layers if i not in c]))
+            children.append(frozenset(c))
+        for _ in range(crossovers):
+            a, b = rng.sample(parents, 2)
+            children.append(frozenset(rng.sample(sorted(a | b), count)))
+        score(children)
+        pool = set(sorted(pool | set(children), key=lambda c: (seen[c], sorted(c)))[:population])
+    return min(seen, key=lambda c: (seen[c], sorted(c))), seen
+
+
+def nll(model, windows: torch.Tensor, batch: int = 8) -> float:
+    """Mean next-token loss of `model` over calibration windows, each from a zero state."""
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for w in windows.split(batch):
+            logits = model(w[:, :-1])[0].float()
+            total += F.cross_entropy(logits.flatten(0, 1), w[:, 1:].flatten(),
+                                     reduction="sum").item()
+            count += w[:, 1:].numel()
+    return total / count

@@ -14,7 +14,7 @@ from edgeq.export.onnx_export import to_onnx
 from edgeq.models import MambaConfig, MambaLM
 from edgeq.quant import calib, mixed, quantize as Q, recipe as R
 from edgeq.quant.gptq import Hessian
-from edgeq.quant.qmodel import HalfLayer, W4Table, w4_table
+from edgeq.quant.qmodel import HalfLayer, W4Table, load_model, w4_table
 from edgeq.runtime.backends import OrtBackend, TorchBackend
 from edgeq.runtime.evaluate import top1_agreement
 
@@ -106,6 +106,8 @@ def test_quantized_tracks_fp_and_ort_tracks_torch(fp, quantized, arch, name):
     int8_first = name != "quamba2-w4a16" and not isinstance(qm.layers[0], HalfLayer)
     fp16_cache = arch == "mamba2" and int8_first
     assert st[1].dtype == (np.float16 if fp16_cache else np.float32)
+    assert [a.dtype for a in st] == [np.dtype(str(t.dtype).split(".")[1])
+                                     for pair in qm.new_state(1) for t in pair]
     tol = 0.01 * np.abs(a).max() if fp16 or fp16_cache else 2e-3
     np.testing.assert_allclose(np.concatenate([b1, b2, b3], 1), a, atol=tol)
 
@@ -311,6 +313,9 @@ def test_w4ax_search_finds_the_least_loss():
     assert {len(c) for c in seen} == {3}
     choice, seen = mixed.search(5, 2, loss)  # 10 choices: each tried
     assert len(seen) == 10 and choice == min(seen, key=loss)
+    # half up, at least one: 0.25 of 2 layers is 1, of 6 is 2, of 10 is 3
+    assert [mixed.a16_count({"a16_fraction": f}, n) for f, n in
+            ((0.25, 2), (0.25, 6), (0.25, 10), (0.01, 4), (0, 4), (1, 4))] == [1, 2, 3, 1, 0, 4]
     # Quamba2's 14 of 56: the generations improve on the first population
     gain, pair = rng.random(56), rng.random((56, 56)) * 0.3
     losses = []
@@ -351,3 +356,17 @@ def test_w4ax_layers_are_the_w4a8_and_w4a16_layers(fp, quantized, arch):
     for layer, (conv, ssm) in zip(qm.layers, qm.new_state(1)):  # fp16 layers: fp16 conv state
         assert (conv.dtype, ssm.dtype) == ((torch.float16, torch.float32) if isinstance(
             layer, HalfLayer) else (torch.int8, torch.float16 if arch == "mamba2" else torch.float32))
+
+
+def test_w4ax_all_w4a16_is_the_w4a16_model(fp, quantized):
+    # every layer W4A16: the W4A16 recipe's model (Mamba-1: the same GPTQ), but for the
+    # residual stream, fp32 here and fp16 there
+    rec = recipe("quamba2-w4ax")
+    rec["mixed"]["a16_fraction"] = 1.0
+    _, t, scales = Q.run(fp["mamba1"], calib.windows(tokens(4000), 16, 64, 301), rec)
+    mixed_model = load_model(CONFIGS["mamba1"], t, scales, rec)
+    assert scales == [{}, {}] and all(isinstance(layer, HalfLayer) for layer in mixed_model.layers)
+    ids = torch.as_tensor(tokens(64, seed=3))[None]
+    want = Q.load(quantized["mamba1", "quamba2-w4a16"])(ids)[0].float()
+    got = mixed_model(ids)[0]
+    assert (got - want).abs().max() <= 0.01 * want.abs().max()

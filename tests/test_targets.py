@@ -77,6 +77,12 @@ def test_estimate_4bit_sizes():
         assert w4ax[k] == pytest.approx(0.75 * w4a8[k] + 0.25 * w4a16[k], rel=1e-6)
     mamba1 = MambaConfig(d_model=2560, n_layer=64, vocab_size=50280)
     assert T.estimate(mamba1, nano, "quamba2-w4a8")["state_bytes"] == 64 * (5120 * 16 * 4 + 3 * 5120)
+    # Mamba-1's x_proj and dt_proj: int8 in W4A8 layers, fp16 in W4A16 ones (16 of 64)
+    small = {r: T.estimate(mamba1, nano, r)["weights_bytes"]
+             for r in ("quamba2-w4a8", "quamba2-w4a16", "quamba2-w4ax")}
+    other = 64 * (5120 * (160 + 2 * 16) + 160 * 5120)  # x_proj and dt_proj weights
+    assert small["quamba2-w4a16"] - small["quamba2-w4a8"] == other
+    assert small["quamba2-w4ax"] - small["quamba2-w4a8"] == other / 4
     with pytest.raises(EdgeqError, match="no 4-bit weights"):
         T.estimate(cfg, nano, "quamba2-w8a8", h2t=True)
 

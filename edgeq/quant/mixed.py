@@ -16,7 +16,9 @@ Choice = frozenset[int]  # the W4A16 layers
 
 
 def a16_count(spec: dict, n_layer: int) -> int:
-    return round(spec["a16_fraction"] * n_layer)
+    """The share of the layers, rounded half up, and at least one layer for a share above 0."""
+    f = spec["a16_fraction"]
+    return max(math.floor(f * n_layer + 0.5), 1 if f > 0 else 0)
 
 
 def search(n_layer: int, count: int, loss: Callable[[Choice], float], population: int = 40,
@@ -26,6 +28,9 @@ def search(n_layer: int, count: int, loss: Callable[[Choice], float], population
     when there are no more than `population`; otherwise each generation breeds from the best
     `mutations` (a mutation moves one W4A16 layer elsewhere, a crossover draws `count` layers
     from two parents' union) and the best `population` survive."""
+    if population < 2 or mutations < 2:
+        raise ValueError("search: population and mutations must be 2 or more (the crossovers "
+                         "draw two parents)")
     seen: dict[Choice, float] = {}
 
     def score(choices):
@@ -47,9 +52,10 @@ def search(n_layer: int, count: int, loss: Callable[[Choice], float], population
         parents = ranked[:mutations]
         children = []
         for _ in range(mutations):
-            c = set(rng.choice(parents))
-            c.remove(rng.choice(sorted(c)))
-            c.add(rng.choice([i for i in layers if i not in c]))
+            parent = rng.choice(parents)
+            c = set(parent)
+            c.remove(rng.choice(sorted(parent)))
+            c.add(rng.choice([i for i in layers if i not in parent]))
             children.append(frozenset(c))
         for _ in range(crossovers):
             a, b = rng.sample(parents, 2)

@@ -208,6 +208,10 @@ def _mixed(model: MambaLM, cal: Calibration, recipe: dict
     cfg, spec = model.cfg, recipe["mixed"]
     windows, batch = cal.hessians.windows, cal.hessians.batch
     t8, scales = _int8(model, cal, recipe)
+    count = mixed.a16_count(spec, cfg.n_layer)
+    if count == 0:
+        return t8, scales
+    # GPTQ of each form saw the layers before it in the same form: in the mix, an approximation
     a16 = recipes.load(spec["a16"])
     t16 = _weight_only(model, calibrate(model, windows, a16, batch), a16)
     int8 = QuantMambaLM(cfg, t8, scales, recipe).eval()
@@ -218,12 +222,11 @@ def _mixed(model: MambaLM, cal: Calibration, recipe: dict
     def loss(choice):
         int8.layers = torch.nn.ModuleList(half[i] if i in choice else layer
                                           for i, layer in enumerate(layers))
-        try:
-            return mixed.nll(int8, windows[:spec["windows"]], batch)
+        try:  # a window at a time: its logits are L x vocab fp32 (0.5 GB for Mamba2-8B)
+            return mixed.nll(int8, windows[:spec["windows"]], batch=1)
         finally:
             int8.layers = layers
-    choice, _ = mixed.search(cfg.n_layer, mixed.a16_count(spec, cfg.n_layer), loss,
-                             **spec["search"])
+    choice, _ = mixed.search(cfg.n_layer, count, loss, **spec["search"])
     for i in sorted(choice):
         p = f"layers.{i}."
         t8 = {k: v for k, v in t8.items() if not k.startswith(p)}

@@ -338,7 +338,7 @@ def test_w4ax_layers_are_the_w4a8_and_w4a16_layers(fp, quantized, arch):
     for i in range(2):
         p = f"layers.{i}."
         got = {k: v for k, v in t.items() if k.startswith(p)}
-        want = {k[len("backbone."):]: v for k, v in a16.items() if k.startswith("backbone." + p)} \
+        want = {p + k: v for k, v in Q.layer_tensors(a16, "backbone." + p).items()} \
             if i in half else {k: v for k, v in a8.items() if k.startswith(p)}
         assert got.keys() == want.keys()
         # a W4A16 layer of Mamba-2 differs from quamba2-w4a16's: its x channels are clustered
@@ -347,9 +347,7 @@ def test_w4ax_layers_are_the_w4a8_and_w4a16_layers(fp, quantized, arch):
     if arch == "mamba1":  # the other choice has the greater loss on the search's windows
         windows = calib.windows(tokens(4000), 16, 64, 301)
         other = Q.load(quantized[arch, "quamba2-w4a8"]).layers
-        h = HalfLayer(CONFIGS[arch], {k[len(f"backbone.layers.{1 - half[0]}."):]: v
-                                      for k, v in a16.items()
-                                      if k.startswith(f"backbone.layers.{1 - half[0]}.")})
+        h = HalfLayer(CONFIGS[arch], Q.layer_tensors(a16, f"backbone.layers.{1 - half[0]}."))
         chosen = mixed.nll(qm, windows)
         qm.layers = torch.nn.ModuleList([h, other[1]] if half == [1] else [other[0], h])
         assert chosen < mixed.nll(qm, windows)

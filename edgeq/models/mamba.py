@@ -19,6 +19,13 @@ OPS = {"custom": custom, "reference": reference}
 LayerState = tuple[Tensor, Tensor]  # conv [b, W-1, conv_dim] (activation dtype), ssm [b, d_inner, N] fp32
 
 
+def zero_state(cfg: MambaConfig, batch: int, conv_dtype: torch.dtype,
+               ssm_dtype: torch.dtype = torch.float32, device=None) -> LayerState:
+    """A layer's zero state in the given dtypes: conv [b, W-1, conv_dim], SSM [b, d_inner, N]."""
+    return (torch.zeros(batch, cfg.d_conv - 1, cfg.conv_dim, dtype=conv_dtype, device=device),
+            torch.zeros(batch, cfg.d_inner, cfg.d_state, dtype=ssm_dtype, device=device))
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -115,9 +122,8 @@ class MambaLM(nn.Module):
 
     def layer_state(self, batch: int) -> LayerState:
         """One layer's zero state: conv state in the model's dtype, SSM state fp32."""
-        cfg, p = self.cfg, self.backbone.norm_f.weight
-        return (torch.zeros(batch, cfg.d_conv - 1, cfg.conv_dim, dtype=p.dtype, device=p.device),
-                torch.zeros(batch, cfg.d_inner, cfg.d_state, dtype=torch.float32, device=p.device))
+        p = self.backbone.norm_f.weight
+        return zero_state(self.cfg, batch, p.dtype, device=p.device)
 
     def forward(self, input_ids: Tensor, state: list[LayerState] | None = None
                 ) -> tuple[Tensor, list[LayerState]]:

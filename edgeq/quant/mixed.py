@@ -33,6 +33,9 @@ def search(n_layer: int, count: int, loss: Callable[[Choice], float], population
                          "draw two parents)")
     seen: dict[Choice, float] = {}
 
+    def rank(c: Choice):  # by loss, ties by layers: the same choice on every run
+        return seen[c], sorted(c)
+
     def score(choices):
         for c in choices:
             if c not in seen:
@@ -40,7 +43,7 @@ def search(n_layer: int, count: int, loss: Callable[[Choice], float], population
     every = math.comb(n_layer, count)
     if every <= population:
         score(frozenset(c) for c in combinations(range(n_layer), count))
-        return min(seen, key=lambda c: (seen[c], sorted(c))), seen
+        return min(seen, key=rank), seen
     rng = random.Random(seed)
     layers = list(range(n_layer))
     pool: set[Choice] = set()
@@ -48,8 +51,7 @@ def search(n_layer: int, count: int, loss: Callable[[Choice], float], population
         pool.add(frozenset(rng.sample(layers, count)))
     score(sorted(pool, key=sorted))
     for _ in range(generations):
-        ranked = sorted(pool, key=lambda c: (seen[c], sorted(c)))
-        parents = ranked[:mutations]
+        parents = sorted(pool, key=rank)[:mutations]
         children = []
         for _ in range(mutations):
             parent = rng.choice(parents)
@@ -61,8 +63,8 @@ def search(n_layer: int, count: int, loss: Callable[[Choice], float], population
             a, b = rng.sample(parents, 2)
             children.append(frozenset(rng.sample(sorted(a | b), count)))
         score(children)
-        pool = set(sorted(pool | set(children), key=lambda c: (seen[c], sorted(c)))[:population])
-    return min(seen, key=lambda c: (seen[c], sorted(c))), seen
+        pool = set(sorted(pool | set(children), key=rank)[:population])
+    return min(seen, key=rank), seen
 
 
 def nll(model, windows: torch.Tensor, batch: int = 8) -> float:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..models.config import MambaConfig
-from ..models.mamba import MambaBlock, MambaLM
+from ..models.mamba import MambaBlock, MambaLM, zero_state
 from ..models.mamba2 import GatedRMSNorm
 from ..ops import custom as ops
 from ..ops import int4, qdq
@@ -41,10 +41,8 @@ class QLinear(nn.Module):
 class Int8Layer(nn.Module):
     def new_state(self, batch: int) -> tuple[Tensor, Tensor]:
         """int8 conv state; SSM state fp32 (Mamba-1) or an fp16 cache (Mamba-2)."""
-        c = self.cfg
-        ssm = torch.float16 if c.arch == "mamba2" else torch.float32
-        return (torch.zeros(batch, c.d_conv - 1, c.conv_dim, dtype=torch.int8),
-                torch.zeros(batch, c.d_inner, c.d_state, dtype=ssm))
+        ssm = torch.float16 if self.cfg.arch == "mamba2" else torch.float32
+        return zero_state(self.cfg, batch, torch.int8, ssm)
 
 
 class QuantLayer(Int8Layer):
@@ -244,9 +242,7 @@ class HalfLayer(nn.Module):
 
     def new_state(self, batch: int) -> tuple[Tensor, Tensor]:
         """fp16 conv state, fp32 SSM state (as MambaLM's)."""
-        c = self.cfg
-        return (torch.zeros(batch, c.d_conv - 1, c.conv_dim, dtype=torch.float16),
-                torch.zeros(batch, c.d_inner, c.d_state, dtype=torch.float32))
+        return zero_state(self.cfg, batch, torch.float16)
 
 
 def load_weight_only(module: nn.Module, t: dict[str, Tensor], may_lack: set[str] = frozenset()):

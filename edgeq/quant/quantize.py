@@ -216,7 +216,7 @@ def _mixed(model: MambaLM, cal: Calibration, recipe: dict
     t16 = _weight_only(model, calibrate(model, windows, a16, batch), a16)
     int8 = QuantMambaLM(cfg, t8, scales, recipe).eval()
     layers = int8.layers
-    half = [HalfLayer(cfg, _layer_of(t16, f"backbone.layers.{i}.")).eval()
+    half = [HalfLayer(cfg, layer_tensors(t16, f"backbone.layers.{i}.")).eval()
             for i in range(cfg.n_layer)]
 
     def loss(choice):
@@ -230,12 +230,13 @@ def _mixed(model: MambaLM, cal: Calibration, recipe: dict
     for i in sorted(choice):
         p = f"layers.{i}."
         t8 = {k: v for k, v in t8.items() if not k.startswith(p)}
-        t8.update({p + k: v.contiguous() for k, v in _layer_of(t16, f"backbone.{p}").items()})
+        t8.update({p + k: v.contiguous() for k, v in layer_tensors(t16, f"backbone.{p}").items()})
         scales[i] = {}
     return t8, scales
 
 
-def _layer_of(t: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+def layer_tensors(t: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors under `prefix`, named without it."""
     return {k[len(prefix):]: v for k, v in t.items() if k.startswith(prefix)}
 
 

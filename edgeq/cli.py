@@ -11,6 +11,9 @@ from .errors import EdgeqError
 from .quant.recipe import names as recipe_names
 
 RECIPES = ", ".join(recipe_names())  # for help texts
+A16_FRACTION = click.option(
+    "--a16-fraction", type=float, default=None,
+    help="quamba2-w4ax: the fraction of layers that run W4A16, the rest W4A8 (recipe: 0.25).")
 
 
 @click.group()
@@ -148,9 +151,10 @@ def generate(source, backend, prompt, prompt_ids, max_new_tokens, greedy, temper
               help="Head-to-toe: embedding and lm_head 4-bit too (quamba2-w4 recipes).")
 @click.option("--residual-hadamard", is_flag=True,
               help="Rotate the residual stream by a Hadamard (quamba2 recipes; unties the head).")
+@A16_FRACTION
 @click.option("--seed", default=0, show_default=True, help="Chooses the calibration windows.")
 def quantize(model, recipe, calib_data, output, samples, seq_len, batch, percentile, per_channel,
-             h2t, residual_hadamard, seed):
+             h2t, residual_hadamard, a16_fraction, seed):
     """Calibrate MODEL and write its quantized folder (safetensors + quant.json)."""
     import time
 
@@ -159,7 +163,7 @@ def quantize(model, recipe, calib_data, output, samples, seq_len, batch, percent
     from .quant import quantize as q
     from .quant import recipe as recipes
     from .runtime import text
-    rec = recipes.load(recipe, percentile, per_channel, h2t, residual_hadamard)
+    rec = recipes.load(recipe, percentile, per_channel, h2t, residual_hadamard, a16_fraction)
     q.check_output(output)
     lm, folder = load_model(model)
     if q.is_quantized(folder):
@@ -171,7 +175,14 @@ def quantize(model, recipe, calib_data, output, samples, seq_len, batch, percent
     t0 = time.time()
     passes = q.passes(lm, rec)
     with click.progressbar(length=passes * len(windows), label="calibrating", file=sys.stderr) as bar:
-        qlm, tensors, scales = q.run(lm, windows, rec, batch, progress=bar.update)
+        qlm, cal = q.calibrate_all(lm, windows, rec, batch, progress=bar.update)
+    draws = q.search_draws(qlm.cfg, rec)
+    if draws:  # W4AX: both forms' GPTQ first, then the search's choices
+        with click.progressbar(length=draws, label="quantizing, searching the W4A16 layers",
+                               file=sys.stderr) as bar:
+            tensors, scales = q.quantize_model(qlm, cal, rec, progress=bar.update)
+    else:
+        tensors, scales = q.quantize_model(qlm, cal, rec)
     q.save(output, qlm, tensors, scales, rec,
            {"data": str(calib_data), "samples": samples, "seq_len": seq_len, "seed": seed},
            folder / "tokenizer.json")
@@ -236,21 +247,23 @@ def targets(as_json):
 @click.option("--recipe", default="fp16", show_default=True,
               help=f"fp16 or a recipe: {RECIPES}.")
 @click.option("--h2t", is_flag=True, help="Embedding and lm_head 4-bit too.")
+@A16_FRACTION
 @click.option("--prompt-len", default=1024, show_default=True, type=click.IntRange(1))
 @click.option("--batch", default=1, show_default=True, type=click.IntRange(1))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def estimate(model, target_name, recipe, h2t, prompt_len, batch, as_json):
+def estimate(model, target_name, recipe, h2t, a16_fraction, prompt_len, batch, as_json):
     """Roofline lower bounds of MODEL on a target: decode (bytes per token / bandwidth) and
     prefill (FLOPs / TOPS). Needs only the model's config.json."""
     from .models.config import read_config
     from .models.loader import resolve
     from .targets import estimate as run, get
     target = get(target_name)
-    e = run(read_config(resolve(model, ["config.json"])), target, recipe, prompt_len, batch, h2t)
+    e = run(read_config(resolve(model, ["config.json"])), target, recipe, prompt_len, batch, h2t,
+            a16_fraction)
     if as_json:
         click.echo(json.dumps(e))
         return
-    click.echo(f"{model} on {target['name']} ({recipe}, batch {batch}):\n"
+    click.echo(f"{model} on {target['name']} ({e['recipe']}, batch {batch}):\n"
                f"  decode  >= {e['decode_ms_per_token']:.2f} ms/token "
                f"({e['decode_bytes_per_token'] / 1e6:.1f} MB moved per token at {target['bandwidth_gbs']} GB/s)\n"
                f"  prefill >= {e['prefill_ms']:.1f} ms for {prompt_len} tokens "
@@ -268,6 +281,7 @@ def estimate(model, target_name, recipe, h2t, prompt_len, batch, as_json):
               help="Head-to-toe: embedding and lm_head 4-bit too (quamba2-w4 recipes).")
 @click.option("--residual-hadamard", is_flag=True,
               help="Rotate the residual stream by a Hadamard (quamba2 recipes; unties the head).")
+@A16_FRACTION
 @click.option("--calib", "calib_data", default=None,
               help="Calibration data (default: the model folder's calib.txt).")
 @click.option("--samples", default=512, show_default=True, type=click.IntRange(1))
@@ -275,13 +289,13 @@ def estimate(model, target_name, recipe, h2t, prompt_len, batch, as_json):
 @click.option("--sysroot", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="A JetPack root file system: cross-compile the plugin library against it.")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path))
-def build(model, target_name, recipe, h2t, residual_hadamard, calib_data, samples, seq_len,
-          sysroot, output):
+def build(model, target_name, recipe, h2t, residual_hadamard, a16_fraction, calib_data, samples,
+          seq_len, sysroot, output):
     """Build a deployable bundle of MODEL for a target: load, calibrate, quantize, export,
     validate on ORT, plugin library, engine (where possible), bundle.json."""
     from .bundle.build import build as run
     m = run(model, target_name, output, recipe, calib_data, samples, seq_len, sysroot, h2t=h2t,
-            residual_hadamard=residual_hadamard)
+            residual_hadamard=residual_hadamard, a16_fraction=a16_fraction)
     v, p = m["validation"], m["projected"]
     click.echo(f"wrote {output} for {target_name}: ORT top-1 agreement {100 * v['top1_agreement']:.2f} %, "
                f"projected decode >= {p['decode_ms_per_token']:.2f} ms/token; plugins: "

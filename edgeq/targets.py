@@ -34,17 +34,21 @@ def get(name: str) -> dict:
     return targets[name]
 
 
-def precision(recipe: str, n_layer: int, h2t: bool = False) -> dict:
+def precision(recipe: str, n_layer: int, h2t: bool = False, a16_fraction: float | None = None
+              ) -> dict:
     """Bytes per weight of each layer matrix (by linear name; "*" the rest) and of the
     embedding/lm_head, the state's conv bytes, and the share of layers with fp16 activations
     (the rest int8), from the recipe's data; averaged over the layers of a mixed recipe."""
     from .quant import mixed, recipe as recipes
     if recipe == "fp16":
+        if h2t or a16_fraction is not None:
+            raise EdgeqError("--h2t and --a16-fraction quantize; fp16 quantizes nothing (use a "
+                             "quamba2 recipe for them)")
         return {"layers": {"*": 2.0}, "head": 2.0, "conv": 2.0, "a16": 1.0}
     if recipe not in recipes.names():
         raise EdgeqError(f"no size model for recipe {recipe!r}; choose one of: fp16, "
                          f"{', '.join(recipes.names())}")
-    rec = recipes.load(recipe, h2t=h2t)
+    rec = recipes.load(recipe, h2t=h2t, a16_fraction=a16_fraction)
     a16 = mixed.a16_count(rec["mixed"], n_layer) / n_layer if "mixed" in rec \
         else float(recipes.weight_only(rec))
     rest = 1.0 + a16  # the other matrices and the conv state: int8, or fp16 in a W4A16 layer
@@ -54,12 +58,12 @@ def precision(recipe: str, n_layer: int, h2t: bool = False) -> dict:
 
 
 def estimate(cfg: MambaConfig, target: dict, recipe: str = "fp16", prompt_len: int = 1024,
-             batch: int = 1, h2t: bool = False) -> dict:
+             batch: int = 1, h2t: bool = False, a16_fraction: float | None = None) -> dict:
     """Roofline lower bounds on `target` (no overheads: real kernels are slower)."""
     import torch
 
     from .models.mamba import MambaLM
-    p = precision(recipe, cfg.n_layer, h2t)
+    p = precision(recipe, cfg.n_layer, h2t, a16_fraction)
     with torch.device("meta"):  # shapes only
         model = MambaLM(cfg)
     layer_matrix = weights = 0
@@ -81,8 +85,10 @@ def estimate(cfg: MambaConfig, target: dict, recipe: str = "fp16", prompt_len: i
     prefill_flops = flops_per_token * prompt_len * batch
     # seconds per FLOP: int8 and fp16 layers in their shares
     per_flop = (1 - p["a16"]) / target["int8_tops_dense"] + p["a16"] / target["fp16_tflops_dense"]
+    label = recipe + (" h2t" if h2t else "") \
+        + (f" a16-fraction {a16_fraction:g}" if a16_fraction is not None else "")
     return {
-        "target": target["name"], "recipe": recipe + (" h2t" if h2t else ""), "batch": batch, "prompt_len": prompt_len,
+        "target": target["name"], "recipe": label, "batch": batch, "prompt_len": prompt_len,
         "decode_bytes_per_token": int(decode_bytes),
         "state_bytes": int(state),
         "decode_ms_per_token": decode_bytes / (target["bandwidth_gbs"] * 1e9) * 1e3,

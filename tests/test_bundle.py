@@ -51,7 +51,9 @@ def test_bundle_contents_and_manifest(bundle):
     assert tables == [onnx.TensorProto.FLOAT16]
 
 
-def test_quamba2_w4a8_bundle_of_a_mamba2_model(calib_npy, tmp_path, run_cli):
+@pytest.mark.parametrize("recipe,extra", [("quamba2-w4a8", []),
+                                           ("quamba2-w4ax", ["--a16-fraction", "0.5"])])
+def test_quamba2_4bit_bundle_of_a_mamba2_model(calib_npy, tmp_path, run_cli, recipe, extra):
     import onnx
     import torch
 
@@ -60,15 +62,17 @@ def test_quamba2_w4a8_bundle_of_a_mamba2_model(calib_npy, tmp_path, run_cli):
     save_model(MambaLM(MambaConfig(d_model=64, n_layer=2, vocab_size=1001, arch="mamba2",
                                    d_state=16, headdim=16, ngroups=2, chunk_size=8)), tmp_path / "m2")
     code, out, err = run_cli("build", str(tmp_path / "m2"), "--target", "orin-nano", "--recipe",
-                             "quamba2-w4a8", "--h2t", "--calib", str(calib_npy), "--samples", "8",
+                             recipe, "--h2t", *extra, "--calib", str(calib_npy), "--samples", "8",
                              "--seq-len", "64", "-o", str(tmp_path / "b"))
     assert code == 0, err
     m = json.loads((tmp_path / "b" / "bundle.json").read_text())
-    assert m["recipe"]["name"] == "quamba2-w4a8" and m["recipe"]["h2t"]
+    assert m["recipe"]["name"] == recipe and m["recipe"]["h2t"]
     assert m["validation"]["top1_agreement"] >= 0.99
-    assert m["projected"]["recipe"] == "quamba2-w4a8 h2t"
+    assert m["projected"]["recipe"] == recipe + " h2t" + (" a16-fraction 0.5" if extra else "")
     types = {n.op_type for n in onnx.load(str(tmp_path / "b" / "model.onnx")).graph.node}
     assert {"EdgeqLinearW4A8", "EdgeqSSDScanInt8", "EdgeqCausalConv1dInt8"} <= types
+    scales = json.loads((tmp_path / "b" / "quantized" / "quant.json").read_text())["scales"]
+    assert sorted(map(bool, scales)) == ([False, True] if extra else [True, True])  # W4A16: {}
     code, out, _ = run_cli("verify", str(tmp_path / "b"))
     assert code == 0
 
@@ -147,12 +151,17 @@ def test_tegrastats_parsing():
     (["build", "{m}", "--target", "orin-nano", "--calib", "{c}", "--sysroot", "{tmp}", "-o", "{tmp}/b"], "no CUDA"),
     (["build", "{m}", "--target", "orin-nano", "-o", "{tmp}/b"], "--calib"),
     (["build", "{m}", "--target", "orin-nano", "--recipe", "w1a1", "--calib", "{c}", "-o", "{tmp}/b"], "unknown recipe"),
+    (["build", "{m}", "--target", "orin-nano", "--recipe", "fp16", "--a16-fraction", "0.5",
+      "--calib", "{c}", "-o", "{tmp}/b"], "quantizes nothing"),
     (["bench", "{m}", "--backend", "trt"], "needs a bundle"),
     (["engine", "{tmp}"], "no bundle.json"),
 ])
 def test_build_errors(run_cli, hf_model, calib_npy, tmp_path, args, fragment):
     code, _, err = run_cli(*[a.format(m=hf_model("h96")[1], c=calib_npy, tmp=tmp_path) for a in args])
-    assert code == 2 and err.count("\n") == 1 and fragment in err, err
+    # the stages before the failure print their progress; the error is the one last line
+    *progress, last = err.splitlines()
+    assert code == 2 and last.startswith("edgeq: error:") and fragment in last, err
+    assert all(line.startswith(("[", "    ")) for line in progress), err
     assert not list(tmp_path.iterdir())  # a failed build leaves nothing
 
 

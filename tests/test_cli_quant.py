@@ -55,16 +55,18 @@ def test_quamba2_on_mamba2_through_the_cli(run_cli, calib_npy, tmp_path, recipe)
     save_model(MambaLM(MambaConfig(d_model=64, n_layer=4, vocab_size=1001, arch="mamba2",
                                    d_state=16, headdim=16, ngroups=2, chunk_size=8)), tmp_path / "m")
     q = tmp_path / "q"
+    half = ["--a16-fraction", "0.5"] if recipe == "quamba2-w4ax" else []  # 2 of 4 layers
     code, _, err = run_cli("quantize", tmp_path / "m", "--recipe", recipe, "--calib", calib_npy,
-                           "--samples", "8", "--seq-len", "64", "--h2t", "-o", q)
+                           "--samples", "8", "--seq-len", "64", "--h2t", *half, "-o", q)
     assert code == 0, err
+    assert ("searching the W4A16 layers" in err) == bool(half)
     code, out, err = run_cli("inspect", q, "--json")
     assert code == 0, err
     info = json.loads(out)
     assert info["recipe"] == recipe and info["quantized_bytes"] < 0.45 * info["size_bytes"]["fp16"]
-    scales = json.loads((q / "quant.json").read_text())["scales"]  # W4AX: 1 of 4 layers W4A16
+    scales = json.loads((q / "quant.json").read_text())["scales"]
     assert len(scales) == (0 if recipe == "quamba2-w4a16" else 4)
-    assert sum(not s for s in scales) == (recipe == "quamba2-w4ax")
+    assert sum(not s for s in scales) == (2 if half else 0)
     assert_export_generates_the_same(run_cli, q, tmp_path / "q.onnx")
     code, _, err = run_cli("quantize", tmp_path / "m", "--recipe", "quamba-w8a8", "--calib",
                            calib_npy, "-o", tmp_path / "q2")
@@ -89,6 +91,10 @@ def test_eval_json(run_cli, tmp_path):
     (["quantize", "{m}", "--calib", "{tmp}/none.txt", "-o", "{tmp}/q"], "no such file"),
     (["quantize", "{m}", "--calib", "{c}", "-o", "{tmp}/no/dir/q"], "writable"),
     (["eval", "{m}"], "--ppl"),
+    (["quantize", "{m}", "--recipe", "quamba2-w4a8", "--a16-fraction", "0.5", "--calib", "{c}",
+      "-o", "{tmp}/q"], "use quamba2-w4ax"),
+    (["quantize", "{m}", "--recipe", "quamba2-w4ax", "--a16-fraction", "1.5", "--calib", "{c}",
+      "-o", "{tmp}/q"], "must be in [0, 1]"),
 ])
 def test_quantize_errors(run_cli, hf_model, calib_npy, tmp_path, args, fragment):
     _, folder = hf_model("h96")

@@ -308,11 +308,16 @@ def test_w4ax_search_finds_the_least_loss():
     def loss(c):
         return -sum(gain[i] for i in c) - sum(pair[i, j] for i in c for j in c if i < j)
     every = [frozenset(c) for c in itertools.combinations(range(12), 3)]
-    choice, seen = mixed.search(12, 3, loss)
+    drawn = []
+    choice, seen = mixed.search(12, 3, loss, progress=drawn.append)
     assert choice == min(every, key=loss) and len(seen) < len(every)
     assert {len(c) for c in seen} == {3}
-    choice, seen = mixed.search(5, 2, loss)  # 10 choices: each tried
+    settings = {"population": 40, "generations": 5, "mutations": 10, "crossovers": 10}
+    assert sum(drawn) == mixed.draws(12, 3, settings) == 140  # the progress bar's length
+    drawn.clear()
+    choice, seen = mixed.search(5, 2, loss, progress=drawn.append)  # 10 choices: each tried
     assert len(seen) == 10 and choice == min(seen, key=loss)
+    assert sum(drawn) == mixed.draws(5, 2, settings) == 10
     # half up, at least one: 0.25 of 2 layers is 1, of 6 is 2, of 10 is 3
     assert [mixed.a16_count({"a16_fraction": f}, n) for f, n in
             ((0.25, 2), (0.25, 6), (0.25, 10), (0.01, 4), (0, 4), (1, 4))] == [1, 2, 3, 1, 0, 4]

@@ -93,6 +93,20 @@ def test_estimate_cli(run_cli, hf_model):
     assert code == 0, err
     e = json.loads(out)
     assert e["target"] == "orin-nano" and e["decode_ms_per_token"] > 0
+    # W4AX with half the layers W4A16: between W4A8 and W4A16 (2 layers: 1 each way)
+    ms = {}
+    for recipe, extra in (("quamba2-w4a8", []), ("quamba2-w4a16", []),
+                          ("quamba2-w4ax", ["--a16-fraction", "0.5"])):
+        code, out, err = run_cli("estimate", folder, "--target", "orin-nano", "--recipe", recipe,
+                                 *extra, "--json")
+        assert code == 0, err
+        ms[recipe] = json.loads(out)
+    assert ms["quamba2-w4ax"]["recipe"] == "quamba2-w4ax a16-fraction 0.5"
+    assert ms["quamba2-w4ax"]["weights_bytes"] == pytest.approx(
+        (ms["quamba2-w4a8"]["weights_bytes"] + ms["quamba2-w4a16"]["weights_bytes"]) / 2, abs=1)
+    for args in (["--h2t"], ["--a16-fraction", "0.5"]):
+        code, _, err = run_cli("estimate", folder, "--target", "orin-nano", *args)
+        assert code == 2 and err.count("\n") == 1 and "fp16 quantizes nothing" in err, err
     code, out, _ = run_cli("targets")
     assert code == 0 and "orin-nano-super" in out
 

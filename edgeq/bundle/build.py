@@ -32,8 +32,8 @@ def _versions() -> dict:
 class Stages:
     """Runs named stages, printing progress and keeping their timings."""
 
-    def __init__(self, out=sys.stderr):
-        self.out, self.timings = out, {}
+    def __init__(self, out=None):
+        self.out, self.timings = out or sys.stderr, {}  # the stream of now, not of import
 
     def __call__(self, name: str, fn, *args, **kwargs):
         print(f"[{len(self.timings) + 1}] {name} ...", file=self.out, flush=True)
@@ -69,7 +69,7 @@ FP16 = {"name": "fp16", "description": "no quantization: fp16 weights and activa
 def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8a8",
           calib_data: str | None = None, samples: int = 512, seq_len: int = 512,
           sysroot: Path | None = None, stages: Stages | None = None, h2t: bool = False,
-          residual_hadamard: bool = False) -> dict:
+          residual_hadamard: bool = False, a16_fraction: float | None = None) -> dict:
     from ..export.onnx_export import save, to_onnx
     from ..models import load_model
     from ..quant import calib, quantize as q, recipe as recipes
@@ -83,15 +83,16 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
     if sysroot is not None:
         plugins.check_sysroot(sysroot)  # fail before the slow stages
     if recipe_name == FP16["name"]:
-        if h2t or residual_hadamard:
-            raise EdgeqError("--h2t and --residual-hadamard quantize; an fp16 bundle quantizes "
-                             "nothing (use a quamba2 recipe for them)")
+        if h2t or residual_hadamard or a16_fraction is not None:
+            raise EdgeqError("--h2t, --residual-hadamard and --a16-fraction quantize; an fp16 "
+                             "bundle quantizes nothing (use a quamba2 recipe for them)")
         rec = FP16
     elif recipe_name not in recipes.names():
         raise EdgeqError(f"unknown recipe {recipe_name!r}; choose one of: "
                          f"{', '.join(recipes.names() + [FP16['name']])}")
     else:
-        rec = recipes.load(recipe_name, h2t=h2t, residual_hadamard=residual_hadamard)
+        rec = recipes.load(recipe_name, h2t=h2t, residual_hadamard=residual_hadamard,
+                           a16_fraction=a16_fraction)
 
     lm, folder = st("load", load_model, model)
     tok = text.from_folder(folder)
@@ -123,7 +124,7 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
         metrics = st("validate", validate, model_for_export, proto, val)
         plugin = st("plugins", plugins.stage, tmp, target, sysroot, st.log)
         engine = st("engine", _engine_stage, tmp, target, plugin, st.log)
-        projected = estimate(lm.cfg, target, rec["name"], h2t=h2t)
+        projected = estimate(lm.cfg, target, rec["name"], h2t=h2t, a16_fraction=a16_fraction)
         if (folder / "tokenizer.json").exists():
             shutil.copy(folder / "tokenizer.json", tmp / "tokenizer.json")
         manifest.write(tmp, {

@@ -21,13 +21,23 @@ def a16_count(spec: dict, n_layer: int) -> int:
     return max(math.floor(f * n_layer + 0.5), 1 if f > 0 else 0)
 
 
+def draws(n_layer: int, count: int, settings: dict) -> int:
+    """How many choices search(..., **settings) draws (its progress count; a choice drawn
+    again is not scored again)."""
+    every = math.comb(n_layer, count)
+    if every <= settings["population"]:
+        return every
+    return settings["population"] + settings["generations"] * (settings["mutations"]
+                                                               + settings["crossovers"])
+
+
 def search(n_layer: int, count: int, loss: Callable[[Choice], float], population: int = 40,
-           generations: int = 5, mutations: int = 10, crossovers: int = 10, seed: int = 0
-           ) -> tuple[Choice, dict[Choice, float]]:
+           generations: int = 5, mutations: int = 10, crossovers: int = 10, seed: int = 0,
+           progress: Callable[[int], None] | None = None) -> tuple[Choice, dict[Choice, float]]:
     """The `count`-layer choice of least loss, and every loss computed. Every choice is tried
     when there are no more than `population`; otherwise each generation breeds from the best
     `mutations` (a mutation moves one W4A16 layer elsewhere, a crossover draws `count` layers
-    from two parents' union) and the best `population` survive."""
+    from two parents' union) and the best `population` survive. `progress(1)` per choice drawn."""
     if population < 2 or mutations < 2:
         raise ValueError("search: population and mutations must be 2 or more (the crossovers "
                          "draw two parents)")
@@ -40,6 +50,8 @@ def search(n_layer: int, count: int, loss: Callable[[Choice], float], population
         for c in choices:
             if c not in seen:
                 seen[c] = loss(c)
+            if progress:
+                progress(1)
     every = math.comb(n_layer, count)
     if every <= population:
         score(frozenset(c) for c in combinations(range(n_layer), count))

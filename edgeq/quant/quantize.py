@@ -161,10 +161,10 @@ def _weight_only(model: MambaLM, cal: Calibration, recipe: dict) -> dict[str, to
     return t
 
 
-def quantize_model(model: MambaLM, cal: Calibration, recipe: dict
+def quantize_model(model: MambaLM, cal: Calibration, recipe: dict, progress=None
                    ) -> tuple[dict[str, torch.Tensor], list[dict]]:
     """The quantized folder's tensors and per-layer activation scales (none for a W4A16 layer
-    of a mixed recipe)."""
+    of a mixed recipe). Progress counts the mixed recipe's search draws (search_draws)."""
     cfg = model.cfg
     recipes.check_supported(cfg, recipe)
     if recipes.weight_only(recipe):
@@ -173,7 +173,7 @@ def quantize_model(model: MambaLM, cal: Calibration, recipe: dict
         return t, []
     _check_hadamard(cfg, recipe)
     if recipe.get("mixed"):
-        return _mixed(model, cal, recipe)
+        return _mixed(model, cal, recipe, progress)
     return _int8(model, cal, recipe)
 
 
@@ -201,7 +201,15 @@ def _int8(model: MambaLM, cal: Calibration, recipe: dict
     return t, scales
 
 
-def _mixed(model: MambaLM, cal: Calibration, recipe: dict
+def search_draws(cfg: MambaConfig, recipe: dict) -> int:
+    """How many layer choices a mixed recipe's search draws (0: no search)."""
+    if not recipe.get("mixed"):
+        return 0
+    count = mixed.a16_count(recipe["mixed"], cfg.n_layer)
+    return mixed.draws(cfg.n_layer, count, recipe["mixed"]["search"]) if count else 0
+
+
+def _mixed(model: MambaLM, cal: Calibration, recipe: dict, progress
            ) -> tuple[dict[str, torch.Tensor], list[dict]]:
     """W4AX: every layer quantized both ways (W4A16 by its own recipe, GPTQ on its own
     Hessians), then the search's W4A16 layers take their fp16 tensors and no scales."""
@@ -226,7 +234,7 @@ def _mixed(model: MambaLM, cal: Calibration, recipe: dict
             return mixed.nll(int8, windows[:spec["windows"]], batch=1)
         finally:
             int8.layers = layers
-    choice, _ = mixed.search(cfg.n_layer, count, loss, **spec["search"])
+    choice, _ = mixed.search(cfg.n_layer, count, loss, **spec["search"], progress=progress)
     for i in sorted(choice):
         p = f"layers.{i}."
         t8 = {k: v for k, v in t8.items() if not k.startswith(p)}
@@ -254,10 +262,10 @@ def calibrate_all(model: MambaLM, windows: torch.Tensor, recipe: dict, batch: in
     return model, cal
 
 
-def run(model: MambaLM, windows: torch.Tensor, recipe: dict, batch: int = 8,
-        progress=None) -> tuple[MambaLM, dict[str, torch.Tensor], list[dict]]:
+def run(model: MambaLM, windows: torch.Tensor, recipe: dict, batch: int = 8
+        ) -> tuple[MambaLM, dict[str, torch.Tensor], list[dict]]:
     """The rewritten fp model (save the folder with its config), tensors and scales."""
-    model, cal = calibrate_all(model, windows, recipe, batch, progress)
+    model, cal = calibrate_all(model, windows, recipe, batch)
     return (model, *quantize_model(model, cal, recipe))
 
 

@@ -23,7 +23,8 @@ def names() -> list[str]:
 
 
 def load(name: str, percentile: float | None = None, per_channel: bool = False,
-         h2t: bool = False, residual_hadamard: bool = False) -> dict:
+         h2t: bool = False, residual_hadamard: bool = False,
+         a16_fraction: float | None = None) -> dict:
     """The recipe `name`, with the command line's overrides applied."""
     if name not in names():
         raise EdgeqError(f"unknown recipe {name!r}; choose one of: {', '.join(names())}")
@@ -46,6 +47,13 @@ def load(name: str, percentile: float | None = None, per_channel: bool = False,
             raise EdgeqError(f"--residual-hadamard: recipe {name} has no such step; use a "
                              "quamba2 recipe")
         recipe["hadamard_in_proj"] = True
+    if a16_fraction is not None:
+        if "mixed" not in recipe:
+            raise EdgeqError(f"--a16-fraction: recipe {name} runs every layer alike; use "
+                             "quamba2-w4ax")
+        if not 0 <= a16_fraction <= 1:
+            raise EdgeqError(f"--a16-fraction {a16_fraction}: must be in [0, 1]")
+        recipe["mixed"]["a16_fraction"] = a16_fraction
     return recipe
 
 

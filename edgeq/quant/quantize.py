@@ -18,7 +18,7 @@ from ..models.loader import write_config
 from ..models.mamba import MambaLM
 from ..ops import hadamard
 from . import cluster, mixed, recipe as recipes, weights
-from .calibrate import Calibration, calibrate, cluster_x, passes  # noqa: F401 (API)
+from .calibrate import Calibration, Hessians, calibrate, cluster_x, passes  # noqa: F401 (API)
 from .qmodel import HalfLayer, QuantMambaLM, load_model, w4_table
 from .rotate import rotate_residual
 
@@ -139,19 +139,26 @@ def _fp16(t: dict, model: MambaLM, cal: Calibration, recipe: dict) -> None:
         _head(t, "lm_head", model.lm_head.weight, recipe, _head_hessian(cfg, cal, "lm_head"))
 
 
+def _a16_layer(t: dict, p: str, block, hessians: dict, recipe: dict) -> None:
+    """A W4A16 layer's tensors under p (MambaBlock's names): its 4-bit linears packed, the
+    rest fp16."""
+    for name in recipes.w4_linears(recipe):
+        _linear(t, p + "mixer." + name, getattr(block.mixer, name).weight.detach(), hessians,
+                recipe, name)
+    for k, v in block.state_dict().items():
+        if not (k.endswith(".weight") and p + k[:-len("weight")] + "weight_packed" in t):
+            t[p + k] = v.detach().half()
+
+
 def _weight_only(model: MambaLM, cal: Calibration, recipe: dict) -> dict[str, torch.Tensor]:
     """W4A16: the fp16 model, its 4-bit linears packed (keys of MambaLM.state_dict)."""
-    w4 = recipes.w4_linears(recipe)
     t = {}
     for i, block in enumerate(model.backbone.layers):  # in layer order: GPTQ is sequential
-        p = f"backbone.layers.{i}.mixer."
-        for name in w4:
-            _linear(t, p + name, getattr(block.mixer, name).weight.detach(), cal.hessians[i],
-                    recipe, name)
-        cal.hessians.quantized(i, _w4_values(t, p, cal.hessians.names))
+        p = f"backbone.layers.{i}."
+        _a16_layer(t, p, block, cal.hessians[i], recipe)
+        cal.hessians.quantized(i, _w4_values(t, p + "mixer.", cal.hessians.names))
     for k, v in model.state_dict().items():
-        if k.startswith("lm_head") and model.cfg.tie_embeddings \
-                or k.endswith(".weight") and k[:-len("weight")] + "weight_packed" in t:
+        if k.startswith("backbone.layers.") or k.startswith("lm_head") and model.cfg.tie_embeddings:
             continue
         if k in ("backbone.embeddings.weight", "lm_head.weight"):
             key = k[:-len(".weight")]
@@ -177,13 +184,19 @@ def quantize_model(model: MambaLM, cal: Calibration, recipe: dict, progress=None
     return _int8(model, cal, recipe)
 
 
-def _int8(model: MambaLM, cal: Calibration, recipe: dict
-          ) -> tuple[dict[str, torch.Tensor], list[dict]]:
+def _int8(model: MambaLM, cal: Calibration, recipe: dict, a16_layers: frozenset[int] = frozenset(),
+          a16: dict | None = None) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    """The int8 model's tensors and scales; a mixed model's `a16_layers` quantized by the recipe
+    `a16` (MambaBlock's names, no scales)."""
     cfg = model.cfg
     layer = _layer_mamba2 if cfg.arch == "mamba2" else _layer_mamba1
     t: dict[str, torch.Tensor] = {}
     for i, block in enumerate(model.backbone.layers):
         p = f"layers.{i}."
+        if i in a16_layers:
+            _a16_layer(t, p, block, cal.hessians[i], a16)
+            cal.hessians.quantized(i, _w4_values(t, p + "mixer.", cal.hessians.names))
+            continue
         layer(t, p, block, cfg, cal.hessians[i], recipe)
         cal.hessians.quantized(i, _w4_values(t, p, cal.hessians.names,
                                              cfg.d_inner if recipe["hadamard_out_proj"] else 0))
@@ -198,7 +211,7 @@ def _int8(model: MambaLM, cal: Calibration, recipe: dict
                   for i, r in enumerate(cal.ranges)]
     else:
         scales = [{a: _scale(v) for a, v in r.items()} for r in cal.ranges]
-    return t, scales
+    return t, [{} if i in a16_layers else s for i, s in enumerate(scales)]
 
 
 def search_draws(cfg: MambaConfig, recipe: dict) -> int:
@@ -211,18 +224,30 @@ def search_draws(cfg: MambaConfig, recipe: dict) -> int:
 
 def _mixed(model: MambaLM, cal: Calibration, recipe: dict, progress
            ) -> tuple[dict[str, torch.Tensor], list[dict]]:
-    """W4AX: every layer quantized both ways (W4A16 by its own recipe, GPTQ on its own
-    Hessians), then the search's W4A16 layers take their fp16 tensors and no scales."""
+    """W4AX: the search's W4A16 layers take the W4A16 recipe's tensors and no scales. GPTQ
+    then runs once more in the chosen mix, each layer after the layers before it in their
+    chosen forms (the search compared forms each GPTQ'd after layers of its own form)."""
     cfg, spec = model.cfg, recipe["mixed"]
-    windows, batch = cal.hessians.windows, cal.hessians.batch
-    t8, scales = _int8(model, cal, recipe)
     count = mixed.a16_count(spec, cfg.n_layer)
     if count == 0:
-        return t8, scales
-    # GPTQ of each form saw the layers before it in the same form: in the mix, an approximation
+        return _int8(model, cal, recipe)
     a16 = recipes.load(spec["a16"])
+    choice = _choose(model, cal, recipe, a16, count, progress)
+    h = cal.hessians
+    layer_recipes = [a16 if i in choice else recipe for i in range(cfg.n_layer)]
+    mix = Calibration(cal.ranges, Hessians(model, h.windows, recipe, h.batch, layer_recipes),
+                      cal.groups)
+    return _int8(model, mix, recipe, choice, a16)
+
+
+def _choose(model: MambaLM, cal: Calibration, recipe: dict, a16: dict, count: int, progress
+            ) -> mixed.Choice:
+    """The `count` W4A16 layers of least loss: every layer quantized both ways (W4A16 on its
+    own Hessians), each choice's loss on the first calibration windows."""
+    cfg, spec = model.cfg, recipe["mixed"]
+    windows, batch = cal.hessians.windows, cal.hessians.batch
+    int8 = QuantMambaLM(cfg, *_int8(model, cal, recipe), recipe).eval()
     t16 = _weight_only(model, calibrate(model, windows, a16, batch), a16)
-    int8 = QuantMambaLM(cfg, t8, scales, recipe).eval()
     layers = int8.layers
     half = [HalfLayer(cfg, layer_tensors(t16, f"backbone.layers.{i}.")).eval()
             for i in range(cfg.n_layer)]
@@ -234,13 +259,7 @@ def _mixed(model: MambaLM, cal: Calibration, recipe: dict, progress
             return mixed.nll(int8, windows[:spec["windows"]], batch=1)
         finally:
             int8.layers = layers
-    choice, _ = mixed.search(cfg.n_layer, count, loss, **spec["search"], progress=progress)
-    for i in sorted(choice):
-        p = f"layers.{i}."
-        t8 = {k: v for k, v in t8.items() if not k.startswith(p)}
-        t8.update({p + k: v.contiguous() for k, v in layer_tensors(t16, f"backbone.{p}").items()})
-        scales[i] = {}
-    return t8, scales
+    return mixed.search(cfg.n_layer, count, loss, **spec["search"], progress=progress)[0]
 
 
 def layer_tensors(t: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

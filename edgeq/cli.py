@@ -71,7 +71,7 @@ def export(model, output):
     click.echo(f"wrote {output}")
 
 
-def _prompt_ids(prompt, prompt_ids, tok) -> list[int]:
+def _prompt_ids(prompt, prompt_ids, tok, vocab_size: int) -> list[int]:
     if (prompt is None) == (prompt_ids is None):
         raise EdgeqError("give exactly one of --prompt TEXT or --prompt-ids 1,2,3")
     if prompt_ids is not None:
@@ -85,6 +85,9 @@ def _prompt_ids(prompt, prompt_ids, tok) -> list[int]:
         ids = tok.encode(prompt).ids
     if not ids:
         raise EdgeqError("the prompt is empty; give at least one token")
+    if not all(0 <= i < vocab_size for i in ids):
+        raise EdgeqError(f"prompt ids fall outside the vocabulary (0..{vocab_size - 1}); give "
+                         "ids of this model's tokenizer")
     return ids
 
 
@@ -100,7 +103,7 @@ def _prompt_ids(prompt, prompt_ids, tok) -> list[int]:
 @click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=None)
 @click.option("--top-k", type=click.IntRange(0), default=None)
 @click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=None)
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the ids.")
 def generate(source, backend, prompt, prompt_ids, max_new_tokens, greedy, temperature, top_k,
              top_p, seed, as_json):
@@ -109,13 +112,15 @@ def generate(source, backend, prompt, prompt_ids, max_new_tokens, greedy, temper
     from .runtime.generate import Sampling
     from .sources import open_backend
     from .runtime.generate import generate as run
+    if any(v != v for v in (temperature, top_p) if v is not None):  # NaN passes FloatRange
+        raise EdgeqError("--temperature and --top-p take numbers, not nan")
     sampled = any(v is not None for v in (temperature, top_k, top_p))
     if greedy and sampled:
         raise EdgeqError("--greedy excludes --temperature/--top-k/--top-p; give one or the other")
     sampling = Sampling(greedy=not sampled, temperature=temperature or 1.0, top_k=top_k or 0,
                         top_p=top_p or 1.0, seed=seed)
     be, tok = open_backend(source, backend)
-    ids = _prompt_ids(prompt, prompt_ids, tok)
+    ids = _prompt_ids(prompt, prompt_ids, tok, be.config.vocab_size)
     stream = text.Streamer(tok) if tok is not None and not as_json else None
     if stream and prompt is not None:
         click.echo(prompt, nl=False)
@@ -142,7 +147,7 @@ def generate(source, backend, prompt, prompt_ids, max_new_tokens, greedy, temper
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="The quantized folder to create.")
 @click.option("--samples", default=512, show_default=True, type=click.IntRange(1))
-@click.option("--seq-len", default=512, show_default=True, type=click.IntRange(1))
+@click.option("--seq-len", default=512, show_default=True, type=click.IntRange(2))
 @click.option("--batch", default=8, show_default=True, type=click.IntRange(1))
 @click.option("--percentile", type=float, default=None,
               help="Clip the SSM input at this percentile of |x| (quamba-w8a8: 99.999).")
@@ -152,7 +157,8 @@ def generate(source, backend, prompt, prompt_ids, max_new_tokens, greedy, temper
 @click.option("--residual-hadamard", is_flag=True,
               help="Rotate the residual stream by a Hadamard (quamba2 recipes; unties the head).")
 @A16_FRACTION
-@click.option("--seed", default=0, show_default=True, help="Chooses the calibration windows.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0),
+              help="Chooses the calibration windows.")
 def quantize(model, recipe, calib_data, output, samples, seq_len, batch, percentile, per_channel,
              h2t, residual_hadamard, a16_fraction, seed):
     """Calibrate MODEL and write its quantized folder (safetensors + quant.json)."""
@@ -166,8 +172,6 @@ def quantize(model, recipe, calib_data, output, samples, seq_len, batch, percent
     rec = recipes.load(recipe, percentile, per_channel, h2t, residual_hadamard, a16_fraction)
     q.check_output(output)
     lm, folder = load_model(model)
-    if q.is_quantized(folder):
-        raise EdgeqError(f"{model}: is already quantized; give the fp checkpoint")
     tok = text.from_folder(folder)
     windows = calib.windows(calib.load_tokens(calib_data, tok), samples, seq_len,
                             lm.cfg.vocab_size, seed)
@@ -213,7 +217,9 @@ def eval_cmd(source, ppl_file, tasks, backend, seq_len, as_json):
         try:
             ids = tok.encode(ppl_file.read_text()).ids
         except OSError as e:
-            raise EdgeqError(f"{ppl_file}: unreadable ({e.strerror})") from None
+            raise EdgeqError(f"{ppl_file}: unreadable ({e.strerror}); check the path") from None
+        except UnicodeDecodeError:
+            raise EdgeqError(f"{ppl_file}: not UTF-8 text; give a UTF-8 text file") from None
         if len(ids) < 2:
             raise EdgeqError(f"{ppl_file}: needs at least two tokens of text")
         result.update(ppl=perplexity(be, ids, seq_len), tokens=len(ids), seq_len=seq_len)
@@ -343,7 +349,7 @@ def engine(bundle, max_batch, max_seq, compare):
         m["engine"]["compare_ort"] = {"top1_agreement": top1_agreement(trt_be, ort_be, ids, 128),
                                       "max_abs_logit_diff": float(np.abs(a - b).max())}
         click.echo(f"engine vs ORT: {m['engine']['compare_ort']}")
-    manifest.write(bundle, {k: v for k, v in m.items() if k not in ("format", "files")})
+    manifest.write(bundle, {k: v for k, v in m.items() if k not in ("format", "files", "sha256")})
     click.echo(f"wrote {bundle / 'model.engine'}")
 
 
@@ -358,8 +364,9 @@ def engine(bundle, max_batch, max_seq, compare):
 @click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write bench.json, bench.md and bench.png here.")
 @click.option("--host", default=None, help="user@device: run the benchmark there over SSH.")
-@click.option("--port", type=int, default=None, help="SSH port.")
-@click.option("--identity", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="SSH port.")
+@click.option("--identity", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None,
               help="SSH private key file.")
 @click.option("--remote-edgeq", default="edgeq", show_default=True,
               help="The edgeq command on the device.")
@@ -377,12 +384,14 @@ def bench(source, backend, prompt_len, gen_len, batch, warmup, iters, report_dir
             batch, "--warmup", warmup, "--iters", iters, "--json"]
     if not cuda_graph:
         args.append("--no-cuda-graph")
-    if host:
+    if host is not None:
         from .bench.remote import Remote, bench_remote
         out = report_dir or Path(f"{Path(source).name}-{host.split('@')[-1]}-report")
         r = bench_remote(Path(source), Remote(host, port, identity, log=lambda m: click.echo(m, err=True)),
                          [str(a) for a in args], out, remote_edgeq)
     else:
+        if port or identity:
+            raise EdgeqError("--port and --identity are for --host user@device")
         from .bench.run import bench as run
         r = run(_bench_backend(source, backend, cuda_graph), prompt_len, gen_len, batch,
                 warmup, iters)
@@ -414,7 +423,14 @@ def _bench_backend(source: str, backend: str, cuda_graph: bool = True):
     return open_backend(source, backend)[0]
 
 
+def _exit_on_signal(signum, frame):
+    sys.exit(128 + signum)  # SystemExit unwinds: temp folders are removed on the way out
+
+
 def main():
+    import signal
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _exit_on_signal)
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
@@ -429,3 +445,7 @@ def main():
         click.echo(f"edgeq: error: {e.filename or ''}: {e.strerror}; check the path and "
                    "its permissions", err=True)
         sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -34,7 +34,7 @@ def get(name: str) -> dict:
     return targets[name]
 
 
-def precision(recipe: str, n_layer: int, h2t: bool = False, a16_fraction: float | None = None
+def precision(recipe: str, cfg: MambaConfig, h2t: bool = False, a16_fraction: float | None = None
               ) -> dict:
     """Bytes per weight of each layer matrix (by linear name; "*" the rest) and of the
     embedding/lm_head, the state's conv bytes, and the share of layers with fp16 activations
@@ -49,7 +49,8 @@ def precision(recipe: str, n_layer: int, h2t: bool = False, a16_fraction: float 
         raise EdgeqError(f"no size model for recipe {recipe!r}; choose one of: fp16, "
                          f"{', '.join(recipes.names())}")
     rec = recipes.load(recipe, h2t=h2t, a16_fraction=a16_fraction)
-    a16 = mixed.a16_count(rec["mixed"], n_layer) / n_layer if "mixed" in rec \
+    recipes.check_supported(cfg, rec)
+    a16 = mixed.a16_count(rec["mixed"], cfg.n_layer) / cfg.n_layer if "mixed" in rec \
         else float(recipes.weight_only(rec))
     rest = 1.0 + a16  # the other matrices and the conv state: int8, or fp16 in a W4A16 layer
     w4 = 0.5 + 4 / rec["weights"].get("group_size", 128)  # int4 + one fp32 scale per group
@@ -63,7 +64,7 @@ def estimate(cfg: MambaConfig, target: dict, recipe: str = "fp16", prompt_len: i
     import torch
 
     from .models.mamba import MambaLM
-    p = precision(recipe, cfg.n_layer, h2t, a16_fraction)
+    p = precision(recipe, cfg, h2t, a16_fraction)
     with torch.device("meta"):  # shapes only
         model = MambaLM(cfg)
     layer_matrix = weights = 0

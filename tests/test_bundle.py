@@ -120,6 +120,13 @@ def test_verify_catches_changes(bundle, run_cli, tmp_path):
     (copy / "model.onnx").unlink()
     code, _, err = run_cli("verify", copy)
     assert code == 2 and "missing" in err
+    # bundle.json itself: edited, or not a manifest
+    m = json.loads((bundle / "bundle.json").read_text())
+    m["target"]["name"] = "h100"
+    for text, fragment in ((json.dumps(m), "edited or damaged"), ("[1]", "not an edgeq-bundle")):
+        (copy / "bundle.json").write_text(text)
+        code, _, err = run_cli("verify", copy)
+        assert code == 2 and err.count("\n") == 1 and fragment in err, err
 
 
 def test_bench_ort_json_and_report(bundle, run_cli, tmp_path):
@@ -163,6 +170,25 @@ def test_build_errors(run_cli, hf_model, calib_npy, tmp_path, args, fragment):
     assert code == 2 and last.startswith("edgeq: error:") and fragment in last, err
     assert all(line.startswith(("[", "    ")) for line in progress), err
     assert not list(tmp_path.iterdir())  # a failed build leaves nothing
+
+
+def test_terminated_build_leaves_nothing(hf_model, calib_npy, tmp_path):
+    # SIGTERM (a closed terminal's SIGHUP alike) unwinds the build: its temp folder goes too
+    import signal
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    p = subprocess.Popen([sys.executable, "-m", "edgeq.cli", "build", str(hf_model("h96")[1]),
+                          "--target", "orin-nano", "--calib", str(calib_npy), "--samples", "64",
+                          "--seq-len", "64", "-o", str(out / "b")],
+                         stderr=subprocess.PIPE, text=True, env=env)
+    for line in p.stderr:  # stop it inside a stage that writes into the temp folder
+        if "export ..." in line:
+            break
+    assert list(out.iterdir()), "the build has no temp folder yet"
+    p.send_signal(signal.SIGTERM)
+    p.communicate(timeout=120)
+    assert p.returncode == 128 + signal.SIGTERM and not list(out.iterdir())
 
 
 def test_sysroot_without_tensorrt(run_cli, hf_model, calib_npy, tmp_path):

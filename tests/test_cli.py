@@ -50,6 +50,12 @@ def test_export_then_generate_json(run_cli, hf_model, tmp_path):
     (["export", "{tmp}/nope", "-o", "{tmp}/m.onnx"], "no such folder"),
     (["inspect", "bad id with spaces"], "no such folder"),
     (["frobnicate"], "No such command"),
+    (["generate", "{m}", "--prompt-ids", "1,99999"], "outside the vocabulary"),
+    (["generate", "{m}", "--prompt-ids", "1", "--temperature", "nan"], "not nan"),
+    (["generate", "{m}", "--prompt-ids", "1", "--top-k", "3", "--seed", "-1"], "--seed"),
+    (["bench", "{m}", "--port", "22"], "for --host"),
+    (["bench", "{m}", "--host", ""], "give user@device"),
+    (["bench", "{m}", "--host", "a@b", "--identity", "{tmp}/no-key"], "does not exist"),
 ])
 def test_errors_are_one_line_exit_2(run_cli, hf_model, tmp_path, args, fragment):
     _, folder = hf_model("h96")
@@ -57,6 +63,39 @@ def test_errors_are_one_line_exit_2(run_cli, hf_model, tmp_path, args, fragment)
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("edgeq: error:") and fragment in err, err
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+@pytest.mark.parametrize("change,fragment", [
+    ({"hidden_size": "96"}, "d_model '96' is not a positive integer"),
+    ({"hidden_size": -96}, "d_model -96 is not a positive integer"),
+    ({"conv_kernel": 0}, "d_conv 0"),
+    ({"layer_norm_epsilon": "tiny"}, "norm epsilon"),
+    ({"use_bias": "no"}, "bias 'no' is not true or false"),
+    ([1, 2], "not a JSON object"),
+])
+def test_malformed_config_is_one_line(run_cli, hf_model, tmp_path, change, fragment):
+    _, folder = hf_model("h96")
+    bad = tmp_path / "bad"
+    shutil.copytree(folder, bad)
+    cfg = json.loads((folder / "config.json").read_text())
+    (bad / "config.json").write_text(json.dumps({**cfg, **change} if isinstance(change, dict) else change))
+    for args in (["inspect", bad], ["estimate", bad, "--target", "orin-nano"]):
+        code, _, err = run_cli(*args)
+        assert code == 2 and err.count("\n") == 1 and "malformed Mamba config" in err, err
+        assert fragment in err, err
+
+
+def test_eval_and_bundle_folder_hints(run_cli, tmp_path):
+    from conftest import DEMO
+    if not (DEMO / "model.safetensors").exists():
+        pytest.skip("the demo model is not in this checkout")
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("caf\xe9 ".encode("latin-1") * 10)
+    code, _, err = run_cli("eval", DEMO, "--ppl", latin1)
+    assert code == 2 and err.count("\n") == 1 and "not UTF-8" in err, err
+    (tmp_path / "model.onnx").write_bytes(b"")  # a folder that looks like a bundle
+    code, _, err = run_cli("generate", tmp_path, "--prompt-ids", "1")
+    assert code == 2 and err.count("\n") == 1 and "model.onnx" in err, err
 
 
 def test_failed_export_leaves_nothing(run_cli, hf_model, tmp_path):

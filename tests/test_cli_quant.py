@@ -95,9 +95,42 @@ def test_eval_json(run_cli, tmp_path):
       "-o", "{tmp}/q"], "use quamba2-w4ax"),
     (["quantize", "{m}", "--recipe", "quamba2-w4ax", "--a16-fraction", "1.5", "--calib", "{c}",
       "-o", "{tmp}/q"], "must be in [0, 1]"),
+    (["quantize", "{m}", "--calib", "", "-o", "{tmp}/q"], "--calib is empty"),
+    (["quantize", "{m}", "--calib", "{c}", "--seq-len", "1", "-o", "{tmp}/q"], "--seq-len"),
 ])
 def test_quantize_errors(run_cli, hf_model, calib_npy, tmp_path, args, fragment):
     _, folder = hf_model("h96")
     code, _, err = run_cli(*[a.format(m=folder, c=calib_npy, tmp=tmp_path) for a in args])
     assert code == 2 and err.count("\n") == 1 and fragment in err, err
     assert not list(tmp_path.iterdir())
+
+
+def test_refusals_before_calibrating(run_cli, calib_npy, tmp_path):
+    import torch
+
+    from edgeq.models import MambaConfig, MambaLM, save_model
+    # d_inner 400 has no Hadamard transform: quamba-w8a8 refuses before calibrating
+    torch.manual_seed(0)
+    save_model(MambaLM(MambaConfig(d_model=200, n_layer=1, vocab_size=1001)), tmp_path / "m")
+    code, _, err = run_cli("quantize", tmp_path / "m", "--calib", calib_npy, "--samples", "2",
+                           "--seq-len", "16", "-o", tmp_path / "q")
+    assert code == 2 and err.count("\n") == 1 and "no Hadamard transform" in err, err
+    assert "calibrating" not in err and not (tmp_path / "q").exists()
+    code, _, err = run_cli("estimate", tmp_path / "m", "--target", "orin-nano")  # fp16: fine
+    assert code == 0, err
+    code, _, err = run_cli("estimate", tmp_path / "m", "--target", "orin-nano", "--recipe",
+                           "quamba-w8a8")
+    assert code == 2 and "no Hadamard transform" in err, err
+    # estimate refuses what quantize refuses: a Mamba-1 recipe for a Mamba-2 model
+    save_model(MambaLM(MambaConfig(d_model=64, n_layer=1, vocab_size=1001, arch="mamba2",
+                                   d_state=16, headdim=16, ngroups=2)), tmp_path / "m2")
+    code, _, err = run_cli("estimate", tmp_path / "m2", "--target", "orin-nano", "--recipe",
+                           "quamba-w8a8")
+    assert code == 2 and "does not quantize mamba2" in err, err
+    # a quantized folder is not a checkpoint to quantize
+    code, _, err = run_cli("quantize", tmp_path / "m2", "--recipe", "quamba2-w8a8", "--calib",
+                           calib_npy, "--samples", "2", "--seq-len", "16", "-o", tmp_path / "q2")
+    assert code == 0, err
+    code, _, err = run_cli("quantize", tmp_path / "q2", "--recipe", "quamba2-w8a8", "--calib",
+                           calib_npy, "-o", tmp_path / "q3")
+    assert code == 2 and "is a quantized folder" in err, err

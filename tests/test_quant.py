@@ -154,8 +154,22 @@ def test_quant_folder_from_another_model_is_refused(quantized, hf_model, tmp_pat
     meta["format"] = "something/0"
     shutil.copy(quantized["naive-w8a8"] / "config.json", bad / "config.json")
     (bad / "quant.json").write_text(json.dumps(meta))
-    with pytest.raises(EdgeqError, match="format"):
+    with pytest.raises(EdgeqError, match="is not edgeq-quant"):
         Q.load(bad)
+    meta["format"] = Q.FORMAT
+    for damaged, fragment in (([], "is not edgeq-quant"), ({**meta, "scales": None}, "damaged")):
+        (bad / "quant.json").write_text(json.dumps(damaged))
+        with pytest.raises(EdgeqError, match=fragment):
+            Q.load(bad)
+    # a tensor missing or misshapen: the load's one-token run finds it
+    from safetensors.torch import load_file, save_file
+    shutil.copy(quantized["naive-w8a8"] / "quant.json", bad / "quant.json")
+    t = load_file(str(quantized["naive-w8a8"] / "model.safetensors"))
+    for k, v in (("layers.1.A_log", None), ("layers.1.out_proj.weight", t["layers.1.out_proj.weight"][:, :-1])):
+        save_file({**{n: w for n, w in t.items() if n != k}, **({k: v.contiguous()} if v is not None else {})},
+                  str(bad / "model.safetensors"))
+        with pytest.raises(EdgeqError, match="weights are damaged"):
+            Q.load(bad)
 
 
 def test_perplexity_backends_agree(fp):

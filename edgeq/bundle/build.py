@@ -102,6 +102,7 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
         raise EdgeqError("give --calib DATA (text, a folder of .txt, or a tokenized .npy): "
                          "validation (and calibration) need it")
     tokens = calib.load_tokens(calib_data, tok)
+    calib.check(tokens, 2, lm.cfg.vocab_size)  # validation's least: one token and its next
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
     try:
         if rec is FP16:  # the baseline: the fp model in fp16, the SSM state fp32 (docs/ops.md)

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..errors import EdgeqError
 
 NAME = "bundle.json"
-FORMAT = "edgeq-bundle/1"
+FORMAT = "edgeq-bundle/2"  # /2: bundle.json hashes itself
 
 
 def sha256(path: Path) -> str:
@@ -24,8 +24,15 @@ def file_hashes(root: Path) -> dict[str, str]:
             if p.is_file() and p.name != NAME}
 
 
+def _digest(manifest: dict) -> str:
+    """The sha256 of the manifest's own fields: an edited bundle.json shows."""
+    body = {k: v for k, v in manifest.items() if k != "sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
 def write(root: Path, manifest: dict) -> None:
     manifest = {"format": FORMAT, **manifest, "files": file_hashes(root)}
+    manifest["sha256"] = _digest(manifest)
     (root / NAME).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
 
@@ -37,9 +44,12 @@ def read(root: Path) -> dict:
         raise EdgeqError(f"{root}: no {NAME}; give a folder made by `edgeq build`") from None
     except (OSError, ValueError) as e:
         raise EdgeqError(f"{path}: unreadable ({e}); build the bundle again") from None
-    if manifest.get("format") != FORMAT:
-        raise EdgeqError(f"{path}: format {manifest.get('format')!r} is not {FORMAT}; build the "
-                         "bundle again with this edgeq")
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise EdgeqError(f"{path}: not an {FORMAT} manifest; build the bundle again with this "
+                         "edgeq")
+    if manifest.get("sha256") != _digest(manifest):
+        raise EdgeqError(f"{path}: edited or damaged (its sha256 does not match); copy or build "
+                         "the bundle again")
     return manifest
 
 

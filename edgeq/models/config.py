@@ -30,6 +30,19 @@ class MambaConfig:
     chunk_size: int = 256  # Mamba-2: SSD chunk length of the checkpoint (prefill kernels)
 
     def __post_init__(self):
+        for name in ("d_model", "n_layer", "vocab_size", "d_state", "d_conv", "expand", "headdim",
+                     "ngroups", "chunk_size", "dt_rank"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < (name != "dt_rank"):
+                raise ValueError(f"{name} {v!r} is not a positive integer")
+        for name in ("conv_bias", "bias", "tie_embeddings"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} {getattr(self, name)!r} is not true or false")
+        if isinstance(self.norm_eps, bool) or not isinstance(self.norm_eps, (int, float)) \
+                or not 0 < self.norm_eps < 1:
+            raise ValueError(f"norm epsilon {self.norm_eps!r} is not a number in (0, 1)")
+        if self.arch not in ("mamba1", "mamba2") or self.layout not in ("hf", "state-spaces"):
+            raise ValueError(f"arch {self.arch!r} / layout {self.layout!r} unknown")
         if self.dt_rank == 0:
             object.__setattr__(self, "dt_rank", math.ceil(self.d_model / 16))
 
@@ -154,11 +167,16 @@ def read_config(folder: Path) -> MambaConfig:
     try:
         raw = json.loads(path.read_text())
     except FileNotFoundError:
+        if (folder / "model.onnx").is_file():  # a bundle (or a folder with an export)
+            raise EdgeqError(f"{folder}: no config.json; for a bundle give {folder}/model.onnx, "
+                             f"{folder}/quantized, or run `edgeq verify` on it") from None
         raise EdgeqError(f"{folder}: no config.json; a model folder needs config.json and "
                          "weights (model.safetensors or pytorch_model.bin)") from None
     except (OSError, ValueError) as e:
         raise EdgeqError(f"{path}: unreadable ({e}); restore the file from the checkpoint") from None
     try:
+        if not isinstance(raw, dict) or not isinstance(raw.get("ssm_cfg") or {}, dict):
+            raise TypeError("not a JSON object of settings")
         return parse_config(raw, str(path))
     except (KeyError, TypeError, ValueError) as e:
         raise EdgeqError(f"{path}: malformed Mamba config ({type(e).__name__}: {e}); "

@@ -18,6 +18,9 @@ def _tokenize(text: str, tokenizer, source: str) -> np.ndarray:
 
 
 def load_tokens(data: str, tokenizer) -> np.ndarray:
+    if not data.strip():
+        raise EdgeqError("--calib is empty; give a text file, a folder of .txt files or a "
+                         "tokenized .npy")
     path = Path(data)
     if path.is_dir():
         files = sorted(path.rglob("*.txt"))
@@ -51,13 +54,18 @@ def load_tokens(data: str, tokenizer) -> np.ndarray:
                      "files or a tokenized .npy array")
 
 
-def windows(tokens: np.ndarray, n: int, length: int, vocab_size: int, seed: int = 0) -> torch.Tensor:
-    """n windows of `length` tokens at starts drawn with a fixed seed: [n, length] int64."""
+def check(tokens: np.ndarray, length: int, vocab_size: int) -> None:
+    """At least one window of `length` tokens, all in the vocabulary."""
     if len(tokens) < length:
         raise EdgeqError(f"calibration data has {len(tokens)} tokens, fewer than one window of "
                          f"{length}; give more data or a smaller --seq-len")
     if tokens.min() < 0 or tokens.max() >= vocab_size:
         raise EdgeqError(f"calibration tokens fall outside the vocabulary (0..{vocab_size - 1}); "
                          "the data was tokenized for another model")
+
+
+def windows(tokens: np.ndarray, n: int, length: int, vocab_size: int, seed: int = 0) -> torch.Tensor:
+    """n windows of `length` tokens at starts drawn with a fixed seed: [n, length] int64."""
+    check(tokens, length, vocab_size)
     starts = np.random.default_rng(seed).integers(0, len(tokens) - length + 1, n)
     return torch.from_numpy(np.stack([tokens[s:s + length] for s in starts]))

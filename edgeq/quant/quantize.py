@@ -43,12 +43,6 @@ def _out_proj(m, cfg: MambaConfig, had: bool) -> torch.Tensor:
     return (m.out_proj.weight.double() @ hadamard.matrix(cfg.d_inner).T).float()
 
 
-def _check_hadamard(cfg: MambaConfig, recipe: dict) -> None:
-    if recipe["hadamard_out_proj"] and not hadamard.supported(cfg.d_inner):
-        raise EdgeqError(f"d_inner {cfg.d_inner} has no Hadamard transform (needs K * 2^m, "
-                         "K in 1, 12, 20, 28); use a recipe without one, e.g. naive-w8a8")
-
-
 def _layer_mamba1(t, p, block, cfg, cal_h, recipe) -> None:
     m = block.mixer
     had = recipe["hadamard_out_proj"]
@@ -178,7 +172,6 @@ def quantize_model(model: MambaLM, cal: Calibration, recipe: dict, progress=None
         t = {k: v.contiguous() for k, v in _weight_only(model, cal, recipe).items()}
         cal.hessians.release()
         return t, []
-    _check_hadamard(cfg, recipe)
     if recipe.get("mixed"):
         return _mixed(model, cal, recipe, progress)
     return _int8(model, cal, recipe)
@@ -342,12 +335,16 @@ def load(folder: Path):
         meta = json.loads((folder / "quant.json").read_text())
     except (OSError, ValueError) as e:
         raise EdgeqError(f"{folder / 'quant.json'}: unreadable ({e}); quantize the model again") from None
-    if meta.get("format") != FORMAT:
-        raise EdgeqError(f"{folder}: quant.json format {meta.get('format')!r} is not {FORMAT}; "
-                         "quantize the model again with this edgeq")
-    recipe = meta["recipe"]
-    n_scales = 0 if recipes.weight_only(recipe) else cfg.n_layer
-    if meta["config_digest"] != config_digest(cfg) or len(meta["scales"]) != n_scales:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise EdgeqError(f"{folder}: quant.json is not {FORMAT}; quantize the model again with "
+                         "this edgeq")
+    try:
+        recipe, scales, digest = meta["recipe"], list(meta["scales"]), meta["config_digest"]
+        n_scales = 0 if recipes.weight_only(recipe) else cfg.n_layer
+    except (KeyError, TypeError) as e:
+        raise EdgeqError(f"{folder / 'quant.json'}: damaged ({type(e).__name__}: {e}); quantize "
+                         "the model again") from None
+    if digest != config_digest(cfg) or len(scales) != n_scales:
         raise EdgeqError(f"{folder}: quant.json was made for another model than config.json "
                          "describes; quantize this model again")
     try:
@@ -356,7 +353,7 @@ def load(folder: Path):
         raise EdgeqError(f"{folder / 'model.safetensors'}: cannot read ({type(e).__name__}); "
                          "quantize the model again") from None
     # the last layer's in_proj: a W4A16 layer's is its block's mixer's
-    last = n_scales and meta["scales"][-1]
+    last = n_scales and scales[-1]
     prefix = "layers" if n_scales else "backbone.layers"
     key = f"{prefix}.{cfg.n_layer - 1}.{'' if last else 'mixer.'}in_proj.weight"
     rows = [tensors[k].shape[0] for k in (key, key + "_packed") if k in tensors]
@@ -365,4 +362,11 @@ def load(folder: Path):
     if rows != [in_proj_rows(cfg)] or emb_rows != [cfg.vocab_size]:
         raise EdgeqError(f"{folder}: the quantized weights belong to another model than "
                          "config.json describes; quantize this model again")
-    return load_model(cfg, tensors, meta["scales"], recipe)
+    try:  # a token through every layer: a tensor missing, misshapen or mistyped fails here
+        model = load_model(cfg, tensors, scales, recipe)
+        with torch.no_grad():
+            model(torch.zeros(1, 1, dtype=torch.long))
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise EdgeqError(f"{folder}: the quantized weights are damaged ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0][:120]}); quantize the model again") from None
+    return model

@@ -83,6 +83,10 @@ def for_arch(arch: str) -> list[str]:
 
 
 def check_supported(cfg, recipe: dict) -> None:
+    from ..ops import hadamard
     if cfg.arch not in recipe["archs"]:
         raise EdgeqError(f"recipe {recipe['name']} does not quantize {cfg.arch} models; use "
                          f"one of: {', '.join(for_arch(cfg.arch))}")
+    if recipe["hadamard_out_proj"] and not hadamard.supported(cfg.d_inner):
+        raise EdgeqError(f"d_inner {cfg.d_inner} has no Hadamard transform (needs K * 2^m, "
+                         "K in 1, 12, 20, 28); use a recipe without one, e.g. naive-w8a8")

@@ -37,7 +37,7 @@ def inspect(model, as_json):
     if q.is_quantized(folder):  # dims from the config; the int8 folder as it is on disk
         with torch.device("meta"):
             s = summary(MambaLM(read_config(folder)))
-        s["recipe"] = q.load(folder).recipe["name"]
+        s["recipe"] = q.read_meta(folder)[1]["recipe"]["name"]
         s["quantized_bytes"] = (folder / "model.safetensors").stat().st_size
     else:
         s = summary(load_model(str(folder))[0])
@@ -424,13 +424,28 @@ def _bench_backend(source: str, backend: str, cuda_graph: bool = True):
 
 
 def _exit_on_signal(signum, frame):
+    import signal
+    signal.signal(signum, signal.SIG_DFL)  # a second one kills at once
     sys.exit(128 + signum)  # SystemExit unwinds: temp folders are removed on the way out
 
 
 def main():
+    """The console script: one-line errors with exit code 2; SIGTERM and SIGHUP unwind as
+    Ctrl-C does (where they would kill: under nohup, SIGHUP stays ignored)."""
     import signal
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _exit_on_signal)
+    kept = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)  # no SIGHUP on Windows
+        if sig is not None and signal.getsignal(sig) is signal.SIG_DFL:
+            kept[sig] = signal.signal(sig, _exit_on_signal)
+    try:
+        _run()
+    finally:
+        for sig, handler in kept.items():
+            signal.signal(sig, handler)
+
+
+def _run():
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
@@ -444,6 +459,10 @@ def main():
     except OSError as e:
         click.echo(f"edgeq: error: {e.filename or ''}: {e.strerror}; check the path and "
                    "its permissions", err=True)
+        sys.exit(2)
+    except MemoryError:
+        click.echo("edgeq: error: out of memory on this host; use a machine with more memory "
+                   "(or a smaller --batch / --samples)", err=True)
         sys.exit(2)
 
 

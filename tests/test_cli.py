@@ -98,6 +98,24 @@ def test_eval_and_bundle_folder_hints(run_cli, tmp_path):
     assert code == 2 and err.count("\n") == 1 and "model.onnx" in err, err
 
 
+def test_main_gives_back_the_signal_handlers(monkeypatch):
+    # main() turns SIGTERM/SIGHUP into an unwinding exit only while it runs, and only where
+    # they would kill (nohup's ignored SIGHUP stays ignored)
+    import signal
+
+    from edgeq import cli
+    seen = {}
+    monkeypatch.setattr(cli, "_run", lambda: seen.update(term=signal.getsignal(signal.SIGTERM),
+                                                         hup=signal.getsignal(signal.SIGHUP)))
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        cli.main()
+    finally:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    assert seen == {"term": cli._exit_on_signal, "hup": signal.SIG_IGN}
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
 def test_failed_export_leaves_nothing(run_cli, hf_model, tmp_path):
     _, folder = hf_model("h96")
     bad = tmp_path / "bad"

@@ -27,16 +27,11 @@ class Hessians:
     answers the rounding of the layers before. Read them in layer order and hand each layer's
     4-bit weights back with `quantized` (quantize_model does). The next layer's inputs are held
     for every calibration window (windows x L x d_model fp32: 4.3 GB for 512 windows of 512
-    tokens of Mamba2-8B); each layer runs twice, for its Hessians and then quantized. A mixed
-    model's layers may each have their own recipe (`layer_recipes`, the same 4-bit linears)."""
+    tokens of Mamba2-8B); each layer runs twice, for its Hessians and then quantized."""
 
-    def __init__(self, model: MambaLM, windows: torch.Tensor, recipe: dict, batch: int,
-                 layer_recipes: list[dict] | None = None):
+    def __init__(self, model: MambaLM, windows: torch.Tensor, recipe: dict, batch: int):
         cfg = model.cfg
         self.model, self.windows, self.recipe, self.batch = model, windows, recipe, batch
-        self.layer_recipes = layer_recipes or [recipe] * cfg.n_layer
-        if {recipes.w4_linears(r) for r in self.layer_recipes} != {recipes.w4_linears(recipe)}:
-            raise ValueError("Hessians: the layers' recipes differ in their 4-bit linears")
         self.names = recipes.w4_linears(recipe) if recipe["weights"].get("method") == "gptq" else ()
         self.width = {"in_proj": cfg.d_model, "out_proj": cfg.d_inner}
         self.h: torch.Tensor | None = None  # the inputs of layer self.at, every window
@@ -57,8 +52,7 @@ class Hessians:
                 linear = {"in": "in_proj", "y": "out_proj"}[name]
                 if linear in held:
                     held[linear].add(x)
-            handles = _taps_linears(self.model, i, record,
-                                    self.layer_recipes[i]["hadamard_out_proj"])
+            handles = _taps_linears(self.model, i, record, self.recipe["hadamard_out_proj"])
             try:
                 self._run_layer(i, keep=False)
             finally:

@@ -41,9 +41,7 @@ def precision(recipe: str, cfg: MambaConfig, h2t: bool = False, a16_fraction: fl
     (the rest int8), from the recipe's data; averaged over the layers of a mixed recipe."""
     from .quant import mixed, recipe as recipes
     if recipe == "fp16":
-        if h2t or a16_fraction is not None:
-            raise EdgeqError("--h2t and --a16-fraction quantize; fp16 quantizes nothing (use a "
-                             "quamba2 recipe for them)")
+        recipes.check_fp16(h2t, a16_fraction=a16_fraction)
         return {"layers": {"*": 2.0}, "head": 2.0, "conv": 2.0, "a16": 1.0}
     if recipe not in recipes.names():
         raise EdgeqError(f"no size model for recipe {recipe!r}; choose one of: fp16, "

@@ -83,9 +83,7 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
     if sysroot is not None:
         plugins.check_sysroot(sysroot)  # fail before the slow stages
     if recipe_name == FP16["name"]:
-        if h2t or residual_hadamard or a16_fraction is not None:
-            raise EdgeqError("--h2t, --residual-hadamard and --a16-fraction quantize; an fp16 "
-                             "bundle quantizes nothing (use a quamba2 recipe for them)")
+        recipes.check_fp16(h2t, residual_hadamard, a16_fraction)
         rec = FP16
     elif recipe_name not in recipes.names():
         raise EdgeqError(f"unknown recipe {recipe_name!r}; choose one of: "

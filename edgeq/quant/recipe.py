@@ -57,6 +57,16 @@ def load(name: str, percentile: float | None = None, per_channel: bool = False,
     return recipe
 
 
+def check_fp16(h2t: bool = False, residual_hadamard: bool = False,
+               a16_fraction: float | None = None) -> None:
+    """fp16 (no recipe: the unquantized baseline) takes none of the quantizing options."""
+    given = [o for o, on in (("--h2t", h2t), ("--residual-hadamard", residual_hadamard),
+                             ("--a16-fraction", a16_fraction is not None)) if on]
+    if given:
+        raise EdgeqError(f"{', '.join(given)}: fp16 quantizes nothing; use a quamba2 recipe "
+                         "for them")
+
+
 def observer_of(recipe: dict, activation: str) -> dict:
     act = recipe["activations"]
     return act["overrides"].get(activation, {"observer": act["observer"]})

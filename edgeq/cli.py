@@ -180,13 +180,9 @@ def quantize(model, recipe, calib_data, output, samples, seq_len, batch, percent
     passes = q.passes(lm, rec)
     with click.progressbar(length=passes * len(windows), label="calibrating", file=sys.stderr) as bar:
         qlm, cal = q.calibrate_all(lm, windows, rec, batch, progress=bar.update)
-    draws = q.search_draws(qlm.cfg, rec)
-    if draws:  # W4AX: both forms' GPTQ first, then the search's choices
-        with click.progressbar(length=draws, label="quantizing, searching the W4A16 layers",
-                               file=sys.stderr) as bar:
-            tensors, scales = q.quantize_model(qlm, cal, rec, progress=bar.update)
-    else:
-        tensors, scales = q.quantize_model(qlm, cal, rec)
+    with click.progressbar(length=q.steps(qlm.cfg, rec), label="quantizing",
+                           file=sys.stderr) as bar:
+        tensors, scales = q.quantize_model(qlm, cal, rec, progress=bar.update)
     q.save(output, qlm, tensors, scales, rec,
            {"data": str(calib_data), "samples": samples, "seq_len": seq_len, "seed": seed},
            folder / "tokenizer.json")

@@ -59,7 +59,7 @@ def test_quamba2_on_mamba2_through_the_cli(run_cli, calib_npy, tmp_path, recipe)
     code, _, err = run_cli("quantize", tmp_path / "m", "--recipe", recipe, "--calib", calib_npy,
                            "--samples", "8", "--seq-len", "64", "--h2t", *half, "-o", q)
     assert code == 0, err
-    assert ("searching the W4A16 layers" in err) == bool(half)
+    assert err.index("calibrating") < err.index("quantizing")  # both bars, in order
     code, out, err = run_cli("inspect", q, "--json")
     assert code == 0, err
     info = json.loads(out)

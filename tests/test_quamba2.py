@@ -366,10 +366,29 @@ def test_w4ax_all_w4a16_is_the_w4a16_model(fp, quantized):
     # residual stream, fp32 here and fp16 there
     rec = recipe("quamba2-w4ax")
     rec["mixed"]["a16_fraction"] = 1.0
-    _, t, scales = Q.run(fp["mamba1"], calib.windows(tokens(4000), 16, 64, 301), rec)
+    t, scales = quantize_counting_steps(fp["mamba1"], rec)
     mixed_model = load_model(CONFIGS["mamba1"], t, scales, rec)
     assert scales == [{}, {}] and all(isinstance(layer, HalfLayer) for layer in mixed_model.layers)
     ids = torch.as_tensor(tokens(64, seed=3))[None]
     want = Q.load(quantized["mamba1", "quamba2-w4a16"])(ids)[0].float()
     got = mixed_model(ids)[0]
     assert (got - want).abs().max() <= 0.01 * want.abs().max()
+
+
+def quantize_counting_steps(model, rec):
+    """Q.run's tensors and scales, checking that quantize_model counts Q.steps() steps."""
+    qfp, cal = Q.calibrate_all(model, calib.windows(tokens(4000), 16, 64, 301), rec)
+    counted = []
+    t, scales = Q.quantize_model(qfp, cal, rec, progress=counted.append)
+    assert sum(counted) == Q.steps(qfp.cfg, rec) == len(counted)
+    return t, scales
+
+
+@pytest.mark.parametrize("name,h2t,fraction,want", [
+    ("quamba2-w4ax", True, 0.5, 2 * 3 + 2),  # two forms of 2 layers and the rest, 2 draws
+    ("quamba2-w4ax", False, 0.0, 3),  # all W4A8: one form, no search
+    ("quamba2-w4a16", True, None, 3), ("quamba-w8a8", False, None, 3)])
+def test_quantize_counts_its_steps(fp, name, h2t, fraction, want):
+    rec = R.load(name, h2t=h2t, a16_fraction=fraction)
+    assert Q.steps(CONFIGS["mamba1"], rec) == want
+    quantize_counting_steps(fp["mamba1"], rec)

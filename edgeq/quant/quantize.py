@@ -145,11 +145,13 @@ def _a16_layer(t: dict, p: str, i: int, block, hessians: Hessians, recipe: dict)
             t[p + k] = v.detach().half()
 
 
-def _weight_only(model: MambaLM, cal: Calibration, recipe: dict) -> dict[str, torch.Tensor]:
+def _weight_only(model: MambaLM, cal: Calibration, recipe: dict, tick
+                 ) -> dict[str, torch.Tensor]:
     """W4A16: the fp16 model, its 4-bit linears packed (keys of MambaLM.state_dict)."""
     t = {}
     for i, block in enumerate(model.backbone.layers):  # in layer order: GPTQ is sequential
         _a16_layer(t, f"backbone.layers.{i}.", i, block, cal.hessians, recipe)
+        tick(1)
     for k, v in model.state_dict().items():
         if k.startswith("backbone.layers.") or k.startswith("lm_head") and model.cfg.tie_embeddings:
             continue
@@ -158,25 +160,41 @@ def _weight_only(model: MambaLM, cal: Calibration, recipe: dict) -> dict[str, to
             _head(t, key, v, recipe, _head_hessian(model.cfg, cal, key))
         else:
             t[k] = v.detach().half()
+    tick(1)
     return t
 
 
 def quantize_model(model: MambaLM, cal: Calibration, recipe: dict, progress=None
                    ) -> tuple[dict[str, torch.Tensor], list[dict]]:
     """The quantized folder's tensors and per-layer activation scales (none for a W4A16 layer
-    of a mixed recipe). Progress counts the mixed recipe's search draws (search_draws)."""
+    of a mixed recipe). progress(1) per step (steps(): layers with their GPTQ, search draws)."""
     cfg = model.cfg
     recipes.check_supported(cfg, recipe)
+    tick = progress or (lambda n: None)
     if recipes.weight_only(recipe):
-        t = {k: v.contiguous() for k, v in _weight_only(model, cal, recipe).items()}
+        t = {k: v.contiguous() for k, v in _weight_only(model, cal, recipe, tick).items()}
         cal.hessians.release()
         return t, []
     if recipe.get("mixed"):
-        return _mixed(model, cal, recipe, progress)
-    return _int8(model, cal, recipe)
+        return _mixed(model, cal, recipe, tick)
+    return _int8(model, cal, recipe, tick)
 
 
-def _int8(model: MambaLM, cal: Calibration, recipe: dict
+def steps(cfg: MambaConfig, recipe: dict) -> int:
+    """How many steps quantize_model counts: per form of the layers it quantizes (a mixed
+    recipe's two), one per layer (its GPTQ Hessians run the layer over every calibration
+    window: most of the time) and one for the rest (embedding, lm_head); then the mixed
+    recipe's search draws."""
+    spec, forms, draws = recipe.get("mixed"), 1, 0
+    if spec:
+        count = mixed.a16_count(spec, cfg.n_layer)
+        forms += count > 0
+        if 0 < count < cfg.n_layer:
+            draws = mixed.draws(cfg.n_layer, count, spec["search"])
+    return forms * (cfg.n_layer + 1) + draws
+
+
+def _int8(model: MambaLM, cal: Calibration, recipe: dict, tick
           ) -> tuple[dict[str, torch.Tensor], list[dict]]:
     cfg = model.cfg
     layer = _layer_mamba2 if cfg.arch == "mamba2" else _layer_mamba1
@@ -189,7 +207,9 @@ def _int8(model: MambaLM, cal: Calibration, recipe: dict
         for name in ("in_proj", "out_proj"):
             if getattr(block.mixer, name).bias is not None:
                 t[p + name + ".bias"] = getattr(block.mixer, name).bias
+        tick(1)
     _fp16(t, model, cal, recipe)
+    tick(1)
     cal.hessians.release()
     t = {k: v.detach().contiguous() for k, v in t.items()}
     if cfg.arch == "mamba2":
@@ -200,16 +220,7 @@ def _int8(model: MambaLM, cal: Calibration, recipe: dict
     return t, scales
 
 
-def search_draws(cfg: MambaConfig, recipe: dict) -> int:
-    """How many layer choices a mixed recipe's search draws (0: no search)."""
-    if not recipe.get("mixed"):
-        return 0
-    count = mixed.a16_count(recipe["mixed"], cfg.n_layer)
-    return mixed.draws(cfg.n_layer, count, recipe["mixed"]["search"]) \
-        if 0 < count < cfg.n_layer else 0
-
-
-def _mixed(model: MambaLM, cal: Calibration, recipe: dict, progress
+def _mixed(model: MambaLM, cal: Calibration, recipe: dict, tick
            ) -> tuple[dict[str, torch.Tensor], list[dict]]:
     """W4AX: every layer quantized both ways (W4A16 by its own recipe, GPTQ on its own
     Hessians), then the search's W4A16 layers take their W4A16 tensors and no scales: the
@@ -218,14 +229,14 @@ def _mixed(model: MambaLM, cal: Calibration, recipe: dict, progress
     +0.89 % perplexity against these +0.47 % and +0.82 %.)"""
     cfg, spec = model.cfg, recipe["mixed"]
     windows, batch = cal.hessians.windows, cal.hessians.batch
-    t8, scales = _int8(model, cal, recipe)
+    t8, scales = _int8(model, cal, recipe, tick)
     count = mixed.a16_count(spec, cfg.n_layer)
     if count == 0:
         return t8, scales
     a16 = recipes.load(spec["a16"])
-    t16 = _weight_only(model, calibrate(model, windows, a16, batch), a16)
+    t16 = _weight_only(model, calibrate(model, windows, a16, batch), a16, tick)
     choice = frozenset(range(cfg.n_layer)) if count == cfg.n_layer \
-        else _choose(cfg, t8, scales, t16, recipe, windows, count, progress)
+        else _choose(cfg, t8, scales, t16, recipe, windows, count, tick)
     for i in sorted(choice):
         p = f"layers.{i}."
         t8 = {k: v for k, v in t8.items() if not k.startswith(p)}

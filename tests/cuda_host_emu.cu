@@ -1,11 +1,11 @@
 // Runs the CUDA kernels' per-thread, per-lane and per-row code (scan_channel, split_thread and
-// parts_thread, which EdgeqSSDScan shares, conv_channel, w4a8_lane, w4a8_tile, hadamard_row,
-// add_rmsnorm_row) on the CPU behind the C ABI with host pointers (symbols emu_edgeq_*): one
-// "thread", lane or row after another, except the kernels written against a Thread (the scans'
-// split-state and time-parallel kernels, the tiled W4A8 linear), whose threads cooperate through
-// shared memory, barriers and warp collectives (shuffles, mma): they run as real threads. CI has
-// nvcc but no GPU: this checks the kernels' indexing, window, state, unpacking, tiling, scan,
-// butterfly and quantization code against edgeq.ops.reference.
+// parts_thread, which EdgeqSSDScan shares, its chunk_block, conv_channel, w4a8_lane, w4a8_tile,
+// hadamard_row, add_rmsnorm_row) on the CPU behind the C ABI with host pointers (symbols
+// emu_edgeq_*): one "thread", lane or row after another, except the kernels written against a
+// Thread (the scans' split-state, time-parallel and chunked kernels, the tiled W4A8 linear),
+// whose threads cooperate through shared memory, barriers and warp collectives (shuffles, mma):
+// they run as real threads. CI has nvcc but no GPU: this checks the kernels' indexing, window,
+// state, unpacking, tiling, scan, butterfly and quantization code against edgeq.ops.reference.
 // GPU-only parts (launch geometry, memory, the row kernels' barriers and reductions, the dp4a,
 // byte_perm, shuffle and mma instructions) are left to tests/test_cuda_kernels.py.
 #include <condition_variable>
@@ -70,10 +70,7 @@ class HostThreads {
   std::vector<Warp> warps_;
 };
 
-// GpuThread's members on the CPU. mma: each of the warp's threads computes its own four sums
-// from the whole A and B read back from the table by the PTX ISA's layout (A[i][k]: byte k % 4
-// of word (i >= 8) + 2 (k >= 16) of lane 4 (i % 8) + (k % 16) / 4; B[k][j]: byte k % 4 of word
-// (k >= 16) of lane 4 j + (k % 16) / 4); the second barrier keeps the table until all have read.
+// GpuThread's members on the CPU; the mma instructions through warp_mma.
 struct HostThread {
   HostThreads* threads;
   int t;
@@ -90,22 +87,39 @@ struct HostThread {
   }
   float shfl_xor(float v, int lane_mask) const { return shfl(v, (t % 32) ^ lane_mask); }
   void mma(int32_t (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) const {
+    warp_mma<4>(d, a, b, [](uint32_t word, int e) { return int32_t(int8_t(word >> (8 * e))); });
+  }
+  void mma_f16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) const {
+    warp_mma<2>(d, a, b, [](uint32_t word, int e) {  // products exact in fp32
+      const uint16_t bits = uint16_t(word >> (16 * e));
+      __half h;
+      std::memcpy(&h, &bits, sizeof h);
+      return __half2float(h);
+    });
+  }
+
+ private:
+  // d += A (16 x K) B (K x 8), K = 8 E for E elements per word: each of the warp's threads
+  // computes its own four sums, in k order, from the whole A and B read back from the table by
+  // the PTX ISA's layout (A[i][k]: element k % E of word (i >= 8) + 2 (k >= K / 2) of lane
+  // 4 (i % 8) + (k % (K / 2)) / E; B[k][j]: element k % E of word (k >= K / 2) of lane
+  // 4 j + (k % (K / 2)) / E); the second barrier keeps the table until all have read.
+  template <int E, class D, class F>
+  void warp_mma(D (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2], F element) const {
+    constexpr int K = 8 * E, H = K / 2;
     HostThreads::Warp& w = warp();
     const int lane = t % 32;
     std::memcpy(w.a[lane], a, sizeof a);
     std::memcpy(w.b[lane], b, sizeof b);
     w.barrier.wait();
-    auto byte = [](uint32_t word, int k) { return int32_t(int8_t(word >> (8 * (k % 4)))); };
     for (int q = 0; q < 4; ++q) {
       const int i = lane / 4 + q / 2 * 8, j = lane % 4 * 2 + q % 2;
-      for (int k = 0; k < 32; ++k)
-        d[q] += byte(w.a[4 * (i % 8) + k % 16 / 4][(i >= 8) + 2 * (k >= 16)], k) *
-                byte(w.b[4 * j + k % 16 / 4][k >= 16], k);
+      for (int k = 0; k < K; ++k)
+        d[q] += element(w.a[4 * (i % 8) + k % H / E][(i >= 8) + 2 * (k >= H)], k % E) *
+                element(w.b[4 * j + k % H / E][k >= H], k % E);
     }
     w.barrier.wait();
   }
-
- private:
   HostThreads::Warp& warp() const { return threads->warps_[t / 32]; }
 };
 
@@ -143,6 +157,23 @@ static int scan_emu(const ScanArgs<T, Y, PH, S>& a) {
         for (int64_t b = 0; b < a.batch; ++b)
           for (int64_t d = 0; d < a.dim; ++d) scan_channel<T, Y, decltype(n)::value>(a, b, d);
       });
+}
+
+// The SSD scans: the chunked kernel's grid block after block (its shared memory one struct),
+// or the scans' kernels.
+template <class T, class Y, class S>
+static int ssd_emu(const ScanArgs<T, Y, true, S>& a) {
+  return ssd_dispatch(
+      a,
+      [&]() -> int {
+        std::vector<ChunkSmem> smem(1);
+        HostThreads(kChunkThreads).run([&](HostThread th) {
+          for (int64_t b = 0; b < a.batch; ++b)
+            for (int64_t h = 0; h < a.heads; ++h) chunk_block(a, b, h, smem[0], th);
+        });
+        return EDGEQ_OK;
+      },
+      [&] { return scan_emu(a); });
 }
 
 template <class T, class Bias>
@@ -214,7 +245,7 @@ EMU emu_edgeq_ssd_scan_f16(const H* x, const H* dt, const float* A, const H* B, 
                            float* state_out, int64_t batch, int64_t L, int64_t dim,
                            int64_t heads, int64_t groups, int64_t dstate, int32_t dt_softplus,
                            int32_t, void*) {
-  return scan_emu(ScanArgs<H, H, true>{x, dt, A, B, C, D, dt_bias, state, nullptr, y, state_out,
+  return ssd_emu(ScanArgs<H, H, true>{x, dt, A, B, C, D, dt_bias, state, nullptr, y, state_out,
                                        batch, L, dim, heads, groups, dstate, dt_softplus});
 }
 
@@ -224,7 +255,7 @@ EMU emu_edgeq_ssd_scan_int8(const int8_t* x, const int8_t* dt, const float* A, c
                             int64_t dim, int64_t heads, int64_t groups, int64_t dstate,
                             edgeq_scales x_scale, edgeq_scales dt_scale, edgeq_scales B_scale,
                             edgeq_scales C_scale, int32_t dt_softplus, int32_t, void*) {
-  return scan_emu(ScanArgs<int8_t, float, true, H>{x, dt, A, B, C, D, dt_bias, state, nullptr, y,
+  return ssd_emu(ScanArgs<int8_t, float, true, H>{x, dt, A, B, C, D, dt_bias, state, nullptr, y,
                                                    state_out, batch, L, dim, heads, groups,
                                                    dstate, dt_softplus,
                                                    {x_scale, dt_scale, B_scale, C_scale, {}}});

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from edgeq.ops import int4, reference
-from edgeq.runtime.cuda_kernels import check, max_scan_parts, symbol
+from edgeq.runtime.cuda_kernels import check, max_scan_parts, ssd_chunked, symbol
 from edgeq.runtime.kernels import Scales
 from edgeq.ops.table import (ADD_RMSNORM_INT8, CAUSAL_CONV1D, CAUSAL_CONV1D_INT8, HADAMARD_INT8,
                              LINEAR_W4A8, SELECTIVE_SCAN, SELECTIVE_SCAN_INT8, SSD_SCAN,
@@ -56,12 +56,14 @@ class Ssd:  # EdgeqSSDScan: dim = heads * P
     inplace: bool = False  # state_out is the state buffer
     per_channel: bool = False  # int8: x per channel, dt per head, B and C per group
     max_parts: int = 0  # as Scan's
+    chunked: bool = True  # False: prompts off the tensor-core kernel (EDGEQ_SSD_CHUNKED=0)
 
     def __str__(self):
         return (f"b{self.batch}-L{self.L}-h{self.heads}-p{self.P}-g{self.groups}-n{self.N}"
                 f"-c{self.chunk}{'' if self.softplus else '-nosp'}-{self.dtype}"
                 f"{'-inplace' if self.inplace else ''}{'-perchannel' if self.per_channel else ''}"
-                f"{f'-maxparts{self.max_parts}' if self.max_parts else ''}")
+                f"{f'-maxparts{self.max_parts}' if self.max_parts else ''}"
+                f"{'' if self.chunked else '-unchunked'}")
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,12 @@ SSD_SMALL = [
     Ssd(2, 9, 4, 16, groups=2, N=128, dtype="int8", per_channel=True),  # 8 threads per channel
     Ssd(2, 6, 2, 8, N=200, chunk=4),  # the sequential kernel (NMAX 256)
     Ssd(2, 9, 4, 16, groups=2, N=64, dtype="float16", max_parts=2),  # ... NMAX 64, by the cap
+    # prompts of two chunks and more on tensor cores: fp16 and int8, a chunk's part, heads of
+    # 16 to 64 channels, dstate 16 to 128, groups, in place
+    Ssd(1, 150, 2, 64, dtype="float16"), Ssd(2, 128, 4, 16, groups=2, N=32, dtype="int8"),
+    Ssd(1, 200, 4, 32, groups=2, N=64, dtype="int8", per_channel=True, inplace=True),
+    Ssd(2, 130, 2, 48, N=16, dtype="float16", inplace=True),
+    Ssd(1, 128, 2, 16, N=32, dtype="int8", chunked=False),  # the split-state kernel instead
 ]
 CONV_SMALL = [
     Conv(1, 1, MAMBA_130M), Conv(2, 7, MAMBA_130M), Conv(3, 2, 100, W=5), Conv(2, 40, 70, W=2),
@@ -197,7 +205,9 @@ SSD_GPU = SSD_SMALL + [
     for h, g in ((MAMBA2_130M_HEADS, 1), (MAMBA2_2_7B_HEADS, 8))
     for b, L in ((1, 1), (64, 1), (1, 1000), (4, 1000))] + [
     Ssd(64, 1, MAMBA2_2_7B_HEADS, 64, groups=8, dtype="int8", per_channel=True, inplace=True),
-    # long prompts on the sequential kernel too
+    # long prompts on the split-state and sequential kernels too
+    Ssd(1, 1000, MAMBA2_130M_HEADS, 64, dtype="float16", chunked=False),
+    Ssd(4, 1000, MAMBA2_2_7B_HEADS, 64, groups=8, dtype="int8", per_channel=True, chunked=False),
     Ssd(1, 1000, MAMBA2_130M_HEADS, 64, max_parts=1),
     Ssd(1, 1000, MAMBA2_2_7B_HEADS, 64, groups=8, dtype="int8", per_channel=True, max_parts=1)]
 CONV_GPU = CONV_SMALL + [
@@ -345,8 +355,8 @@ def ssd_inputs(c: Ssd, seed: int = 0) -> dict:
                 D=r(c.heads), dt_bias=bias, state=r(c.batch, dim, c.N) * 0.5)
 
 
-def run_ssd(lib, mem, c: Ssd, prefix: str = ""):
-    x = ssd_inputs(c)
+def run_ssd(lib, mem, c: Ssd, prefix: str = "", x: dict | None = None):
+    x = ssd_inputs(c) if x is None else x
     axes, scales, int8 = {"x": -1, "dt": -1, "B": -2, "C": -2}, {}, c.dtype == "int8"
     dim = c.heads * c.P
     if int8:  # EdgeqSSDScanInt8 is the fp scan of the dequantized inputs; an fp16 state
@@ -356,7 +366,7 @@ def run_ssd(lib, mem, c: Ssd, prefix: str = ""):
     p = {k: mem.put(_np(v)) for k, v in x.items()}
     y = mem.empty((c.batch, c.L, dim), "float32" if int8 else c.dtype)
     state_out = p["state"] if c.inplace else mem.empty((c.batch, dim, c.N), _np(x["state"]).dtype)
-    with max_scan_parts(c.max_parts):
+    with max_scan_parts(c.max_parts), ssd_chunked(c.chunked):
         rc = getattr(lib, prefix + symbol(SSD_SCAN_INT8 if int8 else SSD_SCAN, c.dtype))(
             *[p[k] for k in x], y, state_out, c.batch, c.L, dim, c.heads, c.groups, c.N,
             *[_scales_arg(mem, s) for s in scales.values()], c.softplus, c.chunk, None)

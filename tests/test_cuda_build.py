@@ -176,6 +176,17 @@ def test_ssd_kernel_code_on_cpu(emulated, case):
     kc.run_ssd(emulated, kc.HostMem(), case, prefix="emu_")
 
 
+def test_ssd_chunked_kernel_code_on_edge_values(emulated):
+    # the tensor-core kernel's fp32 operands beyond fp16's range (a state of 1e6) or in its
+    # subnormals (a state of 1e-6, inputs of 1e-4): its power-of-two row scales keep both
+    c = kc.Ssd(1, 130, 2, 16, N=32, dtype="float16")
+    for state, inputs in ((2e6, 1), (2e-6, 1e-4)):
+        x = kc.ssd_inputs(c)
+        x["state"] *= state
+        x["x"] *= inputs
+        kc.run_ssd(emulated, kc.HostMem(), c, prefix="emu_", x=x)
+
+
 @pytest.mark.parametrize("case", kc.CONV_SMALL, ids=str)
 def test_conv_kernel_code_on_cpu(emulated, case):
     kc.run_conv(emulated, kc.HostMem(), case, prefix="emu_")

@@ -23,7 +23,9 @@ above, where the tiled kernel runs; at decode the bound is the bytes: the packed
 scales, read once), the speed-up over PyTorch, int8 prefill scan time / fp16 prefill scan time
 (both scans), and for the scans' prompts the speed-up of the kernel the library picks (the
 time-parallel one where batch x channels leave the GPU idle, the split-state one for Mamba-2's
-d_state) over one thread per channel (EDGEQ_SCAN_MAX_PARTS=1), in the same run. Peak GB/s:
+d_state, the SSD scan's tensor-core chunked one for fp16 and int8 prompts of 128 tokens and
+more) over one thread per channel (EDGEQ_SCAN_MAX_PARTS=1), and for the SSD scan's prompts over
+the split-state kernel (EDGEQ_SSD_CHUNKED=0), in the same run. Peak GB/s:
 memory clock x bus width x 2 (DDR) from the device attributes, or --peak-gbs; peak FLOP/s: SMs x
 fp32 lanes x 2 x clock, or --peak-gflops; int8 tensor-core peak: SMs x the architecture's dense
 int8 ops per SM and clock x clock, or --peak-int8-gops (sm_90's rate is wgmma's; the kernel's
@@ -387,20 +389,23 @@ def run(args, dev: dict) -> list[dict]:
     timer, rows = Timer(), []
     rng = np.random.default_rng(0)
     for op, dtype, shape, width in cases(args.widths, args.quick):
-        case, buf, sequential_ms = make(op, dtype, shape, rng), Buffers(), None
+        case, buf, other = make(op, dtype, shape, rng), Buffers(), {}
         try:
             launch = kernel_call(lib, op, dtype, shape, case, buf, timer.stream)
             ms = timer.graph_ms(launch)
             if op in ("scan", "ssd") and shape[1] > 1:  # prompts: also on the sequential kernel
                 with cuda_kernels.max_scan_parts(1):
-                    sequential_ms = timer.graph_ms(launch)
+                    other["sequential"] = timer.graph_ms(launch)
+            if op == "ssd" and shape[1] > 1:  # and off the tensor-core chunked one
+                with cuda_kernels.ssd_chunked(False):
+                    other["split"] = timer.graph_ms(launch)
         finally:
             buf.free()
         row = dict(op=op, dtype=dtype, shape=list(shape), d_inner=width, ms=ms,
                    bytes=case["nbytes"], flops=case["flops"])
-        if sequential_ms is not None:
-            row["sequential_ms"] = sequential_ms
-            row["speedup_vs_sequential"] = sequential_ms / ms
+        for kernel, other_ms in other.items():
+            row[f"{kernel}_ms"] = other_ms
+            row[f"speedup_vs_{kernel}"] = other_ms / ms
         row["gbs"] = case["nbytes"] / ms / 1e6
         row["gflops"] = case["flops"] / ms / 1e6
         peak_gflops = dev["peak_int8_gops"] if case.get("tensor_cores") else \
@@ -417,8 +422,7 @@ def run(args, dev: dict) -> list[dict]:
         print(f"{op:8} {dtype:7} {str(tuple(shape)):18} {ms * 1e3:9.1f} us {row['gbs']:7.1f} GB/s"
               f" {100 * row['roofline_fraction']:5.1f} % roofline"
               + (f"  x{row['speedup_vs_torch']:.1f} vs torch" if "torch_ms" in row else "")
-              + (f"  x{row['speedup_vs_sequential']:.2f} vs sequential"
-                 if sequential_ms is not None else ""), flush=True)
+              + "".join(f"  x{row[f'speedup_vs_{k}']:.2f} vs {k}" for k in other), flush=True)
     fp16 = {(r["op"], tuple(r["shape"])): r["ms"] for r in rows if r["dtype"] == "float16"}
     for r in rows:  # the scans' prefill, int8 against fp16
         if r["op"] in ("scan", "ssd") and r["dtype"] == "int8" and r["shape"][1] > 1:
@@ -435,14 +439,16 @@ def markdown(dev: dict, rows: list[dict]) -> str:
            "from a CUDA graph (no launch overhead); PyTorch eager, fp32 math, same stream. "
            "Roofline: max(bytes / peak GB/s, FLOPs / peak FLOP/s) over the time.", "",
            "| op | dtype | shape | d_inner | us | GB/s | GFLOP/s | roofline | vs PyTorch "
-           "| int8 / fp16 | vs sequential |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| int8 / fp16 | vs sequential | vs split |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         vs = f"x{r['speedup_vs_torch']:.1f}" if "speedup_vs_torch" in r else "n/a"
         ratio = f"{r['int8_over_fp16']:.2f}" if "int8_over_fp16" in r else ""
-        seq = f"x{r['speedup_vs_sequential']:.2f}" if "speedup_vs_sequential" in r else ""
+        seq, split = (f"x{r[f'speedup_vs_{k}']:.2f}" if f"speedup_vs_{k}" in r else ""
+                      for k in ("sequential", "split"))
         out.append(f"| {r['op']} | {r['dtype']} | {'x'.join(map(str, r['shape']))} | "
                    f"{r['d_inner']} | {r['ms'] * 1e3:.1f} | {r['gbs']:.1f} | {r['gflops']:.1f} | "
-                   f"{100 * r['roofline_fraction']:.1f} % | {vs} | {ratio} | {seq} |")
+                   f"{100 * r['roofline_fraction']:.1f} % | {vs} | {ratio} | {seq} | {split} |")
     return "\n".join(out) + "\n"
 
 

@@ -70,22 +70,33 @@ def call(name: str, *args, lib: ctypes.CDLL | None = None) -> None:
 
 
 @contextlib.contextmanager
-def max_scan_parts(cap: int):
-    """EDGEQ_SCAN_MAX_PARTS=cap for the scans launched inside: the most threads a prompt's
-    channel is cut over, in time or in states (plugins/selective_scan); 1 keeps prompts on the
-    sequential kernel; 0 leaves the environment as it is."""
-    if not cap:
+def _env(name: str, value: str | None):
+    """Environment variable `name` set to `value` inside (None: left as it is)."""
+    if value is None:
         yield
         return
-    old = os.environ.get("EDGEQ_SCAN_MAX_PARTS")
-    os.environ["EDGEQ_SCAN_MAX_PARTS"] = str(cap)
+    old = os.environ.get(name)
+    os.environ[name] = value
     try:
         yield
     finally:
         if old is None:
-            del os.environ["EDGEQ_SCAN_MAX_PARTS"]
+            del os.environ[name]
         else:
-            os.environ["EDGEQ_SCAN_MAX_PARTS"] = old
+            os.environ[name] = old
+
+
+def max_scan_parts(cap: int):
+    """EDGEQ_SCAN_MAX_PARTS=cap for the scans launched inside: the most threads a prompt's
+    channel is cut over, in time or in states (plugins/selective_scan); 1 keeps prompts on the
+    sequential kernel; 0 leaves the environment as it is."""
+    return _env("EDGEQ_SCAN_MAX_PARTS", str(cap) if cap else None)
+
+
+def ssd_chunked(on: bool):
+    """EDGEQ_SSD_CHUNKED=0 inside unless `on`: the SSD scans' prompts off the tensor-core
+    chunked kernel (plugins/ssd_scan), onto the split-state one."""
+    return _env("EDGEQ_SSD_CHUNKED", None if on else "0")
 
 
 def no_gpu_reason() -> str:

@@ -103,7 +103,7 @@ inline bool aligned16(const void* p, const void* q) {
 }
 
 // The kernels whose threads cooperate beyond a block sum (the tiled W4A8 linear, the scans'
-// split-state and time-parallel kernels) are written against a Thread: index() in the block,
+// split-state, time-parallel and chunked kernels) are written against a Thread: index() in the block,
 // sync() the block's barrier, and the warp's collectives (shuffles: shfl reads src_lane's v).
 // tests/cuda_host_emu.cu runs the same code with a CPU Thread whose threads are real threads.
 struct GpuThread {
@@ -121,6 +121,14 @@ struct GpuThread {
         "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 "
         "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
         : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  }
+  // d += A (16 x 16 fp16, row) x B (16 x 8 fp16, col), fp32 sums, in the same ISA's layout
+  __device__ void mma_f16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) const {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
   }
 };

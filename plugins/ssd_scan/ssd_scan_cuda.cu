@@ -5,10 +5,11 @@
 // once, rounded once per call). EdgeqSelectiveScan's kernels: decode, and prompts with Mamba-2's
 // dstate (64-128), split each state row over several threads; smaller dstate scans sequentially
 // over time, one thread per (batch, channel), or time-parallel where that leaves the GPU idle.
-// Results differ from the chunked torch reference by fp32 rounding only. The chunked SSD algorithm
-// (matmuls inside chunks of chunk_size tokens, tensor cores for long prefill) is future work, so
-// chunk_size is accepted and ignored (it is a kernel choice, not semantics).
-#include "../selective_scan/selective_scan_cuda.cuh"
+// fp16 and int8 prompts of two chunks and more take the chunked SSD kernel on tensor cores
+// (ssd_chunk_cuda.cuh) where their shapes fit it. Results differ from the chunked torch reference
+// by fp32 rounding only. The kernels choose their own chunking, so chunk_size is accepted and
+// ignored (it is a kernel choice, not semantics).
+#include "ssd_chunk_cuda.cuh"
 
 extern "C" int edgeq_ssd_scan_f32(const float* x, const float* dt, const float* A, const float* B,
                                   const float* C, const float* D, const float* dt_bias,
@@ -31,7 +32,7 @@ extern "C" int edgeq_ssd_scan_f16(const edgeq_half* x, const edgeq_half* dt, con
                                   int32_t dt_softplus, int32_t /*chunk_size*/, void* stream) {
   using namespace edgeq_cuda;
   using H = __half;
-  return scan_launch(
+  return ssd_launch(
       ScanArgs<H, H, true>{reinterpret_cast<const H*>(x), reinterpret_cast<const H*>(dt), A,
                            reinterpret_cast<const H*>(B), reinterpret_cast<const H*>(C), D,
                            dt_bias, state, nullptr, reinterpret_cast<H*>(y), state_out, batch, L,
@@ -49,10 +50,10 @@ extern "C" int edgeq_ssd_scan_int8(const int8_t* x, const int8_t* dt, const floa
                                    int32_t dt_softplus, int32_t /*chunk_size*/, void* stream) {
   using namespace edgeq_cuda;
   using H = __half;
-  return scan_launch(ScanArgs<int8_t, float, true, H>{x, dt, A, B, C, D, dt_bias,
-                                                      reinterpret_cast<const H*>(state), nullptr,
-                                                      y, reinterpret_cast<H*>(state_out), batch,
-                                                      L, dim, heads, groups, dstate, dt_softplus,
-                                                      {x_scale, dt_scale, B_scale, C_scale, {}}},
+  return ssd_launch(ScanArgs<int8_t, float, true, H>{x, dt, A, B, C, D, dt_bias,
+                                                     reinterpret_cast<const H*>(state), nullptr,
+                                                     y, reinterpret_cast<H*>(state_out), batch,
+                                                     L, dim, heads, groups, dstate, dt_softplus,
+                                                     {x_scale, dt_scale, B_scale, C_scale, {}}},
                      stream);
 }

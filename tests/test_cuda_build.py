@@ -178,9 +178,10 @@ def test_ssd_kernel_code_on_cpu(emulated, case):
 
 def test_ssd_chunked_kernel_code_on_edge_values(emulated):
     # the tensor-core kernel's fp32 operands beyond fp16's range (a state of 1e6) or in its
-    # subnormals (a state of 1e-6, inputs of 1e-4): its power-of-two row scales keep both
+    # subnormals (a state of 1e-6, inputs of 1e-4): its power-of-two row scales keep both; a
+    # state of 1e-36 (below 2^-113, a row scale past fp32's range) stays finite
     c = kc.Ssd(1, 130, 2, 16, N=32, dtype="float16")
-    for state, inputs in ((2e6, 1), (2e-6, 1e-4)):
+    for state, inputs in ((2e6, 1), (2e-6, 1e-4), (2e-36, 1)):
         x = kc.ssd_inputs(c)
         x["state"] *= state
         x["x"] *= inputs

@@ -52,8 +52,12 @@ EDGEQ_CUDA_HD uint32_t half2_bits(__half lo, __half hi) {
   return uint32_t(l) | uint32_t(h) << 16;
 }
 
-// A power of two that brings a row whose largest magnitude is m to [2^14, 2^15)
-EDGEQ_CUDA_HD float row_up(float m) { return m > 0.f ? ldexpf(1.f, 14 - ilogbf(m)) : 1.f; }
+// A power of two that brings a row whose largest magnitude is m to [2^14, 2^15), at most 2^127:
+// a row below 2^-113 would otherwise scale by inf (and its zeros to NaN); it stays small, exactly
+EDGEQ_CUDA_HD float row_up(float m) {
+  const int e = m > 0.f ? 14 - ilogbf(m) : 0;
+  return ldexpf(1.f, e < 127 ? e : 127);
+}
 
 // Two fp16 values of a fragment register: exact ones, or the hi or lo part of fp32 ones
 EDGEQ_CUDA_HD uint32_t pair(float v0, float v1, bool lo) {
@@ -232,8 +236,10 @@ int ssd_launch(const ScanArgs<T, Y, true, S>& a, void* stream) {
         const int bytes = int(sizeof(ChunkSmem));  // above the 48 KB default: opted in
         if (cudaFuncSetAttribute(chunk_kernel<T, Y, S>,
                                  cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 bytes) != cudaSuccess)
+                                 bytes) != cudaSuccess) {
+          cudaGetLastError();  // not left to the next launch's status
           return EDGEQ_CUDA_ERROR;
+        }
         chunk_kernel<<<dim3(unsigned(a.heads), unsigned(a.batch)), kChunkThreads, bytes,
                        static_cast<cudaStream_t>(stream)>>>(a);
         return launch_status();

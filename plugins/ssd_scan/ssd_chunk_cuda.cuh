@@ -205,7 +205,7 @@ EDGEQ_CUDA_HD void chunk_block(const ScanArgs<T, Y, true, S>& a, int64_t b, int6
       for (int q = 0; q < 4; ++q) {
         const int p = tm + g + 8 * (q / 2), n = tn + 2 * c + q % 2;
         float& s = sm.S[p * N + n];
-        s = decay * s + d[q] / sm.up_m[p] * a.channel(d0 + p).su * ch.sB;
+        s = decay * s + d[q] / sm.up_m[p] * a.sc.u.at(d0 + p) * ch.sB;
       }
     }
   }

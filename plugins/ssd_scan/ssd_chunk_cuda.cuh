@@ -23,14 +23,18 @@ constexpr int kChunkWarps = kChunkThreads / 32;
 constexpr int64_t kChunkMaxP = 64, kChunkMaxN = 128;  // Mamba-2's headdim and largest dstate
 static_assert(kChunkMaxP <= kChunk, "the x dt weights [P, chunk] reuse M's [chunk, chunk]");
 
+constexpr int kPad = 8;  // elements after each shared row: conflict-free fragment loads
+
 struct ChunkSmem {
-  float S[kChunkMaxP * kChunkMaxN];  // the head's state [P, N]
-  float M[kChunk * kChunk];          // M [t, s]; then the x dt weights W [p, s]
-  __half X[kChunk * kChunkMaxP];     // the chunk's x [t, p] (int8: its integer values)
-  __half B[kChunk * kChunkMaxN], C[kChunk * kChunkMaxN];  // [t, n] (int8: integer values)
+  float S[kChunkMaxP * (kChunkMaxN + kPad)];  // the head's state [P, N]
+  float M[kChunk * (kChunk + kPad)];          // M [t, s]; then the x dt weights W [p, s]
+  __half X[kChunk * (kChunkMaxP + kPad)];     // the chunk's x [t, p] (int8: its integer values)
+  __half B[kChunk * (kChunkMaxN + kPad)], C[kChunk * (kChunkMaxN + kPad)];  // [t, n] (int8: integers)
   float dt[kChunk], cum[kChunk];
   float up_m[kChunk], up_s[kChunkMaxP];  // power-of-two scales of M's (W's) and S's rows
 };
+static_assert(sizeof(ChunkSmem) <= 99 * 1024, "sm_86/89's opt-in limit of shared memory per block");
+static_assert(kChunk == 64, "cum's scan: two tokens per lane of a warp");
 
 // The chunked kernel takes fp16 and int8 prompts of at least two chunks whose head fits the
 // shared state and the mma tiles, with softplus time steps (decays at most 1, as the
@@ -59,32 +63,46 @@ EDGEQ_CUDA_HD float row_up(float m) {
   return ldexpf(1.f, e < 127 ? e : 127);
 }
 
-// Two fp16 values of a fragment register: exact ones, or the hi or lo part of fp32 ones
-EDGEQ_CUDA_HD uint32_t pair(float v0, float v1, bool lo) {
-  const __half h0 = __float2half_rn(v0), h1 = __float2half_rn(v1);
-  if (!lo) return half2_bits(h0, h1);
-  return half2_bits(__float2half_rn(v0 - __half2float(h0)), __float2half_rn(v1 - __half2float(h1)));
+// m16n8k16 fragments (PTX ISA), lane = 4 g + c: A [16, 16] row-major, register r holds row
+// g + 8 (r % 2) at k = 2 c + 8 (r / 2) and the next k; B [16, 8] holds, in register r, column g
+// at k = 2 c + 8 r and the next; the sums d[q] are row g + 8 (q / 2), column 2 c + q % 2.
+// frag_at gives register r's row (A, R = 4) or column (B, R = 2) and first k.
+template <int R>
+EDGEQ_CUDA_HD void frag_at(int r, int lane, int& mn, int& k) {
+  mn = lane / 4 + (R == 4 ? 8 * (r % 2) : 0);
+  k = 2 * (lane % 4) + 8 * (R == 4 ? r / 2 : r);
 }
 
-// m16n8k16 fragments (PTX ISA): lane = 4 g + c; A [16, 16] row-major, register r holds row
-// g + 8 (r % 2), columns 2 c + 8 (r / 2) and the next; B [16, 8] holds, in register r, column g
-// and rows 2 c + 8 r and the next; the sums d[q] are row g + 8 (q / 2), column 2 c + q % 2.
-// a(i, k) and b(k, j) read the operands' values (fp32 unless exact).
-template <class FA>
-EDGEQ_CUDA_HD void frag_a(uint32_t (&r)[4], int lane, FA a, bool lo) {
-  const int g = lane / 4, c = lane % 4;
+// Rows padded by kPad (N + 8, P + 8, 64 + 8: odd multiples of 8 elements, for P and N
+// multiples of 16) make every fragment load below conflict-free: lane 4 g + c reads the word
+// at g (N + 8) / 2 + c of a row-major fp16 tile (banks 4 g + c times an odd number), the
+// halves at 2 c (P + 8) + g down a column, or the fp32 pair at g (N + 8) + 2 c (64-bit loads,
+// a half warp at a time).
+
+// A fragment of exact fp16 values: f(row or column, k) gives the register (two values' bits).
+template <int R, class F>
+EDGEQ_CUDA_HD void frag(uint32_t (&reg)[R], int lane, F f) {
 #pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const int row = g + 8 * (i % 2), col = 2 * c + 8 * (i / 2);
-    r[i] = pair(a(row, col), a(row, col + 1), lo);
+  for (int r = 0; r < R; ++r) {
+    int mn, k;
+    frag_at<R>(r, lane, mn, k);
+    reg[r] = f(mn, k);
   }
 }
 
-template <class FB>
-EDGEQ_CUDA_HD void frag_b(uint32_t (&r)[2], int lane, FB b, bool lo) {
-  const int g = lane / 4, c = lane % 4;
+// A fragment of fp32 values, f giving the two as a float2: hi = fp16(v) and lo = fp16(v - hi)
+template <int R, class F>
+EDGEQ_CUDA_HD void frag_split(uint32_t (&hi)[R], uint32_t (&lo)[R], int lane, F f) {
 #pragma unroll
-  for (int i = 0; i < 2; ++i) r[i] = pair(b(2 * c + 8 * i, g), b(2 * c + 8 * i + 1, g), lo);
+  for (int r = 0; r < R; ++r) {
+    int mn, k;
+    frag_at<R>(r, lane, mn, k);
+    const float2 v = f(mn, k);
+    const __half h0 = __float2half_rn(v.x), h1 = __float2half_rn(v.y);
+    hi[r] = half2_bits(h0, h1);
+    lo[r] = half2_bits(__float2half_rn(v.x - __half2float(h0)),
+                       __float2half_rn(v.y - __half2float(h1)));
+  }
 }
 
 #pragma nv_exec_check_disable  // Thread decides where it runs (the emulator's is host-only)
@@ -93,30 +111,50 @@ EDGEQ_CUDA_HD void chunk_block(const ScanArgs<T, Y, true, S>& a, int64_t b, int6
                                ChunkSmem& sm, const Thread& th) {
   const int i = th.index(), warp = i / 32, lane = i % 32, g = lane / 4, c = lane % 4;
   const int64_t P = a.dim / a.heads, N = a.dstate, d0 = h * P;
+  const int64_t ls = N + kPad, lx = P + kPad;  // row strides of S, B, C and of X
+  constexpr int lm = kChunk + kPad;             // of M and W
   const ScanChannel ch = a.channel(d0);  // the head's: its bias, A, D, dt, B and C scales
   const float A = a.A_at(h, 0), sBC = ch.sB * ch.sC;
   auto raw = [](T v) { return to_f(v, 1.f); };  // int8: the integer value, exact in fp16
-  auto hf = [](__half v) { return __half2float(v); };
+  auto word = [](const __half* v) { return load_as<uint32_t>(v); };  // two values along a row
+  auto column = [](const __half* v, int64_t ld) { return half2_bits(v[0], v[ld]); };
+  auto scaled = [](const float* v, float up) {
+    const float2 u = load_as<float2>(v);
+    return make_float2(u.x * up, u.y * up);
+  };
+  auto warp_max = [&](const float* v, int64_t n) {  // |v|'s largest, in every lane of the warp
+    float m = 0.f;
+    for (int64_t k = lane; k < n; k += 32) m = fmaxf(m, fabsf(v[k]));
+    for (int o = 16; o > 0; o /= 2) m = fmaxf(m, th.shfl_xor(m, o));
+    return m;
+  };
   for (int64_t k = i; k < P * N; k += kChunkThreads)
-    sm.S[k] = to_f(a.state[(b * a.dim + d0) * N + k]);
+    sm.S[k / N * ls + k % N] = to_f(a.state[(b * a.dim + d0) * N + k]);
   for (int64_t t0 = 0; t0 < a.L; t0 += kChunk) {
     const int64_t row0 = b * a.L + t0;
     const int Q = int(a.L - t0 < kChunk ? a.L - t0 : kChunk);  // past Q: zeros, dt 0
     th.sync();  // the chunk before is done with the tiles
     for (int64_t k = i; k < kChunk * P; k += kChunkThreads) {
       const int64_t t = k / P, p = k % P;
-      sm.X[k] = __float2half_rn(t < Q ? raw(a.u[(row0 + t) * a.dim + d0 + p]) : 0.f);
+      sm.X[t * lx + p] = __float2half_rn(t < Q ? raw(a.u[(row0 + t) * a.dim + d0 + p]) : 0.f);
     }
     for (int64_t k = i; k < kChunk * N; k += kChunkThreads) {
-      const int64_t t = k / N, at = a.bc_at(row0 + t, ch) + k % N;
-      sm.B[k] = __float2half_rn(t < Q ? raw(a.B[at]) : 0.f);
-      sm.C[k] = __float2half_rn(t < Q ? raw(a.C[at]) : 0.f);
+      const int64_t t = k / N, n = k % N, at = a.bc_at(row0 + t, ch) + n;
+      sm.B[t * ls + n] = __float2half_rn(t < Q ? raw(a.B[at]) : 0.f);
+      sm.C[t * ls + n] = __float2half_rn(t < Q ? raw(a.C[at]) : 0.f);
     }
     if (i < kChunk) sm.dt[i] = i < Q ? a.dt_at(row0 + i, ch) : 0.f;
     th.sync();
-    if (i == 0) {  // 64 adds: not worth a parallel scan
-      float sum = 0.f;
-      for (int t = 0; t < kChunk; ++t) sm.cum[t] = sum += sm.dt[t] * A;
+    if (warp == 0) {  // cum: a scan over the warp's lanes, two tokens each
+      const float a0 = sm.dt[2 * lane] * A, a1 = a0 + sm.dt[2 * lane + 1] * A;
+      float s = a1;
+      for (int o = 1; o < 32; o *= 2) {
+        const float v = th.shfl(s, lane >= o ? lane - o : lane);
+        if (lane >= o) s += v;
+      }
+      const float before = th.shfl(s, lane > 0 ? lane - 1 : 0);
+      sm.cum[2 * lane] = (lane > 0 ? before : 0.f) + a0;
+      sm.cum[2 * lane + 1] = (lane > 0 ? before : 0.f) + a1;
     }
     th.sync();
     // M = C B^T, masked and decayed: 4 x 8 tiles of 16 x 8, those on or below the diagonal
@@ -126,53 +164,46 @@ EDGEQ_CUDA_HD void chunk_block(const ScanArgs<T, Y, true, S>& a, int64_t b, int6
       if (tn <= tm + 15)
         for (int64_t k0 = 0; k0 < N; k0 += 16) {
           uint32_t fa[4], fb[2];
-          frag_a(fa, lane, [&](int r, int k) { return hf(sm.C[(tm + r) * N + k0 + k]); }, false);
-          frag_b(fb, lane, [&](int k, int j) { return hf(sm.B[(tn + j) * N + k0 + k]); }, false);
+          frag(fa, lane, [&](int r, int k) { return word(&sm.C[(tm + r) * ls + k0 + k]); });
+          frag(fb, lane, [&](int j, int k) { return word(&sm.B[(tn + j) * ls + k0 + k]); });
           th.mma_f16(d, fa, fb);
         }
       for (int q = 0; q < 4; ++q) {
         const int t = tm + g + 8 * (q / 2), s = tn + 2 * c + q % 2;
-        sm.M[t * kChunk + s] = s <= t ? d[q] * sBC * expf(sm.cum[t] - sm.cum[s]) * sm.dt[s] : 0.f;
+        sm.M[t * lm + s] = s <= t ? d[q] * sBC * expf(sm.cum[t] - sm.cum[s]) * sm.dt[s] : 0.f;
       }
     }
     th.sync();
-    auto row_max = [](const float* v, int64_t n) {
-      float m = 0.f;
-      for (int64_t k = 0; k < n; ++k) m = fmaxf(m, fabsf(v[k]));
-      return m;
-    };
-    if (i < kChunk) sm.up_m[i] = row_up(row_max(sm.M + i * kChunk, kChunk));
-    else if (i - kChunk < P) sm.up_s[i - kChunk] = row_up(row_max(sm.S + (i - kChunk) * N, N));
+    for (int r = warp; r < kChunk + P; r += kChunkWarps) {  // a warp per row of M, then of S
+      const float m = r < kChunk ? warp_max(sm.M + r * lm, kChunk) : warp_max(sm.S + (r - kChunk) * ls, N);
+      if (lane == 0) (r < kChunk ? sm.up_m[r] : sm.up_s[r - kChunk]) = row_up(m);
+    }
     th.sync();
     // y: 4 x (P / 8) tiles of 16 x 8 over (t, p)
     for (int tile = warp; tile < (kChunk / 16) * int(P / 8); tile += kChunkWarps) {
       const int tm = tile / int(P / 8) * 16, tn = tile % int(P / 8) * 8;
       float dy[4] = {}, ds[4] = {};  // M x, and C S^T
       for (int k0 = 0; k0 <= tm; k0 += 16) {  // M is zero above the diagonal
-        uint32_t fb[2];
-        frag_b(fb, lane, [&](int k, int j) { return hf(sm.X[(k0 + k) * P + tn + j]); }, false);
-        for (int lo = 0; lo < 2; ++lo) {
-          uint32_t fa[4];
-          frag_a(fa, lane, [&](int r, int k) {
-            return sm.M[(tm + r) * kChunk + k0 + k] * sm.up_m[tm + r]; }, lo);
-          th.mma_f16(dy, fa, fb);
-        }
+        uint32_t hi[4], lo[4], fb[2];
+        frag(fb, lane, [&](int j, int k) { return column(&sm.X[(k0 + k) * lx + tn + j], lx); });
+        frag_split(hi, lo, lane, [&](int r, int k) {
+          return scaled(&sm.M[(tm + r) * lm + k0 + k], sm.up_m[tm + r]); });
+        th.mma_f16(dy, hi, fb);
+        th.mma_f16(dy, lo, fb);
       }
       for (int64_t k0 = 0; k0 < N; k0 += 16) {
-        uint32_t fa[4];
-        frag_a(fa, lane, [&](int r, int k) { return hf(sm.C[(tm + r) * N + k0 + k]); }, false);
-        for (int lo = 0; lo < 2; ++lo) {
-          uint32_t fb[2];
-          frag_b(fb, lane, [&](int k, int j) {
-            return sm.S[(tn + j) * N + k0 + k] * sm.up_s[tn + j]; }, lo);
-          th.mma_f16(ds, fa, fb);
-        }
+        uint32_t fa[4], hi[2], lo[2];
+        frag(fa, lane, [&](int r, int k) { return word(&sm.C[(tm + r) * ls + k0 + k]); });
+        frag_split(hi, lo, lane, [&](int j, int k) {
+          return scaled(&sm.S[(tn + j) * ls + k0 + k], sm.up_s[tn + j]); });
+        th.mma_f16(ds, fa, hi);
+        th.mma_f16(ds, fa, lo);
       }
       for (int q = 0; q < 4; ++q) {
         const int t = tm + g + 8 * (q / 2), p = tn + 2 * c + q % 2;
         if (t >= Q) continue;
         const ScanChannel cp = a.channel(d0 + p);
-        const float x = __half2float(sm.X[t * P + p]) * cp.su;
+        const float x = __half2float(sm.X[t * lx + p]) * cp.su;
         const float diag = dy[q] / sm.up_m[t] * cp.su;
         a.write_y(row0 + t, cp, diag + ds[q] * ch.sC * expf(sm.cum[t]) / sm.up_s[p], x);
       }
@@ -182,10 +213,13 @@ EDGEQ_CUDA_HD void chunk_block(const ScanArgs<T, Y, true, S>& a, int64_t b, int6
     float* W = sm.M;
     for (int64_t k = i; k < P * kChunk; k += kChunkThreads) {
       const int64_t p = k / kChunk, s = k % kChunk;
-      W[k] = __half2float(sm.X[s * P + p]) * expf(end - sm.cum[s]) * sm.dt[s];
+      W[p * lm + s] = __half2float(sm.X[s * lx + p]) * expf(end - sm.cum[s]) * sm.dt[s];
     }
     th.sync();
-    if (i < P) sm.up_m[i] = row_up(row_max(W + i * kChunk, kChunk));
+    for (int r = warp; r < P; r += kChunkWarps) {
+      const float m = warp_max(W + r * lm, kChunk);
+      if (lane == 0) sm.up_m[r] = row_up(m);
+    }
     th.sync();
     // S: (P / 16) x (N / 8) tiles of 16 x 8 over (p, n); a thread owns its tiles' states
     const float decay = expf(end);
@@ -193,29 +227,29 @@ EDGEQ_CUDA_HD void chunk_block(const ScanArgs<T, Y, true, S>& a, int64_t b, int6
       const int tm = tile / int(N / 8) * 16, tn = tile % int(N / 8) * 8;
       float d[4] = {};
       for (int k0 = 0; k0 < kChunk; k0 += 16) {
-        uint32_t fb[2];
-        frag_b(fb, lane, [&](int k, int j) { return hf(sm.B[(k0 + k) * N + tn + j]); }, false);
-        for (int lo = 0; lo < 2; ++lo) {
-          uint32_t fa[4];
-          frag_a(fa, lane, [&](int r, int k) {
-            return W[(tm + r) * kChunk + k0 + k] * sm.up_m[tm + r]; }, lo);
-          th.mma_f16(d, fa, fb);
-        }
+        uint32_t hi[4], lo[4], fb[2];
+        frag(fb, lane, [&](int j, int k) { return column(&sm.B[(k0 + k) * ls + tn + j], ls); });
+        frag_split(hi, lo, lane, [&](int r, int k) {
+          return scaled(&W[(tm + r) * lm + k0 + k], sm.up_m[tm + r]); });
+        th.mma_f16(d, hi, fb);
+        th.mma_f16(d, lo, fb);
       }
       for (int q = 0; q < 4; ++q) {
         const int p = tm + g + 8 * (q / 2), n = tn + 2 * c + q % 2;
-        float& s = sm.S[p * N + n];
+        float& s = sm.S[p * ls + n];
         s = decay * s + d[q] / sm.up_m[p] * a.sc.u.at(d0 + p) * ch.sB;
       }
     }
   }
   th.sync();
   for (int64_t k = i; k < P * N; k += kChunkThreads)
-    a.state_out[(b * a.dim + d0) * N + k] = from_f<S>(sm.S[k]);
+    a.state_out[(b * a.dim + d0) * N + k] = from_f<S>(sm.S[k / N * ls + k % N]);
 }
 
+// One block per SM is what its shared memory allows on sm_86/87/89: the registers it frees let
+// ptxas keep the fragments without spilling (it spilled up to 28 B at its default target)
 template <class T, class Y, class S>
-__global__ void __launch_bounds__(kChunkThreads) chunk_kernel(ScanArgs<T, Y, true, S> a) {
+__global__ void __launch_bounds__(kChunkThreads, 1) chunk_kernel(ScanArgs<T, Y, true, S> a) {
   extern __shared__ __align__(16) unsigned char smem[];
   chunk_block(a, blockIdx.y, blockIdx.x, *reinterpret_cast<ChunkSmem*>(smem), GpuThread{});
 }

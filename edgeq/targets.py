@@ -80,8 +80,8 @@ def estimate(cfg: MambaConfig, target: dict, recipe: str = "fp16", prompt_len: i
     d = cfg.d_model
     head = cfg.vocab_size * d * p["head"]  # lm_head is read whole every token
     decode_bytes = weights + head + batch * d * p["head"] + 2 * state  # states read and written
-    flops_per_token = 2 * (layer_matrix + cfg.vocab_size * d)
-    prefill_flops = flops_per_token * prompt_len * batch
+    # the prompt's tokens through the layers, lm_head once (the last position's logits)
+    prefill_flops = 2 * (layer_matrix * prompt_len + cfg.vocab_size * d) * batch
     # seconds per FLOP: int8 and fp16 layers in their shares
     per_flop = (1 - p["a16"]) / target["int8_tops_dense"] + p["a16"] / target["fp16_tflops_dense"]
     label = recipe + (" h2t" if h2t else "") \

@@ -3,6 +3,7 @@ import numpy as np
 import onnx
 import pytest
 
+from edgeq.errors import EdgeqError
 from edgeq.export import onnx_export
 from edgeq.models import load_model
 from edgeq.ops.table import BY_NAME, DOMAIN
@@ -27,7 +28,7 @@ def test_graph_structure(exported):
     model, proto = exported()
     onnx.checker.check_model(proto, full_check=True)
     n = model.cfg.n_layer
-    assert [i.name for i in proto.graph.input] == ["input_ids", *onnx_export.state_names(n)]
+    assert [i.name for i in proto.graph.input] == ["input_ids", "logits_at", *onnx_export.state_names(n)]
     assert [o.name for o in proto.graph.output] == ["logits", *onnx_export.state_names(n, "_out")]
     custom = [node for node in proto.graph.node if node.domain == DOMAIN]
     assert sorted(node.op_type for node in custom) == sorted(["EdgeqSelectiveScan", "EdgeqCausalConv1d"] * n)
@@ -48,7 +49,8 @@ def test_axes_are_symbolic(exported):
     _, proto = exported()
     dims = {v.name: v.type.tensor_type.shape.dim for v in list(proto.graph.input) + list(proto.graph.output)}
     assert [d.dim_param for d in dims["input_ids"]] == ["batch", "seq"]
-    assert dims["logits"][0].dim_param == "batch" and dims["logits"][1].dim_param == "seq"
+    assert [d.dim_param for d in dims["logits_at"]] == ["positions"]
+    assert [d.dim_param for d in dims["logits"][:2]] == ["batch", "positions"]
     for name, d in dims.items():
         if "state" in name:
             assert d[0].dim_param == "batch" and all(x.dim_value > 0 for x in d[1:])
@@ -85,6 +87,39 @@ def test_batch_one_and_long_sequence(exported):
     a, _ = torch_be.forward(ids, torch_be.new_state(1))
     b, _ = ort.forward(ids, ort.new_state(1))
     assert np.abs(a - b).max() < 1e-4
+
+
+def test_logits_at_selects_positions(exported):
+    """Generation asks for the last position's logits (last=True); the graph's logits_at input
+    gives any positions, and the states do not depend on it."""
+    model, proto = exported()
+    ort, torch_be = OrtBackend(proto), TorchBackend(model)
+    ids = np.random.default_rng(2).integers(0, 1001, (2, 9))
+    for be in (ort, torch_be):
+        full, s_full = be.forward(ids, be.new_state(2))
+        last, s_last = be.forward(ids, be.new_state(2), last=True)
+        assert full.shape == (2, 9, 1001) and last.shape == (2, 1, 1001)
+        np.testing.assert_allclose(last, full[:, -1:], rtol=1e-5, atol=1e-5)
+        for a, b in zip(flat(s_full), flat(s_last), strict=True):
+            np.testing.assert_array_equal(a, b)
+    feed = {"input_ids": ids, "logits_at": np.array([1, 4, 8]),
+            **dict(zip(ort.state_names, ort.new_state(2)))}
+    picked = ort.session.run(["logits"], feed)[0]
+    np.testing.assert_allclose(picked, ort.forward(ids, ort.new_state(2))[0][:, [1, 4, 8]],
+                               rtol=1e-5, atol=1e-5)
+
+
+def flat(state):  # ORT's arrays, or torch's (conv, ssm) per layer
+    return [np.asarray(t) for s in state for t in (s if isinstance(s, tuple) else (s,))]
+
+
+def test_graph_without_logits_at_is_refused(exported):
+    _, proto = exported()
+    old = onnx.ModelProto()
+    old.CopyFrom(proto)
+    old.graph.input[1].name = "conv_state.0"
+    with pytest.raises(EdgeqError, match="no logits_at input"):
+        OrtBackend(old)
 
 
 def test_save_is_checked_and_atomic(exported, tmp_path, monkeypatch):

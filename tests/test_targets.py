@@ -46,6 +46,9 @@ def test_estimate_is_bytes_over_bandwidth():
     assert 5.0e9 < fp16["weights_bytes"] < 6.0e9 and 0.45 < w8["weights_bytes"] / fp16["weights_bytes"] < 0.6
     # lower bounds must stay below Quamba's measured Orin Nano latencies (103.56 / 60.17 ms)
     assert fp16["decode_ms_per_token"] < 103.56 and w8["decode_ms_per_token"] < 60.17
+    # prefill: every prompt token through the layers, lm_head once (the last position's logits)
+    twice = T.estimate(cfg, nano, "fp16", prompt_len=2048)["prefill_flops"]
+    assert twice - 2 * fp16["prefill_flops"] == -2 * 50280 * 2560
     super_ = T.estimate(cfg, T.get("orin-nano-super"), "quamba-w8a8")
     assert super_["decode_ms_per_token"] == pytest.approx(w8["decode_ms_per_token"] * 68 / 102)
 

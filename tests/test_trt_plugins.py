@@ -114,8 +114,9 @@ def test_exported_graph_nodes_on_emulated_plugins(harness, emulated, kind):
     ob = OrtBackend(proto)
     _, state = ob.forward(ids[:, :9], ob.new_state(2))
     states = dict(zip(ob.state_names, state))
-    feeds = [{"input_ids": ids[:, :9], **dict(zip(ob.state_names, ob.new_state(2)))},
-             {"input_ids": ids[:, 9:], **states}]
+    feeds = [{"input_ids": ids[:, :9], "logits_at": np.arange(9),
+              **dict(zip(ob.state_names, ob.new_state(2)))},
+             {"input_ids": ids[:, 9:], "logits_at": np.arange(1), **states}]
     nodes = []  # (node, op, its plugin fields)
     for n in proto.graph.node:
         if n.domain == DOMAIN:

@@ -94,7 +94,7 @@ def test_fp16_engine_generation_equals_ort(fp16_bundle, fake):
     trt_be, ort_be = backends(fp16_bundle)
     prompt, n = [5, 17, 99, 3], 8
     assert generate(trt_be, prompt, n) == generate(ort_be, prompt, n)
-    logits, states = trt_be.forward(np.array([prompt]), trt_be.new_state(1))
+    logits, states = trt_be.forward(np.array([prompt]), trt_be.new_state(1), last=True)
     assert logits.dtype == np.float32  # as every backend returns them
     assert [s.dtype for s in states[:2]] == [np.float16, np.float32]  # conv, SSM (docs/ops.md)
     del trt_be
@@ -106,8 +106,9 @@ def test_steps_allocate_nothing_and_states_ping_pong(bundle, fake):
     ids = np.random.default_rng(1).integers(0, 301, (2, 9))
     state = trt_be.new_state(2)
     ref_state = ort_be.new_state(2)
-    logits, state1 = trt_be.forward(ids[:, :6], state)
-    ref, ref_state = ort_be.forward(ids[:, :6], ref_state)
+    logits, state1 = trt_be.forward(ids[:, :6], state, last=True)
+    ref, ref_state = ort_be.forward(ids[:, :6], ref_state, last=True)
+    assert logits.shape == (2, 1, 301)  # the last position's only
     np.testing.assert_array_equal(logits, ref)
     assert state1 is not state
     mallocs = fake.calls["cudaMalloc"]
@@ -124,10 +125,23 @@ def test_steps_allocate_nothing_and_states_ping_pong(bundle, fake):
     for t, r in zip(state1, ref_state):
         np.testing.assert_array_equal(_array(t.ptr, t.shape, t.dtype), r)
     # a fresh sequence starts from zeros again (the device memory is not zeroed by cudaMalloc)
-    first, _ = trt_be.forward(ids[:, :6], trt_be.new_state(2))
-    np.testing.assert_array_equal(first, ort_be.forward(ids[:, :6], ort_be.new_state(2))[0])
+    first, _ = trt_be.forward(ids[:, :6], trt_be.new_state(2), last=True)
+    np.testing.assert_array_equal(first, ort_be.forward(ids[:, :6], ort_be.new_state(2), last=True)[0])
     with pytest.raises(EdgeqError, match="new_state"):
         trt_be.forward(ids[:, :1], ort_be.new_state(2))
+    del trt_be
+    gc.collect()
+
+
+def test_engine_gives_the_last_logits_and_compares_by_steps(bundle, fake):
+    """The engine's profiles hold logits_at at one position: a prompt's every logit is refused
+    with the way out, and `edgeq engine --compare` compares decode steps with ORT."""
+    from edgeq.runtime.evaluate import top1_agreement
+    trt_be, ort_be = backends(bundle)
+    ids = np.random.default_rng(3).integers(0, 301, 17)
+    with pytest.raises(EdgeqError, match="last=True"):
+        trt_be.forward(ids[None, :6], trt_be.new_state(1))
+    assert top1_agreement(trt_be, ort_be, ids, 16, batch=1, step=True) == 1.0
     del trt_be
     gc.collect()
 
@@ -147,7 +161,7 @@ def test_a_prompt_beyond_the_engine_profile_is_refused(bundle, fake, monkeypatch
     monkeypatch.setitem(fake_trt.PROFILES, 0, (1, 8))
     trt_be, _ = backends(bundle)
     with pytest.raises(EdgeqError, match="--max-seq"):
-        trt_be.forward(np.zeros((1, 9), np.int64), trt_be.new_state(1))
+        trt_be.forward(np.zeros((1, 9), np.int64), trt_be.new_state(1), last=True)
     del trt_be
     gc.collect()
 

@@ -25,7 +25,7 @@ def bench(backend, prompt_len: int, gen_len: int, batch: int = 1, warmup: int = 
             power.start()
         state = backend.new_state(batch)
         t0 = time.perf_counter()
-        logits, state = backend.forward(ids, state)
+        logits, state = backend.forward(ids, state, last=True)
         tok = logits[:, -1].argmax(-1)
         t1 = time.perf_counter()
         steps = []

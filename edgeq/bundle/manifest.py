@@ -8,7 +8,7 @@ from pathlib import Path
 from ..errors import EdgeqError
 
 NAME = "bundle.json"
-FORMAT = "edgeq-bundle/2"  # /2: bundle.json hashes itself
+FORMAT = "edgeq-bundle/3"  # /2: bundle.json hashes itself; /3: the graph takes logits_at
 
 
 def sha256(path: Path) -> str:

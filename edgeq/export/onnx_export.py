@@ -1,7 +1,8 @@
 """Export a Mamba model (MambaLM, or its quantized QuantMambaLM) to one stateful ONNX graph.
 
-Inputs: input_ids [batch, seq] plus per-layer conv_state.i / ssm_state.i; outputs: logits plus
-conv_state_out.i / ssm_state_out.i. The edgeq custom ops become nodes named after their
+Inputs: input_ids [batch, seq], logits_at [n] (the sequence positions whose logits come out:
+generation asks for the last, validation for all) and per-layer conv_state.i / ssm_state.i;
+outputs: logits [batch, n, vocab] plus conv_state_out.i / ssm_state_out.i. The edgeq custom ops become nodes named after their
 TensorRT plugins (domain `edgeq`), translated through the schemas from the op table.
 """
 from __future__ import annotations
@@ -38,9 +39,9 @@ class _Stateful(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids, *states):
+    def forward(self, input_ids, logits_at, *states):
         pairs = list(zip(states[0::2], states[1::2]))
-        logits, new = self.model(input_ids, pairs)
+        logits, new = self.model(input_ids, pairs, logits_at)
         return (logits, *[t for pair in new for t in pair])
 
 
@@ -147,9 +148,10 @@ def to_onnx(model, metadata: dict[str, str] | None = None) -> onnx.ModelProto:
         raise ValueError("export needs a model built on the edgeq custom ops (ops='custom')")
     wrapper = _Stateful(model).eval()
     batch, seq = torch.export.Dim("batch", min=1, max=4096), torch.export.Dim("seq", min=1, max=1 << 20)
-    ids = torch.zeros(2, 3, dtype=torch.long)
+    ids, at = torch.zeros(2, 3, dtype=torch.long), torch.tensor([0, 2])
     states = [t for pair in model.new_state(2) for t in pair]
-    dynamic = ({0: batch, 1: seq}, tuple({0: batch} for _ in states))  # *states is one arg
+    positions = torch.export.Dim("positions", min=1, max=1 << 20)
+    dynamic = ({0: batch, 1: seq}, {0: positions}, tuple({0: batch} for _ in states))  # *states: one arg
     quiet = logging.getLogger("torch.onnx")
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # the exporter's notes (torchvision absent, axis renames)
@@ -157,9 +159,9 @@ def to_onnx(model, metadata: dict[str, str] | None = None) -> onnx.ModelProto:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
-                wrapper, (ids, *states), dynamo=True, opset_version=_opset(model),
+                wrapper, (ids, at, *states), dynamo=True, opset_version=_opset(model),
                 dynamic_shapes=dynamic, custom_translation_table=_translations(),
-                input_names=["input_ids", *state_names(cfg.n_layer)],
+                input_names=["input_ids", "logits_at", *state_names(cfg.n_layer)],
                 output_names=["logits", *state_names(cfg.n_layer, "_out")],
                 optimize=True, verbose=False)
     finally:

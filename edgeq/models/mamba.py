@@ -125,8 +125,10 @@ class MambaLM(nn.Module):
         p = self.backbone.norm_f.weight
         return zero_state(self.cfg, batch, p.dtype, device=p.device)
 
-    def forward(self, input_ids: Tensor, state: list[LayerState] | None = None
-                ) -> tuple[Tensor, list[LayerState]]:
+    def forward(self, input_ids: Tensor, state: list[LayerState] | None = None,
+                logits_at: Tensor | None = None) -> tuple[Tensor, list[LayerState]]:
+        """Logits [batch, seq, vocab], or at the sequence positions logits_at only (generation
+        needs the last: the final norm and lm_head then skip the rest of the prompt)."""
         if state is None:
             state = self.new_state(input_ids.shape[0])
         h = self.backbone.embeddings(input_ids)
@@ -134,4 +136,6 @@ class MambaLM(nn.Module):
         for layer, s in zip(self.backbone.layers, state):
             h, s = layer(h, s)
             new_state.append(s)
+        if logits_at is not None:
+            h = h.index_select(1, logits_at)
         return self.lm_head(self.backbone.norm_f(h)), new_state

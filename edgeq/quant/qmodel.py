@@ -150,7 +150,8 @@ class QuantMambaLM(nn.Module):
     def new_state(self, batch: int):
         return [layer.new_state(batch) for layer in self.layers]
 
-    def forward(self, input_ids: Tensor, state=None):
+    def forward(self, input_ids: Tensor, state=None, logits_at: Tensor | None = None):
+        """As MambaLM.forward."""
         if state is None:
             state = self.new_state(input_ids.shape[0])
         out = self.embedding(input_ids).float()  # the residual stream is fp32
@@ -160,6 +161,8 @@ class QuantMambaLM(nn.Module):
             out, res, st = layer(out, res, st)
             new_state.append(st)
         h = (out + res).float()
+        if logits_at is not None:
+            h = h.index_select(1, logits_at)
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.cfg.norm_eps) * self.norm_f
         return self.lm_head(h), new_state
 

@@ -2,7 +2,9 @@
 
     backend.config            MambaConfig
     backend.new_state(batch)  fresh (zero) states
-    backend.forward(ids, state) -> (logits [batch, L, vocab] float32 numpy, new state)
+    backend.forward(ids, state, last=False) -> (logits [batch, L, vocab] float32 numpy, new state)
+        last: the last position's logits only, [batch, 1, vocab] (generation): the graph then
+        runs the final norm and lm_head on that position alone
 """
 from __future__ import annotations
 
@@ -31,8 +33,9 @@ class TorchBackend:
         return self.model.new_state(batch)
 
     @torch.no_grad()
-    def forward(self, ids: np.ndarray, state):
-        logits, state = self.model(torch.as_tensor(ids, dtype=torch.long), state)
+    def forward(self, ids: np.ndarray, state, last: bool = False):
+        ids = torch.as_tensor(ids, dtype=torch.long)
+        logits, state = self.model(ids, state, torch.as_tensor(logits_at(ids.shape[1], last)))
         return logits.float().numpy(), state
 
 
@@ -48,6 +51,9 @@ class OrtBackend:
         meta = {p.key: p.value for p in proto.metadata_props}
         if "edgeq.config" not in meta:
             raise EdgeqError("the ONNX graph has no edgeq metadata; give a graph made by `edgeq export`")
+        if [i.name for i in proto.graph.input[:2]] != ["input_ids", "logits_at"]:
+            raise EdgeqError("the ONNX graph has no logits_at input (an older edgeq made it); "
+                             "export it again with this version")
         self.config = MambaConfig.from_dict(json.loads(meta["edgeq.config"]))
         self.metadata = meta
         opts = ort.SessionOptions()
@@ -67,7 +73,7 @@ class OrtBackend:
                                 location="m.onnx.data")
                 self.session = ort.InferenceSession(f"{tmp}/m.onnx", opts,
                                                     providers=["CPUExecutionProvider"])
-        self.states = self.session.get_inputs()[1:]
+        self.states = self.session.get_inputs()[2:]
         self.state_names = [i.name for i in self.states]
         self.out_names = [o.name for o in self.session.get_outputs()]
 
@@ -75,10 +81,17 @@ class OrtBackend:
         # shapes and dtypes as the graph declares them (int8 conv states in W8A8 graphs)
         return [np.zeros((batch, *i.shape[1:]), _NP_TYPES[i.type]) for i in self.states]
 
-    def forward(self, ids: np.ndarray, state):
-        feed = {"input_ids": np.asarray(ids, dtype=np.int64), **dict(zip(self.state_names, state))}
+    def forward(self, ids: np.ndarray, state, last: bool = False):
+        ids = np.asarray(ids, dtype=np.int64)
+        feed = {"input_ids": ids, "logits_at": logits_at(ids.shape[1], last),
+                **dict(zip(self.state_names, state))}
         logits, *state = self.session.run(self.out_names, feed)
         return logits.astype(np.float32, copy=False), state  # fp16 graphs give fp16 logits
+
+
+def logits_at(length: int, last: bool) -> np.ndarray:
+    """The graph's logits_at input: the last position, or all of them."""
+    return np.arange(length - 1 if last else 0, length, dtype=np.int64)
 
 
 def _load(path: Path) -> onnx.ModelProto:

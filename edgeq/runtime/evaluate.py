@@ -43,10 +43,12 @@ def perplexity(backend, ids: np.ndarray, seq_len: int = 512, batch: int = 8,
     return math.exp(nll / count)
 
 
-def top1_agreement(a, b, ids: np.ndarray, seq_len: int = 512, batch: int = 8) -> float:
+def top1_agreement(a, b, ids: np.ndarray, seq_len: int = 512, batch: int = 8,
+                   step: bool = False) -> float:
     """Fraction of positions where two backends predict the same next token."""
     same = total = 0
-    for (la, _), (lb, _) in zip(logits_over(a, ids, seq_len, batch), logits_over(b, ids, seq_len, batch)):
+    for (la, _), (lb, _) in zip(logits_over(a, ids, seq_len, batch, step),
+                                logits_over(b, ids, seq_len, batch, step)):
         same += int((la.argmax(-1) == lb.argmax(-1)).sum())
         total += la.shape[0] * la.shape[1]
     return same / total

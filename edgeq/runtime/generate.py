@@ -38,7 +38,8 @@ def generate(backend, prompt_ids: list[int], max_new_tokens: int, sampling: Samp
     if not prompt_ids:
         raise ValueError("the prompt has no tokens")
     rng = np.random.default_rng(sampling.seed)
-    logits, state = backend.forward(np.array([prompt_ids], dtype=np.int64), backend.new_state(1))
+    logits, state = backend.forward(np.array([prompt_ids], dtype=np.int64), backend.new_state(1),
+                                    last=True)
     out: list[int] = []
     while len(out) < max_new_tokens:
         tok = pick(logits[0, -1], sampling, rng)

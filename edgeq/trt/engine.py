@@ -61,6 +61,8 @@ def build_engine(bundle: Path, target: dict, log, max_batch: int = 1, max_seq: i
     cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.exists() else b"")
     config.set_timing_cache(cache, ignore_mismatch=False)
     # profile 0: prefill (seq 1..max_seq), profile 1: decode (seq 1), both over batch 1..max_batch
+    # and with logits at one position: lm_head's activations are then [batch, 1, vocab], not
+    # [max_batch, max_seq, vocab] (1 GB in fp16 for Mamba2-8B's 256k vocabulary at 2048 tokens)
     for seq_range in ((1, min(128, max_seq), max_seq), (1, 1, 1)):
         profile = builder.create_optimization_profile()
         for i in range(network.num_inputs):
@@ -68,6 +70,8 @@ def build_engine(bundle: Path, target: dict, log, max_batch: int = 1, max_seq: i
             rest = tuple(t.shape)[1:]
             if t.name == "input_ids":
                 profile.set_shape(t.name, (1, seq_range[0]), (1, seq_range[1]), (max_batch, seq_range[2]))
+            elif t.name == "logits_at":
+                profile.set_shape(t.name, (1,), (1,), (1,))
             else:
                 profile.set_shape(t.name, (1, *rest), (1, *rest), (max_batch, *rest))
         config.add_optimization_profile(profile)
@@ -77,7 +81,7 @@ def build_engine(bundle: Path, target: dict, log, max_batch: int = 1, max_seq: i
     (bundle / ENGINE).write_bytes(bytes(serialized))
     cache_path.write_bytes(bytes(config.get_timing_cache().serialize()))
     info = {"built": True, "engine": ENGINE, "tensorrt": trt.__version__, "profiles": {
-        "prefill": [1, max_seq], "decode": [1, 1], "batch": [1, max_batch]}, "workspace_bytes": pool}
+        "prefill": [1, max_seq], "decode": [1, 1], "batch": [1, max_batch], "logits_at": [1, 1]}, "workspace_bytes": pool}
     (bundle / LOG).write_text(json.dumps(info, indent=1) + "\n")
     log(f"engine written: {bundle / ENGINE}")
     return info

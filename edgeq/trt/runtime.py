@@ -49,10 +49,11 @@ class _Decode:
         be = backend
         self.states = tuple([DeviceTensor((batch, *tuple(be.engine.get_tensor_shape(n))[1:]),
                                            be.dtypes[n])
-                             for n in be.inputs[1:]] for _ in range(2))
+                             for n in be.inputs[2:]] for _ in range(2))
         self.ids = DeviceTensor((batch, 1), be.dtypes["input_ids"])
+        self.at = be.upload(np.zeros(1, be.dtypes["logits_at"]))  # a step's one position
         self.logits = DeviceTensor((batch, 1, be.config.vocab_size), be.dtypes[be.outputs[0]])
-        self.contexts = [be._context(DECODE, [self.ids, *self.states[p]],
+        self.contexts = [be._context(DECODE, [self.ids, self.at, *self.states[p]],
                                      [self.logits, *self.states[1 - p]]) for p in (0, 1)]
         self.graphs = [None, None]
 
@@ -83,6 +84,9 @@ class TrtBackend:
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         mode = trt.TensorIOMode.INPUT
         self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == mode]
+        if self.inputs[:2] != ["input_ids", "logits_at"]:
+            raise EdgeqError(f"{engine_path}: its graph has no logits_at input (an older edgeq "
+                             "built it); build the bundle again")
         self.outputs = [n for n in names if self.engine.get_tensor_mode(n) != mode]
         self.dtypes = {n: _NP[self.engine.get_tensor_dtype(n).name] for n in names}
         self.scratch = DeviceTensor((self.engine.device_memory_size_v2,), np.uint8)
@@ -130,26 +134,34 @@ class TrtBackend:
             check(_rt().cudaMemsetAsync(t.ptr, 0, t.nbytes, self.stream))
         return states
 
-    def forward(self, ids: np.ndarray, state):
+    def upload(self, a: np.ndarray) -> DeviceTensor:
+        t = DeviceTensor(a.shape, a.dtype)
+        check(_rt().cudaMemcpy(t.ptr, a.ctypes.data, a.nbytes,
+                               _rt().cudaMemcpyKind.cudaMemcpyHostToDevice))
+        return t
+
+    def forward(self, ids: np.ndarray, state, last: bool = False):
         rt = _rt()
         ids = np.ascontiguousarray(ids, dtype=self.dtypes["input_ids"])
         batch, L = ids.shape
+        if L > 1 and not last:
+            raise EdgeqError("the engine gives the last position's logits only (its profiles "
+                             "hold logits_at at one position): forward(..., last=True), or step "
+                             "through the prompt token by token")
         d = self._decode(batch)
         parity = next((p for p in (0, 1) if state is d.states[p]), None)
         if parity is None:
             raise EdgeqError("TrtBackend.forward: give the state of this backend's new_state() or "
                              "its last forward() for the same batch size")
-        if L == 1:
-            d_ids, logits = d.ids, d.logits
-        else:  # prefill: once per prompt, so its buffers are made per call
-            d_ids = DeviceTensor(ids.shape, ids.dtype)
-            logits = DeviceTensor((batch, L, self.config.vocab_size), d.logits.dtype)
+        logits = d.logits  # [batch, 1, vocab] for prompts too
+        d_ids = d.ids if L == 1 else DeviceTensor(ids.shape, ids.dtype)  # prompts: once each
         check(rt.cudaMemcpyAsync(d_ids.ptr, ids.ctypes.data, ids.nbytes,
                                   rt.cudaMemcpyKind.cudaMemcpyHostToDevice, self.stream))
         if L == 1:
             self._step(d, parity)
         else:
-            self._bind(self.prefill, [d_ids, *state], [logits, *d.states[1 - parity]])
+            at = self.upload(np.array([L - 1], self.dtypes["logits_at"]))
+            self._bind(self.prefill, [d_ids, at, *state], [logits, *d.states[1 - parity]])
             self._run(self.prefill)
         out = np.empty(logits.shape, logits.dtype)
         check(rt.cudaMemcpyAsync(out.ctypes.data, logits.ptr, out.nbytes,

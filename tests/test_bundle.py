@@ -141,6 +141,17 @@ def test_bench_ort_json_and_report(bundle, run_cli, tmp_path):
     assert (tmp_path / "r" / "bench.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_bench_refuses_a_prompt_beyond_memory(bundle, run_cli):
+    code, _, err = run_cli("bench", bundle, "--prompt-len", str(10**12))
+    assert code == 2 and err.count("\n") == 1 and "lower --prompt-len" in err, err
+    from edgeq.bench.run import check_fits
+    from edgeq.models import MambaConfig
+    cfg = MambaConfig(d_model=2560, n_layer=64, vocab_size=50280)
+    check_fits(cfg, 1024, 8, available=2 * 8 * 1024 * 2560)  # exactly enough: no error
+    with pytest.raises(EdgeqError, match="1024 tokens at batch 8"):
+        check_fits(cfg, 1024, 8, available=2 * 8 * 1024 * 2560 - 1)
+
+
 def test_bench_torch_backend_on_a_model(hf_model, run_cli):
     code, out, err = run_cli("bench", hf_model("h96")[1], "--backend", "torch", "--prompt-len", "8",
                              "--gen-len", "3", "--iters", "1", "--warmup", "0", "--json")

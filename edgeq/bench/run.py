@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 
+from ..errors import EdgeqError
 from . import tegrastats
 
 
@@ -14,8 +15,29 @@ def percentile(xs, p: float) -> float:
     return float(np.percentile(np.asarray(xs, dtype=np.float64), p))
 
 
+def available_memory() -> int | None:
+    """Bytes this host can still give (Linux's MemAvailable; on a Jetson, the shared DRAM)."""
+    try:
+        with open("/proc/meminfo") as f:
+            kib = next(int(line.split()[1]) for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+    return kib * 1024
+
+
+def check_fits(cfg, prompt_len: int, batch: int, available: int | None) -> None:
+    """Refuse a prompt whose prefill cannot fit: its residual stream alone is batch x prompt x
+    d_model values of 2 bytes or more (fp16, the narrowest any recipe keeps it)."""
+    need = 2 * batch * prompt_len * cfg.d_model
+    if available is not None and need > available:
+        raise EdgeqError(f"a prompt of {prompt_len} tokens at batch {batch} needs over "
+                         f"{need / 2**30:.1f} GiB for its activations, and this host has "
+                         f"{available / 2**30:.1f} GiB available; lower --prompt-len or --batch")
+
+
 def bench(backend, prompt_len: int, gen_len: int, batch: int = 1, warmup: int = 1,
           iters: int = 3, seed: int = 0) -> dict:
+    check_fits(backend.config, prompt_len, batch, available_memory())
     vocab = backend.config.vocab_size
     ids = np.random.default_rng(seed).integers(0, vocab, (batch, prompt_len))
     ttft, tpot, totals = [], [], []

@@ -74,12 +74,6 @@ class Cuda:
         self.enqueue(stream, lambda: ctypes.memmove(dst, src, n))
         return (Error.cudaSuccess,)
 
-    def cudaMemcpy(self, dst, src, n, kind):
-        assert not self.capturing, "a synchronous copy while a stream captures"
-        assert (dst if kind == 1 else src) in self.memory, "copy to/from memory not from cudaMalloc"
-        ctypes.memmove(dst, src, n)
-        return (Error.cudaSuccess,)
-
     def cudaStreamSynchronize(self, stream):
         assert stream not in self.capturing, "synchronize while capturing"
         return (Error.cudaSuccess,)

@@ -146,8 +146,11 @@ def test_engine_gives_the_last_logits_and_compares_by_steps(bundle, fake):
     gc.collect()
 
 
-def test_bench_on_trt_reports_device_memory(bundle, fake):
+def test_bench_on_trt_reports_device_memory(bundle, fake, monkeypatch):
+    from edgeq.bench import run
     from edgeq.bench.run import bench
+    # the engine's memory is held already: a host with little left over does not stop it
+    monkeypatch.setattr(run, "available_memory", lambda: 1)
     trt_be, _ = backends(bundle)
     r = bench(trt_be, prompt_len=5, gen_len=4, batch=2, warmup=1, iters=1)
     assert r["backend"] == "trt" and r["tpot_ms"] > 0
@@ -155,6 +158,19 @@ def test_bench_on_trt_reports_device_memory(bundle, fake):
     assert r["device_used_mib"] == pytest.approx(held / 2**20) and held > 0
     del trt_be
     gc.collect()
+
+
+def test_an_engine_without_logits_at_is_refused(bundle, fake, monkeypatch):
+    from edgeq.trt.runtime import TrtBackend
+    init = fake_trt.Engine.__init__
+
+    def older(self, *args):  # an engine built before graphs took logits_at
+        init(self, *args)
+        self.inputs.remove("logits_at")
+        self.num_io_tensors -= 1
+    monkeypatch.setattr(fake_trt.Engine, "__init__", older)
+    with pytest.raises(EdgeqError, match="no logits_at input.*build the bundle again"):
+        TrtBackend(bundle)
 
 
 def test_a_prompt_beyond_the_engine_profile_is_refused(bundle, fake, monkeypatch):

@@ -2,7 +2,8 @@
 Mamba-1 and Mamba-2): its torch forward is the fake-quant model used for accuracy (exactly the
 ops' spec) and it exports to the int8 ONNX graph. W4A16 is the fp model with weight-only 4-bit
 linears; in a mixed (W4AX) QuantMambaLM, the layers without activation scales are such fp16
-layers (HalfLayer). Same interface as MambaLM: forward(ids, state) -> (logits, state)."""
+layers (HalfLayer). Same interface as MambaLM: forward(ids, state, logits_at=None) ->
+(logits, state), logits at the positions logits_at gives (all when None)."""
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
-"""Accuracy measures over any backend: perplexity and top-1 agreement on a token stream."""
+"""Accuracy measures over a backend: perplexity and top-1 agreement on a token stream. A prefill
+asks for every position's logits (torch, ORT); a TensorRT engine gives one, so use step=True."""
 from __future__ import annotations
 
 import math

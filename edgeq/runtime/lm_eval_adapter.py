@@ -1,5 +1,6 @@
-"""An lm-evaluation-harness model over any edgeq backend, for users who have lm_eval and its
-data sets (`pip install lm_eval`). Not run in CI: the tasks' data sets must be downloaded."""
+"""An lm-evaluation-harness model over an edgeq backend that gives every position's logits (torch,
+ORT; not a TensorRT engine), for users who have lm_eval and its data sets (`pip install lm_eval`).
+Not run in CI: the tasks' data sets must be downloaded."""
 from __future__ import annotations
 
 import numpy as np

@@ -51,7 +51,8 @@ class _Decode:
                                            be.dtypes[n])
                              for n in be.inputs[2:]] for _ in range(2))
         self.ids = DeviceTensor((batch, 1), be.dtypes["input_ids"])
-        self.at = be.upload(np.zeros(1, be.dtypes["logits_at"]))  # a step's one position
+        self.at = DeviceTensor((1,), be.dtypes["logits_at"])  # a step's one position: 0
+        check(_rt().cudaMemsetAsync(self.at.ptr, 0, self.at.nbytes, be.stream))
         self.logits = DeviceTensor((batch, 1, be.config.vocab_size), be.dtypes[be.outputs[0]])
         self.contexts = [be._context(DECODE, [self.ids, self.at, *self.states[p]],
                                      [self.logits, *self.states[1 - p]]) for p in (0, 1)]
@@ -90,6 +91,7 @@ class TrtBackend:
         self.outputs = [n for n in names if self.engine.get_tensor_mode(n) != mode]
         self.dtypes = {n: _NP[self.engine.get_tensor_dtype(n).name] for n in names}
         self.scratch = DeviceTensor((self.engine.device_memory_size_v2,), np.uint8)
+        self.prefill_at = DeviceTensor((1,), self.dtypes["logits_at"])  # a prompt's last position
         self.prefill = self._context(PREFILL)
         self.decode: dict[int, _Decode] = {}
 
@@ -134,12 +136,6 @@ class TrtBackend:
             check(_rt().cudaMemsetAsync(t.ptr, 0, t.nbytes, self.stream))
         return states
 
-    def upload(self, a: np.ndarray) -> DeviceTensor:
-        t = DeviceTensor(a.shape, a.dtype)
-        check(_rt().cudaMemcpy(t.ptr, a.ctypes.data, a.nbytes,
-                               _rt().cudaMemcpyKind.cudaMemcpyHostToDevice))
-        return t
-
     def forward(self, ids: np.ndarray, state, last: bool = False):
         rt = _rt()
         ids = np.ascontiguousarray(ids, dtype=self.dtypes["input_ids"])
@@ -160,8 +156,11 @@ class TrtBackend:
         if L == 1:
             self._step(d, parity)
         else:
-            at = self.upload(np.array([L - 1], self.dtypes["logits_at"]))
-            self._bind(self.prefill, [d_ids, at, *state], [logits, *d.states[1 - parity]])
+            at = np.array([L - 1], self.dtypes["logits_at"])
+            check(rt.cudaMemcpyAsync(self.prefill_at.ptr, at.ctypes.data, at.nbytes,
+                                      rt.cudaMemcpyKind.cudaMemcpyHostToDevice, self.stream))
+            self._bind(self.prefill, [d_ids, self.prefill_at, *state],
+                       [logits, *d.states[1 - parity]])
             self._run(self.prefill)
         out = np.empty(logits.shape, logits.dtype)
         check(rt.cudaMemcpyAsync(out.ctypes.data, logits.ptr, out.nbytes,

@@ -323,12 +323,9 @@ def engine(bundle, max_batch, max_seq, compare):
     """Build BUNDLE's TensorRT engine on this device (needs TensorRT and the target's GPU)."""
     from .bundle import manifest
     m = manifest.verify(bundle)
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        raise EdgeqError("tensorrt is not installed here; run `edgeq engine` on the device "
-                         "(JetPack ships TensorRT)") from None
+    from .trt import load
     from .trt.engine import build_engine, check_compatible
+    load()
     check_compatible(m)
     m["engine"] = build_engine(bundle, m["target"], click.echo, max_batch, max_seq)
     if compare:

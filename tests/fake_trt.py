@@ -35,6 +35,8 @@ class Cuda:
         self.capturing: dict[int, list] = {}
         self.calls: dict[str, int] = {}
         self.streams = 0
+        self.open_streams: set[int] = set()
+        self.graph_execs: dict[int, list] = {}
 
     def count(self, name):
         self.calls[name] = self.calls.get(name, 0) + 1
@@ -62,7 +64,12 @@ class Cuda:
 
     def cudaStreamCreate(self):
         self.streams += 1
+        self.open_streams.add(self.streams)
         return Error.cudaSuccess, self.streams
+
+    def cudaStreamDestroy(self, stream):
+        self.open_streams.remove(stream)
+        return (Error.cudaSuccess,)
 
     def cudaMemsetAsync(self, ptr, value, n, stream):
         assert ptr in self.memory, "memset of memory not from cudaMalloc"
@@ -86,7 +93,13 @@ class Cuda:
         return Error.cudaSuccess, self.capturing.pop(stream)
 
     def cudaGraphInstantiate(self, graph, flags):
-        return Error.cudaSuccess, list(graph)
+        graph_exec = list(graph)
+        self.graph_execs[id(graph_exec)] = graph_exec
+        return Error.cudaSuccess, graph_exec
+
+    def cudaGraphExecDestroy(self, graph_exec):
+        del self.graph_execs[id(graph_exec)]
+        return (Error.cudaSuccess,)
 
     def cudaGraphDestroy(self, graph):
         return (Error.cudaSuccess,)
@@ -133,7 +146,7 @@ class Context:
     def get_tensor_shape(self, name):
         batch, n = self.shapes["input_ids"][0], self.shapes["logits_at"][0]
         return (batch, n, self.engine.vocab) if name == "logits" else \
-            self.shapes[self.engine.inputs[self.engine.outputs.index(name) + 1]]  # state out, in
+            self.shapes[name.replace("_state_out.", "_state.")]  # a state out: as its state in
 
     def execute_async_v3(self, stream):
         e = self.engine
@@ -192,6 +205,7 @@ def modules(cuda: Cuda):
     """A `tensorrt` module whose engines are model.onnx beside the engine file (which holds
     its path)."""
     trt = types.ModuleType("tensorrt")
+    trt.__version__ = "10.3.0.30"  # JetPack 6.1/6.2's
     trt.Logger = type("Logger", (), {"WARNING": 2, "__init__": lambda self, level: None})
     trt.TensorIOMode = types.SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT")
     trt.ExecutionContextAllocationStrategy = types.SimpleNamespace(USER_MANAGED=Engine.USER_MANAGED)

@@ -86,8 +86,10 @@ def test_generation_equals_ort_and_decode_replays_graphs(bundle, fake, cuda_grap
     assert launches == (n - 1 - 2 if cuda_graph else 0)
     # one activation block, the prefill context and a decode context per parity
     assert engine.contexts == 3
+    assert len(fake.graph_execs) == (2 if cuda_graph else 0) and fake.open_streams
     del trt_be
     gc.collect()
+    assert not fake.graph_execs and not fake.open_streams and not fake.memory  # all given back
 
 
 def test_fp16_engine_generation_equals_ort(fp16_bundle, fake):
@@ -185,5 +187,42 @@ def test_a_prompt_beyond_the_engine_profile_is_refused(bundle, fake, monkeypatch
 def test_without_tensorrt_one_clear_error(bundle, monkeypatch):
     from edgeq.trt.runtime import TrtBackend
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # import fails
-    with pytest.raises(EdgeqError, match="tensorrt is not installed"):
+    with pytest.raises(EdgeqError, match="tensorrt is not installed.*--backend ort"):
         TrtBackend(bundle)
+
+
+def test_tensorrt_before_10_1_is_refused(bundle, fake, monkeypatch):
+    from edgeq.trt.runtime import TrtBackend
+    monkeypatch.setattr(sys.modules["tensorrt"], "__version__", "8.6.2")  # JetPack 6.0's
+    with pytest.raises(EdgeqError, match=r"TensorRT 8.6.2 is older than edgeq needs \(10.1\)"):
+        TrtBackend(bundle)
+    monkeypatch.setattr(sys.modules["tensorrt"], "__version__", "10.1.0")
+    TrtBackend(bundle)
+
+
+@pytest.mark.parametrize("change,fragment", [
+    (lambda e: e.inputs.reverse(), None),  # any binding order: matched by name
+    (lambda e: e.outputs.reverse(), None),
+    (lambda e: e.outputs.remove("conv_state_out.1"), "not an edgeq graph's"),
+    (lambda e: setattr(e, "get_tensor_dtype", lambda n, f=e.get_tensor_dtype:
+                       types.SimpleNamespace(name="BF16") if n == "logits" else f(n)),
+     "logits is BF16"),
+])
+def test_engine_io_is_matched_by_name(bundle, fake, monkeypatch, change, fragment):
+    from edgeq.trt.runtime import TrtBackend
+    init = fake_trt.Engine.__init__
+
+    def changed(self, *args):
+        init(self, *args)
+        change(self)
+        self.num_io_tensors = len(self.inputs) + len(self.outputs)
+    monkeypatch.setattr(fake_trt.Engine, "__init__", changed)
+    if fragment:
+        with pytest.raises(EdgeqError, match=fragment):
+            TrtBackend(bundle)
+        return
+    trt_be, ort_be = backends(bundle)
+    prompt, n = [5, 17, 99, 3], 6
+    assert generate(trt_be, prompt, n) == generate(ort_be, prompt, n)
+    del trt_be
+    gc.collect()

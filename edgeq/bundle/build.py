@@ -140,11 +140,11 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
 def _engine_stage(bundle: Path, target: dict, plugin: dict, log) -> dict:
     """Build the TensorRT engine when this host can (TensorRT importable, the target's GPU, a
     built plugin library); engines are not portable, so otherwise the device builds it."""
+    from ..trt import load
     try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        return {"built": False, "reason": "tensorrt is not installed on this host; run "
-                                          "`edgeq engine BUNDLE` on the device"}
+        load()
+    except EdgeqError as e:
+        return {"built": False, "reason": f"{e}; run `edgeq engine BUNDLE` there"}
     if gpu_sm() != target["sm"] or plugin["mode"] == "sources":
         return {"built": False, "reason": f"this host has no sm_{target['sm']} GPU with a built "
                                           "plugin library; run `edgeq engine BUNDLE` on the device"}

@@ -11,14 +11,15 @@ import onnx
 
 from ..errors import EdgeqError
 from ..ops.table import BY_NAME, DOMAIN
+from . import load
 
 ENGINE, LOG, CACHE = "model.engine", "engine_build.log", "timing.cache"
 
 
 def check_compatible(manifest: dict) -> None:
     """Refuse a bundle made for another TensorRT version or GPU than this device's."""
-    import tensorrt as trt
     from ..runtime.cuda_kernels import gpu_sm
+    trt = load()
     want = manifest["target"].get("tensorrt")
     have = ".".join(trt.__version__.split(".")[:2])
     if want and want != have:
@@ -37,7 +38,7 @@ def custom_ops(onnx_path: Path) -> set[tuple[str, str, str]]:
 
 
 def build_engine(bundle: Path, target: dict, log, max_batch: int = 1, max_seq: int = 2048) -> dict:
-    import tensorrt as trt
+    trt = load()
     lib = bundle / "plugins" / "libedgeq_trt_plugins.so"
     if not lib.is_file():
         raise EdgeqError(f"{bundle}: no built plugin library; run plugins-src/build_plugins.sh first")

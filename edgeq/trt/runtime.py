@@ -21,6 +21,7 @@ import numpy as np
 from ..errors import EdgeqError
 from ..models.config import MambaConfig
 from ..runtime.cuda_kernels import check
+from . import load
 
 _NP = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT64": np.int64, "INT32": np.int32}
 PREFILL, DECODE = 0, 1  # the optimization profiles of edgeq.trt.engine
@@ -35,10 +36,11 @@ class DeviceTensor:
     def __init__(self, shape, dtype):
         self.shape, self.dtype = tuple(shape), np.dtype(dtype)
         self.nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
-        self.ptr = check(_rt().cudaMalloc(max(self.nbytes, 1)))
+        self.rt = _rt()  # held: __del__ may run when imports no longer can
+        self.ptr = check(self.rt.cudaMalloc(max(self.nbytes, 1)))
 
     def __del__(self):
-        _rt().cudaFree(self.ptr)
+        self.rt.cudaFree(self.ptr)
 
 
 class _Decode:
@@ -64,12 +66,15 @@ class TrtBackend:
 
     def __init__(self, bundle: Path, cuda_graph: bool = True):
         try:
-            import tensorrt as trt
+            trt = load()
             rt = _rt()
-        except ImportError as e:
-            raise EdgeqError(f"the trt backend needs TensorRT and cuda-python ({e.name} is not "
-                             "installed here); run it on the device, or use --backend ort") from None
-        self.trt, self.cuda_graph = trt, cuda_graph
+        except ImportError:
+            raise EdgeqError("the trt backend needs cuda-python: pip install 'edgeq[gpu]' on the "
+                             "device") from None
+        except EdgeqError as e:
+            raise EdgeqError(f"{e}; elsewhere use --backend ort") from None
+        self.trt, self.rt, self.cuda_graph = trt, rt, cuda_graph
+        self.decode: dict[int, _Decode] = {}
         manifest = json.loads((bundle / "bundle.json").read_text())
         self.config = MambaConfig.from_dict(manifest["model"]["config"])
         engine_path = bundle / "model.engine"
@@ -82,18 +87,42 @@ class TrtBackend:
             raise EdgeqError(f"{engine_path}: TensorRT could not load it; rebuild it with "
                              f"`edgeq engine {bundle}` on this device")
         self.stream = check(rt.cudaStreamCreate())
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        mode = trt.TensorIOMode.INPUT
-        self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == mode]
-        if self.inputs[:2] != ["input_ids", "logits_at"]:
-            raise EdgeqError(f"{engine_path}: its graph has no logits_at input (an older edgeq "
-                             "built it); build the bundle again")
-        self.outputs = [n for n in names if self.engine.get_tensor_mode(n) != mode]
-        self.dtypes = {n: _NP[self.engine.get_tensor_dtype(n).name] for n in names}
+        self.inputs, self.outputs = self._io(engine_path)
+        self.dtypes = {}
+        for n in self.inputs + self.outputs:
+            dtype = self.engine.get_tensor_dtype(n).name
+            if dtype not in _NP:
+                raise EdgeqError(f"{engine_path}: {n} is {dtype}, which edgeq graphs never have; "
+                                 "build the bundle again")
+            self.dtypes[n] = _NP[dtype]
         self.scratch = DeviceTensor((self.engine.device_memory_size_v2,), np.uint8)
         self.prefill_at = DeviceTensor((1,), self.dtypes["logits_at"])  # a prompt's last position
         self.prefill = self._context(PREFILL)
-        self.decode: dict[int, _Decode] = {}
+
+    def _io(self, engine_path: Path) -> tuple[list[str], list[str]]:
+        """Input and output names in binding order, matched by name (TensorRT does not promise
+        the graph's order): ids, positions, states; logits, each state's output in that order."""
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        mode = self.trt.TensorIOMode.INPUT
+        inputs = [n for n in names if self.engine.get_tensor_mode(n) == mode]
+        if "logits_at" not in inputs:
+            raise EdgeqError(f"{engine_path}: its graph has no logits_at input (an older edgeq "
+                             "built it); build the bundle again")
+        states = [n for n in inputs if n not in ("input_ids", "logits_at")]
+        outputs = ["logits", *(n.replace("_state.", "_state_out.") for n in states)]
+        if "input_ids" not in inputs or sorted(outputs) != sorted(set(names) - set(inputs)):
+            raise EdgeqError(f"{engine_path}: its inputs and outputs are not an edgeq graph's; "
+                             "build the bundle again")
+        return ["input_ids", "logits_at", *states], outputs
+
+    def __del__(self):
+        """Give back the CUDA graphs and the stream (device tensors free themselves)."""
+        for d in getattr(self, "decode", {}).values():
+            for g in d.graphs:
+                if g is not None:
+                    self.rt.cudaGraphExecDestroy(g)
+        if hasattr(self, "stream"):
+            self.rt.cudaStreamDestroy(self.stream)
 
     def _context(self, profile: int, inputs=None, outputs=None):
         """An execution context on the shared activation memory, set to `profile`, and bound

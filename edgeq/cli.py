@@ -320,13 +320,17 @@ def verify(bundle):
 @click.option("--compare", is_flag=True, help="Then run the engine and the ONNX graph on ORT "
               "(the C++ kernels) on the same tokens and report their agreement.")
 def engine(bundle, max_batch, max_seq, compare):
-    """Build BUNDLE's TensorRT engine on this device (needs TensorRT and the target's GPU)."""
+    """Build BUNDLE's TensorRT engine on this device (needs TensorRT and the target's GPU), and
+    first its plugin library when the bundle has only the sources."""
     from .bundle import manifest
     m = manifest.verify(bundle)
+    from .bundle.plugins import build_from_sources
     from .trt import load
     from .trt.engine import build_engine, check_compatible
     load()
     check_compatible(m)
+    if m["plugins"]["mode"] == "sources":
+        m["plugins"] = build_from_sources(bundle, m["plugins"], click.echo)
     m["engine"] = build_engine(bundle, m["target"], click.echo, max_batch, max_seq)
     if compare:
         # our comparison, not polygraphy's: its ONNX Runtime runner cannot load the PyOps

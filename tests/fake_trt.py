@@ -1,21 +1,24 @@
-"""A simulation of the parts of TensorRT's and cuda-python's APIs that edgeq.trt.runtime uses, so
-its buffer, profile, context and CUDA-graph logic runs without a GPU: device memory is host
-memory, a stream runs its work at once unless it is capturing, a captured graph replays the
-recorded work (with the addresses and shapes bound at capture, reading memory at launch), and
-the "engine" is the bundle's ONNX graph on ONNX Runtime. It checks what TensorRT checks: shapes
-inside the context's profile, every I/O address bound, the activation memory given."""
+"""A simulation of the parts of TensorRT's and cuda-python's APIs that edgeq.trt uses, so its
+engine building and its buffer, profile, context and CUDA-graph logic run without a GPU: device
+memory is host memory, a stream runs its work at once unless it is capturing, a captured graph
+replays the recorded work (with the addresses and shapes bound at capture, reading memory at
+launch), and the "engine" is the bundle's ONNX graph on ONNX Runtime with the profiles' shape
+ranges. It checks what TensorRT checks: a strongly typed network, every plugin in the registry,
+each profile covering every input within its fixed dims; at run time shapes inside the context's
+profile, every I/O address bound, the activation memory given."""
 from __future__ import annotations
 
 import ctypes
 import enum
+import json
 import types
 from pathlib import Path
 
 import numpy as np
+import onnx
 
+from edgeq.ops.table import BY_NAME
 from edgeq.runtime.backends import _NP_TYPES, OrtBackend
-
-PROFILES = {0: (1, 2048), 1: (1, 1)}  # seq ranges of edgeq.trt.engine's profiles
 
 
 class Error(enum.IntEnum):
@@ -127,14 +130,13 @@ class Context:
         self.memory = ptr
 
     def set_optimization_profile_async(self, profile, stream):
+        assert 0 <= profile < len(self.engine.profiles)
         self.profile, self.shapes = profile, {}
         return True
 
     def set_input_shape(self, name, shape):
-        lo, hi = PROFILES[self.profile]
-        if name == "input_ids" and not lo <= shape[1] <= hi:
-            return False
-        if name == "logits_at" and tuple(shape) != (1,):  # both profiles: one position
+        lo, hi = self.engine.profiles[self.profile][name]
+        if len(shape) != len(lo) or not all(a <= s <= b for a, s, b in zip(lo, shape, hi)):
             return False
         self.shapes[name] = tuple(shape)
         return True
@@ -169,8 +171,9 @@ class Context:
 class Engine:
     USER_MANAGED = "USER_MANAGED"
 
-    def __init__(self, onnx_path: Path, cuda: Cuda):
+    def __init__(self, onnx_path: Path, profiles: list[dict], cuda: Cuda):
         self.ort, self.cuda, self.runs = OrtBackend(onnx_path), cuda, 0
+        self.profiles = profiles  # per profile, input name -> [min shape, max shape]
         s = self.ort.session
         self.inputs = [i.name for i in s.get_inputs()]
         self.outputs = [o.name for o in s.get_outputs()]
@@ -201,15 +204,166 @@ class Engine:
         return Context(self, strategy)
 
 
+# ---- building ----
+
+class Severity(enum.Enum):
+    INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = range(5)
+
+
+class ILogger:
+    Severity = Severity
+
+
+class Logger(ILogger):
+    WARNING = Severity.WARNING
+
+    def __init__(self, level):
+        pass
+
+
+class Registry:
+    """The plugin registry after loading edgeq's library: a creator for every op of the table
+    (a test may take one away)."""
+
+    def __init__(self):
+        self.creators = {(op.name, op.version, op.namespace) for op in BY_NAME.values()}
+
+    def load_library(self, path):
+        return Path(path).is_file() or None
+
+    def get_creator(self, name, version, namespace):
+        assert isinstance(version, str)
+        return object() if (name, version, namespace) in self.creators else None
+
+
+class Network:
+    def __init__(self, flags):
+        self.flags, self.inputs, self.onnx = flags, [], None
+
+    @property
+    def num_inputs(self):
+        return len(self.inputs)
+
+    def get_input(self, i):
+        return self.inputs[i]
+
+
+class OnnxParser:
+    """Reads the graph's inputs (-1 for a dynamic dim) as TensorRT's parser makes them."""
+
+    def __init__(self, network, logger):
+        self.network, self.num_errors = network, 0
+
+    def parse_from_file(self, path):
+        self.network.onnx = path
+        for i in onnx.load(path, load_external_data=False).graph.input:
+            shape = tuple(d.dim_value if d.HasField("dim_value") else -1
+                          for d in i.type.tensor_type.shape.dim)
+            self.network.inputs.append(types.SimpleNamespace(name=i.name, shape=shape))
+        return True
+
+
+class Profile:
+    def __init__(self):
+        self.shapes = {}
+
+    def set_shape(self, name, lo, opt, hi):
+        self.shapes[name] = tuple(lo), tuple(opt), tuple(hi)
+
+
+class TimingCache:
+    def __init__(self, data):
+        self.data = data or b"fake timing cache"
+
+    def serialize(self):
+        return self.data
+
+
+class Config:
+    def __init__(self):
+        self.profiles, self.pools, self.cache = [], {}, None
+
+    def set_memory_pool_limit(self, pool, size):
+        self.pools[pool] = size
+
+    def create_timing_cache(self, data):
+        return TimingCache(data)
+
+    def set_timing_cache(self, cache, ignore_mismatch):
+        self.cache = cache
+        return True
+
+    def get_timing_cache(self):
+        return self.cache
+
+    def add_optimization_profile(self, profile):
+        self.profiles.append(profile)
+        return len(self.profiles) - 1
+
+
+class Builder:
+    """Refuses (an error to the logger, then None) what TensorRT's builder would refuse of
+    edgeq's network and profiles; its serialized engine names the graph and the profiles."""
+
+    def __init__(self, logger):
+        self.logger = logger
+
+    def create_network(self, flags):
+        return Network(flags)
+
+    def create_builder_config(self):
+        return Config()
+
+    def create_optimization_profile(self):
+        return Profile()
+
+    def build_serialized_network(self, network, config):
+        problems = [] if network.flags & 1 << STRONGLY_TYPED else ["not strongly typed"]
+        problems += [] if config.profiles else ["a dynamic network needs a profile"]
+        for k, p in enumerate(config.profiles):
+            for t in network.inputs:
+                lo, opt, hi = p.shapes.get(t.name, ((), (), ()))
+                if not (len(lo) == len(opt) == len(hi) == len(t.shape) and all(
+                        0 < a <= b <= c and d in (-1, a) and d in (-1, c)
+                        for a, b, c, d in zip(lo, opt, hi, t.shape))):
+                    problems.append(f"profile {k}: {t.name} {lo}..{hi} does not fit {t.shape}")
+        for m in problems:
+            self.logger.log(Severity.ERROR, m)
+        if problems:
+            return None
+        self.logger.log(Severity.INFO, "engine built")
+        self.logger.log(Severity.VERBOSE, "tactic chatter")
+        return json.dumps({"onnx": network.onnx, "profiles": [
+            {n: [lo, hi] for n, (lo, _, hi) in p.shapes.items()} for p in config.profiles]}).encode()
+
+
+STRONGLY_TYPED = 5  # NetworkDefinitionCreationFlag's value in TensorRT 10
+
+
+def cmake(folder: Path, fail: bool = False) -> Path:
+    """A folder with a `cmake` that logs its arguments and, as a build, makes the plugin library
+    in its build folder (or fails): for the bundle's build script."""
+    folder.mkdir()
+    (folder / "cmake").write_text(f"""#!/bin/sh
+echo "$@" >> {folder / "log"}
+{"exit 1" if fail else ""}
+[ "$1" = --build ] && echo built > "$2/libedgeq_trt_plugins.so"
+exit 0
+""")
+    (folder / "cmake").chmod(0o755)
+    return folder
+
+
 def modules(cuda: Cuda):
-    """A `tensorrt` module whose engines are model.onnx beside the engine file (which holds
-    its path)."""
+    """A `tensorrt` module whose engines are the bundle's model.onnx with profiles."""
     trt = types.ModuleType("tensorrt")
     trt.__version__ = "10.3.0.30"  # JetPack 6.1/6.2's
-    trt.Logger = type("Logger", (), {"WARNING": 2, "__init__": lambda self, level: None})
+    trt.ILogger, trt.Logger, trt.Builder, trt.OnnxParser = ILogger, Logger, Builder, OnnxParser
+    trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(STRONGLY_TYPED=STRONGLY_TYPED)
+    trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="WORKSPACE")
     trt.TensorIOMode = types.SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT")
     trt.ExecutionContextAllocationStrategy = types.SimpleNamespace(USER_MANAGED=Engine.USER_MANAGED)
-    registry = types.SimpleNamespace(load_library=lambda path: Path(path).is_file() or None)
+    registry = Registry()
     trt.get_plugin_registry = lambda: registry
 
     class Runtime:
@@ -217,6 +371,7 @@ def modules(cuda: Cuda):
             pass
 
         def deserialize_cuda_engine(self, data: bytes):
-            return Engine(Path(data.decode()), cuda)
+            d = json.loads(data)
+            return Engine(Path(d["onnx"]), d["profiles"], cuda)
     trt.Runtime = Runtime
     return trt

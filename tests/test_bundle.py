@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import fake_trt
 from edgeq.bench import tegrastats
 from edgeq.errors import EdgeqError
 
@@ -127,6 +128,27 @@ def test_verify_catches_changes(bundle, run_cli, tmp_path):
         (copy / "bundle.json").write_text(text)
         code, _, err = run_cli("verify", copy)
         assert code == 2 and err.count("\n") == 1 and fragment in err, err
+
+
+def test_build_script_adds_only_the_library(bundle, tmp_path, monkeypatch, run_cli):
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle, copy)
+    bin_ = fake_trt.cmake(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{bin_}:{os.environ['PATH']}")
+    r = subprocess.run(["sh", str(copy / "plugins-src/build_plugins.sh")], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    configure, build = (bin_ / "log").read_text().splitlines()
+    assert configure.startswith("--preset orin-nano -S src -B /") and build.startswith("--build /")
+    build_dir = Path(configure.split(" -B ")[1])
+    assert not build_dir.exists() and copy not in build_dir.parents  # a temp folder, removed
+    assert (copy / "plugins/libedgeq_trt_plugins.so").read_text() == "built\n"
+    # the library the script adds is the one file a sources bundle may gain
+    code, out, err = run_cli("verify", copy)
+    assert code == 0, err
+    (copy / "plugins/notes.txt").write_text("")
+    code, _, err = run_cli("verify", copy)
+    assert code == 2 and "plugins/notes.txt is not part of the bundle" in err
 
 
 def test_bench_ort_json_and_report(bundle, run_cli, tmp_path):

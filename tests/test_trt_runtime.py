@@ -1,16 +1,21 @@
-"""edgeq.trt.runtime's logic on a simulated TensorRT and CUDA (tests/fake_trt.py; the real ones
-are not here): generation equals ONNX Runtime's, decode steps replay CUDA graphs with no
-allocation, the two state sets take turns, one activation block serves every context."""
+"""edgeq.trt's logic on a simulated TensorRT and CUDA (tests/fake_trt.py; the real ones are not
+here): engines from edgeq.trt.engine's network and profiles; generation equals ONNX Runtime's,
+decode steps replay CUDA graphs with no allocation, the two state sets take turns, one
+activation block serves every context; `edgeq engine` as on the device."""
 import gc
 import json
+import os
+import shutil
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 import fake_trt
+from edgeq import targets
 from edgeq.errors import EdgeqError
 from edgeq.export.onnx_export import save, to_onnx
 from edgeq.models import MambaConfig, MambaLM
@@ -21,12 +26,19 @@ from edgeq.runtime.generate import generate
 
 def _bundle_files(out, model, cfg):
     """A bundle's files as TrtBackend reads them: the graph, the manifest's config, a plugin
-    library file and an engine file naming the graph."""
+    library file and an engine that edgeq.trt.engine built on the simulated TensorRT."""
     save(to_onnx(model), out / "model.onnx")
     (out / "bundle.json").write_text(json.dumps({"model": {"config": cfg.to_dict()}}))
     (out / "plugins").mkdir()
     (out / "plugins" / "libedgeq_trt_plugins.so").write_bytes(b"")
-    (out / "model.engine").write_text(str(out / "model.onnx"))
+    _build_engine(out)
+
+
+def _build_engine(bundle, max_batch=4, max_seq=2048):
+    from edgeq.trt.engine import build_engine
+    with pytest.MonkeyPatch.context() as m:
+        m.setitem(sys.modules, "tensorrt", fake_trt.modules(fake_trt.Cuda()))
+        return build_engine(bundle, targets.get("orin-nano"), lambda line: None, max_batch, max_seq)
 
 
 @pytest.fixture(scope="module")
@@ -175,11 +187,16 @@ def test_an_engine_without_logits_at_is_refused(bundle, fake, monkeypatch):
         TrtBackend(bundle)
 
 
-def test_a_prompt_beyond_the_engine_profile_is_refused(bundle, fake, monkeypatch):
-    monkeypatch.setitem(fake_trt.PROFILES, 0, (1, 8))
-    trt_be, _ = backends(bundle)
-    with pytest.raises(EdgeqError, match="--max-seq"):
+def test_a_prompt_beyond_the_engine_profile_is_refused(bundle, fake, tmp_path):
+    small = tmp_path / "small"
+    shutil.copytree(bundle, small)
+    _build_engine(small, max_batch=2, max_seq=8)
+    trt_be, _ = backends(small)
+    trt_be.forward(np.zeros((2, 8), np.int64), trt_be.new_state(2), last=True)
+    with pytest.raises(EdgeqError, match="--max-batch/--max-seq"):
         trt_be.forward(np.zeros((1, 9), np.int64), trt_be.new_state(1), last=True)
+    with pytest.raises(EdgeqError, match="--max-batch/--max-seq"):
+        trt_be.forward(np.zeros((3, 1), np.int64), trt_be.new_state(3))
     del trt_be
     gc.collect()
 
@@ -226,3 +243,70 @@ def test_engine_io_is_matched_by_name(bundle, fake, monkeypatch, change, fragmen
     assert generate(trt_be, prompt, n) == generate(ort_be, prompt, n)
     del trt_be
     gc.collect()
+
+
+# ---- `edgeq engine` on the device: plugin library, engine, comparison ----
+
+@pytest.fixture(scope="module")
+def built(hf_model, tmp_path_factory):
+    """A bundle from `edgeq build` for orin-nano: plugin sources only, no engine."""
+    from edgeq.bundle.build import build
+    d = tmp_path_factory.mktemp("built")
+    np.save(d / "ids.npy", np.random.default_rng(0).integers(0, 1001, 4000))
+    build(str(hf_model("h96")[1]), "orin-nano", d / "bundle", "quamba-w8a8", str(d / "ids.npy"),
+          8, 64)
+    return d / "bundle"
+
+
+@pytest.fixture
+def device(built, fake, tmp_path, monkeypatch):
+    """A copy of the bundle on a simulated Orin: sm_87, TensorRT 10.3, a cmake that builds."""
+    monkeypatch.setattr("edgeq.runtime.cuda_kernels.gpu_sm", lambda: 87)
+    bundle = tmp_path / "bundle"
+    shutil.copytree(built, bundle)
+    return bundle
+
+
+def test_engine_command_builds_plugins_engine_and_compares(device, run_cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", f"{fake_trt.cmake(tmp_path / 'bin')}:{os.environ['PATH']}")
+    code, out, err = run_cli("engine", device, "--max-batch", "2", "--compare")
+    assert code == 0, err
+    m = json.loads((device / "bundle.json").read_text())
+    assert m["plugins"]["mode"] == "native" and m["engine"]["built"] is True
+    assert m["engine"]["compare_ort"]["top1_agreement"] == 1.0
+    assert run_cli("verify", device)[0] == 0  # library, engine, cache and log now listed
+    log = (device / "engine_build.log").read_text()
+    assert "[INFO] engine built" in log and "VERBOSE" not in log
+    code, out, err = run_cli("bench", device, "--backend", "trt", "--prompt-len", "8", "--gen-len",
+                             "4", "--batch", "2", "--iters", "1", "--warmup", "0", "--json")
+    assert code == 0 and json.loads(out)["backend"] == "trt", err
+    gc.collect()
+
+
+def test_engine_command_failures_are_one_line_and_leave_the_bundle(device, run_cli, tmp_path,
+                                                                   monkeypatch):
+    files = sorted(str(p.relative_to(device)) for p in device.rglob("*") if p.is_file())
+    monkeypatch.setenv("PATH", f"{fake_trt.cmake(tmp_path / 'bad', fail=True)}:{os.environ['PATH']}")
+    code, _, err = run_cli("engine", device)
+    assert code == 2 and err.count("\n") == 1 and "building the plugin library with plugins-src" in err
+    monkeypatch.setenv("PATH", f"{fake_trt.cmake(tmp_path / 'bin')}:{os.environ['PATH']}")
+    registry = sys.modules["tensorrt"].get_plugin_registry()
+    used = sorted(op for op in registry.creators if op[0].startswith("EdgeqSelectiveScan"))[-1]
+    registry.creators.discard(used)
+    code, _, err = run_cli("engine", device)
+    assert code == 2 and err.count("\n") == 1 and f"lacks edgeq::{used[0]} v1" in err
+    registry.creators.add(used)
+
+    def refuse(self, network, config):
+        self.logger.log(fake_trt.Severity.ERROR, "out of memory in tactic 7")
+        return None
+    monkeypatch.setattr(fake_trt.Builder, "build_serialized_network", refuse)
+    code, _, err = run_cli("engine", device)
+    line = err.strip()
+    assert code == 2 and err.count("\n") == 1 and "[ERROR] out of memory in tactic 7 (the whole log: /" in line
+    log = Path(line.split("the whole log: ")[1].rstrip(")"))
+    assert "out of memory" in log.read_text()
+    log.unlink()
+    assert run_cli("verify", device)[0] == 0  # nothing half-made left in it
+    assert sorted(str(p.relative_to(device)) for p in device.rglob("*") if p.is_file()) == \
+        sorted([*files, "plugins/libedgeq_trt_plugins.so"])

@@ -54,13 +54,18 @@ def read(root: Path) -> dict:
 
 
 def verify(root: Path) -> dict:
-    """The manifest, if every file's hash matches and no file is missing or extra."""
+    """The manifest, if every file's hash matches and no file is missing or extra (but the
+    plugin library that a sources bundle's build script adds on the device)."""
     manifest = read(root)
     have = file_hashes(Path(root))
     want = manifest["files"]
+    plugins = manifest.get("plugins", {})
+    later = plugins.get("library") if plugins.get("mode") == "sources" else None
     for name in sorted(set(want) | set(have)):
         if name not in have:
             raise EdgeqError(f"{root}: {name} is missing; copy the whole bundle again")
+        if name == later and name not in want:
+            continue
         if name not in want:
             raise EdgeqError(f"{root}: {name} is not part of the bundle; remove it")
         if have[name] != want[name]:

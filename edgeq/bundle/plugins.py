@@ -18,14 +18,18 @@ SYSROOT_CUDA = "usr/local/cuda/targets/aarch64-linux/include/cuda_runtime.h"
 SYSROOT_TRT = "usr/include/aarch64-linux-gnu/NvInfer.h"
 
 BUILD_SCRIPT = """#!/bin/sh
-# Build the edgeq TensorRT plugin library on the device ({target}: sm_{sm}, TensorRT {trt}).
+# Build the edgeq TensorRT plugin library on the device ({target}: sm_{sm}, TensorRT {trt}) into
+# the bundle's plugins/; `edgeq engine` runs this when the library is missing.
 # Needs cmake, the CUDA toolkit and TensorRT's headers (JetPack installs them).
 set -eu
 cd "$(dirname "$0")"
-cmake --preset {target} -S src
-cmake --build build -j"$(nproc)" --target edgeq_trt_plugins
-mkdir -p ../plugins && cp build/{lib} ../plugins/
-echo "built ../plugins/{lib}"
+build=$(mktemp -d)  # outside the bundle, whose files bundle.json lists
+trap 'rm -rf "$build"' EXIT
+PATH="$PATH:/usr/local/cuda/bin"  # JetPack's nvcc is often not on PATH
+cmake --preset {target} -S src -B "$build"
+cmake --build "$build" -j"$(nproc)" --target edgeq_trt_plugins
+mkdir -p ../plugins && cp "$build/{lib}" ../plugins/
+echo "built plugins/{lib}"
 """
 
 
@@ -101,4 +105,21 @@ def stage(bundle: Path, target: dict, sysroot: Path | None, log) -> dict:
     reason = (f"this host is {platform.machine()}, the target {target['arch']}"
               if platform.machine() != target["arch"] else
               f"no sm_{target['sm']} GPU with TensorRT headers on this host")
-    return {"mode": "sources", "reason": reason, "build_script": "plugins-src/build_plugins.sh"}
+    return {"mode": "sources", "reason": reason, "build_script": "plugins-src/build_plugins.sh",
+            "library": f"plugins/{LIB}"}  # where the script puts it
+
+
+def build_from_sources(bundle: Path, plugins: dict, log) -> dict:
+    """On the device: run a sources bundle's build script unless its library is there already
+    (the script was run by hand); the plugin stage's record, now of a native build."""
+    if not (bundle / plugins["library"]).is_file():
+        log("building the plugin library from plugins-src ...")
+        r = subprocess.run(["sh", str(bundle / plugins["build_script"])], capture_output=True,
+                           text=True)
+        log(r.stdout + r.stderr)
+        if r.returncode or not (bundle / plugins["library"]).is_file():
+            raise EdgeqError(f"building the plugin library with {plugins['build_script']} failed "
+                             "(its output is above); it needs cmake, the CUDA toolkit and "
+                             "TensorRT's headers")
+    return {"mode": "native", "built": "on the device from plugins-src",
+            "build_script": plugins["build_script"], "library": plugins["library"]}

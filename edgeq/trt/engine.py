@@ -4,7 +4,8 @@ optimization profiles for prefill and decode, memory-pool limits from the target
 cache. Not run in edgeq's CI: no TensorRT there."""
 from __future__ import annotations
 
-import json
+import os
+import tempfile
 from pathlib import Path
 
 import onnx
@@ -42,7 +43,7 @@ def build_engine(bundle: Path, target: dict, log, max_batch: int = 1, max_seq: i
     lib = bundle / "plugins" / "libedgeq_trt_plugins.so"
     if not lib.is_file():
         raise EdgeqError(f"{bundle}: no built plugin library; run plugins-src/build_plugins.sh first")
-    logger = trt.Logger(trt.Logger.WARNING)
+    logger = _recorder(trt)
     registry = trt.get_plugin_registry()
     registry.load_library(str(lib))
     for name, version, namespace in sorted(custom_ops(bundle / "model.onnx")):
@@ -54,13 +55,15 @@ def build_engine(bundle: Path, target: dict, log, max_batch: int = 1, max_seq: i
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(bundle / "model.onnx")):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise EdgeqError(f"TensorRT's ONNX parser refused the graph: {errors}")
+        raise EdgeqError(f"TensorRT's ONNX parser refused the graph: {errors} "
+                         f"(the whole log: {_failed_log(logger)})")
     config = builder.create_builder_config()
     pool = int(target.get("usable_memory_gb", target["memory_gb"]) * 2**30 // 4)
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, pool)
     cache_path = bundle / CACHE
     cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.exists() else b"")
-    config.set_timing_cache(cache, ignore_mismatch=False)
+    if not config.set_timing_cache(cache, ignore_mismatch=False):  # another device's: start anew
+        config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
     # profile 0: prefill (seq 1..max_seq), profile 1: decode (seq 1), both over batch 1..max_batch
     # and with logits at one position: lm_head's activations are then [batch, 1, vocab], not
     # [max_batch, max_seq, vocab] (1 GB in fp16 for Mamba2-8B's 256k vocabulary at 2048 tokens)
@@ -78,11 +81,36 @@ def build_engine(bundle: Path, target: dict, log, max_batch: int = 1, max_seq: i
         config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise EdgeqError("TensorRT could not build the engine; see the build log")
+        errors = [line for line in logger.lines if line.startswith(("[ERROR]", "[INTERNAL_ERROR]"))]
+        raise EdgeqError(f"TensorRT could not build the engine: "
+                         f"{errors[-1] if errors else 'it gave no error'} (the whole log: "
+                         f"{_failed_log(logger)})")
     (bundle / ENGINE).write_bytes(bytes(serialized))
     cache_path.write_bytes(bytes(config.get_timing_cache().serialize()))
-    info = {"built": True, "engine": ENGINE, "tensorrt": trt.__version__, "profiles": {
-        "prefill": [1, max_seq], "decode": [1, 1], "batch": [1, max_batch], "logits_at": [1, 1]}, "workspace_bytes": pool}
-    (bundle / LOG).write_text(json.dumps(info, indent=1) + "\n")
+    (bundle / LOG).write_text("".join(f"{line}\n" for line in logger.lines))
     log(f"engine written: {bundle / ENGINE}")
-    return info
+    return {"built": True, "engine": ENGINE, "log": LOG, "tensorrt": trt.__version__,
+            "profiles": {"prefill": [1, max_seq], "decode": [1, 1], "batch": [1, max_batch],
+                         "logits_at": [1, 1]}, "workspace_bytes": pool}
+
+
+def _recorder(trt):
+    """A TensorRT logger that keeps its messages, VERBOSE aside, for the build log (trt.Logger
+    only prints them)."""
+    class Recorder(trt.ILogger):
+        def __init__(self):
+            trt.ILogger.__init__(self)
+            self.lines: list[str] = []
+
+        def log(self, severity, msg):
+            if severity != trt.ILogger.Severity.VERBOSE:
+                self.lines.append(f"[{severity.name}] {msg}")
+    return Recorder()
+
+
+def _failed_log(logger) -> str:
+    """Write a failed build's log outside the bundle (whose files its manifest lists) and name it."""
+    fd, path = tempfile.mkstemp(prefix="edgeq-engine-", suffix=".log")
+    with os.fdopen(fd, "w") as f:
+        f.writelines(f"{line}\n" for line in logger.lines)
+    return path

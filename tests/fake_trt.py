@@ -24,6 +24,7 @@ from edgeq.runtime.backends import _NP_TYPES, OrtBackend
 class Error(enum.IntEnum):
     cudaSuccess = 0
     cudaErrorInvalidValue = 1
+    cudaErrorMemoryAllocation = 2
 
 
 class Cuda:
@@ -214,13 +215,6 @@ class ILogger:
     Severity = Severity
 
 
-class Logger(ILogger):
-    WARNING = Severity.WARNING
-
-    def __init__(self, level):
-        pass
-
-
 class Registry:
     """The plugin registry after loading edgeq's library: a creator for every op of the table
     (a test may take one away)."""
@@ -290,6 +284,8 @@ class Config:
         return TimingCache(data)
 
     def set_timing_cache(self, cache, ignore_mismatch):
+        if not cache.data.startswith(b"fake timing cache"):  # another device's or damaged
+            return False
         self.cache = cache
         return True
 
@@ -337,7 +333,7 @@ class Builder:
             {n: [lo, hi] for n, (lo, _, hi) in p.shapes.items()} for p in config.profiles]}).encode()
 
 
-STRONGLY_TYPED = 5  # NetworkDefinitionCreationFlag's value in TensorRT 10
+STRONGLY_TYPED = 1  # NetworkDefinitionCreationFlag's value in TensorRT 10
 
 
 def cmake(folder: Path, fail: bool = False) -> Path:
@@ -358,7 +354,7 @@ def modules(cuda: Cuda):
     """A `tensorrt` module whose engines are the bundle's model.onnx with profiles."""
     trt = types.ModuleType("tensorrt")
     trt.__version__ = "10.3.0.30"  # JetPack 6.1/6.2's
-    trt.ILogger, trt.Logger, trt.Builder, trt.OnnxParser = ILogger, Logger, Builder, OnnxParser
+    trt.ILogger, trt.Builder, trt.OnnxParser = ILogger, Builder, OnnxParser
     trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(STRONGLY_TYPED=STRONGLY_TYPED)
     trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="WORKSPACE")
     trt.TensorIOMode = types.SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT")

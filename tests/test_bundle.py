@@ -299,6 +299,15 @@ def test_remote_bench_over_ssh(bundle, sshd, tmp_path):
                      remote_dir=str(tmp_path / "remote-bundle"))
     assert r["backend"] == "ort" and r["ttft_ms"] > 0
     assert (tmp_path / "remote-bundle" / "bundle.json").is_file()  # it was copied over
+    # again: the earlier copy verifies (the report is beside it, not in it) and is reused
+    logged = []
+    remote.log = logged.append
+    r = bench_remote(bundle, remote, ["--backend", "ort", "--prompt-len", "8", "--gen-len", "3",
+                                      "--iters", "1", "--json"], tmp_path / "report2",
+                     edgeq=str(Path(sys.executable).parent / "edgeq"),
+                     remote_dir=str(tmp_path / "remote-bundle"))
+    assert r["ttft_ms"] > 0 and f"reusing {remote.host}:{tmp_path / 'remote-bundle'}" in logged
+    assert not any(line.startswith("$ scp") and "report" not in line for line in logged)
     # an unknown host key is refused, not accepted
     (sshd["known_hosts"]).write_text(f"[127.0.0.1]:{sshd['port']} ssh-ed25519 "
                                      "AAAAC3NzaC1lZDI1NTE5AAAAIEGdummykeydummykeydummykeydummykeydummykey0\n")

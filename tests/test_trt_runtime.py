@@ -34,11 +34,12 @@ def _bundle_files(out, model, cfg):
     _build_engine(out)
 
 
-def _build_engine(bundle, max_batch=4, max_seq=2048):
+def _build_engine(bundle, max_batch=4, max_seq=2048, timing_cache=b""):
     from edgeq.trt.engine import build_engine
     with pytest.MonkeyPatch.context() as m:
         m.setitem(sys.modules, "tensorrt", fake_trt.modules(fake_trt.Cuda()))
-        return build_engine(bundle, targets.get("orin-nano"), lambda line: None, max_batch, max_seq)
+        return build_engine(bundle, targets.get("orin-nano"), lambda line: None, max_batch,
+                            max_seq, timing_cache)
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +188,26 @@ def test_an_engine_without_logits_at_is_refused(bundle, fake, monkeypatch):
         TrtBackend(bundle)
 
 
+def test_out_of_device_memory_is_one_error(bundle, fake, monkeypatch):
+    from edgeq.trt.runtime import TrtBackend
+    monkeypatch.setattr(fake, "cudaMalloc", lambda n: (fake_trt.Error.cudaErrorMemoryAllocation, 0))
+    ignored = []
+    monkeypatch.setattr(sys, "unraisablehook", ignored.append)  # an error inside __del__
+    with pytest.raises(EdgeqError, match="cudaErrorMemoryAllocation"):
+        TrtBackend(bundle)
+    gc.collect()
+    assert not ignored
+
+
+def test_timing_cache_reused_or_started_anew(bundle, tmp_path):
+    copy = tmp_path / "b"
+    shutil.copytree(bundle, copy)
+    for old, new in ((b"fake timing cache of earlier builds", b"fake timing cache of earlier builds"),
+                     (b"another device's cache", b"fake timing cache")):
+        _build_engine(copy, timing_cache=old)
+        assert (copy / "timing.cache").read_bytes() == new
+
+
 def test_a_prompt_beyond_the_engine_profile_is_refused(bundle, fake, tmp_path):
     small = tmp_path / "small"
     shutil.copytree(bundle, small)
@@ -269,8 +290,11 @@ def device(built, fake, tmp_path, monkeypatch):
 
 def test_engine_command_builds_plugins_engine_and_compares(device, run_cli, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{fake_trt.cmake(tmp_path / 'bin')}:{os.environ['PATH']}")
+    (device / "plugins").mkdir()
+    (device / "plugins/libedgeq_trt_plugins.so").write_text("stale")  # no hash: rebuilt
     code, out, err = run_cli("engine", device, "--max-batch", "2", "--compare")
     assert code == 0, err
+    assert (device / "plugins/libedgeq_trt_plugins.so").read_text() == "built\n"
     m = json.loads((device / "bundle.json").read_text())
     assert m["plugins"]["mode"] == "native" and m["engine"]["built"] is True
     assert m["engine"]["compare_ort"]["top1_agreement"] == 1.0
@@ -298,7 +322,8 @@ def test_engine_command_failures_are_one_line_and_leave_the_bundle(device, run_c
     registry.creators.add(used)
 
     def refuse(self, network, config):
-        self.logger.log(fake_trt.Severity.ERROR, "out of memory in tactic 7")
+        self.logger.log(fake_trt.Severity.ERROR, "out of memory\n in tactic 7")  # the cause
+        self.logger.log(fake_trt.Severity.ERROR, "Assertion engine != nullptr failed.")
         return None
     monkeypatch.setattr(fake_trt.Builder, "build_serialized_network", refuse)
     code, _, err = run_cli("engine", device)
@@ -310,3 +335,30 @@ def test_engine_command_failures_are_one_line_and_leave_the_bundle(device, run_c
     assert run_cli("verify", device)[0] == 0  # nothing half-made left in it
     assert sorted(str(p.relative_to(device)) for p in device.rglob("*") if p.is_file()) == \
         sorted([*files, "plugins/libedgeq_trt_plugins.so"])
+
+
+def test_engine_command_failing_after_the_engine_puts_the_bundle_back(device, run_cli, tmp_path,
+                                                                      monkeypatch):
+    """A failure once the engine's files are written (here in --compare) leaves the bundle as
+    it was: without an engine, or with its earlier one."""
+    from edgeq.trt import runtime
+    monkeypatch.setenv("PATH", f"{fake_trt.cmake(tmp_path / 'bin')}:{os.environ['PATH']}")
+
+    def snapshot():
+        return {str(p.relative_to(device)): p.read_bytes() for p in device.rglob("*") if p.is_file()}
+
+    def broken(*args, **kw):
+        raise EdgeqError("the device went away")
+    for earlier in (False, True):
+        if earlier:
+            assert run_cli("engine", device)[0] == 0
+        before = snapshot()
+        with monkeypatch.context() as m:
+            m.setattr(runtime, "TrtBackend", broken)
+            code, _, err = run_cli("engine", device, "--max-seq", "64", "--compare")
+        assert code == 2 and "the device went away" in err
+        after = snapshot()
+        after.pop("plugins/libedgeq_trt_plugins.so")  # built before the engine, may stay
+        before.pop("plugins/libedgeq_trt_plugins.so", None)
+        assert after == before and ("model.engine" in after) == earlier
+        assert run_cli("verify", device)[0] == 0

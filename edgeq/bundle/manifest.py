@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from ..errors import EdgeqError
+from .plugins import LIB
 
 NAME = "bundle.json"
 FORMAT = "edgeq-bundle/3"  # /2: bundle.json hashes itself; /3: the graph takes logits_at
@@ -59,8 +60,7 @@ def verify(root: Path) -> dict:
     manifest = read(root)
     have = file_hashes(Path(root))
     want = manifest["files"]
-    plugins = manifest.get("plugins", {})
-    later = plugins.get("library") if plugins.get("mode") == "sources" else None
+    later = f"plugins/{LIB}" if manifest.get("plugins", {}).get("mode") == "sources" else None
     for name in sorted(set(want) | set(have)):
         if name not in have:
             raise EdgeqError(f"{root}: {name} is missing; copy the whole bundle again")

@@ -13,6 +13,7 @@ from ..errors import EdgeqError
 from ..runtime.cuda_kernels import gpu_sm
 
 LIB = "libedgeq_trt_plugins.so"
+SCRIPT = "plugins-src/build_plugins.sh"
 # what a JetPack 6 root file system holds (CUDA 12.6 and TensorRT 10.3 packages)
 SYSROOT_CUDA = "usr/local/cuda/targets/aarch64-linux/include/cuda_runtime.h"
 SYSROOT_TRT = "usr/include/aarch64-linux-gnu/NvInfer.h"
@@ -25,10 +26,11 @@ set -eu
 cd "$(dirname "$0")"
 build=$(mktemp -d)  # outside the bundle, whose files bundle.json lists
 trap 'rm -rf "$build"' EXIT
+trap 'exit 1' HUP INT TERM  # through the EXIT trap
 PATH="$PATH:/usr/local/cuda/bin"  # JetPack's nvcc is often not on PATH
 cmake --preset {target} -S src -B "$build"
 cmake --build "$build" -j"$(nproc)" --target edgeq_trt_plugins
-mkdir -p ../plugins && cp "$build/{lib}" ../plugins/
+mkdir -p ../plugins && cp "$build/{lib}" ../plugins/.{lib} && mv ../plugins/.{lib} ../plugins/{lib}
 echo "built plugins/{lib}"
 """
 
@@ -105,21 +107,18 @@ def stage(bundle: Path, target: dict, sysroot: Path | None, log) -> dict:
     reason = (f"this host is {platform.machine()}, the target {target['arch']}"
               if platform.machine() != target["arch"] else
               f"no sm_{target['sm']} GPU with TensorRT headers on this host")
-    return {"mode": "sources", "reason": reason, "build_script": "plugins-src/build_plugins.sh",
-            "library": f"plugins/{LIB}"}  # where the script puts it
+    return {"mode": "sources", "reason": reason, "build_script": SCRIPT}
 
 
-def build_from_sources(bundle: Path, plugins: dict, log) -> dict:
-    """On the device: run a sources bundle's build script unless its library is there already
-    (the script was run by hand); the plugin stage's record, now of a native build."""
-    if not (bundle / plugins["library"]).is_file():
-        log("building the plugin library from plugins-src ...")
-        r = subprocess.run(["sh", str(bundle / plugins["build_script"])], capture_output=True,
-                           text=True)
-        log(r.stdout + r.stderr)
-        if r.returncode or not (bundle / plugins["library"]).is_file():
-            raise EdgeqError(f"building the plugin library with {plugins['build_script']} failed "
-                             "(its output is above); it needs cmake, the CUDA toolkit and "
-                             "TensorRT's headers")
-    return {"mode": "native", "built": "on the device from plugins-src",
-            "build_script": plugins["build_script"], "library": plugins["library"]}
+def build_from_sources(bundle: Path, log) -> dict:
+    """On the device: build a sources bundle's plugin library with its script; always, since a
+    library already there has no hash in bundle.json to trust it by. The plugin stage's record,
+    now of a native build."""
+    log("building the plugin library from plugins-src ...")
+    r = subprocess.run(["sh", str(bundle / SCRIPT)], capture_output=True, text=True)
+    log(r.stdout + r.stderr)
+    if r.returncode or not (bundle / "plugins" / LIB).is_file():
+        raise EdgeqError(f"building the plugin library with {SCRIPT} failed (its output is "
+                         "above); it needs cmake, the CUDA toolkit and TensorRT's headers")
+    return {"mode": "native", "built": "on the device from plugins-src", "build_script": SCRIPT,
+            "library": f"plugins/{LIB}"}

@@ -21,3 +21,28 @@ def load():
         raise EdgeqError(f"TensorRT {trt.__version__} is older than edgeq needs "
                          f"({'.'.join(map(str, MIN_VERSION))}); upgrade to JetPack 6.1 or later")
     return trt
+
+
+_LOGGER = None
+
+
+def logger(trt):
+    """The process's one TensorRT logger. TensorRT keeps a pointer to the first logger it is
+    given (its plugin registry logs through it), so this one lives as long as the process. It
+    keeps the messages, VERBOSE aside, for the build log and for errors; a build clears them."""
+    global _LOGGER
+    if _LOGGER is None:
+        class Recorder(trt.ILogger):
+            def __init__(self):
+                trt.ILogger.__init__(self)
+                self.lines: list[str] = []
+
+            def log(self, severity, msg):
+                if severity != trt.ILogger.Severity.VERBOSE:
+                    self.lines.append(f"[{severity.name}] {' '.join(str(msg).split())}")
+
+            def errors(self) -> list[str]:
+                return [line for line in self.lines
+                        if line.startswith(("[ERROR]", "[INTERNAL_ERROR]"))] or ["no error logged"]
+        _LOGGER = Recorder()
+    return _LOGGER

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import onnx
@@ -13,6 +14,7 @@ import onnx
 from ..errors import EdgeqError
 from ..ops.table import BY_NAME, DOMAIN
 from . import load
+from . import logger as trt_logger
 
 ENGINE, LOG, CACHE = "model.engine", "engine_build.log", "timing.cache"
 
@@ -38,12 +40,35 @@ def custom_ops(onnx_path: Path) -> set[tuple[str, str, str]]:
             for n in model.graph.node if n.domain == DOMAIN}
 
 
-def build_engine(bundle: Path, target: dict, log, max_batch: int = 1, max_seq: int = 2048) -> dict:
+@contextmanager
+def replacing(bundle: Path):
+    """Around a rebuild of the engine's files: yields the old timing cache, and on failure puts
+    the old files back (a bundle that verifies, as before), on success drops them."""
+    olds = [(bundle / n, bundle / f"{n}.old") for n in (ENGINE, CACHE, LOG)]
+    for new, old in olds:
+        if new.exists():
+            os.replace(new, old)
+    cache = bundle / f"{CACHE}.old"
+    try:
+        yield cache.read_bytes() if cache.exists() else b""
+    except BaseException:
+        for new, old in olds:
+            new.unlink(missing_ok=True)
+            if old.exists():
+                os.replace(old, new)
+        raise
+    for _, old in olds:
+        old.unlink(missing_ok=True)
+
+
+def build_engine(bundle: Path, target: dict, log, max_batch: int = 1, max_seq: int = 2048,
+                 timing_cache: bytes = b"") -> dict:
     trt = load()
     lib = bundle / "plugins" / "libedgeq_trt_plugins.so"
     if not lib.is_file():
         raise EdgeqError(f"{bundle}: no built plugin library; run plugins-src/build_plugins.sh first")
-    logger = _recorder(trt)
+    logger = trt_logger(trt)
+    logger.lines.clear()
     registry = trt.get_plugin_registry()
     registry.load_library(str(lib))
     for name, version, namespace in sorted(custom_ops(bundle / "model.onnx")):
@@ -54,14 +79,14 @@ def build_engine(bundle: Path, target: dict, log, max_batch: int = 1, max_seq: i
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(bundle / "model.onnx")):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        errors = "; ".join(" ".join(str(parser.get_error(i)).split())
+                           for i in range(parser.num_errors))
         raise EdgeqError(f"TensorRT's ONNX parser refused the graph: {errors} "
                          f"(the whole log: {_failed_log(logger)})")
     config = builder.create_builder_config()
     pool = int(target.get("usable_memory_gb", target["memory_gb"]) * 2**30 // 4)
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, pool)
-    cache_path = bundle / CACHE
-    cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.exists() else b"")
+    cache = config.create_timing_cache(timing_cache)
     if not config.set_timing_cache(cache, ignore_mismatch=False):  # another device's: start anew
         config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
     # profile 0: prefill (seq 1..max_seq), profile 1: decode (seq 1), both over batch 1..max_batch
@@ -81,31 +106,16 @@ def build_engine(bundle: Path, target: dict, log, max_batch: int = 1, max_seq: i
         config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        errors = [line for line in logger.lines if line.startswith(("[ERROR]", "[INTERNAL_ERROR]"))]
-        raise EdgeqError(f"TensorRT could not build the engine: "
-                         f"{errors[-1] if errors else 'it gave no error'} (the whole log: "
-                         f"{_failed_log(logger)})")
+        # the first error is the cause; TensorRT's last is a generic assertion
+        raise EdgeqError(f"TensorRT could not build the engine: {logger.errors()[0]} (the "
+                         f"whole log: {_failed_log(logger)})")
     (bundle / ENGINE).write_bytes(bytes(serialized))
-    cache_path.write_bytes(bytes(config.get_timing_cache().serialize()))
+    (bundle / CACHE).write_bytes(bytes(config.get_timing_cache().serialize()))
     (bundle / LOG).write_text("".join(f"{line}\n" for line in logger.lines))
     log(f"engine written: {bundle / ENGINE}")
     return {"built": True, "engine": ENGINE, "log": LOG, "tensorrt": trt.__version__,
             "profiles": {"prefill": [1, max_seq], "decode": [1, 1], "batch": [1, max_batch],
                          "logits_at": [1, 1]}, "workspace_bytes": pool}
-
-
-def _recorder(trt):
-    """A TensorRT logger that keeps its messages, VERBOSE aside, for the build log (trt.Logger
-    only prints them)."""
-    class Recorder(trt.ILogger):
-        def __init__(self):
-            trt.ILogger.__init__(self)
-            self.lines: list[str] = []
-
-        def log(self, severity, msg):
-            if severity != trt.ILogger.Severity.VERBOSE:
-                self.lines.append(f"[{severity.name}] {msg}")
-    return Recorder()
 
 
 def _failed_log(logger) -> str:

@@ -22,6 +22,7 @@ from ..errors import EdgeqError
 from ..models.config import MambaConfig
 from ..runtime.cuda_kernels import check
 from . import load
+from . import logger as trt_logger
 
 _NP = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT64": np.int64, "INT32": np.int32}
 PREFILL, DECODE = 0, 1  # the optimization profiles of edgeq.trt.engine
@@ -40,7 +41,8 @@ class DeviceTensor:
         self.ptr = check(self.rt.cudaMalloc(max(self.nbytes, 1)))
 
     def __del__(self):
-        self.rt.cudaFree(self.ptr)
+        if hasattr(self, "ptr"):  # not when cudaMalloc failed
+            self.rt.cudaFree(self.ptr)
 
 
 class _Decode:
@@ -80,7 +82,7 @@ class TrtBackend:
         engine_path = bundle / "model.engine"
         if not engine_path.is_file():
             raise EdgeqError(f"{bundle}: no model.engine; run `edgeq engine {bundle}` on the device")
-        self.logger = trt.Logger(trt.Logger.WARNING)
+        self.logger = trt_logger(trt)
         trt.get_plugin_registry().load_library(str(bundle / "plugins" / "libedgeq_trt_plugins.so"))
         self.engine = trt.Runtime(self.logger).deserialize_cuda_engine(engine_path.read_bytes())
         if self.engine is None:
@@ -145,7 +147,7 @@ class TrtBackend:
 
     def _run(self, ctx) -> None:
         if not ctx.execute_async_v3(self.stream):
-            raise EdgeqError("TensorRT could not run the engine")
+            raise EdgeqError(f"TensorRT could not run the engine: {self.logger.errors()[-1]}")
 
     def _decode(self, batch: int) -> _Decode:
         if batch not in self.decode:

@@ -325,10 +325,8 @@ def engine(bundle, max_batch, max_seq, compare):
     from .bundle import manifest
     m = manifest.verify(bundle)
     from .bundle.plugins import build_from_sources
-    from .trt import load
     from .trt.engine import build_engine, check_compatible, replacing
-    load()
-    check_compatible(m)
+    check_compatible(m)  # TensorRT here, of the bundle's version, and the target's GPU
     if m["plugins"]["mode"] == "sources":
         m["plugins"] = build_from_sources(bundle, click.echo)
     with replacing(bundle) as timing_cache:

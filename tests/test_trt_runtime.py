@@ -175,19 +175,6 @@ def test_bench_on_trt_reports_device_memory(bundle, fake, monkeypatch):
     gc.collect()
 
 
-def test_an_engine_without_logits_at_is_refused(bundle, fake, monkeypatch):
-    from edgeq.trt.runtime import TrtBackend
-    init = fake_trt.Engine.__init__
-
-    def older(self, *args):  # an engine built before graphs took logits_at
-        init(self, *args)
-        self.inputs.remove("logits_at")
-        self.num_io_tensors -= 1
-    monkeypatch.setattr(fake_trt.Engine, "__init__", older)
-    with pytest.raises(EdgeqError, match="no logits_at input.*build the bundle again"):
-        TrtBackend(bundle)
-
-
 def test_out_of_device_memory_is_one_error(bundle, fake, monkeypatch):
     from edgeq.trt.runtime import TrtBackend
     monkeypatch.setattr(fake, "cudaMalloc", lambda n: (fake_trt.Error.cudaErrorMemoryAllocation, 0))
@@ -241,12 +228,13 @@ def test_tensorrt_before_10_1_is_refused(bundle, fake, monkeypatch):
 @pytest.mark.parametrize("change,fragment", [
     (lambda e: e.inputs.reverse(), None),  # any binding order: matched by name
     (lambda e: e.outputs.reverse(), None),
+    (lambda e: e.inputs.remove("logits_at"), "no logits_at input.*build the bundle again"),  # older
     (lambda e: e.outputs.remove("conv_state_out.1"), "not an edgeq graph's"),
     (lambda e: setattr(e, "get_tensor_dtype", lambda n, f=e.get_tensor_dtype:
                        types.SimpleNamespace(name="BF16") if n == "logits" else f(n)),
      "logits is BF16"),
 ])
-def test_engine_io_is_matched_by_name(bundle, fake, monkeypatch, change, fragment):
+def test_engine_io_is_matched_by_name_or_refused(bundle, fake, monkeypatch, change, fragment):
     from edgeq.trt.runtime import TrtBackend
     init = fake_trt.Engine.__init__
 

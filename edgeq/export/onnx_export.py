@@ -2,8 +2,9 @@
 
 Inputs: input_ids [batch, seq], logits_at [n] (the sequence positions whose logits come out:
 generation asks for the last, validation for all) and per-layer conv_state.i / ssm_state.i;
-outputs: logits [batch, n, vocab] plus conv_state_out.i / ssm_state_out.i. The edgeq custom ops become nodes named after their
-TensorRT plugins (domain `edgeq`), translated through the schemas from the op table.
+outputs: logits [batch, n, vocab] plus conv_state_out.i / ssm_state_out.i. The edgeq custom ops
+become nodes named after their TensorRT plugins (domain `edgeq`), translated through the
+schemas from the op table.
 """
 from __future__ import annotations
 

@@ -41,6 +41,9 @@ def logger(trt):
                 if severity != trt.ILogger.Severity.VERBOSE:
                     self.lines.append(f"[{severity.name}] {' '.join(str(msg).split())}")
 
+            def text(self) -> str:
+                return "".join(f"{line}\n" for line in self.lines)
+
             def errors(self) -> list[str]:
                 return [line for line in self.lines
                         if line.startswith(("[ERROR]", "[INTERNAL_ERROR]"))] or ["no error logged"]

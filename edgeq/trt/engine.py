@@ -111,7 +111,7 @@ def build_engine(bundle: Path, target: dict, log, max_batch: int = 1, max_seq: i
                          f"whole log: {_failed_log(logger)})")
     (bundle / ENGINE).write_bytes(bytes(serialized))
     (bundle / CACHE).write_bytes(bytes(config.get_timing_cache().serialize()))
-    (bundle / LOG).write_text("".join(f"{line}\n" for line in logger.lines))
+    (bundle / LOG).write_text(logger.text())
     log(f"engine written: {bundle / ENGINE}")
     return {"built": True, "engine": ENGINE, "log": LOG, "tensorrt": trt.__version__,
             "profiles": {"prefill": [1, max_seq], "decode": [1, 1], "batch": [1, max_batch],
@@ -122,5 +122,5 @@ def _failed_log(logger) -> str:
     """Write a failed build's log outside the bundle (whose files its manifest lists) and name it."""
     fd, path = tempfile.mkstemp(prefix="edgeq-engine-", suffix=".log")
     with os.fdopen(fd, "w") as f:
-        f.writelines(f"{line}\n" for line in logger.lines)
+        f.write(logger.text())
     return path

@@ -44,6 +44,17 @@ def test_default_configure_does_not_enable_cuda(tmp_path):
     assert "CMAKE_CUDA_COMPILER" not in (tmp_path / "CMakeCache.txt").read_text()
 
 
+@needs_cmake
+@pytest.mark.skipif(NVCC is None, reason="nvcc not on PATH: CUDA code not built")
+def test_tensorrt_root_enables_the_plugin_library(tmp_path):
+    # a TensorRT release folder (or JetPack's /usr) names its headers as ROOT/include
+    (tmp_path / "trt" / "include").mkdir(parents=True)
+    (tmp_path / "trt" / "include" / "NvInferRuntime.h").touch()
+    build = tmp_path / "build"
+    run(["cmake", "-S", ROOT, "-B", build, "-DEDGEQ_CUDA=ON", f"-DTENSORRT_ROOT={tmp_path / 'trt'}"])
+    assert "edgeq_trt_plugins" in run(["cmake", "--build", build, "--target", "help"])
+
+
 @pytest.fixture(scope="module")
 def build(tmp_path_factory):
     """One build of libedgeq_cuda (and of the TensorRT plugins when headers are given)."""

@@ -1,7 +1,7 @@
 # Cross-compile edgeq's native libraries for a Jetson (aarch64, JetPack 6: CUDA 12.6, TensorRT 10.3)
 # on an x86-64 host:
 #   cmake -S . -B build-jetson -DCMAKE_TOOLCHAIN_FILE=targets/toolchains/aarch64-jetpack6.cmake \
-#         -DEDGEQ_SYSROOT=/path/to/jetpack/rootfs [-DEDGEQ_CUDA=ON -DTENSORRT_ROOT=...]
+#         -DEDGEQ_SYSROOT=/path/to/jetpack/rootfs [-DEDGEQ_CUDA=ON -DTENSORRT_INCLUDE_DIR=... or -DTENSORRT_ROOT=...]
 # Without EDGEQ_SYSROOT only the CPU kernel library can be built (it needs libc/libstdc++ alone,
 # which Debian's g++-aarch64-linux-gnu brings). CUDA and TensorRT need the JetPack root's
 # aarch64 CUDA runtime and TensorRT headers and libraries.

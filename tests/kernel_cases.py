@@ -8,7 +8,7 @@ in host memory, DeviceMem on the GPU.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -186,45 +186,42 @@ W4A8_SMALL = [W4A8(1, 384, 96), W4A8(7, 384, 33), W4A8(1, 4096, 6, 32), W4A8(3, 
               W4A8(9, 100, 7, 2), W4A8(2, 1536, 8, 512), W4A8(12, 256, 10, 32),
               W4A8(9, 128, 8), W4A8(11, 192, 17, 64), W4A8(70, 384, 96),
               W4A8(200, 256, 136, 64)]
-# the model sizes, decode and prefill, up to batch 64
-SCAN_GPU = SCAN_SMALL + [
-    Scan(b, L, d) for d in (MAMBA_130M, MAMBA_2_8B)
-    for b, L in ((1, 1), (64, 1), (1, 7), (64, 7), (1, 1000), (4, 1000), (1, 2100))
-] + [Scan(64, 1, MAMBA_2_8B, dtype="float16", inplace=True),
-     Scan(1, 2100, MAMBA_130M, dtype="float16"), Scan(64, 7, MAMBA_130M, dtype="float16"),
-     Scan(2, 1000, 2048, heads=32, N=128)] + [  # long prompts on the sequential kernel too
+# the model sizes, decode and prefill, up to batch 64, in fp32, fp16 and int8
+MODEL_SHAPES = ((1, 1), (64, 1), (1, 7), (64, 7), (1, 1000), (4, 1000), (1, 2100))
+
+
+def _in_each_dtype(cases: list) -> list:
+    return [replace(c, dtype=t) for c in cases for t in ("float32", "float16", "int8")]
+
+
+def _once(cases: list) -> list:  # the small cases include some model sizes
+    return list(dict.fromkeys(cases))
+
+
+SCAN_GPU = _once(SCAN_SMALL + _in_each_dtype(
+    [Scan(b, L, d) for d in (MAMBA_130M, MAMBA_2_8B) for b, L in MODEL_SHAPES]) + [
+    Scan(64, 1, MAMBA_2_8B, dtype="float16", inplace=True),
+    Scan(64, 1, MAMBA_2_8B, dtype="int8", inplace=True), Scan(2, 1000, 2048, heads=32, N=128),
+    # long prompts on the sequential kernel too
     Scan(1, 2100, MAMBA_130M, max_parts=1), Scan(4, 1000, MAMBA_2_8B, dtype="int8", max_parts=1),
-    Scan(1, 1000, MAMBA_130M, dtype="float16", max_parts=4)]
-SSD_GPU = SSD_SMALL + [
-    Ssd(b, L, h, 64) for h in (MAMBA2_130M_HEADS, MAMBA2_2_7B_HEADS)
-    for b, L in ((1, 1), (64, 1), (1, 7), (64, 7), (1, 1000), (4, 1000), (1, 2100))
-] + [Ssd(64, 1, MAMBA2_2_7B_HEADS, 64, dtype="float16", inplace=True),
-     Ssd(1, 2100, MAMBA2_130M_HEADS, 64, dtype="float16"),
-     Ssd(64, 7, MAMBA2_130M_HEADS, 64, dtype="float16")] + [
+    Scan(1, 1000, MAMBA_130M, dtype="float16", max_parts=4)])
+SSD_GPU = _once(SSD_SMALL + _in_each_dtype(
+    [Ssd(b, L, h, 64) for h in (MAMBA2_130M_HEADS, MAMBA2_2_7B_HEADS) for b, L in MODEL_SHAPES]) + [
     Ssd(b, L, h, 64, groups=g, dtype="int8", per_channel=True)
-    for h, g in ((MAMBA2_130M_HEADS, 1), (MAMBA2_2_7B_HEADS, 8))
-    for b, L in ((1, 1), (64, 1), (1, 1000), (4, 1000))] + [
+    for h, g in ((MAMBA2_130M_HEADS, 1), (MAMBA2_2_7B_HEADS, 8)) for b, L in MODEL_SHAPES] + [
+    Ssd(64, 1, MAMBA2_2_7B_HEADS, 64, dtype="float16", inplace=True),
     Ssd(64, 1, MAMBA2_2_7B_HEADS, 64, groups=8, dtype="int8", per_channel=True, inplace=True),
     # long prompts on the split-state and sequential kernels too
     Ssd(1, 1000, MAMBA2_130M_HEADS, 64, dtype="float16", chunked=False),
     Ssd(4, 1000, MAMBA2_2_7B_HEADS, 64, groups=8, dtype="int8", per_channel=True, chunked=False),
     Ssd(1, 1000, MAMBA2_130M_HEADS, 64, max_parts=1),
-    Ssd(1, 1000, MAMBA2_2_7B_HEADS, 64, groups=8, dtype="int8", per_channel=True, max_parts=1)]
-CONV_GPU = CONV_SMALL + [
-    Conv(b, L, c) for c in (MAMBA_130M, MAMBA_2_8B)
-    for b, L in ((1, 1), (64, 1), (1, 7), (64, 7), (1, 1000), (16, 1000), (1, 2100), (8, 2100))
-] + [Conv(64, 1, MAMBA_2_8B, dtype="float16", inplace=True),
-     Conv(1, 2100, MAMBA_130M, dtype="float16")]
-# int8 at the same sizes
-SCAN_GPU = list(dict.fromkeys(SCAN_GPU + [
-    Scan(c.batch, c.L, c.dim, dtype="int8") for c in SCAN_GPU
-    if c.dtype == "float32" and c.dim in (MAMBA_130M, MAMBA_2_8B)] + [
-    Scan(64, 1, MAMBA_2_8B, dtype="int8", inplace=True)]))
-CONV_GPU = list(dict.fromkeys(CONV_GPU + [
-    Conv(c.batch, c.L, c.C, dtype="int8") for c in CONV_GPU
-    if c.dtype == "float32" and c.C in (MAMBA_130M, MAMBA_2_8B)] + [
+    Ssd(1, 1000, MAMBA2_2_7B_HEADS, 64, groups=8, dtype="int8", per_channel=True, max_parts=1)])
+CONV_GPU = _once(CONV_SMALL + _in_each_dtype(
+    [Conv(b, L, c) for c in (MAMBA_130M, MAMBA_2_8B)
+     for b, L in MODEL_SHAPES + ((16, 1000), (8, 2100))]) + [
+    Conv(64, 1, MAMBA_2_8B, dtype="float16", inplace=True),
     Conv(64, 1, MAMBA_2_8B, dtype="int8", inplace=True),
-    Conv(4, 1000, MAMBA_2_8B, dtype="int8", per_channel=True)]))
+    Conv(4, 1000, MAMBA_2_8B, dtype="int8", per_channel=True)])
 ROWS = (1, 7, 64, 64 * 7, 1000, 2100, 4 * 1000)  # batch x L: decode, short and long prefill
 HADAMARD_GPU = HADAMARD_SMALL + [Hadamard(r, n) for n in (1536, 3072, 5120) for r in ROWS]
 NORM_GPU = NORM_SMALL + [Norm(r, d) for d in (MAMBA_130M_MODEL, MAMBA_2_8B_MODEL, MAMBA_130M,
@@ -232,7 +229,7 @@ NORM_GPU = NORM_SMALL + [Norm(r, d) for d in (MAMBA_130M_MODEL, MAMBA_2_8B_MODEL
     Norm(64, MAMBA_2_8B_MODEL, inplace=True)]
 # Mamba-2 in_proj and out_proj (K, N): 130m, 2.7B and Quamba2's 8B
 W4A8_LAYERS = ((768, 3352), (1536, 768), (2560, 10576), (5120, 2560), (4096, 18560), (8192, 4096))
-W4A8_GPU = W4A8_SMALL + [W4A8(r, K, N) for K, N in W4A8_LAYERS for r in (1, 7, 64, 1000)]
+W4A8_GPU = W4A8_SMALL + [W4A8(r, K, N) for K, N in W4A8_LAYERS for r in (1, 7, 64, 1000, 2100)]
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -465,6 +462,26 @@ def run_w4a8(lib, mem, c: W4A8, prefix: str = ""):
     mem.sync()
     # exact int32 sums; fp32 partial products added in another order than the reference's fp64
     _check("y", mem.get(y), reference.linear_w4a8(x, weight, scale, x_scale, c.group_size), False)
+
+
+RUNS = {"scan": run_scan, "ssd": run_ssd, "conv": run_conv, "hadamard": run_hadamard,
+        "norm": run_norm, "w4a8": run_w4a8}
+SMALL = [(k, c) for k, cases in (("scan", SCAN_SMALL), ("ssd", SSD_SMALL), ("conv", CONV_SMALL),
+                                 ("hadamard", HADAMARD_SMALL), ("norm", NORM_SMALL),
+                                 ("w4a8", W4A8_SMALL))
+         for c in cases]
+
+
+class OnStream:
+    """`lib` with each kernel call's last argument, the stream (the run_ functions pass the
+    null stream), replaced by `stream`."""
+
+    def __init__(self, lib, stream: int):
+        self.lib, self.stream = lib, stream
+
+    def __getattr__(self, name: str):
+        f = getattr(self.lib, name)
+        return lambda *args: f(*args[:-1], self.stream)
 
 
 class HostMem:

@@ -1,7 +1,8 @@
 """The CUDA kernels on a GPU against edgeq.ops.reference (docs/ops.md): called through ctypes
 (edgeq.runtime.cuda_kernels) with device buffers from cuda-python, at the Mamba-130m and
 Mamba-2.8B widths (EdgeqSSDScan: Mamba-2-130m and -2.7B), batch 1..64, decode and prefill;
-fp32, fp16 and the int8 ops.
+fp32, fp16 and the int8 ops. The small cases also run captured in a CUDA graph from a stream of
+their own (as the TensorRT runtime replays its decode step), and under compute-sanitizer.
 
 The library: EDGEQ_CUDA_LIB or the installed edgeq/lib/libedgeq_cuda.so, else built here for
 the visible GPU (needs nvcc).
@@ -9,15 +10,19 @@ the visible GPU (needs nvcc).
 from __future__ import annotations
 
 import ctypes
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
-import numpy as np
 import pytest
 
 import kernel_cases as kc
 from edgeq.errors import EdgeqError
 from edgeq.runtime import cuda_kernels
-from native_build import cmake_build
+from conftest import ROOT
+from native_build import NVCC, cmake_build
 
 pytestmark = pytest.mark.gpu
 rt = pytest.importorskip("cuda.bindings.runtime",
@@ -79,19 +84,57 @@ def test_linear_w4a8(lib, mem, case):
     kc.run_w4a8(lib, mem, case)
 
 
-def test_runs_on_a_stream(lib, mem):
-    # the kernels go on the stream they are given; results are there after it synchronises
-    stream = cuda_kernels.check(rt.cudaStreamCreate())
+class Captured:
+    """`lib` whose kernel calls are recorded from `stream` into a CUDA graph, which then runs
+    once: as the TensorRT runtime replays its decode step, plugins and all. A launch on another
+    stream, or a call that a capture forbids, breaks the capture; outputs start as NaN, so a
+    graph that computes nothing fails the case's checks."""
+
+    def __init__(self, lib, stream):
+        self.lib, self.stream = lib, stream
+
+    def __getattr__(self, name: str):
+        f = getattr(self.lib, name)
+        return lambda *args: self._call(f, args)
+
+    def _call(self, f, args) -> int:
+        mode = rt.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal
+        cuda_kernels.check(rt.cudaStreamBeginCapture(self.stream, mode))
+        rc = f(*args[:-1], int(self.stream))
+        graph = cuda_kernels.check(rt.cudaStreamEndCapture(self.stream))
+        try:
+            if rc == 0:
+                run = cuda_kernels.check(rt.cudaGraphInstantiate(graph, 0))
+                cuda_kernels.check(rt.cudaGraphLaunch(run, self.stream))
+                cuda_kernels.check(rt.cudaStreamSynchronize(self.stream))
+                cuda_kernels.check(rt.cudaGraphExecDestroy(run))
+        finally:
+            cuda_kernels.check(rt.cudaGraphDestroy(graph))
+        return rc
+
+
+@pytest.mark.parametrize("kind,case", kc.SMALL, ids=str)
+def test_in_a_cuda_graph(lib, mem, kind, case):
+    # a stream of its own that does not wait for the null stream: the kernels must go on the
+    # stream they are given
+    stream = cuda_kernels.check(rt.cudaStreamCreateWithFlags(rt.cudaStreamNonBlocking))
     try:
-        c = kc.Conv(2, 9, 256)
-        x = kc.conv_inputs(c)
-        p = {k: mem.put(v.numpy()) for k, v in x.items()}
-        y = mem.empty((c.batch, c.L, c.C), "float32")
-        rc = lib.edgeq_causal_conv1d_f32(p["x"], p["weight"], p["bias"], p["state"], y,
-                                         p["state"], c.batch, c.L, c.C, c.W, 1, int(stream))
-        assert rc == 0
-        cuda_kernels.check(rt.cudaStreamSynchronize(stream))
-        want, _ = kc.reference.causal_conv1d(**x, activation=1)
-        np.testing.assert_allclose(mem.get(y), want.numpy(), rtol=1e-4, atol=1e-5)
+        kc.RUNS[kind](Captured(lib, stream), mem, case)
     finally:
         cuda_kernels.check(rt.cudaStreamDestroy(stream))
+
+
+@pytest.mark.parametrize("tool", ["memcheck", "racecheck", "initcheck", "synccheck"])
+def test_compute_sanitizer_finds_nothing(lib, tool):
+    # every kernel's small cases (test_in_a_cuda_graph) under each of compute-sanitizer's tools
+    exe = shutil.which("compute-sanitizer") or (
+        NVCC and str(Path(NVCC).parent / "compute-sanitizer"))
+    if not exe or not os.access(exe, os.X_OK):
+        pytest.skip("compute-sanitizer not found (on PATH or beside nvcc)")
+    p = subprocess.run(
+        [exe, "--tool", tool, "--error-exitcode", "3", sys.executable, "-m", "pytest", "-q", "-x",
+         "-p", "no:cacheprovider", "-p", "no:logging", __file__, "-k", "test_in_a_cuda_graph"],
+        capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, EDGEQ_CUDA_LIB=lib._name))
+    out = p.stdout + p.stderr
+    assert p.returncode == 0 and "ERROR SUMMARY: 0 errors" in out, out[-6000:]
+    assert f"{len(kc.SMALL)} passed" in out, out[-2000:]

@@ -29,14 +29,6 @@ if not TRT_INCLUDE:
 if NVCC is None:
     pytest.skip("nvcc not on PATH: CUDA code not built", allow_module_level=True)
 
-RUNS = {"scan": kc.run_scan, "ssd": kc.run_ssd, "conv": kc.run_conv,
-        "hadamard": kc.run_hadamard, "norm": kc.run_norm, "w4a8": kc.run_w4a8}
-SMALL = [(k, c) for k, cases in (("scan", kc.SCAN_SMALL), ("ssd", kc.SSD_SMALL),
-                                 ("conv", kc.CONV_SMALL), ("hadamard", kc.HADAMARD_SMALL),
-                                 ("norm", kc.NORM_SMALL), ("w4a8", kc.W4A8_SMALL))
-         for c in cases]
-
-
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory):
     return build_harness(NVCC, TRT_INCLUDE, tmp_path_factory.mktemp("harness"))
@@ -58,20 +50,23 @@ def on_gpu(tmp_path_factory):
     return out / "libedgeq_trt_plugins.so"
 
 
-@pytest.mark.parametrize("kind,case", SMALL, ids=str)
+@pytest.mark.parametrize("kind,case", kc.SMALL, ids=str)
 def test_plugin_on_emulated_kernels(harness, emulated, kind, case):
     mem = kc.HostMem()
-    RUNS[kind](PluginLib(harness, emulated, mem), mem, case)
+    kc.RUNS[kind](PluginLib(harness, emulated, mem), mem, case)
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("kind,case", SMALL, ids=str)
+@pytest.mark.parametrize("kind,case", kc.SMALL, ids=str)
 def test_plugin_on_gpu(harness, on_gpu, kind, case):
-    mem = kc.DeviceMem()
+    from cuda.bindings import runtime as rt
+    # enqueued on a stream of its own, as TensorRT does
+    mem, stream = kc.DeviceMem(), cuda_kernels.check(rt.cudaStreamCreate())
     try:
-        RUNS[kind](PluginLib(harness, on_gpu, mem), mem, case)
+        kc.RUNS[kind](kc.OnStream(PluginLib(harness, on_gpu, mem), int(stream)), mem, case)
     finally:
         mem.free()
+        cuda_kernels.check(rt.cudaStreamDestroy(stream))
 
 
 def _graph(kind: str) -> onnx.ModelProto:

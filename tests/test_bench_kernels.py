@@ -91,3 +91,23 @@ def test_report_lists_every_case():
                peak_gflops_from="y", peak_int8_gops=2e4, peak_int8_gops_from="z")
     assert "| scan | int8 | 1x128x1536 | 1536 | 500.0 | 10.0 | 20.0 | 25.0 % | x3.0 | 0.80 |" in \
         bk.markdown(dev, [row])
+
+
+def test_targets_are_checked_on_every_covered_row():
+    def row(op, dtype, shape, **kw):
+        return dict(dict(op=op, dtype=dtype, shape=shape, d_inner=shape[-1], ms=0.1, gbs=1.0,
+                         gflops=1.0, roofline_fraction=0.9), **kw)
+    rows = [row("scan", "float16", [64, 1, 1536]), row("ssd", "int8", [64, 1, 5120]),
+            row("scan", "int8", [1, 1, 1536], roofline_fraction=0.1),  # batch 1: not a target
+            row("conv", "int8", [64, 1, 1536], roofline_fraction=0.1),  # not a scan
+            row("scan", "int8", [1, 512, 1536], int8_over_fp16=0.8),
+            row("ssd", "int8", [1, 512, 5120], int8_over_fp16=0.9)]
+    lines = bk.target_lines(rows)
+    assert lines[0].startswith("scan decode step, batch 64: >= 70% of the roofline: met in 2 of 2")
+    assert lines[1] == ("int8 prefill scan >= 1.2x the fp16 one: NOT met in 1 of 2 cases "
+                        "(worst 1.11, ssd int8 1x512x5120)")
+    rows[1]["roofline_fraction"] = 0.69
+    assert "NOT met in 1 of 2 cases (worst 0.69, ssd int8 64x1x5120)" in bk.target_lines(rows)[0]
+    assert f"- {lines[1]}" in bk.markdown(dict(name="GPU", sm=87, peak_gbs=68.0, peak_gbs_from="x",
+                                                peak_gflops=1e3, peak_gflops_from="y",
+                                                peak_int8_gops=2e4, peak_int8_gops_from="z"), rows)

@@ -118,3 +118,20 @@ def test_save_model_writes_a_checkpoint_transformers_loads(tmp_path):
     with torch.no_grad():
         assert (hf(ids, use_cache=False).logits - model(ids)[0]).abs().max() < 1e-4
         assert (load_model(str(tmp_path))[0](ids)[0] - model(ids)[0]).abs().max() == 0
+
+
+def test_gated_norm_is_mamba_ssm_per_group_norm():
+    # mamba_ssm's rms_norm_ref with group_size = d_inner / ngroups, norm_before_gate=False: each
+    # group of y * silu(z) over its own RMS, then the weight (transformers before PR #40861
+    # normalised over the whole width)
+    from edgeq.models.mamba2 import GatedRMSNorm
+    g = torch.Generator().manual_seed(0)
+    y, z = torch.randn(2, 5, 96, generator=g), torch.randn(2, 5, 96, generator=g)
+    y[..., :32] *= 10  # groups of very different scale
+    norm = GatedRMSNorm(96, groups=3, eps=1e-5)
+    norm.weight.data = 1 + 0.1 * torch.randn(96, generator=g)
+    x = (y * torch.nn.functional.silu(z)).reshape(2, 5, 3, 32)
+    want = (x / torch.sqrt(x.square().mean(-1, keepdim=True) + 1e-5)).reshape(2, 5, 96)
+    torch.testing.assert_close(norm(y, z), want * norm.weight, rtol=1e-6, atol=1e-6)
+    whole = x.reshape(2, 5, 96) / torch.sqrt(x.square().mean((-2, -1)) + 1e-5)[..., None]
+    assert not torch.allclose(norm(y, z), whole * norm.weight, rtol=1e-2)

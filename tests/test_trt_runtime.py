@@ -350,3 +350,52 @@ def test_engine_command_failing_after_the_engine_puts_the_bundle_back(device, ru
         before.pop("plugins/libedgeq_trt_plugins.so", None)
         assert after == before and ("model.engine" in after) == earlier
         assert run_cli("verify", device)[0] == 0
+
+
+@pytest.mark.parametrize("sm,version,fragment", [
+    (90, "10.3.0.30", "the bundle targets sm_87, this GPU is sm_90"),
+    (87, "10.4.0.26", "the bundle targets TensorRT 10.3, this device has 10.4"),
+])
+def test_engine_and_bench_refuse_another_gpu_or_tensorrt(device, run_cli, tmp_path, monkeypatch,
+                                                         sm, version, fragment):
+    monkeypatch.setenv("PATH", f"{fake_trt.cmake(tmp_path / 'bin')}:{os.environ['PATH']}")
+    assert run_cli("engine", device)[0] == 0
+    monkeypatch.setattr("edgeq.runtime.cuda_kernels.gpu_sm", lambda: sm)
+    monkeypatch.setattr(sys.modules["tensorrt"], "__version__", version)
+    for args in (["engine", device], ["bench", device, "--backend", "trt", "--gen-len", "2"]):
+        code, _, err = run_cli(*args)
+        assert code == 2 and err.count("\n") == 1 and fragment in err, err
+
+
+def test_bench_refuses_an_engine_of_another_tensorrt_until_rebuilt(device, run_cli, tmp_path,
+                                                                     monkeypatch):
+    """The target's TensorRT (10.3) but not the engine's build: TensorRT would not load it."""
+    monkeypatch.setenv("PATH", f"{fake_trt.cmake(tmp_path / 'bin')}:{os.environ['PATH']}")
+    assert run_cli("engine", device)[0] == 0
+    monkeypatch.setattr(sys.modules["tensorrt"], "__version__", "10.3.0.26")
+    bench = ["bench", device, "--backend", "trt", "--prompt-len", "4", "--gen-len", "2", "--json"]
+    code, _, err = run_cli(*bench)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "the engine was built by TensorRT 10.3.0.30, this device has 10.3.0.26" in err
+    assert run_cli("engine", device)[0] == 0  # the way out the error names
+    assert json.loads((device / "bundle.json").read_text())["engine"]["tensorrt"] == "10.3.0.26"
+    code, out, err = run_cli(*bench)
+    assert code == 0 and json.loads(out)["backend"] == "trt", err
+    gc.collect()
+
+
+def test_a_workstation_bundle_checks_the_gpu_and_the_engine_tensorrt(fake, monkeypatch):
+    """A workstation target names no TensorRT: any builds its engine, which then runs only on
+    the TensorRT that built it."""
+    from edgeq.trt.engine import check_compatible, check_engine
+    monkeypatch.setattr("edgeq.runtime.cuda_kernels.gpu_sm", lambda: 90)
+    m = {"target": targets.get("h100"), "engine": {"built": True, "tensorrt": "10.3.0.30"}}
+    check_engine(m)
+    monkeypatch.setattr(sys.modules["tensorrt"], "__version__", "10.8.0.43")
+    check_compatible(m)
+    with pytest.raises(EdgeqError, match=r"built by TensorRT 10.3.0.30, this device has 10.8.0.43"):
+        check_engine(m)
+    check_engine({**m, "engine": {"built": False}})  # none yet: the backend says to build one
+    monkeypatch.setattr("edgeq.runtime.cuda_kernels.gpu_sm", lambda: 89)
+    with pytest.raises(EdgeqError, match="the bundle targets sm_90, this GPU is sm_89"):
+        check_compatible(m)

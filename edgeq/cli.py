@@ -411,9 +411,11 @@ def _bench_backend(source: str, backend: str, cuda_graph: bool = True):
     from .sources import open_backend
     path = Path(source)
     if (path / manifest.NAME).is_file():  # a bundle
-        manifest.verify(path)
+        m = manifest.verify(path)
         if backend == "trt":
+            from .trt.engine import check_engine
             from .trt.runtime import TrtBackend
+            check_engine(m)  # before TensorRT meets an engine it cannot run
             return TrtBackend(path, cuda_graph)
         if backend == "ort":
             return open_backend(str(path / "model.onnx"), "ort")[0]

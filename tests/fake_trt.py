@@ -2,7 +2,8 @@
 engine building and its buffer, profile, context and CUDA-graph logic run without a GPU: device
 memory is host memory, a stream runs its work at once unless it is capturing, a captured graph
 replays the recorded work (with the addresses and shapes bound at capture, reading memory at
-launch), and the "engine" is the bundle's ONNX graph on ONNX Runtime with the profiles' shape
+launch), an event records the time of `clock` (perf_counter, or a test's) and is read once
+synchronized, and the "engine" is the bundle's ONNX graph on ONNX Runtime with the profiles' shape
 ranges. It checks what TensorRT checks: a strongly typed network, every plugin in the registry,
 each profile covering every input within its fixed dims; at run time shapes inside the context's
 profile, every I/O address bound, the activation memory given."""
@@ -11,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import enum
 import json
+import time
 import types
 from pathlib import Path
 
@@ -25,6 +27,7 @@ class Error(enum.IntEnum):
     cudaSuccess = 0
     cudaErrorInvalidValue = 1
     cudaErrorMemoryAllocation = 2
+    cudaErrorNotReady = 600
 
 
 class Cuda:
@@ -41,6 +44,11 @@ class Cuda:
         self.streams = 0
         self.open_streams: set[int] = set()
         self.graph_execs: dict[int, list] = {}
+        self.clock = time.perf_counter
+        self.made_events = 0
+        self.events: dict[int, tuple | None] = {}  # open ones: (stream, record number, time)
+        self.records: dict[int, int] = {}  # per stream: the events recorded on it,
+        self.synchronized: dict[int, int] = {}  # and the first so many the host knows done
 
     def count(self, name):
         self.calls[name] = self.calls.get(name, 0) + 1
@@ -87,7 +95,40 @@ class Cuda:
 
     def cudaStreamSynchronize(self, stream):
         assert stream not in self.capturing, "synchronize while capturing"
+        self.synchronized[stream] = self.records.get(stream, 0)
         return (Error.cudaSuccess,)
+
+    def cudaEventCreate(self):
+        self.made_events += 1
+        self.events[self.made_events] = None
+        return Error.cudaSuccess, self.made_events
+
+    def cudaEventDestroy(self, event):
+        del self.events[event]
+        return (Error.cudaSuccess,)
+
+    def cudaEventRecord(self, event, stream):
+        assert event in self.events, "record of an event not from cudaEventCreate"
+        assert stream in self.open_streams, "event recorded on a stream the backend did not make"
+        assert stream not in self.capturing, "event recorded while capturing"
+        self.records[stream] = self.records.get(stream, 0) + 1
+        self.events[event] = stream, self.records[stream], self.clock()  # its earlier work has run
+        return (Error.cudaSuccess,)
+
+    def cudaEventSynchronize(self, event):
+        assert self.events[event], "synchronize on an event never recorded"
+        stream, n, _ = self.events[event]
+        self.synchronized[stream] = max(self.synchronized.get(stream, 0), n)
+        return (Error.cudaSuccess,)
+
+    def cudaEventElapsedTime(self, start, end):
+        """cudaErrorNotReady unless the host synchronized both events (on a GPU, unless they
+        are done: a race without synchronizing, which the simulation always loses)."""
+        assert self.events[start] and self.events[end], "elapsed time of an event never recorded"
+        if any(n > self.synchronized.get(stream, 0) for stream, n, _ in
+               (self.events[start], self.events[end])):
+            return Error.cudaErrorNotReady, 0.0
+        return Error.cudaSuccess, 1e3 * (self.events[end][2] - self.events[start][2])
 
     def cudaStreamBeginCapture(self, stream, mode):
         self.capturing[stream] = []

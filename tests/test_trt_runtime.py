@@ -1,8 +1,10 @@
 """edgeq.trt's logic on a simulated TensorRT and CUDA (tests/fake_trt.py; the real ones are not
 here): engines from edgeq.trt.engine's network and profiles; generation equals ONNX Runtime's,
 decode steps replay CUDA graphs with no allocation, the two state sets take turns, one
-activation block serves every context; `edgeq engine` as on the device."""
+activation block serves every context, bench times on CUDA events; `edgeq engine` as on the
+device, and both it and bench refusing another GPU or TensorRT."""
 import gc
+import itertools
 import json
 import os
 import shutil
@@ -161,18 +163,45 @@ def test_engine_gives_the_last_logits_and_compares_by_steps(bundle, fake):
     gc.collect()
 
 
-def test_bench_on_trt_reports_device_memory(bundle, fake, monkeypatch):
+def test_bench_on_trt_times_with_cuda_events_and_reports_device_memory(bundle, fake,
+                                                                         monkeypatch):
     from edgeq.bench import run
     from edgeq.bench.run import bench
     # the engine's memory is held already: a host with little left over does not stop it
     monkeypatch.setattr(run, "available_memory", lambda: 1)
+    ticks = itertools.count()
+    fake.clock = lambda: next(ticks) ** 2 / 1e3  # the k-th event recorded at k * k ms
     trt_be, _ = backends(bundle)
-    r = bench(trt_be, prompt_len=5, gen_len=4, batch=2, warmup=1, iters=1)
-    assert r["backend"] == "trt" and r["tpot_ms"] > 0
+    r = bench(trt_be, prompt_len=5, gen_len=4, batch=2, warmup=1, iters=2)
+    # 5 events a run; the timed runs' at 25, 36, 49, 64, 81 and 100, 121, 144, 169, 196 ms
+    assert r["backend"] == "trt" and r["ttft_ms"] == pytest.approx((11 + 21) / 2)
+    assert r["tpot_series_ms"] == pytest.approx([13, 15, 17])
+    assert r["tpot_ms"] == pytest.approx(20) and r["decode_tokens_per_s"] == pytest.approx(100)
+    assert r["tokens_per_s"] == pytest.approx(1e3 * 2 * 4 / ((56 + 96) / 2))
+    assert not fake.events  # given back
     held = sum(b.nbytes for b in fake.memory.values())
-    assert r["device_used_mib"] == pytest.approx(held / 2**20) and held > 0
+    assert r["device_used_decode_mib"] == pytest.approx(held / 2**20) and held > 0
     del trt_be
     gc.collect()
+
+
+def test_event_timer_reads_synchronized_events_of_the_backend_stream(bundle, fake, monkeypatch):
+    from edgeq.trt.runtime import EventTimer
+    trt_be, _ = backends(bundle)
+    timer = trt_be.timer(3)
+    for _ in range(3):
+        timer.mark()
+    assert len(timer.read()) == 2
+    timer.mark()
+    timer.mark()
+    monkeypatch.setattr(fake, "cudaEventSynchronize", lambda event: (fake_trt.Error.cudaSuccess,))
+    with pytest.raises(EdgeqError, match="cudaErrorNotReady"):
+        timer.read()  # not waited for: not done
+    with pytest.raises(AssertionError, match="the backend did not make"):
+        EventTimer(0, 1).mark()  # the default stream
+    del trt_be, timer
+    gc.collect()
+    assert not fake.events
 
 
 def test_out_of_device_memory_is_one_error(bundle, fake, monkeypatch):
@@ -350,3 +379,52 @@ def test_engine_command_failing_after_the_engine_puts_the_bundle_back(device, ru
         before.pop("plugins/libedgeq_trt_plugins.so", None)
         assert after == before and ("model.engine" in after) == earlier
         assert run_cli("verify", device)[0] == 0
+
+
+@pytest.mark.parametrize("sm,version,fragment", [
+    (90, "10.3.0.30", "the bundle targets sm_87, this GPU is sm_90"),
+    (87, "10.4.0.26", "the bundle targets TensorRT 10.3, this device has 10.4"),
+])
+def test_engine_and_bench_refuse_another_gpu_or_tensorrt(device, run_cli, tmp_path, monkeypatch,
+                                                         sm, version, fragment):
+    monkeypatch.setenv("PATH", f"{fake_trt.cmake(tmp_path / 'bin')}:{os.environ['PATH']}")
+    assert run_cli("engine", device)[0] == 0
+    monkeypatch.setattr("edgeq.runtime.cuda_kernels.gpu_sm", lambda: sm)
+    monkeypatch.setattr(sys.modules["tensorrt"], "__version__", version)
+    for args in (["engine", device], ["bench", device, "--backend", "trt", "--gen-len", "2"]):
+        code, _, err = run_cli(*args)
+        assert code == 2 and err.count("\n") == 1 and fragment in err, err
+
+
+def test_bench_refuses_an_engine_of_another_tensorrt_until_rebuilt(device, run_cli, tmp_path,
+                                                                     monkeypatch):
+    """The target's TensorRT (10.3) but not the engine's build: TensorRT would not load it."""
+    monkeypatch.setenv("PATH", f"{fake_trt.cmake(tmp_path / 'bin')}:{os.environ['PATH']}")
+    assert run_cli("engine", device)[0] == 0
+    monkeypatch.setattr(sys.modules["tensorrt"], "__version__", "10.3.0.26")
+    bench = ["bench", device, "--backend", "trt", "--prompt-len", "4", "--gen-len", "2", "--json"]
+    code, _, err = run_cli(*bench)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "the engine was built by TensorRT 10.3.0.30, this device has 10.3.0.26" in err
+    assert run_cli("engine", device)[0] == 0  # the way out the error names
+    assert json.loads((device / "bundle.json").read_text())["engine"]["tensorrt"] == "10.3.0.26"
+    code, out, err = run_cli(*bench)
+    assert code == 0 and json.loads(out)["backend"] == "trt", err
+    gc.collect()
+
+
+def test_a_workstation_bundle_checks_the_gpu_and_the_engine_tensorrt(fake, monkeypatch):
+    """A workstation target names no TensorRT: any builds its engine, which then runs only on
+    the TensorRT that built it."""
+    from edgeq.trt.engine import check_compatible, check_engine
+    monkeypatch.setattr("edgeq.runtime.cuda_kernels.gpu_sm", lambda: 90)
+    m = {"target": targets.get("h100"), "engine": {"built": True, "tensorrt": "10.3.0.30"}}
+    check_engine(m)
+    monkeypatch.setattr(sys.modules["tensorrt"], "__version__", "10.8.0.43")
+    check_compatible(m)
+    with pytest.raises(EdgeqError, match=r"built by TensorRT 10.3.0.30, this device has 10.8.0.43"):
+        check_engine(m)
+    check_engine({**m, "engine": {"built": False}})  # none yet: the backend says to build one
+    monkeypatch.setattr("edgeq.runtime.cuda_kernels.gpu_sm", lambda: 89)
+    with pytest.raises(EdgeqError, match="the bundle targets sm_90, this GPU is sm_89"):
+        check_compatible(m)

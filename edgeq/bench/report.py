@@ -7,7 +7,7 @@ from pathlib import Path
 ROWS = [("TTFT", "ttft_ms", "ms"), ("TPOT mean", "tpot_ms", "ms"), ("TPOT p50", "tpot_p50_ms", "ms"),
         ("TPOT p90", "tpot_p90_ms", "ms"), ("tokens/s", "tokens_per_s", ""),
         ("decode tokens/s", "decode_tokens_per_s", ""), ("peak RSS", "peak_rss_mib", "MiB"),
-        ("GPU memory in use", "device_used_mib", "MiB"),
+        ("device memory in use in decode (all processes)", "device_used_decode_mib", "MiB"),
         ("power", "power_w", "W"), ("energy", "energy_j", "J"), ("tokens/J", "tokens_per_joule", "")]
 
 

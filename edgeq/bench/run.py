@@ -1,5 +1,6 @@
 """Measure generation the way Quamba does: random prompt tokens, warm-up runs, then timed runs
-of prefill (TTFT) and greedy decode (TPOT per token)."""
+of prefill (TTFT: the prompt to its first token, argmax of the logits included) and greedy
+decode (TPOT: each further token), on CUDA events where the backend has them (trt)."""
 from __future__ import annotations
 
 import resource
@@ -35,6 +36,22 @@ def check_fits(cfg, prompt_len: int, batch: int, available: int | None) -> None:
                          f"{available / 2**30:.1f} GiB available; lower --prompt-len or --batch")
 
 
+class HostTimer:
+    """perf_counter, for backends whose forward() returns when its work is done (ORT, torch):
+    mark() takes the time, read() gives the ms between consecutive marks since the last read.
+    A backend with a device clock gives the same interface from its timer(marks)."""
+
+    def __init__(self):
+        self.marks: list[float] = []
+
+    def mark(self) -> None:
+        self.marks.append(time.perf_counter())
+
+    def read(self) -> list[float]:
+        marks, self.marks = self.marks, []
+        return [1e3 * (b - a) for a, b in zip(marks, marks[1:])]
+
+
 def bench(backend, prompt_len: int, gen_len: int, batch: int = 1, warmup: int = 1,
           iters: int = 3, seed: int = 0) -> dict:
     if backend.name != "trt":  # an engine's memory is already held; its profiles refuse the rest
@@ -43,39 +60,42 @@ def bench(backend, prompt_len: int, gen_len: int, batch: int = 1, warmup: int = 
     ids = np.random.default_rng(seed).integers(0, vocab, (batch, prompt_len))
     ttft, tpot, totals = [], [], []
     power = tegrastats.Recorder()
+    timer = backend.timer(gen_len + 1) if hasattr(backend, "timer") else HostTimer()
+    device_used = None
     for it in range(warmup + iters):
         if it == warmup:
             power.start()
         state = backend.new_state(batch)
-        t0 = time.perf_counter()
+        timer.mark()
         logits, state = backend.forward(ids, state, last=True)
         tok = logits[:, -1].argmax(-1)
-        t1 = time.perf_counter()
-        steps = []
+        timer.mark()
         for _ in range(gen_len - 1):
-            s0 = time.perf_counter()
             logits, state = backend.forward(tok[:, None], state)
             tok = logits[:, -1].argmax(-1)
-            steps.append(time.perf_counter() - s0)
+            timer.mark()
+        if hasattr(backend, "device_used_mib"):  # the decode's memory all still held
+            device_used = backend.device_used_mib()
+        ms = timer.read()
         if it >= warmup:
-            ttft.append(t1 - t0)
-            tpot.extend(steps)
-            totals.append(time.perf_counter() - t0)
+            ttft.append(ms[0])
+            tpot.extend(ms[1:])
+            totals.append(sum(ms))
     energy = power.stop()
     result = {
         "backend": backend.name, "prompt_len": prompt_len, "gen_len": gen_len, "batch": batch,
         "warmup": warmup, "iters": iters,
-        "ttft_ms": 1e3 * float(np.mean(ttft)),
-        "tpot_ms": 1e3 * float(np.mean(tpot)) if tpot else None,
-        "tpot_p50_ms": 1e3 * percentile(tpot, 50) if tpot else None,
-        "tpot_p90_ms": 1e3 * percentile(tpot, 90) if tpot else None,
-        "tokens_per_s": batch * gen_len / float(np.mean(totals)),
-        "decode_tokens_per_s": batch / float(np.mean(tpot)) if tpot else None,
+        "ttft_ms": float(np.mean(ttft)),
+        "tpot_ms": float(np.mean(tpot)) if tpot else None,
+        "tpot_p50_ms": percentile(tpot, 50) if tpot else None,
+        "tpot_p90_ms": percentile(tpot, 90) if tpot else None,
+        "tokens_per_s": 1e3 * batch * gen_len / float(np.mean(totals)),
+        "decode_tokens_per_s": 1e3 * batch / float(np.mean(tpot)) if tpot else None,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "tpot_series_ms": [1e3 * t for t in tpot[: gen_len - 1]],
+        "tpot_series_ms": tpot[: gen_len - 1],
     }
-    if hasattr(backend, "device_used_mib"):
-        result["device_used_mib"] = backend.device_used_mib()
+    if device_used is not None:  # cudaMemGetInfo has no peak: in use after the last step
+        result["device_used_decode_mib"] = device_used
     if energy:
         result.update(energy)
         result["tokens_per_joule"] = batch * gen_len * iters / energy["energy_j"]

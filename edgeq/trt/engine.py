@@ -20,7 +20,8 @@ ENGINE, LOG, CACHE = "model.engine", "engine_build.log", "timing.cache"
 
 
 def check_compatible(manifest: dict) -> None:
-    """Refuse a bundle made for another TensorRT version or GPU than this device's."""
+    """Refuse a bundle made for another TensorRT version or GPU than this device's. A
+    workstation target names no TensorRT version: any that edgeq takes builds its engine."""
     from ..runtime.cuda_kernels import gpu_sm
     trt = load()
     want = manifest["target"].get("tensorrt")
@@ -32,6 +33,16 @@ def check_compatible(manifest: dict) -> None:
     if sm != manifest["target"]["sm"]:
         raise EdgeqError(f"the bundle targets sm_{manifest['target']['sm']}, this GPU is "
                          f"{'sm_%d' % sm if sm else 'absent'}; build for this device's target")
+
+
+def check_engine(manifest: dict) -> None:
+    """Before running the bundle's engine: check_compatible, and refuse an engine that another
+    TensorRT version built (an engine runs only on the version that built it, patch included)."""
+    check_compatible(manifest)
+    built, have = manifest["engine"].get("tensorrt"), load().__version__
+    if built and built != have:
+        raise EdgeqError(f"the engine was built by TensorRT {built}, this device has {have}; "
+                         "rebuild it with `edgeq engine BUNDLE` here")
 
 
 def custom_ops(onnx_path: Path) -> set[tuple[str, str, str]]:

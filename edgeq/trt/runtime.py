@@ -45,6 +45,31 @@ class DeviceTensor:
             self.rt.cudaFree(self.ptr)
 
 
+class EventTimer:
+    """bench's timer on the device clock, as Quamba times with CUDA events: mark() records the
+    next event on the backend's stream, read() waits for the last and gives the ms between
+    consecutive marks since the last read. The events are made once, outside the timed runs."""
+
+    def __init__(self, stream, marks: int):
+        self.rt, self.stream, self.n = _rt(), stream, 0
+        self.events = []
+        for _ in range(marks):  # one by one: __del__ gives back those made before a failure
+            self.events.append(check(self.rt.cudaEventCreate()))
+
+    def mark(self) -> None:
+        check(self.rt.cudaEventRecord(self.events[self.n], self.stream))
+        self.n += 1
+
+    def read(self) -> list[float]:
+        marked, self.n = self.events[:self.n], 0
+        check(self.rt.cudaEventSynchronize(marked[-1]))  # and so every earlier one
+        return [check(self.rt.cudaEventElapsedTime(a, b)) for a, b in zip(marked, marked[1:])]
+
+    def __del__(self):
+        for event in getattr(self, "events", []):
+            self.rt.cudaEventDestroy(event)
+
+
 class _Decode:
     """One batch size's decode: its two state sets, ids and logits buffers, and per parity a
     context bound to them and its CUDA graph (None until captured)."""
@@ -153,6 +178,9 @@ class TrtBackend:
         if batch not in self.decode:
             self.decode[batch] = _Decode(self, batch)
         return self.decode[batch]
+
+    def timer(self, marks: int) -> EventTimer:
+        return EventTimer(self.stream, marks)
 
     def device_used_mib(self) -> float:
         """Device memory in use, all processes (on a Jetson: the shared DRAM in use)."""

@@ -148,6 +148,23 @@ def test_steps_allocate_nothing_and_states_ping_pong(bundle, fake):
     gc.collect()
 
 
+def test_a_step_from_states_on_the_host_and_back(bundle, fake):
+    """As --compare's polygraphy runner runs the engine: from ORT's states, read back."""
+    trt_be, ort_be = backends(bundle)
+    ids = np.random.default_rng(2).integers(0, 301, (2, 7))
+    _, ref_state = ort_be.forward(ids[:, :6], ort_be.new_state(2), last=True)
+    logits, state = trt_be.forward(ids[:, 6:], trt_be.state_from_host(ref_state))
+    ref, ref_state = ort_be.forward(ids[:, 6:], ref_state)
+    np.testing.assert_array_equal(logits, ref)
+    for a, r in zip(trt_be.state_to_host(state), ref_state):
+        assert a.dtype == r.dtype
+        np.testing.assert_array_equal(a, r)
+    with pytest.raises(EdgeqError, match=r"a state of shape \(2, 1, "):
+        trt_be.state_from_host([s[:, :1] for s in ref_state])
+    del trt_be
+    gc.collect()
+
+
 def test_engine_gives_the_last_logits_and_compares_by_steps(bundle, fake):
     """The engine's profiles hold logits_at at one position: a prompt's every logit is refused
     with the way out, and `edgeq engine --compare` compares decode steps with ORT."""

@@ -317,8 +317,8 @@ def verify(bundle):
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.option("--max-batch", default=1, show_default=True, type=click.IntRange(1))
 @click.option("--max-seq", default=2048, show_default=True, type=click.IntRange(1))
-@click.option("--compare", is_flag=True, help="Then run the engine and the ONNX graph on ORT "
-              "(the C++ kernels) on the same tokens and report their agreement.")
+@click.option("--compare", is_flag=True, help="Then compare the engine's outputs with the ONNX "
+              "graph's on ORT (the C++ kernels) with polygraphy, and their top-1 agreement.")
 def engine(bundle, max_batch, max_seq, compare):
     """Build BUNDLE's TensorRT engine on this device (needs TensorRT and the target's GPU), and
     first its plugin library when the bundle has only the sources."""
@@ -327,33 +327,18 @@ def engine(bundle, max_batch, max_seq, compare):
     from .bundle.plugins import build_from_sources
     from .trt.engine import build_engine, check_compatible, replacing
     check_compatible(m)  # TensorRT here, of the bundle's version, and the target's GPU
+    if compare:
+        from .trt.compare import compare as run_compare  # without polygraphy: fail before building
     if m["plugins"]["mode"] == "sources":
         m["plugins"] = build_from_sources(bundle, click.echo)
     with replacing(bundle) as timing_cache:
         m["engine"] = build_engine(bundle, m["target"], click.echo, max_batch, max_seq,
                                    timing_cache)
         if compare:
-            m["engine"]["compare_ort"] = _compare(bundle)
+            m["engine"]["compare_ort"] = run_compare(bundle)
             click.echo(f"engine vs ORT: {m['engine']['compare_ort']}")
     manifest.write(bundle, {k: v for k, v in m.items() if k not in ("format", "files", "sha256")})
     click.echo(f"wrote {bundle / 'model.engine'}")
-
-
-def _compare(bundle: Path) -> dict:
-    """The engine against the ONNX graph on ORT (the C++ kernels): our comparison, not
-    polygraphy's, whose ONNX Runtime runner cannot load the PyOps."""
-    import numpy as np
-
-    from .runtime.evaluate import top1_agreement
-    from .sources import open_backend
-    from .trt.runtime import TrtBackend
-    trt_be, ort_be = TrtBackend(bundle), open_backend(str(bundle / "model.onnx"), "ort")[0]
-    ids = np.random.default_rng(0).integers(0, trt_be.config.vocab_size, 129)
-    a, _ = trt_be.forward(ids[None, :64], trt_be.new_state(1), last=True)
-    b, _ = ort_be.forward(ids[None, :64], ort_be.new_state(1), last=True)
-    # the engine gives one position's logits: agreement over decode steps
-    return {"top1_agreement": top1_agreement(trt_be, ort_be, ids, 128, batch=1, step=True),
-            "max_abs_logit_diff": float(np.abs(a - b).max())}
 
 
 @cli.command()

@@ -150,6 +150,23 @@ def test_steps_allocate_nothing_and_states_ping_pong(bundle, fake):
     gc.collect()
 
 
+def test_a_step_from_states_on_the_host_and_back(bundle, fake):
+    """As --compare's polygraphy runner runs the engine: from ORT's states, read back."""
+    trt_be, ort_be = backends(bundle)
+    ids = np.random.default_rng(2).integers(0, 301, (2, 7))
+    _, ref_state = ort_be.forward(ids[:, :6], ort_be.new_state(2), last=True)
+    logits, state = trt_be.forward(ids[:, 6:], trt_be.state_from_host(ref_state))
+    ref, ref_state = ort_be.forward(ids[:, 6:], ref_state)
+    np.testing.assert_array_equal(logits, ref)
+    for a, r in zip(trt_be.state_to_host(state), ref_state):
+        assert a.dtype == r.dtype
+        np.testing.assert_array_equal(a, r)
+    with pytest.raises(EdgeqError, match=r"a state of shape \(2, 1, "):
+        trt_be.state_from_host([s[:, :1] for s in ref_state])
+    del trt_be
+    gc.collect()
+
+
 def test_engine_gives_the_last_logits_and_compares_by_steps(bundle, fake):
     """The engine's profiles hold logits_at at one position: a prompt's every logit is refused
     with the way out, and `edgeq engine --compare` compares decode steps with ORT."""
@@ -315,6 +332,9 @@ def test_engine_command_builds_plugins_engine_and_compares(device, run_cli, tmp_
     m = json.loads((device / "bundle.json").read_text())
     assert m["plugins"]["mode"] == "native" and m["engine"]["built"] is True
     assert m["engine"]["compare_ort"]["top1_agreement"] == 1.0
+    # polygraphy compared every output of a prefill and a step, each within the tolerance
+    assert "Accuracy Summary | tensorrt vs. onnxruntime | Passed: 2/2 iterations" in out
+    assert out.count("PASSED | Output: 'logits'") == 2 and "PASSED | Output: 'ssm_state_out.0'" in out
     assert run_cli("verify", device)[0] == 0  # library, engine, cache and log now listed
     log = (device / "engine_build.log").read_text()
     assert "[INFO] engine built" in log and "VERBOSE" not in log
@@ -327,6 +347,13 @@ def test_engine_command_builds_plugins_engine_and_compares(device, run_cli, tmp_
 def test_engine_command_failures_are_one_line_and_leave_the_bundle(device, run_cli, tmp_path,
                                                                    monkeypatch):
     files = sorted(str(p.relative_to(device)) for p in device.rglob("*") if p.is_file())
+    with monkeypatch.context() as m:  # no polygraphy: refused before building anything
+        for name in ["polygraphy", *(n for n in sys.modules if n.startswith("polygraphy."))]:
+            m.setitem(sys.modules, name, None)
+        m.delitem(sys.modules, "edgeq.trt.compare", raising=False)
+        code, _, err = run_cli("engine", device, "--compare")
+    assert code == 2 and err.count("\n") == 1 and "needs polygraphy 0.53 or later: pip install" in err
+    assert sorted(str(p.relative_to(device)) for p in device.rglob("*") if p.is_file()) == files
     monkeypatch.setenv("PATH", f"{fake_trt.cmake(tmp_path / 'bad', fail=True)}:{os.environ['PATH']}")
     code, _, err = run_cli("engine", device)
     assert code == 2 and err.count("\n") == 1 and "building the plugin library with plugins-src" in err
@@ -356,24 +383,31 @@ def test_engine_command_failures_are_one_line_and_leave_the_bundle(device, run_c
 
 def test_engine_command_failing_after_the_engine_puts_the_bundle_back(device, run_cli, tmp_path,
                                                                       monkeypatch):
-    """A failure once the engine's files are written (here in --compare) leaves the bundle as
-    it was: without an engine, or with its earlier one."""
-    from edgeq.trt import runtime
+    """An engine whose outputs polygraphy finds beyond the tolerance (logits 1 above ORT's,
+    which top-1 agreement would not see) fails --compare in one line once the engine's files
+    are written, and the bundle is left as it was: without an engine, or with its earlier one."""
     monkeypatch.setenv("PATH", f"{fake_trt.cmake(tmp_path / 'bin')}:{os.environ['PATH']}")
+    init = fake_trt.Engine.__init__
+
+    def perturbed(self, *args, **kw):
+        init(self, *args, **kw)
+        run = self.ort.session.run
+        self.ort.session = types.SimpleNamespace(run=lambda names, feed: [
+            v + 1 if n == "logits" else v for n, v in zip(names, run(names, feed))])
 
     def snapshot():
         return {str(p.relative_to(device)): p.read_bytes() for p in device.rglob("*") if p.is_file()}
-
-    def broken(*args, **kw):
-        raise EdgeqError("the device went away")
     for earlier in (False, True):
         if earlier:
             assert run_cli("engine", device)[0] == 0
         before = snapshot()
         with monkeypatch.context() as m:
-            m.setattr(runtime, "TrtBackend", broken)
-            code, _, err = run_cli("engine", device, "--max-seq", "64", "--compare")
-        assert code == 2 and "the device went away" in err
+            m.setattr(fake_trt.Engine, "__init__", perturbed)
+            code, out, err = run_cli("engine", device, "--max-seq", "64", "--compare")
+        assert code == 2 and err.count("\n") == 1, err
+        assert "the engine's output logits differs from ORT's at the prefill by 1 at most " \
+            "(tolerance 0.05, relative 0.05; polygraphy's report above)" in err
+        assert "FAILED | Output: 'logits'" in out and "Passed: 0/2 iterations" in out
         after = snapshot()
         after.pop("plugins/libedgeq_trt_plugins.so")  # built before the engine, may stay
         before.pop("plugins/libedgeq_trt_plugins.so", None)

@@ -195,6 +195,26 @@ class TrtBackend:
             check(_rt().cudaMemsetAsync(t.ptr, 0, t.nbytes, self.stream))
         return states
 
+    def state_from_host(self, arrays):
+        """new_state() holding host arrays (another backend's state) instead of zeros."""
+        rt, states = _rt(), self._decode(len(arrays[0])).states[0]
+        for t, a in zip(states, arrays):
+            a = np.ascontiguousarray(a, t.dtype)
+            if a.shape != t.shape:
+                raise EdgeqError(f"a state of shape {a.shape} given for one of {t.shape}")
+            check(rt.cudaMemcpyAsync(t.ptr, a.ctypes.data, a.nbytes,
+                                      rt.cudaMemcpyKind.cudaMemcpyHostToDevice, self.stream))
+        check(rt.cudaStreamSynchronize(self.stream))  # before the arrays may go
+        return states
+
+    def state_to_host(self, state) -> list[np.ndarray]:
+        rt, out = _rt(), [np.empty(t.shape, t.dtype) for t in state]
+        for t, a in zip(state, out):
+            check(rt.cudaMemcpyAsync(a.ctypes.data, t.ptr, a.nbytes,
+                                      rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, self.stream))
+        check(rt.cudaStreamSynchronize(self.stream))
+        return out
+
     def forward(self, ids: np.ndarray, state, last: bool = False):
         rt = _rt()
         ids = np.ascontiguousarray(ids, dtype=self.dtypes["input_ids"])

@@ -289,7 +289,8 @@ def estimate(model, target_name, recipe, h2t, a16_fraction, prompt_len, batch, a
 @click.option("--samples", default=512, show_default=True, type=click.IntRange(1))
 @click.option("--seq-len", default=512, show_default=True, type=click.IntRange(2))
 @click.option("--sysroot", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="A JetPack root file system: cross-compile the plugin library against it.")
+              help="A JetPack root file system: cross-compile the plugin library of a Jetson target "
+                   "against it.")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path))
 def build(model, target_name, recipe, h2t, residual_hadamard, a16_fraction, calib_data, samples,
           seq_len, sysroot, output):

@@ -189,6 +189,8 @@ def test_tegrastats_parsing():
 @pytest.mark.parametrize("args,fragment", [
     (["build", "{m}", "--target", "orin-pico", "-o", "{tmp}/b"], "unknown target"),
     (["build", "{m}", "--target", "orin-nano", "--calib", "{c}", "--sysroot", "{tmp}", "-o", "{tmp}/b"], "no CUDA"),
+    (["build", "{m}", "--target", "h100", "--calib", "{c}", "--sysroot", "{tmp}", "-o", "{tmp}/b"],
+     "h100 takes no --sysroot (build on a host with its GPU); --sysroot cross-compiles for agx-orin-64gb"),
     (["build", "{m}", "--target", "orin-nano", "-o", "{tmp}/b"], "--calib"),
     (["build", "{m}", "--target", "orin-nano", "--recipe", "w1a1", "--calib", "{c}", "-o", "{tmp}/b"], "unknown recipe"),
     (["build", "{m}", "--target", "orin-nano", "--recipe", "fp16", "--a16-fraction", "0.5",

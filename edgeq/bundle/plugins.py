@@ -59,7 +59,12 @@ def _preset(target: dict, include: str) -> dict:
                            "TENSORRT_INCLUDE_DIR": include}}]}
 
 
-def check_sysroot(sysroot: Path) -> None:
+def check_sysroot(sysroot: Path, target: dict) -> None:
+    if "toolchain" not in target:  # a workstation: built natively on its own host
+        from ..targets import all_targets
+        takers = [t["name"] for t in all_targets().values() if "toolchain" in t]
+        raise EdgeqError(f"target {target['name']} takes no --sysroot (build on a host with its "
+                         f"GPU); --sysroot cross-compiles for {', '.join(takers)}")
     for rel, what in ((SYSROOT_CUDA, "CUDA"), (SYSROOT_TRT, "TensorRT")):
         if not (sysroot / rel).is_file():
             raise EdgeqError(f"{sysroot}: no {what} in the sysroot (no {rel}); point --sysroot at a "
@@ -87,7 +92,7 @@ def stage(bundle: Path, target: dict, sysroot: Path | None, log) -> dict:
     base = ["cmake", "-S", str(source_root()), "-DCMAKE_BUILD_TYPE=Release", "-DEDGEQ_CUDA=ON",
             f"-DCMAKE_CUDA_ARCHITECTURES={target['sm']}"]
     if sysroot is not None:
-        check_sysroot(sysroot)
+        check_sysroot(sysroot, target)
         _cmake(bundle, [*base, f"-DCMAKE_TOOLCHAIN_FILE={source_root() / 'targets' / target['toolchain']}",
                         f"-DEDGEQ_SYSROOT={sysroot}",
                         f"-DTENSORRT_INCLUDE_DIR={sysroot / 'usr/include/aarch64-linux-gnu'}"], log)

@@ -236,6 +236,63 @@ def test_sysroot_without_tensorrt(run_cli, hf_model, calib_npy, tmp_path):
     assert code == 2 and "no TensorRT" in err and not (tmp_path / "b").exists()
 
 
+def _jetpack_root(root: Path) -> Path:
+    """A root file system with the CUDA and TensorRT headers check_sysroot looks for."""
+    from edgeq.bundle.plugins import SYSROOT_CUDA, SYSROOT_TRT
+    for rel in (SYSROOT_CUDA, SYSROOT_TRT):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("")
+    return root
+
+
+def _fp16_build(run_cli, hf_model, calib_npy, out, *extra):
+    return run_cli("build", hf_model("h96")[1], "--target", "orin-nano", "--recipe", "fp16",
+                   "--calib", calib_npy, *extra, "-o", out)
+
+
+@pytest.mark.parametrize("mode", ["cross-compiled", "native"])
+def test_plugin_library_built_into_the_bundle(mode, run_cli, hf_model, calib_npy, tmp_path,
+                                              monkeypatch):
+    bin_ = fake_trt.cmake(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{bin_}:{os.environ['PATH']}")
+    monkeypatch.chdir(tmp_path)  # a relative --sysroot reaches CMake absolute
+    if mode == "cross-compiled":
+        root = _jetpack_root(tmp_path / "jetpack")
+        extra, record, want = ["--sysroot", "jetpack"], {"sysroot": str(root)}, [
+            f"-DCMAKE_TOOLCHAIN_FILE={Path(__file__).parents[1]}/targets/toolchains/aarch64-jetpack6.cmake",
+            f"-DEDGEQ_SYSROOT={root}", f"-DTENSORRT_INCLUDE_DIR={root}/usr/include/aarch64-linux-gnu"]
+    else:  # on the Orin itself, with a tarball's TensorRT headers
+        include = tmp_path / "TensorRT-10.3/include"
+        include.mkdir(parents=True)
+        (include / "NvInfer.h").write_text("")
+        monkeypatch.setenv("EDGEQ_TRT_INCLUDE", str(include))
+        monkeypatch.setattr("platform.machine", lambda: "aarch64")
+        monkeypatch.setattr("edgeq.bundle.plugins.gpu_sm", lambda: 87)
+        extra, record, want = [], {}, [f"-DTENSORRT_INCLUDE_DIR={include}"]
+    code, _, err = _fp16_build(run_cli, hf_model, calib_npy, tmp_path / "b", *extra)
+    assert code == 0, err
+    configure, build = (bin_ / "log").read_text().splitlines()
+    assert set(want + ["-DEDGEQ_CUDA=ON", "-DCMAKE_CUDA_ARCHITECTURES=87"]) <= set(configure.split())
+    assert ("TOOLCHAIN" in configure) == (mode == "cross-compiled")
+    assert build.startswith("--build ") and build.endswith("--target edgeq_trt_plugins")
+    m = json.loads((tmp_path / "b/bundle.json").read_text())
+    assert m["plugins"] == {"mode": mode, "library": "plugins/libedgeq_trt_plugins.so", **record}
+    assert (tmp_path / "b/plugins/libedgeq_trt_plugins.so").read_text() == "built\n"
+    assert "plugins/libedgeq_trt_plugins.so" in m["files"] and not (tmp_path / "b/plugins-src").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # the build folder went
+    assert run_cli("verify", tmp_path / "b")[0] == 0
+
+
+def test_failed_plugin_build_leaves_nothing(run_cli, hf_model, calib_npy, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", f"{fake_trt.cmake(tmp_path / 'bin', fail=True)}:{os.environ['PATH']}")
+    code, _, err = _fp16_build(run_cli, hf_model, calib_npy, tmp_path / "b", "--sysroot",
+                               _jetpack_root(tmp_path / "jetpack"))
+    *progress, last = err.splitlines()
+    assert code == 2 and last.startswith("edgeq: error: building the plugin library failed"), err
+    assert all(line.startswith(("[", "    ")) for line in progress), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bin", "jetpack"]  # nor a temp folder
+
+
 def test_engine_needs_tensorrt_or_refuses_other_targets(bundle, run_cli):
     code, _, err = run_cli("engine", bundle)
     assert code == 2

@@ -373,7 +373,8 @@ def _compare(bundle: Path) -> dict:
               default=None,
               help="SSH private key file.")
 @click.option("--remote-edgeq", default="edgeq", show_default=True,
-              help="The edgeq command on the device.")
+              help="The edgeq command on the device, split as a shell would: "
+                   "'python3 -m edgeq.cli' is three words, quote a path with spaces.")
 @click.option("--cuda-graph/--no-cuda-graph", default=True, show_default=True,
               help="trt: run decode steps as captured CUDA graphs.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")

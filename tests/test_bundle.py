@@ -2,6 +2,8 @@
 on 127.0.0.1."""
 import json
 import os
+import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -346,12 +348,16 @@ def sshd(tmp_path):
     proc.wait(timeout=5)
 
 
-def test_remote_bench_over_ssh(bundle, sshd, tmp_path):
-    from edgeq.bench.remote import Remote, bench_remote
+def _remote(sshd, **kw):
+    from edgeq.bench.remote import Remote
     import getpass
-    user = getpass.getuser()
-    remote = Remote(f"{user}@127.0.0.1", sshd["port"], sshd["key"],
-                    [f"UserKnownHostsFile={sshd['known_hosts']}"], log=lambda m: None)
+    return Remote(f"{getpass.getuser()}@127.0.0.1", sshd["port"], sshd["key"],
+                  [f"UserKnownHostsFile={sshd['known_hosts']}"], **kw)
+
+
+def test_remote_bench_over_ssh(bundle, sshd, tmp_path):
+    from edgeq.bench.remote import bench_remote
+    remote = _remote(sshd, log=lambda m: None)
     r = bench_remote(bundle, remote, ["--backend", "ort", "--prompt-len", "8", "--gen-len", "3",
                                       "--iters", "1", "--json"], tmp_path / "report",
                      edgeq=str(Path(sys.executable).parent / "edgeq"),
@@ -373,3 +379,65 @@ def test_remote_bench_over_ssh(bundle, sshd, tmp_path):
     with pytest.raises(EdgeqError, match="127.0.0.1"):
         bench_remote(bundle, remote, ["--backend", "ort", "--json"], tmp_path / "r2",
                      remote_dir=str(tmp_path / "remote-2"))
+
+
+def test_remote_arguments_arrive_intact_and_trt_builds_the_engine_there(bundle, sshd, tmp_path):
+    """Every remote word is quoted (a command of two words, paths, and an argument for the stub
+    with spaces and shell metacharacters), and a bundle without an engine gets one before a trt
+    bench."""
+    from edgeq.bench.remote import bench_remote
+    odd = tmp_path / "a b $HOME;`x`"
+    odd.mkdir()
+    shutil.copytree(bundle, odd / "my bundle")
+    log, stub = odd / "argv.log", odd / "edgeq stub.py"
+    # the device's edgeq: records its words; verifies for real, fakes the engine and the bench
+    stub.write_text(f"""import json, os, sys
+with open({str(log)!r}, "a") as f:
+    f.write(json.dumps(sys.argv[1:]) + "\\n")
+if sys.argv[1] == "verify":
+    os.execv({str(Path(sys.executable).parent / "edgeq")!r}, ["edgeq", *sys.argv[1:]])
+if sys.argv[1] == "bench":
+    report = sys.argv[sys.argv.index("--report-dir") + 1]
+    os.makedirs(report)
+    with open(os.path.join(report, "bench.json"), "w") as f:
+        json.dump({{"backend": "trt"}}, f)
+""")
+    weird = f"it's \"$(touch {tmp_path}/pwned)\"; $USER `id` \\ *"
+    args = ["--backend", "trt", "--prompt-len", "8", "--note", weird]
+    rdir = str(tmp_path / "remote")
+    r = bench_remote(odd / "my bundle", _remote(sshd, log=lambda m: None), args, odd / "re port",
+                     f"{shlex.quote(sys.executable)} {shlex.quote(str(stub))}", rdir)
+    assert r == {"backend": "trt"} and (odd / "re port/bench.json").is_file()
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    assert calls == [["verify", rdir], ["verify", rdir], ["engine", rdir],  # no copy yet, then one
+                     ["bench", rdir, *args, "--report-dir", rdir + ".report"]]
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_bench_host_command_end_to_end_logs_no_secret(bundle, sshd, tmp_path, run_cli,
+                                                      monkeypatch):
+    """`edgeq bench --host` with a device edgeq of several words; what it prints holds no
+    key material."""
+    from edgeq.bench import remote
+    import functools
+    import getpass
+    # the test's known_hosts and a folder under tmp_path on the "device" (the CLI has no options
+    # for them)
+    monkeypatch.setattr(remote, "Remote", functools.partial(
+        remote.Remote, ssh_options=[f"UserKnownHostsFile={sshd['known_hosts']}"]))
+    monkeypatch.setattr(remote, "bench_remote", functools.partial(
+        remote.bench_remote, remote_dir=str(tmp_path / "remote")))
+    local = tmp_path / "my bundle $x;y"
+    shutil.copytree(bundle, local)
+    code, out, err = run_cli(
+        "bench", local, "--host", f"{getpass.getuser()}@127.0.0.1", "--port", sshd["port"],
+        "--identity", sshd["key"], "--remote-edgeq", f"{shlex.quote(sys.executable)} -m edgeq.cli",
+        "--prompt-len", "8", "--gen-len", "3", "--iters", "1", "--warmup", "0",
+        "--report-dir", tmp_path / "re port;$z", "--json")
+    assert code == 0, err
+    assert json.loads(out)["backend"] == "ort" and (tmp_path / "re port;$z/bench.md").is_file()
+    assert f"$ ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -i {sshd['key']}" in err
+    key = [line for line in sshd["key"].read_text().splitlines() if "PRIVATE KEY" not in line]
+    printed = out + err
+    assert key and not any(line in printed for line in key) and "PRIVATE KEY" not in printed
+    assert not re.search(r"passw|passphrase|secret|token=", printed, re.I), printed

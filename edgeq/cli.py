@@ -289,7 +289,8 @@ def estimate(model, target_name, recipe, h2t, a16_fraction, prompt_len, batch, a
 @click.option("--samples", default=512, show_default=True, type=click.IntRange(1))
 @click.option("--seq-len", default=512, show_default=True, type=click.IntRange(2))
 @click.option("--sysroot", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="A JetPack root file system: cross-compile the plugin library against it.")
+              help="A JetPack root file system: cross-compile the plugin library of a Jetson target "
+                   "against it.")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path))
 def build(model, target_name, recipe, h2t, residual_hadamard, a16_fraction, calib_data, samples,
           seq_len, sysroot, output):
@@ -357,7 +358,8 @@ def engine(bundle, max_batch, max_seq, compare):
               default=None,
               help="SSH private key file.")
 @click.option("--remote-edgeq", default="edgeq", show_default=True,
-              help="The edgeq command on the device.")
+              help="The edgeq command on the device, split as a shell would: "
+                   "'python3 -m edgeq.cli' is three words, quote a path with spaces.")
 @click.option("--cuda-graph/--no-cuda-graph", default=True, show_default=True,
               help="trt: run decode steps as captured CUDA graphs.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")

@@ -378,11 +378,13 @@ STRONGLY_TYPED = 1  # NetworkDefinitionCreationFlag's value in TensorRT 10
 
 
 def cmake(folder: Path, fail: bool = False) -> Path:
-    """A folder with a `cmake` that logs its arguments and, as a build, makes the plugin library
-    in its build folder (or fails): for the bundle's build script."""
+    """A folder with a `cmake` that logs its arguments, makes the build folder it configures
+    (-B) and, as a build, the plugin library in it (or fails after making the folder)."""
     folder.mkdir()
     (folder / "cmake").write_text(f"""#!/bin/sh
 echo "$@" >> {folder / "log"}
+prev=
+for a; do [ "$prev" = -B ] && mkdir -p "$a"; prev=$a; done
 {"exit 1" if fail else ""}
 [ "$1" = --build ] && echo built > "$2/libedgeq_trt_plugins.so"
 exit 0

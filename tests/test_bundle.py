@@ -2,6 +2,8 @@
 on 127.0.0.1."""
 import json
 import os
+import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -189,6 +191,8 @@ def test_tegrastats_parsing():
 @pytest.mark.parametrize("args,fragment", [
     (["build", "{m}", "--target", "orin-pico", "-o", "{tmp}/b"], "unknown target"),
     (["build", "{m}", "--target", "orin-nano", "--calib", "{c}", "--sysroot", "{tmp}", "-o", "{tmp}/b"], "no CUDA"),
+    (["build", "{m}", "--target", "h100", "--calib", "{c}", "--sysroot", "{tmp}", "-o", "{tmp}/b"],
+     "h100 takes no --sysroot (build on a host with its GPU); --sysroot cross-compiles for agx-orin-64gb"),
     (["build", "{m}", "--target", "orin-nano", "-o", "{tmp}/b"], "--calib"),
     (["build", "{m}", "--target", "orin-nano", "--recipe", "w1a1", "--calib", "{c}", "-o", "{tmp}/b"], "unknown recipe"),
     (["build", "{m}", "--target", "orin-nano", "--recipe", "fp16", "--a16-fraction", "0.5",
@@ -232,6 +236,63 @@ def test_sysroot_without_tensorrt(run_cli, hf_model, calib_npy, tmp_path):
     code, _, err = run_cli("build", hf_model("h96")[1], "--target", "orin-nano", "--calib", calib_npy,
                            "--sysroot", root, "-o", tmp_path / "b")
     assert code == 2 and "no TensorRT" in err and not (tmp_path / "b").exists()
+
+
+def _jetpack_root(root: Path) -> Path:
+    """A root file system with the CUDA and TensorRT headers check_sysroot looks for."""
+    from edgeq.bundle.plugins import SYSROOT_CUDA, SYSROOT_TRT
+    for rel in (SYSROOT_CUDA, SYSROOT_TRT):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("")
+    return root
+
+
+def _fp16_build(run_cli, hf_model, calib_npy, out, *extra):
+    return run_cli("build", hf_model("h96")[1], "--target", "orin-nano", "--recipe", "fp16",
+                   "--calib", calib_npy, *extra, "-o", out)
+
+
+@pytest.mark.parametrize("mode", ["cross-compiled", "native"])
+def test_plugin_library_built_into_the_bundle(mode, run_cli, hf_model, calib_npy, tmp_path,
+                                              monkeypatch):
+    bin_ = fake_trt.cmake(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{bin_}:{os.environ['PATH']}")
+    monkeypatch.chdir(tmp_path)  # a relative --sysroot reaches CMake absolute
+    if mode == "cross-compiled":
+        root = _jetpack_root(tmp_path / "jetpack")
+        extra, record, want = ["--sysroot", "jetpack"], {"sysroot": str(root)}, [
+            f"-DCMAKE_TOOLCHAIN_FILE={Path(__file__).parents[1]}/targets/toolchains/aarch64-jetpack6.cmake",
+            f"-DEDGEQ_SYSROOT={root}", f"-DTENSORRT_INCLUDE_DIR={root}/usr/include/aarch64-linux-gnu"]
+    else:  # on the Orin itself, with a tarball's TensorRT headers
+        include = tmp_path / "TensorRT-10.3/include"
+        include.mkdir(parents=True)
+        (include / "NvInfer.h").write_text("")
+        monkeypatch.setenv("EDGEQ_TRT_INCLUDE", str(include))
+        monkeypatch.setattr("platform.machine", lambda: "aarch64")
+        monkeypatch.setattr("edgeq.bundle.plugins.gpu_sm", lambda: 87)
+        extra, record, want = [], {}, [f"-DTENSORRT_INCLUDE_DIR={include}"]
+    code, _, err = _fp16_build(run_cli, hf_model, calib_npy, tmp_path / "b", *extra)
+    assert code == 0, err
+    configure, build = (bin_ / "log").read_text().splitlines()
+    assert set(want + ["-DEDGEQ_CUDA=ON", "-DCMAKE_CUDA_ARCHITECTURES=87"]) <= set(configure.split())
+    assert ("TOOLCHAIN" in configure) == (mode == "cross-compiled")
+    assert build.startswith("--build ") and build.endswith("--target edgeq_trt_plugins")
+    m = json.loads((tmp_path / "b/bundle.json").read_text())
+    assert m["plugins"] == {"mode": mode, "library": "plugins/libedgeq_trt_plugins.so", **record}
+    assert (tmp_path / "b/plugins/libedgeq_trt_plugins.so").read_text() == "built\n"
+    assert "plugins/libedgeq_trt_plugins.so" in m["files"] and not (tmp_path / "b/plugins-src").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # the build folder went
+    assert run_cli("verify", tmp_path / "b")[0] == 0
+
+
+def test_failed_plugin_build_leaves_nothing(run_cli, hf_model, calib_npy, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", f"{fake_trt.cmake(tmp_path / 'bin', fail=True)}:{os.environ['PATH']}")
+    code, _, err = _fp16_build(run_cli, hf_model, calib_npy, tmp_path / "b", "--sysroot",
+                               _jetpack_root(tmp_path / "jetpack"))
+    *progress, last = err.splitlines()
+    assert code == 2 and last.startswith("edgeq: error: building the plugin library failed"), err
+    assert all(line.startswith(("[", "    ")) for line in progress), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bin", "jetpack"]  # nor a temp folder
 
 
 def test_engine_needs_tensorrt_or_refuses_other_targets(bundle, run_cli):
@@ -287,12 +348,16 @@ def sshd(tmp_path):
     proc.wait(timeout=5)
 
 
-def test_remote_bench_over_ssh(bundle, sshd, tmp_path):
-    from edgeq.bench.remote import Remote, bench_remote
+def _remote(sshd, **kw):
+    from edgeq.bench.remote import Remote
     import getpass
-    user = getpass.getuser()
-    remote = Remote(f"{user}@127.0.0.1", sshd["port"], sshd["key"],
-                    [f"UserKnownHostsFile={sshd['known_hosts']}"], log=lambda m: None)
+    return Remote(f"{getpass.getuser()}@127.0.0.1", sshd["port"], sshd["key"],
+                  [f"UserKnownHostsFile={sshd['known_hosts']}"], **kw)
+
+
+def test_remote_bench_over_ssh(bundle, sshd, tmp_path):
+    from edgeq.bench.remote import bench_remote
+    remote = _remote(sshd, log=lambda m: None)
     r = bench_remote(bundle, remote, ["--backend", "ort", "--prompt-len", "8", "--gen-len", "3",
                                       "--iters", "1", "--json"], tmp_path / "report",
                      edgeq=str(Path(sys.executable).parent / "edgeq"),
@@ -314,3 +379,65 @@ def test_remote_bench_over_ssh(bundle, sshd, tmp_path):
     with pytest.raises(EdgeqError, match="127.0.0.1"):
         bench_remote(bundle, remote, ["--backend", "ort", "--json"], tmp_path / "r2",
                      remote_dir=str(tmp_path / "remote-2"))
+
+
+def test_remote_arguments_arrive_intact_and_trt_builds_the_engine_there(bundle, sshd, tmp_path):
+    """Every remote word is quoted (a command of two words, paths, and an argument for the stub
+    with spaces and shell metacharacters), and a bundle without an engine gets one before a trt
+    bench."""
+    from edgeq.bench.remote import bench_remote
+    odd = tmp_path / "a b $HOME;`x`"
+    odd.mkdir()
+    shutil.copytree(bundle, odd / "my bundle")
+    log, stub = odd / "argv.log", odd / "edgeq stub.py"
+    # the device's edgeq: records its words; verifies for real, fakes the engine and the bench
+    stub.write_text(f"""import json, os, sys
+with open({str(log)!r}, "a") as f:
+    f.write(json.dumps(sys.argv[1:]) + "\\n")
+if sys.argv[1] == "verify":
+    os.execv({str(Path(sys.executable).parent / "edgeq")!r}, ["edgeq", *sys.argv[1:]])
+if sys.argv[1] == "bench":
+    report = sys.argv[sys.argv.index("--report-dir") + 1]
+    os.makedirs(report)
+    with open(os.path.join(report, "bench.json"), "w") as f:
+        json.dump({{"backend": "trt"}}, f)
+""")
+    weird = f"it's \"$(touch {tmp_path}/pwned)\"; $USER `id` \\ *"
+    args = ["--backend", "trt", "--prompt-len", "8", "--note", weird]
+    rdir = str(tmp_path / "remote")
+    r = bench_remote(odd / "my bundle", _remote(sshd, log=lambda m: None), args, odd / "re port",
+                     f"{shlex.quote(sys.executable)} {shlex.quote(str(stub))}", rdir)
+    assert r == {"backend": "trt"} and (odd / "re port/bench.json").is_file()
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    assert calls == [["verify", rdir], ["verify", rdir], ["engine", rdir],  # no copy yet, then one
+                     ["bench", rdir, *args, "--report-dir", rdir + ".report"]]
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_bench_host_command_end_to_end_logs_no_secret(bundle, sshd, tmp_path, run_cli,
+                                                      monkeypatch):
+    """`edgeq bench --host` with a device edgeq of several words; what it prints holds no
+    key material."""
+    from edgeq.bench import remote
+    import functools
+    import getpass
+    # the test's known_hosts and a folder under tmp_path on the "device" (the CLI has no options
+    # for them)
+    monkeypatch.setattr(remote, "Remote", functools.partial(
+        remote.Remote, ssh_options=[f"UserKnownHostsFile={sshd['known_hosts']}"]))
+    monkeypatch.setattr(remote, "bench_remote", functools.partial(
+        remote.bench_remote, remote_dir=str(tmp_path / "remote")))
+    local = tmp_path / "my bundle $x;y"
+    shutil.copytree(bundle, local)
+    code, out, err = run_cli(
+        "bench", local, "--host", f"{getpass.getuser()}@127.0.0.1", "--port", sshd["port"],
+        "--identity", sshd["key"], "--remote-edgeq", f"{shlex.quote(sys.executable)} -m edgeq.cli",
+        "--prompt-len", "8", "--gen-len", "3", "--iters", "1", "--warmup", "0",
+        "--report-dir", tmp_path / "re port;$z", "--json")
+    assert code == 0, err
+    assert json.loads(out)["backend"] == "ort" and (tmp_path / "re port;$z/bench.md").is_file()
+    assert f"$ ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -i {sshd['key']}" in err
+    key = [line for line in sshd["key"].read_text().splitlines() if "PRIVATE KEY" not in line]
+    printed = out + err
+    assert key and not any(line in printed for line in key) and "PRIVATE KEY" not in printed
+    assert not re.search(r"passw|passphrase|secret|token=", printed, re.I), printed

@@ -56,6 +56,8 @@ def test_export_then_generate_json(run_cli, hf_model, tmp_path):
     (["bench", "{m}", "--port", "22"], "for --host"),
     (["bench", "{m}", "--host", ""], "give user@device"),
     (["bench", "{m}", "--host", "a@b", "--identity", "{tmp}/no-key"], "does not exist"),
+    (["bench", "{m}", "--host", "a@b", "--remote-edgeq", "'python3 -m edgeq.cli"], "No closing quotation"),
+    (["bench", "{m}", "--host", "a@b", "--remote-edgeq", " "], "--remote-edgeq is empty"),
 ])
 def test_errors_are_one_line_exit_2(run_cli, hf_model, tmp_path, args, fragment):
     _, folder = hf_model("h96")

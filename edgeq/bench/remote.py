@@ -45,25 +45,33 @@ class Remote:
 
 def bench_remote(bundle: Path, remote: Remote, bench_args: list[str], out: Path,
                  edgeq: str = "edgeq", remote_dir: str | None = None) -> dict:
+    """edgeq is the command on the device, words a shell would split ("python3 -m edgeq.cli"),
+    each passed on quoted like every remote argument."""
     from ..bundle import manifest
+    try:
+        edgeq_cmd = shlex.split(edgeq)
+    except ValueError as e:  # an unclosed quote
+        raise EdgeqError(f"--remote-edgeq {edgeq!r}: {e}") from None
+    if not edgeq_cmd:
+        raise EdgeqError("--remote-edgeq is empty; give the edgeq command on the device")
     manifest.verify(bundle)
     name = re.sub(r"[^A-Za-z0-9._-]", "_", bundle.resolve().name)
     rdir = remote_dir or f".cache/edgeq/bundles/{name}-{manifest.sha256(bundle / manifest.NAME)[:12]}"
     if not re.fullmatch(r"[A-Za-z0-9._/~-]+", rdir):  # scp paths are not shell-quoted (SFTP mode)
         raise EdgeqError(f"remote folder {rdir!r}: use letters, digits and . _ / - only")
     try:  # an earlier run's copy (the folder is named by bundle.json's hash), maybe with its engine
-        remote.ssh([edgeq, "verify", rdir], "checking an earlier copy")
+        remote.ssh([*edgeq_cmd, "verify", rdir], "checking an earlier copy")
         remote.log(f"reusing {remote.host}:{rdir}")
     except EdgeqError:
         remote.ssh(["mkdir", "-p", rdir], "creating the bundle folder")
         remote.scp(f"{bundle}/.", f"{remote.host}:{rdir}", "copying the bundle")
-        remote.ssh([edgeq, "verify", rdir], "verifying the bundle")
+        remote.ssh([*edgeq_cmd, "verify", rdir], "verifying the bundle")
     there = json.loads(remote.ssh(["cat", f"{rdir}/bundle.json"], "reading the bundle's manifest"))
     if not there["engine"].get("built") and "--backend" in bench_args and \
             bench_args[bench_args.index("--backend") + 1] == "trt":
-        remote.ssh([edgeq, "engine", rdir], "building the engine")
+        remote.ssh([*edgeq_cmd, "engine", rdir], "building the engine")
     report = f"{rdir}.report"  # beside the bundle: a file inside would fail the next verify
-    remote.ssh([edgeq, "bench", rdir, *bench_args, "--report-dir", report], "benchmarking")
+    remote.ssh([*edgeq_cmd, "bench", rdir, *bench_args, "--report-dir", report], "benchmarking")
     out.mkdir(parents=True, exist_ok=True)
     remote.scp(f"{remote.host}:{report}/.", str(out), "fetching the report")
     return json.loads((out / "bench.json").read_text())

@@ -81,7 +81,7 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
     out = Path(out)
     parent = q.check_output(out)
     if sysroot is not None:
-        plugins.check_sysroot(sysroot)  # fail before the slow stages
+        plugins.check_sysroot(sysroot, target)  # fail before the slow stages
     if recipe_name == FP16["name"]:
         recipes.check_fp16(h2t, residual_hadamard, a16_fraction)
         rec = FP16

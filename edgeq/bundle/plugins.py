@@ -4,6 +4,7 @@ with a CMake preset and a build script to run on the device."""
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -59,7 +60,12 @@ def _preset(target: dict, include: str) -> dict:
                            "TENSORRT_INCLUDE_DIR": include}}]}
 
 
-def check_sysroot(sysroot: Path) -> None:
+def check_sysroot(sysroot: Path, target: dict) -> None:
+    if "toolchain" not in target:  # a workstation: built natively on its own host
+        from ..targets import all_targets
+        takers = [t["name"] for t in all_targets().values() if "toolchain" in t]
+        raise EdgeqError(f"target {target['name']} takes no --sysroot (build on a host with its "
+                         f"GPU); --sysroot cross-compiles for {', '.join(takers)}")
     for rel, what in ((SYSROOT_CUDA, "CUDA"), (SYSROOT_TRT, "TensorRT")):
         if not (sysroot / rel).is_file():
             raise EdgeqError(f"{sysroot}: no {what} in the sysroot (no {rel}); point --sysroot at a "
@@ -87,12 +93,16 @@ def stage(bundle: Path, target: dict, sysroot: Path | None, log) -> dict:
     base = ["cmake", "-S", str(source_root()), "-DCMAKE_BUILD_TYPE=Release", "-DEDGEQ_CUDA=ON",
             f"-DCMAKE_CUDA_ARCHITECTURES={target['sm']}"]
     if sysroot is not None:
-        check_sysroot(sysroot)
+        check_sysroot(sysroot, target)
+        sysroot = sysroot.resolve()  # CMake runs the compilers in its build folder
         _cmake(bundle, [*base, f"-DCMAKE_TOOLCHAIN_FILE={source_root() / 'targets' / target['toolchain']}",
                         f"-DEDGEQ_SYSROOT={sysroot}",
                         f"-DTENSORRT_INCLUDE_DIR={sysroot / 'usr/include/aarch64-linux-gnu'}"], log)
         return {"mode": "cross-compiled", "sysroot": str(sysroot), "library": f"plugins/{LIB}"}
-    include = Path(f"/usr/include/{platform.machine()}-linux-gnu")
+    # TensorRT's headers: the deb packages' (JetPack's), or a tarball's include/ given in
+    # EDGEQ_TRT_INCLUDE (pip's tensorrt has none)
+    include = Path(os.environ.get("EDGEQ_TRT_INCLUDE") or
+                   f"/usr/include/{platform.machine()}-linux-gnu").resolve()
     if platform.machine() == target["arch"] and gpu_sm() == target["sm"] and (include / "NvInfer.h").is_file():
         _cmake(bundle, [*base, f"-DTENSORRT_INCLUDE_DIR={include}"], log)
         return {"mode": "native", "library": f"plugins/{LIB}"}
@@ -106,7 +116,7 @@ def stage(bundle: Path, target: dict, sysroot: Path | None, log) -> dict:
     script.chmod(0o755)
     reason = (f"this host is {platform.machine()}, the target {target['arch']}"
               if platform.machine() != target["arch"] else
-              f"no sm_{target['sm']} GPU with TensorRT headers on this host")
+              f"no sm_{target['sm']} GPU with TensorRT headers ({include}) on this host")
     return {"mode": "sources", "reason": reason, "build_script": SCRIPT}
 
 

@@ -42,26 +42,26 @@ def bench(backend, prompt_len: int, gen_len: int, batch: int = 1, warmup: int = 
     vocab = backend.config.vocab_size
     ids = np.random.default_rng(seed).integers(0, vocab, (batch, prompt_len))
     ttft, tpot, totals = [], [], []
-    power = tegrastats.Recorder()
-    for it in range(warmup + iters):
-        if it == warmup:
-            power.start()
-        state = backend.new_state(batch)
-        t0 = time.perf_counter()
-        logits, state = backend.forward(ids, state, last=True)
-        tok = logits[:, -1].argmax(-1)
-        t1 = time.perf_counter()
-        steps = []
-        for _ in range(gen_len - 1):
-            s0 = time.perf_counter()
-            logits, state = backend.forward(tok[:, None], state)
+    with tegrastats.Recorder() as power:  # a failed run leaves no tegrastats running
+        for it in range(warmup + iters):
+            if it == warmup:
+                power.start()
+            state = backend.new_state(batch)
+            t0 = time.perf_counter()
+            logits, state = backend.forward(ids, state, last=True)
             tok = logits[:, -1].argmax(-1)
-            steps.append(time.perf_counter() - s0)
-        if it >= warmup:
-            ttft.append(t1 - t0)
-            tpot.extend(steps)
-            totals.append(time.perf_counter() - t0)
-    energy = power.stop()
+            t1 = time.perf_counter()
+            steps = []
+            for _ in range(gen_len - 1):
+                s0 = time.perf_counter()
+                logits, state = backend.forward(tok[:, None], state)
+                tok = logits[:, -1].argmax(-1)
+                steps.append(time.perf_counter() - s0)
+            if it >= warmup:
+                ttft.append(t1 - t0)
+                tpot.extend(steps)
+                totals.append(time.perf_counter() - t0)
+        energy = power.stop()
     result = {
         "backend": backend.name, "prompt_len": prompt_len, "gen_len": gen_len, "batch": batch,
         "warmup": warmup, "iters": iters,

@@ -1,7 +1,9 @@
 """Targets as data, the roofline estimate, and the aarch64 cross build of the CPU kernels."""
 import json
+import re
 import shutil
 import subprocess
+import tomllib
 
 import pytest
 
@@ -13,22 +15,67 @@ from conftest import ROOT
 
 REQUIRED = {"name", "description", "kind", "arch", "sm", "memory_gb", "bandwidth_gbs",
             "int8_tops_dense", "fp16_tflops_dense"}
+SETTINGS = {"name", "description", "kind", "toolchain"}  # names and paths: every other key is a fact
+LISTED = re.compile(r"^# \[([\w-]+)\] \S")  # a source in the file's header: "# [name] title, address"
+CITED = re.compile(r"\[([\w-]+)\]")
 
 
-def test_targets_are_complete_and_sourced():
+def unsourced(text: str) -> list[str]:
+    """What a target file lacks: each fact's comment gives "source: [name]..." (a source listed in
+    the header), "derived: how" or "chosen: why"; every listed source is cited."""
+    listed = {m.group(1) for line in text.splitlines() if (m := LISTED.match(line))}
+    comments = {line.partition("=")[0].strip(): line.partition("#")[2]
+                for line in text.splitlines() if not line.startswith("#") and "=" in line}
+    problems, cited = [], set()
+    for key in sorted(set(tomllib.loads(text)) - SETTINGS):
+        comment = comments[key]
+        names = set(CITED.findall(comment))
+        cited |= names
+        if not re.search(r"source: \[|derived: \S|chosen: \S", comment):
+            problems.append(f"{key}: no source")
+        problems += [f"{key}: [{n}] is not listed" for n in sorted(names - listed)]
+    return problems + [f"[{n}] is cited by no fact" for n in sorted(listed - cited)]
+
+
+def target_files():
+    return sorted((ROOT / "targets").glob("*.toml"))
+
+
+def test_targets_are_complete():
     ts = T.all_targets()
     assert {"orin-nano", "orin-nano-super", "orin-nx-16gb", "agx-orin-64gb", "rtx-a5000",
             "rtx-4090", "h100"} <= set(ts)
     for name, t in ts.items():
         assert REQUIRED <= set(t), name
-        text = (ROOT / "targets" / f"{name}.toml").read_text()
-        for key in ("bandwidth_gbs", "int8_tops_dense", "sm"):  # every headline fact has a source
-            line = next(line for line in text.splitlines() if line.startswith(key))
-            assert "source" in line or "derived" in line or key == "sm" and "sm =" in line, (name, key)
-    nano = ts["orin-nano"]
-    assert (nano["sm"], nano["arch"], nano["bandwidth_gbs"], nano["tensorrt"], nano["cuda"]) == \
-        (87, "aarch64", 68, "10.3", "12.6")
-    assert ts["orin-nano-super"]["bandwidth_gbs"] == 102
+    nano, super_ = ts["orin-nano"], ts["orin-nano-super"]
+    assert (nano["sm"], nano["arch"], nano["memory_gb"], nano["bandwidth_gbs"],
+            nano["int8_tops_dense"], nano["jetpack"], nano["tensorrt"], nano["cuda"]) == \
+        (87, "aarch64", 8, 68, 20, ["6.1", "6.2"], "10.3", "12.6")
+    assert nano["power_modes"] == ["7W", "15W"]  # 25W and MAXN_SUPER are Super mode's
+    assert (super_["bandwidth_gbs"], super_["int8_tops_dense"], super_["power_modes"][2:]) == \
+        (102, 33, ["25W", "MAXN_SUPER"])
+    assert {n: t["sm"] for n, t in ts.items()} == {
+        "orin-nano": 87, "orin-nano-super": 87, "orin-nx-16gb": 87, "agx-orin-64gb": 87,
+        "rtx-a5000": 86, "rtx-4090": 89, "h100": 90}
+
+
+@pytest.mark.parametrize("path", target_files(), ids=lambda p: p.stem)
+def test_every_fact_has_its_source(path):
+    assert unsourced(path.read_text()) == []
+
+
+def test_a_fact_without_its_source_is_found():
+    # take each fact's comment away in turn: the check names that fact
+    for path in target_files():
+        text = path.read_text()
+        for line in text.splitlines():
+            key = line.partition("=")[0].strip()
+            if "#" in line and not line.startswith("#") and key not in SETTINGS:
+                bare = text.replace(line, line.partition("#")[0].rstrip())
+                assert f"{key}: no source" in unsourced(bare), (path.name, key)
+    text = (ROOT / "targets" / "orin-nano.toml").read_text()
+    assert unsourced(text.replace("source: [cc]", "source: [nowhere]")) == \
+        ["sm: [nowhere] is not listed", "[cc] is cited by no fact"]
 
 
 def test_unknown_target_lists_the_valid_ones(run_cli):

@@ -59,29 +59,29 @@ def bench(backend, prompt_len: int, gen_len: int, batch: int = 1, warmup: int = 
     vocab = backend.config.vocab_size
     ids = np.random.default_rng(seed).integers(0, vocab, (batch, prompt_len))
     ttft, tpot, totals = [], [], []
-    power = tegrastats.Recorder()
     timer = backend.timer(gen_len + 1) if hasattr(backend, "timer") else HostTimer()
     device_used = None
-    for it in range(warmup + iters):
-        if it == warmup:
-            power.start()
-        state = backend.new_state(batch)
-        timer.mark()
-        logits, state = backend.forward(ids, state, last=True)
-        tok = logits[:, -1].argmax(-1)
-        timer.mark()
-        for _ in range(gen_len - 1):
-            logits, state = backend.forward(tok[:, None], state)
+    with tegrastats.Recorder() as power:  # a failed run leaves no tegrastats running
+        for it in range(warmup + iters):
+            if it == warmup:
+                power.start()
+            state = backend.new_state(batch)
+            timer.mark()
+            logits, state = backend.forward(ids, state, last=True)
             tok = logits[:, -1].argmax(-1)
             timer.mark()
-        if hasattr(backend, "device_used_mib"):  # the decode's memory all still held
-            device_used = backend.device_used_mib()
-        ms = timer.read()
-        if it >= warmup:
-            ttft.append(ms[0])
-            tpot.extend(ms[1:])
-            totals.append(sum(ms))
-    energy = power.stop()
+            for _ in range(gen_len - 1):
+                logits, state = backend.forward(tok[:, None], state)
+                tok = logits[:, -1].argmax(-1)
+                timer.mark()
+            if hasattr(backend, "device_used_mib"):  # the decode's memory all still held
+                device_used = backend.device_used_mib()
+            ms = timer.read()
+            if it >= warmup:
+                ttft.append(ms[0])
+                tpot.extend(ms[1:])
+                totals.append(sum(ms))
+        energy = power.stop()
     result = {
         "backend": backend.name, "prompt_len": prompt_len, "gen_len": gen_len, "batch": batch,
         "warmup": warmup, "iters": iters,

@@ -15,7 +15,7 @@ from edgeq.targets import estimate, get
 ROOT = Path(__file__).resolve().parents[1]
 # mamba_ssm README sizes (d_model, n_layer); vocab 50277 padded to 50280. Mamba2-8B is
 # NVIDIA's mamba2-8b-3t-4k (vocab 256000, 8 B/C groups, untied head)
-M1 = ("fp16", "quamba-w8a8")
+M1 = ("fp16", "quamba-w8a8", "quamba2-w4a8 h2t")
 M2 = ("fp16", "quamba2-w8a8", "quamba2-w4a8 h2t", "quamba2-w4a16 h2t", "quamba2-w4ax h2t")
 SIZES = {"mamba-130m": (MambaConfig(d_model=768, n_layer=24, vocab_size=50280), M1),
          "mamba-1.4b": (MambaConfig(d_model=2048, n_layer=48, vocab_size=50280), M1),

@@ -253,9 +253,12 @@ def test_plugin_library_built_into_the_bundle(mode, run_cli, hf_model, calib_npy
     monkeypatch.setenv("PATH", f"{bin_}:{os.environ['PATH']}")
     monkeypatch.chdir(tmp_path)  # a relative --sysroot reaches CMake absolute
     if mode == "cross-compiled":
+        from edgeq.bundle.plugins import source_root  # the repository, or the installed copy
+        toolchain = source_root() / "targets/toolchains/aarch64-jetpack6.cmake"
+        assert toolchain.is_file()
         root = _jetpack_root(tmp_path / "jetpack")
         extra, record, want = ["--sysroot", "jetpack"], {"sysroot": str(root)}, [
-            f"-DCMAKE_TOOLCHAIN_FILE={Path(__file__).parents[1]}/targets/toolchains/aarch64-jetpack6.cmake",
+            f"-DCMAKE_TOOLCHAIN_FILE={toolchain}",
             f"-DEDGEQ_SYSROOT={root}", f"-DTENSORRT_INCLUDE_DIR={root}/usr/include/aarch64-linux-gnu"]
     else:  # on the Orin itself, with a tarball's TensorRT headers
         include = tmp_path / "TensorRT-10.3/include"

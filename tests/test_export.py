@@ -43,6 +43,9 @@ def test_graph_structure(exported):
                               onnx.AttributeProto.FLOATS, onnx.AttributeProto.STRING)
     # the Mamba-1 graph needs no op besides these and plain ONNX ones TensorRT imports
     assert {node.domain for node in proto.graph.node} <= {"", DOMAIN}
+    # only edgeq's own metadata: no exporter stack traces, which cost 2 KB a node
+    assert not [n for n in proto.graph.node if n.metadata_props] and not proto.graph.metadata_props
+    assert {p.key for p in proto.metadata_props} == {"edgeq.config"}
 
 
 def test_axes_are_symbolic(exported):

@@ -174,6 +174,10 @@ def to_onnx(model, metadata: dict[str, str] | None = None) -> onnx.ModelProto:
     del proto.graph.value_info[:]
     proto.graph.value_info.extend(typed)
     check_symbolic_axes(proto)
+    # the exporter's debug notes (stack traces, fx nodes, the program's signature): 2 KB a node
+    for node in proto.graph.node:
+        del node.metadata_props[:]
+    del proto.graph.metadata_props[:]
     meta = {"edgeq.config": json.dumps(cfg.to_dict()), **(metadata or {})}
     for k, v in meta.items():
         proto.metadata_props.add(key=k, value=v)

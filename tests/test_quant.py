@@ -1,6 +1,7 @@
 """Quamba W8A8 and its naive baseline: recipes, calibration, the fake-quant model, the int8
 ONNX graph on ORT with the int8 kernels, the quantized folder and its errors."""
 import json
+import math
 import shutil
 
 import numpy as np
@@ -181,6 +182,12 @@ def test_perplexity_backends_agree(fp):
                                         "forward": lambda s, x, st: (np.zeros((*x.shape, 1001)), None)})(),
                          ids, seq_len=128)
     assert abs(uniform - 1001) < 1e-6
+    # a model that puts every target 1000 nats down (a random init): infinite, not a crash
+    sure = np.where(np.arange(1001) == 0, 1000.0, 0.0)
+    wrong = perplexity(type("W", (), {"new_state": lambda s, b: None,
+                                      "forward": lambda s, x, st: (np.broadcast_to(sure, (*x.shape, 1001)), None)})(),
+                       ids[ids != 0], seq_len=128)
+    assert wrong == math.inf
 
 
 def test_perplexity_token_by_token_is_decode_steps(fp):

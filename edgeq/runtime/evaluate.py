@@ -41,7 +41,8 @@ def perplexity(backend, ids: np.ndarray, seq_len: int = 512, batch: int = 8,
         logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
         nll -= np.take_along_axis(logp, targets[..., None], -1).sum()
         count += targets.size
-    return math.exp(nll / count)
+    mean = nll / count
+    return math.exp(mean) if mean < 709 else math.inf  # past 709 nats a double overflows
 
 
 def top1_agreement(a, b, ids: np.ndarray, seq_len: int = 512, batch: int = 8,

@@ -406,10 +406,8 @@ def _bench_backend(source: str, backend: str, cuda_graph: bool = True):
             return TrtBackend(path, cuda_graph)
         if backend == "ort":
             return open_backend(str(path / "model.onnx"), "ort")[0]
-        if not (path / "quantized").is_dir():
-            raise EdgeqError(f"{source}: this bundle holds no torch model (fp16 bundles hold only "
-                             "the graph); bench its source checkpoint with --backend torch")
-        return open_backend(str(path / "quantized"), "torch")[0]
+        raise EdgeqError(f"{source}: a bundle holds a graph, not a torch model; bench the "
+                         "checkpoint or the folder of `edgeq quantize` with --backend torch")
     if backend == "trt":
         raise EdgeqError(f"{source}: --backend trt needs a bundle made by `edgeq build`")
     return open_backend(source, backend)[0]

@@ -44,7 +44,8 @@ def test_bundle_contents_and_manifest(bundle):
     assert m["engine"]["built"] is False and "device" in m["engine"]["reason"]
     assert m["projected"]["decode_ms_per_token"] > 0 and set(m["timings"]) >= {"load", "calibrate", "export", "validate"}
     assert {"torch", "onnx", "onnxruntime"} <= set(m["versions"])
-    assert "model.onnx" in m["files"] and "quantized/quant.json" in m["files"]
+    assert "model.onnx" in m["files"] and "quant.json" in m["files"]
+    assert not (bundle / "quantized").exists() and not (bundle / ".quantized").exists()  # one copy of the weights
     # the fp16 parts are fp16 in the graph: the tied embedding / lm_head table, once
     import onnx
     vocab = m["model"]["config"]["vocab_size"]
@@ -73,7 +74,7 @@ def test_quamba2_4bit_bundle_of_a_mamba2_model(calib_npy, tmp_path, run_cli, rec
     assert m["projected"]["recipe"] == recipe + " h2t" + (" a16-fraction 0.5" if extra else "")
     types = {n.op_type for n in onnx.load(str(tmp_path / "b" / "model.onnx")).graph.node}
     assert {"EdgeqLinearW4A8", "EdgeqSSDScanInt8", "EdgeqCausalConv1dInt8"} <= types
-    scales = json.loads((tmp_path / "b" / "quantized" / "quant.json").read_text())["scales"]
+    scales = json.loads((tmp_path / "b" / "quant.json").read_text())["scales"]
     assert sorted(map(bool, scales)) == ([False, True] if extra else [True, True])  # W4A16: {}
     code, out, _ = run_cli("verify", str(tmp_path / "b"))
     assert code == 0
@@ -87,7 +88,7 @@ def test_fp16_bundle_is_the_unquantized_baseline(hf_model, calib_npy, tmp_path, 
     assert code == 0, err
     m = json.loads((b / "bundle.json").read_text())
     assert m["recipe"]["name"] == m["projected"]["recipe"] == "fp16"
-    assert not any(f.startswith("quantized/") for f in m["files"]) and "calibrate" not in m["timings"]
+    assert "quant.json" not in m["files"] and "calibrate" not in m["timings"]
     # ORT (the C++ kernels on fp32 casts of the fp16 tensors) against torch in fp16
     assert m["validation"]["top1_agreement"] >= 0.99 and m["validation"]["max_abs_logit_diff"] < 0.02
     g = onnx.load(str(b / "model.onnx")).graph
@@ -100,13 +101,22 @@ def test_fp16_bundle_is_the_unquantized_baseline(hf_model, calib_npy, tmp_path, 
                              "4", "--iters", "1", "--warmup", "0", "--json")
     assert code == 0 and json.loads(out)["tpot_ms"] > 0, err
     code, _, err = run_cli("bench", str(b), "--backend", "torch")
-    assert code == 2 and "holds no torch model" in err
+    assert code == 2 and "not a torch model" in err
+
+
+def test_bundle_size_tool_counts_every_file_once(bundle):
+    sys.path.insert(0, str(Path(__file__).parents[1] / "tools"))
+    import bundle_size
+    parts = bundle_size.parts(bundle)
+    assert parts["graph"] == (bundle / "model.onnx").stat().st_size
+    assert {"bundle.json", "plugins-src", "quant.json"} <= set(parts)
+    assert sum(parts.values()) == sum(f.stat().st_size for f in bundle.rglob("*") if f.is_file())
 
 
 def test_same_inputs_give_identical_onnx_and_scales(bundle, hf_model, calib_npy, tmp_path):
     from edgeq.bundle.build import build
     build(str(hf_model("h96")[1]), "orin-nano", tmp_path / "again", "quamba-w8a8", str(calib_npy), 8, 64)
-    for f in ("model.onnx", "quantized/quant.json", "quantized/model.safetensors"):
+    for f in ("model.onnx", "quant.json"):
         assert (tmp_path / "again" / f).read_bytes() == (bundle / f).read_bytes(), f
 
 

@@ -54,9 +54,10 @@ def bundle(tmp_path_factory):
     rec = R.load("quamba2-w8a8")
     ids = np.random.default_rng(0).integers(0, 301, 2000)
     qfp, t, s = Q.run(fp, calib.windows(ids, 8, 64, 301), rec)
+    folder = tmp_path_factory.mktemp("quantized") / "m"
+    Q.save(folder, qfp, t, s, rec, {}, None)
     out = tmp_path_factory.mktemp("bundle")
-    Q.save(out / "quantized", qfp, t, s, rec, {}, None)
-    _bundle_files(out, Q.load(out / "quantized"), cfg)
+    _bundle_files(out, Q.load(folder), cfg)
     return out
 
 

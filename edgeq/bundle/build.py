@@ -61,7 +61,7 @@ def validate(model, proto, tokens: np.ndarray) -> dict:
             "ppl_torch": perplexity(tb, tokens, seq), "ppl_ort": perplexity(ob, tokens, seq)}
 
 
-# not a quantization recipe: no calibration, no quantized folder
+# not a quantization recipe: no calibration, no quant.json
 FP16 = {"name": "fp16", "description": "no quantization: fp16 weights and activations, the SSM "
         "state fp32; the baseline the quantized bundles are measured against"}
 
@@ -109,9 +109,12 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
             windows = calib.windows(tokens, samples, seq_len, lm.cfg.vocab_size)
             qlm, cal = st("calibrate", q.calibrate_all, lm, windows, rec)
             tensors, scales = st("quantize", q.quantize_model, qlm, cal, rec)
-            q.save(tmp / "quantized", qlm, tensors, scales, rec,
+            q.save(tmp / ".quantized", qlm, tensors, scales, rec,
                    {"data": Path(calib_data).name, "samples": samples, "seq_len": seq_len}, None)
-            model_for_export = q.load(tmp / "quantized")
+            model_for_export = q.load(tmp / ".quantized")
+            # the graph holds the weights: a second copy would double what goes to the device
+            os.replace(tmp / ".quantized/quant.json", tmp / "quant.json")
+            shutil.rmtree(tmp / ".quantized")
         meta = {text.META_KEY: (folder / "tokenizer.json").read_text()} \
             if (folder / "tokenizer.json").exists() else {}
         meta["edgeq.recipe"] = rec["name"]

@@ -9,7 +9,7 @@ from ..errors import EdgeqError
 from .plugins import LIB
 
 NAME = "bundle.json"
-FORMAT = "edgeq-bundle/3"  # /2: bundle.json hashes itself; /3: the graph takes logits_at
+FORMAT = "edgeq-bundle/4"  # /2: bundle.json hashes itself; /3: the graph takes logits_at; /4: quant.json, no weights besides the graph
 
 
 def sha256(path: Path) -> str:

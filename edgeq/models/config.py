@@ -168,8 +168,8 @@ def read_config(folder: Path) -> MambaConfig:
         raw = json.loads(path.read_text())
     except FileNotFoundError:
         if (folder / "model.onnx").is_file():  # a bundle (or a folder with an export)
-            raise EdgeqError(f"{folder}: no config.json; for a bundle give {folder}/model.onnx, "
-                             f"{folder}/quantized, or run `edgeq verify` on it") from None
+            raise EdgeqError(f"{folder}: no config.json; for a bundle give {folder}/model.onnx "
+                             "or run `edgeq verify` on it") from None
         raise EdgeqError(f"{folder}: no config.json; a model folder needs config.json and "
                          "weights (model.safetensors or pytorch_model.bin)") from None
     except (OSError, ValueError) as e:

@@ -127,6 +127,7 @@ def test_graph_without_logits_at_is_refused(exported):
 
 def test_save_is_checked_and_atomic(exported, tmp_path, monkeypatch):
     _, proto = exported()
+    before = proto.SerializeToString()
     path = tmp_path / "m.onnx"
     onnx_export.save(proto, path)
     assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
@@ -134,8 +135,20 @@ def test_save_is_checked_and_atomic(exported, tmp_path, monkeypatch):
     monkeypatch.setattr(onnx_export, "TWO_GB", 1024)
     onnx_export.save(proto, tmp_path / "m2.onnx")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m2.onnx", "m2.onnx.data"]
+    assert proto.SerializeToString() == before  # the caller's graph keeps its weights
     reloaded = onnx.load(str(tmp_path / "m2.onnx"))
     ids = np.array([[1, 2, 3]])
     a, _ = OrtBackend(reloaded).forward(ids, OrtBackend(reloaded).new_state(1))
     b, _ = OrtBackend(path).forward(ids, OrtBackend(path).new_state(1))
     np.testing.assert_array_equal(a, b)
+
+
+def test_a_graph_protobuf_cannot_size_is_over_2gb():
+    """upb's ByteSize raises past 2 GB (a 1.4B fp16 graph did) instead of returning the size."""
+    from google.protobuf.message import EncodeError
+
+    class Huge:
+        def ByteSize(self):
+            raise EncodeError("Failed to serialize proto")
+    assert onnx_export.over_2gb(Huge())
+    assert not onnx_export.over_2gb(onnx.ModelProto())

@@ -17,7 +17,9 @@ import warnings
 from pathlib import Path
 
 import onnx
+import onnx.external_data_helper
 import torch
+from google.protobuf.message import EncodeError
 from onnxscript import values
 
 from ..errors import EdgeqError
@@ -194,19 +196,30 @@ def check_output(path: Path) -> Path:
     return parent
 
 
+def over_2gb(proto: onnx.ModelProto) -> bool:
+    """Past protobuf's 2 GB limit, where a graph cannot be serialized whole."""
+    try:
+        return proto.ByteSize() >= TWO_GB
+    except EncodeError:  # upb's ByteSize refuses past the limit itself
+        return True
+
+
 def save(proto: onnx.ModelProto, path: Path) -> None:
     """Check and write atomically: a temp folder beside the target, then rename. Graphs over
-    2 GB keep their weights in PATH.data."""
+    2 GB keep their weights in PATH.data; PROTO keeps its weights in memory either way."""
     path = Path(path)
     parent = check_output(path)
-    large = proto.ByteSize() >= TWO_GB
     tmp = Path(tempfile.mkdtemp(prefix=".edgeq-", dir=parent))
     try:
         out = tmp / path.name
-        if large:
+        if over_2gb(proto):
             onnx.save_model(proto, out, save_as_external_data=True, all_tensors_to_one_file=True,
                             location=path.name + ".data", size_threshold=1024)
             onnx.checker.check_model(str(out), full_check=True)
+            # save_model moved the weights out of PROTO: read them back for the caller
+            onnx.external_data_helper.load_external_data_for_model(proto, str(tmp))
+            for t in proto.graph.initializer:
+                t.ClearField("data_location")  # DEFAULT, as it was: unset
             os.replace(tmp / (path.name + ".data"), parent / (path.name + ".data"))
         else:
             onnx.checker.check_model(proto, full_check=True)

@@ -64,7 +64,8 @@ class OrtBackend:
         # activations to int8: W4A16 must keep them fp32 (level 1)
         opts.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", "1")
         proto = ort_ops.for_ort(proto)
-        if proto.ByteSize() < 2**31:
+        from ..export.onnx_export import over_2gb
+        if not over_2gb(proto):
             self.session = ort.InferenceSession(proto.SerializeToString(), opts,
                                                 providers=["CPUExecutionProvider"])
         else:  # over protobuf's limit: through a file with external data

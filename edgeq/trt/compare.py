@@ -34,14 +34,15 @@ PROMPT = 64
 class TrtRunner(BaseRunner):
     """A polygraphy runner over a bundle's engine: each feed is one forward of TrtBackend from
     the states it gives (copied into the device's state set). Its logits_at is not read: the
-    engine's profiles hold it at the last position, as feeds() give it."""
+    engine's profiles hold it at the last position, as feeds() give it. The backend outlives
+    the runner: compare() goes on with it, the engine loaded once."""
 
-    def __init__(self, bundle: Path):
+    def __init__(self, backend: TrtBackend):
         super().__init__(name="tensorrt")
-        self.bundle = bundle
+        self.backend = backend
 
     def activate_impl(self):
-        self.backend = TrtBackend(self.bundle)
+        pass
 
     def get_input_metadata_impl(self):
         be, meta = self.backend, TensorMetadata()
@@ -58,7 +59,7 @@ class TrtRunner(BaseRunner):
         return outputs
 
     def deactivate_impl(self):
-        del self.backend  # its device memory, graphs and stream with it
+        pass
 
 
 def feeds(ort: OrtBackend, ids: np.ndarray) -> list[dict]:
@@ -77,7 +78,8 @@ def compare(bundle: Path) -> dict:
     ort = OrtBackend(bundle / "model.onnx")
     ids = np.random.default_rng(0).integers(0, ort.config.vocab_size, 2 * PROMPT + 1)
     # ORT second: the relative error is to its outputs
-    runners = [TrtRunner(bundle), OnnxrtRunner(ort.session, name="onnxruntime")]
+    trt = TrtBackend(bundle)
+    runners = [TrtRunner(trt), OnnxrtRunner(ort.session, name="onnxruntime")]
     atol = {"": TOLERANCE, **{o.name: 1 for o in ort.session.get_outputs()
                               if o.type == "tensor(int8)"}}
     run = Comparator.run(runners, data_loader=feeds(ort, ids[:PROMPT + 1]))
@@ -93,6 +95,5 @@ def compare(bundle: Path) -> dict:
                 raise EdgeqError(f"the engine's output {name} differs from ORT's at the {step} "
                                  f"{error} (tolerance {atol.get(name, TOLERANCE)}, relative "
                                  f"{TOLERANCE}; polygraphy's report above)")
-    return {"top1_agreement": top1_agreement(TrtBackend(bundle), ort, ids, 2 * PROMPT, batch=1,
-                                             step=True),
+    return {"top1_agreement": top1_agreement(trt, ort, ids, 2 * PROMPT, batch=1, step=True),
             "max_abs_logit_diff": max(s["logits"].max_absdiff for s in steps)}

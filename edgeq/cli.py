@@ -11,6 +11,9 @@ from .errors import EdgeqError
 from .quant.recipe import names as recipe_names
 
 RECIPES = ", ".join(recipe_names())  # for help texts
+TOKENIZER = click.option(
+    "--tokenizer", default=None, help="A tokenizer.json, its folder or a hub id, for a model that "
+    "has none (state-spaces checkpoints: GPT-NeoX-20B's from the hub by default).")
 A16_FRACTION = click.option(
     "--a16-fraction", type=float, default=None,
     help="quamba2-w4ax: the fraction of layers that run W4A16, the rest W4A8 (recipe: 0.25).")
@@ -53,7 +56,8 @@ def inspect(model, as_json):
 @click.argument("model")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="The .onnx file to write.")
-def export(model, output):
+@TOKENIZER
+def export(model, output, tokenizer):
     """Export MODEL (a checkpoint or a quantized folder) to one stateful ONNX graph."""
     from .export.onnx_export import check_output, save, to_onnx
     from .runtime import text
@@ -63,8 +67,9 @@ def export(model, output):
     check_output(output)
     lm, folder = load_torch(model)
     meta = {}
-    if (folder / "tokenizer.json").exists():
-        meta[text.META_KEY] = (folder / "tokenizer.json").read_text()
+    tok_json = text.find(folder, tokenizer)
+    if tok_json:
+        meta[text.META_KEY] = tok_json
     if getattr(lm, "recipe", None):
         meta["edgeq.recipe"] = lm.recipe["name"]
     save(to_onnx(lm, meta), output)
@@ -72,6 +77,7 @@ def export(model, output):
 
 
 def _prompt_ids(prompt, prompt_ids, tok, vocab_size: int) -> list[int]:
+    from .runtime import text
     if (prompt is None) == (prompt_ids is None):
         raise EdgeqError("give exactly one of --prompt TEXT or --prompt-ids 1,2,3")
     if prompt_ids is not None:
@@ -81,7 +87,8 @@ def _prompt_ids(prompt, prompt_ids, tok, vocab_size: int) -> list[int]:
             raise EdgeqError(f"--prompt-ids {prompt_ids!r}: expected integers like 1,2,3") from None
     else:
         if tok is None:
-            raise EdgeqError("the model has no tokenizer.json; pass --prompt-ids instead of --prompt")
+            raise EdgeqError(f"the model has no tokenizer; {text.MISSING}, or --prompt-ids "
+                             "instead of --prompt")
         ids = tok.encode(prompt).ids
     if not ids:
         raise EdgeqError("the prompt is empty; give at least one token")
@@ -105,8 +112,9 @@ def _prompt_ids(prompt, prompt_ids, tok, vocab_size: int) -> list[int]:
 @click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=None)
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the ids.")
+@TOKENIZER
 def generate(source, backend, prompt, prompt_ids, max_new_tokens, greedy, temperature, top_k,
-             top_p, seed, as_json):
+             top_p, seed, as_json, tokenizer):
     """Generate text from MODEL_OR_ONNX, streamed as it comes."""
     from .runtime import text
     from .runtime.generate import Sampling
@@ -119,7 +127,7 @@ def generate(source, backend, prompt, prompt_ids, max_new_tokens, greedy, temper
         raise EdgeqError("--greedy excludes --temperature/--top-k/--top-p; give one or the other")
     sampling = Sampling(greedy=not sampled, temperature=temperature or 1.0, top_k=top_k or 0,
                         top_p=top_p or 1.0, seed=seed)
-    be, tok = open_backend(source, backend)
+    be, tok = open_backend(source, backend, tokenizer)
     ids = _prompt_ids(prompt, prompt_ids, tok, be.config.vocab_size)
     stream = text.Streamer(tok) if tok is not None and not as_json else None
     if stream and prompt is not None:
@@ -159,8 +167,9 @@ def generate(source, backend, prompt, prompt_ids, max_new_tokens, greedy, temper
 @A16_FRACTION
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0),
               help="Chooses the calibration windows.")
+@TOKENIZER
 def quantize(model, recipe, calib_data, output, samples, seq_len, batch, percentile, per_channel,
-             h2t, residual_hadamard, a16_fraction, seed):
+             h2t, residual_hadamard, a16_fraction, seed, tokenizer):
     """Calibrate MODEL and write its quantized folder (safetensors + quant.json)."""
     import time
 
@@ -172,8 +181,8 @@ def quantize(model, recipe, calib_data, output, samples, seq_len, batch, percent
     rec = recipes.load(recipe, percentile, per_channel, h2t, residual_hadamard, a16_fraction)
     q.check_output(output)
     lm, folder = load_model(model)
-    tok = text.from_folder(folder)
-    windows = calib.windows(calib.load_tokens(calib_data, tok), samples, seq_len,
+    tok_json = text.find(folder, tokenizer)
+    windows = calib.windows(calib.load_tokens(calib_data, text.from_json(tok_json)), samples, seq_len,
                             lm.cfg.vocab_size, seed)
     recipes.check_supported(lm.cfg, rec)
     t0 = time.time()
@@ -185,7 +194,7 @@ def quantize(model, recipe, calib_data, output, samples, seq_len, batch, percent
         tensors, scales = q.quantize_model(qlm, cal, rec, progress=bar.update)
     q.save(output, qlm, tensors, scales, rec,
            {"data": str(calib_data), "samples": samples, "seq_len": seq_len, "seed": seed},
-           folder / "tokenizer.json")
+           tok_json)
     click.echo(f"wrote {output} ({rec['name']}, calibrated on {samples} x {seq_len} tokens "
                f"in {time.time() - t0:.1f} s)")
 
@@ -199,17 +208,19 @@ def quantize(model, recipe, calib_data, output, samples, seq_len, batch, percent
 @click.option("--backend", type=click.Choice(["torch", "ort"]), default=None)
 @click.option("--seq-len", default=512, show_default=True, type=click.IntRange(2))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def eval_cmd(source, ppl_file, tasks, backend, seq_len, as_json):
+@TOKENIZER
+def eval_cmd(source, ppl_file, tasks, backend, seq_len, as_json, tokenizer):
     """Perplexity (and lm-eval tasks) of a model, a quantized folder or an ONNX graph."""
+    from .runtime import text
     from .runtime.evaluate import perplexity
     from .sources import open_backend
     if not ppl_file and not tasks:
         raise EdgeqError("give --ppl TEXT_FILE and/or --tasks TASKS")
-    be, tok = open_backend(source, backend)
+    be, tok = open_backend(source, backend, tokenizer)
     result = {"source": source, "backend": be.name}
     if ppl_file:
         if tok is None:
-            raise EdgeqError(f"{source}: no tokenizer.json to tokenize {ppl_file}")
+            raise EdgeqError(f"{source}: no tokenizer to tokenize {ppl_file}; {text.MISSING}")
         try:
             ids = tok.encode(ppl_file.read_text()).ids
         except OSError as e:
@@ -292,13 +303,14 @@ def estimate(model, target_name, recipe, h2t, a16_fraction, prompt_len, batch, a
               help="A JetPack root file system: cross-compile the plugin library of a Jetson target "
                    "against it.")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path))
+@TOKENIZER
 def build(model, target_name, recipe, h2t, residual_hadamard, a16_fraction, calib_data, samples,
-          seq_len, sysroot, output):
+          seq_len, sysroot, output, tokenizer):
     """Build a deployable bundle of MODEL for a target: load, calibrate, quantize, export,
     validate on ORT, plugin library, engine (where possible), bundle.json."""
     from .bundle.build import build as run
     m = run(model, target_name, output, recipe, calib_data, samples, seq_len, sysroot, h2t=h2t,
-            residual_hadamard=residual_hadamard, a16_fraction=a16_fraction)
+            residual_hadamard=residual_hadamard, a16_fraction=a16_fraction, tokenizer=tokenizer)
     v, p = m["validation"], m["projected"]
     click.echo(f"wrote {output} for {target_name}: ORT top-1 agreement {100 * v['top1_agreement']:.2f} %, "
                f"projected decode >= {p['decode_ms_per_token']:.2f} ms/token; plugins: "

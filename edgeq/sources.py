@@ -19,17 +19,18 @@ def load_torch(source: str):
     return load_model(str(folder))
 
 
-def open_backend(source: str, backend: str | None = None):
-    """A backend and its tokenizer (or None) for any MODEL argument."""
+def open_backend(source: str, backend: str | None = None, tokenizer: str | None = None):
+    """A backend and its tokenizer (or None) for any MODEL argument; `tokenizer` (a file, folder
+    or hub id) overrides the model's."""
     if source.endswith(".onnx"):
         if backend not in (None, "ort"):
             raise EdgeqError(f"{source}: an ONNX graph runs on --backend ort; give the model "
                              f"folder for --backend {backend}")
         ob = OrtBackend(source)
-        tok = ob.metadata.get(text.META_KEY)
-        return ob, text.from_json(tok) if tok else text.from_folder(Path(source).parent)
+        tok = ob.metadata.get(text.META_KEY) if not tokenizer else None
+        return ob, text.from_json(tok or text.find(Path(source).parent, tokenizer))
     model, folder = load_torch(source)
-    tok = text.from_folder(folder)
+    tok = text.from_json(text.find(folder, tokenizer))
     if backend in (None, "torch"):
         return TorchBackend(model), tok
     if backend == "ort":

@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+
+# nothing is downloaded in tests: offline, the hub fails at once instead of retrying for ~20 s
+# (tests of downloads replace huggingface_hub's functions)
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "examples" / "demo-mamba"

@@ -25,7 +25,7 @@ HELD = 8193  # the held-out tokens the targets are checked on: 16 windows of 512
 @functools.cache
 def demo(folder):
     model, _ = load_model(str(folder))
-    tok = text.from_folder(folder)
+    tok = text.from_json(text.find(folder))
     held = np.array(tok.encode((folder / "heldout.txt").read_text()).ids)
     return model, tok, held
 

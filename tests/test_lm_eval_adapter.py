@@ -23,7 +23,7 @@ def lm(monkeypatch):
         monkeypatch.setitem(sys.modules, "lm_eval.api.model", model)
     from edgeq.runtime import lm_eval_adapter, text
     m, folder = load_model(str(DEMO))
-    tok = text.from_folder(folder)
+    tok = text.from_json(text.find(folder))
     return lm_eval_adapter.make_lm(TorchBackend(m), tok), m, tok
 
 

@@ -82,7 +82,7 @@ def evaluate(fp, rec, label, windows, held, seq_len, ort=True) -> dict:
 def demo_data(model: str, samples: int, seq_len: int):
     """A demo model folder's fp model, held-out token ids and calibration windows."""
     fp, folder = load_model(model)
-    tok = text.from_folder(folder)
+    tok = text.from_json(text.find(folder))
     held = np.array(tok.encode((folder / "heldout.txt").read_text()).ids)
     windows = calib.windows(calib.load_tokens(str(folder / "calib.txt"), tok), samples,
                             seq_len, fp.cfg.vocab_size)

@@ -69,7 +69,8 @@ FP16 = {"name": "fp16", "description": "no quantization: fp16 weights and activa
 def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8a8",
           calib_data: str | None = None, samples: int = 512, seq_len: int = 512,
           sysroot: Path | None = None, stages: Stages | None = None, h2t: bool = False,
-          residual_hadamard: bool = False, a16_fraction: float | None = None) -> dict:
+          residual_hadamard: bool = False, a16_fraction: float | None = None,
+          tokenizer: str | None = None) -> dict:
     from ..export.onnx_export import save, to_onnx
     from ..models import load_model
     from ..quant import calib, quantize as q, recipe as recipes
@@ -93,7 +94,8 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
                            a16_fraction=a16_fraction)
 
     lm, folder = st("load", load_model, model)
-    tok = text.from_folder(folder)
+    tok_json = text.find(folder, tokenizer)
+    tok = text.from_json(tok_json)
     if calib_data is None and (folder / "calib.txt").is_file():
         calib_data = str(folder / "calib.txt")
     if calib_data is None:
@@ -115,8 +117,7 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
             # the graph holds the weights: a second copy would double what goes to the device
             os.replace(tmp / ".quantized/quant.json", tmp / "quant.json")
             shutil.rmtree(tmp / ".quantized")
-        meta = {text.META_KEY: (folder / "tokenizer.json").read_text()} \
-            if (folder / "tokenizer.json").exists() else {}
+        meta = {text.META_KEY: tok_json} if tok_json else {}
         meta["edgeq.recipe"] = rec["name"]
         meta["edgeq.target"] = target["name"]
         proto = st("export", to_onnx, model_for_export, meta)
@@ -127,8 +128,8 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
         plugin = st("plugins", plugins.stage, tmp, target, sysroot, st.log)
         engine = st("engine", _engine_stage, tmp, target, plugin, st.log)
         projected = estimate(lm.cfg, target, rec["name"], h2t=h2t, a16_fraction=a16_fraction)
-        if (folder / "tokenizer.json").exists():
-            shutil.copy(folder / "tokenizer.json", tmp / "tokenizer.json")
+        if tok_json:
+            (tmp / "tokenizer.json").write_text(tok_json)
         manifest.write(tmp, {
             "target": target, "recipe": rec, "model": {"source": model, "config": lm.cfg.to_dict()},
             "versions": _versions(), "validation": metrics, "plugins": plugin, "engine": engine,

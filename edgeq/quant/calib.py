@@ -12,7 +12,8 @@ from ..errors import EdgeqError
 
 def _tokenize(text: str, tokenizer, source: str) -> np.ndarray:
     if tokenizer is None:
-        raise EdgeqError(f"{source}: text needs the model's tokenizer.json; give a tokenized "
+        from ..runtime.text import MISSING
+        raise EdgeqError(f"{source}: text needs the model's tokenizer; {MISSING}, or a tokenized "
                          ".npy array instead")
     return np.array(tokenizer.encode(text).ids, dtype=np.int64)
 

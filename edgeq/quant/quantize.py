@@ -307,7 +307,7 @@ def check_output(folder: Path) -> Path:
 
 
 def save(folder: Path, model: MambaLM, tensors: dict, scales: list[dict], recipe: dict,
-         calibration: dict, tokenizer_json: Path | None) -> None:
+         calibration: dict, tokenizer_json: str | None) -> None:
     """Write the quantized folder through a temp folder renamed into place."""
     from safetensors.torch import save_file
     folder = Path(folder)
@@ -319,8 +319,8 @@ def save(folder: Path, model: MambaLM, tensors: dict, scales: list[dict], recipe
         meta = {"format": FORMAT, "config_digest": config_digest(model.cfg), "recipe": recipe,
                 "calibration": calibration, "scales": scales}
         (tmp / "quant.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
-        if tokenizer_json and tokenizer_json.exists():
-            shutil.copy(tokenizer_json, tmp / "tokenizer.json")
+        if tokenizer_json:
+            (tmp / "tokenizer.json").write_text(tokenizer_json)
         os.replace(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

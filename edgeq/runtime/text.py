@@ -1,4 +1,4 @@
-"""Tokenizers: from a model folder (tokenizer.json) or from an exported graph's metadata."""
+"""Tokenizers: from a model folder (tokenizer.json), --tokenizer, or an exported graph's metadata."""
 from __future__ import annotations
 
 import sys
@@ -9,18 +9,65 @@ from ..errors import EdgeqError
 META_KEY = "edgeq.tokenizer"
 
 
-def from_folder(folder: Path):
-    from tokenizers import Tokenizer
-    path = folder / "tokenizer.json"
-    if not path.exists():
-        return None
+# state-spaces checkpoints ship no tokenizer: their models were trained with GPT-NeoX-20B's,
+# which mamba_ssm and transformers' converters load from the hub as well
+NEOX = "EleutherAI/gpt-neox-20b"
+MISSING = ("pass --tokenizer (a tokenizer.json, the folder that holds it, or a hub id such as "
+           f"{NEOX})")
+
+
+def _read(path: Path) -> str:
     try:
-        return Tokenizer.from_file(str(path))
+        text = path.read_text()
+        from_json(text)
     except Exception as e:
-        raise EdgeqError(f"{path}: unreadable tokenizer ({e}); restore it from the checkpoint") from None
+        raise EdgeqError(f"{path}: unreadable tokenizer ({type(e).__name__}); restore it from the "
+                         "checkpoint") from None
+    return text
 
 
-def from_json(text: str):
+def _hub(repo: str) -> str:
+    try:
+        from huggingface_hub import hf_hub_download
+        path = Path(hf_hub_download(repo, "tokenizer.json"))
+    except Exception as e:  # network, auth, a repo without tokenizer.json
+        raise EdgeqError(f"{repo}: could not download its tokenizer.json ({type(e).__name__}); "
+                         "check the id and your network, or pass a local tokenizer.json") from None
+    return _read(path)
+
+
+def _given(name: str) -> str:
+    path = Path(name)
+    if path.is_file():
+        return _read(path)
+    if path.is_dir():
+        if not (path / "tokenizer.json").is_file():
+            raise EdgeqError(f"{path}: holds no tokenizer.json; give the file or its folder")
+        return _read(path / "tokenizer.json")
+    from ..models.loader import HUB_ID
+    if not HUB_ID.match(name):
+        raise EdgeqError(f"--tokenizer {name}: no such file or folder, and not a hub id (owner/name)")
+    return _hub(name)
+
+
+def find(folder: Path, given: str | None = None) -> str | None:
+    """The tokenizer.json text for a model folder: `given` (a file, a folder or a hub id), else the
+    folder's own, else GPT-NeoX-20B's for a state-spaces checkpoint (None where it cannot be
+    downloaded: the callers that need one say so), else None."""
+    if given:
+        return _given(given)
+    if (folder / "tokenizer.json").exists():
+        return _read(folder / "tokenizer.json")
+    from ..models.config import read_config
+    try:  # best effort: a folder without a readable state-spaces config has no fallback
+        return _hub(NEOX) if read_config(folder).layout == "state-spaces" else None
+    except EdgeqError:
+        return None
+
+
+def from_json(text: str | None):
+    if text is None:
+        return None
     from tokenizers import Tokenizer
     return Tokenizer.from_str(text)
 

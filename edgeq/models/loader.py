@@ -92,7 +92,13 @@ def load_state_dict(model: MambaLM, sd: dict[str, torch.Tensor], source: str) ->
         if sd[k].shape != want.shape:
             raise EdgeqError(f"{source}: {k} has shape {tuple(sd[k].shape)} but config.json "
                              f"implies {tuple(want.shape)}; the config and weights do not match")
-    model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=False)
+    # converted one tensor at a time and assigned, not copied: the model (built on the meta
+    # device) then holds the only fp32 copy (Mamba2-8B: 32 GB)
+    fp32 = {}
+    for k in list(sd):
+        fp32[k] = sd.pop(k).float().contiguous()
+    model.load_state_dict(fp32, strict=False, assign=True)
+    model.tie()
 
 
 def load_model(model: str, ops: str = "custom") -> tuple[MambaLM, Path]:
@@ -101,7 +107,8 @@ def load_model(model: str, ops: str = "custom") -> tuple[MambaLM, Path]:
     if (folder / "quant.json").exists():  # quantize.is_quantized (quant imports models)
         raise EdgeqError(f"{model}: is a quantized folder; give the fp checkpoint it came from")
     cfg = read_config(folder)
-    lm = MambaLM(cfg, ops)
+    with torch.device("meta"):  # no memory and no random init: the checkpoint sets every weight
+        lm = MambaLM(cfg, ops)
     load_state_dict(lm, read_weights(folder), str(folder))
     return lm.eval(), folder
 

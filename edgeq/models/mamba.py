@@ -110,7 +110,11 @@ class MambaLM(nn.Module):
         self.cfg = cfg
         self.backbone = MambaBackbone(cfg, ops)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
-        if cfg.tie_embeddings:
+        self.tie()
+
+    def tie(self) -> None:
+        """A tied lm_head shares the embedding's matrix; again after weights are assigned."""
+        if self.cfg.tie_embeddings:
             self.lm_head.weight = self.backbone.embeddings.weight
 
     @property

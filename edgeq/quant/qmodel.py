@@ -235,7 +235,8 @@ class HalfLayer(nn.Module):
 
     def __init__(self, cfg: MambaConfig, t: dict[str, Tensor]):
         super().__init__()
-        self.cfg, self.block = cfg, MambaBlock(cfg, "custom")
+        with torch.device("meta"):  # load_weight_only assigns every weight
+            self.cfg, self.block = cfg, MambaBlock(cfg, "custom")
         load_weight_only(self.block, t)
         self.block.half()
 
@@ -250,13 +251,13 @@ class HalfLayer(nn.Module):
 
 
 def load_weight_only(module: nn.Module, t: dict[str, Tensor], may_lack: set[str] = frozenset()):
-    """t's weights into `module` (a MambaLM or a MambaBlock, names as their state_dict): the fp
-    ones loaded, each linear held 4-bit (name.weight_packed) made a TableLinear; the embedding
-    and lm_head tables are the caller's."""
+    """t's weights into `module` (a MambaLM or a MambaBlock, names as their state_dict, built on
+    the meta device): the fp ones assigned, each linear held 4-bit (name.weight_packed) made a
+    TableLinear; the embedding and lm_head tables are the caller's."""
     from ..errors import EdgeqError
     fp = {k: v.float() for k, v in t.items() if not k.endswith((".weight_packed", ".weight_scale"))}
     try:
-        missing, unexpected = module.load_state_dict(fp, strict=False)
+        missing, unexpected = module.load_state_dict(fp, strict=False, assign=True)
     except RuntimeError:
         missing, unexpected = ["(shapes)"], []
     packed = [k[:-len(".weight_packed")] for k in t if k.endswith(".weight_packed")]
@@ -272,8 +273,10 @@ def load_weight_only(module: nn.Module, t: dict[str, Tensor], may_lack: set[str]
 
 
 def weight_only_model(cfg: MambaConfig, t: dict[str, Tensor], recipe: dict) -> MambaLM:
-    model = MambaLM(cfg)
+    with torch.device("meta"):  # no fp32 copy of the 4-bit linears (Mamba2-8B: 32 GB)
+        model = MambaLM(cfg)
     load_weight_only(model, t, {"lm_head.weight"} if cfg.tie_embeddings else set())
+    model.tie()
     emb = w4_table(t, "backbone.embeddings")
     if emb is not None:  # head-to-toe: tied models share the one 4-bit table
         model.backbone.embeddings = TableEmbedding(emb)

@@ -43,6 +43,10 @@ def test_bundle_contents_and_manifest(bundle):
     assert presets["configurePresets"][0]["cacheVariables"]["CMAKE_CUDA_ARCHITECTURES"] == "87"
     assert m["engine"]["built"] is False and "device" in m["engine"]["reason"]
     assert m["projected"]["decode_ms_per_token"] > 0 and set(m["timings"]) >= {"load", "calibrate", "export", "validate"}
+    stages = ["load", "calibrate", "quantize", "export", "validate", "plugins", "engine"]
+    assert set(m["peak_rss_mib"]) == set(m["timings"]) == set(stages)
+    peaks = [m["peak_rss_mib"][s] for s in stages]  # the running peak, stage by stage
+    assert 0 < peaks[0] and peaks == sorted(peaks)
     assert {"torch", "onnx", "onnxruntime"} <= set(m["versions"])
     assert "model.onnx" in m["files"] and "quant.json" in m["files"]
     assert not (bundle / "quantized").exists() and not (bundle / ".quantized").exists()  # one copy of the weights

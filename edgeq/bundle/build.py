@@ -29,18 +29,28 @@ def _versions() -> dict:
     return out
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far (Linux and macOS report it in different units)."""
+    import resource
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
+
+
 class Stages:
-    """Runs named stages, printing progress and keeping their timings."""
+    """Runs named stages, printing progress and keeping their timings and the peak memory by the
+    end of each (what a workstation needs for a model)."""
 
     def __init__(self, out=None):
-        self.out, self.timings = out or sys.stderr, {}  # the stream of now, not of import
+        self.out, self.timings, self.peak_rss_mib = out or sys.stderr, {}, {}  # the stream of now
 
     def __call__(self, name: str, fn, *args, **kwargs):
         print(f"[{len(self.timings) + 1}] {name} ...", file=self.out, flush=True)
         t0 = time.perf_counter()
         result = fn(*args, **kwargs)
         self.timings[name] = round(time.perf_counter() - t0, 3)
-        print(f"    {name} done in {self.timings[name]:.1f} s", file=self.out, flush=True)
+        self.peak_rss_mib[name] = peak_rss_mib()
+        print(f"    {name} done in {self.timings[name]:.1f} s (peak memory "
+              f"{self.peak_rss_mib[name] / 1024:.2f} GiB)", file=self.out, flush=True)
         return result
 
     def log(self, text: str) -> None:
@@ -94,6 +104,7 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
                            a16_fraction=a16_fraction)
 
     lm, folder = st("load", load_model, model)
+    cfg = lm.cfg
     tok_json = text.find(folder, tokenizer)
     tok = text.from_json(tok_json)
     if calib_data is None and (folder / "calib.txt").is_file():
@@ -102,17 +113,19 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
         raise EdgeqError("give --calib DATA (text, a folder of .txt, or a tokenized .npy): "
                          "validation (and calibration) need it")
     tokens = calib.load_tokens(calib_data, tok)
-    calib.check(tokens, 2, lm.cfg.vocab_size)  # validation's least: one token and its next
+    calib.check(tokens, 2, cfg.vocab_size)  # validation's least: one token and its next
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
     try:
         if rec is FP16:  # the baseline: the fp model in fp16, the SSM state fp32 (docs/ops.md)
             model_for_export = lm.half()
         else:
-            windows = calib.windows(tokens, samples, seq_len, lm.cfg.vocab_size)
+            windows = calib.windows(tokens, samples, seq_len, cfg.vocab_size)
             qlm, cal = st("calibrate", q.calibrate_all, lm, windows, rec)
+            del lm  # the models of these stages go once used: the peak is one of them at a time
             tensors, scales = st("quantize", q.quantize_model, qlm, cal, rec)
             q.save(tmp / ".quantized", qlm, tensors, scales, rec,
                    {"data": Path(calib_data).name, "samples": samples, "seq_len": seq_len}, None)
+            del qlm, tensors, cal
             model_for_export = q.load(tmp / ".quantized")
             # the graph holds the weights: a second copy would double what goes to the device
             os.replace(tmp / ".quantized/quant.json", tmp / "quant.json")
@@ -127,13 +140,14 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
         metrics = st("validate", validate, model_for_export, proto, val)
         plugin = st("plugins", plugins.stage, tmp, target, sysroot, st.log)
         engine = st("engine", _engine_stage, tmp, target, plugin, st.log)
-        projected = estimate(lm.cfg, target, rec["name"], h2t=h2t, a16_fraction=a16_fraction)
+        projected = estimate(cfg, target, rec["name"], h2t=h2t, a16_fraction=a16_fraction)
         if tok_json:
             (tmp / "tokenizer.json").write_text(tok_json)
         manifest.write(tmp, {
-            "target": target, "recipe": rec, "model": {"source": model, "config": lm.cfg.to_dict()},
+            "target": target, "recipe": rec, "model": {"source": model, "config": cfg.to_dict()},
             "versions": _versions(), "validation": metrics, "plugins": plugin, "engine": engine,
-            "projected": projected, "timings": st.timings, "host": platform.machine()})
+            "projected": projected, "timings": st.timings,
+            "peak_rss_mib": st.peak_rss_mib, "host": platform.machine()})
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -152,8 +152,9 @@ def exact_int8_matmuls(graph: onnx.GraphProto) -> None:
     with int32 accumulation (the spec). ONNX Runtime instead multiplies the dequantized fp32
     values, whose rounding flips int8 values downstream, so validation runs the spec's
     arithmetic: an exact int32 product, converted once, times the fp32 product of the scales."""
-    consts = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    consts.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t)
+    # by name, converted only where used (the scales): not a copy of every weight
+    consts = {i.name: i for i in graph.initializer}
+    consts.update({n.output[0]: n.attribute[0].t
                    for n in graph.node if n.op_type == "Constant" and n.attribute[0].name == "value"})
     producer = {o: n for n in graph.node for o in n.output}
     nodes = []
@@ -162,7 +163,8 @@ def exact_int8_matmuls(graph: onnx.GraphProto) -> None:
         if len(dq) == 2 and all(d is not None and d.op_type == "DequantizeLinear" for d in dq) \
                 and dq[1].input[0] in consts:
             (xq, xs), (wq, ws) = dq[0].input[:2], dq[1].input[:2]
-            scale = (np.float32(consts[xs]) * consts[ws].astype(np.float32)).astype(np.float32)
+            x_scale, w_scale = (numpy_helper.to_array(consts[s]) for s in (xs, ws))
+            scale = (np.float32(x_scale) * w_scale.astype(np.float32)).astype(np.float32)
             name = n.output[0]
             graph.initializer.append(numpy_helper.from_array(scale, f"{name}_scale"))
             nodes += [onnx.helper.make_node("MatMulInteger", [xq, wq], [f"{name}_acc"]),

@@ -33,9 +33,17 @@ def hub(monkeypatch, tmp_path):
 
 @pytest.fixture
 def ss_demo(tmp_path):
-    """The demo model in the state-spaces layout: pytorch_model.bin, no tokenizer."""
+    """The demo model in the state-spaces layout: pytorch_model.bin, no tokenizer, its own
+    vocabulary of 4096."""
     to_state_spaces(DEMO, tmp_path / "ss", vocab_size=4096)
     return tmp_path / "ss"
+
+
+@pytest.fixture
+def ss_neox(hf_model, tmp_path):
+    """A state-spaces checkpoint of GPT-NeoX's vocabulary (50277, padded to 50280), no tokenizer."""
+    to_state_spaces(hf_model("mamba130m-dims")[1], tmp_path / "ssn", vocab_size=50277)
+    return tmp_path / "ssn"
 
 
 def test_own_tokenizer_wins_and_hf_layout_has_no_fallback(hub, hf_model):
@@ -44,13 +52,17 @@ def test_own_tokenizer_wins_and_hf_layout_has_no_fallback(hub, hf_model):
     assert hub == []
 
 
-def test_state_spaces_falls_back_to_gpt_neox(hub, ss_demo):
-    assert text.find(ss_demo) == TOK
+def test_state_spaces_falls_back_to_gpt_neox(hub, ss_neox):
+    assert text.find(ss_neox) == TOK
     assert hub == [(text.NEOX, "tokenizer.json")]
 
 
-def test_state_spaces_fallback_offline_is_none(ss_demo):
-    assert text.find(ss_demo) is None  # HF_HUB_OFFLINE (conftest): the callers say what to pass
+def test_no_fallback_for_another_vocabulary(hub, ss_demo):
+    assert text.find(ss_demo) is None and hub == []  # Mamba2-8B's 256k tokens, say: never guess
+
+
+def test_state_spaces_fallback_offline_is_none(ss_neox):
+    assert text.find(ss_neox) is None  # HF_HUB_OFFLINE (conftest): the callers say what to pass
 
 
 @pytest.mark.parametrize("given", ["file", "folder", "hub id"])
@@ -73,13 +85,13 @@ def test_given_tokenizer_errors(hub, tmp_path, given, fragment):
     assert fragment in str(e.value)
 
 
-def test_quantize_and_build_a_state_spaces_checkpoint_from_text(hub, ss_demo, tmp_path, run_cli):
+def test_quantize_and_build_a_state_spaces_checkpoint_from_text(hub, ss_neox, tmp_path, run_cli):
     calib = str(DEMO / "calib.txt")
-    code, _, err = run_cli("quantize", ss_demo, "--calib", calib, "--samples", "4", "--seq-len",
+    code, _, err = run_cli("quantize", ss_neox, "--calib", calib, "--samples", "4", "--seq-len",
                            "64", "-o", tmp_path / "q")
     assert code == 0, err
     assert (tmp_path / "q" / "tokenizer.json").read_text() == TOK  # the quantized folder keeps it
-    code, _, err = run_cli("build", ss_demo, "--target", "orin-nano", "--recipe", "fp16",
+    code, _, err = run_cli("build", ss_neox, "--target", "orin-nano", "--recipe", "fp16",
                            "--calib", calib, "-o", tmp_path / "b")
     assert code == 0, err
     assert (tmp_path / "b" / "tokenizer.json").read_text() == TOK
@@ -91,8 +103,8 @@ def test_quantize_and_build_a_state_spaces_checkpoint_from_text(hub, ss_demo, tm
     assert json.loads(out)["prompt_ids"] == text.from_json(TOK).encode("And God said").ids
 
 
-def test_offline_state_spaces_text_needs_tokenizer(ss_demo, tmp_path, run_cli):
-    code, _, err = run_cli("quantize", ss_demo, "--calib", DEMO / "calib.txt", "-o", tmp_path / "q")
+def test_offline_state_spaces_text_needs_tokenizer(ss_neox, ss_demo, tmp_path, run_cli):
+    code, _, err = run_cli("quantize", ss_neox, "--calib", DEMO / "calib.txt", "-o", tmp_path / "q")
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "text needs the model's tokenizer; pass --tokenizer" in err
     code, _, err = run_cli("generate", ss_demo, "--prompt", "And", "--tokenizer", DEMO,

@@ -9,9 +9,10 @@ from ..errors import EdgeqError
 META_KEY = "edgeq.tokenizer"
 
 
-# state-spaces checkpoints ship no tokenizer: their models were trained with GPT-NeoX-20B's,
-# which mamba_ssm and transformers' converters load from the hub as well
-NEOX = "EleutherAI/gpt-neox-20b"
+# state-spaces checkpoints ship no tokenizer: their models were trained with GPT-NeoX-20B's
+# (50277 tokens, the embedding padded to a multiple of 8 or 16), which mamba_ssm and
+# transformers' converters load from the hub as well
+NEOX, NEOX_VOCAB = "EleutherAI/gpt-neox-20b", 50277
 MISSING = ("pass --tokenizer (a tokenizer.json, the folder that holds it, or a hub id such as "
            f"{NEOX})")
 
@@ -52,15 +53,18 @@ def _given(name: str) -> str:
 
 def find(folder: Path, given: str | None = None) -> str | None:
     """The tokenizer.json text for a model folder: `given` (a file, a folder or a hub id), else the
-    folder's own, else GPT-NeoX-20B's for a state-spaces checkpoint (None where it cannot be
-    downloaded: the callers that need one say so), else None."""
+    folder's own, else GPT-NeoX-20B's for a state-spaces checkpoint of its vocabulary (None where
+    it cannot be downloaded: the callers that need one say so), else None."""
     if given:
         return _given(given)
     if (folder / "tokenizer.json").exists():
         return _read(folder / "tokenizer.json")
     from ..models.config import read_config
     try:  # best effort: a folder without a readable state-spaces config has no fallback
-        return _hub(NEOX) if read_config(folder).layout == "state-spaces" else None
+        cfg = read_config(folder)
+        # another vocabulary (Mamba2-8B's 256k, say) has another tokenizer: never guess one
+        neox = cfg.layout == "state-spaces" and NEOX_VOCAB <= cfg.vocab_size < NEOX_VOCAB + 64
+        return _hub(NEOX) if neox else None
     except EdgeqError:
         return None
 

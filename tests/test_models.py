@@ -113,3 +113,45 @@ def test_errors_shape_mismatch_and_missing_tensor(hf_model, tmp_path):
 def test_unsupported_architectures_are_refused(tmp_path, config, fragment):
     (tmp_path / "config.json").write_text(json.dumps(config))
     expect_error(tmp_path, fragment)
+
+
+@pytest.mark.parametrize("repo_files, fetched", [
+    (["config.json", "model.safetensors", "pytorch_model.bin"], "safetensors only"),
+    (["config.json", "pytorch_model.bin"], "the .bin"),
+    (None, "all (listing failed: offline with a cached snapshot)"),
+])
+def test_hub_id_downloads_one_weight_format(hf_model, monkeypatch, repo_files, fetched):
+    import huggingface_hub
+    from edgeq.models.loader import HUB_FILES
+    _, folder = hf_model("h96")
+    asked = []
+
+    class Api:
+        def list_repo_files(self, repo):
+            if repo_files is None:
+                raise huggingface_hub.errors.OfflineModeIsEnabled("offline")
+            return repo_files
+
+    def snapshot(repo, allow_patterns):
+        asked.append((repo, allow_patterns))
+        return str(folder)
+    monkeypatch.setattr(huggingface_hub, "HfApi", Api)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot)
+    model, got = load_model("state-spaces/mamba-130m-hf")
+    assert got == folder and model.cfg.vocab_size == 1001
+    patterns = asked[0][1]
+    assert asked[0][0] == "state-spaces/mamba-130m-hf" and "config.json" in patterns
+    has_bin = any(p.startswith("pytorch_model") for p in patterns)
+    assert has_bin == (fetched != "safetensors only")
+    assert patterns == HUB_FILES or fetched == "safetensors only"
+
+
+def test_hub_download_failure_is_one_line(run_cli, monkeypatch):
+    import huggingface_hub
+
+    def snapshot(repo, allow_patterns):
+        raise huggingface_hub.errors.RepositoryNotFoundError("404")
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot)
+    code, _, err = run_cli("inspect", "nobody/no-such-model")
+    assert code == 2 and err.count("\n") == 1
+    assert "nobody/no-such-model: not a local folder and the hub download failed" in err

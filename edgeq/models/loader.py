@@ -28,10 +28,22 @@ def resolve(model: str, files: list[str] = HUB_FILES) -> Path:
         raise EdgeqError(f"{model}: no such folder; give a checkpoint folder or a hub id (owner/name)")
     try:
         from huggingface_hub import snapshot_download
-        return Path(snapshot_download(model, allow_patterns=files))
+        return Path(snapshot_download(model, allow_patterns=_one_format(model, files)))
     except Exception as e:  # network, auth, missing repo: all end the same way for the user
         raise EdgeqError(f"{model}: not a local folder and the hub download failed "
                          f"({type(e).__name__}); check the id and your network, or pass a folder") from None
+
+
+def _one_format(repo: str, files: list[str]) -> list[str]:
+    """-hf repos often hold the weights twice, safetensors and .bin: fetch the safetensors only."""
+    try:
+        from huggingface_hub import HfApi
+        names = HfApi().list_repo_files(repo)
+    except Exception:  # offline with a cached snapshot, or no such repo: the download decides
+        return files
+    if any(n.endswith(".safetensors") for n in names):
+        return [f for f in files if not f.startswith("pytorch_model")]
+    return files
 
 
 def _load_file(path: Path) -> dict[str, torch.Tensor]:

@@ -151,7 +151,7 @@ def generate(source, backend, prompt, prompt_ids, max_new_tokens, greedy, temper
               help=f"A recipe from edgeq/quant/recipes: {RECIPES}.")
 @click.option("--calib", "calib_data", required=True,
               help="Calibration data: a text file, a folder of .txt files, a tokenized .npy "
-                   "array, or a `datasets` id (online).")
+                   "array, or a `datasets` id with its text column, NAME or NAME:SUBSET (online).")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="The quantized folder to create.")
 @click.option("--samples", default=512, show_default=True, type=click.IntRange(1))

@@ -91,6 +91,32 @@ def test_calibration_data_forms(tmp_path):
         calib.load_tokens(str(tmp_path / "nope.txt"), tok)
 
 
+@pytest.mark.parametrize("data, name, subset", [
+    ("monology/pile-uncopyrighted", "monology/pile-uncopyrighted", None),
+    ("wikitext:wikitext-2-raw-v1", "wikitext", "wikitext-2-raw-v1"),
+])
+def test_calibration_from_a_hub_data_set(monkeypatch, data, name, subset):
+    """`datasets` replaced: the id and subset it is asked for, its rows' text joined; a failure
+    is one line."""
+    import sys
+    import types
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    tok = Tokenizer(models.WordLevel({"a": 0, "b": 1, "[UNK]": 2}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    asked = []
+
+    def load_dataset(path, config, split, streaming):
+        asked.append((path, config, split, streaming))
+        if path == "nobody/nothing":
+            raise FileNotFoundError(path)
+        return iter([{"text": "a b"}, {"text": "b"}])
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    assert calib.load_tokens(data, tok).tolist() == [0, 1, 1]
+    assert asked == [(name, subset, "train", True)]
+    with pytest.raises(EdgeqError, match="nobody/nothing: cannot load the data set"):
+        calib.load_tokens("nobody/nothing", tok)
+
+
 def test_nan_activations_are_refused(fp):
     import copy
     m = copy.deepcopy(fp)

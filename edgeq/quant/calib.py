@@ -38,14 +38,15 @@ def load_tokens(data: str, tokenizer) -> np.ndarray:
                 raise EdgeqError(f"{data}: holds {arr.dtype}, not token ids; save integer ids")
             return arr.astype(np.int64).ravel()
         return _tokenize(path.read_text(errors="replace"), tokenizer, data)
-    if "/" in data or data.isidentifier():
+    name, _, subset = data.partition(":")  # wikitext:wikitext-2-raw-v1
+    if "/" in name or name.isidentifier():
         try:
             import datasets
         except ImportError:
             raise EdgeqError(f"{data}: no such file or folder (and the `datasets` package for "
                              "hub data sets is not installed)") from None
         try:
-            ds = datasets.load_dataset(data, split="train", streaming=True)
+            ds = datasets.load_dataset(name, subset or None, split="train", streaming=True)
             text = "\n".join(row["text"] for _, row in zip(range(20000), ds))
         except Exception as e:
             raise EdgeqError(f"{data}: cannot load the data set ({type(e).__name__}); give a "

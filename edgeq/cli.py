@@ -67,7 +67,7 @@ def export(model, output, tokenizer):
     check_output(output)
     lm, folder = load_torch(model)
     meta = {}
-    tok_json = text.find(folder, tokenizer)
+    tok_json = text.find(folder, tokenizer, lm.cfg.vocab_size)
     if tok_json:
         meta[text.META_KEY] = tok_json
     if getattr(lm, "recipe", None):
@@ -181,7 +181,7 @@ def quantize(model, recipe, calib_data, output, samples, seq_len, batch, percent
     rec = recipes.load(recipe, percentile, per_channel, h2t, residual_hadamard, a16_fraction)
     q.check_output(output)
     lm, folder = load_model(model)
-    tok_json = text.find(folder, tokenizer)
+    tok_json = text.find(folder, tokenizer, lm.cfg.vocab_size)
     windows = calib.windows(calib.load_tokens(calib_data, text.from_json(tok_json)), samples, seq_len,
                             lm.cfg.vocab_size, seed)
     recipes.check_supported(lm.cfg, rec)

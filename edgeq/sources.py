@@ -28,9 +28,10 @@ def open_backend(source: str, backend: str | None = None, tokenizer: str | None 
                              f"folder for --backend {backend}")
         ob = OrtBackend(source)
         tok = ob.metadata.get(text.META_KEY) if not tokenizer else None
-        return ob, text.from_json(tok or text.find(Path(source).parent, tokenizer))
+        return ob, text.from_json(tok or text.find(Path(source).parent, tokenizer,
+                                                   ob.config.vocab_size))
     model, folder = load_torch(source)
-    tok = text.from_json(text.find(folder, tokenizer))
+    tok = text.from_json(text.find(folder, tokenizer, model.cfg.vocab_size))
     if backend in (None, "torch"):
         return TorchBackend(model), tok
     if backend == "ort":

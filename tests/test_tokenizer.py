@@ -113,3 +113,13 @@ def test_offline_state_spaces_text_needs_tokenizer(ss_neox, ss_demo, tmp_path, r
     code, _, err = run_cli("generate", ss_demo, "--prompt", "And")
     assert code == 2 and "--prompt-ids instead of --prompt" in err
     assert not (tmp_path / "q").exists()
+
+
+def test_given_tokenizer_must_fit_the_vocabulary(hf_model, run_cli, tmp_path):
+    _, folder = hf_model("h96")  # 1001 tokens; the demo's tokenizer has 4096
+    for args in (["generate", folder, "--prompt", "And"],
+                 ["quantize", folder, "--calib", DEMO / "calib.txt", "-o", tmp_path / "q"]):
+        code, _, err = run_cli(*args, "--tokenizer", DEMO)
+        assert code == 2 and err.count("\n") == 1
+        assert f"--tokenizer {DEMO}: 4096 tokens, more than the model's 1001" in err
+    assert not (tmp_path / "q").exists()

@@ -105,7 +105,7 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
 
     lm, folder = st("load", load_model, model)
     cfg = lm.cfg
-    tok_json = text.find(folder, tokenizer)
+    tok_json = text.find(folder, tokenizer, cfg.vocab_size)
     tok = text.from_json(tok_json)
     if calib_data is None and (folder / "calib.txt").is_file():
         calib_data = str(folder / "calib.txt")

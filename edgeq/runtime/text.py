@@ -8,7 +8,6 @@ from ..errors import EdgeqError
 
 META_KEY = "edgeq.tokenizer"
 
-
 # state-spaces checkpoints ship no tokenizer: their models were trained with GPT-NeoX-20B's
 # (50277 tokens, the embedding padded to a multiple of 8 or 16), which mamba_ssm and
 # transformers' converters load from the hub as well
@@ -51,12 +50,18 @@ def _given(name: str) -> str:
     return _hub(name)
 
 
-def find(folder: Path, given: str | None = None) -> str | None:
-    """The tokenizer.json text for a model folder: `given` (a file, a folder or a hub id), else the
-    folder's own, else GPT-NeoX-20B's for a state-spaces checkpoint of its vocabulary (None where
-    it cannot be downloaded: the callers that need one say so), else None."""
+def find(folder: Path, given: str | None = None, vocab_size: int | None = None) -> str | None:
+    """The tokenizer.json text for a model folder: `given` (a file, a folder or a hub id; checked
+    to fit the model's `vocab_size`), else the folder's own, else GPT-NeoX-20B's for a
+    state-spaces checkpoint of its vocabulary (None where it cannot be downloaded: the callers
+    that need one say so), else None."""
     if given:
-        return _given(given)
+        text = _given(given)
+        n = from_json(text).get_vocab_size(with_added_tokens=True)
+        if vocab_size is not None and n > vocab_size:
+            raise EdgeqError(f"--tokenizer {given}: {n} tokens, more than the model's {vocab_size}; "
+                             "give this model's tokenizer")
+        return text
     if (folder / "tokenizer.json").exists():
         return _read(folder / "tokenizer.json")
     from ..models.config import read_config

@@ -12,8 +12,8 @@ from .quant.recipe import names as recipe_names
 
 RECIPES = ", ".join(recipe_names())  # for help texts
 TOKENIZER = click.option(
-    "--tokenizer", default=None, help="A tokenizer.json, its folder or a hub id, for a model that "
-    "has none (state-spaces checkpoints: GPT-NeoX-20B's from the hub by default).")
+    "--tokenizer", default=None, help="A tokenizer.json, its folder or a hub id, instead of the "
+    "model's (state-spaces checkpoints have none: GPT-NeoX-20B's from the hub by default).")
 A16_FRACTION = click.option(
     "--a16-fraction", type=float, default=None,
     help="quamba2-w4ax: the fraction of layers that run W4A16, the rest W4A8 (recipe: 0.25).")

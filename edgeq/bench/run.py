@@ -4,12 +4,19 @@ decode (TPOT: each further token), on CUDA events where the backend has them (tr
 from __future__ import annotations
 
 import resource
+import sys
 import time
 
 import numpy as np
 
 from ..errors import EdgeqError
 from . import tegrastats
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far (Linux and macOS report it in different units)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
 
 
 def percentile(xs, p: float) -> float:
@@ -91,7 +98,7 @@ def bench(backend, prompt_len: int, gen_len: int, batch: int = 1, warmup: int = 
         "tpot_p90_ms": percentile(tpot, 90) if tpot else None,
         "tokens_per_s": 1e3 * batch * gen_len / float(np.mean(totals)),
         "decode_tokens_per_s": 1e3 * batch / float(np.mean(tpot)) if tpot else None,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mib": peak_rss_mib(),
         "tpot_series_ms": tpot[: gen_len - 1],
     }
     if device_used is not None:  # cudaMemGetInfo has no peak: in use after the last step

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bench.run import peak_rss_mib
 from ..errors import EdgeqError
 from ..runtime.cuda_kernels import gpu_sm
 from . import manifest, plugins
@@ -27,13 +28,6 @@ def _versions() -> dict:
         except metadata.PackageNotFoundError:
             pass
     return out
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident memory so far (Linux and macOS report it in different units)."""
-    import resource
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
 
 
 class Stages:

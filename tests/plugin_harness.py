@@ -32,11 +32,13 @@ def build_harness(nvcc: str, trt_include: str, out: Path) -> ctypes.CDLL:
     lib = out / "libtrt_harness.so"
     run([nvcc, "-std=c++17", "-shared", *nvcc_host(), "-isystem", trt_include,
          ROOT / "tests" / "trt_harness.cpp", "-o", lib, "-ldl"])
-    h = ctypes.CDLL(str(lib))
+    # global: the emulated plugin library reports its CUDA calls to edgeq_harness_cuda_call
+    h = ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
     p, i32 = ctypes.c_void_p, ctypes.c_int32
     h.edgeq_harness_run.argtypes = [ctypes.c_char_p, ctypes.c_char_p, i32, p, p, p, p, i32, i32,
                                     p, p, p, p, p, i32, ctypes.c_char_p, i32]
     h.edgeq_harness_run.restype = ctypes.c_int
+    h.edgeq_harness_cuda_calls.restype = ctypes.c_int64
     return h
 
 
@@ -51,7 +53,7 @@ def build_emulated_plugins(nvcc: str, trt_include: str, emu: Path, out: Path) ->
         run([nvcc, *common, "-isystem", trt_include, "-I", ROOT / "plugins" / "trt", "-c", src,
              "-o", obj])
         objects.append(obj)
-    wraps = [f"--wrap={f}" for f in ("cudaMalloc", "cudaFree", "cudaMemcpyAsync")]
+    wraps = [f"--wrap={f}" for f in ("cudaMalloc", "cudaFree", "cudaMemcpy", "cudaMemcpyAsync")]
     for name in cuda_kernels.symbols():
         wraps += [f"--wrap={name}", f"--defsym=__wrap_{name}=emu_{name}"]
     lib = out / "libedgeq_trt_plugins_emu.so"
@@ -78,8 +80,8 @@ def run_plugin(harness: ctypes.CDLL, library: Path, op, fields: dict[str, np.nda
     for i, (shape, _) in enumerate(shapes):
         dims[i, :len(shape)] = shape
     arr = lambda t, v: (t * len(v))(*v)  # noqa: E731
-    # a second enqueue runs with the FLOATS fields already on the device; not in place, where
-    # it would scan the first call's state again
+    # a second enqueue, on a second context without onShapeChange; not in place, where it
+    # would scan the first call's state again
     enqueues = 1 if set(outputs) & set(inputs) else 2
     message = ctypes.create_string_buffer(512)
     rc = harness.edgeq_harness_run(

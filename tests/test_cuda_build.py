@@ -220,14 +220,19 @@ def test_linear_w4a8_kernel_code_on_cpu(emulated, case):
 
 
 @pytest.fixture(scope="module")
-def probe(build, tmp_path_factory):
-    """What tests/trt_probe.cpp sees when it loads the plugin library like TensorRT does."""
+def probe(emulation_object, tmp_path_factory):
+    """What tests/trt_probe.cpp sees when it loads the plugin library like TensorRT does: the
+    adapters over the CPU emulation, whose cudaMalloc works without a GPU (the plugins copy their
+    FLOATS fields to the device in onShapeChange at build time and in attachToContext)."""
     if not TRT_INCLUDE:
         pytest.skip("EDGEQ_TRT_INCLUDE unset")
-    exe = tmp_path_factory.mktemp("probe") / "trt_probe"
+    from plugin_harness import build_emulated_plugins
+    out = tmp_path_factory.mktemp("probe")
+    lib = build_emulated_plugins(NVCC, TRT_INCLUDE, emulation_object, out)
+    exe = out / "trt_probe"
     run([NVCC, "-std=c++17", "-isystem", TRT_INCLUDE, ROOT / "tests" / "trt_probe.cpp", "-o", exe,
          "-ldl"])
-    return run([exe, build / "libedgeq_trt_plugins.so"]).splitlines()
+    return run([exe, lib]).splitlines()
 
 
 @needs_trt
@@ -256,7 +261,8 @@ def test_trt_plugins_match_the_op_table(probe):
     interfaces = {line for line in probe if line.startswith("interface")}
     assert interfaces == {"interface PLUGIN CREATOR_V3ONE"}
     # fields: the attributes, INT as kINT32 (5) and FLOAT and FLOATS as kFLOAT32 (1), one value
-    # each; they round-trip serialization (created with INT 0, group_size 64, FLOAT(S) 0.5)
+    # each; they round-trip serialization (created with INT 0, group_size 64, FLOAT(S) 0.5),
+    # followed by the input count (all inputs until configurePlugin says otherwise)
     lines = by_plugin(probe)
     for op in OPS:
         words = [line.split() for line in lines[op.name]]
@@ -264,7 +270,7 @@ def test_trt_plugins_match_the_op_table(probe):
             [(a.name, 5 if a.type == "INT" else 1, 1) for a in op.attrs]
         assert [(w[1], w[2]) for w in words if w[0] == "serialized"] == \
             [(a.name, "64" if a.name == "group_size" else "0" if a.type == "INT" else "0.5")
-             for a in op.attrs]
+             for a in op.attrs] + [("nb_inputs", str(len(op.inputs)))]
 
 
 @needs_trt
@@ -302,6 +308,11 @@ def test_trt_plugins_formats_shapes_and_checks(probe):
     assert text.count("bad_value rejected") == text.count("bad_type rejected") == len(OPS)
     input_counts = sum(1 + sum(p.optional for p in op.inputs) for op in OPS)
     assert text.count("bad_shapes -1") == text.count("good_shapes 0") == input_counts
+    # the input count configurePlugin saw comes back from the serialized fields (z optional)
+    assert text.count("round_trip") == input_counts and " -" not in " ".join(
+        line for line in probe if line.startswith("round_trip"))
+    assert f"round_trip {n - 1} 0" in lines[SELECTIVE_SCAN.name]
+    assert text.count("bad_nb_inputs rejected") == len(OPS)
     assert "log EdgeqSelectiveScan: inconsistent input shapes" in text  # the logger is used
     assert text.count("attached yes") == len(OPS)
 
@@ -321,8 +332,9 @@ def test_trt_floats_fields_run_along_their_axis(probe):
         assert "per_channel configure 0 shapes 0" in text, op.name
         lengths = {w[1]: int(w[2]) for w in map(str.split, text)
                    if w[0] == "per_channel_serialized"}
-        assert set(lengths) == {a.name for a in op.attrs}
-        assert all((lengths[name] > 1) == (name in floats) for name in lengths), lengths
+        assert set(lengths) == {a.name for a in op.attrs} | {"nb_inputs"}
+        assert all((lengths[name] > 1) == (name in floats) for name in lengths
+                   if name != "nb_inputs"), lengths
         for name in floats:
             assert f"wrong_length {name} configure -1 shapes -1" in text, name
             assert f"bad_array_value {name} rejected" in text, name

@@ -4,6 +4,11 @@
 // at run time createPlugin from the serialized fields, attachToContext, onShapeChange and
 // enqueue on the caller's stream, with the caller's buffers (device memory, or host memory for
 // a library over the CPU emulation of the kernels). tests/plugin_harness.py drives it.
+// A second enqueue runs on a second context without onShapeChange: what the plugin needs must
+// come from its serialized fields and attachToContext. Over the emulation, the CUDA runtime
+// calls (tests/host_cudart.cpp) are counted: none may happen inside enqueueV3 (onShapeChange
+// and enqueue), which a CUDA graph may capture from its first call, where cudaMalloc and
+// copies from pageable memory are not allowed.
 // Needs TensorRT's headers only.
 #include <cstdio>
 #include <cstring>
@@ -25,6 +30,11 @@ struct Logger : ILogger {
   }
 };
 LoggerFinder<Logger> finder;
+
+// the CUDA runtime calls seen, in all and inside enqueueV3 (names)
+int64_t cuda_calls = 0;
+bool in_enqueue_v3 = false;
+std::string calls_in_enqueue_v3;
 
 // dlopen once per path, as IPluginRegistry::loadLibrary
 std::string open_library(char const* path, PluginLibrary& out) {
@@ -149,17 +159,36 @@ std::string run(char const* library, char const* op, PluginFieldCollection const
   Plugin context(cap<IPluginV3OneRuntime>(engine.get(), PluginCapabilityType::kRUNTIME)
                      ->attachToContext(nullptr));
   if (!context) return "attachToContext failed";
+  Plugin second(cap<IPluginV3OneRuntime>(engine.get(), PluginCapabilityType::kRUNTIME)
+                    ->attachToContext(nullptr));
+  if (!second) return "attachToContext failed (second context)";
+  calls_in_enqueue_v3.clear();
+  in_enqueue_v3 = true;  // from here on, as inside enqueueV3
   auto* r = cap<IPluginV3OneRuntime>(context.get(), PluginCapabilityType::kRUNTIME);
+  std::string err;
   if (r->onShapeChange(in.data(), nbIn, desc.data() + nbIn, nbOut) != 0)
-    return "onShapeChange refused the shapes";
-  for (int32_t e = 0; e < enqueues; ++e)
-    if (int32_t rc = r->enqueue(in.data(), desc.data() + nbIn, pointers, pointers + nbIn, nullptr,
+    err = "onShapeChange refused the shapes";
+  for (int32_t e = 0; err.empty() && e < enqueues; ++e) {
+    auto* c = cap<IPluginV3OneRuntime>((e ? second : context).get(), PluginCapabilityType::kRUNTIME);
+    if (int32_t rc = c->enqueue(in.data(), desc.data() + nbIn, pointers, pointers + nbIn, nullptr,
                                 stream))
-      return "enqueue returned " + std::to_string(rc);
-  return "";
+      err = "enqueue " + std::to_string(e + 1) + " returned " + std::to_string(rc);
+  }
+  in_enqueue_v3 = false;
+  if (err.empty() && !calls_in_enqueue_v3.empty())
+    err = "CUDA runtime calls inside enqueueV3:" + calls_in_enqueue_v3;
+  return err;
 }
 
 }  // namespace
+
+// Called by tests/host_cudart.cpp for each CUDA runtime call of an emulated plugin library.
+extern "C" void edgeq_harness_cuda_call(char const* name) {
+  ++cuda_calls;
+  if (in_enqueue_v3) calls_in_enqueue_v3 += std::string(" ") + name;
+}
+
+extern "C" int64_t edgeq_harness_cuda_calls() { return cuda_calls; }
 
 // 0 and an empty message, or 1 and what failed (with the plugin's last logged error).
 // Fields: names, is_int (else fp32), data, lengths. Tensors: inputs then outputs, each with a

@@ -211,6 +211,26 @@ int main(int argc, char** argv) {
         for (size_t k = 0; k < good[i].size(); ++k) descs[i].dims.d[k] = good[i][k];
       }
       std::printf("good_shapes %d\n", run->onShapeChange(descs.data(), nbIn, nullptr, nbOut));
+      // the input count travels in the serialized fields: a plugin made from them at run time
+      // takes that many inputs, and no other count (TensorRT never changes it)
+      PluginFieldCollection const* fields = run->getFieldsToSerialize();
+      IPluginV3* rt = cr->createPlugin("p", fields, TensorRTPhase::kRUNTIME);
+      auto* rr = rt ? static_cast<IPluginV3OneRuntime*>(rt->getCapabilityInterface(Cap::kRUNTIME))
+                    : nullptr;
+      std::printf("round_trip %d %d\n", nbIn,
+                  rr ? rr->onShapeChange(descs.data(), nbIn, nullptr, nbOut) : -9);
+      delete rt;
+    }
+    {  // a serialized input count out of the op's range
+      PluginFieldCollection const* good = run->getFieldsToSerialize();
+      std::vector<PluginField> copy(good->fields, good->fields + good->nbFields);
+      int32_t zero_inputs = 0;
+      for (auto& f : copy)
+        if (std::strcmp(f.name, "nb_inputs") == 0) f.data = &zero_inputs;
+      PluginFieldCollection bad{int32_t(copy.size()), copy.data()};
+      IPluginV3* b = cr->createPlugin("p", &bad, TensorRTPhase::kRUNTIME);
+      std::printf("bad_nb_inputs %s\n", b ? "accepted" : "rejected");
+      delete b;
     }
     // FLOATS fields: one value per channel at the good shapes; each in turn one value too many;
     // each in turn with a bad value among good ones

@@ -61,9 +61,14 @@ inline bool positive(std::vector<float> const& v) {
   return true;
 }
 
-// A FLOATS field's values in device memory, where the kernels read them. A copy starts empty:
-// every plugin clone (one per execution context) makes its own on its first enqueue, outside
-// any CUDA graph capture (TensorRT's recipe runs enqueueV3 once before capturing).
+// A FLOATS field's values in device memory, where the kernels read them. enqueue neither
+// allocates nor copies (it may be captured into a CUDA graph from the first enqueueV3 on, where
+// cudaMalloc and copies from pageable memory are not allowed), so the copy is made before it:
+// in attachToContext, which TensorRT calls for each new execution context (NvInferRuntime.h
+// 10.3, IPluginV3OneRuntime::attachToContext: "If the plugin needs per-context resources, it
+// can be allocated here"), and at build time in onShapeChange, which IBuilder calls once per
+// profile before timing enqueue (same header, onShapeChange). A copy of the object starts
+// empty: each clone makes its own.
 class DeviceFloats {
  public:
   DeviceFloats() = default;
@@ -73,12 +78,13 @@ class DeviceFloats {
     if (ptr_) cudaFree(ptr_);
   }
   float const* get() const { return ptr_; }
-  bool upload(std::vector<float> const& host, cudaStream_t stream) {
+  // synchronous: the host vector may go once it returns, and no stream is involved
+  bool upload(std::vector<float> const& host) {
     if (ptr_) return true;
     size_t bytes = host.size() * sizeof(float);
     void* p = nullptr;
     if (cudaMalloc(&p, bytes) != cudaSuccess) return false;
-    if (cudaMemcpyAsync(p, host.data(), bytes, cudaMemcpyHostToDevice, stream) != cudaSuccess) {
+    if (cudaMemcpy(p, host.data(), bytes, cudaMemcpyHostToDevice) != cudaSuccess) {
       cudaFree(p);
       return false;
     }
@@ -89,6 +95,14 @@ class DeviceFloats {
  private:
   float* ptr_ = nullptr;
 };
+
+// The serialized field that holds a plugin's input count (optional inputs, such as the scan's
+// z, are left off the end): set at build time by configurePlugin, read back by createPlugin at
+// run time, so enqueue knows it whether or not onShapeChange ran. getFieldNames does not
+// announce it: "The set of plugin fields returned [by getFieldsToSerialize] does not
+// necessarily need to match that advertised through getFieldNames()" (NvInferRuntime.h 10.3,
+// IPluginV3OneRuntime::getFieldsToSerialize).
+inline constexpr char const* kNbInputsField = "nb_inputs";
 
 // The op's attribute values, and the same values as PluginFields.
 template <class Row>
@@ -142,16 +156,22 @@ class Attrs {
     return true;
   }
 
-  // Device copies of the FLOATS fields, made once.
-  bool upload(cudaStream_t stream) {
+  // Device copies of the FLOATS fields, made once (see DeviceFloats).
+  bool upload() {
     for (int32_t k = 0; k < Row::kNbAttrs; ++k)
-      if (Row::kAttrs[k].type == table::AttrType::kFloats && !device_[k].upload(floats_[k], stream))
+      if (Row::kAttrs[k].type == table::AttrType::kFloats && !device_[k].upload(floats_[k]))
         return false;
     return true;
   }
+  bool uploaded() const {
+    for (int32_t k = 0; k < Row::kNbAttrs; ++k)
+      if (Row::kAttrs[k].type == table::AttrType::kFloats && !device_[k].get()) return false;
+    return true;
+  }
 
-  // Rebuilt on every call: the fields point into this object, which may be a copy.
-  PluginFieldCollection const* fields() {
+  // Rebuilt on every call: the fields point into this object, which may be a copy. With
+  // nb_inputs, one more field: the input count (kNbInputsField).
+  PluginFieldCollection const* fields(int32_t const* nb_inputs = nullptr) {
     for (int32_t k = 0; k < Row::kNbAttrs; ++k) {
       bool is_int = Row::kAttrs[k].type == table::AttrType::kInt;
       void const* v = is_int ? static_cast<void const*>(&ints_[k]) : floats_[k].data();
@@ -159,7 +179,8 @@ class Attrs {
                                is_int ? PluginFieldType::kINT32 : PluginFieldType::kFLOAT32,
                                is_int ? 1 : int32_t(floats_[k].size()));
     }
-    collection_.nbFields = Row::kNbAttrs;
+    fields_[Row::kNbAttrs] = PluginField(kNbInputsField, nb_inputs, PluginFieldType::kINT32, 1);
+    collection_.nbFields = Row::kNbAttrs + (nb_inputs ? 1 : 0);
     collection_.fields = fields_.data();
     return &collection_;
   }
@@ -168,7 +189,7 @@ class Attrs {
   std::array<int32_t, Row::kNbAttrs> ints_{};
   std::array<std::vector<float>, Row::kNbAttrs> floats_{};  // FLOAT: one value
   std::array<DeviceFloats, Row::kNbAttrs> device_{};  // FLOATS only
-  std::array<PluginField, Row::kNbAttrs> fields_{};
+  std::array<PluginField, Row::kNbAttrs + 1> fields_{};
   PluginFieldCollection collection_{};
 };
 
@@ -201,7 +222,9 @@ class Plugin final : public IPluginV3, public IPluginV3OneCore, public IPluginV3
   int32_t getNbOutputs() const noexcept override { return Op::kNbOutputs; }
   int32_t configurePlugin(DynamicPluginTensorDesc const* in, int32_t nbInputs,
                           DynamicPluginTensorDesc const*, int32_t nbOutputs) noexcept override {
-    return counts_ok(nbInputs, nbOutputs) && lengths_ok(in, nbInputs) ? 0 : -1;
+    if (!counts_ok(nbInputs, nbOutputs) || !lengths_ok(in, nbInputs)) return -1;
+    nb_inputs_ = nbInputs;  // serialized (kNbInputsField): enqueue is not told
+    return 0;
   }
   int32_t getOutputDataTypes(DataType* outputTypes, int32_t nbOutputs, DataType const* inputTypes,
                              int32_t nbInputs) const noexcept override {
@@ -232,32 +255,51 @@ class Plugin final : public IPluginV3, public IPluginV3OneCore, public IPluginV3
            Op::supports(pos, inOut, nbInputs);
   }
 
-  // IPluginV3OneRuntime
+  // IPluginV3OneRuntime. At run time onShapeChange may run inside an enqueueV3 that a CUDA graph
+  // captures (NvInferRuntime.h 10.3: "IExecutionContext will call this during the next
+  // subsequent instance of enqueueV3()"), so there it only checks: attachToContext made the
+  // device copies. At build time (no context) it makes them.
   int32_t onShapeChange(PluginTensorDesc const* in, int32_t nbInputs, PluginTensorDesc const*,
                         int32_t nbOutputs) noexcept override {
-    if (!counts_ok(nbInputs, nbOutputs) || !Op::shapes_ok(attrs_, in, nbInputs) ||
-        !lengths_ok(in, nbInputs)) {
+    if (!counts_ok(nbInputs, nbOutputs) || nbInputs != nb_inputs_ ||
+        !Op::shapes_ok(attrs_, in, nbInputs) || !lengths_ok(in, nbInputs)) {
       log_msg(ILogger::Severity::kERROR, std::string(Op::kName) + ": inconsistent input shapes");
       return -1;
     }
-    nb_inputs_ = nbInputs;  // enqueue is not told
-    return 0;
+    return upload() ? 0 : -1;
   }
+  // No allocation or copy here (see DeviceFloats): only the kernels, on TensorRT's stream.
   int32_t enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const*,
                   void const* const* inputs, void* const* outputs, void*,
                   cudaStream_t stream) noexcept override {
-    int rc = attrs_.upload(stream)
+    int rc = attrs_.uploaded()
                  ? Op::enqueue(attrs_, inputDesc, nb_inputs_, inputs, outputs, stream)
                  : EDGEQ_CUDA_ERROR;
     if (rc != EDGEQ_OK)
       log_msg(ILogger::Severity::kERROR,
-          std::string(Op::kName) + ": kernel status " + std::to_string(rc));
+          std::string(Op::kName) + (attrs_.uploaded() ? ": kernel status " + std::to_string(rc)
+                                                      : ": enqueue before attachToContext"));
     return rc;
   }
-  IPluginV3* attachToContext(IPluginResourceContext*) noexcept override { return clone(); }
-  PluginFieldCollection const* getFieldsToSerialize() noexcept override { return attrs_.fields(); }
+  IPluginV3* attachToContext(IPluginResourceContext*) noexcept override {
+    auto* attached = new (std::nothrow) Plugin(attrs_, nb_inputs_);
+    if (attached && !attached->upload()) {
+      delete attached;
+      return nullptr;
+    }
+    return attached;
+  }
+  PluginFieldCollection const* getFieldsToSerialize() noexcept override {
+    return attrs_.fields(&nb_inputs_);
+  }
 
  private:
+  bool upload() {
+    if (attrs_.upload()) return true;
+    log_msg(ILogger::Severity::kERROR, std::string(Op::kName) + ": cannot copy its scales to the "
+                                       "device (cudaMalloc or cudaMemcpy failed)");
+    return false;
+  }
   static bool counts_ok(int32_t nbInputs, int32_t nbOutputs) {
     return nbInputs >= Op::kNbRequiredInputs && nbInputs <= Op::kNbInputs &&
            nbOutputs == Op::kNbOutputs;
@@ -286,14 +328,26 @@ class Creator final : public IPluginCreatorV3One {
   IPluginV3* createPlugin(AsciiChar const*, PluginFieldCollection const* fc,
                           TensorRTPhase) noexcept override {
     Attrs<Op> attrs;
-    if (!attrs.set(fc) || !Op::valid(attrs)) {
+    int32_t nb_inputs = Op::kNbInputs;  // the parser's fields (kBUILD) do not have it
+    if (!attrs.set(fc) || !Op::valid(attrs) || !input_count(fc, nb_inputs)) {
       log_msg(ILogger::Severity::kERROR, std::string(Op::kName) + ": bad plugin fields");
       return nullptr;
     }
-    return new (std::nothrow) Plugin<Op>(attrs);
+    return new (std::nothrow) Plugin<Op>(attrs, nb_inputs);
   }
 
  private:
+  // the serialized kNbInputsField, if there is one, into nb_inputs: false if it is malformed
+  static bool input_count(PluginFieldCollection const* fc, int32_t& nb_inputs) {
+    for (int32_t n = 0; fc && n < fc->nbFields; ++n) {
+      PluginField const& p = fc->fields[n];
+      if (!p.name || std::strcmp(p.name, kNbInputsField) != 0) continue;
+      if (p.type != PluginFieldType::kINT32 || p.length != 1 || !p.data) return false;
+      nb_inputs = *static_cast<int32_t const*>(p.data);
+      return nb_inputs >= Op::kNbRequiredInputs && nb_inputs <= Op::kNbInputs;
+    }
+    return true;
+  }
   Attrs<Op> defaults_;
 };
 

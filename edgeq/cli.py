@@ -270,9 +270,11 @@ def estimate(model, target_name, recipe, h2t, a16_fraction, prompt_len, batch, a
     from .models.config import read_config
     from .models.loader import resolve
     from .targets import estimate as run, get
+    from .trt.memory import describe, from_config
     target = get(target_name)
-    e = run(read_config(resolve(model, ["config.json"])), target, recipe, prompt_len, batch, h2t,
-            a16_fraction)
+    cfg = read_config(resolve(model, ["config.json"]))
+    e = run(cfg, target, recipe, prompt_len, batch, h2t, a16_fraction)
+    e["engine_memory"] = from_config(cfg, target, recipe, h2t, a16_fraction, max_batch=batch)
     if as_json:
         click.echo(json.dumps(e))
         return
@@ -282,7 +284,8 @@ def estimate(model, target_name, recipe, h2t, a16_fraction, prompt_len, batch, a
                f"  prefill >= {e['prefill_ms']:.1f} ms for {prompt_len} tokens "
                f"({e['prefill_flops'] / 1e12:.2f} TFLOP)\n"
                f"  weights    {e['weights_bytes'] / 2**20:.1f} MiB\n"
-               f"  states     {e['state_bytes'] / 2**20:.1f} MiB (read and written every token)")
+               f"  states     {e['state_bytes'] / 2**20:.1f} MiB (read and written every token)\n"
+               f"  {describe(e['engine_memory'], target)}")
 
 
 @cli.command()
@@ -312,9 +315,11 @@ def build(model, target_name, recipe, h2t, residual_hadamard, a16_fraction, cali
     m = run(model, target_name, output, recipe, calib_data, samples, seq_len, sysroot, h2t=h2t,
             residual_hadamard=residual_hadamard, a16_fraction=a16_fraction, tokenizer=tokenizer)
     v, p = m["validation"], m["projected"]
+    from .trt.memory import describe
     click.echo(f"wrote {output} for {target_name}: ORT top-1 agreement {100 * v['top1_agreement']:.2f} %, "
                f"projected decode >= {p['decode_ms_per_token']:.2f} ms/token; plugins: "
-               f"{m['plugins']['mode']}; engine: {'built' if m['engine']['built'] else 'on the device'}")
+               f"{m['plugins']['mode']}; engine: {'built' if m['engine']['built'] else 'on the device'}"
+               f"\n{describe(m['engine_memory'], m['target'])}")
 
 
 @cli.command()
@@ -332,21 +337,31 @@ def verify(bundle):
 @click.option("--max-seq", default=2048, show_default=True, type=click.IntRange(1))
 @click.option("--compare", is_flag=True, help="Then compare the engine's outputs with the ONNX "
               "graph's on ORT (the C++ kernels) with polygraphy, and their top-1 agreement.")
-def engine(bundle, max_batch, max_seq, compare):
+@click.option("--expect-int8", is_flag=True, help="Fail when a W8A8 linear runs in a float "
+              "precision in the engine (TensorRT's layer information, engine_layers.json).")
+def engine(bundle, max_batch, max_seq, compare, expect_int8):
     """Build BUNDLE's TensorRT engine on this device (needs TensorRT and the target's GPU), and
-    first its plugin library when the bundle has only the sources."""
+    first its plugin library when the bundle has only the sources; print the memory it needs
+    and the precision each linear and plugin runs in."""
     from .bundle import manifest
     m = manifest.verify(bundle)
     from .bundle.plugins import build_from_sources
+    from .models.config import MambaConfig
+    from .trt import memory
     from .trt.engine import build_engine, check_compatible, replacing
     check_compatible(m)  # TensorRT here, of the bundle's version, and the target's GPU
+    need = memory.project(memory.graph_weight_bytes(bundle / "model.onnx"), m["target"],
+                          MambaConfig.from_dict(m["model"]["config"]),
+                          m["projected"]["state_bytes"], max_batch, max_seq)
+    click.echo(memory.describe(need, m["target"]))
+    memory.check(need, m["target"])
     if compare:
         from .trt.compare import compare as run_compare  # without polygraphy: fail before building
     if m["plugins"]["mode"] == "sources":
         m["plugins"] = build_from_sources(bundle, click.echo)
     with replacing(bundle) as timing_cache:
         m["engine"] = build_engine(bundle, m["target"], click.echo, max_batch, max_seq,
-                                   timing_cache)
+                                   timing_cache, expect_int8)
         if compare:
             m["engine"]["compare_ort"] = run_compare(bundle)
             click.echo(f"engine vs ORT: {m['engine']['compare_ort']}")

@@ -6,7 +6,12 @@ launch), an event records the time of `clock` (perf_counter, or a test's) and is
 synchronized, and the "engine" is the bundle's ONNX graph on ONNX Runtime with the profiles' shape
 ranges. It checks what TensorRT checks: a strongly typed network, every plugin in the registry,
 each profile covering every input within its fixed dims; at run time shapes inside the context's
-profile, every I/O address bound, the activation memory given."""
+profile, every I/O address bound, the activation memory given. The plugin registry loads a
+library once (loadLibrary returns nullptr when its plugins are registered already,
+NvInferRuntimeCommon.h) and only a loadable one; the serialized engine is a buffer, not bytes
+(IHostMemory, whose bytes() this simulation refuses: edgeq must not copy it), and the runtime
+deserializes any buffer (pyCore.cpp); the engine inspector gives the layer information in
+TensorRT's JSON, names only unless built with ProfilingVerbosity.DETAILED."""
 from __future__ import annotations
 
 import ctypes
@@ -14,6 +19,7 @@ import enum
 import json
 import time
 import types
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -213,7 +219,8 @@ class Context:
 class Engine:
     USER_MANAGED = "USER_MANAGED"
 
-    def __init__(self, onnx_path: Path, profiles: list[dict], cuda: Cuda):
+    def __init__(self, onnx_path: Path, profiles: list[dict], cuda: Cuda, detailed: bool = True,
+                 int8_gemm: bool = True):
         self.ort, self.cuda, self.runs = OrtBackend(onnx_path), cuda, 0
         self.profiles = profiles  # per profile, input name -> [min shape, max shape]
         s = self.ort.session
@@ -227,6 +234,10 @@ class Engine:
         self.num_io_tensors = len(self.inputs) + len(self.outputs)
         self.device_memory_size_v2 = 4096
         self.contexts = 0
+        self.onnx_path, self.detailed, self.int8_gemm = onnx_path, detailed, int8_gemm
+
+    def create_engine_inspector(self):
+        return Inspector(self)
 
     def get_tensor_name(self, i):
         return (self.inputs + self.outputs)[i]
@@ -246,6 +257,95 @@ class Engine:
         return Context(self, strategy)
 
 
+_FORMATS = {onnx.TensorProto.FLOAT: "Row major linear FP32", onnx.TensorProto.FLOAT16:
+            "Row major linear FP16 format", onnx.TensorProto.INT8: "Row major Int8 format",
+            onnx.TensorProto.INT32: "Row major linear Int32", onnx.TensorProto.INT64:
+            "Row major linear Int64 format"}
+
+
+class Inspector:
+    """IEngineInspector.get_engine_information(JSON) as TensorRT 10 writes it: {"Layers": [...],
+    "Bindings": [...]}; with DETAILED verbosity each layer has Name, LayerType, Inputs and
+    Outputs (Name, Location, Dimensions, Format/Datatype), TacticName and Metadata ("[ONNX
+    Layer: node]", a fused layer's nodes joined by \\x1e); the layers of profile k > 0 are named
+    with " [profile k]". Its layers: an int8 GEMM for each MatMul of DQ(int8) inputs (with
+    int8_gemm False, a DQ layer and an fp32 GEMM instead), a GEMM with Int4 weights for each
+    MatMul of a block DQ, a GEMM of the activation's type for the other MatMuls, a PluginV3
+    layer for each Edgeq node, and a reformatting layer without metadata."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def get_engine_information(self, fmt):
+        assert fmt == LayerInformationFormat.JSON
+        e = self.engine
+        g = onnx.load(e.onnx_path, load_external_data=False).graph
+        elem = {v.name: v.type.tensor_type.elem_type for v in (*g.input, *g.output, *g.value_info)}
+        elem.update({t.name: t.data_type for t in g.initializer})
+        producer = {o: n for n in g.node for o in n.output}
+
+        def tensor(name):
+            return {"Name": name, "Location": "Device", "Dimensions": [-1],
+                    "Format/Datatype": _FORMATS.get(elem.get(name), "Unknown format")}
+
+        def layer(name, kind, nodes, inputs, outputs, **extra):
+            return {"Name": name, "LayerType": kind, "Inputs": [tensor(i) for i in inputs],
+                    "Outputs": [tensor(o) for o in outputs], "TacticName": f"{kind.lower()}_tactic",
+                    "Metadata": "\x1e".join(f"[ONNX Layer: {n.name}]" for n in nodes), **extra}
+
+        layers = [{"Name": "Reformatting CopyNode for Input Tensor 0 to input_ids",
+                   "LayerType": "Reformat", "Inputs": [tensor("input_ids")],
+                   "Outputs": [tensor("input_ids")]}]
+        for n in g.node:
+            if n.domain == "edgeq":
+                layers.append(layer(n.name, "PluginV3", [n], [i for i in n.input if i], n.output))
+            if n.op_type != "MatMul":
+                continue
+            x, w = producer.get(n.input[0]), producer.get(n.input[1])
+            dq = [p for p in (x, w) if p is not None and p.op_type == "DequantizeLinear"]
+            if w in dq and any(a.name == "block_size" for a in w.attribute):
+                layers.append(layer(n.name, "CaskGemm", [w, n], [n.input[0]], n.output,
+                                    Weights={"Type": "Int4", "Count": 0}))
+            elif len(dq) == 2 and elem.get(w.input[0]) == onnx.TensorProto.INT8:
+                if e.int8_gemm:
+                    layers.append(layer(f"{x.name} + {w.name} + {n.name}", "CaskGemm", [x, w, n],
+                                        [x.input[0]], n.output))
+                else:
+                    layers.append(layer(x.name, "Dequantize", [x], [x.input[0]], x.output))
+                    layers.append(layer(f"{w.name} + {n.name}", "CaskGemm", [w, n], x.output,
+                                        n.output))
+            else:
+                layers.append(layer(n.name, "CaskGemm", [n], [n.input[0]], n.output))
+        bindings = e.inputs + e.outputs
+        out = {"Layers": [], "Bindings": []}
+        for k in range(len(e.profiles)):
+            suffix = f" [profile {k}]" if k else ""
+            for lay in layers:
+                out["Layers"].append({**lay, "Name": lay["Name"] + suffix} if e.detailed
+                                     else lay["Name"] + suffix)
+            out["Bindings"] += [b + suffix for b in bindings]
+        return json.dumps(out)
+
+
+class LayerInformationFormat(enum.Enum):
+    ONELINE, JSON = range(2)
+
+
+class ProfilingVerbosity(enum.Enum):
+    LAYER_NAMES_ONLY, NONE, DETAILED = range(3)
+
+
+class HostMemory(np.ndarray):
+    """IHostMemory: a buffer (the serialized engine); bytes() of it is refused, the copy that
+    doubles the engine's size in memory, which edgeq must not make."""
+
+    def __bytes__(self):
+        raise AssertionError("bytes() of the serialized engine: write it through its buffer")
+
+    def tobytes(self, *args, **kwargs):
+        raise AssertionError("tobytes() of the serialized engine: write it through its buffer")
+
+
 # ---- building ----
 
 class Severity(enum.Enum):
@@ -256,24 +356,41 @@ class ILogger:
     Severity = Severity
 
 
+# what the simulated cmake builds (cmake() below) passes for a loadable plugin library, as does
+# an ELF file; anything else fails as dlopen would
+LIBRARY = b"built\n"
+
+
 class Registry:
-    """The plugin registry after loading edgeq's library: a creator for every op of the table
-    (a test may take one away)."""
+    """The plugin registry: loading edgeq's library registers a creator for every op it
+    provides (the op table's; a test may take one away)."""
 
     def __init__(self):
-        self.creators = {(op.name, op.version, op.namespace) for op in BY_NAME.values()}
+        self.provides = {(op.name, op.version, op.namespace) for op in BY_NAME.values()}
+        self.creators: set = set()
+        self.loads = 0
 
     def load_library(self, path):
-        return Path(path).is_file() or None
+        self.loads += 1
+        path = Path(path)
+        if self.creators or not path.is_file() or \
+                not path.read_bytes().startswith((LIBRARY, b"\x7fELF")):
+            return None  # registered already, or not loadable
+        self.creators |= self.provides
+        return object()  # a PluginLibraryHandle
 
     def get_creator(self, name, version, namespace):
         assert isinstance(version, str)
         return object() if (name, version, namespace) in self.creators else None
 
 
+LIVE = weakref.WeakSet()  # the networks and parsers not yet released
+
+
 class Network:
     def __init__(self, flags):
         self.flags, self.inputs, self.onnx = flags, [], None
+        LIVE.add(self)
 
     @property
     def num_inputs(self):
@@ -288,6 +405,7 @@ class OnnxParser:
 
     def __init__(self, network, logger):
         self.network, self.num_errors = network, 0
+        LIVE.add(self)
 
     def parse_from_file(self, path):
         self.network.onnx = path
@@ -317,6 +435,7 @@ class TimingCache:
 class Config:
     def __init__(self):
         self.profiles, self.pools, self.cache = [], {}, None
+        self.profiling_verbosity = ProfilingVerbosity.LAYER_NAMES_ONLY  # TensorRT's default
 
     def set_memory_pool_limit(self, pool, size):
         self.pools[pool] = size
@@ -341,6 +460,8 @@ class Config:
 class Builder:
     """Refuses (an error to the logger, then None) what TensorRT's builder would refuse of
     edgeq's network and profiles; its serialized engine names the graph and the profiles."""
+
+    int8_gemm = True  # a test sets False: TensorRT runs the W8A8 MatMuls as DQ + fp32 GEMM
 
     def __init__(self, logger):
         self.logger = logger
@@ -370,8 +491,11 @@ class Builder:
             return None
         self.logger.log(Severity.INFO, "engine built")
         self.logger.log(Severity.VERBOSE, "tactic chatter")
-        return json.dumps({"onnx": network.onnx, "profiles": [
-            {n: [lo, hi] for n, (lo, _, hi) in p.shapes.items()} for p in config.profiles]}).encode()
+        data = json.dumps({
+            "onnx": network.onnx, "detailed": config.profiling_verbosity == ProfilingVerbosity.DETAILED,
+            "int8_gemm": self.int8_gemm, "profiles": [
+                {n: [lo, hi] for n, (lo, _, hi) in p.shapes.items()} for p in config.profiles]}).encode()
+        return np.frombuffer(data, np.uint8).copy().view(HostMemory)
 
 
 STRONGLY_TYPED = 1  # NetworkDefinitionCreationFlag's value in TensorRT 10
@@ -400,6 +524,7 @@ def modules(cuda: Cuda):
     trt.ILogger, trt.Builder, trt.OnnxParser = ILogger, Builder, OnnxParser
     trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(STRONGLY_TYPED=STRONGLY_TYPED)
     trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="WORKSPACE")
+    trt.ProfilingVerbosity, trt.LayerInformationFormat = ProfilingVerbosity, LayerInformationFormat
     trt.TensorIOMode = types.SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT")
     trt.ExecutionContextAllocationStrategy = types.SimpleNamespace(USER_MANAGED=Engine.USER_MANAGED)
     registry = Registry()
@@ -409,8 +534,11 @@ def modules(cuda: Cuda):
         def __init__(self, logger):
             pass
 
-        def deserialize_cuda_engine(self, data: bytes):
-            d = json.loads(data)
-            return Engine(Path(d["onnx"]), d["profiles"], cuda)
+        def deserialize_cuda_engine(self, data):
+            with memoryview(data) as view:  # any buffer; released before returning, as pyCore
+                d = json.loads(view.tobytes())
+            trt.deserialized_from.append(type(data))
+            return Engine(Path(d["onnx"]), d["profiles"], cuda, d["detailed"], d["int8_gemm"])
     trt.Runtime = Runtime
+    trt.deserialized_from = []  # the type of each buffer an engine was deserialized from
     return trt

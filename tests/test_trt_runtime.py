@@ -32,7 +32,7 @@ def _bundle_files(out, model, cfg):
     save(to_onnx(model), out / "model.onnx")
     (out / "bundle.json").write_text(json.dumps({"model": {"config": cfg.to_dict()}}))
     (out / "plugins").mkdir()
-    (out / "plugins" / "libedgeq_trt_plugins.so").write_bytes(b"")
+    (out / "plugins" / "libedgeq_trt_plugins.so").write_bytes(fake_trt.LIBRARY)
     _build_engine(out)
 
 
@@ -360,11 +360,11 @@ def test_engine_command_failures_are_one_line_and_leave_the_bundle(device, run_c
     assert code == 2 and err.count("\n") == 1 and "building the plugin library with plugins-src" in err
     monkeypatch.setenv("PATH", f"{fake_trt.cmake(tmp_path / 'bin')}:{os.environ['PATH']}")
     registry = sys.modules["tensorrt"].get_plugin_registry()
-    used = sorted(op for op in registry.creators if op[0].startswith("EdgeqSelectiveScan"))[-1]
-    registry.creators.discard(used)
+    used = sorted(op for op in registry.provides if op[0].startswith("EdgeqSelectiveScan"))[-1]
+    registry.provides.discard(used)  # a library without it
     code, _, err = run_cli("engine", device)
     assert code == 2 and err.count("\n") == 1 and f"lacks edgeq::{used[0]} v1" in err
-    registry.creators.add(used)
+    registry.creators.add(used)  # the library stays loaded in this process: add it there
 
     def refuse(self, network, config):
         self.logger.log(fake_trt.Severity.ERROR, "out of memory\n in tactic 7")  # the cause
@@ -463,3 +463,99 @@ def test_a_workstation_bundle_checks_the_gpu_and_the_engine_tensorrt(fake, monke
     monkeypatch.setattr("edgeq.runtime.cuda_kernels.gpu_sm", lambda: 89)
     with pytest.raises(EdgeqError, match="the bundle targets sm_90, this GPU is sm_89"):
         check_compatible(m)
+
+
+# ---- memory: the engine written and read without copies; the plugin library loaded once ----
+
+def test_engine_written_after_the_parser_goes_and_read_from_a_map(bundle, fake, tmp_path,
+                                                                 monkeypatch):
+    """build_engine releases the parser and network (the graph's weights) before writing the
+    engine, writes the IHostMemory through its buffer (fake_trt refuses bytes() of it) and the
+    runtime deserializes a memory map of the file."""
+    import mmap
+
+    from edgeq.trt import engine
+    copy = tmp_path / "b"
+    shutil.copytree(bundle, copy)
+    write, written = engine._write, []
+
+    def checked(path, data):
+        assert not list(fake_trt.LIVE), "the parser or network is alive while writing"
+        written.append(path.name)
+        write(path, data)
+    monkeypatch.setattr(engine, "_write", checked)
+    _build_engine(copy)
+    assert written == ["model.engine", "timing.cache"]
+    trt_be, ort_be = backends(copy)
+    assert sys.modules["tensorrt"].deserialized_from == [mmap.mmap]
+    assert generate(trt_be, [5, 17, 99], 4) == generate(ort_be, [5, 17, 99], 4)
+    del trt_be
+    gc.collect()
+
+
+def test_plugin_library_loaded_once_and_its_loader_error(bundle, fake, tmp_path, monkeypatch):
+    """IPluginRegistry::loadLibrary once per process (a second call returns nullptr when the
+    plugins are registered, NvInferRuntimeCommon.h), its result checked, and a library that
+    does not load reported with the dynamic loader's own error."""
+    from edgeq.trt import load_plugins
+    from edgeq.trt.runtime import TrtBackend
+    trt = sys.modules["tensorrt"]
+    registry = trt.get_plugin_registry()
+    first, second = TrtBackend(bundle), TrtBackend(bundle)
+    assert registry.loads == 1
+    other = tmp_path / "other"
+    shutil.copytree(bundle, other)
+    with pytest.raises(EdgeqError, match=r"registered the plugins of .*/plugins/"
+                                         r"libedgeq_trt_plugins.so already.*in a new one"):
+        TrtBackend(other)
+    del first, second
+    gc.collect()
+    # in a new process (a new module): a library the loader refuses, then none at all
+    fresh = fake_trt.modules(fake)
+    (other / "plugins/libedgeq_trt_plugins.so").write_text("a text file, not an ELF\n" * 8)
+    with pytest.raises(EdgeqError, match=r"TensorRT could not load the plugin library .*: "
+                                         r".*invalid ELF header; rebuild it"):
+        load_plugins(fresh, other)
+    assert fresh.get_plugin_registry().loads == 1
+    (other / "plugins/libedgeq_trt_plugins.so").unlink()
+    with pytest.raises(EdgeqError, match="no built plugin library"):
+        load_plugins(fresh, other)
+
+
+# ---- what TensorRT did with the int8 graph: layer information and precision summary ----
+
+def _layers_json(engine):
+    return json.loads(engine.create_engine_inspector().get_engine_information(
+        fake_trt.LayerInformationFormat.JSON))
+
+
+def test_engine_layers_and_precision_summary(device, run_cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", f"{fake_trt.cmake(tmp_path / 'bin')}:{os.environ['PATH']}")
+    code, out, err = run_cli("engine", device, "--expect-int8")
+    assert code == 0, err
+    m = json.loads((device / "bundle.json").read_text())
+    assert "engine_layers.json" in m["files"] and m["engine"]["layers"] == "engine_layers.json"
+    info = json.loads((device / "engine_layers.json").read_text())
+    assert isinstance(info["Layers"][0], dict) and info["Bindings"]  # DETAILED verbosity
+    n = m["model"]["config"]["n_layer"]
+    # Mamba-1 quamba-w8a8: in_proj, x_proj, dt_proj and out_proj int8 per layer, the head fp16
+    assert m["engine"]["precision"]["linears"] == {"W8A8 INT8": 4 * n, "float FP16": 1}
+    assert f"W8A8 linears on INT8 ({4 * n}): model.layers.0.in_proj.w" in out
+    assert f"EdgeqAddRMSNormInt8 x{n}: FP32 FP32 FP32 -> INT8 FP32" in out
+    assert f"EdgeqSelectiveScanInt8 x{n}: INT8 INT8 FP32 INT8 INT8 FP32 FP32 FP32 INT8 -> " \
+           "FP32 FP32" in out
+    assert run_cli("verify", device)[0] == 0
+    # TensorRT dequantizing the int8 linears to a float GEMM: --expect-int8 fails in one line
+    # and the bundle keeps its engine
+    before = {p.name: p.read_bytes() for p in device.iterdir() if p.is_file()}
+    monkeypatch.setattr(fake_trt.Builder, "int8_gemm", False)
+    code, out, err = run_cli("engine", device, "--expect-int8")
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{4 * n} W8A8 linears do not run on INT8 in the engine: model.layers.0.in_proj.w " \
+           "(FP32)" in err
+    assert f"W8A8 linears on FP32 ({4 * n})" in out
+    assert {p.name: p.read_bytes() for p in device.iterdir() if p.is_file()} == before
+    code, out, err = run_cli("engine", device)  # without the flag: built, and summarized
+    assert code == 0 and json.loads((device / "bundle.json").read_text())["engine"][
+        "precision"]["linears"]["W8A8 FP32"] == 4 * n
+    gc.collect()

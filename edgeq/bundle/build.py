@@ -17,6 +17,7 @@ import numpy as np
 from ..bench.run import peak_rss_mib
 from ..errors import EdgeqError
 from ..runtime.cuda_kernels import gpu_sm
+from ..trt import memory
 from . import manifest, plugins
 
 
@@ -99,6 +100,9 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
 
     lm, folder = st("load", load_model, model)
     cfg = lm.cfg
+    # the engine is built and loaded on the device: refuse one it cannot hold before the slow
+    # stages (from the config; the graph's own weights are counted after export)
+    memory.check(memory.from_config(cfg, target, rec["name"], h2t, a16_fraction), target)
     tok_json = text.find(folder, tokenizer, cfg.vocab_size)
     tok = text.from_json(tok_json)
     if calib_data is None and (folder / "calib.txt").is_file():
@@ -129,18 +133,21 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
         meta["edgeq.target"] = target["name"]
         proto = st("export", to_onnx, model_for_export, meta)
         save(proto, tmp / "model.onnx")
+        projected = estimate(cfg, target, rec["name"], h2t=h2t, a16_fraction=a16_fraction)
+        engine_memory = memory.project(memory.graph_weight_bytes(tmp / "model.onnx"), target,
+                                       cfg, projected["state_bytes"])
+        memory.check(engine_memory, target)
         # validation tokens: a fixed window of the calibration data the build did not choose
         val = tokens[: min(len(tokens), 2 * 128 + 1)]
         metrics = st("validate", validate, model_for_export, proto, val)
         plugin = st("plugins", plugins.stage, tmp, target, sysroot, st.log)
         engine = st("engine", _engine_stage, tmp, target, plugin, st.log)
-        projected = estimate(cfg, target, rec["name"], h2t=h2t, a16_fraction=a16_fraction)
         if tok_json:
             (tmp / "tokenizer.json").write_text(tok_json)
         manifest.write(tmp, {
             "target": target, "recipe": rec, "model": {"source": model, "config": cfg.to_dict()},
             "versions": _versions(), "validation": metrics, "plugins": plugin, "engine": engine,
-            "projected": projected, "timings": st.timings,
+            "projected": projected, "engine_memory": engine_memory, "timings": st.timings,
             "peak_rss_mib": st.peak_rss_mib, "host": platform.machine()})
         os.replace(tmp, out)
     except BaseException:

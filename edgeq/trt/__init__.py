@@ -2,7 +2,12 @@
 exists only where TensorRT is installed (JetPack, or a workstation with TensorRT)."""
 from __future__ import annotations
 
+import ctypes
+from pathlib import Path
+
 from ..errors import EdgeqError
+
+LIBRARY = "plugins/libedgeq_trt_plugins.so"  # in a bundle
 
 # ICudaEngine.device_memory_size_v2 and IExecutionContext.set_device_memory(ptr, size) came in
 # 10.1 (JetPack 6.0 has 8.6; 6.1 and 6.2 have 10.3)
@@ -49,3 +54,40 @@ def logger(trt):
                         if line.startswith(("[ERROR]", "[INTERNAL_ERROR]"))] or ["no error logged"]
         _LOGGER = Recorder()
     return _LOGGER
+
+
+_PLUGINS: dict[int, tuple] = {}  # per tensorrt module: (module, library path, its handle)
+
+
+def load_plugins(trt, bundle: Path) -> None:
+    """Register the bundle's plugin library with TensorRT, once per process. loadLibrary
+    "will fail and return nullptr if any of the plugins are already registered"
+    (NvInferRuntimeCommon.h 10.3, IPluginRegistry::loadLibrary): a second call for the same
+    library (an engine build, then its --compare run) reuses the first, and another bundle's
+    library, whose plugins have the same names, is refused."""
+    lib = (bundle / LIBRARY).resolve()
+    if id(trt) in _PLUGINS:
+        loaded = _PLUGINS[id(trt)][1]
+        if loaded == lib:
+            return
+        raise EdgeqError(f"this process registered the plugins of {loaded} already; TensorRT "
+                         f"takes a plugin library once per process: run {bundle} in a new one")
+    if not lib.is_file():
+        raise EdgeqError(f"{bundle}: no built plugin library; run plugins-src/build_plugins.sh "
+                         "first")
+    handle = trt.get_plugin_registry().load_library(str(lib))
+    if not handle:
+        raise EdgeqError(f"TensorRT could not load the plugin library {lib}: "
+                         f"{_loader_error(lib) or logger(trt).errors()[-1]}; rebuild it from the "
+                         "bundle's plugins-src/ for this device")
+    _PLUGINS[id(trt)] = (trt, lib, handle)
+
+
+def _loader_error(lib: Path) -> str:
+    """The dynamic loader's own error for the library (dlerror, through ctypes), or "" if it
+    loads: TensorRT's loadLibrary logs it only through its logger, with its own wording."""
+    try:
+        ctypes.CDLL(str(lib), mode=ctypes.RTLD_LOCAL)
+    except OSError as e:
+        return str(e)
+    return ""

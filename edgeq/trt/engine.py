@@ -1,7 +1,8 @@
 """Build a TensorRT engine from a bundle on the device: an explicitly quantized, strongly typed
 network from the ONNX parser, the edgeq plugin library loaded into the plugin registry,
 optimization profiles for prefill and decode, memory-pool limits from the target and a timing
-cache. Not run in edgeq's CI: no TensorRT there."""
+cache; detailed layer information (engine_layers.json) for the precision summary
+(edgeq.trt.layers). Not run in edgeq's CI: no TensorRT there; tests/fake_trt.py simulates it."""
 from __future__ import annotations
 
 import os
@@ -13,8 +14,9 @@ import onnx
 
 from ..errors import EdgeqError
 from ..ops.table import BY_NAME, DOMAIN
-from . import load
+from . import layers, load, load_plugins
 from . import logger as trt_logger
+from .memory import workspace_bytes
 
 ENGINE, LOG, CACHE = "model.engine", "engine_build.log", "timing.cache"
 
@@ -55,7 +57,7 @@ def custom_ops(onnx_path: Path) -> set[tuple[str, str, str]]:
 def replacing(bundle: Path):
     """Around a rebuild of the engine's files: yields the old timing cache, and on failure puts
     the old files back (a bundle that verifies, as before), on success drops them."""
-    olds = [(bundle / n, bundle / f"{n}.old") for n in (ENGINE, CACHE, LOG)]
+    olds = [(bundle / n, bundle / f"{n}.old") for n in (ENGINE, CACHE, LOG, layers.LAYERS)]
     for new, old in olds:
         if new.exists():
             os.replace(new, old)
@@ -73,15 +75,12 @@ def replacing(bundle: Path):
 
 
 def build_engine(bundle: Path, target: dict, log, max_batch: int = 1, max_seq: int = 2048,
-                 timing_cache: bytes = b"") -> dict:
+                 timing_cache: bytes = b"", expect_int8: bool = False) -> dict:
     trt = load()
-    lib = bundle / "plugins" / "libedgeq_trt_plugins.so"
-    if not lib.is_file():
-        raise EdgeqError(f"{bundle}: no built plugin library; run plugins-src/build_plugins.sh first")
     logger = trt_logger(trt)
     logger.lines.clear()
+    load_plugins(trt, bundle)
     registry = trt.get_plugin_registry()
-    registry.load_library(str(lib))
     for name, version, namespace in sorted(custom_ops(bundle / "model.onnx")):
         if registry.get_creator(name, version, namespace) is None:
             raise EdgeqError(f"the plugin library lacks {namespace}::{name} v{version}, which the "
@@ -95,8 +94,11 @@ def build_engine(bundle: Path, target: dict, log, max_batch: int = 1, max_seq: i
         raise EdgeqError(f"TensorRT's ONNX parser refused the graph: {errors} "
                          f"(the whole log: {_failed_log(logger)})")
     config = builder.create_builder_config()
-    pool = int(target.get("usable_memory_gb", target["memory_gb"]) * 2**30 // 4)
+    pool = workspace_bytes(target)
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, pool)
+    # layer names, types, tactics and I/O formats in the engine's inspector (pyCore.cpp 10.3
+    # binds IBuilderConfig.profiling_verbosity; the default, LAYER_NAMES_ONLY, gives names only)
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     cache = config.create_timing_cache(timing_cache)
     if not config.set_timing_cache(cache, ignore_mismatch=False):  # another device's: start anew
         config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
@@ -116,17 +118,35 @@ def build_engine(bundle: Path, target: dict, log, max_batch: int = 1, max_seq: i
                 profile.set_shape(t.name, (1, *rest), (1, *rest), (max_batch, *rest))
         config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)
+    cache_data = config.get_timing_cache().serialize()
+    # the parser holds the graph's weights and the network points into them: both go before
+    # the engine is written and read back (on a Jetson, host and GPU share one DRAM)
+    del parser, network, config, builder
     if serialized is None:
         # the first error is the cause; TensorRT's last is a generic assertion
         raise EdgeqError(f"TensorRT could not build the engine: {logger.errors()[0]} (the "
                          f"whole log: {_failed_log(logger)})")
-    (bundle / ENGINE).write_bytes(bytes(serialized))
-    (bundle / CACHE).write_bytes(bytes(config.get_timing_cache().serialize()))
+    _write(bundle / ENGINE, serialized)
+    del serialized
+    _write(bundle / CACHE, cache_data)
     (bundle / LOG).write_text(logger.text())
     log(f"engine written: {bundle / ENGINE}")
+    summary = layers.summary(layers.write(trt, logger, bundle), bundle / "model.onnx")
+    log(layers.describe(summary))
+    if expect_int8:
+        layers.check_int8(summary)
     return {"built": True, "engine": ENGINE, "log": LOG, "tensorrt": trt.__version__,
             "profiles": {"prefill": [1, max_seq], "decode": [1, 1], "batch": [1, max_batch],
-                         "logits_at": [1, 1]}, "workspace_bytes": pool}
+                         "logits_at": [1, 1]}, "workspace_bytes": pool, "layers": layers.LAYERS,
+            "precision": layers.counts(summary)}
+
+
+def _write(path: Path, data) -> None:
+    """An IHostMemory (or bytes) to a file through the buffer protocol, with no copy in Python:
+    pyFoundationalTypes.cpp (10.3) binds IHostMemory with py::buffer_protocol() and def_buffer
+    over its data(); the engine is as large as the weights, bytes() of it would double them."""
+    with open(path, "wb") as f:
+        f.write(data)
 
 
 def _failed_log(logger) -> str:

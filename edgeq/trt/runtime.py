@@ -5,7 +5,7 @@ writes the other (ping-pong), so steps make no host copies and no allocations; o
 ids go up and the logits come back. A decode step (one token) runs in a CUDA graph, one per
 batch size and parity, each on its own execution context whose bindings never change (a graph
 replays the addresses it was captured with), captured after one eager run (TensorRT's recipe:
-the first enqueue does one-time work; the edgeq plugins copy their scales then). All contexts
+the first enqueue may do one-time work; the edgeq plugins do none there, docs/engine.md). All contexts
 share one block of activation memory: they run one after another on one stream, which is also
 why the decode contexts may share one optimization profile (TensorRT 10.3's IExecutionContext:
 "each execution context in concurrent use must use a separate optimization profile").
@@ -17,6 +17,7 @@ Not run in edgeq's CI (no TensorRT or GPU there); tests/fake_trt.py simulates bo
 from __future__ import annotations
 
 import json
+import mmap
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ import numpy as np
 from ..errors import EdgeqError
 from ..models.config import MambaConfig
 from ..runtime.cuda_kernels import check
-from . import load
+from . import load, load_plugins
 from . import logger as trt_logger
 
 _NP = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT64": np.int64, "INT32": np.int32}
@@ -91,6 +92,22 @@ class _Decode:
         self.graphs = [None, None]
 
 
+def deserialize(trt, logger, engine_path: Path):
+    """The engine from a memory map of its file, not a bytes copy: pyCore.cpp (10.3) binds
+    IRuntime.deserialize_cuda_engine to any py::buffer (runtime_deserialize_cuda_engine:
+    serializedEngine.request(), then info.ptr and size), and the map's pages are the file's,
+    which the kernel can drop, while a copy would hold the engine's size in the process until
+    deserialization ends (on a Jetson, in the DRAM the engine itself then needs). None if
+    TensorRT refuses it."""
+    with open(engine_path, "rb") as f:
+        try:
+            view = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except ValueError:  # an empty file
+            return None
+    with view:
+        return trt.Runtime(logger).deserialize_cuda_engine(view)
+
+
 class TrtBackend:
     name = "trt"
 
@@ -111,8 +128,8 @@ class TrtBackend:
         if not engine_path.is_file():
             raise EdgeqError(f"{bundle}: no model.engine; run `edgeq engine {bundle}` on the device")
         self.logger = trt_logger(trt)
-        trt.get_plugin_registry().load_library(str(bundle / "plugins" / "libedgeq_trt_plugins.so"))
-        self.engine = trt.Runtime(self.logger).deserialize_cuda_engine(engine_path.read_bytes())
+        load_plugins(trt, bundle)
+        self.engine = deserialize(trt, self.logger, engine_path)
         if self.engine is None:
             raise EdgeqError(f"{engine_path}: TensorRT could not load it; rebuild it with "
                              f"`edgeq engine {bundle}` on this device")

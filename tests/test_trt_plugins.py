@@ -56,6 +56,18 @@ def test_plugin_on_emulated_kernels(harness, emulated, kind, case):
     kc.RUNS[kind](PluginLib(harness, emulated, mem), mem, case)
 
 
+def test_harness_sees_the_plugins_cuda_calls(harness, emulated):
+    """The check that no CUDA runtime call happens inside enqueueV3 (tests/trt_harness.cpp)
+    is live: the emulated library reports its calls to the harness, here the device copies of
+    per-channel scales that attachToContext makes (two contexts, three FLOATS fields each)."""
+    case = kc.Conv(2, 7, 64, dtype="int8", per_channel=True)
+    before = harness.edgeq_harness_cuda_calls()
+    mem = kc.HostMem()
+    kc.RUNS["conv"](PluginLib(harness, emulated, mem), mem, case)
+    # per context, one for each FLOATS field: cudaMalloc, cudaMemcpy, and cudaFree at its end
+    assert harness.edgeq_harness_cuda_calls() - before == 2 * 3 * 3
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("kind,case", kc.SMALL, ids=str)
 def test_plugin_on_gpu(harness, on_gpu, kind, case):

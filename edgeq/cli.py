@@ -425,10 +425,18 @@ def _bench_backend(source: str, backend: str, cuda_graph: bool = True):
     return open_backend(source, backend)[0]
 
 
+class Stopped(SystemExit):
+    """A signal's exit: unwinds like SystemExit (temp folders are removed on the way out)."""
+
+    def __init__(self, signum: int):
+        super().__init__(128 + signum)
+        self.signum = signum
+
+
 def _exit_on_signal(signum, frame):
     import signal
     signal.signal(signum, signal.SIG_DFL)  # a second one kills at once
-    sys.exit(128 + signum)  # SystemExit unwinds: temp folders are removed on the way out
+    raise Stopped(signum)
 
 
 def main():
@@ -448,10 +456,14 @@ def main():
 
 
 def _run():
+    import signal
     try:
         cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        sys.exit(130)
+    except (click.exceptions.Abort, KeyboardInterrupt, Stopped) as e:
+        signum = getattr(e, "signum", signal.SIGINT)  # click turns Ctrl-C into Abort
+        click.echo(f"edgeq: stopped by {signal.Signals(signum).name}; its partial output was "
+                   "removed", err=True)
+        sys.exit(128 + signum)
     except click.ClickException as e:  # usage errors: one line too
         click.echo(f"edgeq: error: {e.format_message()}", err=True)
         sys.exit(2)

@@ -86,7 +86,7 @@ class OrtBackend:
         ids = np.asarray(ids, dtype=np.int64)
         feed = {"input_ids": ids, "logits_at": logits_at(ids.shape[1], last),
                 **dict(zip(self.state_names, state))}
-        logits, *state = self.session.run(self.out_names, feed)
+        logits, *state = ort_ops.run(self.session, self.out_names, feed)
         return logits.astype(np.float32, copy=False), state  # fp16 graphs give fp16 logits
 
 

@@ -58,6 +58,7 @@ class OrtBackend:
         self.metadata = meta
         opts = ort.SessionOptions()
         opts.register_custom_ops_library(ort_ops.register())
+        opts.log_severity_level = 3  # errors: a failed PyOp's empty outputs warn (ort_ops.run)
         if threads:
             opts.intra_op_num_threads = threads
         # ORT fuses DQ(INT4) -> MatMul into MatMulNBits, which by default quantizes the

@@ -28,7 +28,9 @@ def register() -> str:
     """Register the PyOps once; returns the onnxruntime-extensions library to load."""
     from onnxruntime_extensions import PyCustomOpDef, get_library_path
     f32, i64, i8 = PyCustomOpDef.dt_float, PyCustomOpDef.dt_int64, PyCustomOpDef.dt_int8
-    onnx_op = _guarded_op({f32: np.float32, i8: np.int8})
+    onnx_op = _guarded_op({getattr(PyCustomOpDef, f"dt_{t}"): np.dtype(n) for t, n in
+                           (("float", "float32"), ("float16", "float16"), ("int8", "int8"),
+                            ("uint8", "uint8"), ("int32", "int32"), ("int64", "int64"))})
 
     @onnx_op(op_type=SELECTIVE_SCAN.name, inputs=[f32] * len(SELECTIVE_SCAN.inputs),
              outputs=[f32, f32], attrs={"delta_softplus": i64})
@@ -93,13 +95,14 @@ def _guarded_op(dtypes: dict):
     onnxruntime-extensions' PyOp compute (PyCustomOpFactory's KernelCompute callback, a plain
     `void (*)(void*, OrtKernelContext*)` of ORT's C custom-op API) rethrows a Python exception
     as pybind11::error_already_set, which cannot unwind through ORT's frames: std::terminate,
-    abort, exit 134, no cleanup. So the wrapper keeps the exception (a kernel's ValueError,
+    abort, exit 134, no cleanup (gdb, onnxruntime-extensions 0.15.2 on ORT 1.32: __cxa_rethrow
+    in that callback, terminate from __gxx_personality_v0). So the wrapper keeps the exception (a kernel's ValueError,
     Ctrl-C's KeyboardInterrupt, SIGTERM's SystemExit), returns empty outputs of the declared
     types, and makes later PyOps of the run return at once; run() raises it when ORT returns."""
     from onnxruntime_extensions import onnx_op
 
     def op(**kw):
-        empty = [np.zeros(0, dtypes[t]) for t in kw["outputs"]]
+        empty = [np.zeros(0, dtypes[t]) for t in kw["outputs"]]  # the declared types
 
         def wrap(fn):
             @functools.wraps(fn)

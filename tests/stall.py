@@ -1,7 +1,7 @@
 """Run the edgeq CLI with one place made slow, so that a test's signal lands there:
 `python tests/stall.py WHERE edgeq-args...`. WHERE is a build stage's name (the stage waits
 before it runs), `pyop` (the CPU kernels that ORT's custom ops call wait, inside the PyOp)
-or `open` (loading a graph into ORT waits). It prints `stalled at WHERE` on stderr when the
+`open` (loading a graph into ORT waits) or MODULE:FUNCTION (that function waits). It prints `stalled at WHERE` on stderr when the
 wait starts; the test then sends its signal."""
 import functools
 import sys
@@ -27,6 +27,11 @@ def main(where: str, args: list[str]) -> None:
             setattr(kernels, op, stall(where, getattr(kernels, op)))
     elif where == "open":
         backends.OrtBackend.__init__ = stall(where, backends.OrtBackend.__init__)
+    elif ":" in where:
+        import importlib
+        module, name = where.split(":")
+        module = importlib.import_module(module)
+        setattr(module, name, stall(where, getattr(module, name)))
     else:
         call = build.Stages.__call__
 

@@ -106,6 +106,20 @@ def test_eval_stopped(where, sig, graph, tmp_path):
     assert_stopped(*stop(p, where, sig), sig)
 
 
+@pytest.mark.parametrize("command,where,sig", [
+    ("quantize", "edgeq.quant.quantize:write_config", signal.SIGINT),  # in its temp folder
+    ("export", "onnx:save_model", signal.SIGTERM)])
+def test_quantize_and_export_stopped_while_writing(command, where, sig, hf_model, calib_npy,
+                                                   tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    args = {"quantize": ["--calib", calib_npy, "--samples", "4", "--seq-len", "32", "-o",
+                         out / "q"], "export": ["-o", out / "m.onnx"]}[command]
+    p = start(where, command, hf_model("h96")[1], *args)
+    assert_stopped(*stop(p, where, sig), sig)
+    assert not list(out.iterdir())
+
+
 def _session(model):
     import onnxruntime as ort
     opts = ort.SessionOptions()

@@ -96,9 +96,10 @@ def _guarded_op(dtypes: dict):
     `void (*)(void*, OrtKernelContext*)` of ORT's C custom-op API) rethrows a Python exception
     as pybind11::error_already_set, which cannot unwind through ORT's frames: std::terminate,
     abort, exit 134, no cleanup (gdb, onnxruntime-extensions 0.15.2 on ORT 1.32: __cxa_rethrow
-    in that callback, terminate from __gxx_personality_v0). So the wrapper keeps the exception (a kernel's ValueError,
-    Ctrl-C's KeyboardInterrupt, SIGTERM's SystemExit), returns empty outputs of the declared
-    types, and makes later PyOps of the run return at once; run() raises it when ORT returns."""
+    in that callback, terminate from __gxx_personality_v0). So the wrapper keeps the exception
+    (a kernel's ValueError, Ctrl-C's KeyboardInterrupt, SIGTERM's SystemExit), returns empty
+    outputs of the declared types, and makes later PyOps of the run return at once; run()
+    raises it when ORT returns."""
     from onnxruntime_extensions import onnx_op
 
     def op(**kw):

@@ -14,6 +14,11 @@ RECIPES = ", ".join(recipe_names())  # for help texts
 TOKENIZER = click.option(
     "--tokenizer", default=None, help="A tokenizer.json, its folder or a hub id, instead of the "
     "model's (state-spaces checkpoints have none: GPT-NeoX-20B's from the hub by default).")
+SAMPLES = click.option("--samples", default=512, show_default=True, type=click.IntRange(1),
+                       help="Calibration windows drawn from the data.")
+SEQ_LEN = click.option("--seq-len", default=512, show_default=True, type=click.IntRange(2),
+                       help="Tokens per calibration window.")
+MAX_NEW_TOKENS = 100_000  # a bound on one run; the states do not grow with it
 A16_FRACTION = click.option(
     "--a16-fraction", type=float, default=None,
     help="quamba2-w4ax: the fraction of layers that run W4A16, the rest W4A8 (recipe: 0.25).")
@@ -104,13 +109,20 @@ def _prompt_ids(prompt, prompt_ids, tok, vocab_size: int) -> list[int]:
               help="torch for a model folder, ort for an .onnx (default by source).")
 @click.option("--prompt", default=None, help="Prompt text (needs the model's tokenizer).")
 @click.option("--prompt-ids", default=None, help="Prompt token ids, comma separated.")
-@click.option("--max-new-tokens", default=64, show_default=True, type=click.IntRange(1))
+@click.option("--max-new-tokens", default=64, show_default=True,
+              type=click.IntRange(1, MAX_NEW_TOKENS),
+              help=f"Tokens to generate after the prompt (at most {MAX_NEW_TOKENS:,}; fewer "
+                   "when the model emits its end-of-text token).")
 @click.option("--greedy", is_flag=True, help="Always take the most likely token (the default "
               "unless --temperature, --top-k or --top-p is given).")
-@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=None)
-@click.option("--top-k", type=click.IntRange(0), default=None)
-@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=None)
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(0))
+@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Sample with the logits divided by this (default 1 when sampling).")
+@click.option("--top-k", type=click.IntRange(0), default=None,
+              help="Sample among the K most likely tokens only (0: all).")
+@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Sample among the most likely tokens whose probabilities reach P (nucleus).")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0),
+              help="Seeds the sampling.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the ids.")
 @TOKENIZER
 def generate(source, backend, prompt, prompt_ids, max_new_tokens, greedy, temperature, top_k,
@@ -154,9 +166,10 @@ def generate(source, backend, prompt, prompt_ids, max_new_tokens, greedy, temper
                    "array, or a `datasets` id with its text column, NAME or NAME:SUBSET (online).")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="The quantized folder to create.")
-@click.option("--samples", default=512, show_default=True, type=click.IntRange(1))
-@click.option("--seq-len", default=512, show_default=True, type=click.IntRange(2))
-@click.option("--batch", default=8, show_default=True, type=click.IntRange(1))
+@SAMPLES
+@SEQ_LEN
+@click.option("--batch", default=8, show_default=True, type=click.IntRange(1),
+              help="Calibration windows run at once (more: faster, more memory).")
 @click.option("--percentile", type=float, default=None,
               help="Clip the SSM input at this percentile of |x| (quamba-w8a8: 99.999).")
 @click.option("--per-channel", is_flag=True, help="Per-output-channel weight scales.")
@@ -205,8 +218,10 @@ def quantize(model, recipe, calib_data, output, samples, seq_len, batch, percent
               help="Perplexity on this held-out text file.")
 @click.option("--tasks", default=None,
               help="lm-eval harness tasks, comma separated (needs lm_eval and its data).")
-@click.option("--backend", type=click.Choice(["torch", "ort"]), default=None)
-@click.option("--seq-len", default=512, show_default=True, type=click.IntRange(2))
+@click.option("--backend", type=click.Choice(["torch", "ort"]), default=None,
+              help="torch for a model or quantized folder, ort for an .onnx (default by source).")
+@click.option("--seq-len", default=512, show_default=True, type=click.IntRange(2),
+              help="Tokens per perplexity window (the text is cut into windows of this length).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @TOKENIZER
 def eval_cmd(source, ppl_file, tasks, backend, seq_len, as_json, tokenizer):
@@ -261,8 +276,10 @@ def targets(as_json):
               help=f"fp16 or a recipe: {RECIPES}.")
 @click.option("--h2t", is_flag=True, help="Embedding and lm_head 4-bit too.")
 @A16_FRACTION
-@click.option("--prompt-len", default=1024, show_default=True, type=click.IntRange(1))
-@click.option("--batch", default=1, show_default=True, type=click.IntRange(1))
+@click.option("--prompt-len", default=1024, show_default=True, type=click.IntRange(1),
+              help="Prompt tokens the prefill bound is for.")
+@click.option("--batch", default=1, show_default=True, type=click.IntRange(1),
+              help="Sequences decoded together.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def estimate(model, target_name, recipe, h2t, a16_fraction, prompt_len, batch, as_json):
     """Roofline lower bounds of MODEL on a target: decode (bytes per token / bandwidth) and
@@ -300,12 +317,13 @@ def estimate(model, target_name, recipe, h2t, a16_fraction, prompt_len, batch, a
 @A16_FRACTION
 @click.option("--calib", "calib_data", default=None,
               help="Calibration data (default: the model folder's calib.txt).")
-@click.option("--samples", default=512, show_default=True, type=click.IntRange(1))
-@click.option("--seq-len", default=512, show_default=True, type=click.IntRange(2))
+@SAMPLES
+@SEQ_LEN
 @click.option("--sysroot", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="A JetPack root file system: cross-compile the plugin library of a Jetson target "
                    "against it.")
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="The bundle folder to create.")
 @TOKENIZER
 def build(model, target_name, recipe, h2t, residual_hadamard, a16_fraction, calib_data, samples,
           seq_len, sysroot, output, tokenizer):
@@ -333,8 +351,10 @@ def verify(bundle):
 
 @cli.command()
 @click.argument("bundle", type=click.Path(path_type=Path))
-@click.option("--max-batch", default=1, show_default=True, type=click.IntRange(1))
-@click.option("--max-seq", default=2048, show_default=True, type=click.IntRange(1))
+@click.option("--max-batch", default=1, show_default=True, type=click.IntRange(1),
+              help="The largest batch the engine's profiles take.")
+@click.option("--max-seq", default=2048, show_default=True, type=click.IntRange(1),
+              help="The longest prompt the prefill profile takes.")
 @click.option("--compare", is_flag=True, help="Then compare the engine's outputs with the ONNX "
               "graph's on ORT (the C++ kernels) with polygraphy, and their top-1 agreement.")
 @click.option("--expect-int8", is_flag=True, help="Fail when a W8A8 linear runs in a float "
@@ -371,12 +391,19 @@ def engine(bundle, max_batch, max_seq, compare, expect_int8):
 
 @cli.command()
 @click.argument("source", metavar="BUNDLE_OR_MODEL")
-@click.option("--backend", type=click.Choice(["trt", "ort", "torch"]), default="ort", show_default=True)
-@click.option("--prompt-len", default=128, show_default=True, type=click.IntRange(1))
-@click.option("--gen-len", default=32, show_default=True, type=click.IntRange(1))
-@click.option("--batch", default=1, show_default=True, type=click.IntRange(1))
-@click.option("--warmup", default=1, show_default=True, type=click.IntRange(0))
-@click.option("--iters", default=3, show_default=True, type=click.IntRange(1))
+@click.option("--backend", type=click.Choice(["trt", "ort", "torch"]), default="ort",
+              show_default=True, help="trt: the bundle's engine; ort: its graph on the CPU; "
+              "torch: a model folder.")
+@click.option("--prompt-len", default=128, show_default=True, type=click.IntRange(1),
+              help="Prompt tokens (random ids) per sequence.")
+@click.option("--gen-len", default=32, show_default=True, type=click.IntRange(1),
+              help="Tokens generated per sequence.")
+@click.option("--batch", default=1, show_default=True, type=click.IntRange(1),
+              help="Sequences generated together.")
+@click.option("--warmup", default=1, show_default=True, type=click.IntRange(0),
+              help="Untimed runs first.")
+@click.option("--iters", default=3, show_default=True, type=click.IntRange(1),
+              help="Timed runs.")
 @click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write bench.json, bench.md and bench.png here.")
 @click.option("--host", default=None, help="user@device: run the benchmark there over SSH.")
@@ -440,10 +467,18 @@ def _bench_backend(source: str, backend: str, cuda_graph: bool = True):
     return open_backend(source, backend)[0]
 
 
+class Stopped(SystemExit):
+    """A signal's exit: unwinds like SystemExit (temp folders are removed on the way out)."""
+
+    def __init__(self, signum: int):
+        super().__init__(128 + signum)
+        self.signum = signum
+
+
 def _exit_on_signal(signum, frame):
     import signal
     signal.signal(signum, signal.SIG_DFL)  # a second one kills at once
-    sys.exit(128 + signum)  # SystemExit unwinds: temp folders are removed on the way out
+    raise Stopped(signum)
 
 
 def main():
@@ -463,10 +498,14 @@ def main():
 
 
 def _run():
+    import signal
     try:
         cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        sys.exit(130)
+    except (click.exceptions.Abort, KeyboardInterrupt, Stopped) as e:
+        signum = getattr(e, "signum", signal.SIGINT)  # click turns Ctrl-C into Abort
+        click.echo(f"edgeq: stopped by {signal.Signals(signum).name}; nothing half-written was "
+                   "left", err=True)
+        sys.exit(128 + signum)
     except click.ClickException as e:  # usage errors: one line too
         click.echo(f"edgeq: error: {e.format_message()}", err=True)
         sys.exit(2)
@@ -474,8 +513,9 @@ def _run():
         click.echo(f"edgeq: error: {e}", err=True)
         sys.exit(2)
     except OSError as e:
-        click.echo(f"edgeq: error: {e.filename or ''}: {e.strerror}; check the path and "
-                   "its permissions", err=True)
+        where = f"{e.filename}: " if e.filename else ""  # a full disk's write names no file
+        click.echo(f"edgeq: error: {where}{e.strerror}; check the path, its permissions and "
+                   "the free space", err=True)
         sys.exit(2)
     except MemoryError:
         click.echo("edgeq: error: out of memory on this host; use a machine with more memory "

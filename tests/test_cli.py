@@ -50,6 +50,7 @@ def test_export_then_generate_json(run_cli, hf_model, tmp_path):
     (["export", "{tmp}/nope", "-o", "{tmp}/m.onnx"], "no such folder"),
     (["inspect", "bad id with spaces"], "no such folder"),
     (["frobnicate"], "No such command"),
+    (["generate", "{m}", "--prompt-ids", "1", "--max-new-tokens", "100001"], "1<=x<=100000"),
     (["generate", "{m}", "--prompt-ids", "1,99999"], "outside the vocabulary"),
     (["generate", "{m}", "--prompt-ids", "1", "--temperature", "nan"], "not nan"),
     (["generate", "{m}", "--prompt-ids", "1", "--top-k", "3", "--seed", "-1"], "--seed"),
@@ -98,6 +99,23 @@ def test_eval_and_bundle_folder_hints(run_cli, tmp_path):
     (tmp_path / "model.onnx").write_bytes(b"")  # a folder that looks like a bundle
     code, _, err = run_cli("generate", tmp_path, "--prompt-ids", "1")
     assert code == 2 and err.count("\n") == 1 and "model.onnx" in err, err
+
+
+def test_every_option_has_help():
+    import click
+
+    from edgeq.cli import cli
+    missing = [(name, p.opts[0]) for name, cmd in cli.commands.items() for p in cmd.params
+               if isinstance(p, click.Option) and not p.hidden and not p.help]
+    assert len(cli.commands) >= 10 and not missing, missing
+
+
+def test_export_refuses_an_existing_file(run_cli, hf_model, tmp_path):
+    (tmp_path / "m.onnx").write_text("earlier")
+    code, _, err = run_cli("export", hf_model("h96")[1], "-o", tmp_path / "m.onnx")
+    assert code == 2 and err == f"edgeq: error: {tmp_path / 'm.onnx'}: already exists; remove " \
+        "it or choose another -o\n"
+    assert (tmp_path / "m.onnx").read_text() == "earlier"
 
 
 def test_main_gives_back_the_signal_handlers(monkeypatch):

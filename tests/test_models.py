@@ -154,4 +154,19 @@ def test_hub_download_failure_is_one_line(run_cli, monkeypatch):
     monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot)
     code, _, err = run_cli("inspect", "nobody/no-such-model")
     assert code == 2 and err.count("\n") == 1
-    assert "nobody/no-such-model: not a local folder and the hub download failed" in err
+    assert "nobody/no-such-model: no local folder nobody/no-such-model and the hub download " \
+        "failed" in err
+
+
+@pytest.mark.parametrize("name", ["models/mamba", "./mamba", "a/b/c", "~/no-such-edgeq-model"])
+def test_a_mistyped_local_path_is_not_a_hub_download(name, run_cli, monkeypatch, tmp_path):
+    import huggingface_hub
+
+    def snapshot(*args, **kwargs):
+        raise AssertionError("tried the hub")
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()  # an existing parent folder makes models/mamba a local path
+    code, _, err = run_cli("inspect", name)
+    assert code == 2 and err == f"edgeq: error: {name}: no such folder (a local path, so not " \
+        "tried as a hub id); check the path\n"

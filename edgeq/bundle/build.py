@@ -7,7 +7,6 @@ import os
 import platform
 import shutil
 import sys
-import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 
 from ..bench.run import peak_rss_mib
 from ..errors import EdgeqError
+from ..output import writing
 from ..runtime.cuda_kernels import gpu_sm
 from ..trt import memory
 from . import manifest, plugins
@@ -85,7 +85,7 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
     st = stages or Stages()
     target = get(target_name)
     out = Path(out)
-    parent = q.check_output(out)
+    q.check_output(out)
     if sysroot is not None:
         plugins.check_sysroot(sysroot, target)  # fail before the slow stages
     if recipe_name == FP16["name"]:
@@ -112,8 +112,7 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
                          "validation (and calibration) need it")
     tokens = calib.load_tokens(calib_data, tok)
     calib.check(tokens, 2, cfg.vocab_size)  # validation's least: one token and its next
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
-    try:
+    with writing(out) as tmp:
         if rec is FP16:  # the baseline: the fp model in fp16, the SSM state fp32 (docs/ops.md)
             model_for_export = lm.half()
         else:
@@ -149,10 +148,6 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
             "versions": _versions(), "validation": metrics, "plugins": plugin, "engine": engine,
             "projected": projected, "engine_memory": engine_memory, "timings": st.timings,
             "peak_rss_mib": st.peak_rss_mib, "host": platform.machine()})
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return manifest.read(out)
 
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from google.protobuf.message import EncodeError
 from onnxscript import values
 
 from ..errors import EdgeqError
+from ..output import writing
 from ..ops import custom, qdq  # noqa: F401  (registers the ops the translations refer to)
 from ..ops.table import DOMAIN, OPS
 from . import schemas
@@ -187,7 +186,9 @@ def to_onnx(model, metadata: dict[str, str] | None = None) -> onnx.ModelProto:
 
 
 def check_output(path: Path) -> Path:
-    """The folder an output goes into, if it exists and is writable."""
+    """The folder a new output goes into, if it exists and is writable."""
+    if Path(path).exists():  # as build and quantize: never over an earlier result
+        raise EdgeqError(f"{path}: already exists; remove it or choose another -o")
     parent = Path(path).parent
     if not parent.is_dir():
         raise EdgeqError(f"{parent}: no such folder; create it or choose another -o")
@@ -209,8 +210,7 @@ def save(proto: onnx.ModelProto, path: Path) -> None:
     2 GB keep their weights in PATH.data; PROTO keeps its weights in memory either way."""
     path = Path(path)
     parent = check_output(path)
-    tmp = Path(tempfile.mkdtemp(prefix=".edgeq-", dir=parent))
-    try:
+    with writing(path, move=False) as tmp:
         out = tmp / path.name
         if over_2gb(proto):
             onnx.save_model(proto, out, save_as_external_data=True, all_tensors_to_one_file=True,
@@ -225,5 +225,3 @@ def save(proto: onnx.ModelProto, path: Path) -> None:
             onnx.checker.check_model(proto, full_check=True)
             onnx.save_model(proto, out)
         os.replace(out, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

@@ -6,13 +6,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
 from ..errors import EdgeqError
+from ..output import writing
 from ..models.config import MambaConfig, read_config
 from ..models.loader import write_config
 from ..models.mamba import MambaLM
@@ -311,9 +310,8 @@ def save(folder: Path, model: MambaLM, tensors: dict, scales: list[dict], recipe
     """Write the quantized folder through a temp folder renamed into place."""
     from safetensors.torch import save_file
     folder = Path(folder)
-    parent = check_output(folder)
-    tmp = Path(tempfile.mkdtemp(prefix=".edgeq-", dir=parent))
-    try:
+    check_output(folder)
+    with writing(folder) as tmp:
         write_config(model.cfg, tmp)
         save_file(tensors, str(tmp / "model.safetensors"))
         meta = {"format": FORMAT, "config_digest": config_digest(model.cfg), "recipe": recipe,
@@ -321,10 +319,6 @@ def save(folder: Path, model: MambaLM, tensors: dict, scales: list[dict], recipe
         (tmp / "quant.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
         if tokenizer_json:
             (tmp / "tokenizer.json").write_text(tokenizer_json)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def is_quantized(folder: Path) -> bool:

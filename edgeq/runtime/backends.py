@@ -58,6 +58,7 @@ class OrtBackend:
         self.metadata = meta
         opts = ort.SessionOptions()
         opts.register_custom_ops_library(ort_ops.register())
+        opts.log_severity_level = 3  # errors: a failed PyOp's empty outputs warn (ort_ops.run)
         if threads:
             opts.intra_op_num_threads = threads
         # ORT fuses DQ(INT4) -> MatMul into MatMulNBits, which by default quantizes the
@@ -86,7 +87,7 @@ class OrtBackend:
         ids = np.asarray(ids, dtype=np.int64)
         feed = {"input_ids": ids, "logits_at": logits_at(ids.shape[1], last),
                 **dict(zip(self.state_names, state))}
-        logits, *state = self.session.run(self.out_names, feed)
+        logits, *state = ort_ops.run(self.session, self.out_names, feed)
         return logits.astype(np.float32, copy=False), state  # fp16 graphs give fp16 logits
 
 

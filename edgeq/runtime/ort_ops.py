@@ -13,6 +13,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from ..errors import EdgeqError
 from ..export.schemas import ELEM
 from ..ops.table import (ADD_RMSNORM_INT8, BY_NAME, CAUSAL_CONV1D, CAUSAL_CONV1D_INT8, DOMAIN,
                          HADAMARD_INT8, LINEAR_W4A8, SELECTIVE_SCAN, SELECTIVE_SCAN_INT8,
@@ -25,8 +26,11 @@ ORT_DOMAIN = "ai.onnx.contrib"
 @functools.cache
 def register() -> str:
     """Register the PyOps once; returns the onnxruntime-extensions library to load."""
-    from onnxruntime_extensions import PyCustomOpDef, get_library_path, onnx_op
+    from onnxruntime_extensions import PyCustomOpDef, get_library_path
     f32, i64, i8 = PyCustomOpDef.dt_float, PyCustomOpDef.dt_int64, PyCustomOpDef.dt_int8
+    onnx_op = _guarded_op({getattr(PyCustomOpDef, f"dt_{t}"): np.dtype(n) for t, n in
+                           (("float", "float32"), ("float16", "float16"), ("int8", "int8"),
+                            ("uint8", "uint8"), ("int32", "int32"), ("int64", "int64"))})
 
     @onnx_op(op_type=SELECTIVE_SCAN.name, inputs=[f32] * len(SELECTIVE_SCAN.inputs),
              outputs=[f32, f32], attrs={"delta_softplus": i64})
@@ -80,6 +84,62 @@ def register() -> str:
         return kernels.linear_w4a8(x, weight, weight_scale, **_decode(LINEAR_W4A8, a))
 
     return get_library_path()
+
+
+_raised: list[BaseException] = []  # what a PyOp raised during run(), for run() to raise
+
+
+def _guarded_op(dtypes: dict):
+    """onnx_op registering each function wrapped so that it never raises.
+
+    onnxruntime-extensions' PyOp compute (PyCustomOpFactory's KernelCompute callback, a plain
+    `void (*)(void*, OrtKernelContext*)` of ORT's C custom-op API) rethrows a Python exception
+    as pybind11::error_already_set, which cannot unwind through ORT's frames: std::terminate,
+    abort, exit 134, no cleanup (gdb, onnxruntime-extensions 0.15.2 on ORT 1.32: __cxa_rethrow
+    in that callback, terminate from __gxx_personality_v0). So the wrapper keeps the exception
+    (a kernel's ValueError, Ctrl-C's KeyboardInterrupt, SIGTERM's SystemExit), returns empty
+    outputs of the declared types, and makes later PyOps of the run return at once; run()
+    raises it when ORT returns."""
+    from onnxruntime_extensions import onnx_op
+
+    def op(**kw):
+        empty = [np.zeros(0, dtypes[t]) for t in kw["outputs"]]  # the declared types
+
+        def wrap(fn):
+            @functools.wraps(fn)
+            def guarded(*args, **attrs):
+                if not _raised:
+                    try:
+                        return fn(*args, **attrs)
+                    except ValueError as e:  # the kernels' argument checks
+                        _raised.append(EdgeqError(f"{kw['op_type']}: {e}; the graph does not fit "
+                                                  "the op's spec, export it again with edgeq"))
+                    except BaseException as e:
+                        _raised.append(e)
+                return tuple(empty) if len(empty) > 1 else empty[0]
+            return onnx_op(**kw)(guarded)
+        return wrap
+    return op
+
+
+def run(session, names: list[str], feed: dict) -> list:
+    """session.run, raising what one of its PyOps raised (see _guarded_op). The nodes after a
+    failed PyOp may fail on its empty outputs: ORT's log of that is muted, the error it
+    raises for it still comes out when no PyOp failed."""
+    import onnxruntime as ort
+    _raised.clear()
+    opts = ort.RunOptions()
+    opts.log_severity_level = 4  # fatal only
+    try:
+        out = session.run(names, feed, opts)
+    except Exception:
+        if not _raised:
+            raise
+    if _raised:
+        e = _raised[0]  # the first: the rest of the run returned at once
+        _raised.clear()
+        raise e
+    return out
 
 
 # FLOAT and FLOATS attributes as for_ort writes them (exact decimal strings), and back

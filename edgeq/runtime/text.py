@@ -44,8 +44,8 @@ def _given(name: str) -> str:
         if not (path / "tokenizer.json").is_file():
             raise EdgeqError(f"{path}: holds no tokenizer.json; give the file or its folder")
         return _read(path / "tokenizer.json")
-    from ..models.loader import HUB_ID
-    if not HUB_ID.match(name):
+    from ..models.loader import hub_id
+    if not hub_id(name):
         raise EdgeqError(f"--tokenizer {name}: no such file or folder, and not a hub id (owner/name)")
     return _hub(name)
 

@@ -1,0 +1,83 @@
+"""Outputs written whole: into a temp folder beside the output, renamed into place at the end, so
+a failure, Ctrl-C or SIGTERM leaves nothing half-written. The temp folder's name holds the
+writer's pid: a write of the same output later removes those of writers that were killed
+(SIGKILL, the OOM killer), which had no chance to clean up."""
+from __future__ import annotations
+
+import contextlib
+import errno
+import glob
+import os
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from .errors import EdgeqError
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale(out: Path) -> None:
+    """Remove the temp folders of OUT whose writer is gone, saying so on stderr. Only this
+    host's pids are known, so a folder on a shared disk may be another host's: the pid of a
+    live process here keeps it."""
+    prefix = f".{out.name}."
+    for p in out.parent.glob(glob.escape(prefix) + "*"):
+        m = re.fullmatch(r"(\d+)\.[A-Za-z0-9_]{8}", p.name[len(prefix):])
+        if m and p.is_dir() and not p.is_symlink() and int(m[1]) != os.getpid() \
+                and not _alive(int(m[1])):
+            shutil.rmtree(p, ignore_errors=True)
+            print(f"edgeq: removed {p}, the temp folder of a write of {out} that was killed "
+                  f"(pid {m[1]})", file=sys.stderr)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def writing(out: Path, move: bool = True):
+    """Yield a fresh temp folder beside OUT, with the permissions of a folder made by mkdir
+    (mkdtemp makes 0700). move: rename the folder to OUT at the end; else the caller moves what
+    it wrote. Errors on the way name OUT, never the temp folder."""
+    out = Path(out)
+    remove_stale(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", dir=out.parent))
+    try:
+        os.chmod(tmp, 0o777 & ~_umask())
+        yield tmp
+        if move:
+            try:
+                os.replace(tmp, out)
+            except OSError as e:
+                if e.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.EISDIR, errno.ENOTDIR):
+                    raise EdgeqError(f"{out}: appeared while this wrote it (another process?); "
+                                     "remove it or choose another -o") from None
+                raise
+    except OSError as e:
+        raise EdgeqError(_message(e, tmp, out)) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _message(e: OSError, tmp: Path, out: Path) -> str:
+    what = f"{out}: {e.strerror}"
+    if e.filename and Path(e.filename) != tmp and tmp in Path(e.filename).parents:
+        what += f" (writing {Path(e.filename).relative_to(tmp)})"
+    elif e.filename and Path(e.filename) != tmp:
+        what = f"{e.filename}: {e.strerror}"
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return what + "; free some space or choose another -o"
+    return what + "; check the path and its permissions"

@@ -374,7 +374,8 @@ def engine(bundle, max_batch, max_seq, compare, expect_int8):
                           MambaConfig.from_dict(m["model"]["config"]),
                           m["projected"]["state_bytes"], max_batch, max_seq)
     click.echo(memory.describe(need, m["target"]))
-    memory.check(need, m["target"])
+    if warning := memory.check(need, m["target"]):
+        click.echo(warning, err=True)
     if compare:
         from .trt.compare import compare as run_compare  # without polygraphy: fail before building
     if m["plugins"]["mode"] == "sources":

@@ -561,17 +561,18 @@ def test_engine_layers_and_precision_summary(device, run_cli, tmp_path, monkeypa
     gc.collect()
 
 
-def test_engine_command_refuses_an_engine_the_target_cannot_hold(device, run_cli, tmp_path,
+def test_engine_command_refuses_an_engine_the_target_cannot_load(device, run_cli, tmp_path,
                                                                  monkeypatch):
-    """Before building the plugin library or the engine: the projected peak against the
+    """Before building the plugin library or the engine: the projected load peak against the
     target's memory (edgeq/trt/memory.py), in one line, the bundle untouched."""
     from edgeq.trt import memory
     monkeypatch.setenv("PATH", f"{fake_trt.cmake(tmp_path / 'bin')}:{os.environ['PATH']}")
     files = sorted(str(p.relative_to(device)) for p in device.rglob("*") if p.is_file())
-    monkeypatch.setattr(memory, "FIXED_BUILD", 6 * 2**30)  # more than the Nano's 5.2 GiB
+    monkeypatch.setattr(memory, "FIXED_LOAD", 6 * 2**30)  # more than the Nano's 5.2 GiB
     code, out, err = run_cli("engine", device)
     assert code == 2 and err.count("\n") == 1, err
-    assert "edgeq: error: engine on orin-nano: build needs 7." in err and "does not fit" in err
+    assert "edgeq: error: engine on orin-nano: build needs" in err and "load 6." in err
+    assert "does not fit" in err
     assert "engine on orin-nano: build needs" in out  # printed before the refusal
     assert not (tmp_path / "bin" / "log").exists()  # cmake never ran
     assert sorted(str(p.relative_to(device)) for p in device.rglob("*") if p.is_file()) == files

@@ -11,7 +11,7 @@ import argparse
 import readme_table
 from estimate_table import SIZES
 from edgeq.targets import get
-from edgeq.trt.memory import GIB, from_config
+from edgeq.trt.memory import GIB, from_config, verdict
 
 
 def main():
@@ -24,11 +24,9 @@ def main():
     for name, (cfg, recipes) in SIZES.items():
         for recipe in recipes:
             p = from_config(cfg, nano, recipe.split()[0], h2t=recipe.endswith("h2t"))
-            verdict = "fits" if p["fits"] else "loads, cannot be built there" \
-                if p["load_peak_bytes"] <= p["available_bytes"] else "does not fit"
             lines.append(f"| {name} | {recipe} | {p['weights_bytes'] / GIB:.2f} GiB | "
                          f"{p['build_peak_bytes'] / GIB:.2f} GiB | "
-                         f"{p['load_peak_bytes'] / GIB:.2f} GiB | {verdict} |")
+                         f"{p['load_peak_bytes'] / GIB:.2f} GiB | {verdict(p)} |")
     table = "\n".join(lines)
     print(table)
     if args.write_readme:

@@ -102,7 +102,9 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
     cfg = lm.cfg
     # the engine is built and loaded on the device: refuse one it cannot hold before the slow
     # stages (from the config; the graph's own weights are counted after export)
-    memory.check(memory.from_config(cfg, target, rec["name"], h2t, a16_fraction), target)
+    if warning := memory.check(memory.from_config(cfg, target, rec["name"], h2t, a16_fraction),
+                               target):
+        print(warning, file=sys.stderr)
     tok_json = text.find(folder, tokenizer, cfg.vocab_size)
     tok = text.from_json(tok_json)
     if calib_data is None and (folder / "calib.txt").is_file():
@@ -135,7 +137,7 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
         projected = estimate(cfg, target, rec["name"], h2t=h2t, a16_fraction=a16_fraction)
         engine_memory = memory.project(memory.graph_weight_bytes(tmp / "model.onnx"), target,
                                        cfg, projected["state_bytes"])
-        memory.check(engine_memory, target)
+        memory.check(engine_memory, target)  # its warning was printed from the config
         # validation tokens: a fixed window of the calibration data the build did not choose
         val = tokens[: min(len(tokens), 2 * 128 + 1)]
         metrics = st("validate", validate, model_for_export, proto, val)

@@ -75,7 +75,13 @@ def project(weights: int, target: dict, cfg, state_bytes: int, max_batch: int = 
             "load_peak_bytes": int(load), "build_host_bytes": int(build_host),
             "available_bytes": available, "shared_memory": shared,
             "max_batch": max_batch, "max_seq": max_seq,
-            "fits": build <= available and load <= available}
+            "loads": load <= available, "builds": build <= available}
+
+
+def verdict(p: dict) -> str:
+    if not p["loads"]:
+        return "does not fit"
+    return "fits" if p["builds"] else "loads; the build is projected over"
 
 
 def describe(p: dict, target: dict) -> str:
@@ -84,15 +90,23 @@ def describe(p: dict, target: dict) -> str:
         f" (and {p['build_host_bytes'] / GIB:.2f} GiB of host memory to build)"
     return (f"engine on {target['name']}: build needs {p['build_peak_bytes'] / GIB:.2f} GiB, "
             f"load {p['load_peak_bytes'] / GIB:.2f} GiB, of {p['available_bytes'] / GIB:.2f} GiB "
-            f"{where}{host}: {'fits' if p['fits'] else 'does not fit'} (weights "
+            f"{where}{host}: {verdict(p)} (weights "
             f"{p['weights_bytes'] / GIB:.2f} GiB, batch {p['max_batch']}, {p['max_seq']} tokens)")
 
 
-def check(p: dict, target: dict) -> None:
-    """Refuse, in one line, an engine the target cannot build or load."""
-    if not p["fits"]:
+def check(p: dict, target: dict) -> str | None:
+    """Refuse, in one line, an engine the target cannot load. A build projected over the memory
+    is only a warning (returned): its fixed cost is assumed, the workspace is a limit, not an
+    allocation, and on a Jetson swap holds the host side (the parser's copy and the plan)."""
+    if not p["loads"]:
         raise EdgeqError(f"{describe(p, target)}; use a smaller recipe (4-bit weights, --h2t), a "
                          "smaller model or a target with more memory")
+    if not p["builds"]:
+        return (f"warning: the engine build is projected at {p['build_peak_bytes'] / GIB:.2f} GiB, "
+                f"over the {p['available_bytes'] / GIB:.2f} GiB {target['name']} has: give it swap "
+                "(the parser's copy and the serialized engine are host memory) or build the "
+                "engine on a device of the same GPU and TensorRT version with more memory")
+    return None
 
 
 def from_config(cfg, target: dict, recipe: str, h2t: bool = False,

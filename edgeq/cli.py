@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .errors import EdgeqError
+from .errors import EdgeqError, writing
 from .quant.recipe import names as recipe_names
 
 RECIPES = ", ".join(recipe_names())  # for help texts
@@ -72,7 +72,9 @@ def export(model, output, tokenizer):
         meta[text.META_KEY] = tok_json
     if getattr(lm, "recipe", None):
         meta["edgeq.recipe"] = lm.recipe["name"]
-    save(to_onnx(lm, meta), output)
+    proto = to_onnx(lm, meta)
+    with writing(output):
+        save(proto, output)
     click.echo(f"wrote {output}")
 
 
@@ -192,9 +194,10 @@ def quantize(model, recipe, calib_data, output, samples, seq_len, batch, percent
     with click.progressbar(length=q.steps(qlm.cfg, rec), label="quantizing",
                            file=sys.stderr) as bar:
         tensors, scales = q.quantize_model(qlm, cal, rec, progress=bar.update)
-    q.save(output, qlm, tensors, scales, rec,
-           {"data": str(calib_data), "samples": samples, "seq_len": seq_len, "seed": seed},
-           tok_json)
+    with writing(output):
+        q.save(output, qlm, tensors, scales, rec,
+               {"data": str(calib_data), "samples": samples, "seq_len": seq_len, "seed": seed},
+               tok_json)
     click.echo(f"wrote {output} ({rec['name']}, calibrated on {samples} x {seq_len} tokens "
                f"in {time.time() - t0:.1f} s)")
 
@@ -309,8 +312,9 @@ def build(model, target_name, recipe, h2t, residual_hadamard, a16_fraction, cali
     """Build a deployable bundle of MODEL for a target: load, calibrate, quantize, export,
     validate on ORT, plugin library, engine (where possible), bundle.json."""
     from .bundle.build import build as run
-    m = run(model, target_name, output, recipe, calib_data, samples, seq_len, sysroot, h2t=h2t,
-            residual_hadamard=residual_hadamard, a16_fraction=a16_fraction, tokenizer=tokenizer)
+    with writing(output):
+        m = run(model, target_name, output, recipe, calib_data, samples, seq_len, sysroot, h2t=h2t,
+                residual_hadamard=residual_hadamard, a16_fraction=a16_fraction, tokenizer=tokenizer)
     v, p = m["validation"], m["projected"]
     click.echo(f"wrote {output} for {target_name}: ORT top-1 agreement {100 * v['top1_agreement']:.2f} %, "
                f"projected decode >= {p['decode_ms_per_token']:.2f} ms/token; plugins: "

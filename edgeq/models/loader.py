@@ -100,6 +100,18 @@ def _rename(key: str) -> str:
     return key.replace("backbone.embedding.", "backbone.embeddings.")
 
 
+def check_values(tensors: dict[str, torch.Tensor], source: str) -> None:
+    """Every weight floating point and finite: int or bool weights, NaN or inf would give
+    garbage (or nothing) that looks like a result."""
+    for k, v in tensors.items():
+        if not v.is_floating_point():
+            raise EdgeqError(f"{source}: {k} is {str(v.dtype).removeprefix('torch.')}, not floating "
+                             "point; the weights are damaged or not this model's")
+        if not torch.isfinite(v).all():
+            raise EdgeqError(f"{source}: {k} holds NaN or infinite values; the weights are "
+                             "damaged (or the training diverged): use an intact checkpoint")
+
+
 def load_state_dict(model: MambaLM, sd: dict[str, torch.Tensor], source: str) -> None:
     sd = {_rename(k): v for k, v in sd.items()}
     expected = model.state_dict()
@@ -119,6 +131,7 @@ def load_state_dict(model: MambaLM, sd: dict[str, torch.Tensor], source: str) ->
         if sd[k].shape != want.shape:
             raise EdgeqError(f"{source}: {k} has shape {tuple(sd[k].shape)} but config.json "
                              f"implies {tuple(want.shape)}; the config and weights do not match")
+    check_values(sd, source)
     # converted one tensor at a time and assigned, not copied: the model (built on the meta
     # device) then holds the only fp32 copy (Mamba2-8B: 32 GB)
     fp32 = {}

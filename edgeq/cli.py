@@ -77,7 +77,8 @@ def export(model, output, tokenizer):
         meta[text.META_KEY] = tok_json
     if getattr(lm, "recipe", None):
         meta["edgeq.recipe"] = lm.recipe["name"]
-    save(to_onnx(lm, meta), output)
+    proto = to_onnx(lm, meta)
+    save(proto, output)
     click.echo(f"wrote {output}")
 
 

@@ -68,6 +68,13 @@ def writing(out: Path, move: bool = True):
                 raise
     except OSError as e:
         raise EdgeqError(_message(e, tmp, out)) from None
+    except EdgeqError as e:  # a nested writer's message names a path in this temp folder
+        raise EdgeqError(str(e).replace(str(tmp), str(out))) from None
+    except Exception as e:  # safetensors reports a failed write as its own error, not OSError
+        if type(e).__name__ != "SafetensorError":
+            raise
+        raise EdgeqError(f"{out}: {str(e).split(': ', 1)[-1]}; free some space or choose "
+                         "another -o") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -78,6 +85,6 @@ def _message(e: OSError, tmp: Path, out: Path) -> str:
         what += f" (writing {Path(e.filename).relative_to(tmp)})"
     elif e.filename and Path(e.filename) != tmp:
         what = f"{e.filename}: {e.strerror}"
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         return what + "; free some space or choose another -o"
     return what + "; check the path and its permissions"

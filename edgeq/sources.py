@@ -28,6 +28,8 @@ def open_backend(source: str, backend: str | None = None, tokenizer: str | None 
                              f"folder for --backend {backend}")
         ob = OrtBackend(source)
         tok = ob.metadata.get(text.META_KEY) if not tokenizer else None
+        if tok is not None:
+            tok = text.checked(tok, f"{source}: metadata {text.META_KEY}", ob.config.vocab_size)
         return ob, text.from_json(tok or text.find(Path(source).parent, tokenizer,
                                                    ob.config.vocab_size))
     model, folder = load_torch(source)

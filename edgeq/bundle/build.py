@@ -66,6 +66,9 @@ def validate(model, proto, tokens: np.ndarray) -> dict:
             "ppl_torch": perplexity(tb, tokens, seq), "ppl_ort": perplexity(ob, tokens, seq)}
 
 
+VALIDATION_MIN = 16  # next-token predictions compared, at least
+
+
 # not a quantization recipe: no calibration, no quant.json
 FP16 = {"name": "fp16", "description": "no quantization: fp16 weights and activations, the SSM "
         "state fp32; the baseline the quantized bundles are measured against"}
@@ -113,7 +116,11 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
         raise EdgeqError("give --calib DATA (text, a folder of .txt, or a tokenized .npy): "
                          "validation (and calibration) need it")
     tokens = calib.load_tokens(calib_data, tok)
-    calib.check(tokens, 2, cfg.vocab_size)  # validation's least: one token and its next
+    if len(tokens) <= VALIDATION_MIN:  # an agreement over fewer predictions says nothing
+        raise EdgeqError(f"{calib_data}: {len(tokens)} tokens; validation needs at least "
+                         f"{VALIDATION_MIN + 1} (to compare {VALIDATION_MIN} next-token "
+                         "predictions): give more calibration data")
+    calib.check(tokens, 2, cfg.vocab_size)
     with writing(out) as tmp:
         if rec is FP16:  # the baseline: the fp model in fp16, the SSM state fp32 (docs/ops.md)
             model_for_export = lm.half()

@@ -2,12 +2,19 @@
 state-spaces config.json."""
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import EdgeqError
+from ..jsonfile import read_json
+
+# Upper bounds of the dims, far above any Mamba (Mamba2-8B: d_model 4096, 56 layers, vocab 256k)
+# and low enough that every size computed from them fits an int64 (torch refuses larger
+# storage; 2**16 x expand 16 x 2**16 rows of in_proj: 2**37 elements)
+LIMITS = {"d_model": 1 << 16, "n_layer": 1 << 12, "vocab_size": 1 << 22, "d_state": 1 << 12,
+          "d_conv": 64, "expand": 16, "headdim": 1 << 12, "ngroups": 1 << 12,
+          "chunk_size": 1 << 16, "dt_rank": 1 << 16}
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,8 @@ class MambaConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < (name != "dt_rank"):
                 raise ValueError(f"{name} {v!r} is not a positive integer")
+            if v > LIMITS[name]:
+                raise ValueError(f"{name} {v} is more than edgeq's limit of {LIMITS[name]}")
         for name in ("conv_bias", "bias", "tie_embeddings"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} {getattr(self, name)!r} is not true or false")
@@ -164,20 +173,17 @@ def parse_config(raw: dict, source: str) -> MambaConfig:
 
 def read_config(folder: Path) -> MambaConfig:
     path = folder / "config.json"
-    try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError:
+    if not path.exists():
         if (folder / "model.onnx").is_file():  # a bundle (or a folder with an export)
             raise EdgeqError(f"{folder}: no config.json; for a bundle give {folder}/model.onnx "
-                             "or run `edgeq verify` on it") from None
+                             "or run `edgeq verify` on it")
         raise EdgeqError(f"{folder}: no config.json; a model folder needs config.json and "
-                         "weights (model.safetensors or pytorch_model.bin)") from None
-    except (OSError, ValueError) as e:
-        raise EdgeqError(f"{path}: unreadable ({e}); restore the file from the checkpoint") from None
+                         "weights (model.safetensors or pytorch_model.bin)")
+    raw = read_json(path)
     try:
         if not isinstance(raw, dict) or not isinstance(raw.get("ssm_cfg") or {}, dict):
             raise TypeError("not a JSON object of settings")
         return parse_config(raw, str(path))
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, OverflowError) as e:
         raise EdgeqError(f"{path}: malformed Mamba config ({type(e).__name__}: {e}); "
                          "restore config.json from the checkpoint") from None

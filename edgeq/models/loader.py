@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import torch
 
 from ..errors import EdgeqError
+from ..jsonfile import read_json
 from .config import MambaConfig, read_config
 from .mamba import MambaLM
 
@@ -68,16 +69,30 @@ def _load_file(path: Path) -> dict[str, torch.Tensor]:
     return sd
 
 
+def _shards(folder: Path, index: str) -> list[str]:
+    """The shard files an index names: plain relative paths inside the folder (a hub snapshot's
+    files are links into its cache, so the names are checked, not where they lead)."""
+    raw = read_json(folder / index)
+    weight_map = raw.get("weight_map") if isinstance(raw, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(f, str) and f
+                                                   for f in weight_map.values()):
+        raise EdgeqError(f"{folder / index}: weight_map is not an object of tensor name -> shard "
+                         "file; download the index again")
+    files = sorted(set(weight_map.values()))
+    for f in files:
+        name = PurePosixPath(f)
+        if name.is_absolute() or ".." in name.parts or "\\" in f:
+            raise EdgeqError(f"{folder / index}: names shard {f!r} outside the model folder; "
+                             "refused: download the index again")
+    return files
+
+
 def read_weights(folder: Path) -> dict[str, torch.Tensor]:
     for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
         if (folder / index).exists():
-            try:
-                files = sorted(set(json.loads((folder / index).read_text())["weight_map"].values()))
-            except (OSError, ValueError, KeyError) as e:
-                raise EdgeqError(f"{folder / index}: unreadable index ({e}); download it again") from None
             sd = {}
-            for f in files:
-                if not (folder / f).exists():
+            for f in _shards(folder, index):
+                if not (folder / f).is_file():
                     raise EdgeqError(f"{folder / f}: missing shard named in {index}; download it")
                 sd.update(_load_file(folder / f))
             return sd
@@ -91,6 +106,18 @@ def read_weights(folder: Path) -> dict[str, torch.Tensor]:
 def _rename(key: str) -> str:
     # state-spaces keys use backbone.embedding.; transformers renames it the same way on load
     return key.replace("backbone.embedding.", "backbone.embeddings.")
+
+
+def check_values(tensors: dict[str, torch.Tensor], source: str) -> None:
+    """Every weight floating point and finite: int or bool weights, NaN or inf would give
+    garbage (or nothing) that looks like a result."""
+    for k, v in tensors.items():
+        if not v.is_floating_point():
+            raise EdgeqError(f"{source}: {k} is {str(v.dtype).removeprefix('torch.')}, not floating "
+                             "point; the weights are damaged or not this model's")
+        if not torch.isfinite(v).all():
+            raise EdgeqError(f"{source}: {k} holds NaN or infinite values; the weights are "
+                             "damaged (or the training diverged): use an intact checkpoint")
 
 
 def load_state_dict(model: MambaLM, sd: dict[str, torch.Tensor], source: str) -> None:
@@ -112,6 +139,7 @@ def load_state_dict(model: MambaLM, sd: dict[str, torch.Tensor], source: str) ->
         if sd[k].shape != want.shape:
             raise EdgeqError(f"{source}: {k} has shape {tuple(sd[k].shape)} but config.json "
                              f"implies {tuple(want.shape)}; the config and weights do not match")
+    check_values(sd, source)
     # converted one tensor at a time and assigned, not copied: the model (built on the meta
     # device) then holds the only fp32 copy (Mamba2-8B: 32 GB)
     fp32 = {}

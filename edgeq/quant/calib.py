@@ -2,6 +2,7 @@
 `datasets` id (online only), cut into N windows of L tokens chosen by a fixed seed."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,26 @@ def _tokenize(text: str, tokenizer, source: str) -> np.ndarray:
     return np.array(tokenizer.encode(text).ids, dtype=np.int64)
 
 
+# control characters but tab, newline, carriage return, form feed; and private-use ones
+_NOT_TEXT = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f\ue000-\uf8ff]")
+MAX_NOT_TEXT = 0.1  # share of such characters; text has next to none, binary data many
+
+
+def _text(path: Path) -> str:
+    """The file's text: UTF-8, and text rather than binary data (which would calibrate the
+    scales on what the model never sees)."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise EdgeqError(f"{path}: not UTF-8 text (byte {e.start}); give UTF-8 text, or a "
+                         "tokenized .npy array") from None
+    bad = len(_NOT_TEXT.findall(text))
+    if bad > MAX_NOT_TEXT * len(text):
+        raise EdgeqError(f"{path}: {100 * bad / len(text):.0f} % of its characters are control "
+                         "characters: binary data, not text; give a text file")
+    return text
+
+
 def load_tokens(data: str, tokenizer) -> np.ndarray:
     if not data.strip():
         raise EdgeqError("--calib is empty; give a text file, a folder of .txt files or a "
@@ -27,7 +48,7 @@ def load_tokens(data: str, tokenizer) -> np.ndarray:
         files = sorted(path.rglob("*.txt"))
         if not files:
             raise EdgeqError(f"{data}: no .txt files in the folder; give text files or a .npy array")
-        return _tokenize("\n".join(f.read_text(errors="replace") for f in files), tokenizer, data)
+        return _tokenize("\n".join(map(_text, files)), tokenizer, data)
     if path.is_file():
         if path.suffix == ".npy":
             try:
@@ -37,7 +58,7 @@ def load_tokens(data: str, tokenizer) -> np.ndarray:
             if not np.issubdtype(arr.dtype, np.integer):
                 raise EdgeqError(f"{data}: holds {arr.dtype}, not token ids; save integer ids")
             return arr.astype(np.int64).ravel()
-        return _tokenize(path.read_text(errors="replace"), tokenizer, data)
+        return _tokenize(_text(path), tokenizer, data)
     name, _, subset = data.partition(":")  # wikitext:wikitext-2-raw-v1
     if "/" in name or name.isidentifier():
         try:

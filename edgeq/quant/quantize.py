@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import torch
 
 from ..errors import EdgeqError
 from ..output import writing
+from ..jsonfile import read_json
 from ..models.config import MambaConfig, read_config
 from ..models.loader import write_config
 from ..models.mamba import MambaLM
@@ -333,10 +335,7 @@ def read_meta(folder: Path) -> tuple[MambaConfig, dict]:
     """The config and quant.json of a quantized folder, checked against each other."""
     folder = Path(folder)
     cfg = read_config(folder)
-    try:
-        meta = json.loads((folder / "quant.json").read_text())
-    except (OSError, ValueError) as e:
-        raise EdgeqError(f"{folder / 'quant.json'}: unreadable ({e}); quantize the model again") from None
+    meta = read_json(folder / "quant.json")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise EdgeqError(f"{folder}: quant.json is not {FORMAT}; quantize the model again with "
                          "this edgeq")
@@ -350,7 +349,39 @@ def read_meta(folder: Path) -> tuple[MambaConfig, dict]:
     if made_for != config_digest(cfg) or len(meta["scales"]) != n_scales:
         raise EdgeqError(f"{folder}: quant.json was made for another model than config.json "
                          "describes; quantize this model again")
+    for i, layer in enumerate(meta["scales"]):
+        for name, v in (layer.items() if isinstance(layer, dict) else [("", None)]):
+            if not all(_positive(x) for x in (v if isinstance(v, list) else [v])):
+                raise EdgeqError(f"{folder / 'quant.json'}: layer {i} scale {name or '?'} is "
+                                 f"{_short(v)}, not a finite number above 0; quantize the model again")
     return cfg, meta
+
+
+def _positive(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x < math.inf
+
+
+def _short(v) -> str:
+    return str(next((x for x in v if not _positive(x)), v) if isinstance(v, list) else v)[:40]
+
+
+def check_tensors(tensors: dict[str, torch.Tensor], folder: Path) -> None:
+    """Integer tensors only where a weight_scale says they are quantized weights (int8, or
+    uint8 packed 4-bit); every other tensor floating point and finite; every scale above 0."""
+    for k, v in tensors.items():
+        scale = k.removesuffix("_packed") + "_scale"
+        quantized = k.endswith(".weight_packed") or k.endswith(".weight") and scale in tensors
+        want = (torch.uint8 if k.endswith("_packed") else torch.int8) if quantized else None
+        if want is not None and v.dtype != want or want is None and not v.is_floating_point():
+            raise EdgeqError(f"{folder}: tensor {k} is {str(v.dtype).removeprefix('torch.')}, not "
+                             f"{str(want).removeprefix('torch.') if want else 'floating point'}; "
+                             "the quantized weights are damaged: quantize the model again")
+        if v.is_floating_point() and not (torch.isfinite(v).all() and (
+                not k.endswith("weight_scale") or (v > 0).all())):
+            what = "NaN, infinite or non-positive scales" if k.endswith("weight_scale") \
+                else "NaN or infinite values"
+            raise EdgeqError(f"{folder}: tensor {k} holds {what}; the quantized weights are "
+                             "damaged: quantize the model again")
 
 
 def load(folder: Path):
@@ -364,6 +395,7 @@ def load(folder: Path):
     except Exception as e:
         raise EdgeqError(f"{folder / 'model.safetensors'}: cannot read ({type(e).__name__}); "
                          "quantize the model again") from None
+    check_tensors(tensors, folder)
     # the last layer's in_proj: a W4A16 layer's is its block's mixer's
     n_scales = len(scales)
     last = n_scales and scales[-1]

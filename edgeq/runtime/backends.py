@@ -8,15 +8,16 @@
 """
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import onnx
 import torch
+from onnx import numpy_helper
 
 from ..errors import EdgeqError
+from ..jsonfile import parse_json
 from ..models.config import MambaConfig
 from ..models.mamba import MambaLM
 from . import ort_ops
@@ -54,7 +55,8 @@ class OrtBackend:
         if [i.name for i in proto.graph.input[:2]] != ["input_ids", "logits_at"]:
             raise EdgeqError("the ONNX graph has no logits_at input (an older edgeq made it); "
                              "export it again with this version")
-        self.config = MambaConfig.from_dict(json.loads(meta["edgeq.config"]))
+        self.config = graph_config(proto, meta["edgeq.config"],
+                                   "the ONNX graph" if isinstance(model, onnx.ModelProto) else str(model))
         self.metadata = meta
         opts = ort.SessionOptions()
         opts.register_custom_ops_library(ort_ops.register())
@@ -89,6 +91,38 @@ class OrtBackend:
                 **dict(zip(self.state_names, state))}
         logits, *state = ort_ops.run(self.session, self.out_names, feed)
         return logits.astype(np.float32, copy=False), state  # fp16 graphs give fp16 logits
+
+
+def graph_config(proto: onnx.ModelProto, text: str, what: str) -> MambaConfig:
+    """The config in a graph's metadata, checked against the graph: the vocabulary its logits
+    and embedding rows have, and weights that are finite."""
+    raw = parse_json(text, f"{what}: metadata edgeq.config")
+    try:
+        if not isinstance(raw, dict):
+            raise TypeError("not a JSON object")
+        cfg = MambaConfig.from_dict(raw)
+    except (TypeError, ValueError) as e:
+        raise EdgeqError(f"{what}: metadata edgeq.config is not an edgeq config ({e}); export "
+                         "the graph again") from None
+    inits = {t.name: t for t in proto.graph.initializer}
+    rows = {d.dim_value for o in proto.graph.output[:1] for d in o.type.tensor_type.shape.dim[2:]
+            if d.HasField("dim_value")}
+    rows |= {inits[n.input[0]].dims[0] for n in proto.graph.node
+             if n.op_type == "Gather" and n.input[1:] == ["input_ids"] and n.input[0] in inits}
+    if rows - {cfg.vocab_size}:
+        raise EdgeqError(f"{what}: metadata edgeq.config says vocab_size {cfg.vocab_size} but the "
+                         f"graph's embedding/logits have {min(rows - {cfg.vocab_size})}; export "
+                         "the graph again")
+    for t in proto.graph.initializer:
+        if t.data_type in FLOATS and not np.isfinite(numpy_helper.to_array(t)).all():
+            raise EdgeqError(f"{what}: weight {t.name} holds NaN or infinite values; export the "
+                             "graph again from an intact model")
+    return cfg
+
+
+# float, float16, double, bfloat16 (onnx.TensorProto)
+FLOATS = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
+          onnx.TensorProto.BFLOAT16}
 
 
 def logits_at(length: int, last: bool) -> np.ndarray:

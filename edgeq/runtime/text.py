@@ -18,11 +18,23 @@ MISSING = ("pass --tokenizer (a tokenizer.json, the folder that holds it, or a h
 
 def _read(path: Path) -> str:
     try:
-        text = path.read_text()
-        from_json(text)
-    except Exception as e:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
         raise EdgeqError(f"{path}: unreadable tokenizer ({type(e).__name__}); restore it from the "
                          "checkpoint") from None
+
+
+def checked(text: str, what: str, vocab_size: int | None = None) -> str:
+    """`text` if it is a tokenizer of at most `vocab_size` tokens (its ids index the
+    embedding); `what` names where it came from."""
+    try:
+        n = from_json(text).get_vocab_size(with_added_tokens=True)
+    except Exception as e:  # the tokenizers library raises plain Exceptions
+        raise EdgeqError(f"{what}: unreadable tokenizer ({type(e).__name__}); restore it from the "
+                         "checkpoint") from None
+    if vocab_size is not None and n > vocab_size:
+        raise EdgeqError(f"{what}: {n} tokens, more than the model's {vocab_size}; give this "
+                         "model's tokenizer")
     return text
 
 
@@ -51,25 +63,20 @@ def _given(name: str) -> str:
 
 
 def find(folder: Path, given: str | None = None, vocab_size: int | None = None) -> str | None:
-    """The tokenizer.json text for a model folder: `given` (a file, a folder or a hub id; checked
-    to fit the model's `vocab_size`), else the folder's own, else GPT-NeoX-20B's for a
-    state-spaces checkpoint of its vocabulary (None where it cannot be downloaded: the callers
-    that need one say so), else None."""
+    """The tokenizer.json text for a model folder: `given` (a file, a folder or a hub id), else
+    the folder's own, else GPT-NeoX-20B's for a state-spaces checkpoint of its vocabulary (None
+    where it cannot be downloaded: the callers that need one say so), else None; each checked
+    to parse and to fit the model's `vocab_size`."""
     if given:
-        text = _given(given)
-        n = from_json(text).get_vocab_size(with_added_tokens=True)
-        if vocab_size is not None and n > vocab_size:
-            raise EdgeqError(f"--tokenizer {given}: {n} tokens, more than the model's {vocab_size}; "
-                             "give this model's tokenizer")
-        return text
+        return checked(_given(given), f"--tokenizer {given}", vocab_size)
     if (folder / "tokenizer.json").exists():
-        return _read(folder / "tokenizer.json")
+        return checked(_read(folder / "tokenizer.json"), str(folder / "tokenizer.json"), vocab_size)
     from ..models.config import read_config
     try:  # best effort: a folder without a readable state-spaces config has no fallback
         cfg = read_config(folder)
         # another vocabulary (Mamba2-8B's 256k, say) has another tokenizer: never guess one
         neox = cfg.layout == "state-spaces" and NEOX_VOCAB <= cfg.vocab_size < NEOX_VOCAB + 64
-        return _hub(NEOX) if neox else None
+        return checked(_hub(NEOX), NEOX, cfg.vocab_size) if neox else None
     except EdgeqError:
         return None
 

@@ -75,6 +75,24 @@ def test_none_found(bare):
         plugins.find_nvcc(get("h100"))
 
 
+@pytest.mark.parametrize("release,driver,ok", [("13.0", "13.0", True), ("12.4", "13.0", True),
+                                               ("13.0", "12.8", False), ("11.8", None, False),
+                                               ("13.0", None, True)])
+def test_a_workstation_takes_cuda_12_up_to_its_driver(bare, monkeypatch, release, driver, ok):
+    # the lent H100: nvcc 13.0 and a CUDA 13 driver (580); a JetPack target would refuse 13
+    monkeypatch.setenv("CUDACXX", str(nvcc(bare / "cuda/bin", release)))
+    monkeypatch.setattr(plugins, "driver_cuda", lambda: driver)
+    if ok:
+        assert plugins.find_nvcc(get("h100")) == (str(bare / "cuda/bin/nvcc"), release)
+    else:
+        with pytest.raises(EdgeqError, match=rf"\(CUDA {release}\): h100's driver runs code of CUDA "
+                                             rf"12\.x up to this host's driver's CUDA {driver or '[?]'}"):
+            plugins.find_nvcc(get("h100"))
+    if not release.startswith("12."):  # the same nvcc for a Jetson: JetPack 6's major only
+        with pytest.raises(EdgeqError, match="runs CUDA 12.6 \\(12.x\\) code, not newer"):
+            plugins.find_nvcc(NANO)
+
+
 def test_an_nvcc_without_a_release_is_refused(bare, monkeypatch):
     broken = bare / "nvcc"
     broken.write_text("#!/bin/sh\necho hello\n")

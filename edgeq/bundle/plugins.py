@@ -97,9 +97,33 @@ def _install_hint(target: dict, cross: bool) -> str:
             f"{v}-x packages) and point CUDACXX or CUDA_PATH at it")
 
 
+def driver_cuda() -> str | None:
+    """The CUDA version this host's driver runs ("13.0"), None without one (libcuda's
+    cuDriverGetVersion)."""
+    import ctypes
+    try:
+        v = ctypes.c_int()
+        if ctypes.CDLL("libcuda.so.1").cuDriverGetVersion(ctypes.byref(v)) != 0:
+            return None
+    except (OSError, AttributeError):
+        return None
+    return f"{v.value // 1000}.{v.value % 1000 // 10}"
+
+
+def _runs(target: dict, nvcc: str, cross: bool) -> bool:
+    """Whether the target runs code of CUDA `nvcc`: a Jetson's JetPack driver only its own major;
+    a workstation's driver (this host's, when building natively) any major from the target's
+    `cuda` up to its own."""
+    major, want = int(nvcc.split(".")[0]), int(target["cuda"].split(".")[0])
+    if target.get("kind") == "jetson":
+        return major == want
+    driver = None if cross else driver_cuda()
+    return want <= major and (driver is None or major <= int(driver.split(".")[0]))
+
+
 def find_nvcc(target: dict, cross: bool = False) -> tuple[str, str]:
-    """The nvcc to build the target's plugin library with, and its version: the first of the
-    target's CUDA major; refuses (one line) when there is none."""
+    """The nvcc to build the target's plugin library with, and its version: the first whose
+    code the target runs (_runs); refuses (one line) when there is none."""
     want = target["cuda"]
     major = int(want.split(".")[0])
     paths, named = _nvcc_candidates(major)
@@ -110,11 +134,15 @@ def find_nvcc(target: dict, cross: bool = False) -> tuple[str, str]:
     seen = []
     for p in paths:
         v = nvcc_version(p)
-        if int(v.split(".")[0]) == major:
+        if _runs(target, v, cross):
             return p, v
         seen.append(f"{p} (CUDA {v})")
-    raise EdgeqError(f"{', '.join(seen)}: {target['name']}'s driver runs CUDA {want} "
-                     f"({major}.x) code, not newer; {_install_hint(target, cross)}")
+    if target.get("kind") == "jetson":
+        runs = f"CUDA {want} ({major}.x) code, not newer"
+    else:
+        runs = f"code of CUDA {major}.x up to this host's driver's CUDA {driver_cuda() or '?'}"
+    raise EdgeqError(f"{', '.join(seen)}: {target['name']}'s driver runs {runs}; "
+                     f"{_install_hint(target, cross)}")
 
 
 def source_root() -> Path:

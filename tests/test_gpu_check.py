@@ -59,7 +59,7 @@ fi
     assert r.returncode == 1, r.stdout + r.stderr  # the benchmark finds no GPU
     assert summary.startswith("# edgeq GPU check on NVIDIA H100 80GB HBM3 (sm_90)"), summary
     configure, build = (tmp_path / "cmake.log").read_text().splitlines()
-    assert "-DEDGEQ_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90" in configure
+    assert "-DEDGEQ_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_CUDA_COMPILER=" in configure
     assert build.endswith("--target edgeq_cpu edgeq_cuda")
     rows = [line for line in summary.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert [row.split(" | ")[:2] for row in rows] == [

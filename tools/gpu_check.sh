@@ -19,8 +19,10 @@
 #                 library is built too and tests/test_trt_plugins.py drives it on the GPU
 # Then copy OUT_DIR/kernels-<gpu>.json and .md to bench/results/ and commit them, the GPU named.
 #
-# Steps, each with a time limit inside the 9 minutes; OUT_DIR gets gpu-check.md (the steps'
-# results), gpu-check.log (their commands and output) and the benchmark's kernels-<gpu>.json/.md:
+# Steps, each with a time limit (build 150 s, tests 200 s, benchmark 150 s, the sanitizer what
+# is left) inside the 9 minutes: a step that reaches its limit is stopped and marked so. OUT_DIR
+# gets gpu-check.md (the steps' results), gpu-check.log (their commands and output) and the
+# benchmark's kernels-<gpu>.json/.md:
 #   1. the GPU (nvidia-smi): without one it says so and exits 2, writing nothing
 #   2. the wheels in .whl into a temporary folder on PYTHONPATH (pip --no-index)
 #   3. CMake: libedgeq_cpu and libedgeq_cuda for this GPU's sm, and the plugin library with headers
@@ -93,14 +95,15 @@ fi
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}:$work/site"
 build=$work/build
 targets="edgeq_cpu edgeq_cuda"
-cmake_args="-DCMAKE_BUILD_TYPE=Release -DEDGEQ_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=$sm"
+nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)  # the toolkit's place when not on PATH
+cmake_args="-DCMAKE_BUILD_TYPE=Release -DEDGEQ_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=$sm -DCMAKE_CUDA_COMPILER=$nvcc"
 if [ -f "$ROOT/.trt-include/NvInfer.h" ]; then
   export EDGEQ_TRT_INCLUDE=$ROOT/.trt-include
   cmake_args="$cmake_args -DTENSORRT_INCLUDE_DIR=$EDGEQ_TRT_INCLUDE"
   targets="$targets edgeq_trt_plugins"
 fi
 # shellcheck disable=SC2086  # the arguments are words
-step "build (sm_$sm: $targets)" 180 sh -c "cmake -S '$ROOT' -B '$build' $cmake_args && \
+step "build (sm_$sm: $targets)" 150 sh -c "cmake -S '$ROOT' -B '$build' $cmake_args && \
   cmake --build '$build' -j$(nproc) --target $targets"
 export EDGEQ_CPU_LIB=$build/libedgeq_cpu.so EDGEQ_CUDA_LIB=$build/libedgeq_cuda.so
 cd "$ROOT" || exit 1
@@ -108,10 +111,9 @@ gpu_tests=$(grep -l "pytest.mark.gpu" tests/test_*.py)
 # shellcheck disable=SC2086
 step "pytest -m gpu ($(echo $gpu_tests | tr '\n' ' '))" 200 "$PY" -m pytest -q -rs -m gpu \
   -p no:cacheprovider $gpu_tests -k "not compute_sanitizer"
-step "tools/bench_kernels.py --quick" 120 "$PY" tools/bench_kernels.py --quick \
+step "tools/bench_kernels.py --quick" 150 "$PY" tools/bench_kernels.py --quick \
   --lib "$EDGEQ_CUDA_LIB" --out "$OUT"
-nvcc_dir=$(dirname "$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)")
-if command -v compute-sanitizer >/dev/null 2>&1 || [ -x "$nvcc_dir/compute-sanitizer" ]; then
+if command -v compute-sanitizer >/dev/null 2>&1 || [ -x "$(dirname "$nvcc")/compute-sanitizer" ]; then
   step "compute-sanitizer (memcheck, racecheck, initcheck, synccheck)" 150 "$PY" -m pytest -q \
     -p no:cacheprovider tests/test_cuda_kernels.py -k compute_sanitizer
 else
@@ -121,7 +123,7 @@ fi
 {
   echo "# edgeq GPU check on $name (sm_$sm)"
   echo
-  echo "GPU, compute capability, driver: $gpu; nvcc $(nvcc --version 2>/dev/null | sed -n 's/.*release \([0-9.]*\).*/\1/p'); commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown); $(date -u +%Y-%m-%dT%H:%MZ); $(($(date +%s) - start)) s in all."
+  echo "GPU, compute capability, driver: $gpu; nvcc $("$nvcc" --version 2>/dev/null | sed -n 's/.*release \([0-9.]*\).*/\1/p'); commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown); $(date -u +%Y-%m-%dT%H:%MZ); $(($(date +%s) - start)) s in all."
   echo
   echo "| step | result | seconds |"
   echo "|---|---|---|"

@@ -1,6 +1,6 @@
 // Runs the CUDA kernels' per-thread, per-lane and per-row code (scan_channel, split_thread and
 // parts_thread, which EdgeqSSDScan shares, its chunk_block, conv_channel, w4a8_lane, w4a8_tile,
-// hadamard_row, add_rmsnorm_row) on the CPU behind the C ABI with host pointers (symbols
+// hadamard_part, the add + RMSNorm rows and parts) on the CPU behind the C ABI with host pointers (symbols
 // emu_edgeq_*): one "thread", lane or row after another, except the kernels written against a
 // Thread (the scans' split-state, time-parallel and chunked kernels, the tiled W4A8 linear),
 // whose threads cooperate through shared memory, barriers and warp collectives (shuffles, mma):
@@ -10,6 +10,7 @@
 // byte_perm, shuffle and mma instructions) are left to tests/test_cuda_kernels.py.
 #include <condition_variable>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -129,8 +130,10 @@ template <class F> void HostThreads::run(F body) {
   for (std::thread& th : threads) th.join();
 }
 
-// parts_kernel's wave on the Orin Nano: 8 SMs x 4 blocks (128 registers) x kPartThreads
-constexpr int64_t kOrinNanoPartThreads = 8 * 4 * kPartThreads;
+// The Orin Nano's SMs, as the row kernels' splits see them; parts_kernel's wave on it: 8 SMs x
+// 4 blocks (128 registers) x kPartThreads
+constexpr int kOrinNanoSMs = 8;
+constexpr int64_t kOrinNanoPartThreads = kOrinNanoSMs * 4 * kPartThreads;
 
 // The scans' grids, block after block, as scan_launch chooses them (scan_dispatch); the
 // time-parallel kernel's carried states in a block's shared memory.
@@ -290,8 +293,12 @@ EMU emu_edgeq_hadamard_int8(const float* x, int8_t* y, int64_t rows, int64_t n, 
                             void*) {
   HadamardArgs a{x, y, rows, n, y_scale};
   if (int rc = hadamard_setup(a)) return rc;
-  std::vector<float> v(n);  // the block's shared memory
-  for (int64_t r = 0; r < rows; ++r) hadamard_row(a, r, v.data(), HostBlock{});
+  const Geometry g = hadamard_geometry(a, kOrinNanoSMs);
+  std::vector<float> v(g.smem / sizeof(float));  // a block's shared memory
+  with_parts(g.y, [&](auto s) {
+    for (int64_t r = 0; r < g.x; ++r)
+      for (int64_t b = 0; b < g.y; ++b) hadamard_part<decltype(s)::value>(a, r, b, v.data(), HostBlock{});
+  });
   return EDGEQ_OK;
 }
 
@@ -300,7 +307,13 @@ EMU emu_edgeq_add_rmsnorm_int8(const float* x, const float* residual, const floa
                                float y_scale, void*) {
   const RmsNormArgs a{x, residual, weight, y, residual_out, rows, d, eps, y_scale};
   if (int rc = rmsnorm_check(a)) return rc;
-  for (int64_t r = 0; r < rows; ++r) add_rmsnorm_row(a, r, HostBlock{});
+  rmsnorm_launches(a, kOrinNanoSMs, [&](NormKernel k, const Geometry& g) {
+    for (int64_t r = 0; r < g.x; ++r)
+      for (int64_t p = 0; p < g.y; ++p)
+        if (k == kFused) add_rmsnorm_row(a, r, HostBlock{});
+        else if (k == kAddPart) add_row_part(a, r, p, g.y, HostBlock{});
+        else norm_row_part(a, r, p, g.y, HostBlock{});
+  });
   return EDGEQ_OK;
 }
 
@@ -331,4 +344,77 @@ EMU emu_edgeq_linear_w4a8(const int8_t* x, const uint8_t* weight, const float* w
         for (int t = 0; t < T; ++t) w4a8_store(a, m0 + t, n, sum[t]);
       }
   });
+}
+
+// The launches an op makes for a shape on a GPU of `sms` SMs, from the functions its launcher
+// uses (the *_geometry and dispatch functions; the time-parallel scan's wave taken as 4 blocks
+// per SM, its __launch_bounds__): one line "kernel grid_x grid_y block smem" each, into out.
+// dims: add_rmsnorm rows, d; hadamard rows, n; causal_conv1d batch, L, channels, width;
+// selective_scan (int8) batch, L, dim, dstate; ssd_scan (int8) batch, L, dim, heads, groups,
+// dstate; linear_w4a8 rows, K, N, group_size. For tools/launch_table.py.
+EMU emu_edgeq_launches(const char* op, const int64_t* d, int32_t sms, char* out, int64_t cap) {
+  alignas(16) static float none[4];  // never read: the dispatch looks at shapes and alignment
+  const auto p = [](auto* q) { return reinterpret_cast<decltype(q)>(none); };
+  const int8_t* i8 = p((const int8_t*)nullptr);
+  int8_t* o8 = p((int8_t*)nullptr);
+  float* f = none;
+  const edgeq_scales one{none, 1};
+  std::string text;
+  const auto line = [&](std::string kernel, const Geometry& g) {
+    text += kernel + " " + std::to_string(g.x) + " " + std::to_string(g.y) + " " +
+            std::to_string(g.block) + " " + std::to_string(g.smem) + "\n";
+  };
+  const std::string name = op;
+  int rc = EDGEQ_OK;
+  if (name == "add_rmsnorm") {
+    const RmsNormArgs a{f, f, f, o8, f, d[0], d[1], 1e-5f, 1.f};
+    rc = rmsnorm_check(a);
+    if (!rc) rmsnorm_launches(a, sms, [&](NormKernel k, const Geometry& g) { line(kNormKernelNames[k], g); });
+  } else if (name == "hadamard") {
+    HadamardArgs a{f, o8, d[0], d[1], 1.f};
+    rc = hadamard_setup(a);
+    if (!rc) line("hadamard_kernel<S=" + std::to_string(hadamard_geometry(a, sms).y) + ">", hadamard_geometry(a, sms));
+  } else if (name == "causal_conv1d") {
+    const ConvArgs<int8_t, float> a{i8, i8, f, i8, o8, o8, d[0], d[1], d[2], d[3], 1, one, one, one};
+    rc = conv_check(a);
+    if (!rc) line("conv_kernel", conv_geometry(a));
+  } else if (name == "selective_scan" || name == "ssd_scan") {
+    const bool ssd = name == "ssd_scan";
+    const int64_t dim = d[2], heads = ssd ? d[3] : dim, groups = ssd ? d[4] : 1, N = ssd ? d[5] : d[3];
+    const auto scans = [&](const auto& a) {
+      return scan_dispatch(
+          a, [&] { return int64_t(sms) * 4 * kPartThreads; },
+          [&](auto j, int tpc) {
+            line("split_kernel<J=" + std::to_string(decltype(j)::value) + ">(tpc " + std::to_string(tpc) + ")",
+                 split_geometry(a, tpc));
+          },
+          [&](int P) { line("parts_kernel(P " + std::to_string(P) + ")", parts_geometry(a, P)); },
+          [&](auto n) { line("scan_kernel<NMAX=" + std::to_string(decltype(n)::value) + ">", scan_geometry(a)); });
+    };
+    if (ssd) {
+      const H* h = p((const H*)nullptr);
+      const ScanArgs<int8_t, float, true, H> a{i8, i8, f, i8, i8, f, f, h, nullptr, f, p((H*)nullptr),
+                                               d[0], d[1], dim, heads, groups, N, 1,
+                                               {one, one, one, one, {}}};
+      rc = ssd_dispatch(a, [&] { line("chunk_kernel", chunk_geometry(a)); return EDGEQ_OK; },
+                        [&] { return scans(a); });
+    } else {
+      const ScanArgs<int8_t, float> a{i8, i8, f, i8, i8, f, f, f, i8, f, f, d[0], d[1], dim, heads,
+                                      groups, N, 1, {1.f, 1.f, 1.f, 1.f, 1.f}};
+      rc = scans(a);
+    }
+  } else if (name == "linear_w4a8") {
+    const W4A8Args a{i8, p((const uint8_t*)nullptr), f, f, d[0], d[1], d[2], d[3], 1.f};
+    rc = w4a8_dispatch(a, [&] { line("w4a8_tiled_kernel", w4a8_tiled_geometry(a)); },
+                       [&](auto, auto tokens) {
+                         constexpr int T = decltype(tokens)::value;
+                         line("w4a8_kernel<T=" + std::to_string(T) + ">", w4a8_gemv_geometry(a, T));
+                       });
+  } else {
+    rc = EDGEQ_BAD_SHAPE;
+  }
+  if (rc) return rc;
+  if (int64_t(text.size()) >= cap) return EDGEQ_BAD_SHAPE;
+  std::memcpy(out, text.c_str(), text.size() + 1);
+  return EDGEQ_OK;
 }

@@ -173,10 +173,13 @@ CONV_SMALL = [
     Conv(2, 9, 33, W=32, activation=0, dtype="int8", per_channel=True, inplace=True),
 ]
 # every K (1, 12, 20, 28), M = 1, and the Mamba widths
+# fewer rows than SMs split a row over blocks (the emulation: the Orin Nano's 8): 8192 by 8 parts
+# (Mamba2-8B's d_inner), 5120 and 1536 by 4, 2560 by 8 uneven ones, 4096 in place
 HADAMARD_SMALL = [Hadamard(3, 64), Hadamard(2, 96), Hadamard(2, 320), Hadamard(2, 448),
-                  Hadamard(2, 12), Hadamard(1, 28), Hadamard(2, MAMBA_130M), Hadamard(1, 5120)]
+                  Hadamard(2, 12), Hadamard(1, 28), Hadamard(2, MAMBA_130M), Hadamard(1, 5120),
+                  Hadamard(1, 8192)]
 NORM_SMALL = [Norm(1, MAMBA_130M_MODEL), Norm(3, 96, inplace=True), Norm(2, 7),
-              Norm(2, MAMBA_2_8B)]
+              Norm(2, MAMBA_2_8B), Norm(1, 2600), Norm(1, 4096, inplace=True)]
 # The GEMV: 16-byte chunks (group_size % 32 == 0) and single bytes; one token, a pass of 8;
 # rows longer than a warp's 32 chunks; N not a multiple of a block's 4 warps; prompts whose
 # groups are not whole 64-channel k steps. The tiled kernel (more than 8 tokens, group_size % 64

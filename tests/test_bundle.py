@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import fake_trt
+from fake_nvcc import nvcc
 from edgeq.errors import EdgeqError
 
 
@@ -149,6 +150,7 @@ def test_build_script_adds_only_the_library(bundle, tmp_path, monkeypatch, run_c
     copy = tmp_path / "copy"
     shutil.copytree(bundle, copy)
     bin_ = fake_trt.cmake(tmp_path / "bin")
+    nvcc(bin_, "12.6")  # JetPack 6's CUDA (test_nvcc.py: the script's check)
     monkeypatch.setenv("PATH", f"{bin_}:{os.environ['PATH']}")
     r = subprocess.run(["sh", str(copy / "plugins-src/build_plugins.sh")], capture_output=True,
                        text=True)
@@ -265,6 +267,7 @@ def test_plugin_library_built_into_the_bundle(mode, run_cli, hf_model, calib_npy
                                               monkeypatch):
     bin_ = fake_trt.cmake(tmp_path / "bin")
     monkeypatch.setenv("PATH", f"{bin_}:{os.environ['PATH']}")
+    monkeypatch.setenv("CUDACXX", str(nvcc(tmp_path / "cuda-12.6/bin", "12.6")))
     monkeypatch.chdir(tmp_path)  # a relative --sysroot reaches CMake absolute
     if mode == "cross-compiled":
         from edgeq.bundle.plugins import source_root  # the repository, or the installed copy
@@ -285,11 +288,13 @@ def test_plugin_library_built_into_the_bundle(mode, run_cli, hf_model, calib_npy
     code, _, err = _fp16_build(run_cli, hf_model, calib_npy, tmp_path / "b", *extra)
     assert code == 0, err
     configure, build = (bin_ / "log").read_text().splitlines()
-    assert set(want + ["-DEDGEQ_CUDA=ON", "-DCMAKE_CUDA_ARCHITECTURES=87"]) <= set(configure.split())
+    assert set(want + ["-DEDGEQ_CUDA=ON", "-DCMAKE_CUDA_ARCHITECTURES=87",
+                       f"-DCMAKE_CUDA_COMPILER={tmp_path}/cuda-12.6/bin/nvcc"]) <= set(configure.split())
     assert ("TOOLCHAIN" in configure) == (mode == "cross-compiled")
     assert build.startswith("--build ") and build.endswith("--target edgeq_trt_plugins")
     m = json.loads((tmp_path / "b/bundle.json").read_text())
-    assert m["plugins"] == {"mode": mode, "library": "plugins/libedgeq_trt_plugins.so", **record}
+    assert m["plugins"] == {"mode": mode, "library": "plugins/libedgeq_trt_plugins.so", "cuda": "12.6",
+                            **record}
     assert (tmp_path / "b/plugins/libedgeq_trt_plugins.so").read_text() == "built\n"
     assert "plugins/libedgeq_trt_plugins.so" in m["files"] and not (tmp_path / "b/plugins-src").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # the build folder went
@@ -298,6 +303,7 @@ def test_plugin_library_built_into_the_bundle(mode, run_cli, hf_model, calib_npy
 
 def test_failed_plugin_build_leaves_nothing(run_cli, hf_model, calib_npy, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{fake_trt.cmake(tmp_path / 'bin', fail=True)}:{os.environ['PATH']}")
+    monkeypatch.setenv("CUDACXX", str(nvcc(tmp_path / "bin", "12.6")))
     code, _, err = _fp16_build(run_cli, hf_model, calib_npy, tmp_path / "b", "--sysroot",
                                _jetpack_root(tmp_path / "jetpack"))
     *progress, last = err.splitlines()

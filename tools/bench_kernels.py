@@ -25,7 +25,9 @@ scales, read once), the speed-up over PyTorch, int8 prefill scan time / fp16 pre
 time-parallel one where batch x channels leave the GPU idle, the split-state one for Mamba-2's
 d_state, the SSD scan's tensor-core chunked one for fp16 and int8 prompts of 128 tokens and
 more) over one thread per channel (EDGEQ_SCAN_MAX_PARTS=1), and for the SSD scan's prompts over
-the split-state kernel (EDGEQ_SSD_CHUNKED=0), in the same run. Peak GB/s:
+the split-state kernel (EDGEQ_SSD_CHUNKED=0), and for the Hadamard and add + RMSNorm below 32 rows
+the speed-up of splitting rows over the SMs over one block per row (EDGEQ_ROW_SPLIT=0), in the
+same run. Peak GB/s:
 memory clock x bus width x 2 (DDR) from the device attributes, or --peak-gbs; peak FLOP/s: SMs x
 fp32 lanes x 2 x clock, or --peak-gflops; int8 tensor-core peak: SMs x the architecture's dense
 int8 ops per SM and clock x clock, or --peak-int8-gops (sm_90's rate is wgmma's; the kernel's
@@ -399,6 +401,9 @@ def run(args, dev: dict) -> list[dict]:
             if op == "ssd" and shape[1] > 1:  # and off the tensor-core chunked one
                 with cuda_kernels.ssd_chunked(False):
                     other["split"] = timer.graph_ms(launch)
+            if op in ("hadamard", "norm") and shape[0] < 32:  # rows split over the SMs, or not
+                with cuda_kernels.row_split(False):
+                    other["one_block_per_row"] = timer.graph_ms(launch)
         finally:
             buf.free()
         row = dict(op=op, dtype=dtype, shape=list(shape), d_inner=width, ms=ms,
@@ -469,16 +474,16 @@ def markdown(dev: dict, rows: list[dict]) -> str:
            "from a CUDA graph (no launch overhead); PyTorch eager, fp32 math, same stream. "
            "Roofline: max(bytes / peak GB/s, FLOPs / peak FLOP/s) over the time.", "",
            "| op | dtype | shape | d_inner | us | GB/s | GFLOP/s | roofline | vs PyTorch "
-           "| int8 / fp16 | vs sequential | vs split |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| int8 / fp16 | vs sequential | vs split | vs one block per row |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         vs = f"x{r['speedup_vs_torch']:.1f}" if "speedup_vs_torch" in r else "n/a"
         ratio = f"{r['int8_over_fp16']:.2f}" if "int8_over_fp16" in r else ""
-        seq, split = (f"x{r[f'speedup_vs_{k}']:.2f}" if f"speedup_vs_{k}" in r else ""
-                      for k in ("sequential", "split"))
+        seq, split, row = (f"x{r[f'speedup_vs_{k}']:.2f}" if f"speedup_vs_{k}" in r else ""
+                           for k in ("sequential", "split", "one_block_per_row"))
         out.append(f"| {r['op']} | {r['dtype']} | {'x'.join(map(str, r['shape']))} | "
                    f"{r['d_inner']} | {r['ms'] * 1e3:.1f} | {r['gbs']:.1f} | {r['gflops']:.1f} | "
-                   f"{100 * r['roofline_fraction']:.1f} % | {vs} | {ratio} | {seq} | {split} |")
+                   f"{100 * r['roofline_fraction']:.1f} % | {vs} | {ratio} | {seq} | {split} | {row} |")
     return "\n".join(out + ["", *(f"- {line}" for line in target_lines(rows))]) + "\n"
 
 

@@ -89,8 +89,7 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
     target = get(target_name)
     out = Path(out)
     q.check_output(out)
-    if sysroot is not None:
-        plugins.check_sysroot(sysroot, target)  # fail before the slow stages
+    plugin_plan = plugins.plan(target, sysroot)  # its sysroot and nvcc: before the slow stages
     if recipe_name == FP16["name"]:
         recipes.check_fp16(h2t, residual_hadamard, a16_fraction)
         rec = FP16
@@ -148,7 +147,7 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
         # validation tokens: a fixed window of the calibration data the build did not choose
         val = tokens[: min(len(tokens), 2 * 128 + 1)]
         metrics = st("validate", validate, model_for_export, proto, val)
-        plugin = st("plugins", plugins.stage, tmp, target, sysroot, st.log)
+        plugin = st("plugins", plugins.stage, tmp, target, plugin_plan, st.log)
         engine = st("engine", _engine_stage, tmp, target, plugin, st.log)
         if tok_json:
             (tmp / "tokenizer.json").write_text(tok_json)

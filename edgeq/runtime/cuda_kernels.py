@@ -99,6 +99,12 @@ def ssd_chunked(on: bool):
     return _env("EDGEQ_SSD_CHUNKED", None if on else "0")
 
 
+def row_split(on: bool):
+    """EDGEQ_ROW_SPLIT=0 inside unless `on`: the Hadamard and add + RMSNorm kernels keep one
+    block per row at small batches instead of splitting rows over the SMs."""
+    return _env("EDGEQ_ROW_SPLIT", None if on else "0")
+
+
 def no_gpu_reason() -> str:
     """Why no CUDA GPU can be used here, or "" when one can."""
     try:

@@ -93,13 +93,17 @@ void with_wmax(int64_t width, F f) {
   else f(std::integral_constant<int, kMaxWidth>{});
 }
 
+template <class A> Geometry conv_geometry(const A& a) {
+  return threads_over(a.channels, kThreads, a.batch);
+}
+
 template <class T, class Bias>
 int conv_launch(const ConvArgs<T, Bias>& a, void* stream) {
   if (int rc = conv_check(a)) return rc;
-  const dim3 grid(unsigned((a.channels + kThreads - 1) / kThreads), unsigned(a.batch));
+  const Geometry g = conv_geometry(a);
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   with_wmax(a.width, [&](auto w) {
-    conv_kernel<T, Bias, decltype(w)::value><<<grid, kThreads, 0, s>>>(a);
+    conv_kernel<T, Bias, decltype(w)::value><<<g.grid(), g.block, 0, s>>>(a);
   });
   return launch_status();
 }

@@ -3,6 +3,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <cstdlib>
 #include <cstring>
 
 #include "edgeq_kernels.h"
@@ -132,6 +133,39 @@ struct GpuThread {
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
   }
 };
+
+// A launch's shape: x by y blocks of `block` threads with `smem` bytes of dynamic shared memory.
+// The launchers and the launch tables of plugins/*/README.md (tests/cuda_host_emu.cu,
+// tools/launch_table.py) take it from the same functions.
+struct Geometry {
+  int64_t x, y;
+  int block;
+  int64_t smem;
+  dim3 grid() const { return dim3(unsigned(x), unsigned(y)); }
+};
+
+// `threads` threads in blocks of `block` along x, y rows of them
+inline Geometry threads_over(int64_t threads, int block, int64_t y, int64_t smem = 0) {
+  return {(threads + block - 1) / block, y, block, smem};
+}
+
+// The current device's SMs, for the launches that fill them at small batches; 0 if unknown
+inline int sm_count() {
+  int device = 0, sms = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
+    cudaGetLastError();  // not a launch's error
+    return 0;
+  }
+  return sms;
+}
+
+// The SMs the row kernels (Hadamard, add + RMSNorm) split small batches over; EDGEQ_ROW_SPLIT=0
+// keeps one block per row (side-by-side benchmarks, tools/bench_kernels.py)
+inline int row_split_sms() {
+  const char* env = std::getenv("EDGEQ_ROW_SPLIT");
+  return env && env[0] == '0' && !env[1] ? 0 : sm_count();
+}
 
 inline int launch_status() {
   return cudaGetLastError() == cudaSuccess ? EDGEQ_OK : EDGEQ_CUDA_ERROR;

@@ -293,6 +293,17 @@ void with_w4a8_variant(const W4A8Args& a, F f) {
 // The W4A8 linear's choice of kernel, shared by edgeq_linear_w4a8 and the CPU emulation: after
 // w4a8_check, tiled() or gemv(chunk, tokens) (with_w4a8_variant's), nothing for an empty output;
 // returns w4a8_check's status.
+// The tiled kernel: a block per kTileM tokens x kTileN channels; the GEMV: a warp per output
+// channel, a block row per T tokens (grid y at most 65535: the kernels loop over the rest)
+inline Geometry w4a8_tiled_geometry(const W4A8Args& a) {
+  return {(a.N + kTileN - 1) / kTileN, std::min<int64_t>((a.rows + kTileM - 1) / kTileM, 65535),
+          kTileThreads, 0};
+}
+inline Geometry w4a8_gemv_geometry(const W4A8Args& a, int T) {
+  return {(a.N + kW4A8Warps - 1) / kW4A8Warps, std::min<int64_t>((a.rows + T - 1) / T, 65535),
+          kW4A8Warps * 32, 0};
+}
+
 template <class FTiled, class FGemv>
 int w4a8_dispatch(const W4A8Args& a, FTiled tiled, FGemv gemv) {
   if (int rc = w4a8_check(a)) return rc;
@@ -310,15 +321,16 @@ extern "C" int edgeq_linear_w4a8(const int8_t* x, const uint8_t* weight, const f
   using namespace edgeq_cuda;
   const W4A8Args a{x, weight, weight_scale, y, rows, K, N, group_size, x_scale};
   cudaStream_t s = static_cast<cudaStream_t>(stream);
-  const auto grid = [&](int64_t n_per_block, int64_t rows_per_block) {
-    return dim3(unsigned((N + n_per_block - 1) / n_per_block),
-                unsigned(std::min<int64_t>((rows + rows_per_block - 1) / rows_per_block, 65535)));
-  };
   const int rc = w4a8_dispatch(
-      a, [&] { w4a8_tiled_kernel<<<grid(kTileN, kTileM), kTileThreads, 0, s>>>(a); },
+      a,
+      [&] {
+        const Geometry g = w4a8_tiled_geometry(a);
+        w4a8_tiled_kernel<<<g.grid(), g.block, 0, s>>>(a);
+      },
       [&](auto chunk, auto tokens) {
         constexpr int T = decltype(tokens)::value;
-        w4a8_kernel<decltype(chunk), T><<<grid(kW4A8Warps, T), kW4A8Warps * 32, 0, s>>>(a);
+        const Geometry g = w4a8_gemv_geometry(a, T);
+        w4a8_kernel<decltype(chunk), T><<<g.grid(), g.block, 0, s>>>(a);
       });
   return rc || rows == 0 || N == 0 ? rc : launch_status();
 }

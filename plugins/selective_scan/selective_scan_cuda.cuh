@@ -406,12 +406,18 @@ int scan_dispatch(const ScanArgs<T, Y, PH, S>& a, R resident, FSplit split, FPar
   return EDGEQ_OK;
 }
 
+// The three kernels' launches: tpc threads per channel, P lanes per channel, one thread
+template <class A> Geometry split_geometry(const A& a, int tpc) {
+  return threads_over(a.dim * tpc, kStepThreads, a.batch);
+}
+template <class A> Geometry parts_geometry(const A& a, int P) {
+  return threads_over(a.dim * P, kPartThreads, a.batch);
+}
+template <class A> Geometry scan_geometry(const A& a) { return threads_over(a.dim, kThreads, a.batch); }
+
 template <class T, class Y, bool PH, class S>
 int scan_launch(const ScanArgs<T, Y, PH, S>& a, void* stream) {
   cudaStream_t s = static_cast<cudaStream_t>(stream);
-  const auto grid = [&](int64_t threads, int block) {
-    return dim3(unsigned((threads + block - 1) / block), unsigned(a.batch));
-  };
   const auto resident = [] {  // parts_kernel's threads in one wave; 0 (no parts) if unknown
     int device = 0, sms = 0, blocks = 0;
     if (cudaGetDevice(&device) != cudaSuccess ||
@@ -426,12 +432,16 @@ int scan_launch(const ScanArgs<T, Y, PH, S>& a, void* stream) {
   const int rc = scan_dispatch(
       a, resident,
       [&](auto j, int tpc) {
-        split_kernel<decltype(j)::value>
-            <<<grid(a.dim * tpc, kStepThreads), kStepThreads, 0, s>>>(a, tpc);
+        const Geometry g = split_geometry(a, tpc);
+        split_kernel<decltype(j)::value><<<g.grid(), g.block, 0, s>>>(a, tpc);
       },
-      [&](int P) { parts_kernel<<<grid(a.dim * P, kPartThreads), kPartThreads, 0, s>>>(a, P); },
+      [&](int P) {
+        const Geometry g = parts_geometry(a, P);
+        parts_kernel<<<g.grid(), g.block, 0, s>>>(a, P);
+      },
       [&](auto n) {
-        scan_kernel<T, Y, decltype(n)::value, PH, S><<<grid(a.dim, kThreads), kThreads, 0, s>>>(a);
+        const Geometry g = scan_geometry(a);
+        scan_kernel<T, Y, decltype(n)::value, PH, S><<<g.grid(), g.block, 0, s>>>(a);
       });
   return rc ? rc : launch_status();
 }

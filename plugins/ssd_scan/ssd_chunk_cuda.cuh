@@ -262,20 +262,24 @@ int ssd_dispatch(const ScanArgs<T, Y, true, S>& a, FChunk chunked, FOther other)
   return chunk_fits(a) ? chunked() : other();
 }
 
+// one block per (batch, head), its ChunkSmem above the 48 KB default (opted in)
+template <class A> Geometry chunk_geometry(const A& a) {
+  return {a.heads, a.batch, kChunkThreads, int64_t(sizeof(ChunkSmem))};
+}
+
 template <class T, class Y, class S>
 int ssd_launch(const ScanArgs<T, Y, true, S>& a, void* stream) {
   return ssd_dispatch(
       a,
       [&]() -> int {
-        const int bytes = int(sizeof(ChunkSmem));  // above the 48 KB default: opted in
+        const Geometry g = chunk_geometry(a);
         if (cudaFuncSetAttribute(chunk_kernel<T, Y, S>,
                                  cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 bytes) != cudaSuccess) {
+                                 int(g.smem)) != cudaSuccess) {
           cudaGetLastError();  // not left to the next launch's status
           return EDGEQ_CUDA_ERROR;
         }
-        chunk_kernel<<<dim3(unsigned(a.heads), unsigned(a.batch)), kChunkThreads, bytes,
-                       static_cast<cudaStream_t>(stream)>>>(a);
+        chunk_kernel<<<g.grid(), g.block, g.smem, static_cast<cudaStream_t>(stream)>>>(a);
         return launch_status();
       },
       [&] { return scan_launch(a, stream); });

@@ -344,6 +344,7 @@ def engine(bundle, max_batch, max_seq, compare):
         from .trt.compare import compare as run_compare  # without polygraphy: fail before building
     if m["plugins"]["mode"] == "sources":
         m["plugins"] = build_from_sources(bundle, click.echo)
+        manifest.verify(bundle)  # the script added the library and nothing else, and no link
     with replacing(bundle) as timing_cache:
         m["engine"] = build_engine(bundle, m["target"], click.echo, max_batch, max_seq,
                                    timing_cache)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import onnx
 
+from ..bundle.manifest import write_inside
 from ..errors import EdgeqError
 from ..ops.table import BY_NAME, DOMAIN
 from . import load
@@ -120,9 +121,9 @@ def build_engine(bundle: Path, target: dict, log, max_batch: int = 1, max_seq: i
         # the first error is the cause; TensorRT's last is a generic assertion
         raise EdgeqError(f"TensorRT could not build the engine: {logger.errors()[0]} (the "
                          f"whole log: {_failed_log(logger)})")
-    (bundle / ENGINE).write_bytes(bytes(serialized))
-    (bundle / CACHE).write_bytes(bytes(config.get_timing_cache().serialize()))
-    (bundle / LOG).write_text(logger.text())
+    write_inside(bundle, ENGINE, bytes(serialized))  # never through a link in the bundle
+    write_inside(bundle, CACHE, bytes(config.get_timing_cache().serialize()))
+    write_inside(bundle, LOG, logger.text().encode())
     log(f"engine written: {bundle / ENGINE}")
     return {"built": True, "engine": ENGINE, "log": LOG, "tensorrt": trt.__version__,
             "profiles": {"prefill": [1, max_seq], "decode": [1, 1], "batch": [1, max_batch],

@@ -1,0 +1,150 @@
+"""Bundles are closed and checked wherever they are used (issue 23, item 3): verify
+refuses links and unlisted entries, engine writes never go through a link, bundle.json of the
+wrong shape is one line."""
+import json
+import os
+import shutil
+import sys
+
+import pytest
+
+import fake_trt
+from edgeq.bundle import manifest
+from edgeq.errors import EdgeqError
+from test_bundle import bundle, calib_npy  # noqa: F401  (fixtures)
+
+
+@pytest.fixture
+def copy(bundle, tmp_path):  # noqa: F811
+    shutil.copytree(bundle, tmp_path / "copy")
+    return tmp_path / "copy"
+
+
+def _outside(tmp_path, name="outside"):
+    path = tmp_path / name
+    path.write_bytes(b"keep")
+    return path
+
+
+def _link_listed_file(copy, tmp_path):
+    # the same bytes, so only the link itself can give it away
+    shutil.copy(copy / "model.onnx", tmp_path / "model.onnx")
+    (copy / "model.onnx").unlink()
+    (copy / "model.onnx").symlink_to(tmp_path / "model.onnx")
+
+
+def _link_folder(copy, tmp_path):
+    shutil.move(copy / "plugins-src", tmp_path / "plugins-src")
+    (copy / "plugins-src").symlink_to(tmp_path / "plugins-src")
+
+
+def _link_manifest(copy, tmp_path):
+    shutil.move(copy / "bundle.json", tmp_path / "bundle.json")
+    (copy / "bundle.json").symlink_to(tmp_path / "bundle.json")
+
+
+@pytest.mark.parametrize("damage,fragment", [
+    (_link_listed_file, "model.onnx is a symbolic link"),
+    (_link_folder, "plugins-src is a symbolic link"),
+    (_link_manifest, "bundle.json is a symbolic link"),
+    (lambda c, t: (c / "extra").symlink_to(t), "extra is a symbolic link"),
+    (lambda c, t: (c / "plugins").symlink_to(t), "plugins is a symbolic link"),  # engine writes here
+    (lambda c, t: (c / "gone").symlink_to(t / "nothing"), "gone is a symbolic link"),
+    (lambda c, t: (c / "empty").mkdir(), "empty/ is not part of the bundle"),
+    (lambda c, t: (c / "plugins-src/new").mkdir(), "plugins-src/new/ is not part of the bundle"),
+    (lambda c, t: (c / "plugins").mkdir(), "plugins/ is not part of the bundle"),  # no library
+    (lambda c, t: os.mkfifo(c / "fifo"), "fifo is not a regular file"),
+])
+def test_verify_refuses_links_and_unlisted_entries(copy, tmp_path, run_cli, damage, fragment):
+    assert run_cli("verify", copy)[0] == 0
+    damage(copy, tmp_path)
+    code, _, err = run_cli("verify", copy)
+    assert code == 2 and err.count("\n") == 1 and fragment in err, err
+
+
+def test_verify_walks_folders_deeper_than_the_stack(copy, run_cli):
+    chain = [copy / "d"]
+    for _ in range(1100):  # os.makedirs and shutil.rmtree recurse: a loop each way
+        chain[-1].mkdir()
+        chain.append(chain[-1] / "d")
+    code, _, err = run_cli("verify", copy)
+    for folder in reversed(chain[:-1]):
+        folder.rmdir()
+    assert code == 2 and err.count("\n") == 1 and ": d/ is not part of the bundle" in err, err
+
+
+def _manifest(bundle, **fields):  # noqa: F811
+    """bundle.json with fields replaced (None: removed), its sha256 made to match."""
+    m = json.loads((bundle / manifest.NAME).read_text())
+    for k, v in fields.items():
+        if v is None:
+            m.pop(k)
+        else:
+            m[k] = v
+    m["sha256"] = manifest._digest(m)
+    return json.dumps(m)
+
+
+@pytest.mark.parametrize("fields,fragment", [
+    ({"files": ["model.onnx"]}, "`files` is a list, not an object"),
+    ({"files": None}, "`files` is missing"),
+    ({"target": None}, "`target` is missing"),
+    ({"plugins": "sources"}, "`plugins` is a str, not an object"),
+    ({"target": {"name": "orin-nano"}}, "`target` lacks its name or sm"),
+    ({"files": {"../model.onnx": "0" * 64}}, "not a relative path and a sha256"),
+    ({"files": {"model.onnx": None}}, "not a relative path and a sha256"),
+])
+def test_bundle_json_of_the_wrong_shape(copy, run_cli, fields, fragment):
+    (copy / manifest.NAME).write_text(_manifest(copy, **fields))
+    code, _, err = run_cli("verify", copy)
+    assert code == 2 and err.count("\n") == 1 and fragment in err, err
+
+
+def test_bundle_json_too_deep_or_too_large(bundle, copy, run_cli, monkeypatch):  # noqa: F811
+    (copy / manifest.NAME).write_text('{"format": "edgeq-bundle/4", "x": ' + "[" * 100000
+                                      + "]" * 100000 + "}")
+    code, _, err = run_cli("verify", copy)
+    assert code == 2 and err.count("\n") == 1 and "nested too deep" in err, err
+    (copy / manifest.NAME).write_text(_manifest(bundle))
+    monkeypatch.setattr("edgeq.jsonfile.MAX_BYTES", 1000)
+    code, _, err = run_cli("verify", copy)
+    assert code == 2 and err.count("\n") == 1 and "more than the 1000" in err, err
+
+
+def test_write_inside_replaces_links_and_refuses_linked_folders(tmp_path):
+    root = tmp_path / "b"
+    root.mkdir()
+    outside = _outside(tmp_path)
+    (root / "model.engine").symlink_to(outside)
+    os.link(_outside(tmp_path, "hard"), root / "timing.cache")
+    manifest.write_inside(root, "model.engine", b"engine")
+    manifest.write_inside(root, "timing.cache", b"cache")
+    assert outside.read_bytes() == (tmp_path / "hard").read_bytes() == b"keep"
+    assert not (root / "model.engine").is_symlink()
+    assert (root / "model.engine").read_bytes() == b"engine"
+    assert (root / "timing.cache").read_bytes() == b"cache"
+    (tmp_path / "elsewhere").mkdir()
+    (root / "plugins").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(EdgeqError, match="plugins is a symbolic link"):
+        manifest.write_inside(root, "plugins/lib.so", b"x")
+    assert not list((tmp_path / "elsewhere").iterdir())
+    assert sorted(p.name for p in root.iterdir()) == ["model.engine", "plugins", "timing.cache"]
+
+
+def test_engine_refuses_links_and_writes_through_none(copy, tmp_path, run_cli, monkeypatch):
+    from edgeq import targets
+    from edgeq.trt.engine import build_engine
+    (copy / "model.engine").symlink_to(_outside(tmp_path))
+    code, _, err = run_cli("engine", copy)  # before TensorRT is even needed
+    assert code == 2 and "model.engine is a symbolic link" in err, err
+    # build_engine itself (which verify guards): its three files replace the links in the bundle
+    (copy / "engine_build.log").symlink_to(_outside(tmp_path, "log"))
+    (copy / "timing.cache").symlink_to(_outside(tmp_path, "cache"))
+    (copy / "plugins").mkdir()
+    (copy / "plugins/libedgeq_trt_plugins.so").write_bytes(b"")
+    monkeypatch.setitem(sys.modules, "tensorrt", fake_trt.modules(fake_trt.Cuda()))
+    build_engine(copy, targets.get("orin-nano"), lambda line: None)
+    for name in ("outside", "log", "cache"):
+        assert (tmp_path / name).read_bytes() == b"keep", name
+    for name in ("model.engine", "engine_build.log", "timing.cache"):
+        assert (copy / name).is_file() and not (copy / name).is_symlink(), name

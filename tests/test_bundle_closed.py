@@ -1,6 +1,6 @@
-"""Bundles are closed and checked wherever they are used (issue 23, item 3): verify
+"""Bundles are closed and checked wherever they are used (issue 23, items 3 and 8): verify
 refuses links and unlisted entries, engine writes never go through a link, bundle.json of the
-wrong shape is one line."""
+wrong shape is one line, and generate/eval/bench verify a bundle they are given."""
 import json
 import os
 import shutil
@@ -148,3 +148,39 @@ def test_engine_refuses_links_and_writes_through_none(copy, tmp_path, run_cli, m
         assert (tmp_path / name).read_bytes() == b"keep", name
     for name in ("model.engine", "engine_build.log", "timing.cache"):
         assert (copy / name).is_file() and not (copy / name).is_symlink(), name
+
+
+# ---- generate, eval and bench verify the bundle they are given (item 8) ----
+
+@pytest.mark.parametrize("given", ["folder", "graph"])
+def test_generate_eval_bench_verify_the_bundle(copy, tmp_path, run_cli, given):
+    source = copy if given == "folder" else copy / "model.onnx"
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    tok = Tokenizer(models.WordLevel({"[UNK]": 0, "in": 1, "the": 2, "beginning": 3}, "[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.save(str(tmp_path / "tokenizer.json"))
+    text = tmp_path / "held-out.txt"
+    text.write_text("in the beginning " * 20)
+    commands = [["generate", source, "--prompt-ids", "1,2,3", "--max-new-tokens", "3", "--json"],
+                ["eval", source, "--ppl", text, "--seq-len", "16", "--tokenizer",
+                 tmp_path / "tokenizer.json"],
+                ["bench", source, "--prompt-len", "4", "--gen-len", "2", "--iters", "1",
+                 "--warmup", "0", "--json"]]
+    for args in commands:
+        code, _, err = run_cli(*args)
+        assert code == 0, (args, err)
+    code, out, _ = run_cli(*commands[0])
+    assert len(json.loads(out)["ids"]) == 3
+    with open(copy / "quant.json", "a") as f:  # a file the graph does not need: still refused
+        f.write(" ")
+    for args in commands:
+        code, _, err = run_cli(*args)
+        assert code == 2 and err.count("\n") == 1, (args, err)
+        assert "quant.json does not match" in err, (args, err)
+
+
+def test_a_bundle_runs_on_ort_only(bundle, run_cli):  # noqa: F811
+    for cmd in ("generate", "bench"):
+        prompt = ["--prompt-ids", "1"] if cmd == "generate" else []
+        code, _, err = run_cli(cmd, bundle, "--backend", "torch", *prompt)
+        assert code == 2 and err.count("\n") == 1 and "not a torch model" in err, err

@@ -1,8 +1,10 @@
-"""Bundles are closed and checked wherever they are used (issue 23, items 3 and 8): verify
+"""Bundles are closed and checked wherever they are used (issue 23, items 3, 4 and 8): verify
 refuses links and unlisted entries, engine writes never go through a link, bundle.json of the
-wrong shape is one line, and generate/eval/bench verify a bundle they are given."""
+wrong shape is one line, scp operands are paths, and generate/eval/bench verify a bundle they
+are given."""
 import json
 import os
+import shlex
 import shutil
 import sys
 
@@ -11,7 +13,7 @@ import pytest
 import fake_trt
 from edgeq.bundle import manifest
 from edgeq.errors import EdgeqError
-from test_bundle import bundle, calib_npy  # noqa: F401  (fixtures)
+from test_bundle import bundle, calib_npy, sshd  # noqa: F401  (fixtures)
 
 
 @pytest.fixture
@@ -184,3 +186,69 @@ def test_a_bundle_runs_on_ort_only(bundle, run_cli):  # noqa: F811
         prompt = ["--prompt-ids", "1"] if cmd == "generate" else []
         code, _, err = run_cli(cmd, bundle, "--backend", "torch", *prompt)
         assert code == 2 and err.count("\n") == 1 and "not a torch model" in err, err
+
+
+# ---- scp operands (item 4) ----
+
+STUB = """#!{python}
+import json, os, sys
+argv = sys.argv[1:]
+with open({log!r}, "a") as f:
+    f.write(json.dumps([os.path.basename(sys.argv[0]), *argv]) + "\\n")
+if os.path.basename(sys.argv[0]) == "scp":
+    dst = argv[-1]
+    if "@" in dst:  # the copy: the next verify passes
+        open({log!r} + ".copied", "w").close()
+    else:  # fetching the report
+        os.makedirs(dst, exist_ok=True)
+        with open(os.path.join(dst, "bench.json"), "w") as f:
+            json.dump({{"backend": "ort"}}, f)
+    sys.exit(0)
+command = argv[-1]
+if " verify " in f" {{command}} " and not os.path.exists({log!r} + ".copied"):
+    sys.exit(1)  # no earlier copy: scp it
+if command.startswith("cat "):
+    print(open({manifest!r}).read())
+"""
+
+
+def test_scp_operands_are_paths_never_hosts(bundle, tmp_path, run_cli, monkeypatch):  # noqa: F811
+    shutil.copytree(bundle, tmp_path / "mamba:w8a8")
+    bin_, log = tmp_path / "bin", tmp_path / "calls.log"
+    bin_.mkdir()
+    for name in ("ssh", "scp"):
+        (bin_ / name).write_text(STUB.format(python=sys.executable, log=str(log),
+                                             manifest=str(bundle / manifest.NAME)))
+        (bin_ / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_}:{os.environ['PATH']}")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli("bench", "./mamba:w8a8", "--host", "me@jetson", "--json")
+    assert code == 0, err
+    scp = [c for c in map(json.loads, log.read_text().splitlines()) if c[0] == "scp"]
+    rdir = f".cache/edgeq/bundles/mamba_w8a8-{manifest.sha256(bundle / manifest.NAME)[:12]}"
+    assert [c[-3:] for c in scp] == [
+        ["--", f"{tmp_path}/mamba:w8a8/.", f"me@jetson:{rdir}"],
+        ["--", f"me@jetson:{rdir}.report/.", f"{tmp_path}/mamba:w8a8-jetson-report"]]
+    assert json.loads(out) == {"backend": "ort"}
+    assert (tmp_path / "mamba:w8a8-jetson-report/bench.json").is_file()
+
+
+def test_scp_of_a_colon_name_over_real_ssh(bundle, sshd, tmp_path, run_cli, monkeypatch):  # noqa: F811
+    import functools
+    import getpass
+
+    from edgeq.bench import remote
+    monkeypatch.setattr(remote, "Remote", functools.partial(
+        remote.Remote, ssh_options=[f"UserKnownHostsFile={sshd['known_hosts']}"]))
+    monkeypatch.setattr(remote, "bench_remote", functools.partial(
+        remote.bench_remote, remote_dir=str(tmp_path / "remote")))
+    shutil.copytree(bundle, tmp_path / "mamba:w8a8")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(
+        "bench", "./mamba:w8a8", "--host", f"{getpass.getuser()}@127.0.0.1", "--port", sshd["port"],
+        "--identity", sshd["key"], "--remote-edgeq", f"{shlex.quote(sys.executable)} -m edgeq.cli",
+        "--prompt-len", "4", "--gen-len", "2", "--iters", "1", "--warmup", "0", "--json")
+    assert code == 0, err
+    assert (tmp_path / "remote/bundle.json").is_file()
+    report = tmp_path / "mamba:w8a8-127.0.0.1-report/bench.json"
+    assert json.loads(report.read_text())["backend"] == "ort" == json.loads(out)["backend"]

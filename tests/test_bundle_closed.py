@@ -1,12 +1,14 @@
-"""Bundles are closed and checked wherever they are used (issue 23, items 3, 4 and 8): verify
+"""Bundles are closed and checked wherever they are used (issue 23, items 3, 4, 5, 8): verify
 refuses links and unlisted entries, engine writes never go through a link, bundle.json of the
-wrong shape is one line, scp operands are paths, and generate/eval/bench verify a bundle they
-are given."""
+wrong shape is one line, scp operands are paths, bench refuses what it cannot hold, and
+generate/eval/bench verify a bundle they are given."""
 import json
 import os
+import resource
 import shlex
 import shutil
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -252,3 +254,34 @@ def test_scp_of_a_colon_name_over_real_ssh(bundle, sshd, tmp_path, run_cli, monk
     assert (tmp_path / "remote/bundle.json").is_file()
     report = tmp_path / "mamba:w8a8-127.0.0.1-report/bench.json"
     assert json.loads(report.read_text())["backend"] == "ort" == json.loads(out)["backend"]
+
+
+# ---- bench refuses what it cannot hold (item 5) ----
+
+def test_check_fits_counts_states_logits_and_activations():
+    from edgeq.bench.run import check_fits, needs
+    from edgeq.models import MambaConfig
+    cfg = MambaConfig(d_model=2560, n_layer=64, vocab_size=50280)  # mamba-2.8b
+    want = {"ids": 8 * 8 * 1024,
+            "states": 2 * 4 * 8 * 64 * (5120 * 16 + 3 * 5120),  # in and out, fp32
+            "logits": 4 * 8 * 50280,
+            "activations": 4 * 8 * 1024 * (2 * 2560 + 4 * 5120)}
+    want["runtime"] = 3 * want["activations"]
+    assert needs(cfg, 1024, 8) == want
+    check_fits(cfg, 1024, 8, sum(want.values()), 8 << 30)  # exactly enough: no error
+    with pytest.raises(EdgeqError, match=r"batch 8 needs over 3\.5 GiB \(ids 0\.0, states 0\.4, "
+                       r"logits 0\.0, activations 0\.8, runtime 2\.3\), and this host has 3\.5 GiB "
+                       r"available of 8\.0 GiB"):
+        check_fits(cfg, 1024, 8, sum(want.values()) - 1, 8 << 30)
+    m2 = MambaConfig(d_model=64, n_layer=2, vocab_size=301, arch="mamba2", d_state=16, headdim=16,
+                     ngroups=2)  # conv over x, B and C; dt per head
+    assert needs(m2, 10, 1)["activations"] == 4 * 10 * (2 * 64 + 2 * 128 + (128 + 64) + 8)
+    assert needs(m2, 10, 1)["states"] == 2 * 4 * 2 * (128 * 16 + 3 * 192)
+
+
+def test_bench_refuses_a_huge_batch_without_allocating_it(bundle, run_cli):  # noqa: F811
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    code, _, err = run_cli("bench", bundle, "--batch", "1000000")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "at batch 1000000 needs over" in err and "GiB available of" in err and "lower --batch" in err
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 2**20  # KiB: under 1 GiB

@@ -381,6 +381,7 @@ def engine(bundle, max_batch, max_seq, compare, expect_int8):
         from .trt.compare import compare as run_compare  # without polygraphy: fail before building
     if m["plugins"]["mode"] == "sources":
         m["plugins"] = build_from_sources(bundle, click.echo)
+        manifest.verify(bundle)  # the script added the library and nothing else, and no link
     with replacing(bundle) as timing_cache:
         m["engine"] = build_engine(bundle, m["target"], click.echo, max_batch, max_seq,
                                    timing_cache, expect_int8)
@@ -450,23 +451,17 @@ def bench(source, backend, prompt_len, gen_len, batch, warmup, iters, report_dir
 
 
 def _bench_backend(source: str, backend: str, cuda_graph: bool = True):
-    from .bundle import manifest
-    from .sources import open_backend
+    from .sources import bundle_root, open_backend
+    if backend != "trt":
+        return open_backend(source, backend)[0]
     path = Path(source)
-    if (path / manifest.NAME).is_file():  # a bundle
-        m = manifest.verify(path)
-        if backend == "trt":
-            from .trt.engine import check_engine
-            from .trt.runtime import TrtBackend
-            check_engine(m)  # before TensorRT meets an engine it cannot run
-            return TrtBackend(path, cuda_graph)
-        if backend == "ort":
-            return open_backend(str(path / "model.onnx"), "ort")[0]
-        raise EdgeqError(f"{source}: a bundle holds a graph, not a torch model; bench the "
-                         "checkpoint or the folder of `edgeq quantize` with --backend torch")
-    if backend == "trt":
+    if bundle_root(source) != path:
         raise EdgeqError(f"{source}: --backend trt needs a bundle made by `edgeq build`")
-    return open_backend(source, backend)[0]
+    from .bundle import manifest
+    from .trt.engine import check_engine
+    from .trt.runtime import TrtBackend
+    check_engine(manifest.verify(path))  # before TensorRT meets an engine it cannot run
+    return TrtBackend(path, cuda_graph)
 
 
 class Stopped(SystemExit):

@@ -2,6 +2,7 @@
 (quant.json), or an exported .onnx graph; and the backend that runs it."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .errors import EdgeqError
@@ -19,9 +20,26 @@ def load_torch(source: str):
     return load_model(str(folder))
 
 
+def bundle_root(source: str) -> Path | None:
+    """The bundle that `source` is (its folder) or is in (its graph), by its bundle.json."""
+    from .bundle.manifest import NAME
+    path = Path(source)
+    root = path if path.is_dir() else path.parent if source.endswith(".onnx") else None
+    return root if root is not None and os.path.lexists(root / NAME) else None
+
+
 def open_backend(source: str, backend: str | None = None, tokenizer: str | None = None):
     """A backend and its tokenizer (or None) for any MODEL argument; `tokenizer` (a file, folder
-    or hub id) overrides the model's."""
+    or hub id) overrides the model's. A bundle, or a graph in one, runs once the bundle verifies."""
+    root = bundle_root(source)
+    if root is not None:
+        from .bundle import manifest
+        manifest.verify(root)
+        if Path(source).is_dir():
+            if backend not in (None, "ort"):
+                raise EdgeqError(f"{source}: a bundle holds a graph, not a torch model; give the "
+                                 "checkpoint or the folder of `edgeq quantize` for --backend torch")
+            source = str(root / "model.onnx")
     if source.endswith(".onnx"):
         if backend not in (None, "ort"):
             raise EdgeqError(f"{source}: an ONNX graph runs on --backend ort; give the model "

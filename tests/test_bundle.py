@@ -182,13 +182,8 @@ def test_bench_ort_json_and_report(bundle, run_cli, tmp_path):
 
 def test_bench_refuses_a_prompt_beyond_memory(bundle, run_cli):
     code, _, err = run_cli("bench", bundle, "--prompt-len", str(10**12))
-    assert code == 2 and err.count("\n") == 1 and "lower --prompt-len" in err, err
-    from edgeq.bench.run import check_fits
-    from edgeq.models import MambaConfig
-    cfg = MambaConfig(d_model=2560, n_layer=64, vocab_size=50280)
-    check_fits(cfg, 1024, 8, available=2 * 8 * 1024 * 2560)  # exactly enough: no error
-    with pytest.raises(EdgeqError, match="1024 tokens at batch 8"):
-        check_fits(cfg, 1024, 8, available=2 * 8 * 1024 * 2560 - 1)
+    assert code == 2 and err.count("\n") == 1 and "lower --batch or --prompt-len" in err, err
+    # what it counts: tests/test_bundle_closed.py
 
 
 def test_bench_torch_backend_on_a_model(hf_model, run_cli):

@@ -4,13 +4,13 @@ checked (StrictHostKeyChecking=yes: the device must be in known_hosts), every re
 quoted, and nothing secret is logged (keys stay with ssh)."""
 from __future__ import annotations
 
-import json
 import re
 import shlex
 import subprocess
 from pathlib import Path
 
 from ..errors import EdgeqError
+from ..jsonfile import parse_json, read_json
 
 
 class Remote:
@@ -38,9 +38,19 @@ class Remote:
         port = ["-p", str(self.port)] if self.port else []
         return self._run(["ssh", *self.opts, *port, self.host, "--", shlex.join(argv)], what)
 
-    def scp(self, src: str, dst: str, what: str) -> None:
+    def put(self, folder: Path, rdir: str, what: str) -> None:
+        """Copy a local folder's contents into rdir on the device."""
+        self._scp(f"{folder.absolute()}/.", f"{self.host}:{rdir}", what)
+
+    def get(self, rdir: str, folder: Path, what: str) -> None:
+        """Copy rdir's contents on the device into a local folder."""
+        self._scp(f"{self.host}:{rdir}/.", str(folder.absolute()), what)
+
+    def _scp(self, src: str, dst: str, what: str) -> None:
+        # local operands absolute: scp reads `mamba:w8a8` (pathlib drops a `./`) as a host;
+        # `--`: no operand is an option
         port = ["-P", str(self.port)] if self.port else []
-        self._run(["scp", "-q", "-r", *self.opts, *port, src, dst], what)
+        self._run(["scp", "-q", "-r", *self.opts, *port, "--", src, dst], what)
 
 
 def bench_remote(bundle: Path, remote: Remote, bench_args: list[str], out: Path,
@@ -64,14 +74,16 @@ def bench_remote(bundle: Path, remote: Remote, bench_args: list[str], out: Path,
         remote.log(f"reusing {remote.host}:{rdir}")
     except EdgeqError:
         remote.ssh(["mkdir", "-p", rdir], "creating the bundle folder")
-        remote.scp(f"{bundle}/.", f"{remote.host}:{rdir}", "copying the bundle")
+        remote.put(bundle, rdir, "copying the bundle")
         remote.ssh([*edgeq_cmd, "verify", rdir], "verifying the bundle")
-    there = json.loads(remote.ssh(["cat", f"{rdir}/bundle.json"], "reading the bundle's manifest"))
+    where = f"{remote.host}:{rdir}/bundle.json"
+    there = manifest.check_shape(parse_json(remote.ssh(["cat", f"{rdir}/bundle.json"],
+                                                       "reading the bundle's manifest"), where), where)
     if not there["engine"].get("built") and "--backend" in bench_args and \
             bench_args[bench_args.index("--backend") + 1] == "trt":
         remote.ssh([*edgeq_cmd, "engine", rdir], "building the engine")
     report = f"{rdir}.report"  # beside the bundle: a file inside would fail the next verify
     remote.ssh([*edgeq_cmd, "bench", rdir, *bench_args, "--report-dir", report], "benchmarking")
     out.mkdir(parents=True, exist_ok=True)
-    remote.scp(f"{remote.host}:{report}/.", str(out), "fetching the report")
-    return json.loads((out / "bench.json").read_text())
+    remote.get(report, out, "fetching the report")
+    return read_json(out / "bench.json")

@@ -23,24 +23,50 @@ def percentile(xs, p: float) -> float:
     return float(np.percentile(np.asarray(xs, dtype=np.float64), p))
 
 
-def available_memory() -> int | None:
-    """Bytes this host can still give (Linux's MemAvailable; on a Jetson, the shared DRAM)."""
+def meminfo(key: str) -> int | None:
+    """Bytes from /proc/meminfo (Linux; on a Jetson, the shared DRAM), None where it has none."""
     try:
         with open("/proc/meminfo") as f:
-            kib = next(int(line.split()[1]) for line in f if line.startswith("MemAvailable:"))
+            kib = next(int(line.split()[1]) for line in f if line.startswith(key + ":"))
     except (OSError, StopIteration, ValueError, IndexError):
         return None
     return kib * 1024
 
 
-def check_fits(cfg, prompt_len: int, batch: int, available: int | None) -> None:
-    """Refuse a prompt whose prefill cannot fit: its residual stream alone is batch x prompt x
-    d_model values of 2 bytes or more (fp16, the narrowest any recipe keeps it)."""
-    need = 2 * batch * prompt_len * cfg.d_model
-    if available is not None and need > available:
+def available_memory() -> int | None:
+    """Bytes this host can still give (MemAvailable)."""
+    return meminfo("MemAvailable")
+
+
+RUNTIME_COPIES = 3  # below the 3.4x to 3.8x measured (bench/results/bench_memory_check.md)
+
+
+def needs(cfg, prompt_len: int, batch: int) -> dict[str, int]:
+    """Bytes a run holds at least, all fp32 (as the ORT and torch backends compute; an int8
+    graph keeps some activations narrower, but its kernels widen them): the prompt's ids, the
+    states in and out, the last position's logits, the prefill's activations in a layer while
+    its scan runs (the residual stream and its norm, the scan's input, gate, dt, B, C and
+    output, for every token), and the runtime's working copies of them (quantize/dequantize
+    outputs, kernel inputs, the allocator's slack)."""
+    state = cfg.n_layer * (cfg.d_inner * cfg.d_state + (cfg.d_conv - 1) * cfg.conv_dim)
+    per_token = 2 * cfg.d_model + 2 * cfg.d_inner + cfg.conv_dim + cfg.nheads
+    activations = 4 * batch * prompt_len * per_token
+    return {"ids": 8 * batch * prompt_len, "states": 2 * 4 * batch * state,
+            "logits": 4 * batch * cfg.vocab_size, "activations": activations,
+            "runtime": RUNTIME_COPIES * activations}
+
+
+def check_fits(cfg, prompt_len: int, batch: int, available: int | None,
+               total: int | None = None) -> None:
+    """Refuse a run that cannot fit in the memory this host has available (None: unknown, not
+    checked); total, the host's memory, is named in the message."""
+    need = needs(cfg, prompt_len, batch)
+    if available is not None and sum(need.values()) > available:
+        parts = ", ".join(f"{k} {v / 2**30:.1f}" for k, v in need.items())
+        of = f" of {total / 2**30:.1f} GiB" if total else ""
         raise EdgeqError(f"a prompt of {prompt_len} tokens at batch {batch} needs over "
-                         f"{need / 2**30:.1f} GiB for its activations, and this host has "
-                         f"{available / 2**30:.1f} GiB available; lower --prompt-len or --batch")
+                         f"{sum(need.values()) / 2**30:.1f} GiB ({parts}), and this host has "
+                         f"{available / 2**30:.1f} GiB available{of}; lower --batch or --prompt-len")
 
 
 class HostTimer:
@@ -62,7 +88,7 @@ class HostTimer:
 def bench(backend, prompt_len: int, gen_len: int, batch: int = 1, warmup: int = 1,
           iters: int = 3, seed: int = 0) -> dict:
     if backend.name != "trt":  # an engine's memory is already held; its profiles refuse the rest
-        check_fits(backend.config, prompt_len, batch, available_memory())
+        check_fits(backend.config, prompt_len, batch, available_memory(), meminfo("MemTotal"))
     vocab = backend.config.vocab_size
     ids = np.random.default_rng(seed).integers(0, vocab, (batch, prompt_len))
     ttft, tpot, totals = [], [], []

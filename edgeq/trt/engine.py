@@ -12,6 +12,7 @@ from pathlib import Path
 
 import onnx
 
+from ..bundle.manifest import write_inside
 from ..errors import EdgeqError
 from ..ops.table import BY_NAME, DOMAIN
 from . import layers, load, load_plugins
@@ -126,10 +127,12 @@ def build_engine(bundle: Path, target: dict, log, max_batch: int = 1, max_seq: i
         # the first error is the cause; TensorRT's last is a generic assertion
         raise EdgeqError(f"TensorRT could not build the engine: {logger.errors()[0]} (the "
                          f"whole log: {_failed_log(logger)})")
-    _write(bundle / ENGINE, serialized)
+    # never through a link in the bundle; IHostMemory written through its buffer, no copy
+    # (pyFoundationalTypes.cpp, 10.3: py::buffer_protocol() and def_buffer over data())
+    write_inside(bundle, ENGINE, serialized)
     del serialized
-    _write(bundle / CACHE, cache_data)
-    (bundle / LOG).write_text(logger.text())
+    write_inside(bundle, CACHE, cache_data)
+    write_inside(bundle, LOG, logger.text().encode())
     log(f"engine written: {bundle / ENGINE}")
     summary = layers.summary(layers.write(trt, logger, bundle), bundle / "model.onnx")
     log(layers.describe(summary))
@@ -140,13 +143,6 @@ def build_engine(bundle: Path, target: dict, log, max_batch: int = 1, max_seq: i
                          "logits_at": [1, 1]}, "workspace_bytes": pool, "layers": layers.LAYERS,
             "precision": layers.counts(summary)}
 
-
-def _write(path: Path, data) -> None:
-    """An IHostMemory (or bytes) to a file through the buffer protocol, with no copy in Python:
-    pyFoundationalTypes.cpp (10.3) binds IHostMemory with py::buffer_protocol() and def_buffer
-    over its data(); the engine is as large as the weights, bytes() of it would double them."""
-    with open(path, "wb") as f:
-        f.write(data)
 
 
 def _failed_log(logger) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import onnx
 
+from ..bundle.manifest import write_inside
 from ..errors import EdgeqError
 from ..ops.table import DOMAIN
 
@@ -47,7 +48,7 @@ def write(trt, logger, bundle: Path) -> dict:
     if not info.get("Layers") or not isinstance(info["Layers"][0], dict):
         raise EdgeqError("TensorRT's engine inspector gave layer names only: the engine was not "
                          "built with ProfilingVerbosity.DETAILED")
-    (bundle / LAYERS).write_text(json.dumps(info, indent=1) + "\n")
+    write_inside(bundle, LAYERS, (json.dumps(info, indent=1) + "\n").encode())
     return info
 
 

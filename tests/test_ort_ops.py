@@ -146,7 +146,8 @@ def test_int8_linear_runs_without_per_step_dequantization():
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
     rewritten = ort_ops.for_ort(model).graph
     assert "DequantizeLinear" not in {n.op_type for n in rewritten.node}
-    assert {i.name for i in rewritten.initializer} == {"w", "xs", "xz", "y_scale", "edgeq_i16_128", "edgeq_u8_zero"}
+    assert {i.name for i in rewritten.initializer} == {"w", "xs", "xz", "y_scale",
+                                                       "edgeq_i16_128", "edgeq_u8_zero"}
     x = g.standard_normal((3, 64)).astype(np.float32)
     xq = np.clip(np.rint(x / np.float32(0.05)), -128, 127).astype(np.int32)
     expect = (xq @ w.astype(np.int32)).astype(np.float32) * (np.float32(0.05) * w_scale)

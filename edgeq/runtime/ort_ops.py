@@ -198,10 +198,11 @@ def exact_int8_matmuls(graph: onnx.GraphProto) -> None:
             # x as uint8 with zero point 128 (exact: x + 128 in 0..255): ORT's CPU MatMulInteger
             # has a fast u8 x s8 kernel; int8 x int8 measured ~40x slower (1x768 @ 768x3072:
             # ~32 ms vs ~0.7 ms, fp32 MatMul ~3.6 ms, this machine, 2 threads)
-            nodes += [onnx.helper.make_node("Cast", [xq], [f"{name}_x16"], to=onnx.TensorProto.INT16),
-                      onnx.helper.make_node("Add", [f"{name}_x16", "edgeq_i16_128"], [f"{name}_x16u"]),
-                      onnx.helper.make_node("Cast", [f"{name}_x16u"], [f"{name}_xu8"],
-                                            to=onnx.TensorProto.UINT8),
+            i16, u8 = onnx.TensorProto.INT16, onnx.TensorProto.UINT8
+            nodes += [onnx.helper.make_node("Cast", [xq], [f"{name}_x16"], to=i16),
+                      onnx.helper.make_node("Add", [f"{name}_x16", "edgeq_i16_128"],
+                                            [f"{name}_x16u"]),
+                      onnx.helper.make_node("Cast", [f"{name}_x16u"], [f"{name}_xu8"], to=u8),
                       onnx.helper.make_node("MatMulInteger", [f"{name}_xu8", wq, "edgeq_u8_zero"],
                                             [f"{name}_acc"]),
                       onnx.helper.make_node("Cast", [f"{name}_acc"], [f"{name}_accf"],

@@ -120,6 +120,14 @@ def call_cost(n: int = 1000) -> dict:
     return out
 
 
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() \
+            else ():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def spawn(tree: Path, graph: str, args) -> dict:
     env = dict(os.environ, EDGEQ_BENCH_TREE=str(tree))
     lib = tree / "edgeq" / "lib" / "libedgeq_cpu.so"
@@ -167,7 +175,7 @@ def main() -> None:
                      "prefill_tps": statistics.median(x["prefill_tps"] for x in rs),
                      "decode_tps": statistics.median(x["decode_tps"] for x in rs),
                      "ops_us_per_step": ops, "calls_per_step": rs[0]["calls_per_step"]})
-    lines = [f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+    lines = [f"machine: {cpu_name()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}, "
              f"ORT intra-op threads {args.threads}, prompt {args.prompt_len}, "
              f"decode {args.gen_len} steps, medians of {args.rounds} interleaved rounds", "",
              "| code | graph | prefill tok/s | decode tok/s |", "|---|---|---|---|"]

@@ -126,3 +126,29 @@ def test_floats_attributes_reach_the_pyops_exactly(values):
     attr = helper.make_attribute("s", values)
     encoded = ort_ops._ENCODE[onnx.AttributeProto.FLOATS](attr)
     np.testing.assert_array_equal(ort_ops._DECODE["FLOATS"](encoded), np.float32(values))
+
+
+def test_int8_linear_runs_without_per_step_dequantization():
+    """exact_int8_matmuls leaves no DequantizeLinear behind (they would dequantize the weight at
+    every step), nor their scales, and still gives the exact int32 product times the scales."""
+    g = np.random.default_rng(0)
+    w = g.integers(-128, 128, (64, 24)).astype(np.int8)
+    w_scale = (0.01 * np.exp(g.standard_normal(24))).astype(np.float32)
+    inits = [onnx.numpy_helper.from_array(a, n) for a, n in
+             ((w, "w"), (w_scale, "ws"), (np.zeros(24, np.int8), "wz"),
+              (np.float32(0.05), "xs"), (np.int8(0), "xz"))]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wd"], axis=1),
+             helper.make_node("MatMul", ["xd", "wd"], ["y"])]
+    graph = helper.make_graph(nodes, "lin", [helper.make_tensor_value_info("x", 1, [3, 64])],
+                              [helper.make_tensor_value_info("y", 1, [3, 24])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    rewritten = ort_ops.for_ort(model).graph
+    assert "DequantizeLinear" not in {n.op_type for n in rewritten.node}
+    assert {i.name for i in rewritten.initializer} == {"w", "xs", "xz", "y_scale",
+                                                       "edgeq_i16_128", "edgeq_u8_zero"}
+    x = g.standard_normal((3, 64)).astype(np.float32)
+    xq = np.clip(np.rint(x / np.float32(0.05)), -128, 127).astype(np.int32)
+    expect = (xq @ w.astype(np.int32)).astype(np.float32) * (np.float32(0.05) * w_scale)
+    np.testing.assert_array_equal(run_ort(model, {"x": x})[0], expect)

@@ -1,6 +1,7 @@
 // EdgeqAddRMSNormInt8 on the CPU (docs/ops.md): residual add in fp32, RMSNorm, int8 out.
 #include <cmath>
 
+#include "edgeq_cpu_threads.h"
 #include "edgeq_kernels.h"
 #include "edgeq_quant.h"
 
@@ -9,7 +10,7 @@ extern "C" int edgeq_add_rmsnorm_int8(const float* x, const float* residual, con
                                       float eps, float y_scale, void*) {
   if (!x || !residual || !weight || !y || !residual_out) return EDGEQ_NULL_POINTER;
   if (rows < 0 || d < 1) return EDGEQ_BAD_SHAPE;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for if(rows * d >= kEdgeqParallelMinWork) schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
     double ss = 0.0;  // fp64 sum and one rounding of 1/rms: bit-exact with the reference
     for (int64_t i = 0; i < d; ++i) {

@@ -3,6 +3,7 @@
 // written, so state_out may alias state.
 #include <vector>
 
+#include "edgeq_cpu_threads.h"
 #include "edgeq_kernels.h"
 #include "edgeq_quant.h"
 
@@ -15,7 +16,8 @@ int conv(const T* x, const T* weight, const T* state, Out out_fn, T* y, T* state
   if (!x || !weight || !state || !y || !state_out) return EDGEQ_NULL_POINTER;
   if (batch < 1 || L < 1 || channels < 1 || width < 2) return EDGEQ_BAD_SHAPE;
   const int64_t S = width - 1;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for if(batch > 1 && batch * L * channels * width >= kEdgeqParallelMinWork) \
+    schedule(static)
   for (int64_t b = 0; b < batch; ++b) {
     const T* st = state + b * S * channels;
     const T* xb = x + b * L * channels;

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "edgeq_cpu_threads.h"
 #include "edgeq_kernels.h"
 
 namespace {
@@ -53,7 +54,7 @@ extern "C" int edgeq_linear_w4a8(const int8_t* x, const uint8_t* weight, const f
     return EDGEQ_BAD_SHAPE;
   const int64_t G = K / group_size;
   std::vector<int8_t> xp(rows * K);
-#pragma omp parallel
+#pragma omp parallel if(rows * N * K >= kEdgeqParallelMinWork)
   {
 #pragma omp for schedule(static)
     for (int64_t m = 0; m < rows; ++m) split_even_odd(x + m * K, K, &xp[m * K]);

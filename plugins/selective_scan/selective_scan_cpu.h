@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "edgeq_cpu_threads.h"
 #include "edgeq_kernels.h"
 #include "edgeq_quant.h"
 
@@ -32,7 +33,8 @@ int scan(const T* u, const T* delta, const float* A, const T* B, const T* C, con
   if (state_out != state) std::memcpy(state_out, state, sizeof(float) * batch * dim * dstate);
   const int64_t block = 32;
   const int64_t nblocks = (dim + block - 1) / block;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) if(batch * L * dim * dstate >= kEdgeqParallelMinWork) \
+    schedule(static)
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t blk = 0; blk < nblocks; ++blk) {
       const int64_t d0 = blk * block, d1 = d0 + block < dim ? d0 + block : dim;

@@ -69,6 +69,7 @@ def test_op_overheads(tiny):
     (["--edgeq-python", "/nonexistent/python"], "is not an executable Python"),
     (["--out", "/nonexistent/dir/t.md"], "no folder /nonexistent/dir"),
     (["--rounds", "0"], "--rounds and --threads must be 1 or more"),
+    (["--readme"], "--readme links to the full table: give --out too"),
 ])
 def test_bad_arguments_exit_2(args, message):
     p = subprocess.run([sys.executable, TOOL, "--skip-llama-cpp", "--tiny", *args],

@@ -61,13 +61,15 @@ def run(cmd, env=None, cwd=None, timeout=3600) -> str:
 # --- llama.cpp ----------------------------------------------------------------------------
 
 def llama_source(cache: Path) -> Path:
-    src = cache / "sdist" / f"llama_cpp_python-{LLAMA_CPP_PYTHON}" / "vendor" / "llama.cpp"
+    """The sdist unpacked as cache/sdist (renamed whole: an interrupted unpack is redone)."""
+    src = cache / "sdist" / "vendor" / "llama.cpp"
     if not src.is_dir():
-        dl = cache / "download"
-        run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-             f"llama-cpp-python=={LLAMA_CPP_PYTHON}", "-d", dl], timeout=900)
-        with tarfile.open(dl / f"llama_cpp_python-{LLAMA_CPP_PYTHON}.tar.gz") as t:
-            t.extractall(cache / "sdist", filter="data")
+        with tempfile.TemporaryDirectory(dir=cache) as tmp:
+            run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                 f"llama-cpp-python=={LLAMA_CPP_PYTHON}", "-d", tmp], timeout=900)
+            with tarfile.open(f"{tmp}/llama_cpp_python-{LLAMA_CPP_PYTHON}.tar.gz") as t:
+                t.extractall(tmp, filter="data")
+            Path(tmp, f"llama_cpp_python-{LLAMA_CPP_PYTHON}").rename(cache / "sdist")
     return src
 
 
@@ -76,6 +78,7 @@ def build_llama_bench(cache: Path) -> Path:
     exe = cache / "build" / "bin" / "llama-bench"
     if exe.is_file():
         return exe
+    cache.mkdir(parents=True, exist_ok=True)
     src = llama_source(cache)
     nice = ["nice", "-n", "10"] if shutil.which("nice") else []
     run([*nice, "cmake", "-S", src, "-B", cache / "build", "-DCMAKE_BUILD_TYPE=Release",
@@ -272,6 +275,21 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def readme_table(result: dict, link: str) -> str:
+    """The first model's speeds and ratios, for README's performance section."""
+    m = result["models"][0]
+    lines = [f"{m['name']}, {result['threads']} threads, {result['machine']}, median of "
+             f"{result['rounds']} interleaved rounds (`tools/bench_cpu_runtime.py`; all models, "
+             f"versions and the custom ops' per-call overhead in [{link}]({link})).", "",
+             "| runtime | prefill tok/s (128 tokens) | decode tok/s |", "|---|---|---|"]
+    for r, s in m["speeds"].items():
+        lines.append(f"| {r} | {fmt(med(s['prefill']))} | {fmt(med(s['decode']))} |")
+    for row in m["ratios"]:
+        lines.append(f"| {row['ratio']} (target {row['target']}) | {fmt(row['prefill'], '.3f')}x "
+                     f"| {fmt(row['decode'], '.3f')}x |")
+    return "\n".join(lines)
+
+
 # --- the run -------------------------------------------------------------------------------------
 
 def prepare(name, spec, work: Path, args, llama) -> dict:
@@ -284,6 +302,9 @@ def prepare(name, spec, work: Path, args, llama) -> dict:
         MambaForCausalLM(MambaConfig(**spec)).save_pretrained(folder)
     else:
         shutil.copytree(spec, folder)
+        # transformers 5 reads a bare tokenizer.json as GPT-NeoX's and adds a token past the
+        # vocabulary, which llama.cpp's converter refuses: ask for the file as it is
+        (folder / "tokenizer_config.json").write_text('{"tokenizer_class": "PreTrainedTokenizerFast"}')
     vocab = json.loads((folder / "config.json").read_text())["vocab_size"]
     m = {"name": name, "folder": folder, "vocab": vocab, "run": {}, "failed": {}, "speeds": {}}
     m["hf"] = AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float32).eval()
@@ -426,6 +447,8 @@ def main() -> int:
                     help="where llama.cpp's source and build are kept between runs")
     ap.add_argument("--out", type=Path, help="also write the Markdown table here")
     ap.add_argument("--json", type=Path, help="also write every round's numbers here")
+    ap.add_argument("--readme", action="store_true",
+                    help="put the first model's table into README.md, linking to --out")
     args = ap.parse_args()
     if not os.access(args.edgeq_python, os.X_OK):
         print(f"bench_cpu_runtime: {args.edgeq_python} is not an executable Python; give the "
@@ -436,6 +459,10 @@ def main() -> int:
             print(f"bench_cpu_runtime: no folder {path.parent} for {path}; create it or give "
                   "another path", file=sys.stderr)
             return 2
+    if args.readme and not args.out:
+        print("bench_cpu_runtime: --readme links to the full table: give --out too",
+              file=sys.stderr)
+        return 2
     if args.rounds < 1 or args.threads < 1 or args.gen < 2:
         print("bench_cpu_runtime: --rounds and --threads must be 1 or more, --gen 2 or more",
               file=sys.stderr)
@@ -453,6 +480,10 @@ def main() -> int:
             tmp = path.with_name(f".{path.name}.tmp")
             tmp.write_text(content)
             tmp.replace(path)
+    if args.readme:
+        sys.path.insert(0, str(ROOT / "tools"))
+        from readme_table import write
+        write("cpu-runtime-table", readme_table(result, os.path.relpath(args.out, ROOT)))
     return 0
 
 

@@ -30,7 +30,7 @@ def test_table_has_every_runtime(tiny):
     (model,) = result["models"]
     assert model["name"] == "tiny h96" and not model["failed"]
     assert set(model["speeds"]) == {"transformers fp32", "edgeq fp32 (ORT)",
-                                    "edgeq int8 quamba-w8a8 (ORT)"}
+                                    "edgeq int8 W8A8 (ORT)"}
     for s in model["speeds"].values():
         assert len(s["prefill"]) == len(s["decode"]) == 1 and min(s["prefill"] + s["decode"]) > 0
     assert "| llama.cpp Q8_0 | — | — | not run |" in md
@@ -41,7 +41,7 @@ def test_ratios_come_from_the_measured_numbers(tiny):
     result, md = tiny
     (model,) = result["models"]
     speeds, rows = model["speeds"], {r["ratio"]: r for r in model["ratios"]}
-    int8 = speeds["edgeq int8 quamba-w8a8 (ORT)"]
+    int8 = speeds["edgeq int8 W8A8 (ORT)"]
     for name, other in (("int8 / transformers fp32", "transformers fp32"),
                         ("int8 / edgeq fp32", "edgeq fp32 (ORT)")):
         for kind in ("prefill", "decode"):

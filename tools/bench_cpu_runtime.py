@@ -1,5 +1,5 @@
 """Decode and 128-token prefill speed on this CPU, side by side in one run: llama.cpp Q8_0 and F32
-(llama-bench), transformers fp32 (greedy generate) and edgeq's fp32 and quamba-w8a8 int8 graphs
+(llama-bench), transformers fp32 (greedy generate) and edgeq's fp32 and W8A8 int8 graphs
 on ONNX Runtime (`edgeq bench --backend ort`), on a random Mamba-1 at mamba-130m's widths and
 the demo models, in interleaved rounds (noise on a shared machine hits every runtime alike);
 then the ratios, and the int8 graph's custom ops' per-call overhead at batch 1 decode (ONNX
@@ -46,7 +46,8 @@ MODELS = {  # name -> transformers MambaConfig kwargs, or a folder
 }
 TINY = {"tiny h96": dict(vocab_size=1001, hidden_size=96, num_hidden_layers=2, state_size=16)}
 RUNTIMES = ["llama.cpp Q8_0", "llama.cpp F32", "transformers fp32", "edgeq fp32 (ORT)",
-            "edgeq int8 quamba-w8a8 (ORT)"]
+            "edgeq int8 W8A8 (ORT)"]
+RECIPE = {"mamba": "quamba-w8a8", "mamba2": "quamba2-w8a8"}  # by the config's model_type
 INT8, FP32, HF, Q8 = RUNTIMES[4], RUNTIMES[3], RUNTIMES[2], RUNTIMES[0]
 
 
@@ -154,13 +155,13 @@ def edgeq(args, *cmd, timeout=3600) -> str:
     return run([args.edgeq_python, "-m", "edgeq.cli", *cmd], env=args.env, timeout=timeout)
 
 
-def edgeq_graphs(args, model: Path, vocab: int, work: Path) -> dict[str, Path]:
-    """The fp32 graph, and the quamba-w8a8 one calibrated on a few random token windows
+def edgeq_graphs(args, model: Path, vocab: int, recipe: str, work: Path) -> dict[str, Path]:
+    """The fp32 graph, and the W8A8 one calibrated on a few random token windows
     (its speed does not depend on its scales)."""
     calib = work / "calib.npy"
     np.save(calib, np.random.default_rng(0).integers(0, vocab, (args.calib, args.calib_len)))
     edgeq(args, "export", model, "-o", work / "fp32.onnx")
-    edgeq(args, "quantize", model, "--recipe", "quamba-w8a8", "--calib", calib, "--samples",
+    edgeq(args, "quantize", model, "--recipe", recipe, "--calib", calib, "--samples",
           args.calib, "--seq-len", args.calib_len, "-o", work / "q")
     edgeq(args, "export", work / "q", "-o", work / "int8.onnx")
     return {FP32: work / "fp32.onnx", INT8: work / "int8.onnx"}
@@ -257,7 +258,8 @@ def markdown(result: dict) -> str:
     for note in result["notes"]:
         lines.append(f"- {note}")
     for m in result["models"]:
-        lines += ["", f"### {m['name']}", "", "| runtime | prefill tok/s | decode tok/s | rounds |",
+        lines += ["", f"### {m['name']} (int8: {m['recipe']})", "",
+                  "| runtime | prefill tok/s | decode tok/s | rounds |",
                   "|---|---|---|---|"]
         for r in RUNTIMES:
             s = m["speeds"].get(r)
@@ -316,11 +318,11 @@ def prepare(name, spec, work: Path, args, llama) -> dict:
     cfg = json.loads((folder / "config.json").read_text())
     vocab, d_inner = cfg["vocab_size"], cfg.get("intermediate_size", 2 * cfg["hidden_size"])
     m = {"name": name, "folder": folder, "vocab": vocab, "d_inner": d_inner, "run": {},
-         "failed": {}, "speeds": {}}
+         "failed": {}, "speeds": {}, "recipe": RECIPE[cfg["model_type"]]}
     m["hf"] = AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float32).eval()
     m["run"][HF] = lambda i: hf_round(m["hf"], args, vocab, i)
     try:
-        for r, g in edgeq_graphs(args, folder, vocab, work).items():
+        for r, g in edgeq_graphs(args, folder, vocab, m["recipe"], work).items():
             m["run"][r] = lambda i, g=g: edgeq_round(args, g)
             m[r] = g
     except (RuntimeError, subprocess.TimeoutExpired) as e:
@@ -351,6 +353,7 @@ def bench(args) -> dict:
     from transformers.utils import logging as hf_logging
     hf_logging.set_verbosity_error()  # the slow-path notice, once per model
     torch.set_num_threads(args.threads)
+    load = os.getloadavg()[0]
     notes, llama = [], {"repack": []}
     if args.skip_llama_cpp:
         notes.append("llama.cpp: skipped (--skip-llama-cpp)")
@@ -401,6 +404,8 @@ def bench(args) -> dict:
                 o["overhead_us"] = None if f is None else o["call_us"] - o["arith_us"]
             ops = {"model": target["name"], "d_inner": cfg["expand"] * cfg["d_model"],
                    "steps": args.profile_steps - 1, "gflops": rate / 1e9, "per_op": per_op}
+    notes.append(f"1-minute load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at "
+                 f"the end, on {os.cpu_count()} logical CPUs (other jobs share this machine)")
     result = {"machine": f"{platform.machine()} {platform.processor() or ''} "
                          f"{cpu_name()}".replace("  ", " ").strip(),
               "threads": args.threads, "prompt_len": args.prompt_len, "gen": args.gen,
@@ -408,7 +413,7 @@ def bench(args) -> dict:
               "edgeq": edgeq_version(args), "versions": versions(llama), "notes": notes,
               "ops": ops, "models": []}
     for m in models:
-        result["models"].append({"name": m["name"], "speeds": m["speeds"],
+        result["models"].append({"name": m["name"], "recipe": m["recipe"], "speeds": m["speeds"],
                                  "failed": m["failed"], "ratios": ratios(m["speeds"])})
     return result
 

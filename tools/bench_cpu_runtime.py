@@ -341,7 +341,8 @@ def one_round(m, runtime, i, llama, notes):
     try:
         return m["run"][runtime](i)
     except RuntimeError as e:
-        if runtime.startswith("llama") and not llama["repack"]:  # AMX repacking crashed here once
+        # AMX repacking crashed here once (a signal, a negative code); a load error is not that
+        if runtime.startswith("llama") and not llama["repack"] and "exited -" in str(e):
             llama["repack"] = ["--repack", "0"]
             notes.append(f"llama-bench failed ({e}); every llama.cpp run uses --repack 0")
             return m["run"][runtime](i)

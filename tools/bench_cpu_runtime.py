@@ -101,8 +101,8 @@ def build(cache: Path) -> None:
 CONVERT = """import sys, runpy
 sys.path[:0] = [sys.argv[1], sys.argv[1] + "/gguf-py"]  # the converter reads sys.path[0]/models
 import conversion.base as base
-base.TextModel.get_vocab_base_pre = lambda self, tokenizer: sys.argv[2]
-script = sys.argv[1] + "/convert_hf_to_gguf.py"
+pre, script = sys.argv[2], sys.argv[1] + "/convert_hf_to_gguf.py"
+base.TextModel.get_vocab_base_pre = lambda self, tokenizer: pre
 sys.argv = [script] + sys.argv[3:]
 runpy.run_path(script, run_name="__main__")
 """

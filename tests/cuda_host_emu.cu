@@ -1,6 +1,6 @@
 // Runs the CUDA kernels' per-thread, per-lane and per-row code (scan_channel, split_thread and
 // parts_thread, which EdgeqSSDScan shares, its chunk_block, conv_channel, w4a8_lane, w4a8_tile,
-// hadamard_row, add_rmsnorm_row) on the CPU behind the C ABI with host pointers (symbols
+// hadamard_row, add_rmsnorm_row, embedding_w4_pair) on the CPU behind the C ABI with host pointers (symbols
 // emu_edgeq_*): one "thread", lane or row after another, except the kernels written against a
 // Thread (the scans' split-state, time-parallel and chunked kernels, the tiled W4A8 linear),
 // whose threads cooperate through shared memory, barriers and warp collectives (shuffles, mma):
@@ -15,6 +15,7 @@
 
 #include "../plugins/add_rmsnorm/add_rmsnorm_cuda.cu"
 #include "../plugins/causal_conv1d/causal_conv1d_cuda.cu"
+#include "../plugins/embedding_w4/embedding_w4_cuda.cu"
 #include "../plugins/hadamard/hadamard_cuda.cu"
 #include "../plugins/linear_w4a8/linear_w4a8_cuda.cu"
 #include "../plugins/selective_scan/selective_scan_cuda.cu"
@@ -331,4 +332,15 @@ EMU emu_edgeq_linear_w4a8(const int8_t* x, const uint8_t* weight, const float* w
         for (int t = 0; t < T; ++t) w4a8_store(a, m0 + t, n, sum[t]);
       }
   });
+}
+
+// One "thread" per packed output byte, in order.
+EMU emu_edgeq_embedding_w4(const int64_t* ids, const uint8_t* table, const edgeq_half* table_scale,
+                           float* y, int64_t rows, int64_t vocab, int64_t d, int64_t group_size,
+                           void*) {
+  const EmbeddingW4Args a{ids, table, reinterpret_cast<const H*>(table_scale), y, rows, vocab, d,
+                          group_size};
+  if (int rc = embedding_w4_check(a)) return rc;
+  for (int64_t i = 0; i < rows * (d / 2); ++i) embedding_w4_pair(a, i);
+  return EDGEQ_OK;
 }

@@ -166,7 +166,7 @@ def int4_tables_as_bytes(graph: onnx.GraphProto) -> None:
         if t is None or t.data_type != onnx.TensorProto.INT4:
             continue
         if t.name not in made:
-            nib = numpy_helper.to_array(t).astype(np.uint8) & 15  # [vocab, d], two's complement
+            nib = numpy_helper.to_array(t).astype(np.int8).view(np.uint8) & 15  # [vocab, d]
             packed = (nib[:, 0::2] | (nib[:, 1::2] << 4)).view(np.int8)  # edgeq/ops/int4.py
             made[t.name] = numpy_helper.from_array(packed, f"{t.name}_bytes")
             graph.initializer.append(made[t.name])

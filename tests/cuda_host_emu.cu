@@ -1,6 +1,6 @@
 // Runs the CUDA kernels' per-thread, per-lane and per-row code (scan_channel, split_thread and
 // parts_thread, which EdgeqSSDScan shares, its chunk_block, conv_channel, w4a8_lane, w4a8_tile,
-// hadamard_part, the add + RMSNorm rows and parts) on the CPU behind the C ABI with host pointers (symbols
+// hadamard_part, the add + RMSNorm rows and parts, embedding_w4_pair) on the CPU behind the C ABI with host pointers (symbols
 // emu_edgeq_*): one "thread", lane or row after another, except the kernels written against a
 // Thread (the scans' split-state, time-parallel and chunked kernels, the tiled W4A8 linear),
 // whose threads cooperate through shared memory, barriers and warp collectives (shuffles, mma):
@@ -16,6 +16,7 @@
 
 #include "../plugins/add_rmsnorm/add_rmsnorm_cuda.cu"
 #include "../plugins/causal_conv1d/causal_conv1d_cuda.cu"
+#include "../plugins/embedding_w4/embedding_w4_cuda.cu"
 #include "../plugins/hadamard/hadamard_cuda.cu"
 #include "../plugins/linear_w4a8/linear_w4a8_cuda.cu"
 #include "../plugins/selective_scan/selective_scan_cuda.cu"
@@ -416,5 +417,16 @@ EMU emu_edgeq_launches(const char* op, const int64_t* d, int32_t sms, char* out,
   if (rc) return rc;
   if (int64_t(text.size()) >= cap) return EDGEQ_BAD_SHAPE;
   std::memcpy(out, text.c_str(), text.size() + 1);
+  return EDGEQ_OK;
+}
+
+// One "thread" per packed output byte, in order.
+EMU emu_edgeq_embedding_w4(const int64_t* ids, const uint8_t* table, const edgeq_half* table_scale,
+                           float* y, int64_t rows, int64_t vocab, int64_t d, int64_t group_size,
+                           void*) {
+  const EmbeddingW4Args a{ids, table, reinterpret_cast<const H*>(table_scale), y, rows, vocab, d,
+                          group_size};
+  if (int rc = embedding_w4_check(a)) return rc;
+  for (int64_t i = 0; i < rows * (d / 2); ++i) embedding_w4_pair(a, i);
   return EDGEQ_OK;
 }

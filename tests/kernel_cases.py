@@ -16,8 +16,8 @@ import torch
 from edgeq.ops import int4, reference
 from edgeq.runtime.cuda_kernels import check, max_scan_parts, ssd_chunked, symbol
 from edgeq.runtime.kernels import Scales
-from edgeq.ops.table import (ADD_RMSNORM_INT8, CAUSAL_CONV1D, CAUSAL_CONV1D_INT8, HADAMARD_INT8,
-                             LINEAR_W4A8, SELECTIVE_SCAN, SELECTIVE_SCAN_INT8, SSD_SCAN,
+from edgeq.ops.table import (ADD_RMSNORM_INT8, CAUSAL_CONV1D, CAUSAL_CONV1D_INT8, EMBEDDING_W4,
+                             HADAMARD_INT8, LINEAR_W4A8, SELECTIVE_SCAN, SELECTIVE_SCAN_INT8, SSD_SCAN,
                              SSD_SCAN_INT8)
 
 
@@ -112,6 +112,18 @@ class W4A8:  # EdgeqLinearW4A8: rows tokens of K times N output channels
         return f"m{self.rows}-k{self.K}-n{self.N}-g{self.group_size}"
 
 
+@dataclass(frozen=True)
+class Embed:  # EdgeqEmbeddingW4: ids [batch, L] rows of a [vocab, d] table
+    batch: int
+    L: int
+    vocab: int
+    d: int
+    group_size: int = 128
+
+    def __str__(self):
+        return f"b{self.batch}-l{self.L}-v{self.vocab}-d{self.d}-g{self.group_size}"
+
+
 MAMBA_130M, MAMBA_2_8B = 1536, 5120  # d_inner
 MAMBA_130M_MODEL, MAMBA_2_8B_MODEL = 768, 2560  # d_model: the add + RMSNorm's width
 MAMBA2_130M_HEADS, MAMBA2_2_7B_HEADS = 24, 80  # Mamba-2: headdim 64, d_inner 1536 and 5120
@@ -189,6 +201,9 @@ W4A8_SMALL = [W4A8(1, 384, 96), W4A8(7, 384, 33), W4A8(1, 4096, 6, 32), W4A8(3, 
               W4A8(9, 100, 7, 2), W4A8(2, 1536, 8, 512), W4A8(12, 256, 10, 32),
               W4A8(9, 128, 8), W4A8(11, 192, 17, 64), W4A8(70, 384, 96),
               W4A8(200, 256, 136, 64)]
+# decode and prefill; groups of 2 and of a whole row; ids outside the table (rows of zeros)
+EMBED_SMALL = [Embed(1, 1, 50, 768), Embed(2, 7, 301, 256, 64), Embed(3, 5, 9, 6, 2),
+               Embed(1, 40, 1000, 128, 128)]
 # the model sizes, decode and prefill, up to batch 64, in fp32, fp16 and int8
 MODEL_SHAPES = ((1, 1), (64, 1), (1, 7), (64, 7), (1, 1000), (4, 1000), (1, 2100))
 
@@ -232,6 +247,8 @@ NORM_GPU = NORM_SMALL + [Norm(r, d) for d in (MAMBA_130M_MODEL, MAMBA_2_8B_MODEL
     Norm(64, MAMBA_2_8B_MODEL, inplace=True)]
 # Mamba-2 in_proj and out_proj (K, N): 130m, 2.7B and Quamba2's 8B
 W4A8_LAYERS = ((768, 3352), (1536, 768), (2560, 10576), (5120, 2560), (4096, 18560), (8192, 4096))
+EMBED_GPU = EMBED_SMALL + [Embed(b, L, 50280, d) for d in (768, 2560, 4096)
+                           for b, L in ((1, 1), (64, 1), (1, 2100))]
 W4A8_GPU = W4A8_SMALL + [W4A8(r, K, N) for K, N in W4A8_LAYERS for r in (1, 7, 64, 1000, 2100)]
 
 
@@ -467,11 +484,26 @@ def run_w4a8(lib, mem, c: W4A8, prefix: str = ""):
     _check("y", mem.get(y), reference.linear_w4a8(x, weight, scale, x_scale, c.group_size), False)
 
 
+def run_embed(lib, mem, c: Embed, prefix: str = ""):
+    g = torch.Generator().manual_seed(c.vocab + c.d)
+    ids = torch.randint(-2, c.vocab + 2, (c.batch, c.L), generator=g)  # some out of the table
+    table = torch.randint(-8, 8, (c.vocab, c.d), generator=g, dtype=torch.int8)
+    scale = (torch.rand(c.vocab, c.d // c.group_size, generator=g) * 0.02 + 1e-3).half()
+    y = mem.empty((c.batch, c.L, c.d), "float32")
+    rc = getattr(lib, prefix + EMBEDDING_W4.c_symbol)(
+        mem.put(_np(ids)), mem.put(_np(int4.pack(table))), mem.put(_np(scale)), y,
+        c.batch * c.L, c.vocab, c.d, c.group_size, None)
+    assert rc == 0, f"status {rc}"
+    mem.sync()
+    # one exact product per element
+    assert np.array_equal(mem.get(y), _np(reference.embedding_w4(ids, table, scale, c.group_size)))
+
+
 RUNS = {"scan": run_scan, "ssd": run_ssd, "conv": run_conv, "hadamard": run_hadamard,
-        "norm": run_norm, "w4a8": run_w4a8}
+        "norm": run_norm, "w4a8": run_w4a8, "embed": run_embed}
 SMALL = [(k, c) for k, cases in (("scan", SCAN_SMALL), ("ssd", SSD_SMALL), ("conv", CONV_SMALL),
                                  ("hadamard", HADAMARD_SMALL), ("norm", NORM_SMALL),
-                                 ("w4a8", W4A8_SMALL))
+                                 ("w4a8", W4A8_SMALL), ("embed", EMBED_SMALL))
          for c in cases]
 
 

@@ -23,7 +23,9 @@ from edgeq.ops.table import OPS
 from native_build import nvcc_host, run
 
 # TensorRT's DataType values (NvInferRuntimeBase.h)
-TRT_TYPES = {np.dtype("float32"): 0, np.dtype("float16"): 1, np.dtype("int8"): 2}
+TRT_TYPES = {np.dtype("float32"): 0, np.dtype("float16"): 1, np.dtype("int8"): 2,
+             np.dtype("int64"): 8}
+INT4 = 9  # kINT4: packed bytes [..., n/2] that TensorRT describes as [..., n]
 BY_SYMBOL = {cuda_kernels.symbol(op, dtype): op for op in OPS for dtype in ("float32", "float16")}
 ADAPTERS = [ROOT / "plugins" / "trt" / "registry.cpp"] + sorted(ROOT.glob("plugins/*/*_trt.cpp"))
 
@@ -70,12 +72,16 @@ def field(attr_type: str, value) -> np.ndarray:
 
 
 def run_plugin(harness: ctypes.CDLL, library: Path, op, fields: dict[str, np.ndarray],
-               inputs: list[int], outputs: list[int], mem, stream=None) -> None:
+               inputs: list[int], outputs: list[int], mem, stream=None,
+               int4: frozenset = frozenset()) -> None:
     """One plugin through tests/trt_harness.cpp on buffers of `mem`; fields by name (INT
-    attributes int32, FLOAT and FLOATS float32, as the ONNX parser passes them)."""
+    attributes int32, FLOAT and FLOATS float32, as the ONNX parser passes them); the inputs
+    numbered in `int4` are packed INT4 bytes."""
     kinds = {a.name: a.type for a in op.attrs}
     tensors = inputs + outputs
     shapes = [mem.describe(p) for p in tensors]
+    types = [INT4 if i in int4 else TRT_TYPES[d] for i, (_, d) in enumerate(shapes)]
+    shapes = [((*s[:-1], 2 * s[-1]), d) if i in int4 else (s, d) for i, (s, d) in enumerate(shapes)]
     dims = np.zeros((len(tensors), 8), np.int64)
     for i, (shape, _) in enumerate(shapes):
         dims[i, :len(shape)] = shape
@@ -90,7 +96,7 @@ def run_plugin(harness: ctypes.CDLL, library: Path, op, fields: dict[str, np.nda
         arr(ctypes.c_int32, [kinds[n] == "INT" for n in fields]),
         arr(ctypes.c_void_p, [v.ctypes.data for v in fields.values()]),
         arr(ctypes.c_int32, [v.size for v in fields.values()]), len(inputs), len(outputs),
-        arr(ctypes.c_int32, [TRT_TYPES[d] for _, d in shapes]),
+        arr(ctypes.c_int32, types),
         arr(ctypes.c_int32, [len(s) for s, _ in shapes]), dims.ctypes.data,
         arr(ctypes.c_void_p, tensors), stream, enqueues, message, len(message))
     assert rc == 0, f"{op.name} plugin: {message.value.decode()}"
@@ -113,8 +119,10 @@ class PluginLib:
             inputs.pop()
         fields = {a.name: self._field(a, v)
                   for a, v in zip(op.attrs, args[-1 - n_attr:-1], strict=True)}
+        # the INT4 inputs: the embedding's table (plugins/embedding_w4/embedding_w4_trt.cpp)
+        int4 = frozenset({1}) if op.name == "EdgeqEmbeddingW4" else frozenset()
         run_plugin(self.harness, self.library, op, fields, inputs,
-                   list(args[n_in:n_in + n_out]), self.mem, args[-1])
+                   list(args[n_in:n_in + n_out]), self.mem, args[-1], int4)
         return 0
 
     def _field(self, attr, value) -> np.ndarray:

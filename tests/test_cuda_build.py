@@ -219,6 +219,11 @@ def test_linear_w4a8_kernel_code_on_cpu(emulated, case):
     kc.run_w4a8(emulated, kc.HostMem(), case, prefix="emu_")
 
 
+@pytest.mark.parametrize("case", kc.EMBED_SMALL, ids=str)
+def test_embedding_w4_kernel_code_on_cpu(emulated, case):
+    kc.run_embed(emulated, kc.HostMem(), case, prefix="emu_")
+
+
 @pytest.fixture(scope="module")
 def probe(emulation_object, tmp_path_factory):
     """What tests/trt_probe.cpp sees when it loads the plugin library like TensorRT does: the
@@ -293,18 +298,20 @@ def test_trt_plugins_formats_shapes_and_checks(probe):
             "EdgeqCausalConv1dInt8": {"i8 i8 f32 i8 | i8 i8"},
             "EdgeqHadamardInt8": {"f32 | i8"},
             "EdgeqAddRMSNormInt8": {"f32 f32 f32 | i8 f32"},
-            "EdgeqLinearW4A8": {"i8 i8 f32 | f32"}}
+            "EdgeqLinearW4A8": {"i8 i8 f32 | f32"},
+            "EdgeqEmbeddingW4": {"i64 i4 f16 | f32"}}
     assert set(int8) == {op.name for op in OPS} - {op.name for op in FP_OPS}
     for name, want in int8.items():
         chosen = {line.split(": ")[1] for line in lines[name] if line.startswith("combination")}
         assert chosen == want, name
     assert "differs" not in text
-    for op in OPS:  # outputs shaped like their table `like` input, the last dim maybe another's
-        names = [p.name for p in op.inputs]
+    for op in OPS:  # outputs shaped like their table `like` input, the last dim maybe another's,
+        names = [p.name for p in op.inputs]  # or with another's last dim appended
         for o, port in enumerate(op.outputs):
             like = names.index(port.like)
             last = f"{names.index(port.last_from)}.0" if port.last_from else f"{like}.1"
-            assert f"shape {len(names)} {o} dims {like}.0 {last}" in lines[op.name]
+            more = f" {names.index(port.append_from)}.1" if port.append_from else ""
+            assert f"shape {len(names)} {o} dims {like}.0 {last}{more}" in lines[op.name]
     assert text.count("bad_value rejected") == text.count("bad_type rejected") == len(OPS)
     input_counts = sum(1 + sum(p.optional for p in op.inputs) for op in OPS)
     assert text.count("bad_shapes -1") == text.count("good_shapes 0") == input_counts

@@ -84,6 +84,11 @@ def test_linear_w4a8(lib, mem, case):
     kc.run_w4a8(lib, mem, case)
 
 
+@pytest.mark.parametrize("case", kc.EMBED_GPU, ids=str)
+def test_embedding_w4(lib, mem, case):
+    kc.run_embed(lib, mem, case)
+
+
 class Captured:
     """`lib` whose kernel calls are recorded from `stream` into a CUDA graph, which then runs
     once: as the TensorRT runtime replays its decode step, plugins and all. A launch on another

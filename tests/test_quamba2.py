@@ -202,11 +202,28 @@ def test_head_to_toe_4bit_tables(fp, name, rotate, tmp_path):
     inits = {i.name: i for i in proto.graph.initializer}
     blocked = [n for n in proto.graph.node if n.op_type == "DequantizeLinear"
                and any(a.name == "block_size" for a in n.attribute)]
-    big = [n for n in blocked if inits[n.input[0]].dims[1] == 301]
-    # tied: the embedding Gather and the lm_head MatMul read one table; the residual rotation
-    # unties them (the final norm's weight folds into the head only)
-    assert len(big) == (2 if rotate else 1) and qfp.cfg.tie_embeddings is not rotate
-    assert len(blocked) == len(big) + (0 if name == "quamba2-w4a8" else 2 * 2)
+    heads = [n for n in blocked if inits[n.input[0]].dims[0] == 301]  # [vocab, d]
+    embed, = [n for n in proto.graph.node if n.op_type == "EdgeqEmbeddingW4"]
+    # tied: the embedding op and the head's DQ read one table and one set of scales; the
+    # residual rotation unties them (the final norm's weight folds into the head only)
+    assert len(heads) == 1 and qfp.cfg.tie_embeddings is not rotate
+    assert (embed.input[1:] == heads[0].input[:2]) is not rotate
+    assert len(blocked) == len(heads) + (0 if name == "quamba2-w4a8" else 2 * 2)
+    for table in (embed.input[1], heads[0].input[0]):
+        assert inits[table].data_type == onnx.TensorProto.INT4
+    # TensorRT's weight-only INT4 form: fp16 block scales on the input axis, fp16 activations
+    head = heads[0]
+    assert inits[head.input[1]].data_type == onnx.TensorProto.FLOAT16
+    assert {a.name: onnx.helper.get_attribute_value(a) for a in head.attribute} == \
+        {"axis": 1, "block_size": 64}
+    gemm, = [n for n in proto.graph.node if head.output[0] in n.input]
+    assert gemm.op_type == "Gemm" and gemm.input[1] == head.output[0]
+    assert {a.name: onnx.helper.get_attribute_value(a) for a in gemm.attribute}["transB"] == 1
+    producer = {o: n for n in proto.graph.node for o in n.output}
+    cast = producer[producer[gemm.input[0]].input[0]] \
+        if producer[gemm.input[0]].op_type == "Reshape" else producer[gemm.input[0]]
+    assert cast.op_type == "Cast" and cast.attribute[0].i == onnx.TensorProto.FLOAT16 \
+        or name == "quamba2-w4a16"  # fp16 throughout: no cast
     fq, ob = TorchBackend(qm), OrtBackend(proto)
     ids = tokens(257, seed=3)
     assert top1_agreement(TorchBackend(model), fq, ids, seq_len=128) > 0.7

@@ -15,6 +15,7 @@ from onnx import numpy_helper
 import kernel_cases as kc
 from edgeq.export.onnx_export import to_onnx
 from edgeq.models import MambaConfig, MambaLM
+from edgeq.ops import int4
 from edgeq.ops.table import BY_NAME, DOMAIN
 from edgeq.quant import calib, quantize as Q, recipe as R
 from edgeq.quant.qmodel import load_model
@@ -89,7 +90,7 @@ def _graph(kind: str) -> onnx.ModelProto:
     model = MambaLM(cfg).eval()
     if kind.endswith("fp16"):
         return to_onnx(model.half())
-    rec = R.load(kind.split()[1])
+    rec = R.load(kind.split()[1], h2t=kind.endswith("h2t"))
     ids = np.random.default_rng(0).integers(0, 301, 2000)
     qfp, t, s = Q.run(model, calib.windows(ids, 8, 64, 301), rec)
     return to_onnx(load_model(qfp.cfg, t, s, rec))
@@ -111,7 +112,7 @@ def _custom_node_values(proto: onnx.ModelProto, feeds: list[dict]) -> list[dict]
 
 
 @pytest.mark.parametrize("kind", ["mamba1 quamba-w8a8", "mamba2 quamba2-w4a8", "mamba1 fp16",
-                                  "mamba2 fp16"])
+                                  "mamba2 fp16", "mamba1 quamba2-w4a8 h2t"])
 def test_exported_graph_nodes_on_emulated_plugins(harness, emulated, kind):
     # every custom node of an exported graph, prefill and a decode step, run by its plugin with
     # the node's attributes as the ONNX parser passes them, equals ONNX Runtime (the C++ CPU
@@ -137,8 +138,12 @@ def test_exported_graph_nodes_on_emulated_plugins(harness, emulated, kind):
             mem = kc.HostMem()
             want = [values[o] for o in n.output]
             outs = [mem.empty(w.shape, w.dtype) for w in want]
-            run_plugin(harness, emulated, op, fields, [mem.put(values[i]) for i in n.input if i],
-                       outs, mem)
+            ins = [values[i] for i in n.input if i]
+            packed = frozenset({1}) if op.name == "EdgeqEmbeddingW4" else frozenset()
+            if packed:  # the INT4 table as TensorRT holds it: two values a byte
+                ins[1] = int4.pack(torch.from_numpy(ins[1].astype(np.int8))).numpy()
+            run_plugin(harness, emulated, op, fields, [mem.put(v) for v in ins], outs, mem,
+                       int4=packed)
             for name, p, w in zip(n.output, outs, want):
                 if w.dtype == np.int8:
                     kc._check_int8(f"{n.name} {name}", mem.get(p), torch.from_numpy(w))

@@ -21,6 +21,8 @@ static char const* type_name(DataType t) {
     case DataType::kHALF: return "f16";
     case DataType::kINT8: return "i8";
     case DataType::kUINT8: return "u8";
+    case DataType::kINT64: return "i64";
+    case DataType::kINT4: return "i4";
     default: return "?";
   }
 }
@@ -37,6 +39,7 @@ static std::vector<std::vector<int64_t>> good_shapes(std::string const& op) {
   if (op == "EdgeqHadamardInt8") return {{2, 5, 96}};  // 96 = 12 * 8
   if (op == "EdgeqAddRMSNormInt8") return {{2, 5, 8}, {2, 5, 8}, {8}};
   if (op == "EdgeqLinearW4A8") return {{2, 5, 256}, {6, 128}, {6, 4}};  // N 6, group_size 64
+  if (op == "EdgeqEmbeddingW4") return {{2, 5}, {50, 256}, {50, 4}};  // vocab 50, group_size 64
   return {};
 }
 
@@ -113,7 +116,7 @@ static std::string combination(IPluginV3OneBuild* b, int32_t nbIn, DataType firs
   for (int32_t pos = 0; pos < nbIn + nbOut; ++pos) {
     bool found = false;
     for (DataType t : {first, DataType::kFLOAT, DataType::kHALF, DataType::kINT8,
-                       DataType::kUINT8}) {
+                       DataType::kUINT8, DataType::kINT64, DataType::kINT4}) {
       io[pos].desc.type = t;
       io[pos].desc.format = TensorFormat::kLINEAR;
       if ((found = b->supportsFormatCombination(pos, io.data(), nbIn, nbOut))) break;

@@ -18,12 +18,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the source tree's table, not an installed copy
 
 from edgeq.ops.table import (ADD_RMSNORM_INT8, CAUSAL_CONV1D, CAUSAL_CONV1D_INT8,  # noqa: E402
-                             HADAMARD_INT8, LINEAR_W4A8, SELECTIVE_SCAN, SELECTIVE_SCAN_INT8,
+                             EMBEDDING_W4, HADAMARD_INT8, LINEAR_W4A8, SELECTIVE_SCAN, SELECTIVE_SCAN_INT8,
                              SSD_SCAN, SSD_SCAN_INT8, OpDef)
 
 # ops with an adapter under plugins/, in registry order (the op table's)
 PLUGINS = (SELECTIVE_SCAN, CAUSAL_CONV1D, SSD_SCAN, SELECTIVE_SCAN_INT8, CAUSAL_CONV1D_INT8,
-           HADAMARD_INT8, ADD_RMSNORM_INT8, LINEAR_W4A8, SSD_SCAN_INT8)
+           HADAMARD_INT8, ADD_RMSNORM_INT8, LINEAR_W4A8, SSD_SCAN_INT8, EMBEDDING_W4)
 OUT = ROOT / "plugins" / "trt" / "op_table.h"
 ATTR_TYPES = {"INT": "kInt", "FLOAT": "kFloat", "FLOATS": "kFloats"}  # others need adapter support
 # an output's dtype: its `like` input's, or fixed ("float": the only fixed one is fp32)
@@ -72,6 +72,7 @@ def row(op: OpDef) -> str:
     names = [p.name for p in op.inputs]
     like = ", ".join(f"in_{p.like}" for p in op.outputs)
     last = ", ".join(f"in_{p.last_from}" if p.last_from else "-1" for p in op.outputs)
+    append = ", ".join(f"in_{p.append_from}" if p.append_from else "-1" for p in op.outputs)
     dtypes = ", ".join(f"Dtype::{DTYPES[p.dtype]}" for p in op.outputs)
     attrs = ",\n      ".join(attr(a) for a in op.attrs)
     return f"""
@@ -84,6 +85,7 @@ struct {op.name} {{
 {enum("Out", [f"out_{p.name}" for p in op.outputs] + ["kNbOutputs"])}
   static constexpr int32_t kOutputLike[kNbOutputs] = {{{like}}};  // shape (and dtype) source
   static constexpr int32_t kOutputLast[kNbOutputs] = {{{last}}};  // last dim: its dim 0 (-1: like's)
+  static constexpr int32_t kOutputAppend[kNbOutputs] = {{{append}}};  // its last dim appended (-1: none)
   static constexpr Dtype kOutputDtype[kNbOutputs] = {{{dtypes}}};
 {enum("Attr", [f"attr_{a.name}" for a in op.attrs] + ["kNbAttrs"])}
   static constexpr AttrDef kAttrs[kNbAttrs] = {{

@@ -90,27 +90,34 @@ def _qdq_translations() -> dict:
         w = op.DequantizeLinear(w_t, w_scale, axis=1)
         return op.MatMul(dequantize(xq, x_scale), w)
 
-    def dequantize_int4(w_t, s_t):
+    def dequantize_int4(w, s, axis: int = 0):
         from onnxscript import opset21
-        return opset21.DequantizeLinear(w_t, s_t, axis=0, block_size=w_t.shape[0] // s_t.shape[0])
+        return opset21.DequantizeLinear(w, s, axis=axis, block_size=w.shape[axis] // s.shape[axis])
+
+    def matmul_t(x, w):
+        return op.Gemm(x, w, transB=1)
 
     return {torch.ops.edgeq.quantize.default: quantize,
             torch.ops.edgeq.dequantize.default: dequantize,
             torch.ops.edgeq.qlinear.default: qlinear,
-            torch.ops.edgeq.dequantize_int4.default: dequantize_int4}
+            torch.ops.edgeq.dequantize_int4.default: dequantize_int4,
+            torch.ops.edgeq.matmul_t.default: matmul_t}
 
 
 def _int4_weights(graph: onnx.GraphProto) -> None:
-    """The exporter stores the 4-bit weights of DequantizeLinear(block_size) as INT8 values in
-    [-8, 7]; store them as ONNX INT4 (packed two per byte) as the graph means them."""
+    """The exporter stores the 4-bit weights of DequantizeLinear(block_size) and the tables of
+    EdgeqEmbeddingW4 as INT8 values in [-8, 7]; store them as ONNX INT4 (packed two per byte)
+    as the graph means them. A tied table is one initializer for both."""
     from onnx import numpy_helper
 
     from ..ops import int4
+    from ..ops.table import EMBEDDING_W4
     inits = {t.name: t for t in graph.initializer}
     done = set()
     for node in graph.node:
-        if node.op_type == "DequantizeLinear" and any(a.name == "block_size" for a in node.attribute):
-            t = inits[node.input[0]]
+        if node.op_type == "DequantizeLinear" and any(a.name == "block_size" for a in node.attribute) \
+                or node.op_type == EMBEDDING_W4.name:
+            t = inits[node.input[0 if node.op_type == "DequantizeLinear" else 1]]
             if t.data_type == onnx.TensorProto.INT8:
                 q = torch.from_numpy(numpy_helper.to_array(t).copy())
                 packed = int4.pack(q.reshape(-1)).numpy()

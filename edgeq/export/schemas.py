@@ -16,7 +16,8 @@ _ATTR_TYPES = {
 }
 OPSET_VERSION = 1
 ELEM = {"int8": onnx.TensorProto.INT8, "float": onnx.TensorProto.FLOAT}  # Port.dtype
-_TYPES = ["tensor(float)", "tensor(float16)", "tensor(bfloat16)", "tensor(int8)"]
+_TYPES = ["tensor(float)", "tensor(float16)", "tensor(bfloat16)", "tensor(int8)", "tensor(int4)",
+          "tensor(int64)"]
 
 
 def schema(op: OpDef) -> OpSchema:
@@ -48,6 +49,11 @@ def schema(op: OpDef) -> OpSchema:
                     dims[-1].CopyFrom(rows[0])
                 else:  # that input's shape is unknown, so is this dim
                     dims[-1].Clear()
+            if port.append_from:
+                src = ctx.get_input_type(names.index(port.append_from)).tensor_type.shape.dim
+                new = t.tensor_type.shape.dim.add()
+                if src:
+                    new.CopyFrom(src[-1])
             ctx.set_output_type(out, t)
 
     s.set_type_and_shape_inference_function(infer)

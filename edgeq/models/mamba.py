@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..ops import custom, reference
+from ..ops import custom, qdq, reference
 from .config import MambaConfig
 
 OPS = {"custom": custom, "reference": reference}
@@ -104,12 +104,25 @@ class MambaBackbone(nn.Module):
         self.norm_f = RMSNorm(cfg.d_model, cfg.norm_eps)
 
 
+class Head(nn.Linear):
+    """lm_head. With the custom ops it is edgeq.ops.qdq.matmul_t, exported as Gemm(transB=1) on
+    the [vocab, d] weight, which keeps a tied table one constant in TensorRT's engine
+    (aten.linear of 3-D activations exports as Transpose(weight) -> MatMul, a second copy)."""
+
+    def __init__(self, d: int, vocab: int, gemm: bool):
+        super().__init__(d, vocab, bias=False)
+        self.gemm = gemm
+
+    def forward(self, x: Tensor) -> Tensor:
+        return qdq.linear_rows(x, self.weight) if self.gemm else super().forward(x)
+
+
 class MambaLM(nn.Module):
     def __init__(self, cfg: MambaConfig, ops: str = "custom"):
         super().__init__()
         self.cfg = cfg
         self.backbone = MambaBackbone(cfg, ops)
-        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.lm_head = Head(cfg.d_model, cfg.vocab_size, gemm=ops == "custom")
         self.tie()
 
     def tie(self) -> None:

@@ -8,8 +8,9 @@ import torch
 from torch import Tensor
 
 from . import reference
-from .table import (ADD_RMSNORM_INT8, CAUSAL_CONV1D, CAUSAL_CONV1D_INT8, HADAMARD_INT8,
-                    LINEAR_W4A8, SELECTIVE_SCAN, SELECTIVE_SCAN_INT8, SSD_SCAN, SSD_SCAN_INT8)
+from .table import (ADD_RMSNORM_INT8, CAUSAL_CONV1D, CAUSAL_CONV1D_INT8, EMBEDDING_W4,
+                    HADAMARD_INT8, LINEAR_W4A8, SELECTIVE_SCAN, SELECTIVE_SCAN_INT8, SSD_SCAN,
+                    SSD_SCAN_INT8)
 
 
 @torch.library.custom_op(SELECTIVE_SCAN.torch_name, mutates_args=())
@@ -118,3 +119,13 @@ def linear_w4a8(x: Tensor, weight: Tensor, weight_scale: Tensor, x_scale: float,
 @linear_w4a8.register_fake
 def _(x, weight, weight_scale, x_scale, group_size=128):
     return x.new_empty((*x.shape[:-1], weight.shape[0]), dtype=torch.float32)
+
+
+@torch.library.custom_op(EMBEDDING_W4.torch_name, mutates_args=())
+def embedding_w4(ids: Tensor, table: Tensor, table_scale: Tensor, group_size: int = 128) -> Tensor:
+    return reference.embedding_w4(ids, table, table_scale, group_size)
+
+
+@embedding_w4.register_fake
+def _(ids, table, table_scale, group_size=128):
+    return ids.new_empty((*ids.shape, table.shape[1]), dtype=torch.float32)

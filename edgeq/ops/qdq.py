@@ -42,14 +42,34 @@ def _(xq, x_scale, w_t, w_scale):
 
 
 @torch.library.custom_op("edgeq::dequantize_int4", mutates_args=())
-def dequantize_int4(w_t: Tensor, s_t: Tensor) -> Tensor:
-    """A block-quantized 4-bit weight in the scales' dtype (fp32 or fp16): w_t int8 values in
-    [-8, 7], [in, out], one scale per block of in / s_t.shape[0] rows (s_t [in / block, out]).
-    ONNX: DequantizeLinear of an INT4 initializer with axis 0 and block_size, TensorRT's
-    weight-only INT4 form."""
-    return reference.dequantize_int4(w_t, s_t)
+def dequantize_int4(w: Tensor, s: Tensor, axis: int = 0) -> Tensor:
+    """A block-quantized 4-bit weight in the scales' dtype (fp32 or fp16): w int8 values in
+    [-8, 7] (2-D), one scale per block of w.shape[axis] / s.shape[axis] elements along `axis`
+    (s has w's shape but on that axis). ONNX: DequantizeLinear of an INT4 initializer with axis
+    and block_size, TensorRT's weight-only INT4 form (NvInfer.h, IDequantizeLayer: block
+    dequantization of a 2-D INT4 constant, scale shaped as the input but on the blocked axis)."""
+    return reference.dequantize_int4(w, s, axis)
 
 
 @dequantize_int4.register_fake
-def _(w_t, s_t):
-    return w_t.new_empty(w_t.shape, dtype=s_t.dtype)
+def _(w, s, axis=0):
+    return w.new_empty(w.shape, dtype=s.dtype)
+
+
+@torch.library.custom_op("edgeq::matmul_t", mutates_args=())
+def matmul_t(x: Tensor, w: Tensor) -> Tensor:
+    """x [M, K] times w [N, K] transposed, in x's dtype. ONNX Gemm(transB=1): the parser makes
+    that a matrix multiply with B's MatrixOperation::kTRANSPOSE (onnx-tensorrt 10.1-GA
+    onnxOpImporters.cpp, Gemm importer: getMatrixOp(inputB, transB)), so a table stored
+    [N, K] stays one constant; Transpose(table) -> MatMul would fold into a second one."""
+    return x @ w.t()
+
+
+@matmul_t.register_fake
+def _(x, w):
+    return x.new_empty((x.shape[0], w.shape[0]))
+
+
+def linear_rows(x: Tensor, w: Tensor) -> Tensor:
+    """x [..., K] times w [N, K] transposed, as one Gemm(transB=1) over the rows of x."""
+    return matmul_t(x.reshape(-1, x.shape[-1]), w).reshape(*x.shape[:-1], w.shape[0])

@@ -140,11 +140,27 @@ def qlinear(xq: Tensor, x_scale: float, w_t: Tensor, w_scale: Tensor) -> Tensor:
     return acc * (f32(x_scale) * w_scale.float())
 
 
-def dequantize_int4(w_t: Tensor, s_t: Tensor) -> Tensor:
-    """ONNX DequantizeLinear with block_size along axis 0 (zero point 0), in the scales' dtype:
+def dequantize_int4(w: Tensor, s: Tensor, axis: int = 0) -> Tensor:
+    """ONNX DequantizeLinear with block_size along `axis` (zero point 0), in the scales' dtype:
     each product rounded once to it."""
-    w = w_t.float() * s_t.float().repeat_interleave(w_t.shape[0] // s_t.shape[0], dim=0)
-    return w.to(s_t.dtype)
+    out = w.float() * s.float().repeat_interleave(w.shape[axis] // s.shape[axis], dim=axis)
+    return out.to(s.dtype)
+
+
+def embedding_w4(ids: Tensor, table: Tensor, table_scale: Tensor, group_size: int = 128) -> Tensor:
+    """EdgeqEmbeddingW4 (docs/ops.md): the rows of int4 `table` (int8 values in [-8, 7],
+    [vocab, d]) at `ids`, each element times its group's scale (fp16 [vocab, d/group_size])
+    in fp32: out [..., d] fp32. An id outside [0, vocab) gives a row of zeros."""
+    vocab, d = table.shape
+    if group_size < 2 or group_size % 2 or d % group_size or \
+            table_scale.shape != (vocab, d // group_size):
+        raise ValueError(f"embedding_w4: table {tuple(table.shape)}, table_scale "
+                         f"{tuple(table_scale.shape)} and group_size {group_size} do not fit "
+                         "(see docs/ops.md)")
+    ok = (ids >= 0) & (ids < vocab)
+    safe = torch.where(ok, ids, torch.zeros_like(ids))
+    rows = table[safe].float() * table_scale[safe].float().repeat_interleave(group_size, dim=-1)
+    return torch.where(ok.unsqueeze(-1), rows, torch.zeros_like(rows))
 
 
 def selective_scan_int8(u, delta, A, B, C, D, delta_bias, state, z, u_scale, delta_scale,

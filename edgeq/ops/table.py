@@ -30,6 +30,7 @@ class Port:
     like: str = ""  # outputs: the input whose shape (and dtype, unless given) this output has
     dtype: str = ""  # outputs: "int8" or "float" where it differs from `like`
     last_from: str = ""  # outputs: the input whose first dim is this output's last one
+    append_from: str = ""  # outputs: the input whose last dim is appended to `like`'s shape
 
 
 @dataclass(frozen=True)
@@ -206,7 +207,19 @@ LINEAR_W4A8 = OpDef(
     attrs=_scales("x") + (Attr("group_size", "INT", 128, "input channels per weight scale"),),
 )
 
+EMBEDDING_W4 = OpDef(
+    name="EdgeqEmbeddingW4",
+    torch_name="edgeq::embedding_w4",
+    c_symbol="edgeq_embedding_w4",
+    inputs=(Port("ids", "[...] int64 token ids"),
+            Port("table", "[vocab, d] INT4 (the same initializer as the 4-bit head's)"),
+            Port("table_scale", "[vocab, d/group_size] fp16")),
+    outputs=(Port("y", "[..., d] fp32: the dequantized rows of the ids", like="ids",
+                  dtype="float", append_from="table"),),
+    attrs=(Attr("group_size", "INT", 128, "elements of a row per scale"),),
+)
+
 OPS: tuple[OpDef, ...] = (SELECTIVE_SCAN, CAUSAL_CONV1D, SSD_SCAN, SELECTIVE_SCAN_INT8,
                           CAUSAL_CONV1D_INT8, HADAMARD_INT8, ADD_RMSNORM_INT8, LINEAR_W4A8,
-                          SSD_SCAN_INT8)
+                          SSD_SCAN_INT8, EMBEDDING_W4)
 BY_NAME = {op.name: op for op in OPS}

@@ -140,13 +140,11 @@ class QuantMambaLM(nn.Module):
         # fp16 parts: embedding and lm_head fp16 tables (the final norm fp16-rounded fp32);
         # head-to-toe recipes hold embedding and lm_head as weight-only 4-bit tables (tied: one)
         self.register_buffer("norm_f", tensors["norm_f.weight"].float())
-        emb = w4_table(tensors, "embedding")
-        if emb is not None:
-            self.embedding = TableEmbedding(emb)
-            self.lm_head = TableLinear(w4_table(tensors, "lm_head") or emb)
-        else:
-            self.embedding = TableEmbedding(FpTable(tensors["embedding.weight"]))
-            self.lm_head = TableLinear(FpTable(tensors.get("lm_head.weight", tensors["embedding.weight"])))
+        emb = w4_table(tensors, "embedding", transposed=False) or \
+            FpTable(tensors["embedding.weight"])
+        head = w4_table(tensors, "lm_head", transposed=False) or \
+            (FpTable(tensors["lm_head.weight"]) if "lm_head.weight" in tensors else emb)
+        self.embedding, self.lm_head = TableEmbedding(emb), TableLinear(head)  # tied: one table
 
     def new_state(self, batch: int):
         return [layer.new_state(batch) for layer in self.layers]
@@ -169,39 +167,48 @@ class QuantMambaLM(nn.Module):
 
 
 class W4Table(nn.Module):
-    """A weight-only 4-bit matrix W [rows, cols] with one scale per group of cols, held
-    transposed for MatMul; forward() is W^T in the scales' dtype (DequantizeLinear(INT4,
-    block_size))."""
+    """A weight-only 4-bit matrix W [rows, cols] with one scale per group of cols.
+    A linear's (transposed) is held [cols, rows], blocked on axis 0, for DQ -> MatMul, in its
+    scales' dtype. An embedding or head table (not transposed) is held [rows, cols], blocked on
+    axis 1, with fp16 scales: the embedding op reads its rows and the head is DQ -> Gemm(transB=1)
+    with fp16 activations, TensorRT's weight-only INT4 form, from the same initializers."""
 
-    def __init__(self, packed: Tensor, scale: Tensor):
+    def __init__(self, packed: Tensor, scale: Tensor, transposed: bool = True):
         super().__init__()
-        self.register_buffer("w_t", int4.unpack(packed).t().contiguous())  # [cols, rows]
-        self.register_buffer("s_t", scale.t().contiguous())  # [cols / group, rows], its dtype
+        self.transposed = transposed
+        q = int4.unpack(packed)  # [rows, cols]
+        w, s = (q.t(), scale.t()) if transposed else (q, scale.half())
+        self.register_buffer("w", w.contiguous())
+        self.register_buffer("s", s.contiguous())
 
-    def forward(self) -> Tensor:
-        return qdq.dequantize_int4(self.w_t, self.s_t)
+    def weight(self) -> Tensor:
+        """W^T when transposed, else W; in the scales' dtype."""
+        return qdq.dequantize_int4(self.w, self.s, 0 if self.transposed else 1)
 
     def rows(self) -> Tensor:
-        return self().t()
+        return self.weight().t() if self.transposed else self.weight()
 
 
 class FpTable(nn.Module):
-    """An fp16 matrix W [rows, cols]; forward() is W^T. Held in fp16 so that the graph holds
-    it in fp16: the lm_head is the largest read of a decode step after the layers."""
+    """An fp16 matrix W [rows, cols], held [rows, cols]: the graph holds it once in fp16 (the
+    lm_head is the largest read of a decode step after the layers)."""
+    transposed = False
 
     def __init__(self, w: Tensor):
         super().__init__()
         self.register_buffer("w", w.half())
 
-    def forward(self) -> Tensor:
-        return self.w.t()
+    def weight(self) -> Tensor:
+        return self.w
 
     def rows(self) -> Tensor:
         return self.w
 
 
 class TableLinear(nn.Module):
-    """x W^T (+ bias) for a table: the lm_head, or a weight-only 4-bit linear."""
+    """x W^T (+ bias) for a table: the lm_head, or a weight-only 4-bit linear, in the table's
+    dtype (fp16: an fp16 GEMM). A table held [out, in] is Gemm(transB=1), never
+    Transpose(table) -> MatMul, which TensorRT folds into a second copy of the table."""
 
     def __init__(self, table: nn.Module, bias: Tensor | None = None):
         super().__init__()
@@ -209,22 +216,35 @@ class TableLinear(nn.Module):
         self.register_buffer("bias", None if bias is None else bias.float())
 
     def forward(self, x: Tensor) -> Tensor:
-        w = self.table()
-        y = (x.to(w.dtype) @ w).to(x.dtype)  # in the table's dtype (fp16: an fp16 MatMul)
+        w = self.table.weight()
+        xw = x.to(w.dtype)
+        if self.table.transposed:
+            y = xw @ w
+        else:
+            y = qdq.linear_rows(xw, w)
+        y = y.to(x.dtype)
         return y if self.bias is None else y + self.bias.to(y.dtype)
 
 
 class TableEmbedding(nn.Module):
+    """The rows of a table at the ids, in its dtype; a 4-bit table through EdgeqEmbeddingW4,
+    which reads only those rows (fp16 rounding of its fp32 rows is exact: q * s is one
+    product)."""
+
     def __init__(self, table: nn.Module):
         super().__init__()
         self.table = table
 
     def forward(self, ids: Tensor) -> Tensor:
-        return F.embedding(ids, self.table.rows())
+        t = self.table
+        if isinstance(t, W4Table) and not t.transposed:
+            group = t.w.shape[1] // t.s.shape[1]
+            return ops.embedding_w4(ids, t.w, t.s, group).to(t.s.dtype)
+        return F.embedding(ids, t.rows())
 
 
-def w4_table(t: dict[str, Tensor], name: str) -> W4Table | None:
-    return W4Table(t[name + ".weight_packed"], t[name + ".weight_scale"]) \
+def w4_table(t: dict[str, Tensor], name: str, transposed: bool = True) -> W4Table | None:
+    return W4Table(t[name + ".weight_packed"], t[name + ".weight_scale"], transposed) \
         if name + ".weight_packed" in t else None
 
 
@@ -277,10 +297,11 @@ def weight_only_model(cfg: MambaConfig, t: dict[str, Tensor], recipe: dict) -> M
         model = MambaLM(cfg)
     load_weight_only(model, t, {"lm_head.weight"} if cfg.tie_embeddings else set())
     model.tie()
-    emb = w4_table(t, "backbone.embeddings")
+    emb = w4_table(t, "backbone.embeddings", transposed=False)
     if emb is not None:  # head-to-toe: tied models share the one 4-bit table
         model.backbone.embeddings = TableEmbedding(emb)
-        model.lm_head = TableLinear(emb if cfg.tie_embeddings else w4_table(t, "lm_head"))
+        model.lm_head = TableLinear(emb if cfg.tie_embeddings
+                                    else w4_table(t, "lm_head", transposed=False))
     model.recipe = recipe
     return model.half().eval()  # A16: fp16 activations, weights and scales; SSM state fp32
 

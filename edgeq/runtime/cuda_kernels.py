@@ -14,8 +14,8 @@ import os
 from pathlib import Path
 
 from ..errors import EdgeqError
-from ..ops.table import (ADD_RMSNORM_INT8, CAUSAL_CONV1D, CAUSAL_CONV1D_INT8, HADAMARD_INT8,
-                         LINEAR_W4A8, SELECTIVE_SCAN, SELECTIVE_SCAN_INT8, SSD_SCAN,
+from ..ops.table import (ADD_RMSNORM_INT8, CAUSAL_CONV1D, CAUSAL_CONV1D_INT8, EMBEDDING_W4,
+                         HADAMARD_INT8, LINEAR_W4A8, SELECTIVE_SCAN, SELECTIVE_SCAN_INT8, SSD_SCAN,
                          SSD_SCAN_INT8)
 from .kernels import _ARGTYPES  # the CPU library's: one C ABI, and fp16 takes fp32's signature
 
@@ -23,7 +23,7 @@ LIB_NAME = "libedgeq_cuda.so"
 STATUS = {0: "EDGEQ_OK", 1: "EDGEQ_BAD_SHAPE", 2: "EDGEQ_NULL_POINTER", 3: "EDGEQ_CUDA_ERROR"}
 OPS = (SELECTIVE_SCAN, CAUSAL_CONV1D, SSD_SCAN, SELECTIVE_SCAN_INT8, CAUSAL_CONV1D_INT8,
        HADAMARD_INT8, ADD_RMSNORM_INT8, LINEAR_W4A8,
-       SSD_SCAN_INT8)  # the ops the library has kernels for
+       SSD_SCAN_INT8, EMBEDDING_W4)  # the ops the library has kernels for
 F16_OPS = (SELECTIVE_SCAN, CAUSAL_CONV1D, SSD_SCAN)  # ... and these with fp16 activations too
 
 

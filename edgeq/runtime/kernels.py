@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EdgeqError
-from ..ops.table import (ADD_RMSNORM_INT8, CAUSAL_CONV1D, CAUSAL_CONV1D_INT8, HADAMARD_INT8,
-                         LINEAR_W4A8, SELECTIVE_SCAN, SELECTIVE_SCAN_INT8, SSD_SCAN,
+from ..ops.table import (ADD_RMSNORM_INT8, CAUSAL_CONV1D, CAUSAL_CONV1D_INT8, EMBEDDING_W4,
+                         HADAMARD_INT8, LINEAR_W4A8, SELECTIVE_SCAN, SELECTIVE_SCAN_INT8, SSD_SCAN,
                          SSD_SCAN_INT8)
 
 LIB_NAME = "libedgeq_cpu.so"
@@ -37,6 +37,7 @@ _ARGTYPES = {
     ADD_RMSNORM_INT8.c_symbol: [_p] * 5 + [_i64, _i64, _f, _f, _p],
     LINEAR_W4A8.c_symbol: [_p] * 4 + [_i64] * 3 + [_f, _i64, _p],
     SSD_SCAN_INT8.c_symbol: [_p] * 10 + [_i64] * 6 + [_s] * 4 + [_i32, _i32, _p],
+    EMBEDDING_W4.c_symbol: [_p] * 4 + [_i64] * 4 + [_p],
 }
 
 
@@ -221,4 +222,19 @@ def linear_w4a8(x, weight, weight_scale, x_scale, group_size=128):
     y = np.empty((*x.shape[:-1], N), np.float32)
     _call(LINEAR_W4A8.c_symbol, *map(_ptr, (x, weight, weight_scale, y)), x.size // K, K, N,
           x_scale, gs, None)
+    return y
+
+
+def embedding_w4(ids, table, table_scale, group_size=128):
+    """ids int64 [...], table the packed bytes int8 [vocab, d/2], table_scale fp16."""
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    table, table_scale = _exact(table), _exact(table_scale, np.float16)
+    gs = int(group_size)
+    if table.ndim != 2 or gs < 2 or gs % 2 or (2 * table.shape[1]) % gs \
+            or table_scale.shape != (table.shape[0], 2 * table.shape[1] // gs):
+        raise ValueError("embedding_w4: inconsistent shapes (see docs/ops.md)")
+    vocab, d = table.shape[0], 2 * table.shape[1]
+    y = np.empty((*ids.shape, d), np.float32)
+    _call(EMBEDDING_W4.c_symbol, *map(_ptr, (ids, table, table_scale, y)), ids.size, vocab, d,
+          gs, None)
     return y

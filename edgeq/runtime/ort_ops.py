@@ -16,7 +16,7 @@ from onnx import numpy_helper
 from ..errors import EdgeqError
 from ..export.schemas import ELEM
 from ..ops.table import (ADD_RMSNORM_INT8, BY_NAME, CAUSAL_CONV1D, CAUSAL_CONV1D_INT8, DOMAIN,
-                         HADAMARD_INT8, LINEAR_W4A8, SELECTIVE_SCAN, SELECTIVE_SCAN_INT8,
+                         EMBEDDING_W4, HADAMARD_INT8, LINEAR_W4A8, SELECTIVE_SCAN, SELECTIVE_SCAN_INT8,
                          SSD_SCAN, SSD_SCAN_INT8)
 from . import kernels
 
@@ -82,6 +82,13 @@ def register() -> str:
              attrs=attrs(LINEAR_W4A8))
     def linear_w4a8(x, weight, weight_scale, **a):
         return kernels.linear_w4a8(x, weight, weight_scale, **_decode(LINEAR_W4A8, a))
+
+    # the table comes as its packed bytes (int4_tables_as_bytes), the fp16 scales cast to fp32
+    @onnx_op(op_type=EMBEDDING_W4.name, inputs=[i64, i8, f32], outputs=[f32],
+             attrs=attrs(EMBEDDING_W4))
+    def embedding_w4(ids, table, table_scale, **a):
+        return kernels.embedding_w4(ids, table, table_scale.astype(np.float16),
+                                    **_decode(EMBEDDING_W4, a))
 
     PyCustomOpDef.install_hooker(_invoke)
     return get_library_path()
@@ -191,6 +198,7 @@ def for_ort(model: onnx.ModelProto) -> onnx.ModelProto:
     out = onnx.ModelProto()
     out.CopyFrom(model)
     exact_int8_matmuls(out.graph)
+    int4_tables_as_bytes(out.graph)
     fp32_custom_nodes(out.graph)
     for node in out.graph.node:
         if node.domain == DOMAIN:
@@ -235,6 +243,26 @@ def fp32_custom_nodes(graph: onnx.GraphProto) -> None:
                 nodes.append(onnx.helper.make_node("Cast", [f"{name}_f32"], [name], to=f16))
     del graph.node[:]
     graph.node.extend(nodes)
+
+
+def int4_tables_as_bytes(graph: onnx.GraphProto) -> None:
+    """The INT4 table of each EdgeqEmbeddingW4 handed to its PyOp as its packed bytes, an INT8
+    [vocab, d/2] initializer (PyOps take no INT4): on ONNX Runtime a tied table is then held
+    twice, 4-bit both times; the graph on disk and TensorRT's engine hold it once."""
+    inits = {t.name: t for t in graph.initializer}
+    made = {}
+    for n in graph.node:
+        if n.op_type != EMBEDDING_W4.name or n.domain != DOMAIN:
+            continue
+        t = inits.get(n.input[1])
+        if t is None or t.data_type != onnx.TensorProto.INT4:
+            continue
+        if t.name not in made:
+            nib = numpy_helper.to_array(t).astype(np.int8).view(np.uint8) & 15  # [vocab, d]
+            packed = (nib[:, 0::2] | (nib[:, 1::2] << 4)).view(np.int8)  # edgeq/ops/int4.py
+            made[t.name] = numpy_helper.from_array(packed, f"{t.name}_bytes")
+            graph.initializer.append(made[t.name])
+        n.input[1] = made[t.name].name
 
 
 def exact_int8_matmuls(graph: onnx.GraphProto) -> None:

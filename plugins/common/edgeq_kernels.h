@@ -113,6 +113,14 @@ EDGEQ_API int edgeq_linear_w4a8(const int8_t* x, const uint8_t* weight, const fl
                                 float* y, int64_t rows, int64_t K, int64_t N, float x_scale,
                                 int64_t group_size, void* stream);
 
+// EdgeqEmbeddingW4: the rows of a 4-bit table at the ids. ids int64 [rows]; table uint8
+// [vocab, d/2], int4 packed two per byte (ONNX's INT4 order); table_scale fp16
+// [vocab, d/group_size]; y fp32 [rows, d]. group_size even and dividing d. An id outside
+// [0, vocab) gives a row of zeros. CUDA: rows < 2^31.
+EDGEQ_API int edgeq_embedding_w4(const int64_t* ids, const uint8_t* table,
+                                 const edgeq_half* table_scale, float* y, int64_t rows,
+                                 int64_t vocab, int64_t d, int64_t group_size, void* stream);
+
 // fp16-activation variants, CUDA library only: the same ops with the activations (u, delta, B,
 // C, z, y; SSD: x, dt, B, C, y; conv: every tensor) in fp16. A, D, delta_bias (dt_bias) and the
 // SSM state stay fp32, and all math is fp32 (docs/ops.md, Precision).

@@ -217,7 +217,8 @@ class Plugin final : public IPluginV3, public IPluginV3OneCore, public IPluginV3
   AsciiChar const* getPluginNamespace() const noexcept override { return Op::kNamespace; }
 
   // IPluginV3OneBuild. Outputs have the shape of their table `like` input (with the first dim of
-  // its `last_from` input as the last one, where the table names one), and its dtype unless the
+  // its `last_from` input as the last one, or the last dim of its `append_from` input added,
+  // where the table names one), and its dtype unless the
   // table fixes one; no workspace (the default getWorkspaceSize returns 0).
   int32_t getNbOutputs() const noexcept override { return Op::kNbOutputs; }
   int32_t configurePlugin(DynamicPluginTensorDesc const* in, int32_t nbInputs,
@@ -245,6 +246,10 @@ class Plugin final : public IPluginV3, public IPluginV3OneCore, public IPluginV3
       if (int32_t last = Op::kOutputLast[o]; last >= 0) {
         if (outputs[o].nbDims < 1 || inputs[last].nbDims < 1) return -1;
         outputs[o].d[outputs[o].nbDims - 1] = inputs[last].d[0];
+      }
+      if (int32_t app = Op::kOutputAppend[o]; app >= 0) {
+        if (outputs[o].nbDims >= Dims::MAX_DIMS || inputs[app].nbDims < 1) return -1;
+        outputs[o].d[outputs[o].nbDims++] = inputs[app].d[inputs[app].nbDims - 1];
       }
     }
     return 0;

@@ -31,6 +31,7 @@ struct EdgeqSelectiveScan {
   };
   static constexpr int32_t kOutputLike[kNbOutputs] = {in_u, in_state};  // shape (and dtype) source
   static constexpr int32_t kOutputLast[kNbOutputs] = {-1, -1};  // last dim: its dim 0 (-1: like's)
+  static constexpr int32_t kOutputAppend[kNbOutputs] = {-1, -1};  // its last dim appended (-1: none)
   static constexpr Dtype kOutputDtype[kNbOutputs] = {Dtype::kLike, Dtype::kLike};
   enum Attr : int32_t {
       attr_delta_softplus, kNbAttrs
@@ -52,6 +53,7 @@ struct EdgeqCausalConv1d {
   };
   static constexpr int32_t kOutputLike[kNbOutputs] = {in_x, in_state};  // shape (and dtype) source
   static constexpr int32_t kOutputLast[kNbOutputs] = {-1, -1};  // last dim: its dim 0 (-1: like's)
+  static constexpr int32_t kOutputAppend[kNbOutputs] = {-1, -1};  // its last dim appended (-1: none)
   static constexpr Dtype kOutputDtype[kNbOutputs] = {Dtype::kLike, Dtype::kLike};
   enum Attr : int32_t {
       attr_activation, kNbAttrs
@@ -73,6 +75,7 @@ struct EdgeqSSDScan {
   };
   static constexpr int32_t kOutputLike[kNbOutputs] = {in_x, in_state};  // shape (and dtype) source
   static constexpr int32_t kOutputLast[kNbOutputs] = {-1, -1};  // last dim: its dim 0 (-1: like's)
+  static constexpr int32_t kOutputAppend[kNbOutputs] = {-1, -1};  // its last dim appended (-1: none)
   static constexpr Dtype kOutputDtype[kNbOutputs] = {Dtype::kLike, Dtype::kLike};
   enum Attr : int32_t {
       attr_dt_softplus, attr_chunk_size, kNbAttrs
@@ -95,6 +98,7 @@ struct EdgeqSelectiveScanInt8 {
   };
   static constexpr int32_t kOutputLike[kNbOutputs] = {in_u, in_state};  // shape (and dtype) source
   static constexpr int32_t kOutputLast[kNbOutputs] = {-1, -1};  // last dim: its dim 0 (-1: like's)
+  static constexpr int32_t kOutputAppend[kNbOutputs] = {-1, -1};  // its last dim appended (-1: none)
   static constexpr Dtype kOutputDtype[kNbOutputs] = {Dtype::kFloat, Dtype::kLike};
   enum Attr : int32_t {
       attr_u_scale, attr_delta_scale, attr_B_scale, attr_C_scale, attr_z_scale,
@@ -122,6 +126,7 @@ struct EdgeqCausalConv1dInt8 {
   };
   static constexpr int32_t kOutputLike[kNbOutputs] = {in_x, in_state};  // shape (and dtype) source
   static constexpr int32_t kOutputLast[kNbOutputs] = {-1, -1};  // last dim: its dim 0 (-1: like's)
+  static constexpr int32_t kOutputAppend[kNbOutputs] = {-1, -1};  // its last dim appended (-1: none)
   static constexpr Dtype kOutputDtype[kNbOutputs] = {Dtype::kLike, Dtype::kLike};
   enum Attr : int32_t {
       attr_x_scale, attr_weight_scale, attr_y_scale, attr_activation, kNbAttrs
@@ -146,6 +151,7 @@ struct EdgeqHadamardInt8 {
   };
   static constexpr int32_t kOutputLike[kNbOutputs] = {in_x};  // shape (and dtype) source
   static constexpr int32_t kOutputLast[kNbOutputs] = {-1};  // last dim: its dim 0 (-1: like's)
+  static constexpr int32_t kOutputAppend[kNbOutputs] = {-1};  // its last dim appended (-1: none)
   static constexpr Dtype kOutputDtype[kNbOutputs] = {Dtype::kInt8};
   enum Attr : int32_t {
       attr_y_scale, kNbAttrs
@@ -167,6 +173,7 @@ struct EdgeqAddRMSNormInt8 {
   };
   static constexpr int32_t kOutputLike[kNbOutputs] = {in_x, in_x};  // shape (and dtype) source
   static constexpr int32_t kOutputLast[kNbOutputs] = {-1, -1};  // last dim: its dim 0 (-1: like's)
+  static constexpr int32_t kOutputAppend[kNbOutputs] = {-1, -1};  // its last dim appended (-1: none)
   static constexpr Dtype kOutputDtype[kNbOutputs] = {Dtype::kInt8, Dtype::kLike};
   enum Attr : int32_t {
       attr_eps, attr_y_scale, kNbAttrs
@@ -189,6 +196,7 @@ struct EdgeqLinearW4A8 {
   };
   static constexpr int32_t kOutputLike[kNbOutputs] = {in_x};  // shape (and dtype) source
   static constexpr int32_t kOutputLast[kNbOutputs] = {in_weight};  // last dim: its dim 0 (-1: like's)
+  static constexpr int32_t kOutputAppend[kNbOutputs] = {-1};  // its last dim appended (-1: none)
   static constexpr Dtype kOutputDtype[kNbOutputs] = {Dtype::kFloat};
   enum Attr : int32_t {
       attr_x_scale, attr_group_size, kNbAttrs
@@ -211,6 +219,7 @@ struct EdgeqSSDScanInt8 {
   };
   static constexpr int32_t kOutputLike[kNbOutputs] = {in_x, in_state};  // shape (and dtype) source
   static constexpr int32_t kOutputLast[kNbOutputs] = {-1, -1};  // last dim: its dim 0 (-1: like's)
+  static constexpr int32_t kOutputAppend[kNbOutputs] = {-1, -1};  // its last dim appended (-1: none)
   static constexpr Dtype kOutputDtype[kNbOutputs] = {Dtype::kFloat, Dtype::kLike};
   enum Attr : int32_t {
       attr_x_scale, attr_dt_scale, attr_B_scale, attr_C_scale, attr_dt_softplus,
@@ -223,6 +232,28 @@ struct EdgeqSSDScanInt8 {
       {"C_scale", AttrType::kFloats, 1.0, in_C, 2},
       {"dt_softplus", AttrType::kInt, 1},
       {"chunk_size", AttrType::kInt, 256}};
+};
+
+struct EdgeqEmbeddingW4 {
+  static constexpr char const* kName = "EdgeqEmbeddingW4";
+  static constexpr char const* kVersion = "1";
+  static constexpr char const* kNamespace = "edgeq";
+  enum In : int32_t {
+      in_ids, in_table, in_table_scale, kNbInputs
+  };
+  static constexpr int32_t kNbRequiredInputs = 3;
+  enum Out : int32_t {
+      out_y, kNbOutputs
+  };
+  static constexpr int32_t kOutputLike[kNbOutputs] = {in_ids};  // shape (and dtype) source
+  static constexpr int32_t kOutputLast[kNbOutputs] = {-1};  // last dim: its dim 0 (-1: like's)
+  static constexpr int32_t kOutputAppend[kNbOutputs] = {in_table};  // its last dim appended (-1: none)
+  static constexpr Dtype kOutputDtype[kNbOutputs] = {Dtype::kFloat};
+  enum Attr : int32_t {
+      attr_group_size, kNbAttrs
+  };
+  static constexpr AttrDef kAttrs[kNbAttrs] = {
+      {"group_size", AttrType::kInt, 128}};
 };
 
 }  // namespace table

@@ -16,6 +16,7 @@ IPluginCreatorInterface* hadamard_int8_creator();
 IPluginCreatorInterface* add_rmsnorm_int8_creator();
 IPluginCreatorInterface* linear_w4a8_creator();
 IPluginCreatorInterface* ssd_scan_int8_creator();
+IPluginCreatorInterface* embedding_w4_creator();
 
 namespace {
 std::atomic<ILoggerFinder*> logger_finder{nullptr};
@@ -37,7 +38,7 @@ getCreators(int32_t& nbCreators) {
       edgeq::trt::ssd_scan_creator(),            edgeq::trt::selective_scan_int8_creator(),
       edgeq::trt::causal_conv1d_int8_creator(),  edgeq::trt::hadamard_int8_creator(),
       edgeq::trt::add_rmsnorm_int8_creator(),    edgeq::trt::linear_w4a8_creator(),
-      edgeq::trt::ssd_scan_int8_creator()};
+      edgeq::trt::ssd_scan_int8_creator(),      edgeq::trt::embedding_w4_creator()};
   nbCreators = sizeof(creators) / sizeof(creators[0]);
   return creators;
 }

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from fake_nvcc import nvcc
 
 from edgeq.ops.table import BY_NAME
 from edgeq.runtime.backends import _NP_TYPES, OrtBackend
@@ -270,7 +271,7 @@ class Inspector:
     Layer: node]", a fused layer's nodes joined by \\x1e); the layers of profile k > 0 are named
     with " [profile k]". Its layers: an int8 GEMM for each MatMul of DQ(int8) inputs (with
     int8_gemm False, a DQ layer and an fp32 GEMM instead), a GEMM with Int4 weights for each
-    MatMul of a block DQ, a GEMM of the activation's type for the other MatMuls, a PluginV3
+    MatMul or Gemm of a block DQ, a GEMM of the activation's type for the other ones, a PluginV3
     layer for each Edgeq node, and a reformatting layer without metadata."""
 
     def __init__(self, engine: Engine):
@@ -299,7 +300,7 @@ class Inspector:
         for n in g.node:
             if n.domain == "edgeq":
                 layers.append(layer(n.name, "PluginV3", [n], [i for i in n.input if i], n.output))
-            if n.op_type != "MatMul":
+            if n.op_type not in ("MatMul", "Gemm"):  # the head is Gemm(transB=1)
                 continue
             x, w = producer.get(n.input[0]), producer.get(n.input[1])
             dq = [p for p in (x, w) if p is not None and p.op_type == "DequantizeLinear"]
@@ -501,10 +502,13 @@ class Builder:
 STRONGLY_TYPED = 1  # NetworkDefinitionCreationFlag's value in TensorRT 10
 
 
-def cmake(folder: Path, fail: bool = False) -> Path:
+def cmake(folder: Path, fail: bool = False, cuda: str | None = "12.6") -> Path:
     """A folder with a `cmake` that logs its arguments, makes the build folder it configures
-    (-B) and, as a build, the plugin library in it (or fails after making the folder)."""
+    (-B) and, as a build, the plugin library in it (or fails after making the folder), and an
+    nvcc of release `cuda` (JetPack 6's by default; build_plugins.sh checks it first)."""
     folder.mkdir()
+    if cuda:
+        nvcc(folder, cuda)
     (folder / "cmake").write_text(f"""#!/bin/sh
 echo "$@" >> {folder / "log"}
 prev=

@@ -149,8 +149,7 @@ def test_verify_catches_changes(bundle, run_cli, tmp_path):
 def test_build_script_adds_only_the_library(bundle, tmp_path, monkeypatch, run_cli):
     copy = tmp_path / "copy"
     shutil.copytree(bundle, copy)
-    bin_ = fake_trt.cmake(tmp_path / "bin")
-    nvcc(bin_, "12.6")  # JetPack 6's CUDA (test_nvcc.py: the script's check)
+    bin_ = fake_trt.cmake(tmp_path / "bin")  # with JetPack 6's nvcc (test_nvcc.py: the check)
     monkeypatch.setenv("PATH", f"{bin_}:{os.environ['PATH']}")
     r = subprocess.run(["sh", str(copy / "plugins-src/build_plugins.sh")], capture_output=True,
                        text=True)

@@ -145,7 +145,7 @@ def test_engine_refuses_links_and_writes_through_none(copy, tmp_path, run_cli, m
     (copy / "engine_build.log").symlink_to(_outside(tmp_path, "log"))
     (copy / "timing.cache").symlink_to(_outside(tmp_path, "cache"))
     (copy / "plugins").mkdir()
-    (copy / "plugins/libedgeq_trt_plugins.so").write_bytes(b"")
+    (copy / "plugins/libedgeq_trt_plugins.so").write_bytes(fake_trt.LIBRARY)  # loadable
     monkeypatch.setitem(sys.modules, "tensorrt", fake_trt.modules(fake_trt.Cuda()))
     build_engine(copy, targets.get("orin-nano"), lambda line: None)
     for name in ("outside", "log", "cache"):

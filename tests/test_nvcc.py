@@ -135,8 +135,7 @@ def _run(script, path, **env):
 
 def test_build_script_checks_the_device_nvcc(tmp_path):
     script = _script(tmp_path)
-    bin_ = fake_trt.cmake(tmp_path / "bin")
-    nvcc(bin_, "13.0")
+    bin_ = fake_trt.cmake(tmp_path / "bin", cuda="13.0")
     r = _run(script, bin_)
     assert r.returncode == 2 and not (bin_ / "log").exists(), r.stderr  # cmake never ran
     assert f"{bin_ / 'nvcc'} is CUDA 13.0, but orin-nano's driver runs CUDA 12.6" in r.stderr, r.stderr
@@ -152,7 +151,7 @@ def test_build_script_checks_the_device_nvcc(tmp_path):
 def test_build_script_looks_where_jetpack_puts_nvcc(tmp_path):
     # PATH without nvcc: the script takes /usr/local/cuda/bin/nvcc (this machine's is CUDA 13,
     # so refused by name; on a machine without one, "no nvcc")
-    bin_ = fake_trt.cmake(tmp_path / "bin")
+    bin_ = fake_trt.cmake(tmp_path / "bin", cuda=None)
     r = _run(_script(tmp_path), bin_)
     if not os.access(plugins.JETPACK_NVCC, os.X_OK):
         assert r.returncode == 2 and "no nvcc (CUDACXX, CUDA_PATH, PATH, /usr/local/cuda/bin)" in r.stderr

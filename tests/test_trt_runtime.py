@@ -477,15 +477,15 @@ def test_engine_written_after_the_parser_goes_and_read_from_a_map(bundle, fake, 
     from edgeq.trt import engine
     copy = tmp_path / "b"
     shutil.copytree(bundle, copy)
-    write, written = engine._write, []
+    write, written = engine.write_inside, []
 
-    def checked(path, data):
+    def checked(root, name, data):
         assert not list(fake_trt.LIVE), "the parser or network is alive while writing"
-        written.append(path.name)
-        write(path, data)
-    monkeypatch.setattr(engine, "_write", checked)
+        written.append(name)
+        return write(root, name, data)
+    monkeypatch.setattr(engine, "write_inside", checked)
     _build_engine(copy)
-    assert written == ["model.engine", "timing.cache"]
+    assert written == ["model.engine", "timing.cache", "engine_build.log"]
     trt_be, ort_be = backends(copy)
     assert sys.modules["tensorrt"].deserialized_from == [mmap.mmap]
     assert generate(trt_be, [5, 17, 99], 4) == generate(ort_be, [5, 17, 99], 4)

@@ -118,6 +118,15 @@ def to_state_spaces(hf_folder: Path, out: Path, vocab_size: int) -> None:
         "pad_vocab_size_multiple": 8, "tie_embeddings": True}))
 
 
+@pytest.fixture(scope="session")
+def calib_npy(tmp_path_factory):
+    """4000 random token ids of the h96 vocabulary, a tokenized calibration file."""
+    import numpy as np
+    path = tmp_path_factory.mktemp("calib") / "ids.npy"
+    np.save(path, np.random.default_rng(0).integers(0, 1001, 4000))
+    return path
+
+
 @pytest.fixture
 def run_cli(capsys, monkeypatch):
     """run_cli(*args) -> (exit code, stdout, stderr), through edgeq.cli.main like the console script."""

@@ -20,13 +20,6 @@ from edgeq.errors import EdgeqError
 
 
 @pytest.fixture(scope="module")
-def calib_npy(tmp_path_factory):
-    path = tmp_path_factory.mktemp("calib") / "ids.npy"
-    np.save(path, np.random.default_rng(0).integers(0, 1001, 4000))
-    return path
-
-
-@pytest.fixture(scope="module")
 def bundle(hf_model, calib_npy, tmp_path_factory):
     from edgeq.bundle.build import build
     out = tmp_path_factory.mktemp("b") / "bundle"

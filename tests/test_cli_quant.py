@@ -1,15 +1,7 @@
 """edgeq quantize / export / generate / eval on a quantized folder, through the CLI."""
 import json
 
-import numpy as np
 import pytest
-
-
-@pytest.fixture(scope="module")
-def calib_npy(tmp_path_factory):
-    path = tmp_path_factory.mktemp("calib") / "ids.npy"
-    np.save(path, np.random.default_rng(0).integers(0, 1001, 4000))
-    return path
 
 
 def assert_export_generates_the_same(run_cli, quant_dir, onnx_path):

@@ -23,13 +23,6 @@ ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
 
 
 @pytest.fixture(scope="module")
-def calib_npy(tmp_path_factory):
-    path = tmp_path_factory.mktemp("calib") / "ids.npy"
-    np.save(path, np.random.default_rng(0).integers(0, 1001, 300))
-    return path
-
-
-@pytest.fixture(scope="module")
 def graph(hf_model, calib_npy, tmp_path_factory):
     """An int8 graph (quamba-w8a8: the int8 conv, scan, Hadamard and add+RMSNorm PyOps)."""
     from edgeq.bundle.build import build

@@ -90,11 +90,15 @@ def register() -> str:
         return kernels.embedding_w4(ids, table, table_scale.astype(np.float16),
                                     **_decode(EMBEDDING_W4, a))
 
+    global _OPS
+    from onnxruntime_extensions._ocos import Opdef
+    _OPS = Opdef._odlist  # read on every call: bound once, not imported per call
     PyCustomOpDef.install_hooker(_invoke)
     return get_library_path()
 
 
 _raised: list[BaseException] = []  # what a PyOp raised during run(), for run() to raise
+_OPS: dict = {}  # onnxruntime-extensions' registered PyOps by id (register() binds it)
 
 
 def _guarded_op(dtypes: dict):
@@ -157,8 +161,7 @@ def _invoke(op_id, inputs, attrs):
     the C++ side turns back into an array (numpy.ascontiguousarray, then one memcpy): ~1 ms per
     call at decode (the scan's state is 24576 values), against ~11 us of arithmetic. An array
     takes the same path without the per-element round trip."""
-    from onnxruntime_extensions._ocos import Opdef
-    op = Opdef._odlist[op_id]
+    op = _OPS[op_id]
     try:
         out = op.body(*inputs, **op.cast_attributes(attrs))
     except BaseException as e:  # outside the guarded body (attribute casting, a signal here)

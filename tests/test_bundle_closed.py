@@ -15,7 +15,7 @@ import pytest
 import fake_trt
 from edgeq.bundle import manifest
 from edgeq.errors import EdgeqError
-from test_bundle import bundle, calib_npy, sshd  # noqa: F401  (fixtures)
+from test_bundle import bundle, sshd  # noqa: F401  (fixtures)
 
 
 @pytest.fixture

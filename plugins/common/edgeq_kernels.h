@@ -146,6 +146,10 @@ EDGEQ_API int edgeq_causal_conv1d_f16(const edgeq_half* x, const edgeq_half* wei
                                       int64_t channels, int64_t width, int32_t activation,
                                       void* stream);
 
+// How the CPU library was compiled: "optimised" or "unoptimised", then the widest vector
+// instruction set it may use (e.g. "optimised avx512f"), for benchmark records and tests.
+EDGEQ_API const char* edgeq_cpu_build(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -52,7 +52,8 @@ void row(const float* x, int8_t* y, int64_t K, int64_t M, const int8_t* HK, floa
       }
     }
   }
-  for (int64_t i = 0; i < n; ++i) y[i] = edgeq_quantize(w[i] * norm, y_scale);
+  for (int64_t i = 0; i < n; ++i) w[i] *= norm;  // then quantize alone: one type per loop
+  for (int64_t i = 0; i < n; ++i) y[i] = edgeq_quantize(w[i], y_scale);
 }
 
 }  // namespace

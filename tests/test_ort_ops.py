@@ -145,10 +145,33 @@ def test_int8_linear_runs_without_per_step_dequantization():
                               [helper.make_tensor_value_info("y", 1, [3, 24])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
     rewritten = ort_ops.for_ort(model).graph
-    assert "DequantizeLinear" not in {n.op_type for n in rewritten.node}
-    assert {i.name for i in rewritten.initializer} == {"w", "xs", "xz", "y_scale",
-                                                       "edgeq_i16_128", "edgeq_u8_zero"}
+    # the QuantizeLinear made again with zero point 128 feeds one fused int8 GEMM
+    assert [n.op_type for n in rewritten.node] == ["QuantizeLinear", "MatMulIntegerToFloat"]
+    assert {i.name for i in rewritten.initializer} == {"w", "xs", "y_scale", "edgeq_u8_zero",
+                                                       "edgeq_f32_one"}
     x = g.standard_normal((3, 64)).astype(np.float32)
     xq = np.clip(np.rint(x / np.float32(0.05)), -128, 127).astype(np.int32)
     expect = (xq @ w.astype(np.int32)).astype(np.float32) * (np.float32(0.05) * w_scale)
     np.testing.assert_array_equal(run_ort(model, {"x": x})[0], expect)
+
+
+def test_int8_linear_on_an_int8_input_is_exact_at_the_ends():
+    """An int8 activation that no QuantizeLinear makes (a custom op's output, here the graph's
+    input) goes to uint8 by Cast -> Add 128 -> Cast; -128 and 127 included."""
+    g = np.random.default_rng(1)
+    w = g.integers(-128, 128, (64, 8)).astype(np.int8)
+    inits = [onnx.numpy_helper.from_array(a, n) for a, n in
+             ((w, "w"), (np.float32(0.02), "ws"), (np.int8(0), "z"), (np.float32(0.05), "xs"))]
+    nodes = [helper.make_node("DequantizeLinear", ["xq", "xs", "z"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["w", "ws", "z"], ["wd"]),
+             helper.make_node("MatMul", ["xd", "wd"], ["y"])]
+    graph = helper.make_graph(nodes, "lin", [helper.make_tensor_value_info("xq", 3, [4, 64])],
+                              [helper.make_tensor_value_info("y", 1, [4, 8])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    assert [n.op_type for n in ort_ops.for_ort(model).graph.node] == \
+        ["Cast", "Add", "Cast", "MatMulIntegerToFloat"]
+    xq = g.integers(-128, 128, (4, 64)).astype(np.int8)
+    xq[0], xq[1] = -128, 127
+    expect = (xq.astype(np.int32) @ w.astype(np.int32)).astype(np.float32) * \
+        (np.float32(0.05) * np.float32(0.02))
+    np.testing.assert_array_equal(run_ort(model, {"xq": xq})[0], expect)

@@ -212,6 +212,8 @@ def for_ort(model: onnx.ModelProto) -> onnx.ModelProto:
     for imp in out.opset_import:
         if imp.domain == DOMAIN:
             imp.domain = ORT_DOMAIN
+    if not any(imp.domain == "com.microsoft" for imp in out.opset_import):
+        out.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))  # MatMulIntegerToFloat
     return out
 
 
@@ -269,20 +271,28 @@ def int4_tables_as_bytes(graph: onnx.GraphProto) -> None:
 
 
 def exact_int8_matmuls(graph: onnx.GraphProto) -> None:
-    """DQ(x) -> MatMul <- DQ(w) as MatMulInteger(x + 128 as uint8, zero point 128) -> Cast ->
-    Mul(x_scale * w_scale).
+    """DQ(x) -> MatMul <- DQ(w) as com.microsoft MatMulIntegerToFloat(x + 128 as uint8, zero
+    point 128, w; scale 1 and x_scale * w_scale).
 
     The graph's pattern is TensorRT's explicit quantization, which TensorRT runs as an int8 GEMM
     with int32 accumulation (the spec). ONNX Runtime instead multiplies the dequantized fp32
     values, whose rounding flips int8 values downstream, so validation runs the spec's
-    arithmetic: an exact int32 product, converted once, times the fp32 product of the scales."""
+    arithmetic: an exact int32 product, converted once, times the fp32 product of the scales
+    (MatMulIntegerToFloat's output is float(acc) * (a_scale * b_scale[n]), one fp32 multiply
+    by the product given here, times 1: onnxruntime contrib_ops/cpu/quantization/
+    matmul_integer_to_float.cc; one node instead of MatMulInteger -> Cast -> Mul)."""
     # by name, converted only where used (the scales): not a copy of every weight
     consts = {i.name: i for i in graph.initializer}
     consts.update({n.output[0]: n.attribute[0].t
                    for n in graph.node if n.op_type == "Constant" and n.attribute[0].name == "value"})
     producer = {o: n for n in graph.node for o in n.output}
+    readers: dict[str, int] = {}
+    for n in graph.node:
+        for i in n.input:
+            readers[i] = readers.get(i, 0) + 1
     graph.initializer.extend([numpy_helper.from_array(np.int16(128), "edgeq_i16_128"),
-                              numpy_helper.from_array(np.uint8(128), "edgeq_u8_zero")])
+                              numpy_helper.from_array(np.uint8(128), "edgeq_u8_zero"),
+                              numpy_helper.from_array(np.float32(1), "edgeq_f32_one")])
     nodes = []
     for n in graph.node:
         dq = [producer.get(i) for i in n.input] if n.op_type == "MatMul" else []
@@ -293,24 +303,37 @@ def exact_int8_matmuls(graph: onnx.GraphProto) -> None:
             scale = (np.float32(x_scale) * w_scale.astype(np.float32)).astype(np.float32)
             name = n.output[0]
             graph.initializer.append(numpy_helper.from_array(scale, f"{name}_scale"))
-            # x as uint8 with zero point 128 (exact: x + 128 in 0..255): ORT's CPU MatMulInteger
+            # x as uint8 with zero point 128 (exact: x + 128 in 0..255): ORT's CPU int8 GEMM
             # has a fast u8 x s8 kernel; int8 x int8 measured ~40x slower (1x768 @ 768x3072:
             # ~32 ms vs ~0.7 ms, fp32 MatMul ~3.6 ms, this machine, 2 threads)
-            i16, u8 = onnx.TensorProto.INT16, onnx.TensorProto.UINT8
-            nodes += [onnx.helper.make_node("Cast", [xq], [f"{name}_x16"], to=i16),
-                      onnx.helper.make_node("Add", [f"{name}_x16", "edgeq_i16_128"],
-                                            [f"{name}_x16u"]),
-                      onnx.helper.make_node("Cast", [f"{name}_x16u"], [f"{name}_xu8"], to=u8),
-                      onnx.helper.make_node("MatMulInteger", [f"{name}_xu8", wq, "edgeq_u8_zero"],
-                                            [f"{name}_acc"]),
-                      onnx.helper.make_node("Cast", [f"{name}_acc"], [f"{name}_accf"],
-                                            to=onnx.TensorProto.FLOAT),
-                      onnx.helper.make_node("Mul", [f"{name}_accf", f"{name}_scale"], [name])]
+            nodes += _as_uint8(xq, f"{name}_xu8", producer, readers, consts)
+            nodes.append(onnx.helper.make_node(
+                "MatMulIntegerToFloat", [f"{name}_xu8", wq, "edgeq_f32_one", f"{name}_scale",
+                                         "edgeq_u8_zero"], [name], domain="com.microsoft"))
         else:
             nodes.append(n)
     del graph.node[:]
     graph.node.extend(nodes)
     drop_unused(graph)
+
+
+def _as_uint8(xq: str, out: str, producer: dict, readers: dict, consts: dict) -> list:
+    """Nodes making `out` = int8 `xq` + 128 as uint8. Where xq is a QuantizeLinear's (zero point
+    0) read only by its DequantizeLinear, that QuantizeLinear is made again with zero point 128:
+    saturate(round(x / s) + 128) to 0..255 is the int8 value + 128 (ONNX QuantizeLinear), one
+    node instead of three."""
+    q = producer.get(xq)
+    if q is not None and q.op_type == "QuantizeLinear" and readers.get(xq) == 1 \
+            and len(q.input) == 3 and q.input[2] in consts \
+            and not numpy_helper.to_array(consts[q.input[2]]).any():
+        node = onnx.helper.make_node("QuantizeLinear", [q.input[0], q.input[1], "edgeq_u8_zero"],
+                                     [out])
+        node.attribute.extend(q.attribute)
+        return [node]
+    i16, u8 = onnx.TensorProto.INT16, onnx.TensorProto.UINT8
+    return [onnx.helper.make_node("Cast", [xq], [f"{out}_x16"], to=i16),
+            onnx.helper.make_node("Add", [f"{out}_x16", "edgeq_i16_128"], [f"{out}_x16u"]),
+            onnx.helper.make_node("Cast", [f"{out}_x16u"], [out], to=u8)]
 
 
 def drop_unused(graph: onnx.GraphProto) -> None:

@@ -206,9 +206,14 @@ def _floats(v: str) -> np.ndarray:
 _DECODE = {"FLOAT": float, "FLOATS": _floats}
 
 
+@functools.cache
+def _decoders(op_name: str) -> dict:
+    return {a.name: _DECODE.get(a.type, lambda v: v) for a in BY_NAME[op_name].attrs}
+
+
 def _decode(op, attrs: dict) -> dict:
-    kinds = {a.name: a.type for a in op.attrs}
-    return {k: _DECODE.get(kinds[k], lambda v: v)(v) for k, v in attrs.items()}
+    decoders = _decoders(op.name)
+    return {k: decoders[k](v) for k, v in attrs.items()}
 
 
 def for_ort(model: onnx.ModelProto) -> onnx.ModelProto:

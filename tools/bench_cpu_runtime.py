@@ -3,7 +3,7 @@
 on ONNX Runtime (`edgeq bench --backend ort`), on a random Mamba-1 at mamba-130m's widths and
 the demo models, in interleaved rounds (noise on a shared machine hits every runtime alike);
 then the ratios, and the int8 graph's custom ops' per-call overhead at batch 1 decode (ONNX
-Runtime's profiler, minus an arithmetic estimate).
+Runtime's profiler, minus the C kernel's own time; split into edgeq's Python and the PyOps bridge).
 
     python tools/bench_cpu_runtime.py [--edgeq-python PY] [--rounds 3] [--threads 2]
         [--skip-llama-cpp] [--tiny] [--out FILE.md] [--json FILE.json]
@@ -174,22 +174,41 @@ def edgeq_round(args, graph: Path) -> tuple[float, float]:
     return 1e3 * args.prompt_len / r["ttft_ms"], r["decode_tokens_per_s"]
 
 
-PROFILE = """import json, sys, numpy as np, onnxruntime as ort
+PROFILE = """import json, sys, time, numpy as np, onnxruntime as ort
+from edgeq.ops.table import BY_NAME
+from edgeq.runtime import kernels, ort_ops
 from edgeq.runtime.backends import OrtBackend
 base = ort.SessionOptions
 def profiling():  # every session edgeq opens records its nodes
     o = base(); o.enable_profiling = True; o.profile_file_prefix = sys.argv[2]; return o
 ort.SessionOptions = profiling
+spent = {"c": {}, "hook": {}}  # C kernel calls by symbol, the PyOp hook (Python) by op type
+c_call, hook = kernels._call, ort_ops._invoke
+def timed_c_call(name, *args):
+    t = time.perf_counter(); c_call(name, *args)
+    spent["c"].setdefault(name, []).append(time.perf_counter() - t)
+def timed_hook(op_id, inputs, attrs):
+    t = time.perf_counter(); out = hook(op_id, inputs, attrs)
+    spent["hook"].setdefault(ort_ops._OPS[op_id].op_type, []).append(time.perf_counter() - t)
+    return out
+kernels._call, ort_ops._invoke = timed_c_call, timed_hook  # before register() installs the hook
 b = OrtBackend(sys.argv[1]); state = b.new_state(1); tok = np.zeros((1, 1), np.int64)
-for _ in range(int(sys.argv[3])):
+for i in range(int(sys.argv[3])):
+    if i == 1:  # the first step, cold, left out as in the profile
+        spent["c"].clear(); spent["hook"].clear()
     logits, state = b.forward(tok, state); tok = logits[:, -1].argmax(-1)[:, None]
-print(json.dumps({"trace": b.session.end_profiling(), "config": b.config.__dict__}, default=str))
+med = lambda d: {k: 1e6 * float(np.median(v)) for k, v in d.items()}
+c_us = {op: us for op in BY_NAME for sym, us in med(spent["c"]).items() if BY_NAME[op].c_symbol == sym}
+print(json.dumps({"trace": b.session.end_profiling(), "config": b.config.__dict__,
+                  "c_us": c_us, "hook_us": med(spent["hook"])}, default=str))
 """
 
 
 def op_calls(args, graph: Path, steps: int, work: Path) -> tuple[dict, dict]:
     """Per custom-op type: calls per decode step and the median call time (us), from ORT's
-    profiler over `steps` batch-1 decode steps (the first step, cold, left out)."""
+    profiler over `steps` batch-1 decode steps (the first step, cold, left out), split into
+    the C kernel, edgeq's Python around it (the PyOp hook and the kernel's ctypes wrapper) and
+    the PyOps bridge (onnxruntime-extensions' C++ side: ORT tensors to numpy arrays and back)."""
     r = json.loads(run([args.edgeq_python, "-c", PROFILE, graph, work / "ortprof", steps],
                        env=args.env))
     events = json.loads(Path(r["trace"]).read_text())
@@ -201,8 +220,16 @@ def op_calls(args, graph: Path, steps: int, work: Path) -> tuple[dict, dict]:
         if e.get("cat") == "Node" and op.startswith("Edgeq") and e["ts"] >= cold_end:
             times.setdefault(op, []).append(e["dur"])
     warm = max(len(runs) - 1, 1)
-    return ({op: {"calls_per_token": len(t) / warm, "call_us": statistics.median(t)}
-             for op, t in sorted(times.items())}, r["config"])
+    per_op = {}
+    for op, t in sorted(times.items()):
+        o = per_op[op] = {"calls_per_token": len(t) / warm, "call_us": statistics.median(t),
+                          "kernel_us": r["c_us"][op],
+                          "hook_us": r["hook_us"][op]}
+        # the hook holds the C call; ORT's node time holds the hook
+        o["python_us"] = o["hook_us"] - o["kernel_us"]
+        o["bridge_us"] = o["call_us"] - o["hook_us"]
+        o["overhead_us"] = o["call_us"] - o["kernel_us"]
+    return per_op, r["config"]
 
 
 def flop_rate() -> float:
@@ -277,11 +304,17 @@ def markdown(result: dict) -> str:
         lines += ["", f"### Custom-op calls, int8 graph, batch 1 decode, {ops['model']} "
                   f"(d_inner {ops['d_inner']}; ORT profiler, median of {ops['steps']} steps; "
                   f"arithmetic at {ops['gflops']:.1f} GFLOP/s, one core's numpy dot)", "",
-                  "| op | calls per token | call us | arithmetic us | overhead us | target |",
-                  "|---|---|---|---|---|---|"]
+                  "The call (ORT's node time) is the C kernel, edgeq's Python around it (PyOp "
+                  "hook, ctypes wrapper) and the PyOps bridge (onnxruntime-extensions' C++ side); "
+                  "overhead is the call minus the C kernel. Ideal arithmetic: the op's "
+                  "multiply-adds at the numpy rate, what the kernel could reach.", "",
+                  "| op | calls per token | call us | C kernel us | Python us | bridge us | "
+                  "overhead us | target | ideal arithmetic us |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for op, o in ops["per_op"].items():
             lines.append(f"| {op} | {o['calls_per_token']:g} | {o['call_us']:.1f} | "
-                         f"{fmt(o['arith_us'], '.1f')} | {fmt(o['overhead_us'], '.1f')} | <= 10 |")
+                         f"{o['kernel_us']:.1f} | {o['python_us']:.1f} | {o['bridge_us']:.1f} | "
+                         f"{o['overhead_us']:.1f} | <= 10 | {fmt(o['arith_us'], '.1f')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -402,7 +435,6 @@ def bench(args) -> dict:
             for op, o in per_op.items():
                 f = flops(op, cfg)
                 o["arith_us"] = None if f is None else 1e6 * f / rate
-                o["overhead_us"] = None if f is None else o["call_us"] - o["arith_us"]
             ops = {"model": target["name"], "d_inner": cfg["expand"] * cfg["d_model"],
                    "steps": args.profile_steps - 1, "gflops": rate / 1e9, "per_op": per_op}
     notes.append(f"1-minute load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at "

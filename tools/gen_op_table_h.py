@@ -3,7 +3,8 @@
 - plugins/trt/op_table.h: every row as C++ constants, so that plugin names, version,
   namespace, ports and field names are never spelled by hand in the adapters;
 - plugins/trt/op_creators.h: the plugin creators getCreators (plugins/trt/registry.cpp) returns;
-- plugins/ops.cmake: EDGEQ_OPS, the plugins/ folders CMakeLists.txt builds each library from.
+- plugins/ops.cmake: EDGEQ_OPS, the plugins/ folders CMakeLists.txt builds each library from;
+- plugins/common/edgeq_op_abi.h: the folders' C ABI headers, which edgeq_kernels.h includes.
 
     python tools/gen_op_table_h.py          # rewrite them
     python tools/gen_op_table_h.py --check  # exit 1 if a committed one is stale
@@ -135,6 +136,16 @@ def folders() -> list[str]:
     return list(dict.fromkeys(op.folder for op in OPS))  # in the table's order, once each
 
 
+def op_abi_h() -> str:
+    includes = "".join(f'#include "../{f}/{f}_abi.h"\n' for f in folders())
+    return f"""// {GENERATED}
+// and rerun the script. Each plugins/ folder's C ABI header, included by edgeq_kernels.h inside
+// its extern "C" block.
+#pragma once
+
+{includes}"""
+
+
 def ops_cmake() -> str:
     return f"""# {GENERATED}
 # and rerun the script. The plugins/ folders with an op's kernels (FOLDER_cpu.cpp,
@@ -145,7 +156,8 @@ set(EDGEQ_OPS {" ".join(folders())})
 
 FILES = {ROOT / "plugins" / "trt" / "op_table.h": op_table_h,
          ROOT / "plugins" / "trt" / "op_creators.h": op_creators_h,
-         ROOT / "plugins" / "ops.cmake": ops_cmake}
+         ROOT / "plugins" / "ops.cmake": ops_cmake,
+         ROOT / "plugins" / "common" / "edgeq_op_abi.h": op_abi_h}
 
 
 def main() -> int:

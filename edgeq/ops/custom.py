@@ -30,14 +30,14 @@ def schema(op: OpDef) -> str:
 
 def _fake(op: OpDef):
     n = len(op.inputs)
+    like = [[p.name for p in op.inputs].index(p.like) for p in op.outputs]
 
     def fake(*args):
-        tensors = args[:n]
+        tensors = args[:n]  # then the attributes
         shapes = [None if t is None else tuple(t.shape) for t in tensors]
         dtypes = [None if t is None else t.dtype for t in tensors]
-        likes = [tensors[[p.name for p in op.inputs].index(p.like)] for p in op.outputs]
-        outs = [like.new_empty(shape, dtype=dtype) for like, (shape, dtype) in
-                zip(likes, op.output_types(shapes, dtypes, _DTYPES.__getitem__))]
+        outs = [tensors[i].new_empty(shape, dtype=dtype) for i, (shape, dtype) in
+                zip(like, op.output_types(shapes, dtypes, _DTYPES.__getitem__))]
         return outs[0] if len(outs) == 1 else tuple(outs)
     return fake
 

@@ -51,13 +51,13 @@ def register() -> str:
 def _body(op):
     """The PyOp of `op`: its kernel (edgeq.runtime.kernels, named as the op) on the inputs, with
     the attributes decoded and the fp16 ports cast back from the fp32 they arrive as (exact)."""
-    kernel = getattr(kernels, op.py_name)
+    name = op.py_name
     decoders = _decoders(op.name)
     f16_in = [i for i, p in enumerate(op.inputs) if p.dtype == "fp16"]
     f16_out = [i for i, p in enumerate(op.outputs) if p.dtype == "fp16"]
 
-    def run(*inputs, **attrs):
-        return kernel(*inputs, **{k: decoders[k](v) for k, v in attrs.items()})
+    def run(*inputs, **attrs):  # the kernel looked up when called, as a call in code is
+        return getattr(kernels, name)(*inputs, **{k: decoders[k](v) for k, v in attrs.items()})
     if not f16_in and not f16_out:
         return run
 

@@ -15,7 +15,10 @@ _ATTR_TYPES = {
     "STRING": OpSchema.AttrType.STRING,
 }
 OPSET_VERSION = 1
-ELEM = {"int8": onnx.TensorProto.INT8, "float": onnx.TensorProto.FLOAT}  # Port.dtype
+# Port.dtype as an ONNX element type (an "act" output takes its first input's)
+ELEM = {"fp32": onnx.TensorProto.FLOAT, "fp16": onnx.TensorProto.FLOAT16,
+        "int8": onnx.TensorProto.INT8, "int4": onnx.TensorProto.INT4,
+        "int64": onnx.TensorProto.INT64}
 _TYPES = ["tensor(float)", "tensor(float16)", "tensor(bfloat16)", "tensor(int8)", "tensor(int4)",
           "tensor(int64)"]
 
@@ -34,26 +37,25 @@ def schema(op: OpDef) -> OpSchema:
         OpSchema.Attribute("plugin_namespace", OpSchema.AttrType.STRING, "TensorRT plugin namespace")]
     s = OpSchema(op.name, DOMAIN, OPSET_VERSION, inputs=inputs, outputs=outputs,
                  type_constraints=types, attributes=attrs)
-    names = [p.name for p in op.inputs]
+    like = [[p.name for p in op.inputs].index(p.like) for p in op.outputs]
 
     def infer(ctx):
-        for out, port in enumerate(op.outputs):
+        types = [ctx.get_input_type(i) if i < ctx.get_num_inputs() else None
+                 for i in range(len(op.inputs))]
+        shapes = [t.tensor_type.shape.dim if t is not None else None for t in types]
+        elems = [t.tensor_type.elem_type if t is not None else 0 for t in types]
+        for out, (port, (shape, elem)) in enumerate(zip(op.outputs, op.output_types(
+                shapes, elems, ELEM.__getitem__))):
             t = onnx.TypeProto()
-            t.CopyFrom(ctx.get_input_type(names.index(port.like)))
-            if port.dtype:
-                t.tensor_type.elem_type = ELEM[port.dtype]
-            dims = t.tensor_type.shape.dim
-            if port.last_from and dims:
-                rows = ctx.get_input_type(names.index(port.last_from)).tensor_type.shape.dim
-                if rows:
-                    dims[-1].CopyFrom(rows[0])
-                else:  # that input's shape is unknown, so is this dim
-                    dims[-1].Clear()
-            if port.append_from:
-                src = ctx.get_input_type(names.index(port.append_from)).tensor_type.shape.dim
-                new = t.tensor_type.shape.dim.add()
-                if src:
-                    new.CopyFrom(src[-1])
+            t.CopyFrom(types[like[out]])
+            t.tensor_type.elem_type = elem
+            if (port.last_from or port.append_from) and shape:  # its own shape, not like's
+                dims = t.tensor_type.shape.dim
+                del dims[:]
+                for d in shape:
+                    new = dims.add()
+                    if d is not None:  # unknown where its source shape is
+                        new.CopyFrom(d)
             ctx.set_output_type(out, t)
 
     s.set_type_and_shape_inference_function(infer)

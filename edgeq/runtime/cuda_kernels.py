@@ -11,55 +11,35 @@ import contextlib
 import ctypes
 import functools
 import os
-from pathlib import Path
 
 from ..errors import EdgeqError
-from ..ops.table import (ADD_RMSNORM_INT8, CAUSAL_CONV1D, CAUSAL_CONV1D_INT8, EMBEDDING_W4,
-                         HADAMARD_INT8, LINEAR_W4A8, SELECTIVE_SCAN, SELECTIVE_SCAN_INT8, SSD_SCAN,
-                         SSD_SCAN_INT8)
-from .kernels import _ARGTYPES  # the CPU library's: one C ABI, and fp16 takes fp32's signature
+from ..ops.table import OPS
+from . import native
 
 LIB_NAME = "libedgeq_cuda.so"
 STATUS = {0: "EDGEQ_OK", 1: "EDGEQ_BAD_SHAPE", 2: "EDGEQ_NULL_POINTER", 3: "EDGEQ_CUDA_ERROR"}
-OPS = (SELECTIVE_SCAN, CAUSAL_CONV1D, SSD_SCAN, SELECTIVE_SCAN_INT8, CAUSAL_CONV1D_INT8,
-       HADAMARD_INT8, ADD_RMSNORM_INT8, LINEAR_W4A8,
-       SSD_SCAN_INT8, EMBEDDING_W4)  # the ops the library has kernels for
-F16_OPS = (SELECTIVE_SCAN, CAUSAL_CONV1D, SSD_SCAN)  # ... and these with fp16 activations too
 
 
 def symbol(op, dtype: str = "float32") -> str:
-    """The C symbol of `op` for activations of `dtype`: "float16" names the fp16 variant of an
-    op in F16_OPS; any other dtype the op's own symbol."""
-    return op.c_symbol[:-4] + "_f16" if dtype == "float16" and op in F16_OPS else op.c_symbol
+    """The C symbol of `op` for activations of `dtype`: "float16" names the op's fp16 variant
+    where it has one; any other dtype the op's own symbol."""
+    return op.f16_symbol if dtype == "float16" and op.f16_symbol else op.c_symbol
 
 
 def symbols() -> dict[str, list]:
     """Every symbol of the library, with its argtypes."""
-    return {symbol(op, dtype): _ARGTYPES[op.c_symbol] for op in OPS
-            for dtype in (("float32", "float16") if op in F16_OPS else ("float32",))}
+    return native.symbols(OPS, f16=True)
 
 
 def bind(lib: ctypes.CDLL, prefix: str = "") -> ctypes.CDLL:
     """Set argtypes/restype of every kernel symbol (named `prefix` + symbol) of `lib`."""
-    for name, argtypes in symbols().items():
-        fn = getattr(lib, prefix + name)
-        fn.argtypes, fn.restype = argtypes, ctypes.c_int
-    return lib
-
-
-def _candidates():
-    if os.environ.get("EDGEQ_CUDA_LIB"):
-        yield Path(os.environ["EDGEQ_CUDA_LIB"])
-    yield Path(__file__).resolve().parents[1] / "lib" / LIB_NAME
+    return native.bind(lib, symbols(), prefix)
 
 
 @functools.cache
 def library() -> ctypes.CDLL:
-    for path in _candidates():
-        if path.is_file():
-            return bind(ctypes.CDLL(str(path)))
-    raise EdgeqError(f"{LIB_NAME} not found; build it with -DEDGEQ_CUDA=ON "
-                     "(pip install . -Ccmake.define.EDGEQ_CUDA=ON) or set EDGEQ_CUDA_LIB")
+    return native.load(LIB_NAME, "EDGEQ_CUDA_LIB", symbols(),
+                       "build it with -DEDGEQ_CUDA=ON (pip install . -Ccmake.define.EDGEQ_CUDA=ON)")
 
 
 def call(name: str, *args, lib: ctypes.CDLL | None = None) -> None:

@@ -7,67 +7,28 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import os
-from importlib import metadata
-from pathlib import Path
 
 import numpy as np
 
-from ..errors import EdgeqError
 from ..ops.table import (ADD_RMSNORM_INT8, CAUSAL_CONV1D, CAUSAL_CONV1D_INT8, EMBEDDING_W4,
-                         HADAMARD_INT8, LINEAR_W4A8, SELECTIVE_SCAN, SELECTIVE_SCAN_INT8, SSD_SCAN,
-                         SSD_SCAN_INT8)
+                         HADAMARD_INT8, LINEAR_W4A8, OPS, SELECTIVE_SCAN, SELECTIVE_SCAN_INT8,
+                         SSD_SCAN, SSD_SCAN_INT8)
+from . import native
+from .native import Scales
 
 LIB_NAME = "libedgeq_cpu.so"
-
-
-class Scales(ctypes.Structure):
-    """edgeq_scales: a FLOATS scale attribute's values (a pointer) and their count."""
-    _fields_ = [("values", ctypes.c_void_p), ("count", ctypes.c_int64)]
-
-
-_p, _i64, _i32, _f, _s = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32, ctypes.c_float, Scales
-_ARGTYPES = {
-    SELECTIVE_SCAN.c_symbol: [_p] * 11 + [_i64] * 6 + [_i32, _p],
-    CAUSAL_CONV1D.c_symbol: [_p] * 6 + [_i64] * 4 + [_i32, _p],
-    SSD_SCAN.c_symbol: [_p] * 10 + [_i64] * 6 + [_i32, _i32, _p],
-    SELECTIVE_SCAN_INT8.c_symbol: [_p] * 11 + [_i64] * 6 + [_f] * 5 + [_i32, _p],
-    CAUSAL_CONV1D_INT8.c_symbol: [_p] * 6 + [_i64] * 4 + [_s] * 3 + [_i32, _p],
-    HADAMARD_INT8.c_symbol: [_p, _p, _i64, _i64, _f, _p],
-    ADD_RMSNORM_INT8.c_symbol: [_p] * 5 + [_i64, _i64, _f, _f, _p],
-    LINEAR_W4A8.c_symbol: [_p] * 4 + [_i64] * 3 + [_f, _i64, _p],
-    SSD_SCAN_INT8.c_symbol: [_p] * 10 + [_i64] * 6 + [_s] * 4 + [_i32, _i32, _p],
-    EMBEDDING_W4.c_symbol: [_p] * 4 + [_i64] * 4 + [_p],
-}
-
-
-def _candidates():
-    if os.environ.get("EDGEQ_CPU_LIB"):
-        yield Path(os.environ["EDGEQ_CPU_LIB"])
-    yield Path(__file__).resolve().parents[1] / "lib" / LIB_NAME
-    try:  # the source tree imported while the built library sits in the installed package
-        for f in metadata.files("edgeq") or ():
-            if f.name == LIB_NAME:
-                yield Path(f.locate())
-    except metadata.PackageNotFoundError:
-        pass
+SYMBOLS = native.symbols(OPS, f16=False)  # the CPU library has no fp16 variants
 
 
 def bind(lib: ctypes.CDLL) -> ctypes.CDLL:
     """Set argtypes/restype of every kernel symbol of a CPU kernel library."""
-    for name, argtypes in _ARGTYPES.items():
-        fn = getattr(lib, name)
-        fn.argtypes, fn.restype = argtypes, ctypes.c_int
-    return lib
+    return native.bind(lib, SYMBOLS)
 
 
 @functools.cache
 def library() -> ctypes.CDLL:
-    for path in _candidates():
-        if path.is_file():
-            return bind(ctypes.CDLL(str(path)))
-    raise EdgeqError(f"{LIB_NAME} not found; install edgeq with `pip install .` "
-                     "(it builds the kernels) or set EDGEQ_CPU_LIB")
+    return native.load(LIB_NAME, "EDGEQ_CPU_LIB", SYMBOLS,
+                       "install edgeq with `pip install .` (it builds the kernels)")
 
 
 def _f32(a) -> np.ndarray:

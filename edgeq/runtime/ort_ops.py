@@ -15,9 +15,7 @@ from onnx import numpy_helper
 
 from ..errors import EdgeqError
 from ..export.schemas import ELEM
-from ..ops.table import (ADD_RMSNORM_INT8, BY_NAME, CAUSAL_CONV1D, CAUSAL_CONV1D_INT8, DOMAIN,
-                         EMBEDDING_W4, HADAMARD_INT8, LINEAR_W4A8, SELECTIVE_SCAN, SELECTIVE_SCAN_INT8,
-                         SSD_SCAN, SSD_SCAN_INT8)
+from ..ops.table import BY_NAME, DOMAIN, EMBEDDING_W4, OPS
 from . import kernels
 
 ORT_DOMAIN = "ai.onnx.contrib"
@@ -25,76 +23,53 @@ ORT_DOMAIN = "ai.onnx.contrib"
 
 @functools.cache
 def register() -> str:
-    """Register the PyOps once; returns the onnxruntime-extensions library to load."""
+    """Register a PyOp per op of the table once; returns the onnxruntime-extensions library to
+    load."""
     from onnxruntime_extensions import PyCustomOpDef, get_library_path
-    f32, i64, i8 = PyCustomOpDef.dt_float, PyCustomOpDef.dt_int64, PyCustomOpDef.dt_int8
     onnx_op = _guarded_op({getattr(PyCustomOpDef, f"dt_{t}"): np.dtype(n) for t, n in
                            (("float", "float32"), ("float16", "float16"), ("int8", "int8"),
                             ("uint8", "uint8"), ("int32", "int32"), ("int64", "int64"))})
-
-    @onnx_op(op_type=SELECTIVE_SCAN.name, inputs=[f32] * len(SELECTIVE_SCAN.inputs),
-             outputs=[f32, f32], attrs={"delta_softplus": i64})
-    def selective_scan(u, delta, A, B, C, D, delta_bias, state, z, delta_softplus=1):
-        return kernels.selective_scan(u, delta, A, B, C, D, delta_bias, state, z, delta_softplus)
-
-    @onnx_op(op_type=SSD_SCAN.name, inputs=[f32] * len(SSD_SCAN.inputs), outputs=[f32, f32],
-             attrs={"dt_softplus": i64, "chunk_size": i64})
-    def ssd_scan(x, dt, A, B, C, D, dt_bias, state, dt_softplus=1, chunk_size=256):
-        return kernels.ssd_scan(x, dt, A, B, C, D, dt_bias, state, dt_softplus, chunk_size)
-
-    @onnx_op(op_type=CAUSAL_CONV1D.name, inputs=[f32] * len(CAUSAL_CONV1D.inputs),
-             outputs=[f32, f32], attrs={"activation": i64})
-    def causal_conv1d(x, weight, bias, state, activation=1):
-        return kernels.causal_conv1d(x, weight, bias, state, activation)
-
-    def attrs(op):
-        return {a.name: PyCustomOpDef.dt_string if a.type in _DECODE else i64 for a in op.attrs}
-
-    @onnx_op(op_type=SELECTIVE_SCAN_INT8.name, inputs=[i8, i8, f32, i8, i8, f32, f32, f32, i8],
-             outputs=[f32, f32], attrs=attrs(SELECTIVE_SCAN_INT8))
-    def selective_scan_int8(u, delta, A, B, C, D, delta_bias, state, z, **a):
-        return kernels.selective_scan_int8(u, delta, A, B, C, D, delta_bias, state, z,
-                                           **_decode(SELECTIVE_SCAN_INT8, a))
-
-    # the fp16 state arrives cast to fp32 (fp32_custom_nodes), so the casts here are exact
-    @onnx_op(op_type=SSD_SCAN_INT8.name, inputs=[i8, i8, f32, i8, i8, f32, f32, f32],
-             outputs=[f32, f32], attrs=attrs(SSD_SCAN_INT8))
-    def ssd_scan_int8(x, dt, A, B, C, D, dt_bias, state, **a):
-        y, s = kernels.ssd_scan_int8(x, dt, A, B, C, D, dt_bias, state.astype(np.float16),
-                                     **_decode(SSD_SCAN_INT8, a))
-        return y, s.astype(np.float32)
-
-    @onnx_op(op_type=CAUSAL_CONV1D_INT8.name, inputs=[i8, i8, f32, i8], outputs=[i8, i8],
-             attrs=attrs(CAUSAL_CONV1D_INT8))
-    def causal_conv1d_int8(x, weight, bias, state, **a):
-        return kernels.causal_conv1d_int8(x, weight, bias, state, **_decode(CAUSAL_CONV1D_INT8, a))
-
-    @onnx_op(op_type=HADAMARD_INT8.name, inputs=[f32], outputs=[i8], attrs=attrs(HADAMARD_INT8))
-    def hadamard_int8(x, **a):
-        return kernels.hadamard_int8(x, **_decode(HADAMARD_INT8, a))
-
-    @onnx_op(op_type=ADD_RMSNORM_INT8.name, inputs=[f32, f32, f32], outputs=[i8, f32],
-             attrs=attrs(ADD_RMSNORM_INT8))
-    def add_rmsnorm_int8(x, residual, weight, **a):
-        return kernels.add_rmsnorm_int8(x, residual, weight, **_decode(ADD_RMSNORM_INT8, a))
-
-    @onnx_op(op_type=LINEAR_W4A8.name, inputs=[i8, i8, f32], outputs=[f32],
-             attrs=attrs(LINEAR_W4A8))
-    def linear_w4a8(x, weight, weight_scale, **a):
-        return kernels.linear_w4a8(x, weight, weight_scale, **_decode(LINEAR_W4A8, a))
-
-    # the table comes as its packed bytes (int4_tables_as_bytes), the fp16 scales cast to fp32
-    @onnx_op(op_type=EMBEDDING_W4.name, inputs=[i64, i8, f32], outputs=[f32],
-             attrs=attrs(EMBEDDING_W4))
-    def embedding_w4(ids, table, table_scale, **a):
-        return kernels.embedding_w4(ids, table, table_scale.astype(np.float16),
-                                    **_decode(EMBEDDING_W4, a))
+    # the types the PyOps see: fp16 ports arrive cast to fp32 (fp32_custom_nodes) and INT4
+    # tables as their packed bytes (int4_tables_as_bytes)
+    types = {"act": PyCustomOpDef.dt_float, "fp32": PyCustomOpDef.dt_float,
+             "fp16": PyCustomOpDef.dt_float, "int8": PyCustomOpDef.dt_int8,
+             "int4": PyCustomOpDef.dt_int8, "int64": PyCustomOpDef.dt_int64}
+    for op in OPS:
+        inputs = [types[p.dtype] for p in op.inputs]
+        outputs = [t for _, t in op.output_types([()] * len(inputs), inputs, types.__getitem__)]
+        attrs = {a.name: PyCustomOpDef.dt_string if a.type in _DECODE else PyCustomOpDef.dt_int64
+                 for a in op.attrs}
+        onnx_op(op_type=op.name, inputs=inputs, outputs=outputs, attrs=attrs)(_body(op))
 
     global _OPS
     from onnxruntime_extensions._ocos import Opdef
     _OPS = Opdef._odlist  # read on every call: bound once, not imported per call
     PyCustomOpDef.install_hooker(_invoke)
     return get_library_path()
+
+
+def _body(op):
+    """The PyOp of `op`: its kernel (edgeq.runtime.kernels, named as the op) on the inputs, with
+    the attributes decoded and the fp16 ports cast back from the fp32 they arrive as (exact)."""
+    name = op.py_name
+    decoders = _decoders(op.name)
+    f16_in = [i for i, p in enumerate(op.inputs) if p.dtype == "fp16"]
+    f16_out = [i for i, p in enumerate(op.outputs) if p.dtype == "fp16"]
+
+    def run(*inputs, **attrs):  # the kernel looked up when called, as a call in code is
+        return getattr(kernels, name)(*inputs, **{k: decoders[k](v) for k, v in attrs.items()})
+    if not f16_in and not f16_out:
+        return run
+
+    def cast(*inputs, **attrs):
+        out = run(*[x.astype(np.float16) if i in f16_in else x for i, x in enumerate(inputs)],
+                  **attrs)
+        if not f16_out:
+            return out
+        outs = [y.astype(np.float32) if i in f16_out else y
+                for i, y in enumerate(out if isinstance(out, tuple) else (out,))]
+        return tuple(outs) if isinstance(out, tuple) else outs[0]
+    return cast
 
 
 _raised: list[BaseException] = []  # what a PyOp raised during run(), for run() to raise
@@ -211,11 +186,6 @@ def _decoders(op_name: str) -> dict:
     return {a.name: _DECODE.get(a.type, lambda v: v) for a in BY_NAME[op_name].attrs}
 
 
-def _decode(op, attrs: dict) -> dict:
-    decoders = _decoders(op.name)
-    return {k: decoders[k](v) for k, v in attrs.items()}
-
-
 def for_ort(model: onnx.ModelProto) -> onnx.ModelProto:
     """A copy of the graph with the edgeq domain renamed to the PyOps' domain and the int8
     linears made exact (see exact_int8_matmuls)."""
@@ -255,9 +225,10 @@ def fp32_custom_nodes(graph: onnx.GraphProto) -> None:
             nodes.append(n)
             continue
         # the output types by the schemas' rule (elem may lack them: see to_onnx)
-        types = dict(zip((p.name for p in op.inputs), (elem.get(i) for i in n.input)))
-        for o, port in zip(n.output, op.outputs):
-            elem[o] = ELEM.get(port.dtype, types[port.like])
+        types = op.output_types([()] * len(n.input), [elem.get(i) for i in n.input],
+                                ELEM.__getitem__)
+        for o, (_, t) in zip(n.output, types):
+            elem[o] = t
         for k, name in enumerate(n.input):
             if elem.get(name) == f16:
                 nodes.append(onnx.helper.make_node("Cast", [name], [f"{name}_f32_{n.name}"], to=f32))

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from edgeq.ops import int4, reference
-from edgeq.runtime.cuda_kernels import check, max_scan_parts, ssd_chunked, symbol
+from edgeq.gpu import check
+from edgeq.runtime.cuda_kernels import max_scan_parts, ssd_chunked, symbol
 from edgeq.runtime.kernels import Scales
 from edgeq.ops.table import (ADD_RMSNORM_INT8, CAUSAL_CONV1D, CAUSAL_CONV1D_INT8, EMBEDDING_W4,
                              HADAMARD_INT8, LINEAR_W4A8, SELECTIVE_SCAN, SELECTIVE_SCAN_INT8, SSD_SCAN,

@@ -20,6 +20,7 @@ import pytest
 
 import kernel_cases as kc
 from edgeq.errors import EdgeqError
+from edgeq import gpu
 from edgeq.runtime import cuda_kernels
 from conftest import ROOT
 from native_build import NVCC, cmake_build
@@ -29,7 +30,7 @@ rt = pytest.importorskip("cuda.bindings.runtime",
                          reason="cuda-python not installed (pip install cuda-python)")
 
 
-if reason := cuda_kernels.no_gpu_reason():
+if reason := gpu.no_gpu_reason():
     pytest.skip(f"no CUDA GPU visible ({reason})", allow_module_level=True)
 
 
@@ -104,17 +105,17 @@ class Captured:
 
     def _call(self, f, args) -> int:
         mode = rt.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal
-        cuda_kernels.check(rt.cudaStreamBeginCapture(self.stream, mode))
+        gpu.check(rt.cudaStreamBeginCapture(self.stream, mode))
         rc = f(*args[:-1], int(self.stream))
-        graph = cuda_kernels.check(rt.cudaStreamEndCapture(self.stream))
+        graph = gpu.check(rt.cudaStreamEndCapture(self.stream))
         try:
             if rc == 0:
-                run = cuda_kernels.check(rt.cudaGraphInstantiate(graph, 0))
-                cuda_kernels.check(rt.cudaGraphLaunch(run, self.stream))
-                cuda_kernels.check(rt.cudaStreamSynchronize(self.stream))
-                cuda_kernels.check(rt.cudaGraphExecDestroy(run))
+                run = gpu.check(rt.cudaGraphInstantiate(graph, 0))
+                gpu.check(rt.cudaGraphLaunch(run, self.stream))
+                gpu.check(rt.cudaStreamSynchronize(self.stream))
+                gpu.check(rt.cudaGraphExecDestroy(run))
         finally:
-            cuda_kernels.check(rt.cudaGraphDestroy(graph))
+            gpu.check(rt.cudaGraphDestroy(graph))
         return rc
 
 
@@ -122,11 +123,11 @@ class Captured:
 def test_in_a_cuda_graph(lib, mem, kind, case):
     # a stream of its own that does not wait for the null stream: the kernels must go on the
     # stream they are given
-    stream = cuda_kernels.check(rt.cudaStreamCreateWithFlags(rt.cudaStreamNonBlocking))
+    stream = gpu.check(rt.cudaStreamCreateWithFlags(rt.cudaStreamNonBlocking))
     try:
         kc.RUNS[kind](Captured(lib, stream), mem, case)
     finally:
-        cuda_kernels.check(rt.cudaStreamDestroy(stream))
+        gpu.check(rt.cudaStreamDestroy(stream))
 
 
 @pytest.mark.parametrize("tool", ["memcheck", "racecheck", "initcheck", "synccheck"])

@@ -19,7 +19,7 @@ from edgeq.ops import int4
 from edgeq.ops.table import BY_NAME, DOMAIN
 from edgeq.quant import calib, quantize as Q, recipe as R
 from edgeq.quant.qmodel import load_model
-from edgeq.runtime import cuda_kernels
+from edgeq import gpu
 from edgeq.runtime.backends import OrtBackend
 from native_build import NVCC, TRT_INCLUDE, cmake_build
 from plugin_harness import PluginLib, build_emulated_plugins, build_harness, field, run_plugin
@@ -43,7 +43,7 @@ def emulated(emulation_object, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def on_gpu(tmp_path_factory):
-    if reason := cuda_kernels.no_gpu_reason():
+    if reason := gpu.no_gpu_reason():
         pytest.skip(f"no CUDA GPU visible ({reason})")
     out = tmp_path_factory.mktemp("trt-plugins")
     cmake_build(out, "-DEDGEQ_CUDA=ON", "-DCMAKE_CUDA_ARCHITECTURES=native",
@@ -74,12 +74,12 @@ def test_harness_sees_the_plugins_cuda_calls(harness, emulated):
 def test_plugin_on_gpu(harness, on_gpu, kind, case):
     from cuda.bindings import runtime as rt
     # enqueued on a stream of its own, as TensorRT does
-    mem, stream = kc.DeviceMem(), cuda_kernels.check(rt.cudaStreamCreate())
+    mem, stream = kc.DeviceMem(), gpu.check(rt.cudaStreamCreate())
     try:
         kc.RUNS[kind](kc.OnStream(PluginLib(harness, on_gpu, mem), int(stream)), mem, case)
     finally:
         mem.free()
-        cuda_kernels.check(rt.cudaStreamDestroy(stream))
+        gpu.check(rt.cudaStreamDestroy(stream))
 
 
 def _graph(kind: str) -> onnx.ModelProto:

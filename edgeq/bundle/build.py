@@ -15,8 +15,8 @@ import numpy as np
 
 from ..bench.run import peak_rss_mib
 from ..errors import EdgeqError
+from ..gpu import gpu_sm
 from ..output import writing
-from ..runtime.cuda_kernels import gpu_sm
 from ..trt import memory
 from . import manifest, plugins
 

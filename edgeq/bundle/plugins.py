@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 from ..errors import EdgeqError
-from ..runtime.cuda_kernels import gpu_sm
+from ..gpu import gpu_sm
 
 LIB = "libedgeq_trt_plugins.so"
 SCRIPT = "plugins-src/build_plugins.sh"

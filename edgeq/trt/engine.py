@@ -13,6 +13,7 @@ from pathlib import Path
 import onnx
 
 from ..bundle.manifest import write_inside
+from .. import gpu
 from ..errors import EdgeqError
 from ..ops.table import BY_NAME, DOMAIN
 from . import layers, load, load_plugins
@@ -25,14 +26,13 @@ ENGINE, LOG, CACHE = "model.engine", "engine_build.log", "timing.cache"
 def check_compatible(manifest: dict) -> None:
     """Refuse a bundle made for another TensorRT version or GPU than this device's. A
     workstation target names no TensorRT version: any that edgeq takes builds its engine."""
-    from ..runtime.cuda_kernels import gpu_sm
     trt = load()
     want = manifest["target"].get("tensorrt")
     have = ".".join(trt.__version__.split(".")[:2])
     if want and want != have:
         raise EdgeqError(f"the bundle targets TensorRT {want}, this device has {have}; build a "
                          "bundle for this device's target")
-    sm = gpu_sm()
+    sm = gpu.gpu_sm()
     if sm != manifest["target"]["sm"]:
         raise EdgeqError(f"the bundle targets sm_{manifest['target']['sm']}, this GPU is "
                          f"{'sm_%d' % sm if sm else 'absent'}; build for this device's target")

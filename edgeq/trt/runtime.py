@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import EdgeqError
 from ..models.config import MambaConfig
-from ..runtime.cuda_kernels import check
+from ..gpu import check
 from . import load, load_plugins
 from . import logger as trt_logger
 

@@ -6,10 +6,11 @@ import os
 from pathlib import Path
 
 from .errors import EdgeqError
-from .models.loader import load_model, resolve
+from .hub import resolve
+from .models.loader import find_tokenizer, load_model
 from .quant import quantize
-from .runtime import text
 from .runtime.backends import OrtBackend, TorchBackend
+from .tokenizer import META_KEY, checked, from_json
 
 
 def load_torch(source: str):
@@ -45,13 +46,13 @@ def open_backend(source: str, backend: str | None = None, tokenizer: str | None 
             raise EdgeqError(f"{source}: an ONNX graph runs on --backend ort; give the model "
                              f"folder for --backend {backend}")
         ob = OrtBackend(source)
-        tok = ob.metadata.get(text.META_KEY) if not tokenizer else None
+        tok = ob.metadata.get(META_KEY) if not tokenizer else None
         if tok is not None:
-            tok = text.checked(tok, f"{source}: metadata {text.META_KEY}", ob.config.vocab_size)
-        return ob, text.from_json(tok or text.find(Path(source).parent, tokenizer,
-                                                   ob.config.vocab_size))
+            tok = checked(tok, f"{source}: metadata {META_KEY}", ob.config.vocab_size)
+        return ob, from_json(tok or find_tokenizer(Path(source).parent, tokenizer,
+                                              ob.config.vocab_size))
     model, folder = load_torch(source)
-    tok = text.from_json(text.find(folder, tokenizer, model.cfg.vocab_size))
+    tok = from_json(find_tokenizer(folder, tokenizer, model.cfg.vocab_size))
     if backend in (None, "torch"):
         return TorchBackend(model), tok
     if backend == "ort":

@@ -81,9 +81,10 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
           tokenizer: str | None = None) -> dict:
     from ..export.onnx_export import save, to_onnx
     from ..models import load_model
+    from ..models.loader import find_tokenizer
     from ..quant import calib, quantize as q, recipe as recipes
-    from ..runtime import text
     from ..targets import estimate, get
+    from ..tokenizer import META_KEY, from_json
 
     st = stages or Stages()
     target = get(target_name)
@@ -107,8 +108,8 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
     if warning := memory.check(memory.from_config(cfg, target, rec["name"], h2t, a16_fraction),
                                target):
         print(warning, file=sys.stderr)
-    tok_json = text.find(folder, tokenizer, cfg.vocab_size)
-    tok = text.from_json(tok_json)
+    tok_json = find_tokenizer(folder, tokenizer, cfg.vocab_size)
+    tok = from_json(tok_json)
     if calib_data is None and (folder / "calib.txt").is_file():
         calib_data = str(folder / "calib.txt")
     if calib_data is None:
@@ -135,7 +136,7 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
             # the graph holds the weights: a second copy would double what goes to the device
             os.replace(tmp / ".quantized/quant.json", tmp / "quant.json")
             shutil.rmtree(tmp / ".quantized")
-        meta = {text.META_KEY: tok_json} if tok_json else {}
+        meta = {META_KEY: tok_json} if tok_json else {}
         meta["edgeq.recipe"] = rec["name"]
         meta["edgeq.target"] = target["name"]
         proto = st("export", to_onnx, model_for_export, meta)

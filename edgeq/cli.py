@@ -64,10 +64,11 @@ def inspect(model, as_json):
 @TOKENIZER
 def export(model, output, tokenizer):
     """Export MODEL (a checkpoint or a quantized folder) to one stateful ONNX graph."""
-    from .export.onnx_export import check_output, save, to_onnx
+    from .export.onnx_export import save, to_onnx
     from .models.loader import find_tokenizer
-    from .tokenizer import META_KEY
+    from .output import check_output
     from .sources import load_torch
+    from .tokenizer import META_KEY
     if output.suffix != ".onnx":
         raise EdgeqError(f"{output}: the output must end in .onnx")
     check_output(output)
@@ -190,12 +191,13 @@ def quantize(model, recipe, calib_data, output, samples, seq_len, batch, percent
 
     from .models import load_model
     from .models.loader import find_tokenizer
+    from .output import check_output
     from .quant import calib
     from .quant import quantize as q
     from .quant import recipe as recipes
     from .tokenizer import from_json
     rec = recipes.load(recipe, percentile, per_channel, h2t, residual_hadamard, a16_fraction)
-    q.check_output(output)
+    check_output(output)
     lm, folder = load_model(model)
     tok_json = find_tokenizer(folder, tokenizer, lm.cfg.vocab_size)
     windows = calib.windows(calib.load_tokens(calib_data, from_json(tok_json)), samples, seq_len,

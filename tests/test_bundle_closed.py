@@ -15,6 +15,7 @@ import pytest
 import fake_trt
 from edgeq.bundle import manifest
 from edgeq.errors import EdgeqError
+from edgeq.output import write_inside
 from test_bundle import bundle, sshd  # noqa: F401  (fixtures)
 
 
@@ -121,8 +122,8 @@ def test_write_inside_replaces_links_and_refuses_linked_folders(tmp_path):
     outside = _outside(tmp_path)
     (root / "model.engine").symlink_to(outside)
     os.link(_outside(tmp_path, "hard"), root / "timing.cache")
-    manifest.write_inside(root, "model.engine", b"engine")
-    manifest.write_inside(root, "timing.cache", b"cache")
+    write_inside(root, "model.engine", b"engine")
+    write_inside(root, "timing.cache", b"cache")
     assert outside.read_bytes() == (tmp_path / "hard").read_bytes() == b"keep"
     assert not (root / "model.engine").is_symlink()
     assert (root / "model.engine").read_bytes() == b"engine"
@@ -130,7 +131,7 @@ def test_write_inside_replaces_links_and_refuses_linked_folders(tmp_path):
     (tmp_path / "elsewhere").mkdir()
     (root / "plugins").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(EdgeqError, match="plugins is a symbolic link"):
-        manifest.write_inside(root, "plugins/lib.so", b"x")
+        write_inside(root, "plugins/lib.so", b"x")
     assert not list((tmp_path / "elsewhere").iterdir())
     assert sorted(p.name for p in root.iterdir()) == ["model.engine", "plugins", "timing.cache"]
 

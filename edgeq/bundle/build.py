@@ -16,7 +16,7 @@ import numpy as np
 from ..bench.run import peak_rss_mib
 from ..errors import EdgeqError
 from ..gpu import gpu_sm
-from ..output import writing
+from ..output import check_output, writing
 from ..trt import memory
 from . import manifest, plugins
 
@@ -89,7 +89,7 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
     st = stages or Stages()
     target = get(target_name)
     out = Path(out)
-    q.check_output(out)
+    check_output(out)
     plugin_plan = plugins.plan(target, sysroot)  # its sysroot and nvcc: before the slow stages
     if recipe_name == FP16["name"]:
         recipes.check_fp16(h2t, residual_hadamard, a16_fraction)

@@ -9,11 +9,11 @@ import hashlib
 import json
 import os
 import re
-import secrets
 from pathlib import Path, PurePosixPath
 
 from ..errors import EdgeqError
 from ..jsonfile import read_json
+from ..output import write_inside
 from .plugins import LIB
 
 NAME = "bundle.json"
@@ -56,26 +56,6 @@ def _walk(root: Path) -> tuple[list[str], list[str]]:
 
 def file_hashes(root: Path) -> dict[str, str]:
     return {name: sha256(root / name) for name in _walk(root)[0] if name != NAME}
-
-
-def write_inside(root: Path, name: str, data: bytes) -> Path:
-    """Write root/name as a new regular file: a temp file renamed over the name, so a link
-    there (a symbolic or a hard one) is replaced, never written through; a folder on the way
-    that is a link is refused."""
-    path = root / name
-    for folder in reversed(PurePosixPath(name).parents[:-1]):
-        if (root / folder).is_symlink():
-            raise EdgeqError(f"{root}: {folder} is a symbolic link; {AGAIN}")
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _digest(manifest: dict) -> str:

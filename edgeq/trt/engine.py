@@ -12,10 +12,10 @@ from pathlib import Path
 
 import onnx
 
-from ..bundle.manifest import write_inside
 from .. import gpu
 from ..errors import EdgeqError
 from ..ops.table import BY_NAME, DOMAIN
+from ..output import write_inside
 from . import layers, load, load_plugins
 from . import logger as trt_logger
 from .memory import workspace_bytes

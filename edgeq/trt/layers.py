@@ -21,9 +21,9 @@ from pathlib import Path
 
 import onnx
 
-from ..bundle.manifest import write_inside
 from ..errors import EdgeqError
 from ..ops.table import DOMAIN
+from ..output import write_inside
 
 LAYERS = "engine_layers.json"
 FLOAT = ("FP32", "FP16", "BF16")

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bench.run import peak_rss_mib
 from ..errors import EdgeqError
 from ..gpu import gpu_sm
+from ..host_memory import peak_rss_mib
 from ..output import check_output, writing
 from ..trt import memory
 from . import manifest, plugins

@@ -146,9 +146,8 @@ def check_symbolic_axes(model: onnx.ModelProto) -> None:
 
 
 def _opset(model) -> int:
-    # DequantizeLinear's block_size (weight-only 4-bit) needs opset 21
-    from ..quant.qmodel import W4Table
-    return 21 if any(isinstance(m, W4Table) for m in model.modules()) else OPSET
+    """OPSET, or the newer one a module of the model says its ops need (`onnx_opset`)."""
+    return max([OPSET, *(getattr(m, "onnx_opset", OPSET) for m in model.modules())])
 
 
 def to_onnx(model, metadata: dict[str, str] | None = None) -> onnx.ModelProto:

@@ -371,11 +371,12 @@ def engine(bundle, max_batch, max_seq, compare, expect_int8):
     from .bundle import manifest
     m = manifest.verify(bundle)
     from .bundle.plugins import build_from_sources
+    from .bundle_files import GRAPH
     from .models.config import MambaConfig
     from .trt import memory
     from .trt.engine import build_engine, check_compatible, replacing
     check_compatible(m)  # TensorRT here, of the bundle's version, and the target's GPU
-    need = memory.project(memory.graph_weight_bytes(bundle / "model.onnx"), m["target"],
+    need = memory.project(memory.graph_weight_bytes(bundle / GRAPH), m["target"],
                           MambaConfig.from_dict(m["model"]["config"]),
                           m["projected"]["state_bytes"], max_batch, max_seq)
     click.echo(memory.describe(need, m["target"]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .bundle_files import GRAPH, MANIFEST
 from .errors import EdgeqError
 from .hub import resolve
 from .models.loader import find_tokenizer, load_model
@@ -23,10 +24,9 @@ def load_torch(source: str):
 
 def bundle_root(source: str) -> Path | None:
     """The bundle that `source` is (its folder) or is in (its graph), by its bundle.json."""
-    from .bundle.manifest import NAME
     path = Path(source)
     root = path if path.is_dir() else path.parent if source.endswith(".onnx") else None
-    return root if root is not None and os.path.lexists(root / NAME) else None
+    return root if root is not None and os.path.lexists(root / MANIFEST) else None
 
 
 def open_backend(source: str, backend: str | None = None, tokenizer: str | None = None):
@@ -40,7 +40,7 @@ def open_backend(source: str, backend: str | None = None, tokenizer: str | None 
             if backend not in (None, "ort"):
                 raise EdgeqError(f"{source}: a bundle holds a graph, not a torch model; give the "
                                  "checkpoint or the folder of `edgeq quantize` for --backend torch")
-            source = str(root / "model.onnx")
+            source = str(root / GRAPH)
     if source.endswith(".onnx"):
         if backend not in (None, "ort"):
             raise EdgeqError(f"{source}: an ONNX graph runs on --backend ort; give the model "

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bundle_files import GRAPH, QUANT, TOKENIZER
 from ..errors import EdgeqError
 from ..gpu import gpu_sm
 from ..host_memory import peak_rss_mib
@@ -134,15 +135,15 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
             del qlm, tensors, cal
             model_for_export = q.load(tmp / ".quantized")
             # the graph holds the weights: a second copy would double what goes to the device
-            os.replace(tmp / ".quantized/quant.json", tmp / "quant.json")
+            os.replace(tmp / ".quantized" / QUANT, tmp / QUANT)
             shutil.rmtree(tmp / ".quantized")
         meta = {META_KEY: tok_json} if tok_json else {}
         meta["edgeq.recipe"] = rec["name"]
         meta["edgeq.target"] = target["name"]
         proto = st("export", to_onnx, model_for_export, meta)
-        save(proto, tmp / "model.onnx")
+        save(proto, tmp / GRAPH)
         projected = estimate(cfg, target, rec["name"], h2t=h2t, a16_fraction=a16_fraction)
-        engine_memory = memory.project(memory.graph_weight_bytes(tmp / "model.onnx"), target,
+        engine_memory = memory.project(memory.graph_weight_bytes(tmp / GRAPH), target,
                                        cfg, projected["state_bytes"])
         memory.check(engine_memory, target)  # its warning was printed from the config
         # validation tokens: a fixed window of the calibration data the build did not choose
@@ -151,7 +152,7 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
         plugin = st("plugins", plugins.stage, tmp, target, plugin_plan, st.log)
         engine = st("engine", _engine_stage, tmp, target, plugin, st.log)
         if tok_json:
-            (tmp / "tokenizer.json").write_text(tok_json)
+            (tmp / TOKENIZER).write_text(tok_json)
         manifest.write(tmp, {
             "target": target, "recipe": rec, "model": {"source": model, "config": cfg.to_dict()},
             "versions": _versions(), "validation": metrics, "plugins": plugin, "engine": engine,

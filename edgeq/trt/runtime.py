@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bundle_files import ENGINE, MANIFEST
 from ..errors import EdgeqError
 from ..models.config import MambaConfig
 from ..gpu import check
@@ -122,9 +123,9 @@ class TrtBackend:
             raise EdgeqError(f"{e}; elsewhere use --backend ort") from None
         self.trt, self.rt, self.cuda_graph = trt, rt, cuda_graph
         self.decode: dict[int, _Decode] = {}
-        manifest = json.loads((bundle / "bundle.json").read_text())
+        manifest = json.loads((bundle / MANIFEST).read_text())
         self.config = MambaConfig.from_dict(manifest["model"]["config"])
-        engine_path = bundle / "model.engine"
+        engine_path = bundle / ENGINE
         if not engine_path.is_file():
             raise EdgeqError(f"{bundle}: no model.engine; run `edgeq engine {bundle}` on the device")
         self.logger = trt_logger(trt)

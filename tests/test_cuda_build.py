@@ -226,7 +226,7 @@ def test_embedding_w4_kernel_code_on_cpu(emulated, case):
 
 @pytest.fixture(scope="module")
 def probe(emulation_object, tmp_path_factory):
-    """What tests/trt_probe.cpp sees when it loads the plugin library like TensorRT does: the
+    """What tests/support/trt_probe.cpp sees when it loads the plugin library like TensorRT does: the
     adapters over the CPU emulation, whose cudaMalloc works without a GPU (the plugins copy their
     FLOATS fields to the device in onShapeChange at build time and in attachToContext)."""
     if not TRT_INCLUDE:
@@ -235,7 +235,7 @@ def probe(emulation_object, tmp_path_factory):
     out = tmp_path_factory.mktemp("probe")
     lib = build_emulated_plugins(NVCC, TRT_INCLUDE, emulation_object, out)
     exe = out / "trt_probe"
-    run([NVCC, "-std=c++17", "-isystem", TRT_INCLUDE, ROOT / "tests" / "trt_probe.cpp", "-o", exe,
+    run([NVCC, "-std=c++17", "-isystem", TRT_INCLUDE, ROOT / "tests" / "support" / "trt_probe.cpp", "-o", exe,
          "-ldl"])
     return run([exe, lib]).splitlines()
 

@@ -3,7 +3,7 @@ AddressSanitizer with UndefinedBehaviorSanitizer over the CPU kernels (the ops' 
 the CUDA kernels' code on the CPU emulation (and the TensorRT adapters over it where headers are
 given); ThreadSanitizer over the emulated kernels, whose threads share memory between barriers
 and warp collectives as a block's do. Each runs existing tests in a Python with the sanitizer's
-runtime preloaded (EDGEQ_SANITIZE instruments the builds, native_build.py); a planted fault
+runtime preloaded (EDGEQ_SANITIZE instruments the builds, tests/support/native_build.py); a planted fault
 shows each sanitizer is live."""
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def pytest_clean(kind: str, args: list, **env) -> str:
 def test_sanitizer_reports_a_planted_fault(kind, tmp_path):
     lib = tmp_path / "libcanary.so"
     run(["g++", "-std=c++17", "-shared", "-fPIC", *sanitizer_flags(kind),
-         ROOT / "tests" / "sanitizer_canary.cpp", "-o", lib, "-pthread"])
+         ROOT / "tests" / "support" / "sanitizer_canary.cpp", "-o", lib, "-pthread"])
     p = sanitized(kind, [sys.executable, "-c",
                          f"import ctypes; ctypes.CDLL({str(lib)!r}).{CANARY[kind]}"])
     assert p.returncode != 0 and REPORT[kind] in p.stderr, p.stderr[-3000:]

@@ -1,5 +1,5 @@
 """edgeq.trt.layers on layer information written as TensorRT 10 writes it (not through
-tests/fake_trt.py): fused layers' metadata joined by \\x1e, a local function after the node
+tests/support/fake_trt.py): fused layers' metadata joined by \\x1e, a local function after the node
 name, the " [profile 1]" copies, INT4 weights, layers without metadata, a node missing."""
 import json
 import re

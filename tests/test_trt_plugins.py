@@ -1,4 +1,4 @@
-"""The TensorRT plugins driven as TensorRT builds and runs them (tests/trt_harness.cpp) over the
+"""The TensorRT plugins driven as TensorRT builds and runs them (tests/support/trt_harness.cpp) over the
 kernel cases, each checked against edgeq.ops.reference like the kernels themselves, and over
 every custom node of exported graphs, checked against ONNX Runtime: on the CPU emulation of the
 kernels wherever TensorRT's headers and nvcc are (the adapters' code: fields, formats, shapes,
@@ -58,7 +58,7 @@ def test_plugin_on_emulated_kernels(harness, emulated, kind, case):
 
 
 def test_harness_sees_the_plugins_cuda_calls(harness, emulated):
-    """The check that no CUDA runtime call happens inside enqueueV3 (tests/trt_harness.cpp)
+    """The check that no CUDA runtime call happens inside enqueueV3 (tests/support/trt_harness.cpp)
     is live: the emulated library reports its calls to the harness, here the device copies of
     per-channel scales that attachToContext makes (two contexts, three FLOATS fields each)."""
     case = kc.Conv(2, 7, 64, dtype="int8", per_channel=True)

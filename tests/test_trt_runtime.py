@@ -1,4 +1,4 @@
-"""edgeq.trt's logic on a simulated TensorRT and CUDA (tests/fake_trt.py; the real ones are not
+"""edgeq.trt's logic on a simulated TensorRT and CUDA (tests/support/fake_trt.py; the real ones are not
 here): engines from edgeq.trt.engine's network and profiles; generation equals ONNX Runtime's,
 decode steps replay CUDA graphs with no allocation, the two state sets take turns, one
 activation block serves every context, bench times on CUDA events; `edgeq engine` as on the

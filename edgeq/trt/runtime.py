@@ -13,7 +13,7 @@ The plugins do not alias state_out to state (IPluginV3OneBuildV2): TensorRT 10.3
 behind a preview flag and cannot name the aliased engine I/O (getAliasedInputTensor came later),
 so the two sets cost one more set of states (Mamba2-8B, fp16 SSM states, batch 1: 120 MB).
 
-Not run in edgeq's CI (no TensorRT or GPU there); tests/fake_trt.py simulates both APIs."""
+Not run in edgeq's CI (no TensorRT or GPU there); tests/support/fake_trt.py simulates both APIs."""
 from __future__ import annotations
 
 import json

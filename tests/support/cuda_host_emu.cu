@@ -14,13 +14,13 @@
 #include <thread>
 #include <vector>
 
-#include "../plugins/add_rmsnorm/add_rmsnorm_cuda.cu"
-#include "../plugins/causal_conv1d/causal_conv1d_cuda.cu"
-#include "../plugins/embedding_w4/embedding_w4_cuda.cu"
-#include "../plugins/hadamard/hadamard_cuda.cu"
-#include "../plugins/linear_w4a8/linear_w4a8_cuda.cu"
-#include "../plugins/selective_scan/selective_scan_cuda.cu"
-#include "../plugins/ssd_scan/ssd_scan_cuda.cu"
+#include "../../plugins/add_rmsnorm/add_rmsnorm_cuda.cu"
+#include "../../plugins/causal_conv1d/causal_conv1d_cuda.cu"
+#include "../../plugins/embedding_w4/embedding_w4_cuda.cu"
+#include "../../plugins/hadamard/hadamard_cuda.cu"
+#include "../../plugins/linear_w4a8/linear_w4a8_cuda.cu"
+#include "../../plugins/selective_scan/selective_scan_cuda.cu"
+#include "../../plugins/ssd_scan/ssd_scan_cuda.cu"
 
 using namespace edgeq_cuda;
 using H = __half;

@@ -73,9 +73,10 @@ def test_cpu_kernels_under_address_sanitizer(tmp_path):
 @pytest.mark.skipif(NVCC is None, reason="nvcc not on PATH: CUDA code not built")
 @pytest.mark.parametrize("kind", sorted(RUNTIME))
 def test_emulated_cuda_kernels_under_sanitizer(kind):
-    tests = ["tests/test_cuda_build.py", "-k", "kernel_code_on"]
+    tests = ["tests/test_backend_ops.py", "tests/test_cuda_build.py"]
+    k = "cuda-emulation or kernel_code_on"
     if TRT_INCLUDE and kind == "address":
         # the TensorRT adapters' fields, serialization and enqueue over host memory; not under
         # ThreadSanitizer, which ONNX Runtime's own (uninstrumented) thread pool trips
-        tests[1:] = ["tests/test_trt_plugins.py", "-k", "kernel_code_on or emulated"]
-    print(pytest_clean(kind, tests))
+        tests, k = [*tests, "tests/test_trt_plugins.py"], f"{k} or plugin-emulation or emulated"
+    print(pytest_clean(kind, [*tests, "-k", k]))

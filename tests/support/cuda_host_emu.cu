@@ -7,7 +7,7 @@
 // they run as real threads. CI has nvcc but no GPU: this checks the kernels' indexing, window,
 // state, unpacking, tiling, scan, butterfly and quantization code against edgeq.ops.reference.
 // GPU-only parts (launch geometry, memory, the row kernels' barriers and reductions, the dp4a,
-// byte_perm, shuffle and mma instructions) are left to tests/test_cuda_kernels.py.
+// byte_perm, shuffle and mma instructions) are left to the GPU (tests/test_backend_ops_gpu.py).
 #include <condition_variable>
 #include <mutex>
 #include <string>

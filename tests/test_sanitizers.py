@@ -3,7 +3,7 @@ AddressSanitizer with UndefinedBehaviorSanitizer over the CPU kernels (the ops' 
 the CUDA kernels' code on the CPU emulation (and the TensorRT adapters over it where headers are
 given); ThreadSanitizer over the emulated kernels, whose threads share memory between barriers
 and warp collectives as a block's do. Each runs existing tests in a Python with the sanitizer's
-runtime preloaded (EDGEQ_SANITIZE instruments the builds, tests/support/native_build.py); a planted fault
+runtime preloaded (EDGEQ_SANITIZE instruments the builds, native_build.py); a planted fault
 shows each sanitizer is live."""
 from __future__ import annotations
 
@@ -66,7 +66,8 @@ def test_cpu_kernels_under_address_sanitizer(tmp_path):
     flags = " ".join(sanitizer_flags("address"))
     cmake_build(tmp_path, f"-DCMAKE_CXX_FLAGS={flags}", targets=("edgeq_cpu",))
     tests = [f"tests/{t}.py" for t in ("test_ops", "test_ops_int8", "test_linear_w4a8",
-                                        "test_ort_ops")]
+                                        "test_ort_ops", "test_backend_ops")]
+    tests += ["-k", "not cuda- and not plugin-"]  # test_backend_ops' cases on the CPU library
     print(pytest_clean("address", tests, EDGEQ_CPU_LIB=str(tmp_path / "libedgeq_cpu.so")))
 
 

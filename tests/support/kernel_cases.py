@@ -152,7 +152,11 @@ SCAN_SMALL = [
     # part of the last chunk; the cap, and the sequential kernel on a long prompt
     Scan(1, 600, 37, N=5), Scan(2, 100, 30, dtype="int8", inplace=True),
     Scan(2, 200, 50, dtype="float16", max_parts=2), Scan(1, 300, 64, max_parts=1),
-]
+] + [  # the CPU kernels' first cases (b, L, D, H, G, N): Mamba-1 (H = D), heads; gated or not
+    Scan(b, L, D, heads=0 if H == D else H, groups=G, N=N, gate=gate)
+    for b, L, D, H, G, N in ((2, 7, 96, 96, 1, 16), (1, 1, 64, 64, 1, 16), (3, 33, 48, 48, 1, 4),
+                             (2, 5, 64, 8, 2, 8), (1, 1, 32, 4, 4, 16), (2, 64, 1536, 1536, 1, 16))
+    for gate in (True, False)]
 SSD_SMALL = [
     Ssd(1, 1, MAMBA2_130M_HEADS, 64), Ssd(2, 7, 4, 8, N=16, chunk=4),
     Ssd(2, 33, 6, 5, groups=3, N=4, chunk=8), Ssd(1, 64, 4, 16, N=32, chunk=16, softplus=0),
@@ -185,7 +189,10 @@ CONV_SMALL = [
     Conv(2, 40, 70, W=3, dtype="int8", inplace=True),
     Conv(2, 7, MAMBA_130M, dtype="int8", per_channel=True),
     Conv(2, 9, 33, W=32, activation=0, dtype="int8", per_channel=True, inplace=True),
-]
+] + [Conv(b, L, C, W=W, activation=act)  # the CPU kernels' first cases
+     for b, L, C, W in ((2, 7, 96, 4), (1, 1, 64, 4), (3, 2, 40, 3), (1, 5, 16, 2),
+                        (2, 100, 1536, 4))
+     for act in (0, 1)]
 # every K (1, 12, 20, 28), M = 1, and the Mamba widths
 # fewer rows than SMs split a row over blocks (the emulation: the Orin Nano's 8): 8192 by 8 parts
 # (Mamba2-8B's d_inner), 5120 and 1536 by 4, 2560 by 8 uneven ones, 4096 in place

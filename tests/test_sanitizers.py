@@ -3,8 +3,8 @@ AddressSanitizer with UndefinedBehaviorSanitizer over the CPU kernels (the ops' 
 the CUDA kernels' code on the CPU emulation (and the TensorRT adapters over it where headers are
 given); ThreadSanitizer over the emulated kernels, whose threads share memory between barriers
 and warp collectives as a block's do. Each runs existing tests in a Python with the sanitizer's
-runtime preloaded (EDGEQ_SANITIZE instruments the builds, native_build.py); a planted fault
-shows each sanitizer is live."""
+runtime preloaded (EDGEQ_SANITIZE instruments the builds, tests/support/native_build.py); a
+planted fault shows each sanitizer is live."""
 from __future__ import annotations
 
 import os

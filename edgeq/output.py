@@ -1,8 +1,8 @@
 """Outputs written whole: into a temp folder beside the output (or a temp file beside a file in
 a bundle), renamed into place at the end, so a failure, Ctrl-C or SIGTERM leaves nothing
-half-written; and the check that an output is new, before any slow work. The temp folder's name holds the
-writer's pid: a write of the same output later removes those of writers that were killed
-(SIGKILL, the OOM killer), which had no chance to clean up."""
+half-written; and the check that an output is new, before any slow work. The temp folder's
+name holds the writer's pid: a write of the same output later removes those of writers that
+were killed (SIGKILL, the OOM killer), which had no chance to clean up."""
 from __future__ import annotations
 
 import contextlib

@@ -184,9 +184,10 @@ def test_ssd_chunked_kernel_code_on_edge_values(emulated_kernels):
 
 @pytest.fixture(scope="module")
 def probe(emulation_object, tmp_path_factory):
-    """What tests/support/trt_probe.cpp sees when it loads the plugin library like TensorRT does: the
-    adapters over the CPU emulation, whose cudaMalloc works without a GPU (the plugins copy their
-    FLOATS fields to the device in onShapeChange at build time and in attachToContext)."""
+    """What tests/support/trt_probe.cpp sees when it loads the plugin library like TensorRT
+    does: the adapters over the CPU emulation, whose cudaMalloc works without a GPU (the plugins
+    copy their FLOATS fields to the device in onShapeChange at build time and in
+    attachToContext)."""
     if not TRT_INCLUDE:
         pytest.skip("EDGEQ_TRT_INCLUDE unset")
     from plugin_harness import build_emulated_plugins

@@ -59,11 +59,13 @@ def test_state_spaces_falls_back_to_gpt_neox(hub, ss_neox):
 
 
 def test_no_fallback_for_another_vocabulary(hub, ss_demo):
-    assert find_tokenizer(ss_demo) is None and hub == []  # Mamba2-8B's 256k tokens, say: never guess
+    # another vocabulary (Mamba2-8B's 256k tokens, say): never guess
+    assert find_tokenizer(ss_demo) is None and hub == []
 
 
 def test_state_spaces_fallback_offline_is_none(ss_neox):
-    assert find_tokenizer(ss_neox) is None  # HF_HUB_OFFLINE (conftest): the callers say what to pass
+    # HF_HUB_OFFLINE (conftest): the callers say what to pass
+    assert find_tokenizer(ss_neox) is None
 
 
 @pytest.mark.parametrize("given", ["file", "folder", "hub id"])

@@ -1,8 +1,8 @@
-"""edgeq.trt's logic on a simulated TensorRT and CUDA (tests/support/fake_trt.py; the real ones are not
-here): engines from edgeq.trt.engine's network and profiles; generation equals ONNX Runtime's,
-decode steps replay CUDA graphs with no allocation, the two state sets take turns, one
-activation block serves every context, bench times on CUDA events; `edgeq engine` as on the
-device, and both it and bench refusing another GPU or TensorRT."""
+"""edgeq.trt's logic on a simulated TensorRT and CUDA (tests/support/fake_trt.py; the real ones are
+not here): engines from edgeq.trt.engine's network and profiles; generation equals ONNX Runtime's,
+decode steps replay CUDA graphs with no allocation, the two state sets take turns, one activation
+block serves every context, bench times on CUDA events; `edgeq engine` as on the device, and both it
+and bench refusing another GPU or TensorRT."""
 import gc
 import itertools
 import json

@@ -2,7 +2,8 @@
 network from the ONNX parser, the edgeq plugin library loaded into the plugin registry,
 optimization profiles for prefill and decode, memory-pool limits from the target and a timing
 cache; detailed layer information (engine_layers.json) for the precision summary
-(edgeq.trt.layers). Not run in edgeq's CI: no TensorRT there; tests/support/fake_trt.py simulates it."""
+(edgeq.trt.layers). Not run in edgeq's CI: no TensorRT there; tests/support/fake_trt.py simulates
+it."""
 from __future__ import annotations
 
 import os

@@ -2,13 +2,15 @@
 
 PluginLib answers each kernel call that a case makes with the op's TensorRT plugin, driven
 through its IPluginV3 interfaces the way TensorRT builds and runs an engine
-(tests/support/trt_harness.cpp) on the call's buffers. The C ABI's arguments are the op's inputs, its
-outputs, shape ints, its attributes in op-table order and the stream (edgeq_kernels.h), so the
-call maps onto the plugin's inputs, outputs and fields; the plugin derives the shapes itself.
+(tests/support/trt_harness.cpp) on the call's buffers. The C ABI's arguments are the op's
+inputs, its outputs, shape ints, its attributes in op-table order and the stream
+(edgeq_kernels.h), so the call maps onto the plugin's inputs, outputs and fields; the plugin
+derives the shapes itself.
 
 The plugin library is the real one (CUDA kernels; a GPU runs it) or one linked over the CPU
-emulation of the kernels (tests/support/cuda_host_emu.cu) with host memory standing in for device
-memory (tests/support/host_cudart.cpp), which runs the adapters' code on a machine without a GPU.
+emulation of the kernels (tests/support/cuda_host_emu.cu) with host memory standing in for
+device memory (tests/support/host_cudart.cpp), which runs the adapters' code on a machine
+without a GPU.
 """
 from __future__ import annotations
 

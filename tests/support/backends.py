@@ -6,10 +6,15 @@ from __future__ import annotations
 import contextlib
 
 import pytest
+import torch
 
 import kernel_cases as kc
 from edgeq import gpu
+from edgeq.ops import int4
+from edgeq.ops.table import EMBEDDING_W4
 from edgeq.runtime import kernels
+from edgeq.runtime.kernels import Scales
+from plugin_harness import BY_SYMBOL
 
 SMALL = set(kc.SMALL)
 
@@ -23,6 +28,50 @@ class Backend:
     def supports(self, kind: str, case) -> bool:
         """The small cases by default: every code path, sized for a CPU."""
         return (kind, case) in SMALL
+
+
+class TorchOps:
+    """The kernel symbols served by the torch custom ops (torch.ops.edgeq: what the models run
+    and export) on host arrays: the C ABI's inputs and attributes, in the op table's order, are
+    the op's arguments; its results go to the output buffers."""
+
+    def __init__(self, mem):
+        self.mem = mem
+
+    def __getattr__(self, name: str):
+        op = BY_SYMBOL[name]
+        return lambda *args: self._call(op, args)
+
+    def _call(self, op, args) -> int:
+        n_in, n_out, n_attr = len(op.inputs), len(op.outputs), len(op.attrs)
+        inputs = [None if p is None else torch.from_numpy(self.mem.get(p)) for p in args[:n_in]]
+        if op is EMBEDDING_W4:  # the C ABI's table is packed, two values a byte
+            inputs[1] = int4.unpack(inputs[1])
+        fn = getattr(torch.ops.edgeq, op.torch_name.split("::")[1]).default
+        kinds = [a.type.kind() for a in fn._schema.arguments[n_in:]]
+        attrs = [self._attr(v, kind) for v, kind in zip(args[-1 - n_attr:-1], kinds, strict=True)]
+        out = fn(*inputs, *attrs)
+        for p, t in zip(args[n_in:n_in + n_out], out if isinstance(out, tuple) else (out,),
+                        strict=True):
+            self.mem.arrays[p][...] = t.numpy()
+        return 0
+
+    def _attr(self, value, kind: str):
+        if isinstance(value, Scales):  # FLOATS: the values are in mem
+            return [float(v) for v in self.mem.get(value.values)]
+        return {"BoolType": bool, "IntType": int, "FloatType": float}[kind](value)
+
+
+class Torch(Backend):
+    """The torch custom ops, whose CPU implementation is the reference: the C ABI's argument
+    order is the ops' (inputs, attributes), and each op's schema runs the case."""
+    name = "torch"
+    tolerance = kc.Tolerance(fp32=(0, 0), fp16=(0, 0))  # equal: the reference's own code
+
+    @contextlib.contextmanager
+    def open(self, request):
+        mem = kc.HostMem()
+        yield TorchOps(mem), mem, ""
 
 
 class CpuLibrary(Backend):
@@ -149,7 +198,8 @@ class PluginGpu(Backend):
             mem.free()
 
 
-BACKENDS = [CpuLibrary(), CudaEmulation(), Cuda(), CudaGraph(), PluginEmulation(), PluginGpu()]
+BACKENDS = [Torch(), CpuLibrary(), CudaEmulation(), Cuda(), CudaGraph(), PluginEmulation(),
+            PluginGpu()]
 
 
 def params(on_gpu: bool) -> list:

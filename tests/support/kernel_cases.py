@@ -1,7 +1,7 @@
 """The kernel cases and their checks against edgeq.ops.reference, one list for every backend
-that runs the kernels' C ABI (backends.py, test_backend_ops.py): the CPU library, the CUDA
-kernels' per-thread code on the CPU, the real kernels on a GPU (also in a CUDA graph), and the
-TensorRT plugins over either.
+that runs the kernels' C ABI (backends.py, test_backend_ops.py): the torch custom ops, the CPU
+library, the CUDA kernels' per-thread code on the CPU, the real kernels on a GPU (also in a CUDA
+graph), and the TensorRT plugins over either.
 
 `mem` moves arrays to where the kernel reads them: put(array) -> pointer, empty(shape, dtype) ->
 pointer, get(pointer) -> array, describe(pointer) -> (shape, dtype), sync(). HostMem holds them

@@ -38,8 +38,8 @@ def inspect(model, as_json):
     import torch
 
     from .models import MambaLM, load_model, read_config
+    from .hub import resolve
     from .models.inspect import format_summary, summary
-    from .models.loader import resolve
     from .quant import quantize as q
     folder = resolve(model)
     if q.is_quantized(folder):  # dims from the config; the int8 folder as it is on disk
@@ -64,17 +64,19 @@ def inspect(model, as_json):
 @TOKENIZER
 def export(model, output, tokenizer):
     """Export MODEL (a checkpoint or a quantized folder) to one stateful ONNX graph."""
-    from .export.onnx_export import check_output, save, to_onnx
-    from .runtime import text
+    from .export.onnx_export import save, to_onnx
+    from .models.loader import find_tokenizer
+    from .output import check_output
     from .sources import load_torch
+    from .tokenizer import META_KEY
     if output.suffix != ".onnx":
         raise EdgeqError(f"{output}: the output must end in .onnx")
     check_output(output)
     lm, folder = load_torch(model)
     meta = {}
-    tok_json = text.find(folder, tokenizer, lm.cfg.vocab_size)
+    tok_json = find_tokenizer(folder, tokenizer, lm.cfg.vocab_size)
     if tok_json:
-        meta[text.META_KEY] = tok_json
+        meta[META_KEY] = tok_json
     if getattr(lm, "recipe", None):
         meta["edgeq.recipe"] = lm.recipe["name"]
     proto = to_onnx(lm, meta)
@@ -83,7 +85,7 @@ def export(model, output, tokenizer):
 
 
 def _prompt_ids(prompt, prompt_ids, tok, vocab_size: int) -> list[int]:
-    from .runtime import text
+    from .tokenizer import MISSING
     if (prompt is None) == (prompt_ids is None):
         raise EdgeqError("give exactly one of --prompt TEXT or --prompt-ids 1,2,3")
     if prompt_ids is not None:
@@ -93,7 +95,7 @@ def _prompt_ids(prompt, prompt_ids, tok, vocab_size: int) -> list[int]:
             raise EdgeqError(f"--prompt-ids {prompt_ids!r}: expected integers like 1,2,3") from None
     else:
         if tok is None:
-            raise EdgeqError(f"the model has no tokenizer; {text.MISSING}, or --prompt-ids "
+            raise EdgeqError(f"the model has no tokenizer; {MISSING}, or --prompt-ids "
                              "instead of --prompt")
         ids = tok.encode(prompt).ids
     if not ids:
@@ -129,10 +131,10 @@ def _prompt_ids(prompt, prompt_ids, tok, vocab_size: int) -> list[int]:
 def generate(source, backend, prompt, prompt_ids, max_new_tokens, greedy, temperature, top_k,
              top_p, seed, as_json, tokenizer):
     """Generate text from MODEL_OR_ONNX, streamed as it comes."""
-    from .runtime import text
     from .runtime.generate import Sampling
     from .sources import open_backend
     from .runtime.generate import generate as run
+    from .tokenizer import Streamer, eos_id
     if any(v != v for v in (temperature, top_p) if v is not None):  # NaN passes FloatRange
         raise EdgeqError("--temperature and --top-p take numbers, not nan")
     sampled = any(v is not None for v in (temperature, top_k, top_p))
@@ -142,10 +144,10 @@ def generate(source, backend, prompt, prompt_ids, max_new_tokens, greedy, temper
                         top_p=top_p or 1.0, seed=seed)
     be, tok = open_backend(source, backend, tokenizer)
     ids = _prompt_ids(prompt, prompt_ids, tok, be.config.vocab_size)
-    stream = text.Streamer(tok) if tok is not None and not as_json else None
+    stream = Streamer(tok) if tok is not None and not as_json else None
     if stream and prompt is not None:
         click.echo(prompt, nl=False)
-    out = run(be, ids, max_new_tokens, sampling, eos_id=text.eos_id(tok) if tok else None,
+    out = run(be, ids, max_new_tokens, sampling, eos_id=eos_id(tok) if tok else None,
               on_token=stream)
     if as_json:
         res = {"backend": be.name, "prompt_ids": ids, "ids": out}
@@ -188,15 +190,17 @@ def quantize(model, recipe, calib_data, output, samples, seq_len, batch, percent
     import time
 
     from .models import load_model
+    from .models.loader import find_tokenizer
+    from .output import check_output
     from .quant import calib
     from .quant import quantize as q
     from .quant import recipe as recipes
-    from .runtime import text
+    from .tokenizer import from_json
     rec = recipes.load(recipe, percentile, per_channel, h2t, residual_hadamard, a16_fraction)
-    q.check_output(output)
+    check_output(output)
     lm, folder = load_model(model)
-    tok_json = text.find(folder, tokenizer, lm.cfg.vocab_size)
-    windows = calib.windows(calib.load_tokens(calib_data, text.from_json(tok_json)), samples, seq_len,
+    tok_json = find_tokenizer(folder, tokenizer, lm.cfg.vocab_size)
+    windows = calib.windows(calib.load_tokens(calib_data, from_json(tok_json)), samples, seq_len,
                             lm.cfg.vocab_size, seed)
     recipes.check_supported(lm.cfg, rec)
     t0 = time.time()
@@ -227,16 +231,16 @@ def quantize(model, recipe, calib_data, output, samples, seq_len, batch, percent
 @TOKENIZER
 def eval_cmd(source, ppl_file, tasks, backend, seq_len, as_json, tokenizer):
     """Perplexity (and lm-eval tasks) of a model, a quantized folder or an ONNX graph."""
-    from .runtime import text
     from .runtime.evaluate import perplexity
     from .sources import open_backend
+    from .tokenizer import MISSING
     if not ppl_file and not tasks:
         raise EdgeqError("give --ppl TEXT_FILE and/or --tasks TASKS")
     be, tok = open_backend(source, backend, tokenizer)
     result = {"source": source, "backend": be.name}
     if ppl_file:
         if tok is None:
-            raise EdgeqError(f"{source}: no tokenizer to tokenize {ppl_file}; {text.MISSING}")
+            raise EdgeqError(f"{source}: no tokenizer to tokenize {ppl_file}; {MISSING}")
         try:
             ids = tok.encode(ppl_file.read_text()).ids
         except OSError as e:
@@ -286,7 +290,7 @@ def estimate(model, target_name, recipe, h2t, a16_fraction, prompt_len, batch, a
     """Roofline lower bounds of MODEL on a target: decode (bytes per token / bandwidth) and
     prefill (FLOPs / TOPS). Needs only the model's config.json."""
     from .models.config import read_config
-    from .models.loader import resolve
+    from .hub import resolve
     from .targets import estimate as run, get
     from .trt.memory import describe, from_config
     target = get(target_name)
@@ -367,11 +371,12 @@ def engine(bundle, max_batch, max_seq, compare, expect_int8):
     from .bundle import manifest
     m = manifest.verify(bundle)
     from .bundle.plugins import build_from_sources
+    from .bundle_files import GRAPH
     from .models.config import MambaConfig
     from .trt import memory
     from .trt.engine import build_engine, check_compatible, replacing
     check_compatible(m)  # TensorRT here, of the bundle's version, and the target's GPU
-    need = memory.project(memory.graph_weight_bytes(bundle / "model.onnx"), m["target"],
+    need = memory.project(memory.graph_weight_bytes(bundle / GRAPH), m["target"],
                           MambaConfig.from_dict(m["model"]["config"]),
                           m["projected"]["state_bytes"], max_batch, max_seq)
     click.echo(memory.describe(need, m["target"]))

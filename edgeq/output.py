@@ -1,7 +1,8 @@
-"""Outputs written whole: into a temp folder beside the output, renamed into place at the end, so
-a failure, Ctrl-C or SIGTERM leaves nothing half-written. The temp folder's name holds the
-writer's pid: a write of the same output later removes those of writers that were killed
-(SIGKILL, the OOM killer), which had no chance to clean up."""
+"""Outputs written whole: into a temp folder beside the output (or a temp file beside a file in
+a bundle), renamed into place at the end, so a failure, Ctrl-C or SIGTERM leaves nothing
+half-written; and the check that an output is new, before any slow work. The temp folder's
+name holds the writer's pid: a write of the same output later removes those of writers that
+were killed (SIGKILL, the OOM killer), which had no chance to clean up."""
 from __future__ import annotations
 
 import contextlib
@@ -9,10 +10,11 @@ import errno
 import glob
 import os
 import re
+import secrets
 import shutil
 import sys
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from .errors import EdgeqError
 
@@ -47,6 +49,20 @@ def _umask() -> int:
     return mask
 
 
+def check_output(out: Path) -> Path:
+    """The folder a new output OUT goes into, if OUT is new and the folder writable: never over
+    an earlier result."""
+    out = Path(out)
+    if out.exists():
+        raise EdgeqError(f"{out}: already exists; remove it or choose another -o")
+    parent = out.parent
+    if not parent.is_dir():
+        raise EdgeqError(f"{parent}: no such folder; create it or choose another -o")
+    if not os.access(parent, os.W_OK):
+        raise EdgeqError(f"{parent}: not writable; choose another -o")
+    return parent
+
+
 @contextlib.contextmanager
 def writing(out: Path, move: bool = True):
     """Yield a fresh temp folder beside OUT, with the permissions of a folder made by mkdir
@@ -77,6 +93,26 @@ def writing(out: Path, move: bool = True):
                          "another -o") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_inside(root: Path, name: str, data: bytes) -> Path:
+    """Write root/name as a new regular file: a temp file renamed over the name, so a link
+    there (a symbolic or a hard one) is replaced, never written through; a folder on the way
+    that is a link is refused (only bundles are written into, so the remedy names them)."""
+    path = root / name
+    for folder in reversed(PurePosixPath(name).parents[:-1]):
+        if (root / folder).is_symlink():
+            raise EdgeqError(f"{root}: {folder} is a symbolic link; build or copy the bundle again")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
 
 
 def _message(e: OSError, tmp: Path, out: Path) -> str:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .bundle_files import GRAPH, MANIFEST
 from .errors import EdgeqError
-from .models.loader import load_model, resolve
+from .hub import resolve
+from .models.loader import find_tokenizer, load_model
 from .quant import quantize
-from .runtime import text
 from .runtime.backends import OrtBackend, TorchBackend
+from .tokenizer import META_KEY, checked, from_json
 
 
 def load_torch(source: str):
@@ -22,10 +24,9 @@ def load_torch(source: str):
 
 def bundle_root(source: str) -> Path | None:
     """The bundle that `source` is (its folder) or is in (its graph), by its bundle.json."""
-    from .bundle.manifest import NAME
     path = Path(source)
     root = path if path.is_dir() else path.parent if source.endswith(".onnx") else None
-    return root if root is not None and os.path.lexists(root / NAME) else None
+    return root if root is not None and os.path.lexists(root / MANIFEST) else None
 
 
 def open_backend(source: str, backend: str | None = None, tokenizer: str | None = None):
@@ -39,19 +40,19 @@ def open_backend(source: str, backend: str | None = None, tokenizer: str | None 
             if backend not in (None, "ort"):
                 raise EdgeqError(f"{source}: a bundle holds a graph, not a torch model; give the "
                                  "checkpoint or the folder of `edgeq quantize` for --backend torch")
-            source = str(root / "model.onnx")
+            source = str(root / GRAPH)
     if source.endswith(".onnx"):
         if backend not in (None, "ort"):
             raise EdgeqError(f"{source}: an ONNX graph runs on --backend ort; give the model "
                              f"folder for --backend {backend}")
         ob = OrtBackend(source)
-        tok = ob.metadata.get(text.META_KEY) if not tokenizer else None
+        tok = ob.metadata.get(META_KEY) if not tokenizer else None
         if tok is not None:
-            tok = text.checked(tok, f"{source}: metadata {text.META_KEY}", ob.config.vocab_size)
-        return ob, text.from_json(tok or text.find(Path(source).parent, tokenizer,
-                                                   ob.config.vocab_size))
+            tok = checked(tok, f"{source}: metadata {META_KEY}", ob.config.vocab_size)
+        return ob, from_json(tok or find_tokenizer(Path(source).parent, tokenizer,
+                                              ob.config.vocab_size))
     model, folder = load_torch(source)
-    tok = text.from_json(text.find(folder, tokenizer, model.cfg.vocab_size))
+    tok = from_json(find_tokenizer(folder, tokenizer, model.cfg.vocab_size))
     if backend in (None, "torch"):
         return TorchBackend(model), tok
     if backend == "ort":

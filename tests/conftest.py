@@ -14,6 +14,10 @@ import torch
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 ROOT = Path(__file__).resolve().parents[1]
+# the harness: kernel cases, native builds, TensorRT and nvcc stand-ins, the C++ drivers
+sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
+from native_libraries import (cuda_library, emulated_kernels, emulated_plugins,  # noqa: E402,F401
+                              emulation_object, gpu_plugins, harness)  # (fixtures)
 DEMO = ROOT / "examples" / "demo-mamba"
 
 # transformers MambaConfig kwargs; covers non-power-of-2 widths, odd vocabs, dt_rank from
@@ -143,12 +147,3 @@ def run_cli(capsys, monkeypatch):
         out = capsys.readouterr()
         return code, out.out, out.err
     return run
-
-
-@pytest.fixture(scope="session")
-def emulation_object(tmp_path_factory):
-    """The CPU emulation of the CUDA kernels, compiled once for the modules that link it."""
-    import native_build  # imports ROOT from here
-    if native_build.NVCC is None:
-        pytest.skip("nvcc not on PATH: CUDA code not built")
-    return native_build.emulation_object(tmp_path_factory.mktemp("emu-object"))

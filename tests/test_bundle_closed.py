@@ -14,7 +14,9 @@ import pytest
 
 import fake_trt
 from edgeq.bundle import manifest
+from edgeq.bundle_files import MANIFEST
 from edgeq.errors import EdgeqError
+from edgeq.output import write_inside
 from test_bundle import bundle, sshd  # noqa: F401  (fixtures)
 
 
@@ -79,7 +81,7 @@ def test_verify_walks_folders_deeper_than_the_stack(copy, run_cli):
 
 def _manifest(bundle, **fields):  # noqa: F811
     """bundle.json with fields replaced (None: removed), its sha256 made to match."""
-    m = json.loads((bundle / manifest.NAME).read_text())
+    m = json.loads((bundle / MANIFEST).read_text())
     for k, v in fields.items():
         if v is None:
             m.pop(k)
@@ -99,17 +101,17 @@ def _manifest(bundle, **fields):  # noqa: F811
     ({"files": {"model.onnx": None}}, "not a relative path and a sha256"),
 ])
 def test_bundle_json_of_the_wrong_shape(copy, run_cli, fields, fragment):
-    (copy / manifest.NAME).write_text(_manifest(copy, **fields))
+    (copy / MANIFEST).write_text(_manifest(copy, **fields))
     code, _, err = run_cli("verify", copy)
     assert code == 2 and err.count("\n") == 1 and fragment in err, err
 
 
 def test_bundle_json_too_deep_or_too_large(bundle, copy, run_cli, monkeypatch):  # noqa: F811
-    (copy / manifest.NAME).write_text('{"format": "edgeq-bundle/4", "x": ' + "[" * 100000
+    (copy / MANIFEST).write_text('{"format": "edgeq-bundle/4", "x": ' + "[" * 100000
                                       + "]" * 100000 + "}")
     code, _, err = run_cli("verify", copy)
     assert code == 2 and err.count("\n") == 1 and "nested too deep" in err, err
-    (copy / manifest.NAME).write_text(_manifest(bundle))
+    (copy / MANIFEST).write_text(_manifest(bundle))
     monkeypatch.setattr("edgeq.jsonfile.MAX_BYTES", 1000)
     code, _, err = run_cli("verify", copy)
     assert code == 2 and err.count("\n") == 1 and "more than the 1000" in err, err
@@ -121,8 +123,8 @@ def test_write_inside_replaces_links_and_refuses_linked_folders(tmp_path):
     outside = _outside(tmp_path)
     (root / "model.engine").symlink_to(outside)
     os.link(_outside(tmp_path, "hard"), root / "timing.cache")
-    manifest.write_inside(root, "model.engine", b"engine")
-    manifest.write_inside(root, "timing.cache", b"cache")
+    write_inside(root, "model.engine", b"engine")
+    write_inside(root, "timing.cache", b"cache")
     assert outside.read_bytes() == (tmp_path / "hard").read_bytes() == b"keep"
     assert not (root / "model.engine").is_symlink()
     assert (root / "model.engine").read_bytes() == b"engine"
@@ -130,7 +132,7 @@ def test_write_inside_replaces_links_and_refuses_linked_folders(tmp_path):
     (tmp_path / "elsewhere").mkdir()
     (root / "plugins").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(EdgeqError, match="plugins is a symbolic link"):
-        manifest.write_inside(root, "plugins/lib.so", b"x")
+        write_inside(root, "plugins/lib.so", b"x")
     assert not list((tmp_path / "elsewhere").iterdir())
     assert sorted(p.name for p in root.iterdir()) == ["model.engine", "plugins", "timing.cache"]
 
@@ -220,14 +222,14 @@ def test_scp_operands_are_paths_never_hosts(bundle, tmp_path, run_cli, monkeypat
     bin_.mkdir()
     for name in ("ssh", "scp"):
         (bin_ / name).write_text(STUB.format(python=sys.executable, log=str(log),
-                                             manifest=str(bundle / manifest.NAME)))
+                                             manifest=str(bundle / MANIFEST)))
         (bin_ / name).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_}:{os.environ['PATH']}")
     monkeypatch.chdir(tmp_path)
     code, out, err = run_cli("bench", "./mamba:w8a8", "--host", "me@jetson", "--json")
     assert code == 0, err
     scp = [c for c in map(json.loads, log.read_text().splitlines()) if c[0] == "scp"]
-    rdir = f".cache/edgeq/bundles/mamba_w8a8-{manifest.sha256(bundle / manifest.NAME)[:12]}"
+    rdir = f".cache/edgeq/bundles/mamba_w8a8-{manifest.sha256(bundle / MANIFEST)[:12]}"
     assert [c[-3:] for c in scp] == [
         ["--", f"{tmp_path}/mamba:w8a8/.", f"me@jetson:{rdir}"],
         ["--", f"me@jetson:{rdir}.report/.", f"{tmp_path}/mamba:w8a8-jetson-report"]]

@@ -81,7 +81,7 @@ def test_eval_json(run_cli, tmp_path):
     (["quantize", "{m}", "--recipe", "nope", "--calib", "{c}", "-o", "{tmp}/q"], "unknown recipe"),
     (["quantize", "{m}", "--calib", "{c}", "--seq-len", "99999", "-o", "{tmp}/q"], "fewer than one window"),
     (["quantize", "{m}", "--calib", "{tmp}/none.txt", "-o", "{tmp}/q"], "no such file"),
-    (["quantize", "{m}", "--calib", "{c}", "-o", "{tmp}/no/dir/q"], "writable"),
+    (["quantize", "{m}", "--calib", "{c}", "-o", "{tmp}/no/dir/q"], "no such folder"),
     (["eval", "{m}"], "--ppl"),
     (["quantize", "{m}", "--recipe", "quamba2-w4a8", "--a16-fraction", "0.5", "--calib", "{c}",
       "-o", "{tmp}/q"], "use quamba2-w4ax"),

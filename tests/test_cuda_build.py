@@ -1,6 +1,6 @@
 """The CUDA and TensorRT libraries build with nvcc alone (no GPU, no libnvinfer), for Jetson Orin
-(sm_87) and more, and export exactly their ABI; the CUDA kernels' per-thread code, run on the CPU,
-matches edgeq.ops.reference. The kernels on a real GPU: test_cuda_kernels.py."""
+(sm_87) and more, and export exactly their ABI; the emulated kernels on edge values. The kernel
+cases on the emulation, the CPU library and the plugins: test_backend_ops.py (on a GPU: _gpu.py)."""
 from __future__ import annotations
 
 import ctypes
@@ -18,7 +18,7 @@ from conftest import ROOT
 from edgeq.ops.table import CAUSAL_CONV1D, SELECTIVE_SCAN, SSD_SCAN
 from edgeq.runtime import cuda_kernels
 from edgeq.runtime.kernels import Scales
-from native_build import NVCC, TRT_INCLUDE, cmake_build, exported, nvcc_host, run, undefined
+from native_build import NVCC, TRT_INCLUDE, SUPPORT, cmake_build, exported, run, undefined
 
 needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc not on PATH: CUDA code not built")
 needs_cmake = pytest.mark.skipif(shutil.which("cmake") is None, reason="cmake not on PATH")
@@ -152,26 +152,14 @@ def test_cuda_library_rejects_bad_arguments(build):
         assert w4a8(*ok_w4a8) == w4a8(*ok_w4a8[:8], 2, *ok_w4a8[9:]) == 3  # both chunk widths
 
 
-@pytest.fixture(scope="module")
-def emulated(emulation_object, tmp_path_factory):
-    out = tmp_path_factory.mktemp("emu") / "libemu.so"
-    run([NVCC, "-shared", *nvcc_host(), emulation_object, "-o", out])
-    return cuda_kernels.bind(ctypes.CDLL(str(out)), prefix="emu_")
-
-
-@pytest.mark.parametrize("case", kc.SCAN_SMALL, ids=str)
-def test_scan_kernel_code_on_cpu(emulated, case):
-    kc.run_scan(emulated, kc.HostMem(), case, prefix="emu_")
-
-
-def test_scan_kernel_code_on_edge_values(emulated):
+def test_scan_kernel_code_on_edge_values(emulated_kernels):
     # an A of -inf (decay 0) where the time-parallel kernel pads its last chunk (L = 20: two
     # lanes, 16-token chunks); and a decay of e^6 per step (no softplus, dt < 0) with nothing
     # to grow: maps composed over 32 tokens overflow where the sequential scan stays at 0
     c = kc.Scan(1, 20, 8)
     x = kc.scan_inputs(c)
     x["A"][:, 0] = -math.inf
-    kc.run_scan(emulated, kc.HostMem(), c, prefix="emu_", x=x)
+    kc.run_scan(emulated_kernels, kc.HostMem(), c, prefix="emu_", x=x)
     c = kc.Scan(1, 64, 8, softplus=0)
     x = kc.scan_inputs(c)
     x["A"].fill_(-1.0)
@@ -179,15 +167,10 @@ def test_scan_kernel_code_on_edge_values(emulated):
     x["delta_bias"].zero_()
     x["u"].zero_()
     x["state"].zero_()
-    kc.run_scan(emulated, kc.HostMem(), c, prefix="emu_", x=x)
+    kc.run_scan(emulated_kernels, kc.HostMem(), c, prefix="emu_", x=x)
 
 
-@pytest.mark.parametrize("case", kc.SSD_SMALL, ids=str)
-def test_ssd_kernel_code_on_cpu(emulated, case):
-    kc.run_ssd(emulated, kc.HostMem(), case, prefix="emu_")
-
-
-def test_ssd_chunked_kernel_code_on_edge_values(emulated):
+def test_ssd_chunked_kernel_code_on_edge_values(emulated_kernels):
     # the tensor-core kernel's fp32 operands beyond fp16's range (a state of 1e6) or in its
     # subnormals (a state of 1e-6, inputs of 1e-4): its power-of-two row scales keep both; a
     # state of 1e-36 (below 2^-113, a row scale past fp32's range) stays finite
@@ -196,46 +179,22 @@ def test_ssd_chunked_kernel_code_on_edge_values(emulated):
         x = kc.ssd_inputs(c)
         x["state"] *= state
         x["x"] *= inputs
-        kc.run_ssd(emulated, kc.HostMem(), c, prefix="emu_", x=x)
-
-
-@pytest.mark.parametrize("case", kc.CONV_SMALL, ids=str)
-def test_conv_kernel_code_on_cpu(emulated, case):
-    kc.run_conv(emulated, kc.HostMem(), case, prefix="emu_")
-
-
-@pytest.mark.parametrize("case", kc.HADAMARD_SMALL, ids=str)
-def test_hadamard_kernel_code_on_cpu(emulated, case):
-    kc.run_hadamard(emulated, kc.HostMem(), case, prefix="emu_")
-
-
-@pytest.mark.parametrize("case", kc.NORM_SMALL, ids=str)
-def test_add_rmsnorm_kernel_code_on_cpu(emulated, case):
-    kc.run_norm(emulated, kc.HostMem(), case, prefix="emu_")
-
-
-@pytest.mark.parametrize("case", kc.W4A8_SMALL, ids=str)
-def test_linear_w4a8_kernel_code_on_cpu(emulated, case):
-    kc.run_w4a8(emulated, kc.HostMem(), case, prefix="emu_")
-
-
-@pytest.mark.parametrize("case", kc.EMBED_SMALL, ids=str)
-def test_embedding_w4_kernel_code_on_cpu(emulated, case):
-    kc.run_embed(emulated, kc.HostMem(), case, prefix="emu_")
+        kc.run_ssd(emulated_kernels, kc.HostMem(), c, prefix="emu_", x=x)
 
 
 @pytest.fixture(scope="module")
 def probe(emulation_object, tmp_path_factory):
-    """What tests/trt_probe.cpp sees when it loads the plugin library like TensorRT does: the
-    adapters over the CPU emulation, whose cudaMalloc works without a GPU (the plugins copy their
-    FLOATS fields to the device in onShapeChange at build time and in attachToContext)."""
+    """What tests/support/trt_probe.cpp sees when it loads the plugin library like TensorRT
+    does: the adapters over the CPU emulation, whose cudaMalloc works without a GPU (the plugins
+    copy their FLOATS fields to the device in onShapeChange at build time and in
+    attachToContext)."""
     if not TRT_INCLUDE:
         pytest.skip("EDGEQ_TRT_INCLUDE unset")
     from plugin_harness import build_emulated_plugins
     out = tmp_path_factory.mktemp("probe")
     lib = build_emulated_plugins(NVCC, TRT_INCLUDE, emulation_object, out)
     exe = out / "trt_probe"
-    run([NVCC, "-std=c++17", "-isystem", TRT_INCLUDE, ROOT / "tests" / "trt_probe.cpp", "-o", exe,
+    run([NVCC, "-std=c++17", "-isystem", TRT_INCLUDE, SUPPORT / "trt_probe.cpp", "-o", exe,
          "-ldl"])
     return run([exe, lib]).splitlines()
 

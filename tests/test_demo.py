@@ -6,10 +6,11 @@ import functools
 import numpy as np
 import pytest
 
+from edgeq import tokenizer
 from edgeq.export.onnx_export import to_onnx
 from edgeq.models import load_model
+from edgeq.models.loader import find_tokenizer
 from edgeq.quant import calib, quantize as Q, recipe as R
-from edgeq.runtime import text
 from edgeq.runtime.backends import OrtBackend, TorchBackend
 from edgeq.runtime.evaluate import perplexity, top1_agreement
 from edgeq.runtime.generate import generate
@@ -25,7 +26,7 @@ HELD = 8193  # the held-out tokens the targets are checked on: 16 windows of 512
 @functools.cache
 def demo(folder):
     model, _ = load_model(str(folder))
-    tok = text.from_json(text.find(folder))
+    tok = tokenizer.from_json(find_tokenizer(folder))
     held = np.array(tok.encode((folder / "heldout.txt").read_text()).ids)
     return model, tok, held
 

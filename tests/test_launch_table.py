@@ -1,6 +1,6 @@
 """The launch tables of plugins/*/README.md are the launchers' (tools/launch_table.py over
-tests/cuda_host_emu.cu's emu_edgeq_launches), and a batch-1 decode step's row kernels fill the
-Orin Nano's 8 SMs (issue 22, item 7)."""
+tests/support/cuda_host_emu.cu's emu_edgeq_launches), and a batch-1 decode step's row kernels
+fill the Orin Nano's 8 SMs (issue 22, item 7)."""
 from __future__ import annotations
 
 import ctypes

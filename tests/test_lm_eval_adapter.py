@@ -21,9 +21,11 @@ def lm(monkeypatch):
         monkeypatch.setitem(sys.modules, "lm_eval", types.ModuleType("lm_eval"))
         monkeypatch.setitem(sys.modules, "lm_eval.api", api)
         monkeypatch.setitem(sys.modules, "lm_eval.api.model", model)
-    from edgeq.runtime import lm_eval_adapter, text
+    from edgeq import tokenizer
+    from edgeq.models.loader import find_tokenizer
+    from edgeq.runtime import lm_eval_adapter
     m, folder = load_model(str(DEMO))
-    tok = text.from_json(text.find(folder))
+    tok = tokenizer.from_json(find_tokenizer(folder))
     return lm_eval_adapter.make_lm(TorchBackend(m), tok), m, tok
 
 

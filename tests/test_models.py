@@ -122,7 +122,7 @@ def test_unsupported_architectures_are_refused(tmp_path, config, fragment):
 ])
 def test_hub_id_downloads_one_weight_format(hf_model, monkeypatch, repo_files, fetched):
     import huggingface_hub
-    from edgeq.models.loader import HUB_FILES
+    from edgeq.hub import HUB_FILES
     _, folder = hf_model("h96")
     asked = []
 

@@ -12,6 +12,7 @@ import pytest
 
 import fake_trt
 from edgeq.bundle import plugins
+from edgeq.bundle_files import SCRIPT
 from edgeq.errors import EdgeqError
 from edgeq.targets import all_targets, get
 from fake_nvcc import nvcc
@@ -125,7 +126,7 @@ def _script(tmp_path):
     bundle = tmp_path / "bundle"
     bundle.mkdir()
     plugins.stage(bundle, NANO, {"mode": "sources", "reason": "test"}, print)
-    return bundle / plugins.SCRIPT
+    return bundle / SCRIPT
 
 
 def _run(script, path, **env):

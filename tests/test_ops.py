@@ -1,5 +1,6 @@
-"""Every op on every CPU backend against the plain-torch reference (docs/ops.md), and the
-reference against independent formulations."""
+"""The plain-torch reference (docs/ops.md) against independent formulations, and what the CPU
+library and the torch custom ops do over calls: states carried, steps, shapes refused, schemas.
+The kernel cases on every backend, these ops' CPU kernels included: test_backend_ops.py."""
 import numpy as np
 import pytest
 import torch
@@ -10,7 +11,7 @@ from edgeq.runtime import kernels
 
 # (batch, L, D, H, G, N): Mamba-1 (H = D, G = 1), Mamba-2 style heads and groups, L = 1 steps
 SCAN_SHAPES = [(2, 7, 96, 96, 1, 16), (1, 1, 64, 64, 1, 16), (3, 33, 48, 48, 1, 4),
-               (2, 5, 64, 8, 2, 8), (1, 1, 32, 4, 4, 16), (2, 64, 1536, 1536, 1, 16)]
+               (2, 5, 64, 8, 2, 8), (1, 1, 32, 4, 4, 16)]
 
 
 def scan_inputs(b, L, D, H, G, N, seed=0):
@@ -43,7 +44,7 @@ def naive_scan(u, delta, A, B, C, D, delta_bias, state, z, delta_softplus=True):
     return y, s
 
 
-@pytest.mark.parametrize("shape", SCAN_SHAPES[:5])
+@pytest.mark.parametrize("shape", SCAN_SHAPES)
 def test_reference_scan_is_the_written_formula(shape):
     x = scan_inputs(*shape)
     y, s = reference.selective_scan(**x)
@@ -56,18 +57,6 @@ def test_softplus_threshold_20():
     x = torch.tensor([-5.0, 0.0, 19.9, 20.0, 20.1, 60.0])
     assert torch.equal(reference.softplus(x)[3:], x[3:])
     torch.testing.assert_close(reference.softplus(x)[:3], F.softplus(x)[:3])
-
-
-@pytest.mark.parametrize("shape", SCAN_SHAPES)
-@pytest.mark.parametrize("gated", [True, False])
-def test_cpu_kernel_scan_matches_reference(shape, gated):
-    x = scan_inputs(*shape)
-    if not gated:
-        x["z"] = None
-    y, s = reference.selective_scan(**x)
-    y2, s2 = kernels.selective_scan(**x)
-    np.testing.assert_allclose(y2, y.numpy(), rtol=1e-4, atol=2e-5)
-    np.testing.assert_allclose(s2, s.numpy(), rtol=1e-4, atol=2e-5)
 
 
 @pytest.mark.parametrize("impl", ["reference", "cpu"])
@@ -102,17 +91,6 @@ def test_reference_conv_is_torch_conv1d(act):
         want = F.silu(want)
     torch.testing.assert_close(y, want)
     torch.testing.assert_close(s, x[:, -3:])
-
-
-@pytest.mark.parametrize("shape", [(2, 7, 96, 4), (1, 1, 64, 4), (3, 2, 40, 3), (1, 5, 16, 2),
-                                   (2, 100, 1536, 4)])
-@pytest.mark.parametrize("act", [0, 1])
-def test_cpu_kernel_conv_matches_reference(shape, act):
-    x, w, bias, state = conv_inputs(*shape)
-    y, s = reference.causal_conv1d(x, w, bias, state, act)
-    y2, s2 = kernels.causal_conv1d(x, w, bias, state, act)
-    np.testing.assert_allclose(y2, y.numpy(), rtol=1e-5, atol=1e-5)
-    np.testing.assert_array_equal(s2, s.numpy())
 
 
 @pytest.mark.parametrize("impl", ["reference", "cpu"])

@@ -3,8 +3,8 @@ AddressSanitizer with UndefinedBehaviorSanitizer over the CPU kernels (the ops' 
 the CUDA kernels' code on the CPU emulation (and the TensorRT adapters over it where headers are
 given); ThreadSanitizer over the emulated kernels, whose threads share memory between barriers
 and warp collectives as a block's do. Each runs existing tests in a Python with the sanitizer's
-runtime preloaded (EDGEQ_SANITIZE instruments the builds, native_build.py); a planted fault
-shows each sanitizer is live."""
+runtime preloaded (EDGEQ_SANITIZE instruments the builds, tests/support/native_build.py); a
+planted fault shows each sanitizer is live."""
 from __future__ import annotations
 
 import os
@@ -56,7 +56,7 @@ def pytest_clean(kind: str, args: list, **env) -> str:
 def test_sanitizer_reports_a_planted_fault(kind, tmp_path):
     lib = tmp_path / "libcanary.so"
     run(["g++", "-std=c++17", "-shared", "-fPIC", *sanitizer_flags(kind),
-         ROOT / "tests" / "sanitizer_canary.cpp", "-o", lib, "-pthread"])
+         ROOT / "tests" / "support" / "sanitizer_canary.cpp", "-o", lib, "-pthread"])
     p = sanitized(kind, [sys.executable, "-c",
                          f"import ctypes; ctypes.CDLL({str(lib)!r}).{CANARY[kind]}"])
     assert p.returncode != 0 and REPORT[kind] in p.stderr, p.stderr[-3000:]
@@ -66,16 +66,19 @@ def test_cpu_kernels_under_address_sanitizer(tmp_path):
     flags = " ".join(sanitizer_flags("address"))
     cmake_build(tmp_path, f"-DCMAKE_CXX_FLAGS={flags}", targets=("edgeq_cpu",))
     tests = [f"tests/{t}.py" for t in ("test_ops", "test_ops_int8", "test_linear_w4a8",
-                                        "test_ort_ops")]
+                                        "test_ort_ops", "test_backend_ops")]
+    # test_backend_ops' cases on the CPU library
+    tests += ["-k", "not torch- and not cuda- and not plugin-"]
     print(pytest_clean("address", tests, EDGEQ_CPU_LIB=str(tmp_path / "libedgeq_cpu.so")))
 
 
 @pytest.mark.skipif(NVCC is None, reason="nvcc not on PATH: CUDA code not built")
 @pytest.mark.parametrize("kind", sorted(RUNTIME))
 def test_emulated_cuda_kernels_under_sanitizer(kind):
-    tests = ["tests/test_cuda_build.py", "-k", "kernel_code_on"]
+    tests = ["tests/test_backend_ops.py", "tests/test_cuda_build.py"]
+    k = "cuda-emulation or kernel_code_on"
     if TRT_INCLUDE and kind == "address":
         # the TensorRT adapters' fields, serialization and enqueue over host memory; not under
         # ThreadSanitizer, which ONNX Runtime's own (uninstrumented) thread pool trips
-        tests[1:] = ["tests/test_trt_plugins.py", "-k", "kernel_code_on or emulated"]
-    print(pytest_clean(kind, tests))
+        tests, k = [*tests, "tests/test_trt_plugins.py"], f"{k} or plugin-emulation or emulated"
+    print(pytest_clean(kind, [*tests, "-k", k]))

@@ -18,7 +18,7 @@ from edgeq.runtime import kernels, ort_ops
 
 from test_ort_ops import one_node, q8
 
-STALL = Path(__file__).with_name("stall.py")
+STALL = Path(__file__).parent / "support" / "stall.py"
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
 
 

@@ -81,7 +81,8 @@ def test_c_abi_declares_and_exports_every_op(op):
 @pytest.mark.parametrize("op", OPS, ids=lambda op: op.name)
 def test_c_abi_arguments_follow_the_table(op):
     # inputs, outputs, shape ints, attributes in table order, stream (edgeq_kernels.h): what
-    # the TensorRT harness (tests/plugin_harness.py) relies on to turn a kernel call into a plugin
+    # the TensorRT harness (tests/support/plugin_harness.py) relies on to turn a kernel call into
+    # a plugin
     args = kernels.SYMBOLS[op.c_symbol]
     ports = len(op.inputs) + len(op.outputs)
     assert args[:ports] == [ctypes.c_void_p] * ports and args[-1] is ctypes.c_void_p

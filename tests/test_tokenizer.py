@@ -10,7 +10,8 @@ import pytest
 
 from conftest import DEMO, to_state_spaces
 from edgeq.errors import EdgeqError
-from edgeq.runtime import text
+from edgeq import tokenizer
+from edgeq.models.loader import find_tokenizer
 
 TOK = (DEMO / "tokenizer.json").read_text()
 
@@ -47,28 +48,30 @@ def ss_neox(hf_model, tmp_path):
 
 
 def test_own_tokenizer_wins_and_hf_layout_has_no_fallback(hub, hf_model):
-    assert text.find(DEMO) == TOK
-    assert text.find(hf_model("h96")[1]) is None  # an -hf folder without one: nothing guessed
+    assert find_tokenizer(DEMO) == TOK
+    assert find_tokenizer(hf_model("h96")[1]) is None  # an -hf folder without one: nothing guessed
     assert hub == []
 
 
 def test_state_spaces_falls_back_to_gpt_neox(hub, ss_neox):
-    assert text.find(ss_neox) == TOK
-    assert hub == [(text.NEOX, "tokenizer.json")]
+    assert find_tokenizer(ss_neox) == TOK
+    assert hub == [(tokenizer.NEOX, "tokenizer.json")]
 
 
 def test_no_fallback_for_another_vocabulary(hub, ss_demo):
-    assert text.find(ss_demo) is None and hub == []  # Mamba2-8B's 256k tokens, say: never guess
+    # another vocabulary (Mamba2-8B's 256k tokens, say): never guess
+    assert find_tokenizer(ss_demo) is None and hub == []
 
 
 def test_state_spaces_fallback_offline_is_none(ss_neox):
-    assert text.find(ss_neox) is None  # HF_HUB_OFFLINE (conftest): the callers say what to pass
+    # HF_HUB_OFFLINE (conftest): the callers say what to pass
+    assert find_tokenizer(ss_neox) is None
 
 
 @pytest.mark.parametrize("given", ["file", "folder", "hub id"])
 def test_given_tokenizer(hub, ss_demo, given):
     name = {"file": str(DEMO / "tokenizer.json"), "folder": str(DEMO), "hub id": "owner/tok"}[given]
-    assert text.find(ss_demo, name) == TOK
+    assert find_tokenizer(ss_demo, name) == TOK
     assert hub == ([("owner/tok", "tokenizer.json")] if given == "hub id" else [])
 
 
@@ -81,7 +84,7 @@ def test_given_tokenizer(hub, ss_demo, given):
 def test_given_tokenizer_errors(hub, tmp_path, given, fragment):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(EdgeqError, match=None) as e:
-        text.find(DEMO, given.format(tmp=tmp_path))
+        find_tokenizer(DEMO, given.format(tmp=tmp_path))
     assert fragment in str(e.value)
 
 
@@ -96,11 +99,11 @@ def test_quantize_and_build_a_state_spaces_checkpoint_from_text(hub, ss_neox, tm
     assert code == 0, err
     assert (tmp_path / "b" / "tokenizer.json").read_text() == TOK
     meta = {p.key: p.value for p in onnx.load(tmp_path / "b" / "model.onnx").metadata_props}
-    assert meta[text.META_KEY] == TOK
+    assert meta[tokenizer.META_KEY] == TOK
     code, out, err = run_cli("generate", tmp_path / "b" / "model.onnx", "--prompt", "And God said",
                              "--max-new-tokens", "4", "--json")
     assert code == 0, err
-    assert json.loads(out)["prompt_ids"] == text.from_json(TOK).encode("And God said").ids
+    assert json.loads(out)["prompt_ids"] == tokenizer.from_json(TOK).encode("And God said").ids
 
 
 def test_offline_state_spaces_text_needs_tokenizer(ss_neox, ss_demo, tmp_path, run_cli):

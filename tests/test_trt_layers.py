@@ -1,5 +1,5 @@
 """edgeq.trt.layers on layer information written as TensorRT 10 writes it (not through
-tests/fake_trt.py): fused layers' metadata joined by \\x1e, a local function after the node
+tests/support/fake_trt.py): fused layers' metadata joined by \\x1e, a local function after the node
 name, the " [profile 1]" copies, INT4 weights, layers without metadata, a node missing."""
 import json
 import re
@@ -9,6 +9,7 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
+from edgeq.bundle_files import LAYERS
 from edgeq.errors import EdgeqError
 from edgeq.trt import layers
 
@@ -122,4 +123,4 @@ def test_names_only_layer_information_is_refused(tmp_path):
             layers.write(trt, None, tmp_path)
     finally:
         runtime.deserialize = real
-    assert not (tmp_path / layers.LAYERS).exists()
+    assert not (tmp_path / LAYERS).exists()

@@ -1,9 +1,9 @@
-"""The TensorRT plugins driven as TensorRT builds and runs them (tests/trt_harness.cpp) over the
-kernel cases, each checked against edgeq.ops.reference like the kernels themselves, and over
-every custom node of exported graphs, checked against ONNX Runtime: on the CPU emulation of the
-kernels wherever TensorRT's headers and nvcc are (the adapters' code: fields, formats, shapes,
-serialization, and which buffer and value goes to which kernel argument), and on the real
-library where a GPU is visible too."""
+"""The TensorRT plugins driven as TensorRT builds and runs them (tests/support/trt_harness.cpp)
+over every custom node of exported graphs, checked against ONNX Runtime, on the CPU emulation of
+the kernels wherever TensorRT's headers and nvcc are (the adapters' code: fields, formats,
+shapes, serialization, and which buffer and value goes to which kernel argument); and the
+harness's check of CUDA calls inside enqueueV3. The plugins over the kernel cases, emulated and
+on a GPU: test_backend_ops.py and test_backend_ops_gpu.py."""
 from __future__ import annotations
 
 import numpy as np
@@ -19,10 +19,9 @@ from edgeq.ops import int4
 from edgeq.ops.table import BY_NAME, DOMAIN
 from edgeq.quant import calib, quantize as Q, recipe as R
 from edgeq.quant.qmodel import load_model
-from edgeq.runtime import cuda_kernels
 from edgeq.runtime.backends import OrtBackend
-from native_build import NVCC, TRT_INCLUDE, cmake_build
-from plugin_harness import PluginLib, build_emulated_plugins, build_harness, field, run_plugin
+from native_build import NVCC, TRT_INCLUDE
+from plugin_harness import PluginLib, field, run_plugin
 
 if not TRT_INCLUDE:
     pytest.skip("EDGEQ_TRT_INCLUDE unset: set it to a TensorRT include/ folder (NvInferRuntime.h) "
@@ -30,56 +29,17 @@ if not TRT_INCLUDE:
 if NVCC is None:
     pytest.skip("nvcc not on PATH: CUDA code not built", allow_module_level=True)
 
-@pytest.fixture(scope="module")
-def harness(tmp_path_factory):
-    return build_harness(NVCC, TRT_INCLUDE, tmp_path_factory.mktemp("harness"))
 
-
-@pytest.fixture(scope="module")
-def emulated(emulation_object, tmp_path_factory):
-    return build_emulated_plugins(NVCC, TRT_INCLUDE, emulation_object,
-                                  tmp_path_factory.mktemp("emu-plugins"))
-
-
-@pytest.fixture(scope="module")
-def on_gpu(tmp_path_factory):
-    if reason := cuda_kernels.no_gpu_reason():
-        pytest.skip(f"no CUDA GPU visible ({reason})")
-    out = tmp_path_factory.mktemp("trt-plugins")
-    cmake_build(out, "-DEDGEQ_CUDA=ON", "-DCMAKE_CUDA_ARCHITECTURES=native",
-                f"-DTENSORRT_INCLUDE_DIR={TRT_INCLUDE}", targets=("edgeq_trt_plugins",))
-    return out / "libedgeq_trt_plugins.so"
-
-
-@pytest.mark.parametrize("kind,case", kc.SMALL, ids=str)
-def test_plugin_on_emulated_kernels(harness, emulated, kind, case):
-    mem = kc.HostMem()
-    kc.RUNS[kind](PluginLib(harness, emulated, mem), mem, case)
-
-
-def test_harness_sees_the_plugins_cuda_calls(harness, emulated):
-    """The check that no CUDA runtime call happens inside enqueueV3 (tests/trt_harness.cpp)
+def test_harness_sees_the_plugins_cuda_calls(harness, emulated_plugins):
+    """The check that no CUDA runtime call happens inside enqueueV3 (tests/support/trt_harness.cpp)
     is live: the emulated library reports its calls to the harness, here the device copies of
     per-channel scales that attachToContext makes (two contexts, three FLOATS fields each)."""
     case = kc.Conv(2, 7, 64, dtype="int8", per_channel=True)
     before = harness.edgeq_harness_cuda_calls()
     mem = kc.HostMem()
-    kc.RUNS["conv"](PluginLib(harness, emulated, mem), mem, case)
+    kc.RUNS["conv"](PluginLib(harness, emulated_plugins, mem), mem, case)
     # per context, one for each FLOATS field: cudaMalloc, cudaMemcpy, and cudaFree at its end
     assert harness.edgeq_harness_cuda_calls() - before == 2 * 3 * 3
-
-
-@pytest.mark.gpu
-@pytest.mark.parametrize("kind,case", kc.SMALL, ids=str)
-def test_plugin_on_gpu(harness, on_gpu, kind, case):
-    from cuda.bindings import runtime as rt
-    # enqueued on a stream of its own, as TensorRT does
-    mem, stream = kc.DeviceMem(), cuda_kernels.check(rt.cudaStreamCreate())
-    try:
-        kc.RUNS[kind](kc.OnStream(PluginLib(harness, on_gpu, mem), int(stream)), mem, case)
-    finally:
-        mem.free()
-        cuda_kernels.check(rt.cudaStreamDestroy(stream))
 
 
 def _graph(kind: str) -> onnx.ModelProto:
@@ -113,7 +73,7 @@ def _custom_node_values(proto: onnx.ModelProto, feeds: list[dict]) -> list[dict]
 
 @pytest.mark.parametrize("kind", ["mamba1 quamba-w8a8", "mamba2 quamba2-w4a8", "mamba1 fp16",
                                   "mamba2 fp16", "mamba1 quamba2-w4a8 h2t"])
-def test_exported_graph_nodes_on_emulated_plugins(harness, emulated, kind):
+def test_exported_graph_nodes_on_emulated_plugins(harness, emulated_plugins, kind):
     # every custom node of an exported graph, prefill and a decode step, run by its plugin with
     # the node's attributes as the ONNX parser passes them, equals ONNX Runtime (the C++ CPU
     # kernels) on the same inputs
@@ -142,7 +102,7 @@ def test_exported_graph_nodes_on_emulated_plugins(harness, emulated, kind):
             packed = frozenset({1}) if op.name == "EdgeqEmbeddingW4" else frozenset()
             if packed:  # the INT4 table as TensorRT holds it: two values a byte
                 ins[1] = int4.pack(torch.from_numpy(ins[1].astype(np.int8))).numpy()
-            run_plugin(harness, emulated, op, fields, [mem.put(v) for v in ins], outs, mem,
+            run_plugin(harness, emulated_plugins, op, fields, [mem.put(v) for v in ins], outs, mem,
                        int4=packed)
             for name, p, w in zip(n.output, outs, want):
                 if w.dtype == np.int8:

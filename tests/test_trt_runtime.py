@@ -1,8 +1,8 @@
-"""edgeq.trt's logic on a simulated TensorRT and CUDA (tests/fake_trt.py; the real ones are not
-here): engines from edgeq.trt.engine's network and profiles; generation equals ONNX Runtime's,
-decode steps replay CUDA graphs with no allocation, the two state sets take turns, one
-activation block serves every context, bench times on CUDA events; `edgeq engine` as on the
-device, and both it and bench refusing another GPU or TensorRT."""
+"""edgeq.trt's logic on a simulated TensorRT and CUDA (tests/support/fake_trt.py; the real ones are
+not here): engines from edgeq.trt.engine's network and profiles; generation equals ONNX Runtime's,
+decode steps replay CUDA graphs with no allocation, the two state sets take turns, one activation
+block serves every context, bench times on CUDA events; `edgeq engine` as on the device, and both it
+and bench refusing another GPU or TensorRT."""
 import gc
 import itertools
 import json
@@ -317,7 +317,7 @@ def built(hf_model, tmp_path_factory):
 @pytest.fixture
 def device(built, fake, tmp_path, monkeypatch):
     """A copy of the bundle on a simulated Orin: sm_87, TensorRT 10.3, a cmake that builds."""
-    monkeypatch.setattr("edgeq.runtime.cuda_kernels.gpu_sm", lambda: 87)
+    monkeypatch.setattr("edgeq.gpu.gpu_sm", lambda: 87)
     bundle = tmp_path / "bundle"
     shutil.copytree(built, bundle)
     return bundle
@@ -424,7 +424,7 @@ def test_engine_and_bench_refuse_another_gpu_or_tensorrt(device, run_cli, tmp_pa
                                                          sm, version, fragment):
     monkeypatch.setenv("PATH", f"{fake_trt.cmake(tmp_path / 'bin')}:{os.environ['PATH']}")
     assert run_cli("engine", device)[0] == 0
-    monkeypatch.setattr("edgeq.runtime.cuda_kernels.gpu_sm", lambda: sm)
+    monkeypatch.setattr("edgeq.gpu.gpu_sm", lambda: sm)
     monkeypatch.setattr(sys.modules["tensorrt"], "__version__", version)
     for args in (["engine", device], ["bench", device, "--backend", "trt", "--gen-len", "2"]):
         code, _, err = run_cli(*args)
@@ -452,7 +452,7 @@ def test_a_workstation_bundle_checks_the_gpu_and_the_engine_tensorrt(fake, monke
     """A workstation target names no TensorRT: any builds its engine, which then runs only on
     the TensorRT that built it."""
     from edgeq.trt.engine import check_compatible, check_engine
-    monkeypatch.setattr("edgeq.runtime.cuda_kernels.gpu_sm", lambda: 90)
+    monkeypatch.setattr("edgeq.gpu.gpu_sm", lambda: 90)
     m = {"target": targets.get("h100"), "engine": {"built": True, "tensorrt": "10.3.0.30"}}
     check_engine(m)
     monkeypatch.setattr(sys.modules["tensorrt"], "__version__", "10.8.0.43")
@@ -460,7 +460,7 @@ def test_a_workstation_bundle_checks_the_gpu_and_the_engine_tensorrt(fake, monke
     with pytest.raises(EdgeqError, match=r"built by TensorRT 10.3.0.30, this device has 10.8.0.43"):
         check_engine(m)
     check_engine({**m, "engine": {"built": False}})  # none yet: the backend says to build one
-    monkeypatch.setattr("edgeq.runtime.cuda_kernels.gpu_sm", lambda: 89)
+    monkeypatch.setattr("edgeq.gpu.gpu_sm", lambda: 89)
     with pytest.raises(EdgeqError, match="the bundle targets sm_90, this GPU is sm_89"):
         check_compatible(m)
 

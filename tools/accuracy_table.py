@@ -19,12 +19,13 @@ from pathlib import Path
 import numpy as np
 
 import readme_table
+from edgeq import tokenizer
 from edgeq.export.onnx_export import to_onnx
 from edgeq.models import load_model
+from edgeq.models.loader import find_tokenizer
 from edgeq.quant import calib
 from edgeq.quant import quantize as Q
 from edgeq.quant import recipe as R
-from edgeq.runtime import text
 from edgeq.runtime.backends import OrtBackend, TorchBackend
 from edgeq.runtime.evaluate import perplexity, top1_agreement
 
@@ -82,7 +83,7 @@ def evaluate(fp, rec, label, windows, held, seq_len, ort=True) -> dict:
 def demo_data(model: str, samples: int, seq_len: int):
     """A demo model folder's fp model, held-out token ids and calibration windows."""
     fp, folder = load_model(model)
-    tok = text.from_json(text.find(folder))
+    tok = tokenizer.from_json(find_tokenizer(folder))
     held = np.array(tok.encode((folder / "heldout.txt").read_text()).ids)
     windows = calib.windows(calib.load_tokens(str(folder / "calib.txt"), tok), samples,
                             seq_len, fp.cfg.vocab_size)

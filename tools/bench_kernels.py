@@ -50,7 +50,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the source tree, as the other tools
-from edgeq.runtime.cuda_kernels import check, no_gpu_reason  # noqa: E402
+from edgeq.gpu import check, no_gpu_reason  # noqa: E402
 from edgeq.runtime.kernels import Scales  # noqa: E402
 
 WIDTHS = (1536, 4096, 5120)  # d_inner of Mamba-130m, 1.4B, 2.8B

@@ -115,7 +115,7 @@ step "tools/bench_kernels.py --quick" 150 "$PY" tools/bench_kernels.py --quick \
   --lib "$EDGEQ_CUDA_LIB" --out "$OUT"
 if command -v compute-sanitizer >/dev/null 2>&1 || [ -x "$(dirname "$nvcc")/compute-sanitizer" ]; then
   step "compute-sanitizer (memcheck, racecheck, initcheck, synccheck)" 150 "$PY" -m pytest -q \
-    -p no:cacheprovider tests/test_cuda_kernels.py -k compute_sanitizer
+    -p no:cacheprovider tests/test_backend_ops_gpu.py -k compute_sanitizer
 else
   rows="$rows| compute-sanitizer | not installed: not run | 0 |\n"
 fi

@@ -1,6 +1,6 @@
 """Write the launch tables of plugins/*/README.md: the kernels each op launches at batch 1 for
 Mamba-2.8B and Mamba2-8B widths, decode and a 1024-token prompt, on the Orin Nano (8 SMs) and
-an H100 (132 SMs), as the launchers choose them (tests/cuda_host_emu.cu's emu_edgeq_launches
+an H100 (132 SMs), as the launchers choose them (tests/support/cuda_host_emu.cu's emu_edgeq_launches
 calls the launchers' own geometry and dispatch functions on the CPU).
 
     python tools/launch_table.py          # rewrite the tables (builds the emulation with nvcc)
@@ -77,7 +77,7 @@ def updated(text: str, block: str) -> str:
 
 
 def build_lib(folder: Path):
-    sys.path.insert(0, str(ROOT / "tests"))
+    sys.path.insert(0, str(ROOT / "tests" / "support"))
     import native_build
     if native_build.NVCC is None:
         raise SystemExit("nvcc is not on PATH: the emulation cannot be built")

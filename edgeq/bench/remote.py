@@ -9,6 +9,7 @@ import shlex
 import subprocess
 from pathlib import Path
 
+from ..bundle_files import MANIFEST
 from ..errors import EdgeqError
 from ..jsonfile import parse_json, read_json
 
@@ -66,7 +67,7 @@ def bench_remote(bundle: Path, remote: Remote, bench_args: list[str], out: Path,
         raise EdgeqError("--remote-edgeq is empty; give the edgeq command on the device")
     manifest.verify(bundle)
     name = re.sub(r"[^A-Za-z0-9._-]", "_", bundle.resolve().name)
-    rdir = remote_dir or f".cache/edgeq/bundles/{name}-{manifest.sha256(bundle / manifest.NAME)[:12]}"
+    rdir = remote_dir or f".cache/edgeq/bundles/{name}-{manifest.sha256(bundle / MANIFEST)[:12]}"
     if not re.fullmatch(r"[A-Za-z0-9._/~-]+", rdir):  # scp paths are not shell-quoted (SFTP mode)
         raise EdgeqError(f"remote folder {rdir!r}: use letters, digits and . _ / - only")
     try:  # an earlier run's copy (the folder is named by bundle.json's hash), maybe with its engine

@@ -3,39 +3,17 @@ of prefill (TTFT: the prompt to its first token, argmax of the logits included) 
 decode (TPOT: each further token), on CUDA events where the backend has them (trt)."""
 from __future__ import annotations
 
-import resource
-import sys
 import time
 
 import numpy as np
 
 from ..errors import EdgeqError
+from ..host_memory import available_memory, meminfo, peak_rss_mib
 from . import tegrastats
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident memory so far (Linux and macOS report it in different units)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
 
 
 def percentile(xs, p: float) -> float:
     return float(np.percentile(np.asarray(xs, dtype=np.float64), p))
-
-
-def meminfo(key: str) -> int | None:
-    """Bytes from /proc/meminfo (Linux; on a Jetson, the shared DRAM), None where it has none."""
-    try:
-        with open("/proc/meminfo") as f:
-            kib = next(int(line.split()[1]) for line in f if line.startswith(key + ":"))
-    except (OSError, StopIteration, ValueError, IndexError):
-        return None
-    return kib * 1024
-
-
-def available_memory() -> int | None:
-    """Bytes this host can still give (MemAvailable)."""
-    return meminfo("MemAvailable")
 
 
 RUNTIME_COPIES = 3  # below the 3.4x to 3.8x measured (bench/results/bench_memory_check.md)

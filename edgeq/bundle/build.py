@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bench.run import peak_rss_mib
+from ..bundle_files import GRAPH, QUANT, TOKENIZER
 from ..errors import EdgeqError
-from ..output import writing
-from ..runtime.cuda_kernels import gpu_sm
+from ..gpu import gpu_sm
+from ..host_memory import peak_rss_mib
+from ..output import check_output, writing
 from ..trt import memory
 from . import manifest, plugins
 
@@ -81,14 +82,15 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
           tokenizer: str | None = None) -> dict:
     from ..export.onnx_export import save, to_onnx
     from ..models import load_model
+    from ..models.loader import find_tokenizer
     from ..quant import calib, quantize as q, recipe as recipes
-    from ..runtime import text
     from ..targets import estimate, get
+    from ..tokenizer import META_KEY, from_json
 
     st = stages or Stages()
     target = get(target_name)
     out = Path(out)
-    q.check_output(out)
+    check_output(out)
     plugin_plan = plugins.plan(target, sysroot)  # its sysroot and nvcc: before the slow stages
     if recipe_name == FP16["name"]:
         recipes.check_fp16(h2t, residual_hadamard, a16_fraction)
@@ -107,8 +109,8 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
     if warning := memory.check(memory.from_config(cfg, target, rec["name"], h2t, a16_fraction),
                                target):
         print(warning, file=sys.stderr)
-    tok_json = text.find(folder, tokenizer, cfg.vocab_size)
-    tok = text.from_json(tok_json)
+    tok_json = find_tokenizer(folder, tokenizer, cfg.vocab_size)
+    tok = from_json(tok_json)
     if calib_data is None and (folder / "calib.txt").is_file():
         calib_data = str(folder / "calib.txt")
     if calib_data is None:
@@ -133,15 +135,15 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
             del qlm, tensors, cal
             model_for_export = q.load(tmp / ".quantized")
             # the graph holds the weights: a second copy would double what goes to the device
-            os.replace(tmp / ".quantized/quant.json", tmp / "quant.json")
+            os.replace(tmp / ".quantized" / QUANT, tmp / QUANT)
             shutil.rmtree(tmp / ".quantized")
-        meta = {text.META_KEY: tok_json} if tok_json else {}
+        meta = {META_KEY: tok_json} if tok_json else {}
         meta["edgeq.recipe"] = rec["name"]
         meta["edgeq.target"] = target["name"]
         proto = st("export", to_onnx, model_for_export, meta)
-        save(proto, tmp / "model.onnx")
+        save(proto, tmp / GRAPH)
         projected = estimate(cfg, target, rec["name"], h2t=h2t, a16_fraction=a16_fraction)
-        engine_memory = memory.project(memory.graph_weight_bytes(tmp / "model.onnx"), target,
+        engine_memory = memory.project(memory.graph_weight_bytes(tmp / GRAPH), target,
                                        cfg, projected["state_bytes"])
         memory.check(engine_memory, target)  # its warning was printed from the config
         # validation tokens: a fixed window of the calibration data the build did not choose
@@ -150,7 +152,7 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
         plugin = st("plugins", plugins.stage, tmp, target, plugin_plan, st.log)
         engine = st("engine", _engine_stage, tmp, target, plugin, st.log)
         if tok_json:
-            (tmp / "tokenizer.json").write_text(tok_json)
+            (tmp / TOKENIZER).write_text(tok_json)
         manifest.write(tmp, {
             "target": target, "recipe": rec, "model": {"source": model, "config": cfg.to_dict()},
             "versions": _versions(), "validation": metrics, "plugins": plugin, "engine": engine,

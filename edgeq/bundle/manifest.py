@@ -9,14 +9,13 @@ import hashlib
 import json
 import os
 import re
-import secrets
 from pathlib import Path, PurePosixPath
 
+from ..bundle_files import MANIFEST, PLUGIN_LIBRARY
 from ..errors import EdgeqError
 from ..jsonfile import read_json
-from .plugins import LIB
+from ..output import write_inside
 
-NAME = "bundle.json"
 FORMAT = "edgeq-bundle/4"  # /2: bundle.json hashes itself; /3: the graph takes logits_at; /4: quant.json, no weights besides the graph
 AGAIN = "build or copy the bundle again"
 # the fields edgeq reads, and the type each must have
@@ -55,27 +54,7 @@ def _walk(root: Path) -> tuple[list[str], list[str]]:
 
 
 def file_hashes(root: Path) -> dict[str, str]:
-    return {name: sha256(root / name) for name in _walk(root)[0] if name != NAME}
-
-
-def write_inside(root: Path, name: str, data: bytes) -> Path:
-    """Write root/name as a new regular file: a temp file renamed over the name, so a link
-    there (a symbolic or a hard one) is replaced, never written through; a folder on the way
-    that is a link is refused."""
-    path = root / name
-    for folder in reversed(PurePosixPath(name).parents[:-1]):
-        if (root / folder).is_symlink():
-            raise EdgeqError(f"{root}: {folder} is a symbolic link; {AGAIN}")
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return {name: sha256(root / name) for name in _walk(root)[0] if name != MANIFEST}
 
 
 def _digest(manifest: dict) -> str:
@@ -87,7 +66,7 @@ def _digest(manifest: dict) -> str:
 def write(root: Path, manifest: dict) -> None:
     manifest = {"format": FORMAT, **manifest, "files": file_hashes(root)}
     manifest["sha256"] = _digest(manifest)
-    write_inside(root, NAME, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
+    write_inside(root, MANIFEST, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
 
 
 def check_shape(manifest, what: str) -> dict:
@@ -117,11 +96,11 @@ def check_shape(manifest, what: str) -> dict:
 
 
 def read(root: Path) -> dict:
-    path = Path(root) / NAME
+    path = Path(root) / MANIFEST
     if path.is_symlink():
         raise EdgeqError(f"{path} is a symbolic link; {AGAIN}")
     if not path.exists():
-        raise EdgeqError(f"{root}: no {NAME}; give a folder made by `edgeq build`")
+        raise EdgeqError(f"{root}: no {MANIFEST}; give a folder made by `edgeq build`")
     manifest = check_shape(read_json(path), str(path))
     if manifest["sha256"] != _digest(manifest):
         raise EdgeqError(f"{path}: edited or damaged (its sha256 does not match); copy or build "
@@ -136,8 +115,8 @@ def verify(root: Path) -> dict:
     manifest = read(root)
     files, folders = _walk(root)
     want = manifest["files"]
-    later = f"plugins/{LIB}" if manifest["plugins"]["mode"] == "sources" else None
-    have = set(files) - {NAME}
+    later = PLUGIN_LIBRARY if manifest["plugins"]["mode"] == "sources" else None
+    have = set(files) - {MANIFEST}
     listed = set(want) | ({later} & have)
     for name in folders:  # a folder holds a listed file (or the built library), else it is extra
         if not any(f.startswith(name + "/") for f in listed):

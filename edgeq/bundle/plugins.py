@@ -12,11 +12,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from ..bundle_files import PLUGIN_LIB, PLUGIN_LIBRARY, PLUGINS, SCRIPT, SOURCES
 from ..errors import EdgeqError
-from ..runtime.cuda_kernels import gpu_sm
+from ..gpu import gpu_sm
 
-LIB = "libedgeq_trt_plugins.so"
-SCRIPT = "plugins-src/build_plugins.sh"
 # what a JetPack 6 root file system holds (CUDA 12.6 and TensorRT 10.3 packages)
 SYSROOT_CUDA = "usr/local/cuda/targets/aarch64-linux/include/cuda_runtime.h"
 SYSROOT_TRT = "usr/include/aarch64-linux-gnu/NvInfer.h"
@@ -191,8 +190,8 @@ def _cmake(bundle: Path, args: list[str], log) -> None:
             if r.returncode:
                 raise EdgeqError(f"building the plugin library failed ({' '.join(cmd[:2])}); "
                                  "see the log above")
-        (bundle / "plugins").mkdir()
-        shutil.copy(build / LIB, bundle / "plugins" / LIB)
+        (bundle / PLUGINS).mkdir()
+        shutil.copy(build / PLUGIN_LIB, bundle / PLUGIN_LIBRARY)
     finally:
         shutil.rmtree(build, ignore_errors=True)
 
@@ -227,7 +226,7 @@ def stage(bundle: Path, target: dict, how: dict, log) -> dict:
             f"-DCMAKE_CUDA_ARCHITECTURES={target['sm']}"]
     if how["mode"] != "sources":
         base.append(f"-DCMAKE_CUDA_COMPILER={how['nvcc']}")
-        built = {"mode": how["mode"], "library": f"plugins/{LIB}", "cuda": how["cuda"]}
+        built = {"mode": how["mode"], "library": PLUGIN_LIBRARY, "cuda": how["cuda"]}
     if how["mode"] == "cross-compiled":
         sysroot = how["sysroot"]  # resolved: CMake runs the compilers in its build folder
         _cmake(bundle, [*base, f"-DCMAKE_TOOLCHAIN_FILE={source_root() / 'targets' / target['toolchain']}",
@@ -237,16 +236,16 @@ def stage(bundle: Path, target: dict, how: dict, log) -> dict:
     if how["mode"] == "native":
         _cmake(bundle, [*base, f"-DTENSORRT_INCLUDE_DIR={how['include']}"], log)
         return built
-    src = bundle / "plugins-src"
+    src = bundle / SOURCES
     _copy_sources(src / "src")
     (src / "src" / "CMakePresets.json").write_text(
         json.dumps(_preset(target, f"/usr/include/{target['arch']}-linux-gnu"), indent=1) + "\n")
-    script = src / "build_plugins.sh"
+    script = bundle / SCRIPT
     major = target["cuda"].split(".")[0]
     script.write_text(BUILD_SCRIPT.format(target=target["name"], sm=target["sm"],
                                           trt=target.get("tensorrt", "10.x"), cuda=target["cuda"],
                                           major=major, install=_install_hint(target, False),
-                                          lib=LIB))
+                                          lib=PLUGIN_LIB))
     script.chmod(0o755)
     return {"mode": "sources", "reason": how["reason"], "build_script": SCRIPT}
 
@@ -258,8 +257,8 @@ def build_from_sources(bundle: Path, log) -> dict:
     log("building the plugin library from plugins-src ...")
     r = subprocess.run(["sh", str(bundle / SCRIPT)], capture_output=True, text=True)
     log(r.stdout + r.stderr)
-    if r.returncode or not (bundle / "plugins" / LIB).is_file():
+    if r.returncode or not (bundle / PLUGIN_LIBRARY).is_file():
         raise EdgeqError(f"building the plugin library with {SCRIPT} failed (its output is "
                          "above); it needs cmake, the target's CUDA toolkit and TensorRT's headers")
     return {"mode": "native", "built": "on the device from plugins-src", "build_script": SCRIPT,
-            "library": f"plugins/{LIB}"}
+            "library": PLUGIN_LIBRARY}

@@ -21,7 +21,7 @@ from google.protobuf.message import EncodeError
 from onnxscript import values
 
 from ..errors import EdgeqError
-from ..output import writing
+from ..output import check_output, writing
 from ..ops import custom, qdq  # noqa: F401  (registers the ops the translations refer to)
 from ..ops.table import DOMAIN, OPS
 from . import schemas
@@ -146,9 +146,8 @@ def check_symbolic_axes(model: onnx.ModelProto) -> None:
 
 
 def _opset(model) -> int:
-    # DequantizeLinear's block_size (weight-only 4-bit) needs opset 21
-    from ..quant.qmodel import W4Table
-    return 21 if any(isinstance(m, W4Table) for m in model.modules()) else OPSET
+    """OPSET, or the newer one a module of the model says its ops need (`onnx_opset`)."""
+    return max([OPSET, *(getattr(m, "onnx_opset", OPSET) for m in model.modules())])
 
 
 def to_onnx(model, metadata: dict[str, str] | None = None) -> onnx.ModelProto:
@@ -190,18 +189,6 @@ def to_onnx(model, metadata: dict[str, str] | None = None) -> onnx.ModelProto:
     for k, v in meta.items():
         proto.metadata_props.add(key=k, value=v)
     return proto
-
-
-def check_output(path: Path) -> Path:
-    """The folder a new output goes into, if it exists and is writable."""
-    if Path(path).exists():  # as build and quantize: never over an earlier result
-        raise EdgeqError(f"{path}: already exists; remove it or choose another -o")
-    parent = Path(path).parent
-    if not parent.is_dir():
-        raise EdgeqError(f"{parent}: no such folder; create it or choose another -o")
-    if not os.access(parent, os.W_OK):
-        raise EdgeqError(f"{parent}: not writable; choose another -o")
-    return parent
 
 
 def over_2gb(proto: onnx.ModelProto) -> bool:

@@ -6,6 +6,7 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..bundle_files import GRAPH
 from ..errors import EdgeqError
 from ..jsonfile import read_json
 
@@ -174,8 +175,8 @@ def parse_config(raw: dict, source: str) -> MambaConfig:
 def read_config(folder: Path) -> MambaConfig:
     path = folder / "config.json"
     if not path.exists():
-        if (folder / "model.onnx").is_file():  # a bundle (or a folder with an export)
-            raise EdgeqError(f"{folder}: no config.json; for a bundle give {folder}/model.onnx "
+        if (folder / GRAPH).is_file():  # a bundle (or a folder with an export)
+            raise EdgeqError(f"{folder}: no config.json; for a bundle give {folder}/{GRAPH} "
                              "or run `edgeq verify` on it")
         raise EdgeqError(f"{folder}: no config.json; a model folder needs config.json and "
                          "weights (model.safetensors or pytorch_model.bin)")

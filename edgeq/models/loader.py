@@ -1,59 +1,18 @@
-"""Load a Mamba-1 checkpoint (local folder or hub id, -hf or state-spaces layout) into MambaLM."""
+"""Load a Mamba-1 or Mamba-2 checkpoint (local folder or hub id, -hf or state-spaces layout)
+into MambaLM, and find its tokenizer."""
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path, PurePosixPath
 
 import torch
 
 from ..errors import EdgeqError
+from ..hub import resolve
 from ..jsonfile import read_json
+from ..tokenizer import NEOX, NEOX_VOCAB, checked, from_hub, from_name, read
 from .config import MambaConfig, read_config
 from .mamba import MambaLM
-
-HUB_FILES = ["config.json", "*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin",
-             "pytorch_model.bin.index.json", "tokenizer.json", "tokenizer_config.json"]
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-def hub_id(name: str) -> bool:
-    """NAME, which names no local file or folder, is meant as a hub id: owner/name, not written
-    as a path (./, /, ~, more than one slash) and with no local folder `owner`."""
-    return bool(HUB_ID.match(name)) and not Path(name).parent.is_dir()
-
-
-def resolve(model: str, files: list[str] = HUB_FILES) -> Path:
-    """A local folder as it is; an `owner/name` hub id downloaded through huggingface_hub
-    (only `files`, glob patterns)."""
-    path = Path(model).expanduser()
-    if path.is_dir():
-        return path
-    if path.exists():
-        raise EdgeqError(f"{model}: is a file; give the checkpoint folder that holds config.json")
-    if not hub_id(model):
-        raise EdgeqError(f"{model}: no such folder (a local path, so not tried as a hub id); "
-                         "check the path")
-    try:
-        from huggingface_hub import snapshot_download
-        return Path(snapshot_download(model, allow_patterns=_one_format(model, files)))
-    except Exception as e:  # network, auth, missing repo: all end the same way for the user
-        raise EdgeqError(f"{model}: no local folder {model} and the hub download failed "
-                         f"({type(e).__name__}); check the id and your network, or pass a "
-                         "folder") from None
-
-
-def _one_format(repo: str, files: list[str]) -> list[str]:
-    """-hf repos often hold the weights twice, safetensors and .bin: fetch the safetensors only."""
-    try:
-        from huggingface_hub import HfApi
-        names = HfApi().list_repo_files(repo)
-    except Exception:  # offline with a cached snapshot, or no such repo: the download decides
-        return files
-    if any(n.endswith(".safetensors") for n in names):
-        return [f for f in files if not f.startswith("pytorch_model")]
-    return files
-
 
 def _load_file(path: Path) -> dict[str, torch.Tensor]:
     try:
@@ -159,6 +118,25 @@ def load_model(model: str, ops: str = "custom") -> tuple[MambaLM, Path]:
         lm = MambaLM(cfg, ops)
     load_state_dict(lm, read_weights(folder), str(folder))
     return lm.eval(), folder
+
+
+def find_tokenizer(folder: Path, given: str | None = None,
+                   vocab_size: int | None = None) -> str | None:
+    """The tokenizer.json text for a model folder: `given` (a file, a folder or a hub id), else
+    the folder's own, else GPT-NeoX-20B's for a state-spaces checkpoint of its vocabulary (None
+    where it cannot be downloaded: the callers that need one say so), else None; each checked
+    to parse and to fit the model's `vocab_size`."""
+    if given:
+        return checked(from_name(given), f"--tokenizer {given}", vocab_size)
+    if (folder / "tokenizer.json").exists():
+        return checked(read(folder / "tokenizer.json"), str(folder / "tokenizer.json"), vocab_size)
+    try:  # best effort: a folder without a readable state-spaces config has no fallback
+        cfg = read_config(folder)
+        # another vocabulary (Mamba2-8B's 256k, say) has another tokenizer: never guess one
+        neox = cfg.layout == "state-spaces" and NEOX_VOCAB <= cfg.vocab_size < NEOX_VOCAB + 64
+        return checked(from_hub(NEOX), NEOX, cfg.vocab_size) if neox else None
+    except EdgeqError:
+        return None
 
 
 def write_config(cfg: MambaConfig, folder: Path) -> None:

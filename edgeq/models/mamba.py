@@ -1,4 +1,5 @@
-"""edgeq's Mamba modules, built on the edgeq ops (the Mamba-2 mixer is in mamba2.py).
+"""edgeq's Mamba modules, built on the edgeq ops (the Mamba-2 mixer is in mamba2.py, what the
+two mixers share in mixer.py).
 
 Parameter names follow transformers' MambaForCausalLM, so -hf checkpoints load as they are.
 States are explicit: forward(ids, state) -> (logits, new_state); a decode step is forward at
@@ -11,12 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..ops import custom, qdq, reference
+from ..ops import custom, qdq
 from .config import MambaConfig
-
-OPS = {"custom": custom, "reference": reference}
-
-LayerState = tuple[Tensor, Tensor]  # conv [b, W-1, conv_dim] (activation dtype), ssm [b, d_inner, N] fp32
+from .mamba2 import Mamba2Mixer
+from .mixer import LayerState, OpsMixer
 
 
 def zero_state(cfg: MambaConfig, batch: int, conv_dtype: torch.dtype,
@@ -36,19 +35,6 @@ class RMSNorm(nn.Module):
         xf = x.float()
         xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * xf.to(x.dtype)
-
-
-class OpsMixer(nn.Module):
-    """What the Mamba-1 and Mamba-2 mixers share: the edgeq ops by name, the causal conv."""
-
-    @property
-    def ops(self):
-        return OPS[self.ops_name]
-
-    def conv(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        bias = self.conv1d.bias if self.conv1d.bias is not None else \
-            torch.zeros(x.shape[-1], dtype=x.dtype, device=x.device)
-        return self.ops.causal_conv1d(x, self.conv1d.weight[:, 0, :], bias, state, 1)
 
 
 class MambaMixer(OpsMixer):
@@ -86,7 +72,6 @@ class MambaBlock(nn.Module):
         super().__init__()
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         if cfg.arch == "mamba2":
-            from .mamba2 import Mamba2Mixer
             self.mixer = Mamba2Mixer(cfg, ops)
         else:
             self.mixer = MambaMixer(cfg, ops)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import MambaConfig
-from .mamba import LayerState, OpsMixer
+from .mixer import LayerState, OpsMixer
 
 
 class GatedRMSNorm(nn.Module):

@@ -41,6 +41,10 @@ def _(xq, x_scale, w_t, w_scale):
     return xq.new_empty((*xq.shape[:-1], w_t.shape[1]), dtype=torch.float32)
 
 
+# DequantizeLinear takes block_size (the form dequantize_int4 exports to) from ONNX opset 21
+INT4_OPSET = 21
+
+
 @torch.library.custom_op("edgeq::dequantize_int4", mutates_args=())
 def dequantize_int4(w: Tensor, s: Tensor, axis: int = 0) -> Tensor:
     """A block-quantized 4-bit weight in the scales' dtype (fp32 or fp16): w int8 values in

@@ -13,7 +13,7 @@ from ..errors import EdgeqError
 
 def _tokenize(text: str, tokenizer, source: str) -> np.ndarray:
     if tokenizer is None:
-        from ..runtime.text import MISSING
+        from ..tokenizer import MISSING
         raise EdgeqError(f"{source}: text needs the model's tokenizer; {MISSING}, or a tokenized "
                          ".npy array instead")
     return np.array(tokenizer.encode(text).ids, dtype=np.int64)

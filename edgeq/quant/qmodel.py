@@ -172,6 +172,7 @@ class W4Table(nn.Module):
     scales' dtype. An embedding or head table (not transposed) is held [rows, cols], blocked on
     axis 1, with fp16 scales: the embedding op reads its rows and the head is DQ -> Gemm(transB=1)
     with fp16 activations, TensorRT's weight-only INT4 form, from the same initializers."""
+    onnx_opset = qdq.INT4_OPSET  # what its dequantize_int4 exports to needs
 
     def __init__(self, packed: Tensor, scale: Tensor, transposed: bool = True):
         super().__init__()

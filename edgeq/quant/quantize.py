@@ -6,13 +6,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from pathlib import Path
 
 import torch
 
 from ..errors import EdgeqError
-from ..output import writing
+from ..output import check_output, writing
 from ..jsonfile import read_json
 from ..models.config import MambaConfig, read_config
 from ..models.loader import write_config
@@ -294,17 +293,6 @@ def run(model: MambaLM, windows: torch.Tensor, recipe: dict, batch: int = 8
 def config_digest(cfg: MambaConfig) -> str:
     d = {k: v for k, v in cfg.to_dict().items() if k != "layout"}
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def check_output(folder: Path) -> Path:
-    """The parent of a quantized folder to create, if the folder is new and the parent writable."""
-    folder = Path(folder)
-    if folder.exists():
-        raise EdgeqError(f"{folder}: already exists; remove it or choose another -o")
-    parent = folder.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise EdgeqError(f"{parent}: not a writable folder; choose another -o")
-    return parent
 
 
 def save(folder: Path, model: MambaLM, tensors: dict, scales: list[dict], recipe: dict,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import EdgeqError
-from . import text
+from ..tokenizer import MISSING, eos_id
 from .generate import generate
 
 
@@ -20,7 +20,7 @@ def _logprobs(backend, ids: list[int]) -> np.ndarray:
 def make_lm(backend, tokenizer):
     from lm_eval.api.model import LM
 
-    prefix = [text.eos_id(tokenizer) or 0]  # conditions the first token of rolling scores
+    prefix = [eos_id(tokenizer) or 0]  # conditions the first token of rolling scores
 
     class EdgeqLM(LM):
         def loglikelihood(self, requests):
@@ -63,6 +63,6 @@ def run_tasks(backend, tokenizer, tasks: list[str]) -> dict:
     except ImportError:
         raise EdgeqError("--tasks needs the lm-evaluation-harness: pip install lm_eval") from None
     if tokenizer is None:
-        raise EdgeqError(f"--tasks needs the model's tokenizer; {text.MISSING}")
+        raise EdgeqError(f"--tasks needs the model's tokenizer; {MISSING}")
     res = simple_evaluate(model=make_lm(backend, tokenizer), tasks=tasks)
     return res["results"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import ctypes
 from pathlib import Path
 
+from ..bundle_files import PLUGIN_LIBRARY
 from ..errors import EdgeqError
 
-LIBRARY = "plugins/libedgeq_trt_plugins.so"  # in a bundle
 
 # ICudaEngine.device_memory_size_v2 and IExecutionContext.set_device_memory(ptr, size) came in
 # 10.1 (JetPack 6.0 has 8.6; 6.1 and 6.2 have 10.3)
@@ -65,7 +65,7 @@ def load_plugins(trt, bundle: Path) -> None:
     (NvInferRuntimeCommon.h 10.3, IPluginRegistry::loadLibrary): a second call for the same
     library (an engine build, then its --compare run) reuses the first, and another bundle's
     library, whose plugins have the same names, is refused."""
-    lib = (bundle / LIBRARY).resolve()
+    lib = (bundle / PLUGIN_LIBRARY).resolve()
     if id(trt) in _PLUGINS:
         loaded = _PLUGINS[id(trt)][1]
         if loaded == lib:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bundle_files import GRAPH
 from ..errors import EdgeqError
 from ..runtime.backends import OrtBackend, logits_at
 from ..runtime.evaluate import top1_agreement
@@ -75,7 +76,7 @@ def feeds(ort: OrtBackend, ids: np.ndarray) -> list[dict]:
 def compare(bundle: Path) -> dict:
     """Polygraphy's comparison (its report printed), then top-1 agreement over decode steps.
     EdgeqError naming the first output beyond the tolerance."""
-    ort = OrtBackend(bundle / "model.onnx")
+    ort = OrtBackend(bundle / GRAPH)
     ids = np.random.default_rng(0).integers(0, ort.config.vocab_size, 2 * PROMPT + 1)
     # ORT second: the relative error is to its outputs
     trt = TrtBackend(bundle)

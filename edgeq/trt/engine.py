@@ -2,7 +2,8 @@
 network from the ONNX parser, the edgeq plugin library loaded into the plugin registry,
 optimization profiles for prefill and decode, memory-pool limits from the target and a timing
 cache; detailed layer information (engine_layers.json) for the precision summary
-(edgeq.trt.layers). Not run in edgeq's CI: no TensorRT there; tests/fake_trt.py simulates it."""
+(edgeq.trt.layers). Not run in edgeq's CI: no TensorRT there; tests/support/fake_trt.py simulates
+it."""
 from __future__ import annotations
 
 import os
@@ -12,27 +13,27 @@ from pathlib import Path
 
 import onnx
 
-from ..bundle.manifest import write_inside
+from .. import gpu
+from ..bundle_files import CACHE, ENGINE, GRAPH, LAYERS, LOG
 from ..errors import EdgeqError
 from ..ops.table import BY_NAME, DOMAIN
+from ..output import write_inside
 from . import layers, load, load_plugins
 from . import logger as trt_logger
 from .memory import workspace_bytes
 
-ENGINE, LOG, CACHE = "model.engine", "engine_build.log", "timing.cache"
 
 
 def check_compatible(manifest: dict) -> None:
     """Refuse a bundle made for another TensorRT version or GPU than this device's. A
     workstation target names no TensorRT version: any that edgeq takes builds its engine."""
-    from ..runtime.cuda_kernels import gpu_sm
     trt = load()
     want = manifest["target"].get("tensorrt")
     have = ".".join(trt.__version__.split(".")[:2])
     if want and want != have:
         raise EdgeqError(f"the bundle targets TensorRT {want}, this device has {have}; build a "
                          "bundle for this device's target")
-    sm = gpu_sm()
+    sm = gpu.gpu_sm()
     if sm != manifest["target"]["sm"]:
         raise EdgeqError(f"the bundle targets sm_{manifest['target']['sm']}, this GPU is "
                          f"{'sm_%d' % sm if sm else 'absent'}; build for this device's target")
@@ -58,7 +59,7 @@ def custom_ops(onnx_path: Path) -> set[tuple[str, str, str]]:
 def replacing(bundle: Path):
     """Around a rebuild of the engine's files: yields the old timing cache, and on failure puts
     the old files back (a bundle that verifies, as before), on success drops them."""
-    olds = [(bundle / n, bundle / f"{n}.old") for n in (ENGINE, CACHE, LOG, layers.LAYERS)]
+    olds = [(bundle / n, bundle / f"{n}.old") for n in (ENGINE, CACHE, LOG, LAYERS)]
     for new, old in olds:
         if new.exists():
             os.replace(new, old)
@@ -82,14 +83,14 @@ def build_engine(bundle: Path, target: dict, log, max_batch: int = 1, max_seq: i
     logger.lines.clear()
     load_plugins(trt, bundle)
     registry = trt.get_plugin_registry()
-    for name, version, namespace in sorted(custom_ops(bundle / "model.onnx")):
+    for name, version, namespace in sorted(custom_ops(bundle / GRAPH)):
         if registry.get_creator(name, version, namespace) is None:
             raise EdgeqError(f"the plugin library lacks {namespace}::{name} v{version}, which the "
                              "graph uses; rebuild the plugins from this bundle's sources")
     builder = trt.Builder(logger)
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(bundle / "model.onnx")):
+    if not parser.parse_from_file(str(bundle / GRAPH)):
         errors = "; ".join(" ".join(str(parser.get_error(i)).split())
                            for i in range(parser.num_errors))
         raise EdgeqError(f"TensorRT's ONNX parser refused the graph: {errors} "
@@ -134,13 +135,13 @@ def build_engine(bundle: Path, target: dict, log, max_batch: int = 1, max_seq: i
     write_inside(bundle, CACHE, cache_data)
     write_inside(bundle, LOG, logger.text().encode())
     log(f"engine written: {bundle / ENGINE}")
-    summary = layers.summary(layers.write(trt, logger, bundle), bundle / "model.onnx")
+    summary = layers.summary(layers.write(trt, logger, bundle), bundle / GRAPH)
     log(layers.describe(summary))
     if expect_int8:
         layers.check_int8(summary)
     return {"built": True, "engine": ENGINE, "log": LOG, "tensorrt": trt.__version__,
             "profiles": {"prefill": [1, max_seq], "decode": [1, 1], "batch": [1, max_batch],
-                         "logits_at": [1, 1]}, "workspace_bytes": pool, "layers": layers.LAYERS,
+                         "logits_at": [1, 1]}, "workspace_bytes": pool, "layers": LAYERS,
             "precision": layers.counts(summary)}
 
 

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import onnx
 
-from ..bundle.manifest import write_inside
+from ..bundle_files import ENGINE, LAYERS
 from ..errors import EdgeqError
 from ..ops.table import DOMAIN
+from ..output import write_inside
 
-LAYERS = "engine_layers.json"
 FLOAT = ("FP32", "FP16", "BF16")
 # phrases of "Format/Datatype" (and of "Weights"/"Type"), most specific first
 _PRECISIONS = [("INT4", r"\bInt4\b|\bINT4\b"), ("INT8", r"\bInt8\b|\bINT8\b"),
@@ -39,7 +39,7 @@ _PROFILE = re.compile(r" \[profile (\d+)\]")
 def write(trt, logger, bundle: Path) -> dict:
     """Read the bundle's engine back and write its layer information to LAYERS."""
     from .runtime import deserialize
-    engine = deserialize(trt, logger, bundle / "model.engine")
+    engine = deserialize(trt, logger, bundle / ENGINE)
     if engine is None:
         raise EdgeqError(f"TensorRT could not load the engine it built: {logger.errors()[0]}")
     text = engine.create_engine_inspector().get_engine_information(

@@ -13,7 +13,7 @@ The plugins do not alias state_out to state (IPluginV3OneBuildV2): TensorRT 10.3
 behind a preview flag and cannot name the aliased engine I/O (getAliasedInputTensor came later),
 so the two sets cost one more set of states (Mamba2-8B, fp16 SSM states, batch 1: 120 MB).
 
-Not run in edgeq's CI (no TensorRT or GPU there); tests/fake_trt.py simulates both APIs."""
+Not run in edgeq's CI (no TensorRT or GPU there); tests/support/fake_trt.py simulates both APIs."""
 from __future__ import annotations
 
 import json
@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bundle_files import ENGINE, MANIFEST
 from ..errors import EdgeqError
 from ..models.config import MambaConfig
-from ..runtime.cuda_kernels import check
+from ..gpu import check
 from . import load, load_plugins
 from . import logger as trt_logger
 
@@ -122,9 +123,9 @@ class TrtBackend:
             raise EdgeqError(f"{e}; elsewhere use --backend ort") from None
         self.trt, self.rt, self.cuda_graph = trt, rt, cuda_graph
         self.decode: dict[int, _Decode] = {}
-        manifest = json.loads((bundle / "bundle.json").read_text())
+        manifest = json.loads((bundle / MANIFEST).read_text())
         self.config = MambaConfig.from_dict(manifest["model"]["config"])
-        engine_path = bundle / "model.engine"
+        engine_path = bundle / ENGINE
         if not engine_path.is_file():
             raise EdgeqError(f"{bundle}: no model.engine; run `edgeq engine {bundle}` on the device")
         self.logger = trt_logger(trt)

@@ -12,7 +12,8 @@
 #error "edgeq's CUDA kernels need sm_80 or newer (int8 mma.m16n8k32); Jetson Orin is sm_87"
 #endif
 
-// A thread's work is __host__ too, so tests/cuda_host_emu.cu can run it on the CPU (CI has no GPU).
+// A thread's work is __host__ too, so tests/support/cuda_host_emu.cu can run it on the CPU (CI has
+// no GPU).
 #define EDGEQ_CUDA_HD __host__ __device__ __forceinline__
 
 namespace edgeq_cuda {
@@ -59,8 +60,8 @@ EDGEQ_CUDA_HD float silu(float x) { return x / (1.f + expf(-x)); }
 
 // The row kernels run one block per row, written against a Block: each(count, f) calls f(i) for
 // this thread's share of 0..count-1 (the same share on every call), sync() is a barrier and
-// sum(v) the sum of v over the block. tests/cuda_host_emu.cu runs the same row code on the CPU
-// with a one-thread Block.
+// sum(v) the sum of v over the block. tests/support/cuda_host_emu.cu runs the same row code on the
+// CPU with a one-thread Block.
 struct GpuBlock {
   template <class F> __device__ void each(int64_t count, F f) const {
     for (int64_t i = threadIdx.x; i < count; i += blockDim.x) f(i);
@@ -106,7 +107,8 @@ inline bool aligned16(const void* p, const void* q) {
 // The kernels whose threads cooperate beyond a block sum (the tiled W4A8 linear, the scans'
 // split-state, time-parallel and chunked kernels) are written against a Thread: index() in the block,
 // sync() the block's barrier, and the warp's collectives (shuffles: shfl reads src_lane's v).
-// tests/cuda_host_emu.cu runs the same code with a CPU Thread whose threads are real threads.
+// tests/support/cuda_host_emu.cu runs the same code with a CPU Thread whose threads are real
+// threads.
 struct GpuThread {
   __device__ int index() const { return threadIdx.x; }
   __device__ void sync() const { __syncthreads(); }
@@ -135,7 +137,7 @@ struct GpuThread {
 };
 
 // A launch's shape: x by y blocks of `block` threads with `smem` bytes of dynamic shared memory.
-// The launchers and the launch tables of plugins/*/README.md (tests/cuda_host_emu.cu,
+// The launchers and the launch tables of plugins/*/README.md (tests/support/cuda_host_emu.cu,
 // tools/launch_table.py) take it from the same functions.
 struct Geometry {
   int64_t x, y;

@@ -36,7 +36,7 @@ inline int w4a8_check(const W4A8Args& a) {
   return EDGEQ_OK;
 }
 
-// The two intrinsics, with their definitions for tests/cuda_host_emu.cu.
+// The two intrinsics, with their definitions for tests/support/cuda_host_emu.cu.
 // c + the sum of the products of the four int8 of a and of b
 EDGEQ_CUDA_HD int32_t dp4a(int32_t a, int32_t b, int32_t c) {
 #ifdef __CUDA_ARCH__

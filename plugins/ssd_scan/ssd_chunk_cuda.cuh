@@ -11,7 +11,7 @@
 // power-of-two scale per row (per output row or column of the product) that keeps the row's
 // largest part below fp16's range and the small ones above its subnormals: about 22 bits of
 // each value, so the results stay within fp32 rounding of the chunked reference. Written
-// against a Thread (edgeq_cuda.cuh) so that tests/cuda_host_emu.cu runs it on the CPU.
+// against a Thread (edgeq_cuda.cuh) so that tests/support/cuda_host_emu.cu runs it on the CPU.
 #pragma once
 #include "../selective_scan/selective_scan_cuda.cuh"
 

@@ -7,20 +7,20 @@
 // they run as real threads. CI has nvcc but no GPU: this checks the kernels' indexing, window,
 // state, unpacking, tiling, scan, butterfly and quantization code against edgeq.ops.reference.
 // GPU-only parts (launch geometry, memory, the row kernels' barriers and reductions, the dp4a,
-// byte_perm, shuffle and mma instructions) are left to tests/test_cuda_kernels.py.
+// byte_perm, shuffle and mma instructions) are left to the GPU (tests/test_backend_ops_gpu.py).
 #include <condition_variable>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "../plugins/add_rmsnorm/add_rmsnorm_cuda.cu"
-#include "../plugins/causal_conv1d/causal_conv1d_cuda.cu"
-#include "../plugins/embedding_w4/embedding_w4_cuda.cu"
-#include "../plugins/hadamard/hadamard_cuda.cu"
-#include "../plugins/linear_w4a8/linear_w4a8_cuda.cu"
-#include "../plugins/selective_scan/selective_scan_cuda.cu"
-#include "../plugins/ssd_scan/ssd_scan_cuda.cu"
+#include "../../plugins/add_rmsnorm/add_rmsnorm_cuda.cu"
+#include "../../plugins/causal_conv1d/causal_conv1d_cuda.cu"
+#include "../../plugins/embedding_w4/embedding_w4_cuda.cu"
+#include "../../plugins/hadamard/hadamard_cuda.cu"
+#include "../../plugins/linear_w4a8/linear_w4a8_cuda.cu"
+#include "../../plugins/selective_scan/selective_scan_cuda.cu"
+#include "../../plugins/ssd_scan/ssd_scan_cuda.cu"
 
 using namespace edgeq_cuda;
 using H = __half;

@@ -1,10 +1,13 @@
-"""Tokenizers: from a model folder (tokenizer.json), --tokenizer, or an exported graph's metadata."""
+"""Tokenizers: read and checked from a tokenizer.json, a folder holding one or a hub id
+(--tokenizer), or an exported graph's metadata; the end-of-text id; streamed decoding.
+Which tokenizer a checkpoint folder uses is models.loader.find_tokenizer's to say."""
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from ..errors import EdgeqError
+from .errors import EdgeqError
+from .hub import hub_id
 
 META_KEY = "edgeq.tokenizer"
 
@@ -16,7 +19,7 @@ MISSING = ("pass --tokenizer (a tokenizer.json, the folder that holds it, or a h
            f"{NEOX})")
 
 
-def _read(path: Path) -> str:
+def read(path: Path) -> str:
     try:
         return path.read_text()
     except (OSError, UnicodeDecodeError) as e:
@@ -38,47 +41,28 @@ def checked(text: str, what: str, vocab_size: int | None = None) -> str:
     return text
 
 
-def _hub(repo: str) -> str:
+def from_hub(repo: str) -> str:
     try:
         from huggingface_hub import hf_hub_download
         path = Path(hf_hub_download(repo, "tokenizer.json"))
     except Exception as e:  # network, auth, a repo without tokenizer.json
         raise EdgeqError(f"{repo}: could not download its tokenizer.json ({type(e).__name__}); "
                          "check the id and your network, or pass a local tokenizer.json") from None
-    return _read(path)
+    return read(path)
 
 
-def _given(name: str) -> str:
+def from_name(name: str) -> str:
+    """The tokenizer.json text that --tokenizer NAME gives: a file, its folder or a hub id."""
     path = Path(name)
     if path.is_file():
-        return _read(path)
+        return read(path)
     if path.is_dir():
         if not (path / "tokenizer.json").is_file():
             raise EdgeqError(f"{path}: holds no tokenizer.json; give the file or its folder")
-        return _read(path / "tokenizer.json")
-    from ..models.loader import hub_id
+        return read(path / "tokenizer.json")
     if not hub_id(name):
         raise EdgeqError(f"--tokenizer {name}: no such file or folder, and not a hub id (owner/name)")
-    return _hub(name)
-
-
-def find(folder: Path, given: str | None = None, vocab_size: int | None = None) -> str | None:
-    """The tokenizer.json text for a model folder: `given` (a file, a folder or a hub id), else
-    the folder's own, else GPT-NeoX-20B's for a state-spaces checkpoint of its vocabulary (None
-    where it cannot be downloaded: the callers that need one say so), else None; each checked
-    to parse and to fit the model's `vocab_size`."""
-    if given:
-        return checked(_given(given), f"--tokenizer {given}", vocab_size)
-    if (folder / "tokenizer.json").exists():
-        return checked(_read(folder / "tokenizer.json"), str(folder / "tokenizer.json"), vocab_size)
-    from ..models.config import read_config
-    try:  # best effort: a folder without a readable state-spaces config has no fallback
-        cfg = read_config(folder)
-        # another vocabulary (Mamba2-8B's 256k, say) has another tokenizer: never guess one
-        neox = cfg.layout == "state-spaces" and NEOX_VOCAB <= cfg.vocab_size < NEOX_VOCAB + 64
-        return checked(_hub(NEOX), NEOX, cfg.vocab_size) if neox else None
-    except EdgeqError:
-        return None
+    return from_hub(name)
 
 
 def from_json(text: str | None):

@@ -2,13 +2,15 @@
 
 PluginLib answers each kernel call that a case makes with the op's TensorRT plugin, driven
 through its IPluginV3 interfaces the way TensorRT builds and runs an engine
-(tests/trt_harness.cpp) on the call's buffers. The C ABI's arguments are the op's inputs, its
-outputs, shape ints, its attributes in op-table order and the stream (edgeq_kernels.h), so the
-call maps onto the plugin's inputs, outputs and fields; the plugin derives the shapes itself.
+(tests/support/trt_harness.cpp) on the call's buffers. The C ABI's arguments are the op's
+inputs, its outputs, shape ints, its attributes in op-table order and the stream
+(edgeq_kernels.h), so the call maps onto the plugin's inputs, outputs and fields; the plugin
+derives the shapes itself.
 
 The plugin library is the real one (CUDA kernels; a GPU runs it) or one linked over the CPU
-emulation of the kernels (tests/cuda_host_emu.cu) with host memory standing in for device
-memory (tests/host_cudart.cpp), which runs the adapters' code on a machine without a GPU.
+emulation of the kernels (tests/support/cuda_host_emu.cu) with host memory standing in for
+device memory (tests/support/host_cudart.cpp), which runs the adapters' code on a machine
+without a GPU.
 """
 from __future__ import annotations
 
@@ -17,10 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from conftest import ROOT
 from edgeq.runtime import cuda_kernels
 from edgeq.ops.table import OPS
-from native_build import nvcc_host, run
+from native_build import ROOT, SUPPORT, nvcc_host, run
 
 # TensorRT's DataType values (NvInferRuntimeBase.h)
 TRT_TYPES = {np.dtype("float32"): 0, np.dtype("float16"): 1, np.dtype("int8"): 2,
@@ -33,7 +34,7 @@ ADAPTERS = [ROOT / "plugins" / "trt" / "registry.cpp"] + sorted(ROOT.glob("plugi
 def build_harness(nvcc: str, trt_include: str, out: Path) -> ctypes.CDLL:
     lib = out / "libtrt_harness.so"
     run([nvcc, "-std=c++17", "-shared", *nvcc_host(), "-isystem", trt_include,
-         ROOT / "tests" / "trt_harness.cpp", "-o", lib, "-ldl"])
+         SUPPORT / "trt_harness.cpp", "-o", lib, "-ldl"])
     # global: the emulated plugin library reports its CUDA calls to edgeq_harness_cuda_call
     h = ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
     p, i32 = ctypes.c_void_p, ctypes.c_int32
@@ -59,7 +60,7 @@ def build_emulated_plugins(nvcc: str, trt_include: str, emu: Path, out: Path) ->
     for name in cuda_kernels.symbols():
         wraps += [f"--wrap={name}", f"--defsym=__wrap_{name}=emu_{name}"]
     lib = out / "libedgeq_trt_plugins_emu.so"
-    run([nvcc, "-shared", *common, *objects, emu, ROOT / "tests" / "host_cudart.cpp", "-o", lib,
+    run([nvcc, "-shared", *common, *objects, emu, SUPPORT / "host_cudart.cpp", "-o", lib,
          "-Xlinker", ",".join(wraps), "-Xlinker",
          f"--version-script={ROOT / 'plugins' / 'trt' / 'exports.map'}"])
     return lib
@@ -74,7 +75,7 @@ def field(attr_type: str, value) -> np.ndarray:
 def run_plugin(harness: ctypes.CDLL, library: Path, op, fields: dict[str, np.ndarray],
                inputs: list[int], outputs: list[int], mem, stream=None,
                int4: frozenset = frozenset()) -> None:
-    """One plugin through tests/trt_harness.cpp on buffers of `mem`; fields by name (INT
+    """One plugin through tests/support/trt_harness.cpp on buffers of `mem`; fields by name (INT
     attributes int32, FLOAT and FLOATS float32, as the ONNX parser passes them); the inputs
     numbered in `int4` are packed INT4 bytes."""
     kinds = {a.name: a.type for a in op.attrs}

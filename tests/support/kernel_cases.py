@@ -1,6 +1,7 @@
-"""Cases and checks shared by the CUDA kernel tests: the real kernels on a GPU
-(test_cuda_kernels.py), their per-thread code run on the CPU (test_cuda_build.py) and the
-TensorRT plugins over either (test_trt_plugins.py).
+"""The kernel cases and their checks against edgeq.ops.reference, one list for every backend
+that runs the kernels' C ABI (backends.py, test_backend_ops.py): the torch custom ops, the CPU
+library, the CUDA kernels' per-thread code on the CPU, the real kernels on a GPU (also in a CUDA
+graph), and the TensorRT plugins over either.
 
 `mem` moves arrays to where the kernel reads them: put(array) -> pointer, empty(shape, dtype) ->
 pointer, get(pointer) -> array, describe(pointer) -> (shape, dtype), sync(). HostMem holds them
@@ -14,7 +15,8 @@ import numpy as np
 import torch
 
 from edgeq.ops import int4, reference
-from edgeq.runtime.cuda_kernels import check, max_scan_parts, ssd_chunked, symbol
+from edgeq.gpu import check
+from edgeq.runtime.cuda_kernels import max_scan_parts, ssd_chunked, symbol
 from edgeq.runtime.kernels import Scales
 from edgeq.ops.table import (ADD_RMSNORM_INT8, CAUSAL_CONV1D, CAUSAL_CONV1D_INT8, EMBEDDING_W4,
                              HADAMARD_INT8, LINEAR_W4A8, SELECTIVE_SCAN, SELECTIVE_SCAN_INT8, SSD_SCAN,
@@ -150,7 +152,11 @@ SCAN_SMALL = [
     # part of the last chunk; the cap, and the sequential kernel on a long prompt
     Scan(1, 600, 37, N=5), Scan(2, 100, 30, dtype="int8", inplace=True),
     Scan(2, 200, 50, dtype="float16", max_parts=2), Scan(1, 300, 64, max_parts=1),
-]
+] + [  # the CPU kernels' first cases (b, L, D, H, G, N): Mamba-1 (H = D), heads; gated or not
+    Scan(b, L, D, heads=0 if H == D else H, groups=G, N=N, gate=gate)
+    for b, L, D, H, G, N in ((2, 7, 96, 96, 1, 16), (1, 1, 64, 64, 1, 16), (3, 33, 48, 48, 1, 4),
+                             (2, 5, 64, 8, 2, 8), (1, 1, 32, 4, 4, 16), (2, 64, 1536, 1536, 1, 16))
+    for gate in (True, False)]
 SSD_SMALL = [
     Ssd(1, 1, MAMBA2_130M_HEADS, 64), Ssd(2, 7, 4, 8, N=16, chunk=4),
     Ssd(2, 33, 6, 5, groups=3, N=4, chunk=8), Ssd(1, 64, 4, 16, N=32, chunk=16, softplus=0),
@@ -183,7 +189,10 @@ CONV_SMALL = [
     Conv(2, 40, 70, W=3, dtype="int8", inplace=True),
     Conv(2, 7, MAMBA_130M, dtype="int8", per_channel=True),
     Conv(2, 9, 33, W=32, activation=0, dtype="int8", per_channel=True, inplace=True),
-]
+] + [Conv(b, L, C, W=W, activation=act)  # the CPU kernels' first cases
+     for b, L, C, W in ((2, 7, 96, 4), (1, 1, 64, 4), (3, 2, 40, 3), (1, 5, 16, 2),
+                        (2, 100, 1536, 4))
+     for act in (0, 1)]
 # every K (1, 12, 20, 28), M = 1, and the Mamba widths
 # fewer rows than SMs split a row over blocks (the emulation: the Orin Nano's 8): 8192 by 8 parts
 # (Mamba2-8B's d_inner), 5120 and 1536 by 4, 2560 by 8 uneven ones, 4096 in place
@@ -256,21 +265,33 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.numpy())
 
 
-def _check(name, got: np.ndarray, want: torch.Tensor, half: bool):
+@dataclass(frozen=True)
+class Tolerance:
+    """How close a backend's outputs must be to the reference's. fp32 and fp16: (rtol, atol as a
+    fraction of the largest reference value); int8: one value in `int8_one_step_off_per` may be
+    one step off (none further)."""
+    fp32: tuple[float, float] = (1e-4, 1e-5)  # both sides compute in fp32, in different orders
+    fp16: tuple[float, float] = (2e-3, 1e-3)  # fp32 results round to fp16 once: one ulp, 2^-10
+    int8_one_step_off_per: int = 1000
+
+
+# docs/ops.md: GPU kernels may use fp32 intrinsics, so an int8 value within rounding error of a
+# half step may land one step off; that is rare (about 1e-4 of the values), allow 1e-3
+TOLERANCE = Tolerance()
+
+
+def _check(name, got: np.ndarray, want: torch.Tensor, half: bool, tol: Tolerance = TOLERANCE):
     got, want = torch.from_numpy(got).float(), want.float()
     scale = want.abs().max().item() + 1e-6
-    # fp32: both sides compute in fp32, in different orders. fp16: the fp32 results round to
-    # fp16 once, so they may differ by one fp16 ulp (2^-10 relative)
-    rtol, atol = (2e-3, 1e-3 * scale) if half else (1e-4, 1e-5 * scale)
-    torch.testing.assert_close(got, want, rtol=rtol, atol=atol, msg=lambda m: f"{name}: {m}")
+    rtol, atol = tol.fp16 if half else tol.fp32
+    torch.testing.assert_close(got, want, rtol=rtol, atol=atol * scale,
+                               msg=lambda m: f"{name}: {m}")
 
 
-def _check_int8(name, got: np.ndarray, want: torch.Tensor):
-    # docs/ops.md: GPU kernels may use fp32 intrinsics, so a value within rounding error of a
-    # half step may land one step off; that is rare (about 1e-4 of the values), allow 1e-3
+def _check_int8(name, got: np.ndarray, want: torch.Tensor, tol: Tolerance = TOLERANCE):
     assert got.dtype == np.int8 and got.shape == tuple(want.shape), name
     diff = np.abs(got.astype(np.int32) - want.numpy().astype(np.int32))
-    assert diff.max() <= 1 and (diff > 0).sum() <= max(1, diff.size // 1000), \
+    assert diff.max() <= 1 and (diff > 0).sum() <= max(1, diff.size // tol.int8_one_step_off_per), \
         f"{name}: {(diff > 0).sum()} of {diff.size} differ, by up to {diff.max()}"
 
 
@@ -336,7 +357,8 @@ def scan_reference(c: Scan, x: dict):
     return torch.cat(ys, 1), state
 
 
-def run_scan(lib, mem, c: Scan, prefix: str = "", x: dict | None = None):
+def run_scan(lib, mem, c: Scan, prefix: str = "", x: dict | None = None,
+             tol: Tolerance = TOLERANCE):
     """Check the scan kernels of `lib` on case c (inputs x, default scan_inputs(c))."""
     x = scan_inputs(c) if x is None else x
     scales, want_x, int8 = {}, x, c.dtype == "int8"
@@ -356,8 +378,8 @@ def run_scan(lib, mem, c: Scan, prefix: str = "", x: dict | None = None):
     mem.sync()
     want_y, want_state = scan_reference(c, want_x)
     half = c.dtype == "float16"
-    _check("y", mem.get(y), want_y, half)
-    _check("state_out", mem.get(state_out), want_state, half)
+    _check("y", mem.get(y), want_y, half, tol)
+    _check("state_out", mem.get(state_out), want_state, half, tol)
 
 
 def ssd_inputs(c: Ssd, seed: int = 0) -> dict:
@@ -372,7 +394,8 @@ def ssd_inputs(c: Ssd, seed: int = 0) -> dict:
                 D=r(c.heads), dt_bias=bias, state=r(c.batch, dim, c.N) * 0.5)
 
 
-def run_ssd(lib, mem, c: Ssd, prefix: str = "", x: dict | None = None):
+def run_ssd(lib, mem, c: Ssd, prefix: str = "", x: dict | None = None,
+            tol: Tolerance = TOLERANCE):
     x = ssd_inputs(c) if x is None else x
     axes, scales, int8 = {"x": -1, "dt": -1, "B": -2, "C": -2}, {}, c.dtype == "int8"
     dim = c.heads * c.P
@@ -394,8 +417,8 @@ def run_ssd(lib, mem, c: Ssd, prefix: str = "", x: dict | None = None):
     want_y, want_state = ref(**x, **{f"{k}_scale": v for k, v in scales.items()},
                              dt_softplus=bool(c.softplus), chunk_size=c.chunk)
     half = c.dtype == "float16"
-    _check("y", mem.get(y), want_y, half)
-    _check("state_out", mem.get(state_out), want_state, half or int8)
+    _check("y", mem.get(y), want_y, half, tol)
+    _check("state_out", mem.get(state_out), want_state, half or int8, tol)
 
 
 def conv_inputs(c: Conv, seed: int = 0) -> dict:
@@ -406,7 +429,7 @@ def conv_inputs(c: Conv, seed: int = 0) -> dict:
                 state=r(c.batch, c.W - 1, c.C))
 
 
-def run_conv(lib, mem, c: Conv, prefix: str = ""):
+def run_conv(lib, mem, c: Conv, prefix: str = "", tol: Tolerance = TOLERANCE):
     x = conv_inputs(c)
     scales, int8 = [], c.dtype == "int8"
     if int8:  # the state holds past inputs: x's scale; y's scale saturates a few outputs
@@ -431,15 +454,15 @@ def run_conv(lib, mem, c: Conv, prefix: str = ""):
                                                           weight_scale=scales[1],
                                                           y_scale=scales[2],
                                                           activation=c.activation)
-        _check_int8("y", mem.get(y), want_y)
+        _check_int8("y", mem.get(y), want_y, tol)
     else:
         want_y, want_state = reference.causal_conv1d(**x, activation=c.activation)
-        _check("y", mem.get(y), want_y, c.dtype == "float16")
+        _check("y", mem.get(y), want_y, c.dtype == "float16", tol)
     # the state is a copy of inputs: exact
     assert np.array_equal(mem.get(state_out), _np(want_state)), "state_out"
 
 
-def run_hadamard(lib, mem, c: Hadamard, prefix: str = ""):
+def run_hadamard(lib, mem, c: Hadamard, prefix: str = "", tol: Tolerance = TOLERANCE):
     x = torch.randn(c.rows, c.n, generator=torch.Generator().manual_seed(c.n))
     y_scale = 0.025  # |y| > 3.2 saturates: about 1 in 700
     y = mem.empty((c.rows, c.n), "int8")
@@ -451,7 +474,7 @@ def run_hadamard(lib, mem, c: Hadamard, prefix: str = ""):
     np.testing.assert_array_equal(mem.get(y), _np(reference.hadamard_int8(x, y_scale)))
 
 
-def run_norm(lib, mem, c: Norm, prefix: str = ""):
+def run_norm(lib, mem, c: Norm, prefix: str = "", tol: Tolerance = TOLERANCE):
     g = torch.Generator().manual_seed(c.d)
     x, residual = torch.randn(c.rows, c.d, generator=g), 2 * torch.randn(c.rows, c.d, generator=g)
     weight = 1 + 0.1 * torch.randn(c.d, generator=g)
@@ -464,11 +487,11 @@ def run_norm(lib, mem, c: Norm, prefix: str = ""):
     assert rc == 0, f"status {rc}"
     mem.sync()
     want_y, want_residual = reference.add_rmsnorm_int8(x, residual, weight, eps, y_scale)
-    _check_int8("y", mem.get(y), want_y)
+    _check_int8("y", mem.get(y), want_y, tol)
     assert np.array_equal(mem.get(residual_out), _np(want_residual)), "residual_out"  # one add
 
 
-def run_w4a8(lib, mem, c: W4A8, prefix: str = ""):
+def run_w4a8(lib, mem, c: W4A8, prefix: str = "", tol: Tolerance = TOLERANCE):
     g = torch.Generator().manual_seed(c.K + c.N)
     x = torch.randint(-128, 128, (c.rows, c.K), generator=g, dtype=torch.int8)
     weight = int4.pack(torch.randint(-8, 8, (c.N, c.K), generator=g, dtype=torch.int8)).view(torch.int8)
@@ -481,10 +504,11 @@ def run_w4a8(lib, mem, c: W4A8, prefix: str = ""):
     assert rc == 0, f"status {rc}"
     mem.sync()
     # exact int32 sums; fp32 partial products added in another order than the reference's fp64
-    _check("y", mem.get(y), reference.linear_w4a8(x, weight, scale, x_scale, c.group_size), False)
+    want = reference.linear_w4a8(x, weight, scale, x_scale, c.group_size)
+    _check("y", mem.get(y), want, False, tol)
 
 
-def run_embed(lib, mem, c: Embed, prefix: str = ""):
+def run_embed(lib, mem, c: Embed, prefix: str = "", tol: Tolerance = TOLERANCE):
     g = torch.Generator().manual_seed(c.vocab + c.d)
     ids = torch.randint(-2, c.vocab + 2, (c.batch, c.L), generator=g)  # some out of the table
     table = torch.randint(-8, 8, (c.vocab, c.d), generator=g, dtype=torch.int8)
@@ -505,6 +529,13 @@ SMALL = [(k, c) for k, cases in (("scan", SCAN_SMALL), ("ssd", SSD_SMALL), ("con
                                  ("hadamard", HADAMARD_SMALL), ("norm", NORM_SMALL),
                                  ("w4a8", W4A8_SMALL), ("embed", EMBED_SMALL))
          for c in cases]
+
+
+# every case once: the small ones and the GPU's model sizes
+ALL = _once([(k, c) for k, cases in (("scan", SCAN_GPU), ("ssd", SSD_GPU), ("conv", CONV_GPU),
+                                     ("hadamard", HADAMARD_GPU), ("norm", NORM_GPU),
+                                     ("w4a8", W4A8_GPU), ("embed", EMBED_GPU))
+             for c in cases])
 
 
 class OnStream:

@@ -1,5 +1,6 @@
 // Loads a TensorRT plugin library the way IPluginRegistry::loadLibrary does: dlopen, then
-// setLoggerFinder and getCreators. Shared by tests/trt_harness.cpp and tests/trt_probe.cpp.
+// setLoggerFinder and getCreators. Shared by tests/support/trt_harness.cpp and
+// tests/support/trt_probe.cpp.
 #pragma once
 #include <NvInferRuntime.h>
 #include <dlfcn.h>

@@ -1,5 +1,5 @@
 """Run the edgeq CLI with one place made slow, so that a test's signal lands there:
-`python tests/stall.py WHERE edgeq-args...`. WHERE is a build stage's name (the stage waits
+`python tests/support/stall.py WHERE edgeq-args...`. WHERE is a build stage's name (the stage waits
 before it runs), `pyop` (the CPU kernels that ORT's custom ops call wait, inside the PyOp),
 `open` (loading a graph into ORT waits) or MODULE:FUNCTION (that function waits). It prints
 `stalled at WHERE` on stderr when the wait starts; the test then sends its signal."""

@@ -3,12 +3,12 @@
 // combinations, output types and shapes, configurePlugin, workspace size, getFieldsToSerialize;
 // at run time createPlugin from the serialized fields, attachToContext, onShapeChange and
 // enqueue on the caller's stream, with the caller's buffers (device memory, or host memory for
-// a library over the CPU emulation of the kernels). tests/plugin_harness.py drives it.
-// A second enqueue runs on a second context without onShapeChange: what the plugin needs must
-// come from its serialized fields and attachToContext. Over the emulation, the CUDA runtime
-// calls (tests/host_cudart.cpp) are counted: none may happen inside enqueueV3 (onShapeChange
-// and enqueue), which a CUDA graph may capture from its first call, where cudaMalloc and
-// copies from pageable memory are not allowed.
+// a library over the CPU emulation of the kernels). tests/support/plugin_harness.py drives it.
+// A second enqueue runs on a second context without onShapeChange: what the plugin needs must come
+// from its serialized fields and attachToContext. Over the emulation, the CUDA runtime calls
+// (tests/support/host_cudart.cpp) are counted: none may happen inside enqueueV3 (onShapeChange and
+// enqueue), which a CUDA graph may capture from its first call, where cudaMalloc and copies from
+// pageable memory are not allowed.
 // Needs TensorRT's headers only.
 #include <cstdio>
 #include <cstring>
@@ -182,7 +182,7 @@ std::string run(char const* library, char const* op, PluginFieldCollection const
 
 }  // namespace
 
-// Called by tests/host_cudart.cpp for each CUDA runtime call of an emulated plugin library.
+// Called by tests/support/host_cudart.cpp for each CUDA runtime call of an emulated plugin library.
 extern "C" void edgeq_harness_cuda_call(char const* name) {
   ++cuda_calls;
   if (in_enqueue_v3) calls_in_enqueue_v3 += std::string(" ") + name;

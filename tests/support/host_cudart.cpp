@@ -1,8 +1,8 @@
 // cudaMalloc, cudaFree, cudaMemcpy and cudaMemcpyAsync on host memory, for the TensorRT plugins
-// linked over the CPU emulation of the kernels (tests/plugin_harness.py): the plugins' only CUDA
-// runtime calls (device copies of FLOATS fields) land here through the linker's --wrap. Each
+// linked over the CPU emulation of the kernels (tests/support/plugin_harness.py): the plugins' only
+// CUDA runtime calls (device copies of FLOATS fields) land here through the linker's --wrap. Each
 // call is reported to edgeq_harness_cuda_call when a loaded harness defines it
-// (tests/trt_harness.cpp), which refuses them inside enqueueV3.
+// (tests/support/trt_harness.cpp), which refuses them inside enqueueV3.
 #include <cuda_runtime_api.h>
 
 #include <cstdlib>

@@ -7,7 +7,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import ROOT
+ROOT = Path(__file__).resolve().parents[2]  # the repository
+SUPPORT = Path(__file__).resolve().parent  # this folder: the harness sources
 
 NVCC = shutil.which("nvcc")
 TRT_INCLUDE = os.environ.get("EDGEQ_TRT_INCLUDE", "")
@@ -65,10 +66,10 @@ def undefined(lib: Path) -> set[str]:
 
 
 def emulation_object(out: Path) -> Path:
-    """tests/cuda_host_emu.cu compiled (PTX only: its device code does not run here), for a
+    """tests/support/cuda_host_emu.cu compiled (PTX only: its device code does not run here), for a
     library of the emulated kernels and for the plugins linked over them."""
     obj = out / "cuda_host_emu.o"
     run([NVCC, "-std=c++17", "-O2", *nvcc_host(), "-gencode",
          "arch=compute_87,code=compute_87", "-I", ROOT / "plugins" / "common", "-c",
-         ROOT / "tests" / "cuda_host_emu.cu", "-o", obj])
+         SUPPORT / "cuda_host_emu.cu", "-o", obj])
     return obj

@@ -188,7 +188,7 @@ def quantize(model, recipe, calib_data, output, samples, seq_len, batch, percent
     import time
 
     from .models import load_model
-    from .quant import calib
+    from .quant import calib_data as data
     from .quant import quantize as q
     from .quant import recipe as recipes
     from .runtime import text
@@ -196,8 +196,8 @@ def quantize(model, recipe, calib_data, output, samples, seq_len, batch, percent
     q.check_output(output)
     lm, folder = load_model(model)
     tok_json = text.find(folder, tokenizer, lm.cfg.vocab_size)
-    windows = calib.windows(calib.load_tokens(calib_data, text.from_json(tok_json)), samples, seq_len,
-                            lm.cfg.vocab_size, seed)
+    windows = data.windows(data.load_tokens(calib_data, text.from_json(tok_json)), samples,
+                           seq_len, lm.cfg.vocab_size, seed)
     recipes.check_supported(lm.cfg, rec)
     t0 = time.time()
     passes = q.passes(lm, rec)

@@ -8,7 +8,7 @@ import pytest
 
 from edgeq.export.onnx_export import to_onnx
 from edgeq.models import load_model
-from edgeq.quant import calib, quantize as Q, recipe as R
+from edgeq.quant import calib_data, quantize as Q, recipe as R
 from edgeq.runtime import text
 from edgeq.runtime.backends import OrtBackend, TorchBackend
 from edgeq.runtime.evaluate import perplexity, top1_agreement
@@ -34,7 +34,7 @@ def demo(folder):
 def quantized(folder, name):
     """The demo's fake-quant model; a small calibration (32 windows of 256 tokens) for CI time."""
     model, tok, _ = demo(folder)
-    windows = calib.windows(calib.load_tokens(str(folder / "calib.txt"), tok), 32, 256,
+    windows = calib_data.windows(calib_data.load_tokens(str(folder / "calib.txt"), tok), 32, 256,
                             model.cfg.vocab_size)
     rec = R.load(name)
     qfp, tensors, scales = Q.run(model, windows, rec)

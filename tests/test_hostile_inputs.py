@@ -312,7 +312,7 @@ def test_calibration_that_is_not_text(run_cli, tmp_path, data, says):
 
 
 def test_text_with_a_few_control_characters_calibrates(run_cli, tmp_path):
-    from edgeq.quant.calib import load_tokens
+    from edgeq.quant.calib_data import load_tokens
     from edgeq.runtime import text
     tok = text.from_json((DEMO / "tokenizer.json").read_text())
     (tmp_path / "c.txt").write_text("And God said\x0c let there be light.\t\x1b[0m\n" * 20)

@@ -12,7 +12,7 @@ import torch
 from edgeq.errors import EdgeqError
 from edgeq.export.onnx_export import to_onnx
 from edgeq.models import MambaConfig, MambaLM
-from edgeq.quant import calib, mixed, quantize as Q, recipe as R
+from edgeq.quant import calib_data, mixed, quantize as Q, recipe as R
 from edgeq.quant.gptq import Hessian
 from edgeq.quant.qmodel import HalfLayer, W4Table, load_model, w4_table
 from edgeq.runtime.backends import OrtBackend, TorchBackend
@@ -60,7 +60,7 @@ def quantized(fp, tmp_path_factory):
     for arch, model in fp.items():
         for name in RECIPES:
             rec = recipe(name)
-            qfp, t, s = Q.run(model, calib.windows(tokens(4000), 16, 64, 301), rec)
+            qfp, t, s = Q.run(model, calib_data.windows(tokens(4000), 16, 64, 301), rec)
             folder = tmp_path_factory.mktemp("q") / f"{arch}-{name}"
             Q.save(folder, qfp, t, s, rec, {"samples": 16}, None)
             out[arch, name] = folder
@@ -160,7 +160,7 @@ def test_mamba2_scales_per_cluster_and_state_group(fp, quantized):
     # ablations: one x scale without clustering, one B/C scale without per-state-group
     rec = R.load("quamba2-w8a8")
     rec.update(cluster=None, per_state_group=False)
-    windows = calib.windows(tokens(4000), 4, 64, 301)
+    windows = calib_data.windows(tokens(4000), 4, 64, 301)
     _, _, scales = Q.run(fp["mamba2"], windows, rec)
     for layer in scales:
         assert len(set(layer["x"])) == 1 and len(set(layer["B"])) == 1
@@ -195,7 +195,7 @@ def test_4bit_linears_are_under_0p3_of_fp16(quantized, fp):
 def test_head_to_toe_4bit_tables(fp, name, rotate, tmp_path):
     model = fp["mamba2"]
     rec = R.load(name, h2t=True, residual_hadamard=rotate)
-    qfp, t, s = Q.run(model, calib.windows(tokens(4000), 8, 64, 301), rec)
+    qfp, t, s = Q.run(model, calib_data.windows(tokens(4000), 8, 64, 301), rec)
     Q.save(tmp_path / "q", qfp, t, s, rec, {}, None)
     qm = Q.load(tmp_path / "q")
     proto = to_onnx(qm)
@@ -235,7 +235,7 @@ def test_head_to_toe_4bit_tables(fp, name, rotate, tmp_path):
 def test_head_to_toe_head_is_gptq_on_the_head_input(fp):
     from edgeq.quant import weights
     model, rec = fp["mamba2"], R.load("quamba2-w4a8", h2t=True)
-    windows = calib.windows(tokens(4000), 8, 64, 301)
+    windows = calib_data.windows(tokens(4000), 8, 64, 301)
     qfp, cal = Q.calibrate_all(model, windows, rec)
     t, _ = Q.quantize_model(qfp, cal, rec)
     head = cal.hessians.head()  # after the layers, quantized
@@ -282,7 +282,7 @@ def test_gptq_is_layer_sequential(fp, name):
     from edgeq.ops import hadamard
     from edgeq.quant import weights
     model, rec = fp["mamba1"], R.load(name)
-    windows = calib.windows(tokens(4000), 8, 64, 301)
+    windows = calib_data.windows(tokens(4000), 8, 64, 301)
     qfp, cal = Q.calibrate_all(model, windows, rec)
     t, _ = Q.quantize_model(qfp, cal, rec)
     p = "backbone.layers.{}.mixer." if name == "quamba2-w4a16" else "layers.{}."
@@ -315,7 +315,7 @@ def test_gptq_is_layer_sequential(fp, name):
     from_fp = weights.int4_packed(w, layer1_in_proj_hessian(qfp), rec["weights"], "in_proj")
     assert not torch.equal(from_fp[0], sequential[0])  # the order matters here
     with pytest.raises(ValueError, match="read them in order"):
-        cal.hessians[0]
+        cal.hessians.hessians_for(0)
 
 def test_w4ax_search_finds_the_least_loss():
     # layers that help alone and in pairs: 3 of 12 (220 choices, more than the population)
@@ -367,7 +367,7 @@ def test_w4ax_layers_are_the_w4a8_and_w4a16_layers(fp, quantized, arch):
         if i not in half or arch == "mamba1":
             assert all(torch.equal(got[k], want[k]) for k in got), (i, half)
     if arch == "mamba1":  # the other choice has the greater loss on the search's windows
-        windows = calib.windows(tokens(4000), 16, 64, 301)
+        windows = calib_data.windows(tokens(4000), 16, 64, 301)
         other = Q.load(quantized[arch, "quamba2-w4a8"]).layers
         h = HalfLayer(CONFIGS[arch], Q.layer_tensors(a16, f"backbone.layers.{1 - half[0]}."))
         chosen = mixed.nll(qm, windows)
@@ -394,7 +394,7 @@ def test_w4ax_all_w4a16_is_the_w4a16_model(fp, quantized):
 
 def quantize_counting_steps(model, rec):
     """Q.run's tensors and scales, checking that quantize_model counts Q.steps() steps."""
-    qfp, cal = Q.calibrate_all(model, calib.windows(tokens(4000), 16, 64, 301), rec)
+    qfp, cal = Q.calibrate_all(model, calib_data.windows(tokens(4000), 16, 64, 301), rec)
     counted = []
     t, scales = Q.quantize_model(qfp, cal, rec, progress=counted.append)
     assert sum(counted) == Q.steps(qfp.cfg, rec) == len(counted)

@@ -13,7 +13,7 @@ from edgeq.errors import EdgeqError
 from edgeq.export.onnx_export import to_onnx
 from edgeq.models import load_model
 from edgeq.ops import hadamard
-from edgeq.quant import calib, quantize as Q, recipe as R
+from edgeq.quant import calib_data, quantize as Q, recipe as R
 from edgeq.runtime.backends import OrtBackend, TorchBackend
 from edgeq.runtime.evaluate import perplexity, top1_agreement
 
@@ -32,7 +32,7 @@ def quantized(fp, tmp_path_factory):
     out = {}
     for name in ("naive-w8a8", "quamba-w8a8"):
         rec = R.load(name)
-        ranges = Q.calibrate(fp, calib.windows(tokens(), 16, 64, 1001), rec)
+        ranges = Q.calibrate(fp, calib_data.windows(tokens(), 16, 64, 1001), rec)
         t, s = Q.quantize_model(fp, ranges, rec)
         folder = tmp_path_factory.mktemp("q") / name
         Q.save(folder, fp, t, s, rec, {"samples": 16}, None)
@@ -55,14 +55,14 @@ def test_recipes_are_data():
 def test_calibration_is_deterministic(fp, tmp_path):
     rec = R.load("quamba-w8a8")
     for run in ("a", "b"):
-        ranges = Q.calibrate(fp, calib.windows(tokens(), 12, 32, 1001, seed=5), rec, batch=5 if run == "a" else 3)
+        ranges = Q.calibrate(fp, calib_data.windows(tokens(), 12, 32, 1001, seed=5), rec, batch=5 if run == "a" else 3)
         Q.save(tmp_path / run, fp, *Q.quantize_model(fp, ranges, rec), rec, {}, None)
     assert (tmp_path / "a" / "quant.json").read_bytes() == (tmp_path / "b" / "quant.json").read_bytes()
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
 
 
 def test_percentile_clips_below_absmax(fp):
-    w = calib.windows(tokens(), 8, 64, 1001)
+    w = calib_data.windows(tokens(), 8, 64, 1001)
     q = Q.calibrate(fp, w, R.load("quamba-w8a8", percentile=99.0))
     n = Q.calibrate(fp, w, R.load("naive-w8a8"))
     for a, b in zip(q.ranges, n.ranges):
@@ -74,21 +74,21 @@ def test_calibration_data_forms(tmp_path):
     tok = Tokenizer(models.WordLevel({"a": 0, "b": 1, "[UNK]": 2}, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     (tmp_path / "t.txt").write_text("a b a b c")
-    assert calib.load_tokens(str(tmp_path / "t.txt"), tok).tolist() == [0, 1, 0, 1, 2]
+    assert calib_data.load_tokens(str(tmp_path / "t.txt"), tok).tolist() == [0, 1, 0, 1, 2]
     (tmp_path / "dir").mkdir()
     (tmp_path / "dir" / "1.txt").write_text("a")
     (tmp_path / "dir" / "2.txt").write_text("b b")
-    assert calib.load_tokens(str(tmp_path / "dir"), tok).tolist() == [0, 1, 1]
+    assert calib_data.load_tokens(str(tmp_path / "dir"), tok).tolist() == [0, 1, 1]
     np.save(tmp_path / "ids.npy", np.arange(10, dtype=np.int32))
-    assert calib.load_tokens(str(tmp_path / "ids.npy"), None).tolist() == list(range(10))
+    assert calib_data.load_tokens(str(tmp_path / "ids.npy"), None).tolist() == list(range(10))
     with pytest.raises(EdgeqError, match="fewer than one window"):
-        calib.windows(np.arange(10), 4, 64, 100)
+        calib_data.windows(np.arange(10), 4, 64, 100)
     with pytest.raises(EdgeqError, match="outside the vocabulary"):
-        calib.windows(np.arange(100), 4, 8, 50)
+        calib_data.windows(np.arange(100), 4, 8, 50)
     with pytest.raises(EdgeqError, match="tokenizer"):
-        calib.load_tokens(str(tmp_path / "t.txt"), None)
+        calib_data.load_tokens(str(tmp_path / "t.txt"), None)
     with pytest.raises(EdgeqError, match="no such file"):
-        calib.load_tokens(str(tmp_path / "nope.txt"), tok)
+        calib_data.load_tokens(str(tmp_path / "nope.txt"), tok)
 
 
 @pytest.mark.parametrize("data, name, subset", [
@@ -111,10 +111,10 @@ def test_calibration_from_a_hub_data_set(monkeypatch, data, name, subset):
             raise FileNotFoundError(path)
         return iter([{"text": "a b"}, {"text": "b"}])
     monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
-    assert calib.load_tokens(data, tok).tolist() == [0, 1, 1]
+    assert calib_data.load_tokens(data, tok).tolist() == [0, 1, 1]
     assert asked == [(name, subset, "train", True)]
     with pytest.raises(EdgeqError, match="nobody/nothing: cannot load the data set"):
-        calib.load_tokens("nobody/nothing", tok)
+        calib_data.load_tokens("nobody/nothing", tok)
 
 
 def test_nan_activations_are_refused(fp):
@@ -123,12 +123,12 @@ def test_nan_activations_are_refused(fp):
     with torch.no_grad():
         m.backbone.layers[1].mixer.x_proj.weight[0, 0] = float("nan")
     with pytest.raises(EdgeqError, match="NaN/inf"):
-        Q.calibrate(m, calib.windows(tokens(), 2, 16, 1001), R.load("naive-w8a8"))
+        Q.calibrate(m, calib_data.windows(tokens(), 2, 16, 1001), R.load("naive-w8a8"))
 
 
 def test_hadamard_is_folded_into_out_proj(fp):
     rec = R.load("quamba-w8a8")
-    ranges = Q.calibrate(fp, calib.windows(tokens(), 4, 32, 1001), rec)
+    ranges = Q.calibrate(fp, calib_data.windows(tokens(), 4, 32, 1001), rec)
     t, _ = Q.quantize_model(fp, ranges, rec)
     w = t["layers.0.out_proj.weight"].float() * t["layers.0.out_proj.weight_scale"]
     want = fp.backbone.layers[0].mixer.out_proj.weight.double() @ hadamard.matrix(192).T

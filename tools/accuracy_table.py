@@ -21,7 +21,7 @@ import numpy as np
 import readme_table
 from edgeq.export.onnx_export import to_onnx
 from edgeq.models import load_model
-from edgeq.quant import calib
+from edgeq.quant import calib_data
 from edgeq.quant import quantize as Q
 from edgeq.quant import recipe as R
 from edgeq.runtime import text
@@ -84,7 +84,7 @@ def demo_data(model: str, samples: int, seq_len: int):
     fp, folder = load_model(model)
     tok = text.from_json(text.find(folder))
     held = np.array(tok.encode((folder / "heldout.txt").read_text()).ids)
-    windows = calib.windows(calib.load_tokens(str(folder / "calib.txt"), tok), samples,
+    windows = calib_data.windows(calib_data.load_tokens(str(folder / "calib.txt"), tok), samples,
                             seq_len, fp.cfg.vocab_size)
     return fp, held, windows
 

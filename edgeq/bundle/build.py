@@ -81,7 +81,7 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
           tokenizer: str | None = None) -> dict:
     from ..export.onnx_export import save, to_onnx
     from ..models import load_model
-    from ..quant import calib, quantize as q, recipe as recipes
+    from ..quant import calib_data as data, quantize as q, recipe as recipes
     from ..runtime import text
     from ..targets import estimate, get
 
@@ -114,17 +114,17 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
     if calib_data is None:
         raise EdgeqError("give --calib DATA (text, a folder of .txt, or a tokenized .npy): "
                          "validation (and calibration) need it")
-    tokens = calib.load_tokens(calib_data, tok)
+    tokens = data.load_tokens(calib_data, tok)
     if len(tokens) <= VALIDATION_MIN:  # an agreement over fewer predictions says nothing
         raise EdgeqError(f"{calib_data}: {len(tokens)} tokens; validation needs at least "
                          f"{VALIDATION_MIN + 1} (to compare {VALIDATION_MIN} next-token "
                          "predictions): give more calibration data")
-    calib.check(tokens, 2, cfg.vocab_size)
+    data.check(tokens, 2, cfg.vocab_size)
     with writing(out) as tmp:
         if rec is FP16:  # the baseline: the fp model in fp16, the SSM state fp32 (docs/ops.md)
             model_for_export = lm.half()
         else:
-            windows = calib.windows(tokens, samples, seq_len, cfg.vocab_size)
+            windows = data.windows(tokens, samples, seq_len, cfg.vocab_size)
             qlm, cal = st("calibrate", q.calibrate_all, lm, windows, rec)
             del lm  # the models of these stages go once used: the peak is one of them at a time
             tensors, scales = st("quantize", q.quantize_model, qlm, cal, rec)

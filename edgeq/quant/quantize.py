@@ -19,7 +19,7 @@ from ..models.loader import write_config
 from ..models.mamba import MambaLM
 from ..ops import hadamard
 from . import cluster, mixed, recipe as recipes, weights
-from .calibrate import Calibration, Hessians, calibrate, cluster_x, passes  # noqa: F401 (API)
+from .calib_stats import Calibration, Hessians, calibrate, cluster_x, passes  # noqa: F401 (API)
 from .qmodel import HalfLayer, QuantMambaLM, load_model, w4_table
 from .rotate import rotate_residual
 
@@ -138,9 +138,9 @@ def _a16_layer(t: dict, p: str, i: int, block, hessians: Hessians, recipe: dict)
     """Layer i as W4A16, its tensors under p (MambaBlock's names): its 4-bit linears packed
     (their values handed back to the Hessians), the rest fp16."""
     for name in recipes.w4_linears(recipe):
-        _linear(t, p + "mixer." + name, getattr(block.mixer, name).weight.detach(), hessians[i],
-                recipe, name)
-    hessians.quantized(i, _w4_values(t, p + "mixer.", hessians.names))
+        _linear(t, p + "mixer." + name, getattr(block.mixer, name).weight.detach(),
+                hessians.hessians_for(i), recipe, name)
+    hessians.commit(i, _w4_values(t, p + "mixer.", hessians.names))
     for k, v in block.state_dict().items():
         if not (k.endswith(".weight") and p + k[:-len("weight")] + "weight_packed" in t):
             t[p + k] = v.detach().half()
@@ -202,8 +202,8 @@ def _int8(model: MambaLM, cal: Calibration, recipe: dict, tick
     t: dict[str, torch.Tensor] = {}
     for i, block in enumerate(model.backbone.layers):
         p = f"layers.{i}."
-        layer(t, p, block, cfg, cal.hessians[i], recipe)
-        cal.hessians.quantized(i, _w4_values(t, p, cal.hessians.names,
+        layer(t, p, block, cfg, cal.hessians.hessians_for(i), recipe)
+        cal.hessians.commit(i, _w4_values(t, p, cal.hessians.names,
                                              cfg.d_inner if recipe["hadamard_out_proj"] else 0))
         for name in ("in_proj", "out_proj"):
             if getattr(block.mixer, name).bias is not None:

@@ -1,7 +1,7 @@
-"""Calibration: run the fp model over calibration windows and record, per layer, the range of
-each activation the recipe quantizes (recipe.activations); for GPTQ, the Hessian of each 4-bit
-linear's input, layer after layer (Hessians). Mamba-2 recipes with sort-and-cluster first
-reorder the x channels."""
+"""Calibration statistics (the windows come from calib_data): run the fp model over the
+calibration windows and record, per layer, the range of each activation the recipe quantizes
+(recipe.activations); for GPTQ, the Hessian of each 4-bit linear's input, layer after layer
+(Hessians). Mamba-2 recipes with sort-and-cluster first reorder the x channels."""
 from __future__ import annotations
 
 import contextlib
@@ -24,10 +24,11 @@ class Hessians:
     """Per layer, the input Hessians of the recipe's GPTQ linears (linear name -> Hessian),
     layer-sequential as GPTQ and Quamba2 compute them: layer i's come from its inputs after the
     layers before it ran with their 4-bit weights (activations fp), so GPTQ in layer i also
-    answers the rounding of the layers before. Read them in layer order and hand each layer's
-    4-bit weights back with `quantized` (quantize_model does). The next layer's inputs are held
-    for every calibration window (windows x L x d_model fp32: 4.3 GB for 512 windows of 512
-    tokens of Mamba2-8B); each layer runs twice, for its Hessians and then quantized."""
+    answers the rounding of the layers before. The order is explicit: hessians_for(i) for layer
+    i, then commit(i, its 4-bit weights) before hessians_for(i + 1) (quantize_model does).
+    The next layer's inputs are held for every calibration window (windows x L x d_model fp32:
+    4.3 GB for 512 windows of 512 tokens of Mamba2-8B); each layer runs twice, for its Hessians
+    and then quantized."""
 
     def __init__(self, model: MambaLM, windows: torch.Tensor, recipe: dict, batch: int):
         cfg = model.cfg
@@ -40,7 +41,8 @@ class Hessians:
         self.last: tuple[int, dict[str, Hessian]] | None = None
         self._head: Hessian | None = None
 
-    def __getitem__(self, i: int) -> dict[str, Hessian]:
+    def hessians_for(self, i: int) -> dict[str, Hessian]:
+        """Layer i's input Hessians (linear name -> Hessian); the layers before it committed."""
         if not self.names:
             return {}
         if self.last is None or self.last[0] != i:
@@ -61,7 +63,7 @@ class Hessians:
             self.last = (i, held)
         return self.last[1]
 
-    def quantized(self, i: int, weights: dict[str, torch.Tensor]) -> None:
+    def commit(self, i: int, weights: dict[str, torch.Tensor]) -> None:
         """Layer i's 4-bit weights as fp values in the model's basis (linear name -> [out, in])."""
         if self.names:
             self.weights[i] = weights
@@ -93,7 +95,7 @@ class Hessians:
                 self.h = self.model.backbone.embeddings(self.windows)
         while self.at < i:
             if self.at not in self.weights:
-                raise ValueError(f"Hessians: layer {self.at}'s 4-bit weights were not handed back")
+                raise ValueError(f"Hessians: layer {self.at}'s 4-bit weights were not committed")
             with _swapped(self.model.backbone.layers[self.at].mixer, self.weights.pop(self.at)):
                 self._run_layer(self.at, keep=True)
             self.at += 1

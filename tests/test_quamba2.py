@@ -14,7 +14,7 @@ from edgeq.export.onnx_export import to_onnx
 from edgeq.models import MambaConfig, MambaLM
 from edgeq.quant import calib_data, mixed, quantize as Q, recipe as R
 from edgeq.quant.gptq import Hessian
-from edgeq.quant.qmodel import HalfLayer, W4Table, load_model, w4_table
+from edgeq.quant.qmodel import W4A16Layer, W4Table, load_model, w4_table
 from edgeq.runtime.backends import OrtBackend, TorchBackend
 from edgeq.runtime.evaluate import top1_agreement
 
@@ -103,7 +103,7 @@ def test_quantized_tracks_fp_and_ort_tracks_torch(fp, quantized, arch, name):
     b1, st = ob.forward(ids[None, :17], ob.new_state(1))
     b2, st = ob.forward(ids[None, 17:18], st)
     b3, _ = ob.forward(ids[None, 18:20], st)
-    int8_first = name != "quamba2-w4a16" and not isinstance(qm.layers[0], HalfLayer)
+    int8_first = name != "quamba2-w4a16" and not isinstance(qm.layers[0], W4A16Layer)
     fp16_cache = arch == "mamba2" and int8_first
     assert st[1].dtype == (np.float16 if fp16_cache else np.float32)
     assert [a.dtype for a in st] == [np.dtype(str(t.dtype).split(".")[1])
@@ -355,7 +355,7 @@ def test_w4ax_layers_are_the_w4a8_and_w4a16_layers(fp, quantized, arch):
     scales = json.loads((folder / "quant.json").read_text())["scales"]
     half = [i for i, s in enumerate(scales) if not s]
     qm = Q.load(folder)
-    assert len(half) == 1 and [isinstance(layer, HalfLayer) for layer in qm.layers] == \
+    assert len(half) == 1 and [isinstance(layer, W4A16Layer) for layer in qm.layers] == \
         [i in half for i in range(2)]
     for i in range(2):
         p = f"layers.{i}."
@@ -369,13 +369,13 @@ def test_w4ax_layers_are_the_w4a8_and_w4a16_layers(fp, quantized, arch):
     if arch == "mamba1":  # the other choice has the greater loss on the search's windows
         windows = calib_data.windows(tokens(4000), 16, 64, 301)
         other = Q.load(quantized[arch, "quamba2-w4a8"]).layers
-        h = HalfLayer(CONFIGS[arch], Q.layer_tensors(a16, f"backbone.layers.{1 - half[0]}."))
+        h = W4A16Layer(CONFIGS[arch], Q.layer_tensors(a16, f"backbone.layers.{1 - half[0]}."))
         chosen = mixed.nll(qm, windows)
         qm.layers = torch.nn.ModuleList([h, other[1]] if half == [1] else [other[0], h])
         assert chosen < mixed.nll(qm, windows)
     for layer, (conv, ssm) in zip(qm.layers, qm.new_state(1)):  # fp16 layers: fp16 conv state
         assert (conv.dtype, ssm.dtype) == ((torch.float16, torch.float32) if isinstance(
-            layer, HalfLayer) else (torch.int8, torch.float16 if arch == "mamba2" else torch.float32))
+            layer, W4A16Layer) else (torch.int8, torch.float16 if arch == "mamba2" else torch.float32))
 
 
 def test_w4ax_all_w4a16_is_the_w4a16_model(fp, quantized):
@@ -385,7 +385,7 @@ def test_w4ax_all_w4a16_is_the_w4a16_model(fp, quantized):
     rec["mixed"]["a16_fraction"] = 1.0
     t, scales = quantize_counting_steps(fp["mamba1"], rec)
     mixed_model = load_model(CONFIGS["mamba1"], t, scales, rec)
-    assert scales == [{}, {}] and all(isinstance(layer, HalfLayer) for layer in mixed_model.layers)
+    assert scales == [{}, {}] and all(isinstance(layer, W4A16Layer) for layer in mixed_model.layers)
     ids = torch.as_tensor(tokens(64, seed=3))[None]
     want = Q.load(quantized["mamba1", "quamba2-w4a16"])(ids)[0].float()
     got = mixed_model(ids)[0]

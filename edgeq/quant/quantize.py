@@ -20,7 +20,7 @@ from ..models.mamba import MambaLM
 from ..ops import hadamard
 from . import cluster, mixed, recipe as recipes, weights
 from .calib_stats import Calibration, Hessians, calibrate, cluster_x, passes  # noqa: F401 (API)
-from .qmodel import HalfLayer, QuantMambaLM, load_model, w4_table
+from .qmodel import QuantMambaLM, W4A16Layer, load_model, w4_table
 from .rotate import rotate_residual
 
 FORMAT = "edgeq-quant/1"
@@ -252,7 +252,7 @@ def _choose(cfg: MambaConfig, t8: dict, scales: list[dict], t16: dict, recipe: d
     spec = recipe["mixed"]
     int8 = QuantMambaLM(cfg, t8, scales, recipe).eval()
     layers = int8.layers
-    half = [HalfLayer(cfg, layer_tensors(t16, f"backbone.layers.{i}.")).eval()
+    half = [W4A16Layer(cfg, layer_tensors(t16, f"backbone.layers.{i}.")).eval()
             for i in range(cfg.n_layer)]
 
     def loss(choice):

@@ -40,12 +40,12 @@ def inspect(model, as_json):
     from .models import MambaLM, load_model, read_config
     from .models.inspect import format_summary, summary
     from .models.loader import resolve
-    from .quant import quantize as q
+    from .quant import folder as quant_folder
     folder = resolve(model)
-    if q.is_quantized(folder):  # dims from the config; the int8 folder as it is on disk
+    if quant_folder.is_quantized(folder):  # dims from the config; the int8 folder as it is on disk
         with torch.device("meta"):
             s = summary(MambaLM(read_config(folder)))
-        s["recipe"] = q.read_meta(folder)[1]["recipe"]["name"]
+        s["recipe"] = quant_folder.read_meta(folder)[1]["recipe"]["name"]
         s["quantized_bytes"] = (folder / "model.safetensors").stat().st_size
     else:
         s = summary(load_model(str(folder))[0])
@@ -189,28 +189,30 @@ def quantize(model, recipe, calib_data, output, samples, seq_len, batch, percent
 
     from .models import load_model
     from .quant import calib_data as data
-    from .quant import quantize as q
+    from .quant import folder as quant_folder
     from .quant import recipe as recipes
+    from .quant.pipeline import quantize_to
     from .runtime import text
     rec = recipes.load(recipe, percentile, per_channel, h2t, residual_hadamard, a16_fraction)
-    q.check_output(output)
+    quant_folder.check_output(output)
     lm, folder = load_model(model)
     tok_json = text.find(folder, tokenizer, lm.cfg.vocab_size)
     windows = data.windows(data.load_tokens(calib_data, text.from_json(tok_json)), samples,
                            seq_len, lm.cfg.vocab_size, seed)
     recipes.check_supported(lm.cfg, rec)
     t0 = time.time()
-    passes = q.passes(lm, rec)
-    with click.progressbar(length=passes * len(windows), label="calibrating", file=sys.stderr) as bar:
-        qlm, cal = q.calibrate_all(lm, windows, rec, batch, progress=bar.update)
-    with click.progressbar(length=q.steps(qlm.cfg, rec), label="quantizing",
-                           file=sys.stderr) as bar:
-        tensors, scales = q.quantize_model(qlm, cal, rec, progress=bar.update)
-    q.save(output, qlm, tensors, scales, rec,
-           {"data": str(calib_data), "samples": samples, "seq_len": seq_len, "seed": seed},
-           tok_json)
+    quantize_to(output, lm, windows, rec,
+                {"data": str(calib_data), "samples": samples, "seq_len": seq_len, "seed": seed},
+                tok_json, batch, stage=_progress_bar)
     click.echo(f"wrote {output} ({rec['name']}, calibrated on {samples} x {seq_len} tokens "
                f"in {time.time() - t0:.1f} s)")
+
+
+def _progress_bar(name: str, steps: int, fn, *args):
+    """A quantization pipeline stage under a progress bar on stderr."""
+    label = {"calibrate": "calibrating", "quantize": "quantizing"}[name]
+    with click.progressbar(length=steps, label=label, file=sys.stderr) as bar:
+        return fn(*args, progress=bar.update)
 
 
 @cli.command(name="eval")

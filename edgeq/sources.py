@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .errors import EdgeqError
 from .models.loader import load_model, resolve
-from .quant import quantize
+from .quant import folder as quant_folder
 from .runtime import text
 from .runtime.backends import OrtBackend, TorchBackend
 
@@ -15,8 +15,8 @@ from .runtime.backends import OrtBackend, TorchBackend
 def load_torch(source: str):
     """(model, folder): a MambaLM, or a QuantMambaLM for a quantized folder."""
     folder = resolve(source)
-    if quantize.is_quantized(folder):
-        return quantize.load(folder), folder
+    if quant_folder.is_quantized(folder):
+        return quant_folder.load(folder), folder
     return load_model(str(folder))
 
 

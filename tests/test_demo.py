@@ -8,7 +8,7 @@ import pytest
 
 from edgeq.export.onnx_export import to_onnx
 from edgeq.models import load_model
-from edgeq.quant import calib_data, quantize as Q, recipe as R
+from edgeq.quant import calib_data, pipeline, qmodel, recipe as R
 from edgeq.runtime import text
 from edgeq.runtime.backends import OrtBackend, TorchBackend
 from edgeq.runtime.evaluate import perplexity, top1_agreement
@@ -37,8 +37,8 @@ def quantized(folder, name):
     windows = calib_data.windows(calib_data.load_tokens(str(folder / "calib.txt"), tok), 32, 256,
                             model.cfg.vocab_size)
     rec = R.load(name)
-    qfp, tensors, scales = Q.run(model, windows, rec)
-    return Q.load_model(qfp.cfg, tensors, scales, rec)
+    qfp, tensors, scales = pipeline.run(model, windows, rec)
+    return qmodel.load_model(qfp.cfg, tensors, scales, rec)
 
 
 @functools.cache

@@ -258,13 +258,13 @@ def test_integer_weights_are_refused(run_cli, h96, dtype):
 def quantized(tmp_path_factory):
     """The demo model quantized (quamba-w8a8) on a little calibration data."""
     from edgeq.models import load_model
-    from edgeq.quant import quantize as q
     from edgeq.quant import recipe as recipes
+    from edgeq.quant.pipeline import quantize_to
     lm = load_model(str(DEMO))[0]
     rec = recipes.load("quamba-w8a8")
     windows = torch.arange(64).reshape(2, 32) % 4096
     out = tmp_path_factory.mktemp("q") / "q"
-    q.save(out, *q.run(lm, windows, rec), rec, {}, None)
+    quantize_to(out, lm, windows, rec, {}, None)
     return out
 
 

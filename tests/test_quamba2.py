@@ -12,7 +12,8 @@ import torch
 from edgeq.errors import EdgeqError
 from edgeq.export.onnx_export import to_onnx
 from edgeq.models import MambaConfig, MambaLM
-from edgeq.quant import calib_data, mixed, quantize as Q, recipe as R
+from edgeq.quant import calib_data, folder as quant_folder, mixed, pipeline
+from edgeq.quant import quantize as Q, recipe as R
 from edgeq.quant.gptq import Hessian
 from edgeq.quant.qmodel import W4A16Layer, W4Table, load_model, w4_table
 from edgeq.runtime.backends import OrtBackend, TorchBackend
@@ -60,9 +61,9 @@ def quantized(fp, tmp_path_factory):
     for arch, model in fp.items():
         for name in RECIPES:
             rec = recipe(name)
-            qfp, t, s = Q.run(model, calib_data.windows(tokens(4000), 16, 64, 301), rec)
+            qfp, t, s = pipeline.run(model, calib_data.windows(tokens(4000), 16, 64, 301), rec)
             folder = tmp_path_factory.mktemp("q") / f"{arch}-{name}"
-            Q.save(folder, qfp, t, s, rec, {"samples": 16}, None)
+            quant_folder.save(folder, qfp, t, s, rec, {"samples": 16}, None)
             out[arch, name] = folder
     return out
 
@@ -85,7 +86,7 @@ def test_quamba2_recipes_cover_both_backbones():
 @pytest.mark.parametrize("arch", CONFIGS)
 @pytest.mark.parametrize("name", RECIPES)
 def test_quantized_tracks_fp_and_ort_tracks_torch(fp, quantized, arch, name):
-    qm = Q.load(quantized[arch, name])
+    qm = quant_folder.load(quantized[arch, name])
     ids = tokens(513, seed=9)
     fq = TorchBackend(qm)
     assert top1_agreement(TorchBackend(fp[arch]), fq, ids, seq_len=128) > 0.8
@@ -113,7 +114,7 @@ def test_quantized_tracks_fp_and_ort_tracks_torch(fp, quantized, arch, name):
 
 
 def test_w4a16_graph_is_int4_dequantize_linear_with_block_size(quantized):
-    proto = to_onnx(Q.load(quantized["mamba2", "quamba2-w4a16"]))
+    proto = to_onnx(quant_folder.load(quantized["mamba2", "quamba2-w4a16"]))
     onnx.checker.check_model(proto, full_check=True)
     assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 21
     inits = {i.name: i for i in proto.graph.initializer}
@@ -128,7 +129,7 @@ def test_w4a16_graph_is_int4_dequantize_linear_with_block_size(quantized):
 
 
 def test_w4a8_graph_uses_the_w4a8_gemm_and_int8_ssd(quantized):
-    proto = to_onnx(Q.load(quantized["mamba2", "quamba2-w4a8"]))
+    proto = to_onnx(quant_folder.load(quantized["mamba2", "quamba2-w4a8"]))
     types = [n.op_type for n in proto.graph.node]
     assert types.count("EdgeqLinearW4A8") == 2 * 2 and types.count("EdgeqSSDScanInt8") == 2
     inits = {i.name: i for i in proto.graph.initializer}
@@ -161,7 +162,7 @@ def test_mamba2_scales_per_cluster_and_state_group(fp, quantized):
     rec = R.load("quamba2-w8a8")
     rec.update(cluster=None, per_state_group=False)
     windows = calib_data.windows(tokens(4000), 4, 64, 301)
-    _, _, scales = Q.run(fp["mamba2"], windows, rec)
+    _, _, scales = pipeline.run(fp["mamba2"], windows, rec)
     for layer in scales:
         assert len(set(layer["x"])) == 1 and len(set(layer["B"])) == 1
     # the conv input: one scale per part, x, B and C, each its absmax / 127
@@ -195,9 +196,9 @@ def test_4bit_linears_are_under_0p3_of_fp16(quantized, fp):
 def test_head_to_toe_4bit_tables(fp, name, rotate, tmp_path):
     model = fp["mamba2"]
     rec = R.load(name, h2t=True, residual_hadamard=rotate)
-    qfp, t, s = Q.run(model, calib_data.windows(tokens(4000), 8, 64, 301), rec)
-    Q.save(tmp_path / "q", qfp, t, s, rec, {}, None)
-    qm = Q.load(tmp_path / "q")
+    qfp, t, s = pipeline.run(model, calib_data.windows(tokens(4000), 8, 64, 301), rec)
+    quant_folder.save(tmp_path / "q", qfp, t, s, rec, {}, None)
+    qm = quant_folder.load(tmp_path / "q")
     proto = to_onnx(qm)
     inits = {i.name: i for i in proto.graph.initializer}
     blocked = [n for n in proto.graph.node if n.op_type == "DequantizeLinear"
@@ -236,7 +237,7 @@ def test_head_to_toe_head_is_gptq_on_the_head_input(fp):
     from edgeq.quant import weights
     model, rec = fp["mamba2"], R.load("quamba2-w4a8", h2t=True)
     windows = calib_data.windows(tokens(4000), 8, 64, 301)
-    qfp, cal = Q.calibrate_all(model, windows, rec)
+    qfp, cal = pipeline.calibrate_all(model, windows, rec)
     t, _ = Q.quantize_model(qfp, cal, rec)
     head = cal.hessians.head()  # after the layers, quantized
     assert head.n == windows.numel()  # every calibration token's final hidden state
@@ -256,7 +257,7 @@ def test_head_to_toe_head_is_gptq_on_the_head_input(fp):
         return (x @ (W4Table(p, s).rows() - w).T).pow(2).mean()
     assert err(packed, scale) < 0.9 * err(*rtn)
     # without h2t no head Hessian is collected
-    assert Q.calibrate_all(model, windows, R.load("quamba2-w4a8"))[1].hessians.head() is None
+    assert pipeline.calibrate_all(model, windows, R.load("quamba2-w4a8"))[1].hessians.head() is None
 
 
 @pytest.mark.parametrize("arch", CONFIGS)
@@ -283,7 +284,7 @@ def test_gptq_is_layer_sequential(fp, name):
     from edgeq.quant import weights
     model, rec = fp["mamba1"], R.load(name)
     windows = calib_data.windows(tokens(4000), 8, 64, 301)
-    qfp, cal = Q.calibrate_all(model, windows, rec)
+    qfp, cal = pipeline.calibrate_all(model, windows, rec)
     t, _ = Q.quantize_model(qfp, cal, rec)
     p = "backbone.layers.{}.mixer." if name == "quamba2-w4a16" else "layers.{}."
     values = {n: w4_table(t, p.format(0) + n).rows() for n in ("in_proj", "out_proj")}
@@ -354,13 +355,13 @@ def test_w4ax_layers_are_the_w4a8_and_w4a16_layers(fp, quantized, arch):
                for n in ("quamba2-w4a8", "quamba2-w4a16"))
     scales = json.loads((folder / "quant.json").read_text())["scales"]
     half = [i for i, s in enumerate(scales) if not s]
-    qm = Q.load(folder)
+    qm = quant_folder.load(folder)
     assert len(half) == 1 and [isinstance(layer, W4A16Layer) for layer in qm.layers] == \
         [i in half for i in range(2)]
     for i in range(2):
         p = f"layers.{i}."
         got = {k: v for k, v in t.items() if k.startswith(p)}
-        want = {p + k: v for k, v in Q.layer_tensors(a16, "backbone." + p).items()} \
+        want = {p + k: v for k, v in quant_folder.layer_tensors(a16, "backbone." + p).items()} \
             if i in half else {k: v for k, v in a8.items() if k.startswith(p)}
         assert got.keys() == want.keys()
         # a W4A16 layer of Mamba-2 differs from quamba2-w4a16's: its x channels are clustered
@@ -368,8 +369,8 @@ def test_w4ax_layers_are_the_w4a8_and_w4a16_layers(fp, quantized, arch):
             assert all(torch.equal(got[k], want[k]) for k in got), (i, half)
     if arch == "mamba1":  # the other choice has the greater loss on the search's windows
         windows = calib_data.windows(tokens(4000), 16, 64, 301)
-        other = Q.load(quantized[arch, "quamba2-w4a8"]).layers
-        h = W4A16Layer(CONFIGS[arch], Q.layer_tensors(a16, f"backbone.layers.{1 - half[0]}."))
+        other = quant_folder.load(quantized[arch, "quamba2-w4a8"]).layers
+        h = W4A16Layer(CONFIGS[arch], quant_folder.layer_tensors(a16, f"backbone.layers.{1 - half[0]}."))
         chosen = mixed.nll(qm, windows)
         qm.layers = torch.nn.ModuleList([h, other[1]] if half == [1] else [other[0], h])
         assert chosen < mixed.nll(qm, windows)
@@ -387,14 +388,14 @@ def test_w4ax_all_w4a16_is_the_w4a16_model(fp, quantized):
     mixed_model = load_model(CONFIGS["mamba1"], t, scales, rec)
     assert scales == [{}, {}] and all(isinstance(layer, W4A16Layer) for layer in mixed_model.layers)
     ids = torch.as_tensor(tokens(64, seed=3))[None]
-    want = Q.load(quantized["mamba1", "quamba2-w4a16"])(ids)[0].float()
+    want = quant_folder.load(quantized["mamba1", "quamba2-w4a16"])(ids)[0].float()
     got = mixed_model(ids)[0]
     assert (got - want).abs().max() <= 0.01 * want.abs().max()
 
 
 def quantize_counting_steps(model, rec):
     """Q.run's tensors and scales, checking that quantize_model counts Q.steps() steps."""
-    qfp, cal = Q.calibrate_all(model, calib_data.windows(tokens(4000), 16, 64, 301), rec)
+    qfp, cal = pipeline.calibrate_all(model, calib_data.windows(tokens(4000), 16, 64, 301), rec)
     counted = []
     t, scales = Q.quantize_model(qfp, cal, rec, progress=counted.append)
     assert sum(counted) == Q.steps(qfp.cfg, rec) == len(counted)

@@ -13,7 +13,7 @@ from edgeq.errors import EdgeqError
 from edgeq.export.onnx_export import to_onnx
 from edgeq.models import load_model
 from edgeq.ops import hadamard
-from edgeq.quant import calib_data, quantize as Q, recipe as R
+from edgeq.quant import calib_data, calib_stats, folder as quant_folder, quantize as Q, recipe as R
 from edgeq.runtime.backends import OrtBackend, TorchBackend
 from edgeq.runtime.evaluate import perplexity, top1_agreement
 
@@ -32,10 +32,10 @@ def quantized(fp, tmp_path_factory):
     out = {}
     for name in ("naive-w8a8", "quamba-w8a8"):
         rec = R.load(name)
-        ranges = Q.calibrate(fp, calib_data.windows(tokens(), 16, 64, 1001), rec)
+        ranges = calib_stats.calibrate(fp, calib_data.windows(tokens(), 16, 64, 1001), rec)
         t, s = Q.quantize_model(fp, ranges, rec)
         folder = tmp_path_factory.mktemp("q") / name
-        Q.save(folder, fp, t, s, rec, {"samples": 16}, None)
+        quant_folder.save(folder, fp, t, s, rec, {"samples": 16}, None)
         out[name] = folder
     return out
 
@@ -55,16 +55,16 @@ def test_recipes_are_data():
 def test_calibration_is_deterministic(fp, tmp_path):
     rec = R.load("quamba-w8a8")
     for run in ("a", "b"):
-        ranges = Q.calibrate(fp, calib_data.windows(tokens(), 12, 32, 1001, seed=5), rec, batch=5 if run == "a" else 3)
-        Q.save(tmp_path / run, fp, *Q.quantize_model(fp, ranges, rec), rec, {}, None)
+        ranges = calib_stats.calibrate(fp, calib_data.windows(tokens(), 12, 32, 1001, seed=5), rec, batch=5 if run == "a" else 3)
+        quant_folder.save(tmp_path / run, fp, *Q.quantize_model(fp, ranges, rec), rec, {}, None)
     assert (tmp_path / "a" / "quant.json").read_bytes() == (tmp_path / "b" / "quant.json").read_bytes()
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
 
 
 def test_percentile_clips_below_absmax(fp):
     w = calib_data.windows(tokens(), 8, 64, 1001)
-    q = Q.calibrate(fp, w, R.load("quamba-w8a8", percentile=99.0))
-    n = Q.calibrate(fp, w, R.load("naive-w8a8"))
+    q = calib_stats.calibrate(fp, w, R.load("quamba-w8a8", percentile=99.0))
+    n = calib_stats.calibrate(fp, w, R.load("naive-w8a8"))
     for a, b in zip(q.ranges, n.ranges):
         assert a["u"] < b["u"] and a["x"] == b["x"]
 
@@ -123,12 +123,12 @@ def test_nan_activations_are_refused(fp):
     with torch.no_grad():
         m.backbone.layers[1].mixer.x_proj.weight[0, 0] = float("nan")
     with pytest.raises(EdgeqError, match="NaN/inf"):
-        Q.calibrate(m, calib_data.windows(tokens(), 2, 16, 1001), R.load("naive-w8a8"))
+        calib_stats.calibrate(m, calib_data.windows(tokens(), 2, 16, 1001), R.load("naive-w8a8"))
 
 
 def test_hadamard_is_folded_into_out_proj(fp):
     rec = R.load("quamba-w8a8")
-    ranges = Q.calibrate(fp, calib_data.windows(tokens(), 4, 32, 1001), rec)
+    ranges = calib_stats.calibrate(fp, calib_data.windows(tokens(), 4, 32, 1001), rec)
     t, _ = Q.quantize_model(fp, ranges, rec)
     w = t["layers.0.out_proj.weight"].float() * t["layers.0.out_proj.weight_scale"]
     want = fp.backbone.layers[0].mixer.out_proj.weight.double() @ hadamard.matrix(192).T
@@ -137,7 +137,7 @@ def test_hadamard_is_folded_into_out_proj(fp):
 
 @pytest.mark.parametrize("name", ["naive-w8a8", "quamba-w8a8"])
 def test_fake_quant_tracks_fp_and_ort_tracks_fake_quant(fp, quantized, name):
-    qm = Q.load(quantized[name])
+    qm = quant_folder.load(quantized[name])
     ids = tokens(2049, seed=9)
     fq, fpb = TorchBackend(qm), TorchBackend(fp)
     assert top1_agreement(fpb, fq, ids, seq_len=256) > 0.8
@@ -152,7 +152,7 @@ def test_fake_quant_tracks_fp_and_ort_tracks_fake_quant(fp, quantized, name):
 
 
 def test_int8_graph_follows_explicit_quantization_rules(quantized):
-    proto = to_onnx(Q.load(quantized["quamba-w8a8"]))
+    proto = to_onnx(quant_folder.load(quantized["quamba-w8a8"]))
     onnx.checker.check_model(proto, full_check=True)
     consts = {n.output[0]: n for n in proto.graph.node if n.op_type == "Constant"}
     inits = {i.name: i for i in proto.graph.initializer}
@@ -176,18 +176,18 @@ def test_quant_folder_from_another_model_is_refused(quantized, hf_model, tmp_pat
     shutil.copytree(quantized["naive-w8a8"], bad)
     shutil.copy(hf_model("h40-bias-untied")[1] / "config.json", bad / "config.json")
     with pytest.raises(EdgeqError, match="another model"):
-        Q.load(bad)
+        quant_folder.load(bad)
     meta = json.loads((quantized["naive-w8a8"] / "quant.json").read_text())
     meta["format"] = "something/0"
     shutil.copy(quantized["naive-w8a8"] / "config.json", bad / "config.json")
     (bad / "quant.json").write_text(json.dumps(meta))
     with pytest.raises(EdgeqError, match="is not edgeq-quant"):
-        Q.load(bad)
-    meta["format"] = Q.FORMAT
+        quant_folder.load(bad)
+    meta["format"] = quant_folder.FORMAT
     for damaged, fragment in (([], "is not edgeq-quant"), ({**meta, "scales": None}, "damaged")):
         (bad / "quant.json").write_text(json.dumps(damaged))
         with pytest.raises(EdgeqError, match=fragment):
-            Q.load(bad)
+            quant_folder.load(bad)
     # a tensor missing or misshapen: the load's one-token run finds it
     from safetensors.torch import load_file, save_file
     shutil.copy(quantized["naive-w8a8"] / "quant.json", bad / "quant.json")
@@ -196,7 +196,7 @@ def test_quant_folder_from_another_model_is_refused(quantized, hf_model, tmp_pat
         save_file({**{n: w for n, w in t.items() if n != k}, **({k: v.contiguous()} if v is not None else {})},
                   str(bad / "model.safetensors"))
         with pytest.raises(EdgeqError, match="weights are damaged"):
-            Q.load(bad)
+            quant_folder.load(bad)
 
 
 def test_perplexity_backends_agree(fp):

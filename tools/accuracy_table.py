@@ -22,7 +22,8 @@ import readme_table
 from edgeq.export.onnx_export import to_onnx
 from edgeq.models import load_model
 from edgeq.quant import calib_data
-from edgeq.quant import quantize as Q
+from edgeq.quant import folder as quant_folder
+from edgeq.quant import pipeline
 from edgeq.quant import recipe as R
 from edgeq.runtime import text
 from edgeq.runtime.backends import OrtBackend, TorchBackend
@@ -63,10 +64,9 @@ def variant(base: str, changes: dict) -> dict:
 
 def evaluate(fp, rec, label, windows, held, seq_len, ort=True) -> dict:
     t0 = time.time()
-    qfp, tensors, scales = Q.run(fp, windows, rec)
     with tempfile.TemporaryDirectory() as tmp:
-        Q.save(Path(tmp) / "q", qfp, tensors, scales, rec, {}, None)
-        qm = Q.load(Path(tmp) / "q")
+        pipeline.quantize_to(Path(tmp) / "q", fp, windows, rec, {}, None)
+        qm = quant_folder.load(Path(tmp) / "q")
         size = (Path(tmp) / "q" / "model.safetensors").stat().st_size
     fq = TorchBackend(qm)
     fp16 = 2 * sum(p.numel() for p in fp.parameters())  # tied weights counted once

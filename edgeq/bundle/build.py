@@ -81,14 +81,15 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
           tokenizer: str | None = None) -> dict:
     from ..export.onnx_export import save, to_onnx
     from ..models import load_model
-    from ..quant import calib_data as data, quantize as q, recipe as recipes
+    from ..quant import calib_data as data, folder as quant_folder, recipe as recipes
+    from ..quant.pipeline import quantize_to
     from ..runtime import text
     from ..targets import estimate, get
 
     st = stages or Stages()
     target = get(target_name)
     out = Path(out)
-    q.check_output(out)
+    quant_folder.check_output(out)
     plugin_plan = plugins.plan(target, sysroot)  # its sysroot and nvcc: before the slow stages
     if recipe_name == FP16["name"]:
         recipes.check_fp16(h2t, residual_hadamard, a16_fraction)
@@ -125,13 +126,12 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
             model_for_export = lm.half()
         else:
             windows = data.windows(tokens, samples, seq_len, cfg.vocab_size)
-            qlm, cal = st("calibrate", q.calibrate_all, lm, windows, rec)
-            del lm  # the models of these stages go once used: the peak is one of them at a time
-            tensors, scales = st("quantize", q.quantize_model, qlm, cal, rec)
-            q.save(tmp / ".quantized", qlm, tensors, scales, rec,
-                   {"data": Path(calib_data).name, "samples": samples, "seq_len": seq_len}, None)
-            del qlm, tensors, cal
-            model_for_export = q.load(tmp / ".quantized")
+            fp = [lm]
+            del lm  # the pipeline holds the only reference: each stage's model goes once used
+            quantize_to(tmp / ".quantized", fp.pop(), windows, rec,
+                        {"data": Path(calib_data).name, "samples": samples, "seq_len": seq_len},
+                        None, stage=lambda name, steps, fn, *args: st(name, fn, *args))
+            model_for_export = quant_folder.load(tmp / ".quantized")
             # the graph holds the weights: a second copy would double what goes to the device
             os.replace(tmp / ".quantized/quant.json", tmp / "quant.json")
             shutil.rmtree(tmp / ".quantized")

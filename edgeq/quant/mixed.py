@@ -12,6 +12,10 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from ..models.config import MambaConfig
+from .folder import layer_tensors
+from .qmodel import QuantMambaLM, W4A16Layer
+
 Choice = frozenset[int]  # the W4A16 layers
 
 
@@ -89,3 +93,24 @@ def nll(model, windows: torch.Tensor, batch: int = 8) -> float:
                                      reduction="sum").item()
             count += w[:, 1:].numel()
     return total / count
+
+
+def choose(cfg: MambaConfig, t8: dict, scales: list[dict], t16: dict, recipe: dict,
+           windows: torch.Tensor, count: int, progress) -> Choice:
+    """The `count` W4A16 layers of least loss on the first calibration windows."""
+    spec = recipe["mixed"]
+    int8 = QuantMambaLM(cfg, t8, scales, recipe).eval()
+    layers = int8.layers
+    half = [W4A16Layer(cfg, layer_tensors(t16, f"backbone.layers.{i}.")).eval()
+            for i in range(cfg.n_layer)]
+
+    def loss(choice):
+        int8.layers = torch.nn.ModuleList(half[i] if i in choice else layer
+                                          for i, layer in enumerate(layers))
+        try:  # a window at a time: its logits are L x vocab fp32 (0.5 GB for Mamba2-8B)
+            return nll(int8, windows[:spec["windows"]], batch=1)
+        finally:
+            int8.layers = layers
+    return search(cfg.n_layer, count, loss, **spec["search"], progress=progress)[0]
+
+

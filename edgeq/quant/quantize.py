@@ -1,29 +1,16 @@
-"""Post-training quantization of a Mamba model: quantize the weights (int8, or 4-bit GPTQ;
-folding the out_proj Hadamard) with the calibrated activation scales, and save or load the
-quantized folder."""
+"""Post-training quantization of a calibrated Mamba model: the weights (int8, or 4-bit GPTQ;
+folding the out_proj Hadamard) and the activation scales of the quantized folder."""
 from __future__ import annotations
-
-import hashlib
-import json
-import math
-import os
-from pathlib import Path
 
 import torch
 
-from ..errors import EdgeqError
-from ..output import writing
-from ..jsonfile import read_json
-from ..models.config import MambaConfig, read_config
-from ..models.loader import write_config
+from ..models.config import MambaConfig
 from ..models.mamba import MambaLM
 from ..ops import hadamard
 from . import cluster, mixed, recipe as recipes, weights
-from .calib_stats import Calibration, Hessians, calibrate, cluster_x, passes  # noqa: F401 (API)
-from .qmodel import QuantMambaLM, W4A16Layer, load_model, w4_table
-from .rotate import rotate_residual
-
-FORMAT = "edgeq-quant/1"
+from .calib_stats import Calibration, Hessians, calibrate
+from .folder import layer_tensors
+from .qmodel import w4_table
 
 
 def _linear(t: dict, key: str, w: torch.Tensor, cal_h: dict, recipe: dict, name: str) -> None:
@@ -225,9 +212,8 @@ def _mixed(model: MambaLM, cal: Calibration, recipe: dict, tick
            ) -> tuple[dict[str, torch.Tensor], list[dict]]:
     """W4AX: every layer quantized both ways (W4A16 by its own recipe, GPTQ on its own
     Hessians), then the search's W4A16 layers take their W4A16 tensors and no scales: the
-    folder holds the model whose loss the search measured. (GPTQ once more in the chosen mix,
-    each layer after its predecessors' chosen forms, measured worse on both demos: +0.54 % and
-    +0.89 % perplexity against these +0.47 % and +0.82 %.)"""
+    folder holds the model whose loss the search measured (GPTQ again in the chosen mix did
+    worse: bench/results/w4ax_gptq_order.md)."""
     cfg, spec = model.cfg, recipe["mixed"]
     windows, batch = cal.hessians.windows, cal.hessians.batch
     t8, scales = _int8(model, cal, recipe, tick)
@@ -237,183 +223,10 @@ def _mixed(model: MambaLM, cal: Calibration, recipe: dict, tick
     a16 = recipes.load(spec["a16"])
     t16 = _weight_only(model, calibrate(model, windows, a16, batch), a16, tick)
     choice = frozenset(range(cfg.n_layer)) if count == cfg.n_layer \
-        else _choose(cfg, t8, scales, t16, recipe, windows, count, tick)
+        else mixed.choose(cfg, t8, scales, t16, recipe, windows, count, tick)
     for i in sorted(choice):
         p = f"layers.{i}."
         t8 = {k: v for k, v in t8.items() if not k.startswith(p)}
         t8.update({p + k: v.contiguous() for k, v in layer_tensors(t16, f"backbone.{p}").items()})
         scales[i] = {}
     return t8, scales
-
-
-def _choose(cfg: MambaConfig, t8: dict, scales: list[dict], t16: dict, recipe: dict,
-            windows: torch.Tensor, count: int, progress) -> mixed.Choice:
-    """The `count` W4A16 layers of least loss on the first calibration windows."""
-    spec = recipe["mixed"]
-    int8 = QuantMambaLM(cfg, t8, scales, recipe).eval()
-    layers = int8.layers
-    half = [W4A16Layer(cfg, layer_tensors(t16, f"backbone.layers.{i}.")).eval()
-            for i in range(cfg.n_layer)]
-
-    def loss(choice):
-        int8.layers = torch.nn.ModuleList(half[i] if i in choice else layer
-                                          for i, layer in enumerate(layers))
-        try:  # a window at a time: its logits are L x vocab fp32 (0.5 GB for Mamba2-8B)
-            return mixed.nll(int8, windows[:spec["windows"]], batch=1)
-        finally:
-            int8.layers = layers
-    return mixed.search(cfg.n_layer, count, loss, **spec["search"], progress=progress)[0]
-
-
-def layer_tensors(t: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    """The tensors under `prefix`, named without it."""
-    return {k[len(prefix):]: v for k, v in t.items() if k.startswith(prefix)}
-
-
-def calibrate_all(model: MambaLM, windows: torch.Tensor, recipe: dict, batch: int = 8,
-                  progress=None) -> tuple[MambaLM, Calibration]:
-    """The recipe's fp rewrites (residual Hadamard, sort-and-cluster), then calibration. The
-    model returned is the rewritten one, the one the quantized folder describes. Progress
-    counts calibration windows over all passes (calibrate.passes)."""
-    recipes.check_supported(model.cfg, recipe)
-    if recipe.get("hadamard_in_proj"):
-        model = rotate_residual(model)
-    model, groups = cluster_x(model, windows, recipe, batch, progress)
-    cal = calibrate(model, windows, recipe, batch, progress)
-    cal.groups = groups
-    return model, cal
-
-
-def run(model: MambaLM, windows: torch.Tensor, recipe: dict, batch: int = 8
-        ) -> tuple[MambaLM, dict[str, torch.Tensor], list[dict]]:
-    """The rewritten fp model (save the folder with its config), tensors and scales."""
-    model, cal = calibrate_all(model, windows, recipe, batch)
-    return (model, *quantize_model(model, cal, recipe))
-
-
-def config_digest(cfg: MambaConfig) -> str:
-    d = {k: v for k, v in cfg.to_dict().items() if k != "layout"}
-    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def check_output(folder: Path) -> Path:
-    """The parent of a quantized folder to create, if the folder is new and the parent writable."""
-    folder = Path(folder)
-    if folder.exists():
-        raise EdgeqError(f"{folder}: already exists; remove it or choose another -o")
-    parent = folder.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise EdgeqError(f"{parent}: not a writable folder; choose another -o")
-    return parent
-
-
-def save(folder: Path, model: MambaLM, tensors: dict, scales: list[dict], recipe: dict,
-         calibration: dict, tokenizer_json: str | None) -> None:
-    """Write the quantized folder through a temp folder renamed into place."""
-    from safetensors.torch import save_file
-    folder = Path(folder)
-    check_output(folder)
-    with writing(folder) as tmp:
-        write_config(model.cfg, tmp)
-        save_file(tensors, str(tmp / "model.safetensors"))
-        meta = {"format": FORMAT, "config_digest": config_digest(model.cfg), "recipe": recipe,
-                "calibration": calibration, "scales": scales}
-        (tmp / "quant.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
-        if tokenizer_json:
-            (tmp / "tokenizer.json").write_text(tokenizer_json)
-
-
-def is_quantized(folder: Path) -> bool:
-    return (Path(folder) / "quant.json").exists()
-
-
-def in_proj_rows(cfg: MambaConfig) -> int:
-    return cfg.d_inner + cfg.conv_dim + cfg.nheads if cfg.arch == "mamba2" else 2 * cfg.d_inner
-
-
-def read_meta(folder: Path) -> tuple[MambaConfig, dict]:
-    """The config and quant.json of a quantized folder, checked against each other."""
-    folder = Path(folder)
-    cfg = read_config(folder)
-    meta = read_json(folder / "quant.json")
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise EdgeqError(f"{folder}: quant.json is not {FORMAT}; quantize the model again with "
-                         "this edgeq")
-    try:
-        meta["scales"] = list(meta["scales"])
-        n_scales = 0 if recipes.weight_only(meta["recipe"]) else cfg.n_layer
-        made_for = meta["config_digest"]
-    except (KeyError, TypeError) as e:
-        raise EdgeqError(f"{folder / 'quant.json'}: damaged ({type(e).__name__}: {e}); quantize "
-                         "the model again") from None
-    if made_for != config_digest(cfg) or len(meta["scales"]) != n_scales:
-        raise EdgeqError(f"{folder}: quant.json was made for another model than config.json "
-                         "describes; quantize this model again")
-    for i, layer in enumerate(meta["scales"]):
-        for name, v in (layer.items() if isinstance(layer, dict) else [("", None)]):
-            if not all(_positive(x) for x in (v if isinstance(v, list) else [v])):
-                raise EdgeqError(f"{folder / 'quant.json'}: layer {i} scale {name or '?'} is "
-                                 f"{_short(v)}, not a finite number above 0; quantize the model again")
-    return cfg, meta
-
-
-def _positive(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x < math.inf
-
-
-def _short(v) -> str:
-    return str(next((x for x in v if not _positive(x)), v) if isinstance(v, list) else v)[:40]
-
-
-def check_tensors(tensors: dict[str, torch.Tensor], folder: Path) -> None:
-    """Integer tensors only where a weight_scale says they are quantized weights (int8, or
-    uint8 packed 4-bit); every other tensor floating point and finite; every scale above 0."""
-    for k, v in tensors.items():
-        scale = k.removesuffix("_packed") + "_scale"
-        quantized = k.endswith(".weight_packed") or k.endswith(".weight") and scale in tensors
-        want = (torch.uint8 if k.endswith("_packed") else torch.int8) if quantized else None
-        if want is not None and v.dtype != want or want is None and not v.is_floating_point():
-            raise EdgeqError(f"{folder}: tensor {k} is {str(v.dtype).removeprefix('torch.')}, not "
-                             f"{str(want).removeprefix('torch.') if want else 'floating point'}; "
-                             "the quantized weights are damaged: quantize the model again")
-        if v.is_floating_point() and not (torch.isfinite(v).all() and (
-                not k.endswith("weight_scale") or (v > 0).all())):
-            what = "NaN, infinite or non-positive scales" if k.endswith("weight_scale") \
-                else "NaN or infinite values"
-            raise EdgeqError(f"{folder}: tensor {k} holds {what}; the quantized weights are "
-                             "damaged: quantize the model again")
-
-
-def load(folder: Path):
-    """The quantized model of a folder: QuantMambaLM, or MambaLM with 4-bit linears (W4A16)."""
-    from safetensors.torch import load_file
-    folder = Path(folder)
-    cfg, meta = read_meta(folder)
-    recipe, scales = meta["recipe"], meta["scales"]
-    try:
-        tensors = load_file(str(folder / "model.safetensors"))
-    except Exception as e:
-        raise EdgeqError(f"{folder / 'model.safetensors'}: cannot read ({type(e).__name__}); "
-                         "quantize the model again") from None
-    check_tensors(tensors, folder)
-    # the last layer's in_proj: a W4A16 layer's is its block's mixer's
-    n_scales = len(scales)
-    last = n_scales and scales[-1]
-    prefix = "layers" if n_scales else "backbone.layers"
-    key = f"{prefix}.{cfg.n_layer - 1}.{'' if last else 'mixer.'}in_proj.weight"
-    rows = [tensors[k].shape[0] for k in (key, key + "_packed") if k in tensors]
-    emb = "backbone.embeddings.weight" if n_scales == 0 else "embedding.weight"
-    emb_rows = [tensors[k].shape[0] for k in (emb, emb + "_packed") if k in tensors]
-    if rows != [in_proj_rows(cfg)] or emb_rows != [cfg.vocab_size]:
-        raise EdgeqError(f"{folder}: the quantized weights belong to another model than "
-                         "config.json describes; quantize this model again")
-    try:  # a token through every layer: a tensor missing, misshapen or mistyped fails here
-        model = load_model(cfg, tensors, scales, recipe)
-        with torch.no_grad():
-            model(torch.zeros(1, 1, dtype=torch.long))
-    except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError, RuntimeError) as e:
-        if "allocate" in str(e):  # torch's CPU allocator: memory, not damage
-            raise MemoryError(str(e)) from None
-        raise EdgeqError(f"{folder}: the quantized weights are damaged ({type(e).__name__}: "
-                         f"{str(e).splitlines()[0][:120]}); quantize the model again") from None
-    return model

@@ -45,7 +45,7 @@ def inspect(model, as_json):
     if quant_folder.is_quantized(folder):  # dims from the config; the int8 folder as it is on disk
         with torch.device("meta"):
             s = summary(MambaLM(read_config(folder)))
-        s["recipe"] = quant_folder.read_meta(folder)[1]["recipe"]["name"]
+        s["recipe"] = quant_folder.read_meta(folder)[1]["recipe"].name
         s["quantized_bytes"] = (folder / "model.safetensors").stat().st_size
     else:
         s = summary(load_model(str(folder))[0])
@@ -76,7 +76,7 @@ def export(model, output, tokenizer):
     if tok_json:
         meta[text.META_KEY] = tok_json
     if getattr(lm, "recipe", None):
-        meta["edgeq.recipe"] = lm.recipe["name"]
+        meta["edgeq.recipe"] = lm.recipe.name
     proto = to_onnx(lm, meta)
     save(proto, output)
     click.echo(f"wrote {output}")
@@ -204,7 +204,7 @@ def quantize(model, recipe, calib_data, output, samples, seq_len, batch, percent
     quantize_to(output, lm, windows, rec,
                 {"data": str(calib_data), "samples": samples, "seq_len": seq_len, "seed": seed},
                 tok_json, batch, stage=_progress_bar)
-    click.echo(f"wrote {output} ({rec['name']}, calibrated on {samples} x {seq_len} tokens "
+    click.echo(f"wrote {output} ({rec.name}, calibrated on {samples} x {seq_len} tokens "
                f"in {time.time() - t0:.1f} s)")
 
 
@@ -276,7 +276,7 @@ def targets(as_json):
 @click.argument("model")
 @click.option("--target", "target_name", required=True, help="A target from `edgeq targets`.")
 @click.option("--recipe", default="fp16", show_default=True,
-              help=f"fp16 or a recipe: {RECIPES}.")
+              help=f"A recipe: {RECIPES}.")
 @click.option("--h2t", is_flag=True, help="Embedding and lm_head 4-bit too.")
 @A16_FRACTION
 @click.option("--prompt-len", default=1024, show_default=True, type=click.IntRange(1),
@@ -312,7 +312,7 @@ def estimate(model, target_name, recipe, h2t, a16_fraction, prompt_len, batch, a
 @click.argument("model")
 @click.option("--target", "target_name", required=True, help="A target from `edgeq targets`.")
 @click.option("--recipe", default="quamba-w8a8", show_default=True,
-              help=f"A recipe ({RECIPES}), or fp16 (no quantization: the baseline).")
+              help=f"A recipe ({RECIPES}; fp16: no quantization, the baseline).")
 @click.option("--h2t", is_flag=True,
               help="Head-to-toe: embedding and lm_head 4-bit too (quamba2-w4 recipes).")
 @click.option("--residual-hadamard", is_flag=True,

@@ -1,6 +1,7 @@
 """Quamba2 recipes (W8A8, W4A8, W4A16) on Mamba-1 and Mamba-2: the fake-quant model against fp,
 the ONNX graphs on ORT against the fake-quant model, the graphs' quantization forms, sizes; W4AX's
 search and its mixed layers."""
+import dataclasses
 import itertools
 import json
 
@@ -27,12 +28,9 @@ CONFIGS = {
 RECIPES = ("quamba2-w8a8", "quamba2-w4a8", "quamba2-w4a16", "quamba2-w4ax")
 
 
-def recipe(name: str) -> dict:
+def recipe(name: str) -> R.Recipe:
     """The recipe; W4AX with half the layers W4A16 (1 of the test models' 2)."""
-    rec = R.load(name)
-    if "mixed" in rec:
-        rec["mixed"]["a16_fraction"] = 0.5
-    return rec
+    return R.load(name, a16_fraction=0.5 if R.load(name).mixed else None)
 
 
 def tokens(n, seed=0):
@@ -71,14 +69,14 @@ def quantized(fp, tmp_path_factory):
 def test_quamba2_recipes_cover_both_backbones():
     for name in RECIPES:
         rec = R.load(name)
-        assert rec["archs"] == ["mamba1", "mamba2"]
-        assert R.w4_linears(rec) == (() if name == "quamba2-w8a8" else ("in_proj", "out_proj"))
-    assert R.load("quamba2-w4ax")["mixed"]["a16"] == "quamba2-w4a16"
-    assert R.weight_only(R.load("quamba2-w4a16"))
+        assert rec.archs == ("mamba1", "mamba2")
+        assert rec.weights.w4 == (() if name == "quamba2-w8a8" else ("in_proj", "out_proj"))
+    assert R.load("quamba2-w4ax").mixed.a16 == "quamba2-w4a16"
+    assert R.load("quamba2-w4a16").weight_only
     with pytest.raises(EdgeqError, match="quantizes no activations"):
         R.load("quamba2-w4a16", percentile=99.9)
-    assert not R.load("quamba2-w8a8")["hadamard_in_proj"]
-    assert R.load("quamba2-w8a8", residual_hadamard=True)["hadamard_in_proj"]
+    assert not R.load("quamba2-w8a8").hadamard_in_proj
+    assert R.load("quamba2-w8a8", residual_hadamard=True).hadamard_in_proj
     with pytest.raises(EdgeqError, match="residual-hadamard: recipe quamba-w8a8 has no such"):
         R.load("quamba-w8a8", residual_hadamard=True)
 
@@ -159,8 +157,7 @@ def test_mamba2_scales_per_cluster_and_state_group(fp, quantized):
         assert all(1 < len(set(g)) <= 16 for g in x)
         assert len(layer["B"]) == len(layer["C"]) == cfg.ngroups
     # ablations: one x scale without clustering, one B/C scale without per-state-group
-    rec = R.load("quamba2-w8a8")
-    rec.update(cluster=None, per_state_group=False)
+    rec = dataclasses.replace(R.load("quamba2-w8a8"), cluster=None, per_state_group=False)
     windows = calib_data.windows(tokens(4000), 4, 64, 301)
     _, _, scales = pipeline.run(fp["mamba2"], windows, rec)
     for layer in scales:
@@ -242,10 +239,10 @@ def test_head_to_toe_head_is_gptq_on_the_head_input(fp):
     head = cal.hessians.head()  # after the layers, quantized
     assert head.n == windows.numel()  # every calibration token's final hidden state
     w = qfp.lm_head.weight.detach()  # tied: the one table is quantized for the head
-    packed, scale = weights.int4_packed(w, head, rec["weights"], "lm_head")
+    packed, scale = weights.int4_packed(w, head, rec.weights, "lm_head")
     assert torch.equal(t["embedding.weight_packed"], packed)
     assert torch.equal(t["embedding.weight_scale"], scale)
-    rtn = weights.int4_packed(w, None, rec["weights"], "lm_head")
+    rtn = weights.int4_packed(w, None, rec.weights, "lm_head")
     rows = []
     hook = qfp.lm_head.register_forward_hook(lambda _, inp, __: rows.append(inp[0]))
     with torch.no_grad():
@@ -291,7 +288,7 @@ def test_gptq_is_layer_sequential(fp, name):
     seq = copy.deepcopy(qfp)
     m0 = seq.backbone.layers[0].mixer
     m0.in_proj.weight.data = values["in_proj"]
-    if rec["hadamard_out_proj"]:  # the folder holds W H^T; y W^T = (y H^T)(W H^T)^T
+    if rec.hadamard_out_proj:  # the folder holds W H^T; y W^T = (y H^T)(W H^T)^T
         H = hadamard.matrix(model.cfg.d_inner)
         m0.out_proj.weight.data = (values["out_proj"].double() @ H).float()
         y = torch.randn(5, model.cfg.d_inner)
@@ -310,10 +307,10 @@ def test_gptq_is_layer_sequential(fp, name):
         hook.remove()
         return h
     w = qfp.backbone.layers[1].mixer.in_proj.weight.detach()
-    sequential = weights.int4_packed(w, layer1_in_proj_hessian(seq), rec["weights"], "in_proj")
+    sequential = weights.int4_packed(w, layer1_in_proj_hessian(seq), rec.weights, "in_proj")
     assert torch.equal(t[p.format(1) + "in_proj.weight_packed"], sequential[0])
     assert torch.equal(t[p.format(1) + "in_proj.weight_scale"], sequential[1])
-    from_fp = weights.int4_packed(w, layer1_in_proj_hessian(qfp), rec["weights"], "in_proj")
+    from_fp = weights.int4_packed(w, layer1_in_proj_hessian(qfp), rec.weights, "in_proj")
     assert not torch.equal(from_fp[0], sequential[0])  # the order matters here
     with pytest.raises(ValueError, match="read them in order"):
         cal.hessians.hessians_for(0)
@@ -330,14 +327,15 @@ def test_w4ax_search_finds_the_least_loss():
     choice, seen = mixed.search(12, 3, loss, progress=drawn.append)
     assert choice == min(every, key=loss) and len(seen) < len(every)
     assert {len(c) for c in seen} == {3}
-    settings = {"population": 40, "generations": 5, "mutations": 10, "crossovers": 10}
+    settings = R.Search(population=40, generations=5, mutations=10, crossovers=10, seed=0)
     assert sum(drawn) == mixed.draws(12, 3, settings) == 140  # the progress bar's length
     drawn.clear()
     choice, seen = mixed.search(5, 2, loss, progress=drawn.append)  # 10 choices: each tried
     assert len(seen) == 10 and choice == min(seen, key=loss)
     assert sum(drawn) == mixed.draws(5, 2, settings) == 10
     # half up, at least one: 0.25 of 2 layers is 1, of 6 is 2, of 10 is 3
-    assert [mixed.a16_count({"a16_fraction": f}, n) for f, n in
+    spec = R.load("quamba2-w4ax").mixed
+    assert [mixed.a16_count(dataclasses.replace(spec, a16_fraction=f), n) for f, n in
             ((0.25, 2), (0.25, 6), (0.25, 10), (0.01, 4), (0, 4), (1, 4))] == [1, 2, 3, 1, 0, 4]
     # Quamba2's 14 of 56: the generations improve on the first population
     gain, pair = rng.random(56), rng.random((56, 56)) * 0.3
@@ -382,8 +380,7 @@ def test_w4ax_layers_are_the_w4a8_and_w4a16_layers(fp, quantized, arch):
 def test_w4ax_all_w4a16_is_the_w4a16_model(fp, quantized):
     # every layer W4A16: the W4A16 recipe's model (Mamba-1: the same GPTQ), but for the
     # residual stream, fp32 here and fp16 there
-    rec = recipe("quamba2-w4ax")
-    rec["mixed"]["a16_fraction"] = 1.0
+    rec = R.load("quamba2-w4ax", a16_fraction=1.0)
     t, scales = quantize_counting_steps(fp["mamba1"], rec)
     mixed_model = load_model(CONFIGS["mamba1"], t, scales, rec)
     assert scales == [{}, {}] and all(isinstance(layer, W4A16Layer) for layer in mixed_model.layers)

@@ -43,13 +43,30 @@ def quantized(fp, tmp_path_factory):
 def test_recipes_are_data():
     assert {"quamba-w8a8", "naive-w8a8"} <= set(R.names())
     q = R.load("quamba-w8a8")
-    assert R.observer_of(q, "u") == {"observer": "percentile", "percentile": 99.999}
-    assert R.observer_of(q, "x") == {"observer": "absmax"} and q["hadamard_out_proj"]
+    assert q.observer_of("u") == R.Observer("percentile", 99.999)
+    assert q.observer_of("x") == R.Observer("absmax") and q.hadamard_out_proj
     n = R.load("naive-w8a8")
-    assert R.observer_of(n, "u") == {"observer": "absmax"} and not n["hadamard_out_proj"]
-    assert R.load("quamba-w8a8", percentile=99.9, per_channel=True)["weights"]["granularity"] == "per-channel"
+    assert n.observer_of("u") == R.Observer("absmax") and not n.hadamard_out_proj
+    assert R.load("quamba-w8a8", percentile=99.9, per_channel=True).weights.granularity == "per-channel"
     with pytest.raises(EdgeqError, match="unknown recipe"):
         R.load("quamba-w3a3")
+
+
+def test_recipes_are_typed():
+    fp16 = R.load("fp16")
+    assert not fp16.quantizes and all(R.load(n).quantizes for n in R.names() if n != "fp16")
+    assert "fp16" not in R.for_arch("mamba1") + R.for_arch("mamba2")
+    for name in R.names():  # what quant.json holds reads back as the same recipe
+        assert R.from_dict(R.to_dict(R.load(name)), name) == R.load(name)
+    bad = R.to_dict(R.load("quamba-w8a8"))
+    with pytest.raises(EdgeqError, match=r"^q: recipe.weights.bits: unknown recipe field"):
+        R.from_dict({**bad, "weights": {**bad["weights"], "bits": 8}}, "q: recipe")
+    with pytest.raises(EdgeqError, match=r"^q: recipe.archs: missing"):
+        R.from_dict({k: v for k, v in bad.items() if k != "archs"}, "q: recipe")
+    with pytest.raises(EdgeqError, match=r"^q: recipe.h2t: 'yes' is not a bool"):
+        R.from_dict({**bad, "h2t": "yes"}, "q: recipe")
+    with pytest.raises(EdgeqError, match="--h2t: fp16 quantizes nothing"):
+        R.load("fp16", h2t=True)
 
 
 def test_calibration_is_deterministic(fp, tmp_path):
@@ -182,6 +199,10 @@ def test_quant_folder_from_another_model_is_refused(quantized, hf_model, tmp_pat
     shutil.copy(quantized["naive-w8a8"] / "config.json", bad / "config.json")
     (bad / "quant.json").write_text(json.dumps(meta))
     with pytest.raises(EdgeqError, match="is not edgeq-quant"):
+        quant_folder.load(bad)
+    meta["format"] = "edgeq-quant/1"  # the format before the typed recipe
+    (bad / "quant.json").write_text(json.dumps(meta))
+    with pytest.raises(EdgeqError, match="is edgeq-quant/1, an older format .*quantize the model again"):
         quant_folder.load(bad)
     meta["format"] = quant_folder.FORMAT
     for damaged, fragment in (([], "is not edgeq-quant"), ({**meta, "scales": None}, "damaged")):

@@ -10,6 +10,7 @@ table between the README's accuracy markers.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import tempfile
@@ -51,15 +52,18 @@ def ablation(recipe: str, base: str, steps: tuple) -> list[tuple[str, dict]]:
     return rows
 
 
-def variant(base: str, changes: dict) -> dict:
+def variant(base: str, changes: dict) -> R.Recipe:
     rec = R.load(base)
     for key, value in changes.items():
-        *path, last = key.split(".")
-        d = rec
-        for p in path:
-            d = d[p]
-        d[last] = value
+        rec = replaced(rec, key.split("."), value)
     return rec
+
+
+def replaced(part, path: list[str], value):
+    """The recipe (or its part) with the field at `path` set to `value`."""
+    head, *rest = path
+    return dataclasses.replace(part, **{head: replaced(getattr(part, head), rest, value)
+                                        if rest else value})
 
 
 def evaluate(fp, rec, label, windows, held, seq_len, ort=True) -> dict:

@@ -69,11 +69,6 @@ def validate(model, proto, tokens: np.ndarray) -> dict:
 VALIDATION_MIN = 16  # next-token predictions compared, at least
 
 
-# not a quantization recipe: no calibration, no quant.json
-FP16 = {"name": "fp16", "description": "no quantization: fp16 weights and activations, the SSM "
-        "state fp32; the baseline the quantized bundles are measured against"}
-
-
 def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8a8",
           calib_data: str | None = None, samples: int = 512, seq_len: int = 512,
           sysroot: Path | None = None, stages: Stages | None = None, h2t: bool = False,
@@ -91,21 +86,14 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
     out = Path(out)
     quant_folder.check_output(out)
     plugin_plan = plugins.plan(target, sysroot)  # its sysroot and nvcc: before the slow stages
-    if recipe_name == FP16["name"]:
-        recipes.check_fp16(h2t, residual_hadamard, a16_fraction)
-        rec = FP16
-    elif recipe_name not in recipes.names():
-        raise EdgeqError(f"unknown recipe {recipe_name!r}; choose one of: "
-                         f"{', '.join(recipes.names() + [FP16['name']])}")
-    else:
-        rec = recipes.load(recipe_name, h2t=h2t, residual_hadamard=residual_hadamard,
-                           a16_fraction=a16_fraction)
+    rec = recipes.load(recipe_name, h2t=h2t, residual_hadamard=residual_hadamard,
+                       a16_fraction=a16_fraction)
 
     lm, folder = st("load", load_model, model)
     cfg = lm.cfg
     # the engine is built and loaded on the device: refuse one it cannot hold before the slow
     # stages (from the config; the graph's own weights are counted after export)
-    if warning := memory.check(memory.from_config(cfg, target, rec["name"], h2t, a16_fraction),
+    if warning := memory.check(memory.from_config(cfg, target, rec.name, h2t, a16_fraction),
                                target):
         print(warning, file=sys.stderr)
     tok_json = text.find(folder, tokenizer, cfg.vocab_size)
@@ -122,7 +110,7 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
                          "predictions): give more calibration data")
     data.check(tokens, 2, cfg.vocab_size)
     with writing(out) as tmp:
-        if rec is FP16:  # the baseline: the fp model in fp16, the SSM state fp32 (docs/ops.md)
+        if not rec.quantizes:  # fp16, the baseline: the SSM state fp32 (docs/ops.md)
             model_for_export = lm.half()
         else:
             windows = data.windows(tokens, samples, seq_len, cfg.vocab_size)
@@ -136,11 +124,11 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
             os.replace(tmp / ".quantized/quant.json", tmp / "quant.json")
             shutil.rmtree(tmp / ".quantized")
         meta = {text.META_KEY: tok_json} if tok_json else {}
-        meta["edgeq.recipe"] = rec["name"]
+        meta["edgeq.recipe"] = rec.name
         meta["edgeq.target"] = target["name"]
         proto = st("export", to_onnx, model_for_export, meta)
         save(proto, tmp / "model.onnx")
-        projected = estimate(cfg, target, rec["name"], h2t=h2t, a16_fraction=a16_fraction)
+        projected = estimate(cfg, target, rec.name, h2t=h2t, a16_fraction=a16_fraction)
         engine_memory = memory.project(memory.graph_weight_bytes(tmp / "model.onnx"), target,
                                        cfg, projected["state_bytes"])
         memory.check(engine_memory, target)  # its warning was printed from the config
@@ -152,7 +140,8 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
         if tok_json:
             (tmp / "tokenizer.json").write_text(tok_json)
         manifest.write(tmp, {
-            "target": target, "recipe": rec, "model": {"source": model, "config": cfg.to_dict()},
+            "target": target, "recipe": recipes.to_dict(rec),
+            "model": {"source": model, "config": cfg.to_dict()},
             "versions": _versions(), "validation": metrics, "plugins": plugin, "engine": engine,
             "projected": projected, "engine_memory": engine_memory, "timings": st.timings,
             "peak_rss_mib": st.peak_rss_mib, "host": platform.machine()})

@@ -46,7 +46,7 @@ def check_output(folder: Path) -> Path:
     return parent
 
 
-def save(folder: Path, model: MambaLM, tensors: dict, scales: list[dict], recipe: dict,
+def save(folder: Path, model: MambaLM, tensors: dict, scales: list[dict], recipe: recipes.Recipe,
          calibration: dict, tokenizer_json: str | None) -> None:
     """Write the quantized folder through a temp folder renamed into place."""
     from safetensors.torch import save_file
@@ -55,7 +55,8 @@ def save(folder: Path, model: MambaLM, tensors: dict, scales: list[dict], recipe
     with writing(folder) as tmp:
         write_config(model.cfg, tmp)
         save_file(tensors, str(tmp / "model.safetensors"))
-        meta = {"format": FORMAT, "config_digest": config_digest(model.cfg), "recipe": recipe,
+        meta = {"format": FORMAT, "config_digest": config_digest(model.cfg),
+                "recipe": recipes.to_dict(recipe),
                 "calibration": calibration, "scales": scales}
         (tmp / "quant.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
         if tokenizer_json:
@@ -82,8 +83,9 @@ def read_meta(folder: Path) -> tuple[MambaConfig, dict]:
         raise EdgeqError(f"{folder}: quant.json is not {FORMAT}; quantize the model again with "
                          "this edgeq")
     try:
+        meta["recipe"] = recipes.from_dict(meta["recipe"], f"{folder / 'quant.json'}: recipe")
         meta["scales"] = list(meta["scales"])
-        n_scales = 0 if recipes.weight_only(meta["recipe"]) else cfg.n_layer
+        n_scales = 0 if meta["recipe"].weight_only else cfg.n_layer
         made_for = meta["config_digest"]
     except (KeyError, TypeError) as e:
         raise EdgeqError(f"{folder / 'quant.json'}: damaged ({type(e).__name__}: {e}); quantize "

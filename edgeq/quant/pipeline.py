@@ -7,6 +7,7 @@ from typing import Callable
 
 import torch
 
+from ..errors import EdgeqError
 from ..models.mamba import MambaLM
 from . import folder as quant_folder, recipe as recipes
 from .calib_stats import Calibration, calibrate, cluster_x, passes
@@ -19,13 +20,16 @@ def unstaged(name: str, steps: int, fn: Callable, *args):
     return fn(*args)
 
 
-def calibrate_all(model: MambaLM, windows: torch.Tensor, recipe: dict, batch: int = 8,
+def calibrate_all(model: MambaLM, windows: torch.Tensor, recipe: recipes.Recipe, batch: int = 8,
                   progress=None) -> tuple[MambaLM, Calibration]:
     """The recipe's fp rewrites (residual Hadamard, sort-and-cluster), then calibration. The
     model returned is the rewritten one, the one the quantized folder describes. Progress
     counts calibration windows over all passes (calib_stats.passes)."""
     recipes.check_supported(model.cfg, recipe)
-    if recipe.get("hadamard_in_proj"):
+    if not recipe.quantizes:
+        raise EdgeqError(f"recipe {recipe.name} quantizes nothing; export the model as it is, "
+                         "or build its bundle with --recipe fp16")
+    if recipe.hadamard_in_proj:
         model = rotate_residual(model)
     model, groups = cluster_x(model, windows, recipe, batch, progress)
     cal = calibrate(model, windows, recipe, batch, progress)
@@ -33,7 +37,7 @@ def calibrate_all(model: MambaLM, windows: torch.Tensor, recipe: dict, batch: in
     return model, cal
 
 
-def run(model: MambaLM, windows: torch.Tensor, recipe: dict, batch: int = 8
+def run(model: MambaLM, windows: torch.Tensor, recipe: recipes.Recipe, batch: int = 8
         ) -> tuple[MambaLM, dict[str, torch.Tensor], list[dict]]:
     """The pipeline in memory: the rewritten fp model (the folder's config), tensors and
     scales, for what inspects them before or without a folder."""
@@ -41,7 +45,7 @@ def run(model: MambaLM, windows: torch.Tensor, recipe: dict, batch: int = 8
     return (model, *quantize_model(model, cal, recipe))
 
 
-def quantize_to(folder: Path, model: MambaLM, windows: torch.Tensor, recipe: dict,
+def quantize_to(folder: Path, model: MambaLM, windows: torch.Tensor, recipe: recipes.Recipe,
                 calibration: dict, tokenizer_json: str | None, batch: int = 8,
                 stage=unstaged) -> None:
     """calibrate -> quantize -> save: the quantized folder of `model` (calibration: what

@@ -15,7 +15,7 @@ from ..models.mamba import MambaBlock, MambaLM, zero_state
 from ..models.mamba2 import GatedRMSNorm
 from ..ops import custom as ops
 from ..ops import int4, qdq
-from .recipe import weight_only
+from .recipe import Act, Recipe
 
 
 class QLinear(nn.Module):
@@ -67,22 +67,22 @@ class Mamba1A8Layer(Int8Layer):
     def forward(self, out: Tensor, res: Tensor, state):
         cfg, scale = self.cfg, self.scales
         batch, L, _ = out.shape
-        xq, res = ops.add_rmsnorm_int8(out, res, self.norm_w, cfg.norm_eps, scale["in"])
-        x, z = self.in_proj(xq, scale["in"]).chunk(2, dim=-1)
+        xq, res = ops.add_rmsnorm_int8(out, res, self.norm_w, cfg.norm_eps, scale[Act.IN])
+        x, z = self.in_proj(xq, scale[Act.IN]).chunk(2, dim=-1)
         uq, conv_state = ops.causal_conv1d_int8(
-            qdq.quantize(x, scale["x"]), self.conv_w, self.conv_b, state[0], [scale["x"]],
-            [scale["conv_w"]], [scale["u"]], 1)
-        dt, B, C = self.x_proj(uq, scale["u"]).split([cfg.dt_rank, cfg.d_state, cfg.d_state],
+            qdq.quantize(x, scale[Act.X]), self.conv_w, self.conv_b, state[0], [scale[Act.X]],
+            [scale["conv_w"]], [scale[Act.U]], 1)
+        dt, B, C = self.x_proj(uq, scale[Act.U]).split([cfg.dt_rank, cfg.d_state, cfg.d_state],
                                                      dim=-1)
-        delta = self.dt_proj(qdq.quantize(dt, scale["dt"]), scale["dt"])
+        delta = self.dt_proj(qdq.quantize(dt, scale[Act.DT]), scale[Act.DT])
         y, ssm_state = ops.selective_scan_int8(
-            uq, qdq.quantize(delta, scale["delta"]), self.A,
-            qdq.quantize(B, scale["B"]).reshape(batch, L, 1, cfg.d_state),
-            qdq.quantize(C, scale["C"]).reshape(batch, L, 1, cfg.d_state), self.D, self.dt_b,
-            state[1], qdq.quantize(z, scale["z"]), scale["u"], scale["delta"], scale["B"],
-            scale["C"], scale["z"], True)
-        yq = ops.hadamard_int8(y, scale["y"]) if self.hadamard else qdq.quantize(y, scale["y"])
-        return self.out_proj(yq, scale["y"]), res, (conv_state, ssm_state)
+            uq, qdq.quantize(delta, scale[Act.DELTA]), self.A,
+            qdq.quantize(B, scale[Act.B]).reshape(batch, L, 1, cfg.d_state),
+            qdq.quantize(C, scale[Act.C]).reshape(batch, L, 1, cfg.d_state), self.D, self.dt_b,
+            state[1], qdq.quantize(z, scale[Act.Z]), scale[Act.U], scale[Act.DELTA], scale[Act.B],
+            scale[Act.C], scale[Act.Z], True)
+        yq = ops.hadamard_int8(y, scale[Act.Y]) if self.hadamard else qdq.quantize(y, scale[Act.Y])
+        return self.out_proj(yq, scale[Act.Y]), res, (conv_state, ssm_state)
 
 
 class Mamba2A8Layer(Int8Layer):
@@ -98,10 +98,10 @@ class Mamba2A8Layer(Int8Layer):
         self.register_buffer("conv_w", tensors["conv1d.weight"])
         self.conv_ws = tensors["conv1d.weight_scale"].tolist()
         self.parts = [cfg.d_inner, GN, GN]  # x, B, C: one conv input scale each
-        self.conv_xs = [v for v, n in zip(self.scales["xBC"], self.parts) for _ in range(n)]
-        self.conv_ys = self.scales["x"] + \
-            [b for b in self.scales["B"] for _ in range(cfg.d_state)] + \
-            [c for c in self.scales["C"] for _ in range(cfg.d_state)]
+        self.conv_xs = [v for v, n in zip(self.scales[Act.XBC], self.parts) for _ in range(n)]
+        self.conv_ys = self.scales[Act.X] + \
+            [b for b in self.scales[Act.B] for _ in range(cfg.d_state)] + \
+            [c for c in self.scales[Act.C] for _ in range(cfg.d_state)]
         assert len(self.conv_ys) == cfg.d_inner + 2 * GN
         self.register_buffer("conv_b", tensors["conv1d.bias"].float())
         self.register_buffer("norm_w", tensors["norm.weight"].float())
@@ -115,28 +115,28 @@ class Mamba2A8Layer(Int8Layer):
         cfg, scale = self.cfg, self.scales
         batch, L, _ = out.shape
         di, G, N = cfg.d_inner, cfg.ngroups, cfg.d_state
-        xq, res = ops.add_rmsnorm_int8(out, res, self.norm_w, cfg.norm_eps, scale["in"])
-        z, xBC, dt = self.in_proj(xq, scale["in"]).split([di, cfg.conv_dim, cfg.nheads], dim=-1)
+        xq, res = ops.add_rmsnorm_int8(out, res, self.norm_w, cfg.norm_eps, scale[Act.IN])
+        z, xBC, dt = self.in_proj(xq, scale[Act.IN]).split([di, cfg.conv_dim, cfg.nheads], dim=-1)
         xBC = torch.cat([qdq.quantize(part, v)
-                         for part, v in zip(xBC.split(self.parts, dim=-1), scale["xBC"])], dim=-1)
+                         for part, v in zip(xBC.split(self.parts, dim=-1), scale[Act.XBC])], dim=-1)
         xBC, conv_state = ops.causal_conv1d_int8(xBC, self.conv_w, self.conv_b, state[0],
                                                  self.conv_xs, self.conv_ws, self.conv_ys, 1)
         x, B, C = xBC.split([di, G * N, G * N], dim=-1)
         y, ssm_state = ops.ssd_scan_int8(
-            x, qdq.quantize(dt, scale["dt"]), self.A, B.reshape(batch, L, G, N),
-            C.reshape(batch, L, G, N), self.D, self.dt_b, state[1], scale["x"], [scale["dt"]],
-            scale["B"], scale["C"], True, cfg.chunk_size)
-        gated = self.gate_norm(y, qdq.dequantize(qdq.quantize(z, scale["z"]), scale["z"]))
-        yq = ops.hadamard_int8(gated, scale["y"]) if self.hadamard \
-            else qdq.quantize(gated, scale["y"])
-        return self.out_proj(yq, scale["y"]), res, (conv_state, ssm_state)
+            x, qdq.quantize(dt, scale[Act.DT]), self.A, B.reshape(batch, L, G, N),
+            C.reshape(batch, L, G, N), self.D, self.dt_b, state[1], scale[Act.X], [scale[Act.DT]],
+            scale[Act.B], scale[Act.C], True, cfg.chunk_size)
+        gated = self.gate_norm(y, qdq.dequantize(qdq.quantize(z, scale[Act.Z]), scale[Act.Z]))
+        yq = ops.hadamard_int8(gated, scale[Act.Y]) if self.hadamard \
+            else qdq.quantize(gated, scale[Act.Y])
+        return self.out_proj(yq, scale[Act.Y]), res, (conv_state, ssm_state)
 
 
 class QuantMambaLM(nn.Module):
     exportable = True
 
     def __init__(self, cfg: MambaConfig, tensors: dict[str, Tensor], scales: list[dict],
-                 recipe: dict):
+                 recipe: Recipe):
         super().__init__()
         self.cfg, self.recipe = cfg, recipe
         int8 = Mamba2A8Layer if cfg.arch == "mamba2" else Mamba1A8Layer
@@ -144,7 +144,7 @@ class QuantMambaLM(nn.Module):
         for i in range(cfg.n_layer):
             own = {k.split(".", 2)[2]: v for k, v in tensors.items()
                    if k.startswith(f"layers.{i}.")}
-            self.layers.append(int8(cfg, own, scales[i], recipe["hadamard_out_proj"]) if scales[i]
+            self.layers.append(int8(cfg, own, scales[i], recipe.hadamard_out_proj) if scales[i]
                                else W4A16Layer(cfg, own))
         # fp16 parts: embedding and lm_head fp16 tables (the final norm fp16-rounded fp32);
         # head-to-toe recipes hold embedding and lm_head as weight-only 4-bit tables (tied: one)
@@ -304,7 +304,7 @@ def load_weight_only(module: nn.Module, tensors: dict[str, Tensor],
                 TableLinear(w4_table(tensors, linear), module.get_submodule(linear).bias))
 
 
-def weight_only_model(cfg: MambaConfig, tensors: dict[str, Tensor], recipe: dict) -> MambaLM:
+def weight_only_model(cfg: MambaConfig, tensors: dict[str, Tensor], recipe: Recipe) -> MambaLM:
     with torch.device("meta"):  # no fp32 copy of the 4-bit linears (Mamba2-8B: 32 GB)
         model = MambaLM(cfg)
     load_weight_only(model, tensors, {"lm_head.weight"} if cfg.tie_embeddings else set())
@@ -318,7 +318,7 @@ def weight_only_model(cfg: MambaConfig, tensors: dict[str, Tensor], recipe: dict
     return model.half().eval()  # A16: fp16 activations, weights and scales; SSM state fp32
 
 
-def load_model(cfg: MambaConfig, tensors: dict[str, Tensor], scales: list[dict], recipe: dict):
-    if weight_only(recipe):
+def load_model(cfg: MambaConfig, tensors: dict[str, Tensor], scales: list[dict], recipe: Recipe):
+    if recipe.weight_only:
         return weight_only_model(cfg, tensors, recipe)
     return QuantMambaLM(cfg, tensors, scales, recipe).eval()

@@ -40,12 +40,12 @@ def inspect(model, as_json):
     from .models import MambaLM, load_model, read_config
     from .hub import resolve
     from .models.inspect import format_summary, summary
-    from .quant import quantize as q
+    from .quant import folder as quant_folder
     folder = resolve(model)
-    if q.is_quantized(folder):  # dims from the config; the int8 folder as it is on disk
+    if quant_folder.is_quantized(folder):  # dims from the config; the int8 folder as it is on disk
         with torch.device("meta"):
             s = summary(MambaLM(read_config(folder)))
-        s["recipe"] = q.read_meta(folder)[1]["recipe"]["name"]
+        s["recipe"] = quant_folder.read_meta(folder)[1]["recipe"].name
         s["quantized_bytes"] = (folder / "model.safetensors").stat().st_size
     else:
         s = summary(load_model(str(folder))[0])
@@ -78,7 +78,7 @@ def export(model, output, tokenizer):
     if tok_json:
         meta[META_KEY] = tok_json
     if getattr(lm, "recipe", None):
-        meta["edgeq.recipe"] = lm.recipe["name"]
+        meta["edgeq.recipe"] = lm.recipe.name
     proto = to_onnx(lm, meta)
     save(proto, output)
     click.echo(f"wrote {output}")
@@ -192,29 +192,30 @@ def quantize(model, recipe, calib_data, output, samples, seq_len, batch, percent
     from .models import load_model
     from .models.loader import find_tokenizer
     from .output import check_output
-    from .quant import calib
-    from .quant import quantize as q
+    from .quant import calib_data as data
     from .quant import recipe as recipes
+    from .quant.pipeline import quantize_to
     from .tokenizer import from_json
     rec = recipes.load(recipe, percentile, per_channel, h2t, residual_hadamard, a16_fraction)
     check_output(output)
     lm, folder = load_model(model)
     tok_json = find_tokenizer(folder, tokenizer, lm.cfg.vocab_size)
-    windows = calib.windows(calib.load_tokens(calib_data, from_json(tok_json)), samples, seq_len,
-                            lm.cfg.vocab_size, seed)
+    windows = data.windows(data.load_tokens(calib_data, from_json(tok_json)), samples,
+                           seq_len, lm.cfg.vocab_size, seed)
     recipes.check_supported(lm.cfg, rec)
     t0 = time.time()
-    passes = q.passes(lm, rec)
-    with click.progressbar(length=passes * len(windows), label="calibrating", file=sys.stderr) as bar:
-        qlm, cal = q.calibrate_all(lm, windows, rec, batch, progress=bar.update)
-    with click.progressbar(length=q.steps(qlm.cfg, rec), label="quantizing",
-                           file=sys.stderr) as bar:
-        tensors, scales = q.quantize_model(qlm, cal, rec, progress=bar.update)
-    q.save(output, qlm, tensors, scales, rec,
-           {"data": str(calib_data), "samples": samples, "seq_len": seq_len, "seed": seed},
-           tok_json)
-    click.echo(f"wrote {output} ({rec['name']}, calibrated on {samples} x {seq_len} tokens "
+    quantize_to(output, lm, windows, rec,
+                {"data": str(calib_data), "samples": samples, "seq_len": seq_len, "seed": seed},
+                tok_json, batch, stage=_progress_bar)
+    click.echo(f"wrote {output} ({rec.name}, calibrated on {samples} x {seq_len} tokens "
                f"in {time.time() - t0:.1f} s)")
+
+
+def _progress_bar(name: str, steps: int, fn, *args):
+    """A quantization pipeline stage under a progress bar on stderr."""
+    label = {"calibrate": "calibrating", "quantize": "quantizing"}[name]
+    with click.progressbar(length=steps, label=label, file=sys.stderr) as bar:
+        return fn(*args, progress=bar.update)
 
 
 @cli.command(name="eval")
@@ -278,7 +279,7 @@ def targets(as_json):
 @click.argument("model")
 @click.option("--target", "target_name", required=True, help="A target from `edgeq targets`.")
 @click.option("--recipe", default="fp16", show_default=True,
-              help=f"fp16 or a recipe: {RECIPES}.")
+              help=f"A recipe: {RECIPES}.")
 @click.option("--h2t", is_flag=True, help="Embedding and lm_head 4-bit too.")
 @A16_FRACTION
 @click.option("--prompt-len", default=1024, show_default=True, type=click.IntRange(1),
@@ -314,7 +315,7 @@ def estimate(model, target_name, recipe, h2t, a16_fraction, prompt_len, batch, a
 @click.argument("model")
 @click.option("--target", "target_name", required=True, help="A target from `edgeq targets`.")
 @click.option("--recipe", default="quamba-w8a8", show_default=True,
-              help=f"A recipe ({RECIPES}), or fp16 (no quantization: the baseline).")
+              help=f"A recipe ({RECIPES}; fp16: no quantization, the baseline).")
 @click.option("--h2t", is_flag=True,
               help="Head-to-toe: embedding and lm_head 4-bit too (quamba2-w4 recipes).")
 @click.option("--residual-hadamard", is_flag=True,

@@ -9,7 +9,7 @@ from .bundle_files import GRAPH, MANIFEST
 from .errors import EdgeqError
 from .hub import resolve
 from .models.loader import find_tokenizer, load_model
-from .quant import quantize
+from .quant import folder as quant_folder
 from .runtime.backends import OrtBackend, TorchBackend
 from .tokenizer import META_KEY, checked, from_json
 
@@ -17,8 +17,8 @@ from .tokenizer import META_KEY, checked, from_json
 def load_torch(source: str):
     """(model, folder): a MambaLM, or a QuantMambaLM for a quantized folder."""
     folder = resolve(source)
-    if quantize.is_quantized(folder):
-        return quantize.load(folder), folder
+    if quant_folder.is_quantized(folder):
+        return quant_folder.load(folder), folder
     return load_model(str(folder))
 
 

@@ -40,19 +40,16 @@ def precision(recipe: str, cfg: MambaConfig, h2t: bool = False, a16_fraction: fl
     embedding/lm_head, the state's conv bytes, and the share of layers with fp16 activations
     (the rest int8), from the recipe's data; averaged over the layers of a mixed recipe."""
     from .quant import mixed, recipe as recipes
-    if recipe == "fp16":
-        recipes.check_fp16(h2t, a16_fraction=a16_fraction)
-        return {"layers": {"*": 2.0}, "head": 2.0, "conv": 2.0, "a16": 1.0}
     if recipe not in recipes.names():
-        raise EdgeqError(f"no size model for recipe {recipe!r}; choose one of: fp16, "
+        raise EdgeqError(f"no size model for recipe {recipe!r}; choose one of: "
                          f"{', '.join(recipes.names())}")
     rec = recipes.load(recipe, h2t=h2t, a16_fraction=a16_fraction)
     recipes.check_supported(cfg, rec)
-    a16 = mixed.a16_count(rec["mixed"], cfg.n_layer) / cfg.n_layer if "mixed" in rec \
-        else float(recipes.weight_only(rec))
+    a16 = mixed.a16_count(rec.mixed, cfg.n_layer) / cfg.n_layer if rec.mixed \
+        else float(rec.weight_only)
     rest = 1.0 + a16  # the other matrices and the conv state: int8, or fp16 in a W4A16 layer
-    w4 = 0.5 + 4 / rec["weights"].get("group_size", 128)  # int4 + one fp32 scale per group
-    layers = {"*": rest, **{n: w4 for n in recipes.w4_linears(rec)}}
+    w4 = 0.5 + 4 / rec.weights.group_size  # int4 + one fp32 scale per group
+    layers = {"*": rest, **{n: w4 for n in rec.weights.w4}}
     return {"layers": layers, "head": w4 if h2t else 2.0, "conv": rest, "a16": a16}
 
 

@@ -316,18 +316,18 @@ def test_every_custom_node_of_exported_graphs_has_a_creator(probe, tmp_path):
     from edgeq.export.onnx_export import to_onnx
     from edgeq.models import MambaConfig, MambaLM
     from edgeq.ops.table import DOMAIN
-    from edgeq.quant import calib, quantize as Q, recipe as R
+    from edgeq.quant import calib_data, pipeline, qmodel, recipe as R
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
     fp = MambaLM(MambaConfig(d_model=48, n_layer=1, vocab_size=64)).eval()
     fp2 = MambaLM(MambaConfig(d_model=64, n_layer=1, vocab_size=64, arch="mamba2", d_state=16,
                               headdim=16, ngroups=2, chunk_size=8)).eval()
-    windows = calib.windows(np.arange(256) % 64, 2, 16, 64)
+    windows = calib_data.windows(np.arange(256) % 64, 2, 16, 64)
     graphs = [to_onnx(fp), to_onnx(fp2)]
     for model, name in ((fp, "quamba-w8a8"), (fp2, "quamba2-w4a8")):
         rec = R.load(name)
-        qfp, tensors, scales = Q.run(model, windows, rec)
-        graphs.append(to_onnx(Q.load_model(qfp.cfg, tensors, scales, rec)))
+        qfp, tensors, scales = pipeline.run(model, windows, rec)
+        graphs.append(to_onnx(qmodel.load_model(qfp.cfg, tensors, scales, rec)))
     fields = {}
     for name, lines in by_plugin(probe).items():
         if name is None:  # the probe's lines before the first creator

@@ -10,7 +10,7 @@ from edgeq import tokenizer
 from edgeq.export.onnx_export import to_onnx
 from edgeq.models import load_model
 from edgeq.models.loader import find_tokenizer
-from edgeq.quant import calib, quantize as Q, recipe as R
+from edgeq.quant import calib_data, pipeline, qmodel, recipe as R
 from edgeq.runtime.backends import OrtBackend, TorchBackend
 from edgeq.runtime.evaluate import perplexity, top1_agreement
 from edgeq.runtime.generate import generate
@@ -35,11 +35,11 @@ def demo(folder):
 def quantized(folder, name):
     """The demo's fake-quant model; a small calibration (32 windows of 256 tokens) for CI time."""
     model, tok, _ = demo(folder)
-    windows = calib.windows(calib.load_tokens(str(folder / "calib.txt"), tok), 32, 256,
+    windows = calib_data.windows(calib_data.load_tokens(str(folder / "calib.txt"), tok), 32, 256,
                             model.cfg.vocab_size)
     rec = R.load(name)
-    qfp, tensors, scales = Q.run(model, windows, rec)
-    return Q.load_model(qfp.cfg, tensors, scales, rec)
+    qfp, tensors, scales = pipeline.run(model, windows, rec)
+    return qmodel.load_model(qfp.cfg, tensors, scales, rec)
 
 
 @functools.cache

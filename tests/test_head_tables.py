@@ -14,7 +14,7 @@ from onnx import numpy_helper
 
 from edgeq.export.onnx_export import to_onnx
 from edgeq.models import MambaConfig, MambaLM
-from edgeq.quant import calib, quantize as Q, recipe as R
+from edgeq.quant import calib_data, folder as quant_folder, pipeline, recipe as R
 
 VOCAB = 301
 ARCHS = {"mamba1": {}, "mamba2": dict(arch="mamba2", d_state=16, headdim=16, ngroups=2,
@@ -33,9 +33,9 @@ def graph(arch: str, tied: bool, recipe: str, tmp_path) -> onnx.ModelProto:
         return to_onnx(m.half())
     rec = R.load(recipe, h2t=recipe == "quamba2-w4a8")
     ids = np.random.default_rng(0).integers(0, VOCAB, 1000)
-    qfp, t, s = Q.run(m, calib.windows(ids, 4, 64, VOCAB), rec)
-    Q.save(tmp_path / "q", qfp, t, s, rec, {}, None)
-    return to_onnx(Q.load(tmp_path / "q"))
+    qfp, t, s = pipeline.run(m, calib_data.windows(ids, 4, 64, VOCAB), rec)
+    quant_folder.save(tmp_path / "q", qfp, t, s, rec, {}, None)
+    return to_onnx(quant_folder.load(tmp_path / "q"))
 
 
 def _digests(t: onnx.TensorProto) -> set[str]:

@@ -258,13 +258,13 @@ def test_integer_weights_are_refused(run_cli, h96, dtype):
 def quantized(tmp_path_factory):
     """The demo model quantized (quamba-w8a8) on a little calibration data."""
     from edgeq.models import load_model
-    from edgeq.quant import quantize as q
     from edgeq.quant import recipe as recipes
+    from edgeq.quant.pipeline import quantize_to
     lm = load_model(str(DEMO))[0]
     rec = recipes.load("quamba-w8a8")
     windows = torch.arange(64).reshape(2, 32) % 4096
     out = tmp_path_factory.mktemp("q") / "q"
-    q.save(out, *q.run(lm, windows, rec), rec, {}, None)
+    quantize_to(out, lm, windows, rec, {}, None)
     return out
 
 
@@ -312,7 +312,7 @@ def test_calibration_that_is_not_text(run_cli, tmp_path, data, says):
 
 
 def test_text_with_a_few_control_characters_calibrates(run_cli, tmp_path):
-    from edgeq.quant.calib import load_tokens
+    from edgeq.quant.calib_data import load_tokens
     from edgeq.tokenizer import from_json
     tok = from_json((DEMO / "tokenizer.json").read_text())
     (tmp_path / "c.txt").write_text("And God said\x0c let there be light.\t\x1b[0m\n" * 20)

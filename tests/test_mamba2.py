@@ -99,10 +99,10 @@ def test_state_spaces_mamba2_layout(mamba2, tmp_path):
 
 
 def test_quamba1_recipes_refuse_mamba2(mamba2):
-    from edgeq.quant import calib, quantize as Q, recipe as R
+    from edgeq.quant import calib_data, calib_stats, recipe as R
     model, _ = load_model(str(mamba2("g1")[1]))
     with pytest.raises(EdgeqError, match="does not quantize mamba2 models; use one of: quamba2"):
-        Q.calibrate(model, calib.windows(np.arange(100), 2, 8, 1001), R.load("quamba-w8a8"))
+        calib_stats.calibrate(model, calib_data.windows(np.arange(100), 2, 8, 1001), R.load("quamba-w8a8"))
 
 
 def test_save_model_writes_a_checkpoint_transformers_loads(tmp_path):

@@ -1,6 +1,7 @@
 """Quamba2 recipes (W8A8, W4A8, W4A16) on Mamba-1 and Mamba-2: the fake-quant model against fp,
 the ONNX graphs on ORT against the fake-quant model, the graphs' quantization forms, sizes; W4AX's
 search and its mixed layers."""
+import dataclasses
 import itertools
 import json
 
@@ -12,9 +13,10 @@ import torch
 from edgeq.errors import EdgeqError
 from edgeq.export.onnx_export import to_onnx
 from edgeq.models import MambaConfig, MambaLM
-from edgeq.quant import calib, mixed, quantize as Q, recipe as R
+from edgeq.quant import calib_data, folder as quant_folder, mixed, pipeline
+from edgeq.quant import quantize as Q, recipe as R
 from edgeq.quant.gptq import Hessian
-from edgeq.quant.qmodel import HalfLayer, W4Table, load_model, w4_table
+from edgeq.quant.qmodel import W4A16Layer, W4Table, load_model, w4_table
 from edgeq.runtime.backends import OrtBackend, TorchBackend
 from edgeq.runtime.evaluate import top1_agreement
 
@@ -26,12 +28,9 @@ CONFIGS = {
 RECIPES = ("quamba2-w8a8", "quamba2-w4a8", "quamba2-w4a16", "quamba2-w4ax")
 
 
-def recipe(name: str) -> dict:
+def recipe(name: str) -> R.Recipe:
     """The recipe; W4AX with half the layers W4A16 (1 of the test models' 2)."""
-    rec = R.load(name)
-    if "mixed" in rec:
-        rec["mixed"]["a16_fraction"] = 0.5
-    return rec
+    return R.load(name, a16_fraction=0.5 if R.load(name).mixed else None)
 
 
 def tokens(n, seed=0):
@@ -60,9 +59,9 @@ def quantized(fp, tmp_path_factory):
     for arch, model in fp.items():
         for name in RECIPES:
             rec = recipe(name)
-            qfp, t, s = Q.run(model, calib.windows(tokens(4000), 16, 64, 301), rec)
+            qfp, t, s = pipeline.run(model, calib_data.windows(tokens(4000), 16, 64, 301), rec)
             folder = tmp_path_factory.mktemp("q") / f"{arch}-{name}"
-            Q.save(folder, qfp, t, s, rec, {"samples": 16}, None)
+            quant_folder.save(folder, qfp, t, s, rec, {"samples": 16}, None)
             out[arch, name] = folder
     return out
 
@@ -70,14 +69,14 @@ def quantized(fp, tmp_path_factory):
 def test_quamba2_recipes_cover_both_backbones():
     for name in RECIPES:
         rec = R.load(name)
-        assert rec["archs"] == ["mamba1", "mamba2"]
-        assert R.w4_linears(rec) == (() if name == "quamba2-w8a8" else ("in_proj", "out_proj"))
-    assert R.load("quamba2-w4ax")["mixed"]["a16"] == "quamba2-w4a16"
-    assert R.weight_only(R.load("quamba2-w4a16"))
+        assert rec.archs == ("mamba1", "mamba2")
+        assert rec.weights.w4 == (() if name == "quamba2-w8a8" else ("in_proj", "out_proj"))
+    assert R.load("quamba2-w4ax").mixed.a16 == "quamba2-w4a16"
+    assert R.load("quamba2-w4a16").weight_only
     with pytest.raises(EdgeqError, match="quantizes no activations"):
         R.load("quamba2-w4a16", percentile=99.9)
-    assert not R.load("quamba2-w8a8")["hadamard_in_proj"]
-    assert R.load("quamba2-w8a8", residual_hadamard=True)["hadamard_in_proj"]
+    assert not R.load("quamba2-w8a8").hadamard_in_proj
+    assert R.load("quamba2-w8a8", residual_hadamard=True).hadamard_in_proj
     with pytest.raises(EdgeqError, match="residual-hadamard: recipe quamba-w8a8 has no such"):
         R.load("quamba-w8a8", residual_hadamard=True)
 
@@ -85,7 +84,7 @@ def test_quamba2_recipes_cover_both_backbones():
 @pytest.mark.parametrize("arch", CONFIGS)
 @pytest.mark.parametrize("name", RECIPES)
 def test_quantized_tracks_fp_and_ort_tracks_torch(fp, quantized, arch, name):
-    qm = Q.load(quantized[arch, name])
+    qm = quant_folder.load(quantized[arch, name])
     ids = tokens(513, seed=9)
     fq = TorchBackend(qm)
     assert top1_agreement(TorchBackend(fp[arch]), fq, ids, seq_len=128) > 0.8
@@ -103,7 +102,7 @@ def test_quantized_tracks_fp_and_ort_tracks_torch(fp, quantized, arch, name):
     b1, st = ob.forward(ids[None, :17], ob.new_state(1))
     b2, st = ob.forward(ids[None, 17:18], st)
     b3, _ = ob.forward(ids[None, 18:20], st)
-    int8_first = name != "quamba2-w4a16" and not isinstance(qm.layers[0], HalfLayer)
+    int8_first = name != "quamba2-w4a16" and not isinstance(qm.layers[0], W4A16Layer)
     fp16_cache = arch == "mamba2" and int8_first
     assert st[1].dtype == (np.float16 if fp16_cache else np.float32)
     assert [a.dtype for a in st] == [np.dtype(str(t.dtype).split(".")[1])
@@ -113,7 +112,7 @@ def test_quantized_tracks_fp_and_ort_tracks_torch(fp, quantized, arch, name):
 
 
 def test_w4a16_graph_is_int4_dequantize_linear_with_block_size(quantized):
-    proto = to_onnx(Q.load(quantized["mamba2", "quamba2-w4a16"]))
+    proto = to_onnx(quant_folder.load(quantized["mamba2", "quamba2-w4a16"]))
     onnx.checker.check_model(proto, full_check=True)
     assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 21
     inits = {i.name: i for i in proto.graph.initializer}
@@ -128,7 +127,7 @@ def test_w4a16_graph_is_int4_dequantize_linear_with_block_size(quantized):
 
 
 def test_w4a8_graph_uses_the_w4a8_gemm_and_int8_ssd(quantized):
-    proto = to_onnx(Q.load(quantized["mamba2", "quamba2-w4a8"]))
+    proto = to_onnx(quant_folder.load(quantized["mamba2", "quamba2-w4a8"]))
     types = [n.op_type for n in proto.graph.node]
     assert types.count("EdgeqLinearW4A8") == 2 * 2 and types.count("EdgeqSSDScanInt8") == 2
     inits = {i.name: i for i in proto.graph.initializer}
@@ -158,10 +157,9 @@ def test_mamba2_scales_per_cluster_and_state_group(fp, quantized):
         assert all(1 < len(set(g)) <= 16 for g in x)
         assert len(layer["B"]) == len(layer["C"]) == cfg.ngroups
     # ablations: one x scale without clustering, one B/C scale without per-state-group
-    rec = R.load("quamba2-w8a8")
-    rec.update(cluster=None, per_state_group=False)
-    windows = calib.windows(tokens(4000), 4, 64, 301)
-    _, _, scales = Q.run(fp["mamba2"], windows, rec)
+    rec = dataclasses.replace(R.load("quamba2-w8a8"), cluster=None, per_state_group=False)
+    windows = calib_data.windows(tokens(4000), 4, 64, 301)
+    _, _, scales = pipeline.run(fp["mamba2"], windows, rec)
     for layer in scales:
         assert len(set(layer["x"])) == 1 and len(set(layer["B"])) == 1
     # the conv input: one scale per part, x, B and C, each its absmax / 127
@@ -195,9 +193,9 @@ def test_4bit_linears_are_under_0p3_of_fp16(quantized, fp):
 def test_head_to_toe_4bit_tables(fp, name, rotate, tmp_path):
     model = fp["mamba2"]
     rec = R.load(name, h2t=True, residual_hadamard=rotate)
-    qfp, t, s = Q.run(model, calib.windows(tokens(4000), 8, 64, 301), rec)
-    Q.save(tmp_path / "q", qfp, t, s, rec, {}, None)
-    qm = Q.load(tmp_path / "q")
+    qfp, t, s = pipeline.run(model, calib_data.windows(tokens(4000), 8, 64, 301), rec)
+    quant_folder.save(tmp_path / "q", qfp, t, s, rec, {}, None)
+    qm = quant_folder.load(tmp_path / "q")
     proto = to_onnx(qm)
     inits = {i.name: i for i in proto.graph.initializer}
     blocked = [n for n in proto.graph.node if n.op_type == "DequantizeLinear"
@@ -235,16 +233,16 @@ def test_head_to_toe_4bit_tables(fp, name, rotate, tmp_path):
 def test_head_to_toe_head_is_gptq_on_the_head_input(fp):
     from edgeq.quant import weights
     model, rec = fp["mamba2"], R.load("quamba2-w4a8", h2t=True)
-    windows = calib.windows(tokens(4000), 8, 64, 301)
-    qfp, cal = Q.calibrate_all(model, windows, rec)
+    windows = calib_data.windows(tokens(4000), 8, 64, 301)
+    qfp, cal = pipeline.calibrate_all(model, windows, rec)
     t, _ = Q.quantize_model(qfp, cal, rec)
     head = cal.hessians.head()  # after the layers, quantized
     assert head.n == windows.numel()  # every calibration token's final hidden state
     w = qfp.lm_head.weight.detach()  # tied: the one table is quantized for the head
-    packed, scale = weights.int4_packed(w, head, rec["weights"], "lm_head")
+    packed, scale = weights.int4_packed(w, head, rec.weights, "lm_head")
     assert torch.equal(t["embedding.weight_packed"], packed)
     assert torch.equal(t["embedding.weight_scale"], scale)
-    rtn = weights.int4_packed(w, None, rec["weights"], "lm_head")
+    rtn = weights.int4_packed(w, None, rec.weights, "lm_head")
     rows = []
     hook = qfp.lm_head.register_forward_hook(lambda _, inp, __: rows.append(inp[0]))
     with torch.no_grad():
@@ -256,7 +254,7 @@ def test_head_to_toe_head_is_gptq_on_the_head_input(fp):
         return (x @ (W4Table(p, s).rows() - w).T).pow(2).mean()
     assert err(packed, scale) < 0.9 * err(*rtn)
     # without h2t no head Hessian is collected
-    assert Q.calibrate_all(model, windows, R.load("quamba2-w4a8"))[1].hessians.head() is None
+    assert pipeline.calibrate_all(model, windows, R.load("quamba2-w4a8"))[1].hessians.head() is None
 
 
 @pytest.mark.parametrize("arch", CONFIGS)
@@ -282,15 +280,15 @@ def test_gptq_is_layer_sequential(fp, name):
     from edgeq.ops import hadamard
     from edgeq.quant import weights
     model, rec = fp["mamba1"], R.load(name)
-    windows = calib.windows(tokens(4000), 8, 64, 301)
-    qfp, cal = Q.calibrate_all(model, windows, rec)
+    windows = calib_data.windows(tokens(4000), 8, 64, 301)
+    qfp, cal = pipeline.calibrate_all(model, windows, rec)
     t, _ = Q.quantize_model(qfp, cal, rec)
     p = "backbone.layers.{}.mixer." if name == "quamba2-w4a16" else "layers.{}."
     values = {n: w4_table(t, p.format(0) + n).rows() for n in ("in_proj", "out_proj")}
     seq = copy.deepcopy(qfp)
     m0 = seq.backbone.layers[0].mixer
     m0.in_proj.weight.data = values["in_proj"]
-    if rec["hadamard_out_proj"]:  # the folder holds W H^T; y W^T = (y H^T)(W H^T)^T
+    if rec.hadamard_out_proj:  # the folder holds W H^T; y W^T = (y H^T)(W H^T)^T
         H = hadamard.matrix(model.cfg.d_inner)
         m0.out_proj.weight.data = (values["out_proj"].double() @ H).float()
         y = torch.randn(5, model.cfg.d_inner)
@@ -309,13 +307,13 @@ def test_gptq_is_layer_sequential(fp, name):
         hook.remove()
         return h
     w = qfp.backbone.layers[1].mixer.in_proj.weight.detach()
-    sequential = weights.int4_packed(w, layer1_in_proj_hessian(seq), rec["weights"], "in_proj")
+    sequential = weights.int4_packed(w, layer1_in_proj_hessian(seq), rec.weights, "in_proj")
     assert torch.equal(t[p.format(1) + "in_proj.weight_packed"], sequential[0])
     assert torch.equal(t[p.format(1) + "in_proj.weight_scale"], sequential[1])
-    from_fp = weights.int4_packed(w, layer1_in_proj_hessian(qfp), rec["weights"], "in_proj")
+    from_fp = weights.int4_packed(w, layer1_in_proj_hessian(qfp), rec.weights, "in_proj")
     assert not torch.equal(from_fp[0], sequential[0])  # the order matters here
     with pytest.raises(ValueError, match="read them in order"):
-        cal.hessians[0]
+        cal.hessians.hessians_for(0)
 
 def test_w4ax_search_finds_the_least_loss():
     # layers that help alone and in pairs: 3 of 12 (220 choices, more than the population)
@@ -329,14 +327,15 @@ def test_w4ax_search_finds_the_least_loss():
     choice, seen = mixed.search(12, 3, loss, progress=drawn.append)
     assert choice == min(every, key=loss) and len(seen) < len(every)
     assert {len(c) for c in seen} == {3}
-    settings = {"population": 40, "generations": 5, "mutations": 10, "crossovers": 10}
+    settings = R.Search(population=40, generations=5, mutations=10, crossovers=10, seed=0)
     assert sum(drawn) == mixed.draws(12, 3, settings) == 140  # the progress bar's length
     drawn.clear()
     choice, seen = mixed.search(5, 2, loss, progress=drawn.append)  # 10 choices: each tried
     assert len(seen) == 10 and choice == min(seen, key=loss)
     assert sum(drawn) == mixed.draws(5, 2, settings) == 10
     # half up, at least one: 0.25 of 2 layers is 1, of 6 is 2, of 10 is 3
-    assert [mixed.a16_count({"a16_fraction": f}, n) for f, n in
+    spec = R.load("quamba2-w4ax").mixed
+    assert [mixed.a16_count(dataclasses.replace(spec, a16_fraction=f), n) for f, n in
             ((0.25, 2), (0.25, 6), (0.25, 10), (0.01, 4), (0, 4), (1, 4))] == [1, 2, 3, 1, 0, 4]
     # Quamba2's 14 of 56: the generations improve on the first population
     gain, pair = rng.random(56), rng.random((56, 56)) * 0.3
@@ -354,47 +353,46 @@ def test_w4ax_layers_are_the_w4a8_and_w4a16_layers(fp, quantized, arch):
                for n in ("quamba2-w4a8", "quamba2-w4a16"))
     scales = json.loads((folder / "quant.json").read_text())["scales"]
     half = [i for i, s in enumerate(scales) if not s]
-    qm = Q.load(folder)
-    assert len(half) == 1 and [isinstance(layer, HalfLayer) for layer in qm.layers] == \
+    qm = quant_folder.load(folder)
+    assert len(half) == 1 and [isinstance(layer, W4A16Layer) for layer in qm.layers] == \
         [i in half for i in range(2)]
     for i in range(2):
         p = f"layers.{i}."
         got = {k: v for k, v in t.items() if k.startswith(p)}
-        want = {p + k: v for k, v in Q.layer_tensors(a16, "backbone." + p).items()} \
+        want = {p + k: v for k, v in quant_folder.layer_tensors(a16, "backbone." + p).items()} \
             if i in half else {k: v for k, v in a8.items() if k.startswith(p)}
         assert got.keys() == want.keys()
         # a W4A16 layer of Mamba-2 differs from quamba2-w4a16's: its x channels are clustered
         if i not in half or arch == "mamba1":
             assert all(torch.equal(got[k], want[k]) for k in got), (i, half)
     if arch == "mamba1":  # the other choice has the greater loss on the search's windows
-        windows = calib.windows(tokens(4000), 16, 64, 301)
-        other = Q.load(quantized[arch, "quamba2-w4a8"]).layers
-        h = HalfLayer(CONFIGS[arch], Q.layer_tensors(a16, f"backbone.layers.{1 - half[0]}."))
+        windows = calib_data.windows(tokens(4000), 16, 64, 301)
+        other = quant_folder.load(quantized[arch, "quamba2-w4a8"]).layers
+        h = W4A16Layer(CONFIGS[arch], quant_folder.layer_tensors(a16, f"backbone.layers.{1 - half[0]}."))
         chosen = mixed.nll(qm, windows)
         qm.layers = torch.nn.ModuleList([h, other[1]] if half == [1] else [other[0], h])
         assert chosen < mixed.nll(qm, windows)
     for layer, (conv, ssm) in zip(qm.layers, qm.new_state(1)):  # fp16 layers: fp16 conv state
         assert (conv.dtype, ssm.dtype) == ((torch.float16, torch.float32) if isinstance(
-            layer, HalfLayer) else (torch.int8, torch.float16 if arch == "mamba2" else torch.float32))
+            layer, W4A16Layer) else (torch.int8, torch.float16 if arch == "mamba2" else torch.float32))
 
 
 def test_w4ax_all_w4a16_is_the_w4a16_model(fp, quantized):
     # every layer W4A16: the W4A16 recipe's model (Mamba-1: the same GPTQ), but for the
     # residual stream, fp32 here and fp16 there
-    rec = recipe("quamba2-w4ax")
-    rec["mixed"]["a16_fraction"] = 1.0
+    rec = R.load("quamba2-w4ax", a16_fraction=1.0)
     t, scales = quantize_counting_steps(fp["mamba1"], rec)
     mixed_model = load_model(CONFIGS["mamba1"], t, scales, rec)
-    assert scales == [{}, {}] and all(isinstance(layer, HalfLayer) for layer in mixed_model.layers)
+    assert scales == [{}, {}] and all(isinstance(layer, W4A16Layer) for layer in mixed_model.layers)
     ids = torch.as_tensor(tokens(64, seed=3))[None]
-    want = Q.load(quantized["mamba1", "quamba2-w4a16"])(ids)[0].float()
+    want = quant_folder.load(quantized["mamba1", "quamba2-w4a16"])(ids)[0].float()
     got = mixed_model(ids)[0]
     assert (got - want).abs().max() <= 0.01 * want.abs().max()
 
 
 def quantize_counting_steps(model, rec):
     """Q.run's tensors and scales, checking that quantize_model counts Q.steps() steps."""
-    qfp, cal = Q.calibrate_all(model, calib.windows(tokens(4000), 16, 64, 301), rec)
+    qfp, cal = pipeline.calibrate_all(model, calib_data.windows(tokens(4000), 16, 64, 301), rec)
     counted = []
     t, scales = Q.quantize_model(qfp, cal, rec, progress=counted.append)
     assert sum(counted) == Q.steps(qfp.cfg, rec) == len(counted)

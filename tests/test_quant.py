@@ -13,7 +13,7 @@ from edgeq.errors import EdgeqError
 from edgeq.export.onnx_export import to_onnx
 from edgeq.models import load_model
 from edgeq.ops import hadamard
-from edgeq.quant import calib, quantize as Q, recipe as R
+from edgeq.quant import calib_data, calib_stats, folder as quant_folder, quantize as Q, recipe as R
 from edgeq.runtime.backends import OrtBackend, TorchBackend
 from edgeq.runtime.evaluate import perplexity, top1_agreement
 
@@ -32,10 +32,10 @@ def quantized(fp, tmp_path_factory):
     out = {}
     for name in ("naive-w8a8", "quamba-w8a8"):
         rec = R.load(name)
-        ranges = Q.calibrate(fp, calib.windows(tokens(), 16, 64, 1001), rec)
+        ranges = calib_stats.calibrate(fp, calib_data.windows(tokens(), 16, 64, 1001), rec)
         t, s = Q.quantize_model(fp, ranges, rec)
         folder = tmp_path_factory.mktemp("q") / name
-        Q.save(folder, fp, t, s, rec, {"samples": 16}, None)
+        quant_folder.save(folder, fp, t, s, rec, {"samples": 16}, None)
         out[name] = folder
     return out
 
@@ -43,28 +43,45 @@ def quantized(fp, tmp_path_factory):
 def test_recipes_are_data():
     assert {"quamba-w8a8", "naive-w8a8"} <= set(R.names())
     q = R.load("quamba-w8a8")
-    assert R.observer_of(q, "u") == {"observer": "percentile", "percentile": 99.999}
-    assert R.observer_of(q, "x") == {"observer": "absmax"} and q["hadamard_out_proj"]
+    assert q.observer_of("u") == R.Observer("percentile", 99.999)
+    assert q.observer_of("x") == R.Observer("absmax") and q.hadamard_out_proj
     n = R.load("naive-w8a8")
-    assert R.observer_of(n, "u") == {"observer": "absmax"} and not n["hadamard_out_proj"]
-    assert R.load("quamba-w8a8", percentile=99.9, per_channel=True)["weights"]["granularity"] == "per-channel"
+    assert n.observer_of("u") == R.Observer("absmax") and not n.hadamard_out_proj
+    assert R.load("quamba-w8a8", percentile=99.9, per_channel=True).weights.granularity == "per-channel"
     with pytest.raises(EdgeqError, match="unknown recipe"):
         R.load("quamba-w3a3")
+
+
+def test_recipes_are_typed():
+    fp16 = R.load("fp16")
+    assert not fp16.quantizes and all(R.load(n).quantizes for n in R.names() if n != "fp16")
+    assert "fp16" not in R.for_arch("mamba1") + R.for_arch("mamba2")
+    for name in R.names():  # what quant.json holds reads back as the same recipe
+        assert R.from_dict(R.to_dict(R.load(name)), name) == R.load(name)
+    bad = R.to_dict(R.load("quamba-w8a8"))
+    with pytest.raises(EdgeqError, match=r"^q: recipe.weights.bits: unknown recipe field"):
+        R.from_dict({**bad, "weights": {**bad["weights"], "bits": 8}}, "q: recipe")
+    with pytest.raises(EdgeqError, match=r"^q: recipe.archs: missing"):
+        R.from_dict({k: v for k, v in bad.items() if k != "archs"}, "q: recipe")
+    with pytest.raises(EdgeqError, match=r"^q: recipe.h2t: 'yes' is not a bool"):
+        R.from_dict({**bad, "h2t": "yes"}, "q: recipe")
+    with pytest.raises(EdgeqError, match="--h2t: fp16 quantizes nothing"):
+        R.load("fp16", h2t=True)
 
 
 def test_calibration_is_deterministic(fp, tmp_path):
     rec = R.load("quamba-w8a8")
     for run in ("a", "b"):
-        ranges = Q.calibrate(fp, calib.windows(tokens(), 12, 32, 1001, seed=5), rec, batch=5 if run == "a" else 3)
-        Q.save(tmp_path / run, fp, *Q.quantize_model(fp, ranges, rec), rec, {}, None)
+        ranges = calib_stats.calibrate(fp, calib_data.windows(tokens(), 12, 32, 1001, seed=5), rec, batch=5 if run == "a" else 3)
+        quant_folder.save(tmp_path / run, fp, *Q.quantize_model(fp, ranges, rec), rec, {}, None)
     assert (tmp_path / "a" / "quant.json").read_bytes() == (tmp_path / "b" / "quant.json").read_bytes()
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
 
 
 def test_percentile_clips_below_absmax(fp):
-    w = calib.windows(tokens(), 8, 64, 1001)
-    q = Q.calibrate(fp, w, R.load("quamba-w8a8", percentile=99.0))
-    n = Q.calibrate(fp, w, R.load("naive-w8a8"))
+    w = calib_data.windows(tokens(), 8, 64, 1001)
+    q = calib_stats.calibrate(fp, w, R.load("quamba-w8a8", percentile=99.0))
+    n = calib_stats.calibrate(fp, w, R.load("naive-w8a8"))
     for a, b in zip(q.ranges, n.ranges):
         assert a["u"] < b["u"] and a["x"] == b["x"]
 
@@ -74,21 +91,21 @@ def test_calibration_data_forms(tmp_path):
     tok = Tokenizer(models.WordLevel({"a": 0, "b": 1, "[UNK]": 2}, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     (tmp_path / "t.txt").write_text("a b a b c")
-    assert calib.load_tokens(str(tmp_path / "t.txt"), tok).tolist() == [0, 1, 0, 1, 2]
+    assert calib_data.load_tokens(str(tmp_path / "t.txt"), tok).tolist() == [0, 1, 0, 1, 2]
     (tmp_path / "dir").mkdir()
     (tmp_path / "dir" / "1.txt").write_text("a")
     (tmp_path / "dir" / "2.txt").write_text("b b")
-    assert calib.load_tokens(str(tmp_path / "dir"), tok).tolist() == [0, 1, 1]
+    assert calib_data.load_tokens(str(tmp_path / "dir"), tok).tolist() == [0, 1, 1]
     np.save(tmp_path / "ids.npy", np.arange(10, dtype=np.int32))
-    assert calib.load_tokens(str(tmp_path / "ids.npy"), None).tolist() == list(range(10))
+    assert calib_data.load_tokens(str(tmp_path / "ids.npy"), None).tolist() == list(range(10))
     with pytest.raises(EdgeqError, match="fewer than one window"):
-        calib.windows(np.arange(10), 4, 64, 100)
+        calib_data.windows(np.arange(10), 4, 64, 100)
     with pytest.raises(EdgeqError, match="outside the vocabulary"):
-        calib.windows(np.arange(100), 4, 8, 50)
+        calib_data.windows(np.arange(100), 4, 8, 50)
     with pytest.raises(EdgeqError, match="tokenizer"):
-        calib.load_tokens(str(tmp_path / "t.txt"), None)
+        calib_data.load_tokens(str(tmp_path / "t.txt"), None)
     with pytest.raises(EdgeqError, match="no such file"):
-        calib.load_tokens(str(tmp_path / "nope.txt"), tok)
+        calib_data.load_tokens(str(tmp_path / "nope.txt"), tok)
 
 
 @pytest.mark.parametrize("data, name, subset", [
@@ -111,10 +128,10 @@ def test_calibration_from_a_hub_data_set(monkeypatch, data, name, subset):
             raise FileNotFoundError(path)
         return iter([{"text": "a b"}, {"text": "b"}])
     monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
-    assert calib.load_tokens(data, tok).tolist() == [0, 1, 1]
+    assert calib_data.load_tokens(data, tok).tolist() == [0, 1, 1]
     assert asked == [(name, subset, "train", True)]
     with pytest.raises(EdgeqError, match="nobody/nothing: cannot load the data set"):
-        calib.load_tokens("nobody/nothing", tok)
+        calib_data.load_tokens("nobody/nothing", tok)
 
 
 def test_nan_activations_are_refused(fp):
@@ -123,12 +140,12 @@ def test_nan_activations_are_refused(fp):
     with torch.no_grad():
         m.backbone.layers[1].mixer.x_proj.weight[0, 0] = float("nan")
     with pytest.raises(EdgeqError, match="NaN/inf"):
-        Q.calibrate(m, calib.windows(tokens(), 2, 16, 1001), R.load("naive-w8a8"))
+        calib_stats.calibrate(m, calib_data.windows(tokens(), 2, 16, 1001), R.load("naive-w8a8"))
 
 
 def test_hadamard_is_folded_into_out_proj(fp):
     rec = R.load("quamba-w8a8")
-    ranges = Q.calibrate(fp, calib.windows(tokens(), 4, 32, 1001), rec)
+    ranges = calib_stats.calibrate(fp, calib_data.windows(tokens(), 4, 32, 1001), rec)
     t, _ = Q.quantize_model(fp, ranges, rec)
     w = t["layers.0.out_proj.weight"].float() * t["layers.0.out_proj.weight_scale"]
     want = fp.backbone.layers[0].mixer.out_proj.weight.double() @ hadamard.matrix(192).T
@@ -137,7 +154,7 @@ def test_hadamard_is_folded_into_out_proj(fp):
 
 @pytest.mark.parametrize("name", ["naive-w8a8", "quamba-w8a8"])
 def test_fake_quant_tracks_fp_and_ort_tracks_fake_quant(fp, quantized, name):
-    qm = Q.load(quantized[name])
+    qm = quant_folder.load(quantized[name])
     ids = tokens(2049, seed=9)
     fq, fpb = TorchBackend(qm), TorchBackend(fp)
     assert top1_agreement(fpb, fq, ids, seq_len=256) > 0.8
@@ -152,7 +169,7 @@ def test_fake_quant_tracks_fp_and_ort_tracks_fake_quant(fp, quantized, name):
 
 
 def test_int8_graph_follows_explicit_quantization_rules(quantized):
-    proto = to_onnx(Q.load(quantized["quamba-w8a8"]))
+    proto = to_onnx(quant_folder.load(quantized["quamba-w8a8"]))
     onnx.checker.check_model(proto, full_check=True)
     consts = {n.output[0]: n for n in proto.graph.node if n.op_type == "Constant"}
     inits = {i.name: i for i in proto.graph.initializer}
@@ -176,18 +193,22 @@ def test_quant_folder_from_another_model_is_refused(quantized, hf_model, tmp_pat
     shutil.copytree(quantized["naive-w8a8"], bad)
     shutil.copy(hf_model("h40-bias-untied")[1] / "config.json", bad / "config.json")
     with pytest.raises(EdgeqError, match="another model"):
-        Q.load(bad)
+        quant_folder.load(bad)
     meta = json.loads((quantized["naive-w8a8"] / "quant.json").read_text())
     meta["format"] = "something/0"
     shutil.copy(quantized["naive-w8a8"] / "config.json", bad / "config.json")
     (bad / "quant.json").write_text(json.dumps(meta))
     with pytest.raises(EdgeqError, match="is not edgeq-quant"):
-        Q.load(bad)
-    meta["format"] = Q.FORMAT
+        quant_folder.load(bad)
+    meta["format"] = "edgeq-quant/1"  # the format before the typed recipe
+    (bad / "quant.json").write_text(json.dumps(meta))
+    with pytest.raises(EdgeqError, match="is edgeq-quant/1, an older format .*quantize the model again"):
+        quant_folder.load(bad)
+    meta["format"] = quant_folder.FORMAT
     for damaged, fragment in (([], "is not edgeq-quant"), ({**meta, "scales": None}, "damaged")):
         (bad / "quant.json").write_text(json.dumps(damaged))
         with pytest.raises(EdgeqError, match=fragment):
-            Q.load(bad)
+            quant_folder.load(bad)
     # a tensor missing or misshapen: the load's one-token run finds it
     from safetensors.torch import load_file, save_file
     shutil.copy(quantized["naive-w8a8"] / "quant.json", bad / "quant.json")
@@ -196,7 +217,7 @@ def test_quant_folder_from_another_model_is_refused(quantized, hf_model, tmp_pat
         save_file({**{n: w for n, w in t.items() if n != k}, **({k: v.contiguous()} if v is not None else {})},
                   str(bad / "model.safetensors"))
         with pytest.raises(EdgeqError, match="weights are damaged"):
-            Q.load(bad)
+            quant_folder.load(bad)
 
 
 def test_perplexity_backends_agree(fp):

@@ -100,7 +100,7 @@ def test_eval_stopped(where, sig, graph, tmp_path):
 
 
 @pytest.mark.parametrize("command,where,sig", [
-    ("quantize", "edgeq.quant.quantize:write_config", signal.SIGINT),  # in its temp folder
+    ("quantize", "edgeq.quant.folder:write_config", signal.SIGINT),  # in its temp folder
     ("export", "onnx:save_model", signal.SIGTERM)])
 def test_quantize_and_export_stopped_while_writing(command, where, sig, hf_model, calib_npy,
                                                    tmp_path):

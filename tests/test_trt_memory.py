@@ -123,8 +123,8 @@ def test_build_records_the_engine_memory_and_refuses_early(hf_model, tmp_path, r
     assert code == 0 and err.count("warning: the engine build is projected") == 1, err
     # a target that cannot load the engine: refused in one line before the slow stages
     small["usable_memory_gb"] = 0.4
-    from edgeq.quant import quantize
-    monkeypatch.setattr(quantize, "calibrate_all", lambda *a: pytest.fail("calibrated"))
+    from edgeq.quant import pipeline
+    monkeypatch.setattr(pipeline, "calibrate_all", lambda *a: pytest.fail("calibrated"))
     code, _, err = run_cli(*args, "--recipe", "quamba-w8a8", "-o", tmp_path / "c")
     last = err.strip().splitlines()[-1]  # after the load stage's progress
     assert code == 2 and err.count("error") == 1 and "does not fit" in last, err

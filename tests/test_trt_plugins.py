@@ -17,7 +17,7 @@ from edgeq.export.onnx_export import to_onnx
 from edgeq.models import MambaConfig, MambaLM
 from edgeq.ops import int4
 from edgeq.ops.table import BY_NAME, DOMAIN
-from edgeq.quant import calib, quantize as Q, recipe as R
+from edgeq.quant import calib_data, pipeline, recipe as R
 from edgeq.quant.qmodel import load_model
 from edgeq.runtime.backends import OrtBackend
 from native_build import NVCC, TRT_INCLUDE
@@ -52,7 +52,7 @@ def _graph(kind: str) -> onnx.ModelProto:
         return to_onnx(model.half())
     rec = R.load(kind.split()[1], h2t=kind.endswith("h2t"))
     ids = np.random.default_rng(0).integers(0, 301, 2000)
-    qfp, t, s = Q.run(model, calib.windows(ids, 8, 64, 301), rec)
+    qfp, t, s = pipeline.run(model, calib_data.windows(ids, 8, 64, 301), rec)
     return to_onnx(load_model(qfp.cfg, t, s, rec))
 
 

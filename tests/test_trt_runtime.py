@@ -21,7 +21,7 @@ from edgeq import targets
 from edgeq.errors import EdgeqError
 from edgeq.export.onnx_export import save, to_onnx
 from edgeq.models import MambaConfig, MambaLM
-from edgeq.quant import calib, quantize as Q, recipe as R
+from edgeq.quant import calib_data, folder as quant_folder, pipeline, recipe as R
 from edgeq.runtime.backends import OrtBackend
 from edgeq.runtime.generate import generate
 
@@ -53,11 +53,11 @@ def bundle(tmp_path_factory):
     fp = MambaLM(cfg).eval()
     rec = R.load("quamba2-w8a8")
     ids = np.random.default_rng(0).integers(0, 301, 2000)
-    qfp, t, s = Q.run(fp, calib.windows(ids, 8, 64, 301), rec)
+    qfp, t, s = pipeline.run(fp, calib_data.windows(ids, 8, 64, 301), rec)
     folder = tmp_path_factory.mktemp("quantized") / "m"
-    Q.save(folder, qfp, t, s, rec, {}, None)
+    quant_folder.save(folder, qfp, t, s, rec, {}, None)
     out = tmp_path_factory.mktemp("bundle")
-    _bundle_files(out, Q.load(folder), cfg)
+    _bundle_files(out, quant_folder.load(folder), cfg)
     return out
 
 

@@ -10,6 +10,7 @@ table between the README's accuracy markers.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import tempfile
@@ -23,8 +24,9 @@ from edgeq import tokenizer
 from edgeq.export.onnx_export import to_onnx
 from edgeq.models import load_model
 from edgeq.models.loader import find_tokenizer
-from edgeq.quant import calib
-from edgeq.quant import quantize as Q
+from edgeq.quant import calib_data
+from edgeq.quant import folder as quant_folder
+from edgeq.quant import pipeline
 from edgeq.quant import recipe as R
 from edgeq.runtime.backends import OrtBackend, TorchBackend
 from edgeq.runtime.evaluate import perplexity, top1_agreement
@@ -51,23 +53,25 @@ def ablation(recipe: str, base: str, steps: tuple) -> list[tuple[str, dict]]:
     return rows
 
 
-def variant(base: str, changes: dict) -> dict:
+def variant(base: str, changes: dict) -> R.Recipe:
     rec = R.load(base)
     for key, value in changes.items():
-        *path, last = key.split(".")
-        d = rec
-        for p in path:
-            d = d[p]
-        d[last] = value
+        rec = replaced(rec, key.split("."), value)
     return rec
+
+
+def replaced(part, path: list[str], value):
+    """The recipe (or its part) with the field at `path` set to `value`."""
+    head, *rest = path
+    return dataclasses.replace(part, **{head: replaced(getattr(part, head), rest, value)
+                                        if rest else value})
 
 
 def evaluate(fp, rec, label, windows, held, seq_len, ort=True) -> dict:
     t0 = time.time()
-    qfp, tensors, scales = Q.run(fp, windows, rec)
     with tempfile.TemporaryDirectory() as tmp:
-        Q.save(Path(tmp) / "q", qfp, tensors, scales, rec, {}, None)
-        qm = Q.load(Path(tmp) / "q")
+        pipeline.quantize_to(Path(tmp) / "q", fp, windows, rec, {}, None)
+        qm = quant_folder.load(Path(tmp) / "q")
         size = (Path(tmp) / "q" / "model.safetensors").stat().st_size
     fq = TorchBackend(qm)
     fp16 = 2 * sum(p.numel() for p in fp.parameters())  # tied weights counted once
@@ -85,7 +89,7 @@ def demo_data(model: str, samples: int, seq_len: int):
     fp, folder = load_model(model)
     tok = tokenizer.from_json(find_tokenizer(folder))
     held = np.array(tok.encode((folder / "heldout.txt").read_text()).ids)
-    windows = calib.windows(calib.load_tokens(str(folder / "calib.txt"), tok), samples,
+    windows = calib_data.windows(calib_data.load_tokens(str(folder / "calib.txt"), tok), samples,
                             seq_len, fp.cfg.vocab_size)
     return fp, held, windows
 

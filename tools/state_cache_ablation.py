@@ -19,8 +19,8 @@ import torch
 
 from accuracy_table import demo_data
 from edgeq.ops import reference
+from edgeq.quant import pipeline
 from edgeq.quant import qmodel
-from edgeq.quant import quantize as Q
 from edgeq.quant import recipe as R
 from edgeq.runtime.backends import TorchBackend
 from edgeq.runtime.evaluate import perplexity
@@ -60,7 +60,7 @@ def main():
     fp, held, windows = demo_data(args.model, args.samples, args.seq_len)
     held = held[:args.windows * args.seq_len + 1]
     rec = R.load(args.recipe)
-    qfp, tensors, scales = Q.run(fp, windows, rec)
+    qfp, tensors, scales = pipeline.run(fp, windows, rec)
     model = qmodel.load_model(qfp.cfg, tensors, scales, rec)
     backend = TorchBackend(model)
 

@@ -70,11 +70,6 @@ def validate(model, proto, tokens: np.ndarray) -> dict:
 VALIDATION_MIN = 16  # next-token predictions compared, at least
 
 
-# not a quantization recipe: no calibration, no quant.json
-FP16 = {"name": "fp16", "description": "no quantization: fp16 weights and activations, the SSM "
-        "state fp32; the baseline the quantized bundles are measured against"}
-
-
 def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8a8",
           calib_data: str | None = None, samples: int = 512, seq_len: int = 512,
           sysroot: Path | None = None, stages: Stages | None = None, h2t: bool = False,
@@ -83,7 +78,8 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
     from ..export.onnx_export import save, to_onnx
     from ..models import load_model
     from ..models.loader import find_tokenizer
-    from ..quant import calib, quantize as q, recipe as recipes
+    from ..quant import calib_data as data, folder as quant_folder, recipe as recipes
+    from ..quant.pipeline import quantize_to
     from ..targets import estimate, get
     from ..tokenizer import META_KEY, from_json
 
@@ -92,21 +88,14 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
     out = Path(out)
     check_output(out)
     plugin_plan = plugins.plan(target, sysroot)  # its sysroot and nvcc: before the slow stages
-    if recipe_name == FP16["name"]:
-        recipes.check_fp16(h2t, residual_hadamard, a16_fraction)
-        rec = FP16
-    elif recipe_name not in recipes.names():
-        raise EdgeqError(f"unknown recipe {recipe_name!r}; choose one of: "
-                         f"{', '.join(recipes.names() + [FP16['name']])}")
-    else:
-        rec = recipes.load(recipe_name, h2t=h2t, residual_hadamard=residual_hadamard,
-                           a16_fraction=a16_fraction)
+    rec = recipes.load(recipe_name, h2t=h2t, residual_hadamard=residual_hadamard,
+                       a16_fraction=a16_fraction)
 
     lm, folder = st("load", load_model, model)
     cfg = lm.cfg
     # the engine is built and loaded on the device: refuse one it cannot hold before the slow
     # stages (from the config; the graph's own weights are counted after export)
-    if warning := memory.check(memory.from_config(cfg, target, rec["name"], h2t, a16_fraction),
+    if warning := memory.check(memory.from_config(cfg, target, rec.name, h2t, a16_fraction),
                                target):
         print(warning, file=sys.stderr)
     tok_json = find_tokenizer(folder, tokenizer, cfg.vocab_size)
@@ -116,33 +105,32 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
     if calib_data is None:
         raise EdgeqError("give --calib DATA (text, a folder of .txt, or a tokenized .npy): "
                          "validation (and calibration) need it")
-    tokens = calib.load_tokens(calib_data, tok)
+    tokens = data.load_tokens(calib_data, tok)
     if len(tokens) <= VALIDATION_MIN:  # an agreement over fewer predictions says nothing
         raise EdgeqError(f"{calib_data}: {len(tokens)} tokens; validation needs at least "
                          f"{VALIDATION_MIN + 1} (to compare {VALIDATION_MIN} next-token "
                          "predictions): give more calibration data")
-    calib.check(tokens, 2, cfg.vocab_size)
+    data.check(tokens, 2, cfg.vocab_size)
     with writing(out) as tmp:
-        if rec is FP16:  # the baseline: the fp model in fp16, the SSM state fp32 (docs/ops.md)
+        if not rec.quantizes:  # fp16, the baseline: the SSM state fp32 (docs/ops.md)
             model_for_export = lm.half()
         else:
-            windows = calib.windows(tokens, samples, seq_len, cfg.vocab_size)
-            qlm, cal = st("calibrate", q.calibrate_all, lm, windows, rec)
-            del lm  # the models of these stages go once used: the peak is one of them at a time
-            tensors, scales = st("quantize", q.quantize_model, qlm, cal, rec)
-            q.save(tmp / ".quantized", qlm, tensors, scales, rec,
-                   {"data": Path(calib_data).name, "samples": samples, "seq_len": seq_len}, None)
-            del qlm, tensors, cal
-            model_for_export = q.load(tmp / ".quantized")
+            windows = data.windows(tokens, samples, seq_len, cfg.vocab_size)
+            fp = [lm]
+            del lm  # the pipeline holds the only reference: each stage's model goes once used
+            quantize_to(tmp / ".quantized", fp.pop(), windows, rec,
+                        {"data": Path(calib_data).name, "samples": samples, "seq_len": seq_len},
+                        None, stage=lambda name, steps, fn, *args: st(name, fn, *args))
+            model_for_export = quant_folder.load(tmp / ".quantized")
             # the graph holds the weights: a second copy would double what goes to the device
             os.replace(tmp / ".quantized" / QUANT, tmp / QUANT)
             shutil.rmtree(tmp / ".quantized")
         meta = {META_KEY: tok_json} if tok_json else {}
-        meta["edgeq.recipe"] = rec["name"]
+        meta["edgeq.recipe"] = rec.name
         meta["edgeq.target"] = target["name"]
         proto = st("export", to_onnx, model_for_export, meta)
         save(proto, tmp / GRAPH)
-        projected = estimate(cfg, target, rec["name"], h2t=h2t, a16_fraction=a16_fraction)
+        projected = estimate(cfg, target, rec.name, h2t=h2t, a16_fraction=a16_fraction)
         engine_memory = memory.project(memory.graph_weight_bytes(tmp / GRAPH), target,
                                        cfg, projected["state_bytes"])
         memory.check(engine_memory, target)  # its warning was printed from the config
@@ -154,7 +142,8 @@ def build(model: str, target_name: str, out: Path, recipe_name: str = "quamba-w8
         if tok_json:
             (tmp / TOKENIZER).write_text(tok_json)
         manifest.write(tmp, {
-            "target": target, "recipe": rec, "model": {"source": model, "config": cfg.to_dict()},
+            "target": target, "recipe": recipes.to_dict(rec),
+            "model": {"source": model, "config": cfg.to_dict()},
             "versions": _versions(), "validation": metrics, "plugins": plugin, "engine": engine,
             "projected": projected, "engine_memory": engine_memory, "timings": st.timings,
             "peak_rss_mib": st.peak_rss_mib, "host": platform.machine()})

@@ -111,7 +111,7 @@ def load_state_dict(model: MambaLM, sd: dict[str, torch.Tensor], source: str) ->
 def load_model(model: str, ops: str = "custom") -> tuple[MambaLM, Path]:
     """Returns the fp32 model in eval mode and the folder it came from."""
     folder = resolve(model)
-    if (folder / "quant.json").exists():  # quantize.is_quantized (quant imports models)
+    if (folder / "quant.json").exists():  # quant.folder.is_quantized (quant imports models)
         raise EdgeqError(f"{model}: is a quantized folder; give the fp checkpoint it came from")
     cfg = read_config(folder)
     with torch.device("meta"):  # no memory and no random init: the checkpoint sets every weight

@@ -4,6 +4,7 @@ its Mamba2-8B this way (population 40, 5 generations, 10 mutations and 10 crosso
 kept 14 of 56 layers W4A16."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from itertools import combinations
@@ -12,23 +13,29 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from ..models.config import MambaConfig
+from .folder import layer_tensors
+from .qmodel import QuantMambaLM, W4A16Layer
+from .recipe import Recipe
+
 Choice = frozenset[int]  # the W4A16 layers
 
 
-def a16_count(spec: dict, n_layer: int) -> int:
-    """The share of the layers, rounded half up, and at least one layer for a share above 0."""
-    f = spec["a16_fraction"]
+def a16_count(spec, n_layer: int) -> int:
+    """The share of the layers (spec: the recipe's Mixed), rounded half up, and at least one
+    layer for a share above 0."""
+    f = spec.a16_fraction
     return max(math.floor(f * n_layer + 0.5), 1 if f > 0 else 0)
 
 
-def draws(n_layer: int, count: int, settings: dict) -> int:
-    """How many choices search(..., **settings) draws (its progress count; a choice drawn
-    again is not scored again)."""
+def draws(n_layer: int, count: int, settings) -> int:
+    """How many choices search(..., **settings' fields) draws (its progress count; a choice
+    drawn again is not scored again)."""
     every = math.comb(n_layer, count)
-    if every <= settings["population"]:
+    if every <= settings.population:
         return every
-    return settings["population"] + settings["generations"] * (settings["mutations"]
-                                                               + settings["crossovers"])
+    return settings.population + settings.generations * (settings.mutations
+                                                         + settings.crossovers)
 
 
 def search(n_layer: int, count: int, loss: Callable[[Choice], float], population: int = 40,
@@ -89,3 +96,25 @@ def nll(model, windows: torch.Tensor, batch: int = 8) -> float:
                                      reduction="sum").item()
             count += w[:, 1:].numel()
     return total / count
+
+
+def choose(cfg: MambaConfig, t8: dict, scales: list[dict], t16: dict, recipe: Recipe,
+           windows: torch.Tensor, count: int, progress) -> Choice:
+    """The `count` W4A16 layers of least loss on the first calibration windows."""
+    spec = recipe.mixed
+    int8 = QuantMambaLM(cfg, t8, scales, recipe).eval()
+    layers = int8.layers
+    half = [W4A16Layer(cfg, layer_tensors(t16, f"backbone.layers.{i}.")).eval()
+            for i in range(cfg.n_layer)]
+
+    def loss(choice):
+        int8.layers = torch.nn.ModuleList(half[i] if i in choice else layer
+                                          for i, layer in enumerate(layers))
+        try:  # a window at a time: its logits are L x vocab fp32 (0.5 GB for Mamba2-8B)
+            return nll(int8, windows[:spec.windows], batch=1)
+        finally:
+            int8.layers = layers
+    return search(cfg.n_layer, count, loss, **dataclasses.asdict(spec.search),
+                  progress=progress)[0]
+
+

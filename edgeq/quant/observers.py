@@ -44,14 +44,15 @@ class Percentile:
         return sum(self.values) / len(self.values)
 
 
-def make(spec: dict, per_channel: bool = False):
-    if spec["observer"] == "absmax":
+def make(spec, per_channel: bool = False):
+    """The observer a recipe's Observer names."""
+    if spec.observer == "absmax":
         return AbsMax(per_channel)
     if per_channel:
-        raise EdgeqError(f"observer {spec['observer']!r} has no per-channel form; use absmax")
-    if spec["observer"] == "percentile":
-        return Percentile(spec["percentile"])
-    raise EdgeqError(f"unknown observer {spec['observer']!r} in the recipe")
+        raise EdgeqError(f"observer {spec.observer!r} has no per-channel form; use absmax")
+    if spec.observer == "percentile":
+        return Percentile(spec.percentile)
+    raise EdgeqError(f"unknown observer {spec.observer!r} in the recipe")
 
 
 def check_finite(x: torch.Tensor, where: str) -> None:

@@ -2,7 +2,7 @@
 Mamba-1 and Mamba-2): its torch forward is the fake-quant model used for accuracy (exactly the
 ops' spec) and it exports to the int8 ONNX graph. W4A16 is the fp model with weight-only 4-bit
 linears; in a mixed (W4AX) QuantMambaLM, the layers without activation scales are such fp16
-layers (HalfLayer). Same interface as MambaLM: forward(ids, state, logits_at=None) ->
+layers (W4A16Layer). Same interface as MambaLM: forward(ids, state, logits_at=None) ->
 (logits, state), logits at the positions logits_at gives (all when None)."""
 from __future__ import annotations
 
@@ -15,23 +15,25 @@ from ..models.mamba import MambaBlock, MambaLM, zero_state
 from ..models.mamba2 import GatedRMSNorm
 from ..ops import custom as ops
 from ..ops import int4, qdq
-from .recipe import weight_only
+from .recipe import Act, Recipe
 
 
 class QLinear(nn.Module):
     """int8 activations times int8 (per tensor or channel) or packed 4-bit (per group) weights,
     fp32 out."""
 
-    def __init__(self, t: dict[str, Tensor], name: str, bias: bool = True):
+    def __init__(self, tensors: dict[str, Tensor], name: str, bias: bool = True):
         super().__init__()
-        self.w4 = name + ".weight_packed" in t
+        # the buffers' names (w, s, b) are the ONNX initializers' names: kept short
+        self.w4 = name + ".weight_packed" in tensors
         if self.w4:  # [out, in/2] packed bytes, as int8 for the W4A8 op
-            self.register_buffer("w", t[name + ".weight_packed"].view(torch.int8))
-            self.group = 2 * self.w.shape[1] // t[name + ".weight_scale"].shape[1]
+            self.register_buffer("w", tensors[name + ".weight_packed"].view(torch.int8))
+            self.group = 2 * self.w.shape[1] // tensors[name + ".weight_scale"].shape[1]
         else:  # int8 [in, out] for MatMul
-            self.register_buffer("w", t[name + ".weight"].t().contiguous())
-        self.register_buffer("s", t[name + ".weight_scale"].float())
-        self.register_buffer("b", t[name + ".bias"].float() if bias and name + ".bias" in t else None)
+            self.register_buffer("w", tensors[name + ".weight"].t().contiguous())
+        self.register_buffer("s", tensors[name + ".weight_scale"].float())
+        has_bias = bias and name + ".bias" in tensors
+        self.register_buffer("b", tensors[name + ".bias"].float() if has_bias else None)
 
     def forward(self, xq: Tensor, x_scale: float) -> Tensor:
         y = ops.linear_w4a8(xq, self.w, self.s, x_scale, self.group) if self.w4 \
@@ -46,97 +48,104 @@ class Int8Layer(nn.Module):
         return zero_state(self.cfg, batch, torch.int8, ssm)
 
 
-class QuantLayer(Int8Layer):
-    """Mamba-1 (Quamba): per-tensor int8 activations."""
+class Mamba1A8Layer(Int8Layer):
+    """A Mamba-1 layer with int8 activations (A8: W8A8 or W4A8; Quamba): per-tensor scales."""
 
-    def __init__(self, cfg: MambaConfig, t: dict[str, Tensor], scales: dict, hadamard: bool):
+    def __init__(self, cfg: MambaConfig, tensors: dict[str, Tensor], scales: dict, hadamard: bool):
         super().__init__()
-        self.cfg, self.s, self.hadamard = cfg, dict(scales), hadamard
+        self.cfg, self.scales, self.hadamard = cfg, dict(scales), hadamard
         for name in ("in_proj", "x_proj", "dt_proj", "out_proj"):  # dt_proj's bias: in the scan
-            setattr(self, name, QLinear(t, name, bias=name != "dt_proj"))
-        self.register_buffer("conv_w", t["conv1d.weight"])
-        self.s["conv_w"] = float(t["conv1d.weight_scale"])
-        self.register_buffer("conv_b", t["conv1d.bias"].float())
-        self.register_buffer("norm_w", t["norm.weight"].float())
-        self.register_buffer("dt_b", t["dt_proj.bias"].float())
-        self.register_buffer("A", -torch.exp(t["A_log"].float()))
-        self.register_buffer("D", t["D"].float())
+            setattr(self, name, QLinear(tensors, name, bias=name != "dt_proj"))
+        self.register_buffer("conv_w", tensors["conv1d.weight"])
+        self.scales["conv_w"] = float(tensors["conv1d.weight_scale"])
+        self.register_buffer("conv_b", tensors["conv1d.bias"].float())
+        self.register_buffer("norm_w", tensors["norm.weight"].float())
+        self.register_buffer("dt_b", tensors["dt_proj.bias"].float())
+        self.register_buffer("A", -torch.exp(tensors["A_log"].float()))
+        self.register_buffer("D", tensors["D"].float())
 
     def forward(self, out: Tensor, res: Tensor, state):
-        cfg, s = self.cfg, self.s
+        cfg, scale = self.cfg, self.scales
         batch, L, _ = out.shape
-        xq, res = ops.add_rmsnorm_int8(out, res, self.norm_w, cfg.norm_eps, s["in"])
-        x, z = self.in_proj(xq, s["in"]).chunk(2, dim=-1)
-        uq, conv_state = ops.causal_conv1d_int8(qdq.quantize(x, s["x"]), self.conv_w, self.conv_b,
-                                                state[0], [s["x"]], [s["conv_w"]], [s["u"]], 1)
-        dt, B, C = self.x_proj(uq, s["u"]).split([cfg.dt_rank, cfg.d_state, cfg.d_state], dim=-1)
-        delta = self.dt_proj(qdq.quantize(dt, s["dt"]), s["dt"])
+        xq, res = ops.add_rmsnorm_int8(out, res, self.norm_w, cfg.norm_eps, scale[Act.IN])
+        x, z = self.in_proj(xq, scale[Act.IN]).chunk(2, dim=-1)
+        uq, conv_state = ops.causal_conv1d_int8(
+            qdq.quantize(x, scale[Act.X]), self.conv_w, self.conv_b, state[0], [scale[Act.X]],
+            [scale["conv_w"]], [scale[Act.U]], 1)
+        dt, B, C = self.x_proj(uq, scale[Act.U]).split([cfg.dt_rank, cfg.d_state, cfg.d_state],
+                                                     dim=-1)
+        delta = self.dt_proj(qdq.quantize(dt, scale[Act.DT]), scale[Act.DT])
         y, ssm_state = ops.selective_scan_int8(
-            uq, qdq.quantize(delta, s["delta"]), self.A,
-            qdq.quantize(B, s["B"]).reshape(batch, L, 1, cfg.d_state),
-            qdq.quantize(C, s["C"]).reshape(batch, L, 1, cfg.d_state), self.D, self.dt_b,
-            state[1], qdq.quantize(z, s["z"]), s["u"], s["delta"], s["B"], s["C"], s["z"], True)
-        yq = ops.hadamard_int8(y, s["y"]) if self.hadamard else qdq.quantize(y, s["y"])
-        return self.out_proj(yq, s["y"]), res, (conv_state, ssm_state)
+            uq, qdq.quantize(delta, scale[Act.DELTA]), self.A,
+            qdq.quantize(B, scale[Act.B]).reshape(batch, L, 1, cfg.d_state),
+            qdq.quantize(C, scale[Act.C]).reshape(batch, L, 1, cfg.d_state), self.D, self.dt_b,
+            state[1], qdq.quantize(z, scale[Act.Z]), scale[Act.U], scale[Act.DELTA], scale[Act.B],
+            scale[Act.C], scale[Act.Z], True)
+        yq = ops.hadamard_int8(y, scale[Act.Y]) if self.hadamard else qdq.quantize(y, scale[Act.Y])
+        return self.out_proj(yq, scale[Act.Y]), res, (conv_state, ssm_state)
 
 
-class QuantLayer2(Int8Layer):
-    """Mamba-2 (Quamba2): x scales per sort-and-cluster group, B and C per state group; the SSM
-    state an fp16 cache (docs/ops.md, EdgeqSSDScanInt8)."""
+class Mamba2A8Layer(Int8Layer):
+    """A Mamba-2 layer with int8 activations (A8: W8A8 or W4A8; Quamba2): x scales per
+    sort-and-cluster group, B and C per state group; the SSM state an fp16 cache (docs/ops.md,
+    EdgeqSSDScanInt8)."""
 
-    def __init__(self, cfg: MambaConfig, t: dict[str, Tensor], scales: dict, hadamard: bool):
+    def __init__(self, cfg: MambaConfig, tensors: dict[str, Tensor], scales: dict, hadamard: bool):
         super().__init__()
-        self.cfg, self.s, self.hadamard = cfg, dict(scales), hadamard
+        self.cfg, self.scales, self.hadamard = cfg, dict(scales), hadamard
         GN = cfg.ngroups * cfg.d_state
-        self.in_proj, self.out_proj = QLinear(t, "in_proj"), QLinear(t, "out_proj")
-        self.register_buffer("conv_w", t["conv1d.weight"])
-        self.conv_ws = t["conv1d.weight_scale"].tolist()
+        self.in_proj, self.out_proj = QLinear(tensors, "in_proj"), QLinear(tensors, "out_proj")
+        self.register_buffer("conv_w", tensors["conv1d.weight"])
+        self.conv_ws = tensors["conv1d.weight_scale"].tolist()
         self.parts = [cfg.d_inner, GN, GN]  # x, B, C: one conv input scale each
-        self.conv_xs = [v for v, n in zip(self.s["xBC"], self.parts) for _ in range(n)]
-        self.conv_ys = self.s["x"] + [b for b in self.s["B"] for _ in range(cfg.d_state)] + \
-            [c for c in self.s["C"] for _ in range(cfg.d_state)]
+        self.conv_xs = [v for v, n in zip(self.scales[Act.XBC], self.parts) for _ in range(n)]
+        self.conv_ys = self.scales[Act.X] + \
+            [b for b in self.scales[Act.B] for _ in range(cfg.d_state)] + \
+            [c for c in self.scales[Act.C] for _ in range(cfg.d_state)]
         assert len(self.conv_ys) == cfg.d_inner + 2 * GN
-        self.register_buffer("conv_b", t["conv1d.bias"].float())
-        self.register_buffer("norm_w", t["norm.weight"].float())
-        self.register_buffer("dt_b", t["dt_bias"].float())
-        self.register_buffer("A", -torch.exp(t["A_log"].float()))
-        self.register_buffer("D", t["D"].float())
+        self.register_buffer("conv_b", tensors["conv1d.bias"].float())
+        self.register_buffer("norm_w", tensors["norm.weight"].float())
+        self.register_buffer("dt_b", tensors["dt_bias"].float())
+        self.register_buffer("A", -torch.exp(tensors["A_log"].float()))
+        self.register_buffer("D", tensors["D"].float())
         self.gate_norm = GatedRMSNorm(cfg.d_inner, cfg.ngroups, cfg.norm_eps)
-        self.gate_norm.weight.data = t["gate_norm.weight"].float()
+        self.gate_norm.weight.data = tensors["gate_norm.weight"].float()
 
     def forward(self, out: Tensor, res: Tensor, state):
-        cfg, s = self.cfg, self.s
+        cfg, scale = self.cfg, self.scales
         batch, L, _ = out.shape
         di, G, N = cfg.d_inner, cfg.ngroups, cfg.d_state
-        xq, res = ops.add_rmsnorm_int8(out, res, self.norm_w, cfg.norm_eps, s["in"])
-        z, xBC, dt = self.in_proj(xq, s["in"]).split([di, cfg.conv_dim, cfg.nheads], dim=-1)
+        xq, res = ops.add_rmsnorm_int8(out, res, self.norm_w, cfg.norm_eps, scale[Act.IN])
+        z, xBC, dt = self.in_proj(xq, scale[Act.IN]).split([di, cfg.conv_dim, cfg.nheads], dim=-1)
         xBC = torch.cat([qdq.quantize(part, v)
-                         for part, v in zip(xBC.split(self.parts, dim=-1), s["xBC"])], dim=-1)
+                         for part, v in zip(xBC.split(self.parts, dim=-1), scale[Act.XBC])], dim=-1)
         xBC, conv_state = ops.causal_conv1d_int8(xBC, self.conv_w, self.conv_b, state[0],
                                                  self.conv_xs, self.conv_ws, self.conv_ys, 1)
         x, B, C = xBC.split([di, G * N, G * N], dim=-1)
         y, ssm_state = ops.ssd_scan_int8(
-            x, qdq.quantize(dt, s["dt"]), self.A, B.reshape(batch, L, G, N),
-            C.reshape(batch, L, G, N), self.D, self.dt_b, state[1], s["x"], [s["dt"]], s["B"],
-            s["C"], True, cfg.chunk_size)
-        g = self.gate_norm(y, qdq.dequantize(qdq.quantize(z, s["z"]), s["z"]))
-        yq = ops.hadamard_int8(g, s["y"]) if self.hadamard else qdq.quantize(g, s["y"])
-        return self.out_proj(yq, s["y"]), res, (conv_state, ssm_state)
+            x, qdq.quantize(dt, scale[Act.DT]), self.A, B.reshape(batch, L, G, N),
+            C.reshape(batch, L, G, N), self.D, self.dt_b, state[1], scale[Act.X], [scale[Act.DT]],
+            scale[Act.B], scale[Act.C], True, cfg.chunk_size)
+        gated = self.gate_norm(y, qdq.dequantize(qdq.quantize(z, scale[Act.Z]), scale[Act.Z]))
+        yq = ops.hadamard_int8(gated, scale[Act.Y]) if self.hadamard \
+            else qdq.quantize(gated, scale[Act.Y])
+        return self.out_proj(yq, scale[Act.Y]), res, (conv_state, ssm_state)
 
 
 class QuantMambaLM(nn.Module):
     exportable = True
 
     def __init__(self, cfg: MambaConfig, tensors: dict[str, Tensor], scales: list[dict],
-                 recipe: dict):
+                 recipe: Recipe):
         super().__init__()
         self.cfg, self.recipe = cfg, recipe
-        int8 = QuantLayer2 if cfg.arch == "mamba2" else QuantLayer
+        int8 = Mamba2A8Layer if cfg.arch == "mamba2" else Mamba1A8Layer
         self.layers = nn.ModuleList()
         for i in range(cfg.n_layer):
-            t = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"layers.{i}.")}
-            self.layers.append(int8(cfg, t, scales[i], recipe["hadamard_out_proj"]) if scales[i]
-                               else HalfLayer(cfg, t))
+            own = {k.split(".", 2)[2]: v for k, v in tensors.items()
+                   if k.startswith(f"layers.{i}.")}
+            self.layers.append(int8(cfg, own, scales[i], recipe.hadamard_out_proj) if scales[i]
+                               else W4A16Layer(cfg, own))
         # fp16 parts: embedding and lm_head fp16 tables (the final norm fp16-rounded fp32);
         # head-to-toe recipes hold embedding and lm_head as weight-only 4-bit tables (tied: one)
         self.register_buffer("norm_f", tensors["norm_f.weight"].float())
@@ -159,11 +168,12 @@ class QuantMambaLM(nn.Module):
         for layer, st in zip(self.layers, state):
             out, res, st = layer(out, res, st)
             new_state.append(st)
-        h = (out + res).float()
+        hidden = (out + res).float()
         if logits_at is not None:
-            h = h.index_select(1, logits_at)
-        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.cfg.norm_eps) * self.norm_f
-        return self.lm_head(h), new_state
+            hidden = hidden.index_select(1, logits_at)
+        hidden = hidden * torch.rsqrt(hidden.pow(2).mean(-1, keepdim=True) + self.cfg.norm_eps) \
+            * self.norm_f
+        return self.lm_head(hidden), new_state
 
 
 class W4Table(nn.Module):
@@ -177,10 +187,10 @@ class W4Table(nn.Module):
     def __init__(self, packed: Tensor, scale: Tensor, transposed: bool = True):
         super().__init__()
         self.transposed = transposed
-        q = int4.unpack(packed)  # [rows, cols]
-        w, s = (q.t(), scale.t()) if transposed else (q, scale.half())
-        self.register_buffer("w", w.contiguous())
-        self.register_buffer("s", s.contiguous())
+        values = int4.unpack(packed)  # [rows, cols]
+        held, scales = (values.t(), scale.t()) if transposed else (values, scale.half())
+        self.register_buffer("w", held.contiguous())
+        self.register_buffer("s", scales.contiguous())
 
     def weight(self) -> Tensor:
         """W^T when transposed, else W; in the scales' dtype."""
@@ -195,9 +205,9 @@ class FpTable(nn.Module):
     lm_head is the largest read of a decode step after the layers)."""
     transposed = False
 
-    def __init__(self, w: Tensor):
+    def __init__(self, weight: Tensor):
         super().__init__()
-        self.register_buffer("w", w.half())
+        self.register_buffer("w", weight.half())
 
     def weight(self) -> Tensor:
         return self.w
@@ -217,12 +227,12 @@ class TableLinear(nn.Module):
         self.register_buffer("bias", None if bias is None else bias.float())
 
     def forward(self, x: Tensor) -> Tensor:
-        w = self.table.weight()
-        xw = x.to(w.dtype)
+        weight = self.table.weight()
+        xw = x.to(weight.dtype)
         if self.table.transposed:
-            y = xw @ w
+            y = xw @ weight
         else:
-            y = qdq.linear_rows(xw, w)
+            y = qdq.linear_rows(xw, weight)
         y = y.to(x.dtype)
         return y if self.bias is None else y + self.bias.to(y.dtype)
 
@@ -237,77 +247,79 @@ class TableEmbedding(nn.Module):
         self.table = table
 
     def forward(self, ids: Tensor) -> Tensor:
-        t = self.table
-        if isinstance(t, W4Table) and not t.transposed:
-            group = t.w.shape[1] // t.s.shape[1]
-            return ops.embedding_w4(ids, t.w, t.s, group).to(t.s.dtype)
-        return F.embedding(ids, t.rows())
+        table = self.table
+        if isinstance(table, W4Table) and not table.transposed:
+            group = table.w.shape[1] // table.s.shape[1]
+            return ops.embedding_w4(ids, table.w, table.s, group).to(table.s.dtype)
+        return F.embedding(ids, table.rows())
 
 
-def w4_table(t: dict[str, Tensor], name: str, transposed: bool = True) -> W4Table | None:
-    return W4Table(t[name + ".weight_packed"], t[name + ".weight_scale"], transposed) \
-        if name + ".weight_packed" in t else None
+def w4_table(tensors: dict[str, Tensor], name: str, transposed: bool = True) -> W4Table | None:
+    return W4Table(tensors[name + ".weight_packed"], tensors[name + ".weight_scale"], transposed) \
+        if name + ".weight_packed" in tensors else None
 
 
-class HalfLayer(nn.Module):
+class W4A16Layer(nn.Module):
     """A W4A16 layer of a mixed (W4AX) model: the fp16 Mamba block with its weight-only 4-bit
     linears, between int8 layers. It takes and gives their fp32 residual stream (a W4A16
     model's is fp16)."""
 
-    def __init__(self, cfg: MambaConfig, t: dict[str, Tensor]):
+    def __init__(self, cfg: MambaConfig, tensors: dict[str, Tensor]):
         super().__init__()
         with torch.device("meta"):  # load_weight_only assigns every weight
             self.cfg, self.block = cfg, MambaBlock(cfg, "custom")
-        load_weight_only(self.block, t)
+        load_weight_only(self.block, tensors)
         self.block.half()
 
     def forward(self, out: Tensor, res: Tensor, state):
-        h = out + res
-        y, state = self.block.mixer(self.block.norm(h.half()), state)
-        return y.float(), h, state
+        hidden = out + res
+        y, state = self.block.mixer(self.block.norm(hidden.half()), state)
+        return y.float(), hidden, state
 
     def new_state(self, batch: int) -> tuple[Tensor, Tensor]:
         """fp16 conv state, fp32 SSM state (as MambaLM's)."""
         return zero_state(self.cfg, batch, torch.float16)
 
 
-def load_weight_only(module: nn.Module, t: dict[str, Tensor], may_lack: set[str] = frozenset()):
-    """t's weights into `module` (a MambaLM or a MambaBlock, names as their state_dict, built on
-    the meta device): the fp ones assigned, each linear held 4-bit (name.weight_packed) made a
-    TableLinear; the embedding and lm_head tables are the caller's."""
+def load_weight_only(module: nn.Module, tensors: dict[str, Tensor],
+                     may_lack: set[str] = frozenset()):
+    """The tensors' weights into `module` (a MambaLM or a MambaBlock, names as their state_dict,
+    built on the meta device): the fp ones assigned, each linear held 4-bit (name.weight_packed)
+    made a TableLinear; the embedding and lm_head tables are the caller's."""
     from ..errors import EdgeqError
-    fp = {k: v.float() for k, v in t.items() if not k.endswith((".weight_packed", ".weight_scale"))}
+    fp = {k: v.float() for k, v in tensors.items()
+          if not k.endswith((".weight_packed", ".weight_scale"))}
     try:
         missing, unexpected = module.load_state_dict(fp, strict=False, assign=True)
     except RuntimeError:
         missing, unexpected = ["(shapes)"], []
-    packed = [k[:-len(".weight_packed")] for k in t if k.endswith(".weight_packed")]
+    packed = [k[:-len(".weight_packed")] for k in tensors if k.endswith(".weight_packed")]
     if unexpected or set(missing) - {k + ".weight" for k in packed} - may_lack:
         raise EdgeqError("the quantized weights belong to another model than config.json "
                          "describes; quantize this model again")
-    for k in packed:
-        if k in ("backbone.embeddings", "lm_head"):
+    for linear in packed:
+        if linear in ("backbone.embeddings", "lm_head"):
             continue
-        parent, name = k.rsplit(".", 1)
+        parent, name = linear.rsplit(".", 1)
         setattr(module.get_submodule(parent), name,
-                TableLinear(w4_table(t, k), module.get_submodule(k).bias))
+                TableLinear(w4_table(tensors, linear), module.get_submodule(linear).bias))
 
 
-def weight_only_model(cfg: MambaConfig, t: dict[str, Tensor], recipe: dict) -> MambaLM:
+def weight_only_model(cfg: MambaConfig, tensors: dict[str, Tensor], recipe: Recipe) -> MambaLM:
     with torch.device("meta"):  # no fp32 copy of the 4-bit linears (Mamba2-8B: 32 GB)
         model = MambaLM(cfg)
-    load_weight_only(model, t, {"lm_head.weight"} if cfg.tie_embeddings else set())
+    load_weight_only(model, tensors, {"lm_head.weight"} if cfg.tie_embeddings else set())
     model.tie()
-    emb = w4_table(t, "backbone.embeddings", transposed=False)
+    emb = w4_table(tensors, "backbone.embeddings", transposed=False)
     if emb is not None:  # head-to-toe: tied models share the one 4-bit table
         model.backbone.embeddings = TableEmbedding(emb)
         model.lm_head = TableLinear(emb if cfg.tie_embeddings
-                                    else w4_table(t, "lm_head", transposed=False))
+                                    else w4_table(tensors, "lm_head", transposed=False))
     model.recipe = recipe
     return model.half().eval()  # A16: fp16 activations, weights and scales; SSM state fp32
 
 
-def load_model(cfg: MambaConfig, tensors: dict[str, Tensor], scales: list[dict], recipe: dict):
-    if weight_only(recipe):
+def load_model(cfg: MambaConfig, tensors: dict[str, Tensor], scales: list[dict], recipe: Recipe):
+    if recipe.weight_only:
         return weight_only_model(cfg, tensors, recipe)
     return QuantMambaLM(cfg, tensors, scales, recipe).eval()

@@ -18,16 +18,16 @@ def int8(w: torch.Tensor, per_channel: bool = False) -> tuple[torch.Tensor, torc
     return q8(w / (scale[:, None] if per_channel else scale), 1.0), scale.float()
 
 
-def int4_packed(w: torch.Tensor, hessian: gptq.Hessian | None, spec: dict, name: str
+def int4_packed(w: torch.Tensor, hessian: gptq.Hessian | None, spec, name: str
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 [out, in/2] (edgeq.ops.int4) and fp32 scales [out, in/group]: GPTQ on the
-    input Hessian, or round to nearest without one."""
+    input Hessian, or round to nearest without one (spec: the recipe's Weights)."""
     try:
-        group = gptq.group_size_for(w.shape[1], spec.get("group_size", 128))
+        group = gptq.group_size_for(w.shape[1], spec.group_size)
     except ValueError as e:
         raise EdgeqError(f"{name}: {e}; use an 8-bit recipe for this model") from None
     if hessian is None:
         q, scale = gptq.quantize_rtn(w.float(), 4, group)
     else:
-        q, scale = gptq.gptq(w.float(), hessian.matrix(), 4, group, spec.get("damp", 0.01))
+        q, scale = gptq.gptq(w.float(), hessian.matrix(), 4, group, spec.damp)
     return int4.pack(q), scale.float()

@@ -138,10 +138,7 @@ def main():
             size = f"{r['size_vs_fp16']:.2f}x" if "size_vs_fp16" in r else "—"
             lines.append(f"| {Path(t['model']).name} ({t['arch']}) | {r['model']} | {r['ppl']:.3f} | "
                          f"{100 * r['vs_fp32']:+.2f} % | {size} | {ort} | {agree} |")
-    out = "\n".join(lines)
-    print(out)
-    if args.write_readme:
-        readme_table.write("accuracy-table", out)
+    readme_table.emit("accuracy-table", lines, args.write_readme)
 
 
 if __name__ == "__main__":

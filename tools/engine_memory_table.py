@@ -27,10 +27,7 @@ def main():
             lines.append(f"| {name} | {recipe} | {p['weights_bytes'] / GIB:.2f} GiB | "
                          f"{p['build_peak_bytes'] / GIB:.2f} GiB | "
                          f"{p['load_peak_bytes'] / GIB:.2f} GiB | {verdict(p)} |")
-    table = "\n".join(lines)
-    print(table)
-    if args.write_readme:
-        readme_table.write("engine-memory-table", table)
+    readme_table.emit("engine-memory-table", lines, args.write_readme)
 
 
 if __name__ == "__main__":

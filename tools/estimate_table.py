@@ -48,10 +48,7 @@ def main():
             lines.append(f"| {name} | {recipe} | {e['weights_bytes'] / 1e9:.2f} GB | "
                          f"{bound:.1f} ms/token | {s['decode_ms_per_token']:.1f} ms/token | "
                          f"{measured} | {e['prefill_ms']:.0f} ms |")
-    table = "\n".join(lines)
-    print(table)
-    if args.write_readme:
-        readme_table.write("estimate-table", table)
+    readme_table.emit("estimate-table", lines, args.write_readme)
 
 
 if __name__ == "__main__":

@@ -44,9 +44,9 @@ def _exact(a, dtype=np.int8) -> np.ndarray:
 
 
 def _ptr(a):
-    """The address of an array's data. A ctypes view of a writable buffer gives it in ~0.5 us;
-    `a.ctypes.data` builds numpy's ctypes helper on every access (~2 us, and a decode step
-    makes ~800 of these calls' pointers)."""
+    """The address of an array's data through a ctypes view of a writable buffer: `a.ctypes.data`
+    builds numpy's ctypes helper on every access, a few times slower, and a decode step takes
+    hundreds of these pointers (docs/cpu-runtime.md)."""
     if a is None:
         return None
     try:

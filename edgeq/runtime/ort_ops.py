@@ -133,8 +133,8 @@ def run(session, names: list[str], feed: dict) -> list:
 def _invoke(op_id, inputs, attrs):
     """onnxruntime-extensions' PyOp hook, returning the outputs as numpy arrays. Its own hook
     (_ocos._on_pyop_invocation) returns `flatten().tolist()`, a Python number per element that
-    the C++ side turns back into an array (numpy.ascontiguousarray, then one memcpy): ~1 ms per
-    call at decode (the scan's state is 24576 values), against ~11 us of arithmetic. An array
+    the C++ side turns back into an array (numpy.ascontiguousarray, then one memcpy): far more
+    than a decode step's arithmetic (docs/cpu-runtime.md, "The PyOps bridge"). An array
     takes the same path without the per-element round trip."""
     op = _OPS[op_id]
     try:
@@ -154,7 +154,8 @@ _ATTR_TYPES: dict = {}  # PyOp id -> {attribute: PyCustomOpDef type}, read once
 def _cast_attributes(op_id, op, attrs: dict) -> dict:
     """Opdef.cast_attributes without its cost: it reads `_nativedef.attrs`, a pybind11
     property that converts the op's whole attribute map to a new dict, up to three times per
-    attribute and call (~40-80 us a call, more than most kernels). The types are read once."""
+    attribute and call (more than most kernels cost: docs/cpu-runtime.md). The types are read
+    once."""
     types = _ATTR_TYPES.get(op_id)
     if types is None:
         from onnxruntime_extensions import PyCustomOpDef
@@ -172,7 +173,8 @@ _ENCODE = {onnx.AttributeProto.FLOAT: lambda a: repr(a.f),
 @functools.lru_cache(maxsize=4096)
 def _floats(v: str) -> np.ndarray:
     """A FLOATS attribute's values, parsed once per distinct string: the PyOps receive the
-    attributes again on every call, and parsing 1536 per-channel scales costs ~1 ms."""
+    attributes again on every call, and parsing 1536 per-channel scales costs more than the
+    kernel."""
     a = np.array([float(x) for x in v.split()], np.float32)
     a.flags.writeable = False  # shared between calls
     return a
@@ -296,8 +298,8 @@ def exact_int8_matmuls(graph: onnx.GraphProto) -> None:
             name = n.output[0]
             graph.initializer.append(numpy_helper.from_array(scale, f"{name}_scale"))
             # x as uint8 with zero point 128 (exact: x + 128 in 0..255): ORT's CPU int8 GEMM
-            # has a fast u8 x s8 kernel; int8 x int8 measured ~40x slower (1x768 @ 768x3072:
-            # ~32 ms vs ~0.7 ms, fp32 MatMul ~3.6 ms, this machine, 2 threads)
+            # has a fast u8 x s8 kernel; int8 x int8 takes a slow path (docs/cpu-runtime.md,
+            # "No per-step weight work")
             nodes += _as_uint8(xq, f"{name}_xu8", producer, readers, consts)
             nodes.append(onnx.helper.make_node(
                 "MatMulIntegerToFloat", [f"{name}_xu8", wq, "edgeq_f32_one", f"{name}_scale",

@@ -19,6 +19,13 @@ SAMPLES = click.option("--samples", default=512, show_default=True, type=click.I
 SEQ_LEN = click.option("--seq-len", default=512, show_default=True, type=click.IntRange(2),
                        help="Tokens per calibration window.")
 MAX_NEW_TOKENS = 100_000  # a bound on one run; the states do not grow with it
+H2T = click.option("--h2t", is_flag=True,
+                   help="Head-to-toe: embedding and lm_head 4-bit too (quamba2-w4 recipes).")
+RESIDUAL_HADAMARD = click.option(
+    "--residual-hadamard", is_flag=True,
+    help="Rotate the residual stream by a Hadamard (quamba2 recipes; unties the head).")
+TARGET = click.option("--target", "target_name", required=True,
+                      help="A target from `edgeq targets`.")
 A16_FRACTION = click.option(
     "--a16-fraction", type=float, default=None,
     help="quamba2-w4ax: the fraction of layers that run W4A16, the rest W4A8 (recipe: 0.25).")
@@ -176,10 +183,8 @@ def generate(source, backend, prompt, prompt_ids, max_new_tokens, greedy, temper
 @click.option("--percentile", type=float, default=None,
               help="Clip the SSM input at this percentile of |x| (quamba-w8a8: 99.999).")
 @click.option("--per-channel", is_flag=True, help="Per-output-channel weight scales.")
-@click.option("--h2t", is_flag=True,
-              help="Head-to-toe: embedding and lm_head 4-bit too (quamba2-w4 recipes).")
-@click.option("--residual-hadamard", is_flag=True,
-              help="Rotate the residual stream by a Hadamard (quamba2 recipes; unties the head).")
+@H2T
+@RESIDUAL_HADAMARD
 @A16_FRACTION
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0),
               help="Chooses the calibration windows.")
@@ -277,10 +282,10 @@ def targets(as_json):
 
 @cli.command()
 @click.argument("model")
-@click.option("--target", "target_name", required=True, help="A target from `edgeq targets`.")
+@TARGET
 @click.option("--recipe", default="fp16", show_default=True,
               help=f"A recipe: {RECIPES}.")
-@click.option("--h2t", is_flag=True, help="Embedding and lm_head 4-bit too.")
+@H2T
 @A16_FRACTION
 @click.option("--prompt-len", default=1024, show_default=True, type=click.IntRange(1),
               help="Prompt tokens the prefill bound is for.")
@@ -313,13 +318,11 @@ def estimate(model, target_name, recipe, h2t, a16_fraction, prompt_len, batch, a
 
 @cli.command()
 @click.argument("model")
-@click.option("--target", "target_name", required=True, help="A target from `edgeq targets`.")
+@TARGET
 @click.option("--recipe", default="quamba-w8a8", show_default=True,
               help=f"A recipe ({RECIPES}; fp16: no quantization, the baseline).")
-@click.option("--h2t", is_flag=True,
-              help="Head-to-toe: embedding and lm_head 4-bit too (quamba2-w4 recipes).")
-@click.option("--residual-hadamard", is_flag=True,
-              help="Rotate the residual stream by a Hadamard (quamba2 recipes; unties the head).")
+@H2T
+@RESIDUAL_HADAMARD
 @A16_FRACTION
 @click.option("--calib", "calib_data", default=None,
               help="Calibration data (default: the model folder's calib.txt).")

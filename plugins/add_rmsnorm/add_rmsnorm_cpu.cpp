@@ -10,7 +10,7 @@ extern "C" int edgeq_add_rmsnorm_int8(const float* x, const float* residual, con
                                       float eps, float y_scale, void*) {
   if (!x || !residual || !weight || !y || !residual_out) return EDGEQ_NULL_POINTER;
   if (rows < 0 || d < 1) return EDGEQ_BAD_SHAPE;
-#pragma omp parallel for if(rows * d >= kEdgeqParallelMinWork) schedule(static)
+#pragma omp parallel for if(edgeq_team(rows, rows * d)) schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
     double ss = 0.0;  // fp64 sum and one rounding of 1/rms: bit-exact with the reference
     for (int64_t i = 0; i < d; ++i) {

@@ -26,8 +26,7 @@ int conv(const T* x, const T* weight, const T* state, Out out_fn, T* y, T* state
   std::vector<T> wt(width * channels);
   for (int64_t c = 0; c < channels; ++c)
     for (int64_t k = 0; k < width; ++k) wt[k * channels + c] = weight[c * width + k];
-#pragma omp parallel for if(batch > 1 && batch * L * channels * width >= kEdgeqParallelMinWork) \
-    schedule(static)
+#pragma omp parallel for if(edgeq_team(batch, batch * L * channels * width)) schedule(static)
   for (int64_t b = 0; b < batch; ++b) {
     const T* st = state + b * S * channels;
     const T* xb = x + b * L * channels;

@@ -8,3 +8,10 @@
 
 // elements of work (inner-loop iterations) below which a kernel stays on the calling thread
 constexpr int64_t kEdgeqParallelMinWork = int64_t(1) << 17;
+
+// Whether a call opens an OpenMP team: more than one unit the team splits (tokens, or sequences
+// where a kernel splits by sequence) and at least kEdgeqParallelMinWork of work. So one token
+// stays on the calling thread at any width, even a decode GEMV (docs/cpu-runtime.md).
+constexpr bool edgeq_team(int64_t units, int64_t work) {
+  return units > 1 && work >= kEdgeqParallelMinWork;
+}

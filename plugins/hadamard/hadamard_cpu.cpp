@@ -66,7 +66,7 @@ extern "C" int edgeq_hadamard_int8(const float* x, int8_t* y, int64_t rows, int6
   if (rows < 0 || K == 0) return EDGEQ_BAD_SHAPE;
   const int8_t* HK = base(K).data();
   const float norm = float(1.0 / std::sqrt(double(n)));  // rounded once, as the reference
-#pragma omp parallel for if(rows * n >= kEdgeqParallelMinWork) schedule(static)
+#pragma omp parallel for if(edgeq_team(rows, rows * n)) schedule(static)
   for (int64_t r = 0; r < rows; ++r) row(x + r * n, y + r * n, K, M, HK, norm, y_scale);
   return EDGEQ_OK;
 }

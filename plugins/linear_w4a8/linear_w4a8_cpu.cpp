@@ -54,7 +54,7 @@ extern "C" int edgeq_linear_w4a8(const int8_t* x, const uint8_t* weight, const f
     return EDGEQ_BAD_SHAPE;
   const int64_t G = K / group_size;
   std::vector<int8_t> xp(rows * K);
-#pragma omp parallel if(rows * N * K >= kEdgeqParallelMinWork)
+#pragma omp parallel if(edgeq_team(rows, rows * N * K))
   {
 #pragma omp for schedule(static)
     for (int64_t m = 0; m < rows; ++m) split_even_odd(x + m * K, K, &xp[m * K]);

@@ -37,7 +37,7 @@ int scan(const T* u, const T* delta, const float* A, const T* B, const T* C, con
   const int64_t P = dim / heads, heads_per_group = heads / groups;
   if (state_out != state) std::memcpy(state_out, state, sizeof(float) * batch * dim * dstate);
   const int64_t nblocks = (dim + kBlock - 1) / kBlock;
-#pragma omp parallel for collapse(2) if(batch * L * dim * dstate >= kEdgeqParallelMinWork) \
+#pragma omp parallel for collapse(2) if(edgeq_team(batch * L, batch * L * dim * dstate)) \
     schedule(static)
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t blk = 0; blk < nblocks; ++blk) {

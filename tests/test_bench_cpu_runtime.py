@@ -56,15 +56,16 @@ def test_op_overheads(tiny):
     result, md = tiny
     ops = result["ops"]
     assert ops["d_inner"] == 192 and ops["gflops"] > 0
-    assert set(ops["per_op"]) >= {"EdgeqHadamardInt8", "EdgeqSelectiveScanInt8",
-                                  "EdgeqCausalConv1dInt8", "EdgeqAddRMSNormInt8"}
+    # the scan and the Hadamard are one call in the ORT session (cpu_fusion), timed as one
+    fused = "EdgeqSelectiveScanInt8+EdgeqHadamardInt8"
+    assert set(ops["per_op"]) == {fused, "EdgeqCausalConv1dInt8", "EdgeqAddRMSNormInt8"}
     for op, o in ops["per_op"].items():
         assert o["overhead_us"] == pytest.approx(o["call_us"] - o["kernel_us"])
         # the parts are measured separately and add up to the call
         assert o["kernel_us"] > 0 and o["python_us"] > 0 and o["bridge_us"] > 0
         assert o["kernel_us"] + o["python_us"] + o["bridge_us"] == pytest.approx(o["call_us"])
         assert o["calls_per_token"] > 0 and f"| {op} | {o['calls_per_token']:g} |" in md
-    assert ops["per_op"]["EdgeqHadamardInt8"]["calls_per_token"] == 2  # one per layer
+    assert ops["per_op"][fused]["calls_per_token"] == 2  # one per layer
 
 
 @pytest.mark.parametrize("args, message", [

@@ -175,21 +175,22 @@ def edgeq_round(args, graph: Path) -> tuple[float, float]:
 
 
 PROFILE = """import json, sys, time, numpy as np, onnxruntime as ort
-from edgeq.ops.table import BY_NAME
 from edgeq.runtime import kernels, ort_ops
 from edgeq.runtime.backends import OrtBackend
 base = ort.SessionOptions
 def profiling():  # every session edgeq opens records its nodes
     o = base(); o.enable_profiling = True; o.profile_file_prefix = sys.argv[2]; return o
 ort.SessionOptions = profiling
-spent = {"c": {}, "hook": {}}  # C kernel calls by symbol, the PyOp hook (Python) by op type
+spent = {"c": {}, "hook": {}}  # by op type, per call: its C kernels, the PyOp hook (Python)
+inside = []  # the C kernel calls of the hook running now (a fused op makes several)
 c_call, hook = kernels._call, ort_ops._invoke
 def timed_c_call(name, *args):
-    t = time.perf_counter(); c_call(name, *args)
-    spent["c"].setdefault(name, []).append(time.perf_counter() - t)
+    t = time.perf_counter(); c_call(name, *args); inside.append(time.perf_counter() - t)
 def timed_hook(op_id, inputs, attrs):
-    t = time.perf_counter(); out = hook(op_id, inputs, attrs)
-    spent["hook"].setdefault(ort_ops._OPS[op_id].op_type, []).append(time.perf_counter() - t)
+    inside.clear(); t = time.perf_counter(); out = hook(op_id, inputs, attrs)
+    op = ort_ops._OPS[op_id].op_type
+    spent["hook"].setdefault(op, []).append(time.perf_counter() - t)
+    spent["c"].setdefault(op, []).append(sum(inside))
     return out
 kernels._call, ort_ops._invoke = timed_c_call, timed_hook  # before register() installs the hook
 b = OrtBackend(sys.argv[1]); state = b.new_state(1); tok = np.zeros((1, 1), np.int64)
@@ -198,9 +199,8 @@ for i in range(int(sys.argv[3])):
         spent["c"].clear(); spent["hook"].clear()
     logits, state = b.forward(tok, state); tok = logits[:, -1].argmax(-1)[:, None]
 med = lambda d: {k: 1e6 * float(np.median(v)) for k, v in d.items()}
-c_us = {op: us for op in BY_NAME for sym, us in med(spent["c"]).items() if BY_NAME[op].c_symbol == sym}
 print(json.dumps({"trace": b.session.end_profiling(), "config": b.config.__dict__,
-                  "c_us": c_us, "hook_us": med(spent["hook"])}, default=str))
+                  "c_us": med(spent["c"]), "hook_us": med(spent["hook"])}, default=str))
 """
 
 
@@ -245,10 +245,12 @@ def flop_rate() -> float:
 
 def flops(op: str, c: dict) -> float | None:
     """A decode step's arithmetic in one call (rough counts: exp ~ 4, dequantize/quantize ~ 3
-    per value); None for an op without a count here."""
+    per value); None for an op without a count here. A fused op (cpu_fusion) adds its ops'."""
     d, n, k, h = c["expand"] * c["d_model"], c["d_state"], c["d_conv"], c["d_model"]
-    return {"EdgeqHadamardInt8": d * (np.log2(d) + 4), "EdgeqSelectiveScanInt8": d * n * 10 + d * 25,
-            "EdgeqCausalConv1dInt8": d * (2 * k + 8), "EdgeqAddRMSNormInt8": h * 10}.get(op)
+    count = {"EdgeqHadamardInt8": d * (np.log2(d) + 4), "EdgeqSelectiveScanInt8": d * n * 10 + d * 25,
+             "EdgeqCausalConv1dInt8": d * (2 * k + 8), "EdgeqAddRMSNormInt8": h * 10}
+    parts = [count.get(p) for p in op.split("+")]
+    return None if None in parts else sum(parts)
 
 
 # --- tables -------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from onnx import numpy_helper
 from ..errors import EdgeqError
 from ..export.schemas import ELEM
 from ..ops.table import BY_NAME, DOMAIN, EMBEDDING_W4, OPS
-from . import kernels
+from . import cpu_fusion, kernels
 
 ORT_DOMAIN = "ai.onnx.contrib"
 
@@ -34,12 +34,21 @@ def register() -> str:
     types = {"act": PyCustomOpDef.dt_float, "fp32": PyCustomOpDef.dt_float,
              "fp16": PyCustomOpDef.dt_float, "int8": PyCustomOpDef.dt_int8,
              "int4": PyCustomOpDef.dt_int8, "int64": PyCustomOpDef.dt_int64}
+    signatures, bodies = {}, {}
     for op in OPS:
         inputs = [types[p.dtype] for p in op.inputs]
         outputs = [t for _, t in op.output_types([()] * len(inputs), inputs, types.__getitem__)]
         attrs = {a.name: PyCustomOpDef.dt_string if a.type in _DECODE else PyCustomOpDef.dt_int64
                  for a in op.attrs}
-        onnx_op(op_type=op.name, inputs=inputs, outputs=outputs, attrs=attrs)(_body(op))
+        signatures[op.name], bodies[op.name] = (inputs, outputs, attrs), _body(op)
+        onnx_op(op_type=op.name, inputs=inputs, outputs=outputs, attrs=attrs)(bodies[op.name])
+    for chain in cpu_fusion.CHAINS:
+        per_op = [signatures[op.name] for op in chain.ops]
+        onnx_op(op_type=chain.name,
+                inputs=[t for k, (i, _, _) in enumerate(per_op) for t in chain.split(i, k)],
+                outputs=chain.outputs([o for _, o, _ in per_op]),
+                attrs={chain.attr_name(k, a): t for k, (_, _, at) in enumerate(per_op)
+                       for a, t in at.items()})(_chain_body(chain, [bodies[o.name] for o in chain.ops]))
 
     global _OPS
     from onnxruntime_extensions._ocos import Opdef
@@ -70,6 +79,24 @@ def _body(op):
                 for i, y in enumerate(out if isinstance(out, tuple) else (out,))]
         return tuple(outs) if isinstance(out, tuple) else outs[0]
     return cast
+
+
+def _chain_body(chain, bodies: list):
+    """The PyOp of a cpu_fusion chain: its ops' bodies in order, each after the first given the
+    one before's first output."""
+    def run(*inputs, **attrs):
+        rest, carried, outs = list(inputs), [], []
+        for k, (op, body) in enumerate(zip(chain.ops, bodies)):
+            n = len(op.inputs) - (k > 0)
+            args, rest = carried + rest[:n], rest[n:]
+            out = body(*args, **{a.name: attrs[chain.attr_name(k, a.name)] for a in op.attrs
+                                 if chain.attr_name(k, a.name) in attrs})
+            out = out if isinstance(out, tuple) else (out,)
+            carried = [out[0]]
+            outs.append(out)
+        res = chain.outputs(outs)
+        return tuple(res) if len(res) > 1 else res[0]
+    return run
 
 
 _raised: list[BaseException] = []  # what a PyOp raised during run(), for run() to raise
@@ -189,13 +216,15 @@ def _decoders(op_name: str) -> dict:
 
 
 def for_ort(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy of the graph with the edgeq domain renamed to the PyOps' domain and the int8
-    linears made exact (see exact_int8_matmuls)."""
+    """A copy of the graph with the edgeq domain renamed to the PyOps' domain, the int8
+    linears made exact (see exact_int8_matmuls) and neighbouring custom ops run as one call
+    (cpu_fusion)."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
     exact_int8_matmuls(out.graph)
     int4_tables_as_bytes(out.graph)
     fp32_custom_nodes(out.graph)
+    cpu_fusion.fuse(out.graph)
     for node in out.graph.node:
         if node.domain == DOMAIN:
             node.domain = ORT_DOMAIN

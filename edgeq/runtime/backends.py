@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import tempfile
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from ..errors import EdgeqError
 from ..jsonfile import parse_json
 from ..models.config import MambaConfig
 from ..models.mamba import MambaLM
-from . import ort_ops
+from . import ort_held, ort_ops
 
 
 class TorchBackend:
@@ -67,6 +68,10 @@ class OrtBackend:
         # activations to int8: W4A16 must keep them fp32 (level 1)
         opts.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", "1")
         proto = ort_ops.for_ort(proto)
+        # the custom ops' constant inputs held in Python: the PyOps bridge copies each input
+        # at every call (ort_held)
+        weakref.finalize(self, ort_held.release, ort_held.hold(proto.graph))
+        ort_ops.drop_unused(proto.graph)
         from ..export.onnx_export import over_2gb
         if not over_2gb(proto):
             self.session = ort.InferenceSession(proto.SerializeToString(), opts,

@@ -16,7 +16,7 @@ from onnx import numpy_helper
 from ..errors import EdgeqError
 from ..export.schemas import ELEM
 from ..ops.table import BY_NAME, DOMAIN, EMBEDDING_W4, OPS
-from . import cpu_fusion, kernels
+from . import cpu_fusion, kernels, ort_held
 
 ORT_DOMAIN = "ai.onnx.contrib"
 
@@ -41,14 +41,16 @@ def register() -> str:
         attrs = {a.name: PyCustomOpDef.dt_string if a.type in _DECODE else PyCustomOpDef.dt_int64
                  for a in op.attrs}
         signatures[op.name], bodies[op.name] = (inputs, outputs, attrs), _body(op)
-        onnx_op(op_type=op.name, inputs=inputs, outputs=outputs, attrs=attrs)(bodies[op.name])
+        onnx_op(op_type=op.name, inputs=inputs, outputs=outputs,
+                attrs={**attrs, ort_held.ATTR: PyCustomOpDef.dt_string})(bodies[op.name])
     for chain in cpu_fusion.CHAINS:
         per_op = [signatures[op.name] for op in chain.ops]
         onnx_op(op_type=chain.name,
                 inputs=[t for k, (i, _, _) in enumerate(per_op) for t in chain.split(i, k)],
                 outputs=chain.outputs([o for _, o, _ in per_op]),
-                attrs={chain.attr_name(k, a): t for k, (_, _, at) in enumerate(per_op)
-                       for a, t in at.items()})(_chain_body(chain, [bodies[o.name] for o in chain.ops]))
+                attrs={ort_held.ATTR: PyCustomOpDef.dt_string,
+                       **{chain.attr_name(k, a): t for k, (_, _, at) in enumerate(per_op)
+                          for a, t in at.items()}})(_chain_body(chain, [bodies[o.name] for o in chain.ops]))
 
     global _OPS
     from onnxruntime_extensions._ocos import Opdef
@@ -165,7 +167,9 @@ def _invoke(op_id, inputs, attrs):
     takes the same path without the per-element round trip."""
     op = _OPS[op_id]
     try:
-        out = op.body(*inputs, **_cast_attributes(op_id, op, attrs))
+        attrs = _cast_attributes(op_id, op, attrs)
+        held = attrs.pop(ort_held.ATTR)
+        out = op.body(*(ort_held.inputs(inputs, held) if held else inputs), **attrs)
     except BaseException as e:  # outside the guarded body (attribute casting, a signal here)
         _raised.append(e)
         out = op.body.empty
@@ -228,6 +232,7 @@ def for_ort(model: onnx.ModelProto) -> onnx.ModelProto:
     for node in out.graph.node:
         if node.domain == DOMAIN:
             node.domain = ORT_DOMAIN
+            node.attribute.append(onnx.helper.make_attribute(ort_held.ATTR, ""))  # see ort_held
             for a in node.attribute:
                 if a.type in _ENCODE:  # exact, see the module docstring
                     a.CopyFrom(onnx.helper.make_attribute(a.name, _ENCODE[a.type](a)))

@@ -1,6 +1,9 @@
-"""cpu_fusion: neighbouring custom nodes run as one PyOp in the ORT session. The fused graph
-computes exactly what the unfused one does, and nodes are fused only where no one else reads
-what the chain hides."""
+"""The ORT session's own rewrites for speed: neighbouring custom nodes run as one PyOp
+(cpu_fusion) and the custom nodes' constant inputs held in Python (ort_held). The session
+computes exactly what the plain one does; nodes are fused only where no one else reads what the
+chain hides; held arrays go when their session goes."""
+import gc
+
 import numpy as np
 import onnx
 import pytest
@@ -13,7 +16,7 @@ from edgeq.ops.table import (ADD_RMSNORM_INT8, CAUSAL_CONV1D_INT8, DOMAIN, HADAM
                              LINEAR_W4A8, SELECTIVE_SCAN_INT8, SSD_SCAN_INT8)
 from edgeq.quant import calib_data, pipeline, recipe as R
 from edgeq.quant.qmodel import load_model
-from edgeq.runtime import cpu_fusion, ort_ops
+from edgeq.runtime import cpu_fusion, ort_held, ort_ops
 from edgeq.runtime.backends import OrtBackend
 
 ADD, CONV, SCAN, HAD, W4A8 = (op.name for op in (ADD_RMSNORM_INT8, CAUSAL_CONV1D_INT8,
@@ -49,22 +52,50 @@ def custom_types(proto):
             if n.domain == ort_ops.ORT_DOMAIN]
 
 
-def test_fused_session_computes_the_same_bits(graph, monkeypatch):
-    """Each layer's run of custom ops (cpu_fusion.PATH) is one call; logits and every state
-    equal the unfused session's, at prefill and decode."""
+def test_session_computes_the_same_bits(graph, monkeypatch):
+    """Each layer's run of custom ops (cpu_fusion.PATH) is one call and its weights are held;
+    logits and every state equal the plain session's, at prefill and decode."""
     proto, fused_types = graph
     assert custom_types(proto) == fused_types
-    fused = OrtBackend(proto)
+    fast = OrtBackend(proto)
     monkeypatch.setattr(cpu_fusion, "CHAINS", ())
+    monkeypatch.setattr(ort_held, "hold", lambda graph: [])
     plain = OrtBackend(proto)
     assert all("+" not in t for t in custom_types(proto))
     ids = np.random.default_rng(1).integers(0, 301, (2, 9))
-    a, b = fused.new_state(2), plain.new_state(2)
+    a, b = fast.new_state(2), plain.new_state(2)
     for step in (ids[:, :7], ids[:, 7:8], ids[:, 8:]):  # prefill, then decode steps
-        (la, a), (lb, b) = fused.forward(step, a), plain.forward(step, b)
+        (la, a), (lb, b) = fast.forward(step, a), plain.forward(step, b)
         np.testing.assert_array_equal(la, lb)
         for x, y in zip(a, b):
             np.testing.assert_array_equal(x, y)
+
+
+def test_constant_inputs_are_held_for_the_session_s_life(graph):
+    proto, _ = graph
+    before = set(ort_held._HELD)
+    session = ort_ops.for_ort(proto)
+    weights = {i.name for i in session.graph.initializer}
+    read = {i for n in session.graph.node if n.domain == ort_ops.ORT_DOMAIN for i in n.input}
+    keys = ort_held.hold(session.graph)
+    ort_ops.drop_unused(session.graph)
+    held = {k.split(":", 1)[1] for k in keys}
+    assert held == weights & read and held  # every initializer a custom node reads
+    assert held - {i.name for i in session.graph.initializer}  # gone from ORT's graph
+    for n in session.graph.node:
+        # a held one stays in ORT's graph only for ORT's own nodes (the final norm's weight)
+        assert not held & set(n.input) or n.domain != ort_ops.ORT_DOMAIN
+        if n.domain == ort_ops.ORT_DOMAIN:
+            text = next(a.s.decode() for a in n.attribute if a.name == ort_held.ATTR)
+            for pair in text.split():
+                k, key = pair.split("=", 1)
+                assert n.input[int(k)].startswith("edgeq_held_empty_") and key in keys
+    ort_held.release(keys)
+    backend = OrtBackend(proto)
+    assert len(set(ort_held._HELD) - before) == len(held)
+    del backend
+    gc.collect()
+    assert set(ort_held._HELD) == before
 
 
 def _graph(extra_nodes=(), outputs=("h", "state_out")) -> onnx.GraphProto:

@@ -34,7 +34,8 @@ def hold(graph: onnx.GraphProto) -> list[str]:
                 continue
             key = f"{session}:{name}"
             if key not in _HELD:
-                _HELD[key] = np.ascontiguousarray(numpy_helper.to_array(t))
+                # an array of its own: writable, so the kernels' wrappers take its address fast
+                _HELD[key] = np.array(numpy_helper.to_array(t))
                 keys.append(key)
             if t.data_type not in empty:
                 empty[t.data_type] = f"edgeq_held_empty_{t.data_type}"

@@ -41,10 +41,13 @@ def register() -> str:
         attrs = {a.name: PyCustomOpDef.dt_string if a.type in _DECODE else PyCustomOpDef.dt_int64
                  for a in op.attrs}
         signatures[op.name], bodies[op.name] = (inputs, outputs, attrs), _body(op)
+        _CONVERT[op.name] = {a.name: _DECODE.get(a.type, int) for a in op.attrs}
         onnx_op(op_type=op.name, inputs=inputs, outputs=outputs,
                 attrs={**attrs, ort_held.ATTR: PyCustomOpDef.dt_string})(bodies[op.name])
     for chain in cpu_fusion.CHAINS:
         per_op = [signatures[op.name] for op in chain.ops]
+        _CONVERT[chain.name] = {chain.attr_name(k, a): f for k, op in enumerate(chain.ops)
+                                for a, f in _CONVERT[op.name].items()}
         onnx_op(op_type=chain.name,
                 inputs=[t for k, (i, _, _) in enumerate(per_op) for t in chain.split(i, k)],
                 outputs=chain.outputs([o for _, o, _ in per_op]),
@@ -60,15 +63,15 @@ def register() -> str:
 
 
 def _body(op):
-    """The PyOp of `op`: its kernel (edgeq.runtime.kernels, named as the op) on the inputs, with
-    the attributes decoded and the fp16 ports cast back from the fp32 they arrive as (exact)."""
+    """The PyOp of `op`: its kernel (edgeq.runtime.kernels, named as the op) on the inputs and
+    the decoded attributes (_invoke decodes them), the fp16 ports cast back from the fp32 they
+    arrive as (exact)."""
     name = op.py_name
-    decoders = _decoders(op.name)
     f16_in = [i for i, p in enumerate(op.inputs) if p.dtype == "fp16"]
     f16_out = [i for i, p in enumerate(op.outputs) if p.dtype == "fp16"]
 
     def run(*inputs, **attrs):  # the kernel looked up when called, as a call in code is
-        return getattr(kernels, name)(*inputs, **{k: decoders[k](v) for k, v in attrs.items()})
+        return getattr(kernels, name)(*inputs, **attrs)
     if not f16_in and not f16_out:
         return run
 
@@ -86,15 +89,19 @@ def _body(op):
 def _chain_body(chain, bodies: list):
     """The PyOp of a cpu_fusion chain: its ops' bodies in order, each after the first given the
     one before's first output."""
+    # per op: its body, how many of the call's inputs it takes, its attributes' names there
+    plan = [(body, len(op.inputs) - (k > 0), [(chain.attr_name(k, a.name), a.name)
+                                              for a in op.attrs])
+            for k, (op, body) in enumerate(zip(chain.ops, bodies))]
+
     def run(*inputs, **attrs):
-        rest, carried, outs = list(inputs), [], []
-        for k, (op, body) in enumerate(zip(chain.ops, bodies)):
-            n = len(op.inputs) - (k > 0)
-            args, rest = carried + rest[:n], rest[n:]
-            out = body(*args, **{a.name: attrs[chain.attr_name(k, a.name)] for a in op.attrs
-                                 if chain.attr_name(k, a.name) in attrs})
+        at, carried, outs = 0, (), []
+        for body, n, names in plan:
+            out = body(*carried, *inputs[at:at + n],
+                       **{own: attrs[key] for key, own in names if key in attrs})
+            at += n
             out = out if isinstance(out, tuple) else (out,)
-            carried = [out[0]]
+            carried = out[:1]
             outs.append(out)
         res = chain.outputs(outs)
         return tuple(res) if len(res) > 1 else res[0]
@@ -167,7 +174,7 @@ def _invoke(op_id, inputs, attrs):
     takes the same path without the per-element round trip."""
     op = _OPS[op_id]
     try:
-        attrs = _cast_attributes(op_id, op, attrs)
+        attrs = _attributes(op, attrs)
         held = attrs.pop(ort_held.ATTR)
         out = op.body(*(ort_held.inputs(inputs, held) if held else inputs), **attrs)
     except BaseException as e:  # outside the guarded body (attribute casting, a signal here)
@@ -179,21 +186,17 @@ def _invoke(op_id, inputs, attrs):
     return tuple(res)
 
 
-_ATTR_TYPES: dict = {}  # PyOp id -> {attribute: PyCustomOpDef type}, read once
+_CONVERT: dict[str, dict] = {}  # op type -> {attribute: its value from what the hook is given}
 
 
-def _cast_attributes(op_id, op, attrs: dict) -> dict:
-    """Opdef.cast_attributes without its cost: it reads `_nativedef.attrs`, a pybind11
-    property that converts the op's whole attribute map to a new dict, up to three times per
-    attribute and call (more than most kernels cost: docs/cpu-runtime.md). The types are read
-    once."""
-    types = _ATTR_TYPES.get(op_id)
-    if types is None:
-        from onnxruntime_extensions import PyCustomOpDef
-        cast = {PyCustomOpDef.dt_int64: int, PyCustomOpDef.dt_float: float,
-                PyCustomOpDef.dt_string: str}
-        types = _ATTR_TYPES[op_id] = {k: cast[t] for k, t in op._nativedef.attrs.items()}
-    return {k: types[k](v) for k, v in attrs.items()}
+def _attributes(op, attrs: dict) -> dict:
+    """A call's attributes decoded, in one pass. onnxruntime-extensions hands them over as
+    strings; its Opdef.cast_attributes reads `_nativedef.attrs`, a pybind11 property that
+    converts the op's whole attribute map to a new dict, up to three times per attribute and
+    call (more than most kernels cost: docs/cpu-runtime.md). The converters are made once, at
+    register()."""
+    conv = _CONVERT[op.op_type]
+    return {k: conv[k](v) if k in conv else v for k, v in attrs.items()}
 
 
 # FLOAT and FLOATS attributes as for_ort writes them (exact decimal strings), and back
@@ -212,11 +215,6 @@ def _floats(v: str) -> np.ndarray:
 
 
 _DECODE = {"FLOAT": float, "FLOATS": _floats}
-
-
-@functools.cache
-def _decoders(op_name: str) -> dict:
-    return {a.name: _DECODE.get(a.type, lambda v: v) for a in BY_NAME[op_name].attrs}
 
 
 def for_ort(model: onnx.ModelProto) -> onnx.ModelProto:

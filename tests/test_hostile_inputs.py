@@ -281,17 +281,31 @@ def test_bad_quant_json_scales(run_cli, quantized, tmp_path, value, says):
 
 
 @pytest.mark.parametrize("key, fn, says", [
-    ("layers.0.in_proj.weight_scale", lambda t: t * 0, "non-positive scales"),
-    ("layers.0.in_proj.weight_scale", lambda t: t * math.nan, "NaN, infinite or non-positive"),
-    ("layers.0.A_log", lambda t: t.fill_(math.inf), "holds NaN or infinite values"),
-    ("layers.0.A_log", lambda t: t.to(torch.int8), "is int8, not floating point"),
-    ("layers.0.in_proj.weight", lambda t: t.to(torch.bool), "is bool, not int8"),
+    ("backbone.layers.0.mixer.in_proj.weight_scale", lambda t: t * 0, "non-positive scales"),
+    ("backbone.layers.0.mixer.in_proj.weight_scale", lambda t: t * math.nan,
+     "NaN, infinite or non-positive"),
+    ("backbone.layers.0.mixer.A_log", lambda t: t.fill_(math.inf), "holds NaN or infinite values"),
+    ("backbone.layers.0.mixer.A_log", lambda t: t.to(torch.int8), "is int8, not floating point"),
+    ("backbone.layers.0.mixer.in_proj.weight", lambda t: t.to(torch.bool), "is bool, not int8"),
 ])
 def test_damaged_quantized_tensors(run_cli, quantized, tmp_path, key, fn, says):
     folder = tmp_path / "q"
     shutil.copytree(quantized, folder)
     set_tensor(folder, key, fn)
     refused(generate(run_cli, folder), f"tensor {key}", says)
+
+
+@pytest.mark.parametrize("old", ["edgeq-quant/1", "edgeq-quant/2"])
+def test_quant_folder_of_an_older_format(run_cli, quantized, tmp_path, old):
+    # /2's tensors had other names (int8 recipes: layers.{i}.*, embedding.weight): not read
+    folder = tmp_path / "q"
+    shutil.copytree(quantized, folder)
+    meta = json.loads((folder / "quant.json").read_text())
+    (folder / "quant.json").write_text(json.dumps({**meta, "format": old}))
+    for command in (generate(run_cli, folder), run_cli("export", folder, "-o", tmp_path / "m.onnx")):
+        refused(command, f"quant.json is {old}, an older format than this edgeq's edgeq-quant/3",
+                "quantize the model again")
+    assert not (tmp_path / "m.onnx").exists()
 
 
 @pytest.mark.parametrize("data, says", [

@@ -16,7 +16,7 @@ from edgeq.models import MambaConfig, MambaLM
 from edgeq.quant import calib_data, folder as quant_folder, mixed, pipeline
 from edgeq.quant import quantize as Q, recipe as R
 from edgeq.quant.gptq import Hessian
-from edgeq.quant.qmodel import W4A16Layer, W4Table, load_model, w4_table
+from edgeq.quant.qmodel import W4A16Layer, W4Table, layer_tensors, load_model, w4_table
 from edgeq.runtime.backends import OrtBackend, TorchBackend
 from edgeq.runtime.evaluate import top1_agreement
 
@@ -240,8 +240,8 @@ def test_head_to_toe_head_is_gptq_on_the_head_input(fp):
     assert head.n == windows.numel()  # every calibration token's final hidden state
     w = qfp.lm_head.weight.detach()  # tied: the one table is quantized for the head
     packed, scale = weights.int4_packed(w, head, rec.weights, "lm_head")
-    assert torch.equal(t["embedding.weight_packed"], packed)
-    assert torch.equal(t["embedding.weight_scale"], scale)
+    assert torch.equal(t["backbone.embeddings.weight_packed"], packed)
+    assert torch.equal(t["backbone.embeddings.weight_scale"], scale)
     rtn = weights.int4_packed(w, None, rec.weights, "lm_head")
     rows = []
     hook = qfp.lm_head.register_forward_hook(lambda _, inp, __: rows.append(inp[0]))
@@ -283,7 +283,7 @@ def test_gptq_is_layer_sequential(fp, name):
     windows = calib_data.windows(tokens(4000), 8, 64, 301)
     qfp, cal = pipeline.calibrate_all(model, windows, rec)
     t, _ = Q.quantize_model(qfp, cal, rec)
-    p = "backbone.layers.{}.mixer." if name == "quamba2-w4a16" else "layers.{}."
+    p = "backbone.layers.{}.mixer."
     values = {n: w4_table(t, p.format(0) + n).rows() for n in ("in_proj", "out_proj")}
     seq = copy.deepcopy(qfp)
     m0 = seq.backbone.layers[0].mixer
@@ -357,10 +357,9 @@ def test_w4ax_layers_are_the_w4a8_and_w4a16_layers(fp, quantized, arch):
     assert len(half) == 1 and [isinstance(layer, W4A16Layer) for layer in qm.layers] == \
         [i in half for i in range(2)]
     for i in range(2):
-        p = f"layers.{i}."
+        p = f"backbone.layers.{i}."
         got = {k: v for k, v in t.items() if k.startswith(p)}
-        want = {p + k: v for k, v in quant_folder.layer_tensors(a16, "backbone." + p).items()} \
-            if i in half else {k: v for k, v in a8.items() if k.startswith(p)}
+        want = {k: v for k, v in (a16 if i in half else a8).items() if k.startswith(p)}
         assert got.keys() == want.keys()
         # a W4A16 layer of Mamba-2 differs from quamba2-w4a16's: its x channels are clustered
         if i not in half or arch == "mamba1":
@@ -368,7 +367,7 @@ def test_w4ax_layers_are_the_w4a8_and_w4a16_layers(fp, quantized, arch):
     if arch == "mamba1":  # the other choice has the greater loss on the search's windows
         windows = calib_data.windows(tokens(4000), 16, 64, 301)
         other = quant_folder.load(quantized[arch, "quamba2-w4a8"]).layers
-        h = W4A16Layer(CONFIGS[arch], quant_folder.layer_tensors(a16, f"backbone.layers.{1 - half[0]}."))
+        h = W4A16Layer(CONFIGS[arch], layer_tensors(a16, f"backbone.layers.{1 - half[0]}."))
         chosen = mixed.nll(qm, windows)
         qm.layers = torch.nn.ModuleList([h, other[1]] if half == [1] else [other[0], h])
         assert chosen < mixed.nll(qm, windows)

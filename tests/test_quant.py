@@ -147,9 +147,10 @@ def test_hadamard_is_folded_into_out_proj(fp):
     rec = R.load("quamba-w8a8")
     ranges = calib_stats.calibrate(fp, calib_data.windows(tokens(), 4, 32, 1001), rec)
     t, _ = Q.quantize_model(fp, ranges, rec)
-    w = t["layers.0.out_proj.weight"].float() * t["layers.0.out_proj.weight_scale"]
+    key = "backbone.layers.0.mixer.out_proj.weight"
+    w = t[key].float() * t[key + "_scale"]
     want = fp.backbone.layers[0].mixer.out_proj.weight.double() @ hadamard.matrix(192).T
-    assert (w - want.float()).abs().max() <= t["layers.0.out_proj.weight_scale"] / 2 + 1e-7
+    assert (w - want.float()).abs().max() <= t[key + "_scale"] / 2 + 1e-7
 
 
 @pytest.mark.parametrize("name", ["naive-w8a8", "quamba-w8a8"])
@@ -200,10 +201,11 @@ def test_quant_folder_from_another_model_is_refused(quantized, hf_model, tmp_pat
     (bad / "quant.json").write_text(json.dumps(meta))
     with pytest.raises(EdgeqError, match="is not edgeq-quant"):
         quant_folder.load(bad)
-    meta["format"] = "edgeq-quant/1"  # the format before the typed recipe
-    (bad / "quant.json").write_text(json.dumps(meta))
-    with pytest.raises(EdgeqError, match="is edgeq-quant/1, an older format .*quantize the model again"):
-        quant_folder.load(bad)
+    # /1: before the typed recipe; /2: before one key layout for every recipe
+    for old in ("edgeq-quant/1", "edgeq-quant/2"):
+        (bad / "quant.json").write_text(json.dumps({**meta, "format": old}))
+        with pytest.raises(EdgeqError, match=f"is {old}, an older format .*quantize the model again"):
+            quant_folder.load(bad)
     meta["format"] = quant_folder.FORMAT
     for damaged, fragment in (([], "is not edgeq-quant"), ({**meta, "scales": None}, "damaged")):
         (bad / "quant.json").write_text(json.dumps(damaged))
@@ -213,7 +215,8 @@ def test_quant_folder_from_another_model_is_refused(quantized, hf_model, tmp_pat
     from safetensors.torch import load_file, save_file
     shutil.copy(quantized["naive-w8a8"] / "quant.json", bad / "quant.json")
     t = load_file(str(quantized["naive-w8a8"] / "model.safetensors"))
-    for k, v in (("layers.1.A_log", None), ("layers.1.out_proj.weight", t["layers.1.out_proj.weight"][:, :-1])):
+    out_proj = "backbone.layers.1.mixer.out_proj.weight"
+    for k, v in (("backbone.layers.1.mixer.A_log", None), (out_proj, t[out_proj][:, :-1])):
         save_file({**{n: w for n, w in t.items() if n != k}, **({k: v.contiguous()} if v is not None else {})},
                   str(bad / "model.safetensors"))
         with pytest.raises(EdgeqError, match="weights are damaged"):

@@ -1,6 +1,14 @@
 """The quantized folder (`edgeq quantize`'s output): config.json, model.safetensors (the
 quantized tensors), quant.json (format, recipe, calibration, activation scales) and the
-tokenizer. Written through a temp folder renamed into place; read back checked."""
+tokenizer. Written through a temp folder renamed into place; read back checked.
+
+model.safetensors names every recipe's tensors as MambaLM.state_dict() does (the -hf
+checkpoint's names): backbone.embeddings.weight, backbone.layers.{i}.norm.weight,
+backbone.layers.{i}.mixer.* (Mamba-2's gated norm: mixer.norm.weight), backbone.norm_f.weight,
+lm_head.weight (none when tied). A quantized matrix `x.weight` is held as `x.weight` int8 (an
+int8 layer's conv1d.weight [channels, kernel]) or `x.weight_packed` uint8 (4-bit, 2 a byte),
+with its scales in `x.weight_scale`; the rest fp16 or fp32. A layer with activation scales in
+quant.json runs int8 activations; one without (every layer of a W4A16 recipe) is W4A16."""
 from __future__ import annotations
 
 import hashlib
@@ -19,14 +27,10 @@ from ..output import check_output, writing
 from . import recipe as recipes
 from .qmodel import load_model
 
-# 2: the recipe in quant.json is the typed recipe's fields (1's were the recipe file's)
-FORMAT = "edgeq-quant/2"
-OLD_FORMATS = ("edgeq-quant/1",)
-
-
-def layer_tensors(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    """The tensors under `prefix`, named without it."""
-    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+# 3: every recipe's tensors named as MambaLM's (2's int8 layers and parts had names of their
+# own); 2: the recipe in quant.json is the typed recipe's fields (1's were the recipe file's)
+FORMAT = "edgeq-quant/3"
+OLD_FORMATS = ("edgeq-quant/1", "edgeq-quant/2")
 
 
 def config_digest(cfg: MambaConfig) -> str:
@@ -128,15 +132,11 @@ def load(folder: Path):
         raise EdgeqError(f"{folder / 'model.safetensors'}: cannot read ({type(e).__name__}); "
                          "quantize the model again") from None
     check_tensors(tensors, folder)
-    # the last layer's in_proj: a W4A16 layer's is its block's mixer's
-    n_scales = len(scales)
-    last = n_scales and scales[-1]
-    prefix = "layers" if n_scales else "backbone.layers"
-    key = f"{prefix}.{cfg.n_layer - 1}.{'' if last else 'mixer.'}in_proj.weight"
-    rows = [tensors[k].shape[0] for k in (key, key + "_packed") if k in tensors]
-    emb = "backbone.embeddings.weight" if n_scales == 0 else "embedding.weight"
-    emb_rows = [tensors[k].shape[0] for k in (emb, emb + "_packed") if k in tensors]
-    if rows != [in_proj_rows(cfg)] or emb_rows != [cfg.vocab_size]:
+
+    def rows(key: str) -> list[int]:  # held as key, or as key + "_packed" when 4-bit
+        return [tensors[k].shape[0] for k in (key, key + "_packed") if k in tensors]
+    last = f"backbone.layers.{cfg.n_layer - 1}.mixer.in_proj.weight"  # the layer count and dims
+    if rows(last) != [in_proj_rows(cfg)] or rows("backbone.embeddings.weight") != [cfg.vocab_size]:
         raise EdgeqError(f"{folder}: the quantized weights belong to another model than "
                          "config.json describes; quantize this model again")
     try:  # a token through every layer: a tensor missing, misshapen or mistyped fails here

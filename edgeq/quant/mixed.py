@@ -14,8 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models.config import MambaConfig
-from .folder import layer_tensors
-from .qmodel import QuantMambaLM, W4A16Layer
+from .qmodel import QuantMambaLM, W4A16Layer, layer_tensors
 from .recipe import Recipe
 
 Choice = frozenset[int]  # the W4A16 layers

@@ -18,6 +18,11 @@ from ..ops import int4, qdq
 from .recipe import Act, Recipe
 
 
+def layer_tensors(tensors: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    """The tensors under `prefix`, named without it."""
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
 class QLinear(nn.Module):
     """int8 activations times int8 (per tensor or channel) or packed 4-bit (per group) weights,
     fp32 out."""
@@ -42,6 +47,8 @@ class QLinear(nn.Module):
 
 
 class Int8Layer(nn.Module):
+    """A layer with int8 activations, from its block's tensors (norm.weight, mixer.*)."""
+
     def new_state(self, batch: int) -> tuple[Tensor, Tensor]:
         """int8 conv state; SSM state fp32 (Mamba-1) or an fp16 cache (Mamba-2)."""
         ssm = torch.float16 if self.cfg.arch == "mamba2" else torch.float32
@@ -54,12 +61,13 @@ class Mamba1A8Layer(Int8Layer):
     def __init__(self, cfg: MambaConfig, tensors: dict[str, Tensor], scales: dict, hadamard: bool):
         super().__init__()
         self.cfg, self.scales, self.hadamard = cfg, dict(scales), hadamard
+        norm_w, tensors = tensors["norm.weight"], layer_tensors(tensors, "mixer.")
         for name in ("in_proj", "x_proj", "dt_proj", "out_proj"):  # dt_proj's bias: in the scan
             setattr(self, name, QLinear(tensors, name, bias=name != "dt_proj"))
         self.register_buffer("conv_w", tensors["conv1d.weight"])
         self.scales["conv_w"] = float(tensors["conv1d.weight_scale"])
         self.register_buffer("conv_b", tensors["conv1d.bias"].float())
-        self.register_buffer("norm_w", tensors["norm.weight"].float())
+        self.register_buffer("norm_w", norm_w.float())
         self.register_buffer("dt_b", tensors["dt_proj.bias"].float())
         self.register_buffer("A", -torch.exp(tensors["A_log"].float()))
         self.register_buffer("D", tensors["D"].float())
@@ -93,6 +101,7 @@ class Mamba2A8Layer(Int8Layer):
     def __init__(self, cfg: MambaConfig, tensors: dict[str, Tensor], scales: dict, hadamard: bool):
         super().__init__()
         self.cfg, self.scales, self.hadamard = cfg, dict(scales), hadamard
+        norm_w, tensors = tensors["norm.weight"], layer_tensors(tensors, "mixer.")
         GN = cfg.ngroups * cfg.d_state
         self.in_proj, self.out_proj = QLinear(tensors, "in_proj"), QLinear(tensors, "out_proj")
         self.register_buffer("conv_w", tensors["conv1d.weight"])
@@ -104,12 +113,12 @@ class Mamba2A8Layer(Int8Layer):
             [c for c in self.scales[Act.C] for _ in range(cfg.d_state)]
         assert len(self.conv_ys) == cfg.d_inner + 2 * GN
         self.register_buffer("conv_b", tensors["conv1d.bias"].float())
-        self.register_buffer("norm_w", tensors["norm.weight"].float())
+        self.register_buffer("norm_w", norm_w.float())
         self.register_buffer("dt_b", tensors["dt_bias"].float())
         self.register_buffer("A", -torch.exp(tensors["A_log"].float()))
         self.register_buffer("D", tensors["D"].float())
         self.gate_norm = GatedRMSNorm(cfg.d_inner, cfg.ngroups, cfg.norm_eps)
-        self.gate_norm.weight.data = tensors["gate_norm.weight"].float()
+        self.gate_norm.weight.data = tensors["norm.weight"].float()
 
     def forward(self, out: Tensor, res: Tensor, state):
         cfg, scale = self.cfg, self.scales
@@ -142,15 +151,14 @@ class QuantMambaLM(nn.Module):
         int8 = Mamba2A8Layer if cfg.arch == "mamba2" else Mamba1A8Layer
         self.layers = nn.ModuleList()
         for i in range(cfg.n_layer):
-            own = {k.split(".", 2)[2]: v for k, v in tensors.items()
-                   if k.startswith(f"layers.{i}.")}
+            own = layer_tensors(tensors, f"backbone.layers.{i}.")
             self.layers.append(int8(cfg, own, scales[i], recipe.hadamard_out_proj) if scales[i]
                                else W4A16Layer(cfg, own))
         # fp16 parts: embedding and lm_head fp16 tables (the final norm fp16-rounded fp32);
         # head-to-toe recipes hold embedding and lm_head as weight-only 4-bit tables (tied: one)
-        self.register_buffer("norm_f", tensors["norm_f.weight"].float())
-        emb = w4_table(tensors, "embedding", transposed=False) or \
-            FpTable(tensors["embedding.weight"])
+        self.register_buffer("norm_f", tensors["backbone.norm_f.weight"].float())
+        emb = w4_table(tensors, "backbone.embeddings", transposed=False) or \
+            FpTable(tensors["backbone.embeddings.weight"])
         head = w4_table(tensors, "lm_head", transposed=False) or \
             (FpTable(tensors["lm_head.weight"]) if "lm_head.weight" in tensors else emb)
         self.embedding, self.lm_head = TableEmbedding(emb), TableLinear(head)  # tied: one table

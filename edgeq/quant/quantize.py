@@ -9,7 +9,6 @@ from ..models.mamba import MambaLM
 from ..ops import hadamard
 from . import cluster, mixed, recipe as recipes, weights
 from .calib_stats import Calibration, Hessians, calibrate
-from .folder import layer_tensors
 from .qmodel import w4_table
 from .recipe import Act, Recipe
 
@@ -34,24 +33,26 @@ def _out_proj(mixer, cfg: MambaConfig, had: bool) -> torch.Tensor:
 
 
 def _layer_mamba1(tensors, prefix, block, cfg, cal_h, recipe) -> None:
-    mixer = block.mixer
+    """Block `prefix`'s int8 layer: its norm, its mixer's tensors under prefix + "mixer."."""
+    mixer, m = block.mixer, prefix + "mixer."
     had = recipe.hadamard_out_proj
     for name, weight in (("in_proj", mixer.in_proj.weight), ("x_proj", mixer.x_proj.weight),
                     ("dt_proj", mixer.dt_proj.weight), ("out_proj", _out_proj(mixer, cfg, had))):
-        _linear(tensors, prefix + name, weight.detach(), cal_h, recipe, name)
-    tensors[prefix + "conv1d.weight"], tensors[prefix + "conv1d.weight_scale"] = weights.int8(
+        _linear(tensors, m + name, weight.detach(), cal_h, recipe, name)
+    tensors[m + "conv1d.weight"], tensors[m + "conv1d.weight_scale"] = weights.int8(
         mixer.conv1d.weight[:, 0, :])
     conv_bias = mixer.conv1d.bias if mixer.conv1d.bias is not None else torch.zeros(cfg.d_inner)
-    tensors.update({prefix + "conv1d.bias": conv_bias, prefix + "dt_proj.bias": mixer.dt_proj.bias,
-                    prefix + "A_log": mixer.A_log, prefix + "D": mixer.D,
+    tensors.update({m + "conv1d.bias": conv_bias, m + "dt_proj.bias": mixer.dt_proj.bias,
+                    m + "A_log": mixer.A_log, m + "D": mixer.D,
                     prefix + "norm.weight": block.norm.weight})
 
 
 def _layer_mamba2(tensors, prefix, block, cfg, cal_h, recipe) -> None:
-    mixer = block.mixer
+    """As _layer_mamba1; the gated norm is the mixer's norm."""
+    mixer, m = block.mixer, prefix + "mixer."
     had = recipe.hadamard_out_proj
-    _linear(tensors, prefix + "in_proj", mixer.in_proj.weight.detach(), cal_h, recipe, "in_proj")
-    _linear(tensors, prefix + "out_proj", _out_proj(mixer, cfg, had).detach(), cal_h, recipe,
+    _linear(tensors, m + "in_proj", mixer.in_proj.weight.detach(), cal_h, recipe, "in_proj")
+    _linear(tensors, m + "out_proj", _out_proj(mixer, cfg, had).detach(), cal_h, recipe,
             "out_proj")
     # conv taps: one int8 scale per part (x, B, C), held per channel
     GN, taps = cfg.ngroups * cfg.d_state, mixer.conv1d.weight[:, 0, :].detach().float()
@@ -60,13 +61,13 @@ def _layer_mamba2(tensors, prefix, block, cfg, cal_h, recipe) -> None:
         values, scale = weights.int8(part)
         int8_taps.append(values)
         tap_scales.append(scale.expand(len(part)))
-    tensors[prefix + "conv1d.weight"] = torch.cat(int8_taps)
-    tensors[prefix + "conv1d.weight_scale"] = torch.cat(tap_scales)
+    tensors[m + "conv1d.weight"] = torch.cat(int8_taps)
+    tensors[m + "conv1d.weight_scale"] = torch.cat(tap_scales)
     conv_bias = mixer.conv1d.bias if mixer.conv1d.bias is not None else torch.zeros(cfg.conv_dim)
-    tensors.update({prefix + "conv1d.bias": conv_bias, prefix + "dt_bias": mixer.dt_bias,
-                    prefix + "A_log": mixer.A_log, prefix + "D": mixer.D,
-                    prefix + "norm.weight": block.norm.weight,
-                    prefix + "gate_norm.weight": mixer.norm.weight})
+    tensors.update({m + "conv1d.bias": conv_bias, m + "dt_bias": mixer.dt_bias,
+                    m + "A_log": mixer.A_log, m + "D": mixer.D,
+                    m + "norm.weight": mixer.norm.weight,  # the gated norm
+                    prefix + "norm.weight": block.norm.weight})
 
 
 def _scales_mamba2(cfg: MambaConfig, ranges: dict, group: torch.Tensor | None,
@@ -125,10 +126,11 @@ def _w4_values(tensors: dict, prefix: str, names: tuple[str, ...], had: int = 0)
 
 
 def _fp16(tensors: dict, model: MambaLM, cal: Calibration, recipe: Recipe) -> None:
+    """The parts outside the layers: embedding, final norm, lm_head (a tied one: none)."""
     cfg = model.cfg
-    _head(tensors, "embedding", model.backbone.embeddings.weight, recipe,
-          _head_hessian(cfg, cal, "embedding"))
-    tensors["norm_f.weight"] = model.backbone.norm_f.weight.detach().half()
+    _head(tensors, "backbone.embeddings", model.backbone.embeddings.weight, recipe,
+          _head_hessian(cfg, cal, "backbone.embeddings"))
+    tensors["backbone.norm_f.weight"] = model.backbone.norm_f.weight.detach().half()
     if not cfg.tie_embeddings:
         _head(tensors, "lm_head", model.lm_head.weight, recipe, _head_hessian(cfg, cal, "lm_head"))
 
@@ -148,19 +150,12 @@ def _a16_layer(tensors: dict, prefix: str, i: int, block, hessians: Hessians,
 
 def _weight_only(model: MambaLM, cal: Calibration, recipe: Recipe, tick
                  ) -> dict[str, torch.Tensor]:
-    """W4A16: the fp16 model, its 4-bit linears packed (keys of MambaLM.state_dict)."""
+    """W4A16: the fp16 model, its 4-bit linears packed."""
     tensors = {}
     for i, block in enumerate(model.backbone.layers):  # in layer order: GPTQ is sequential
         _a16_layer(tensors, f"backbone.layers.{i}.", i, block, cal.hessians, recipe)
         tick(1)
-    for k, v in model.state_dict().items():
-        if k.startswith("backbone.layers.") or k.startswith("lm_head") and model.cfg.tie_embeddings:
-            continue
-        if k in ("backbone.embeddings.weight", "lm_head.weight"):
-            key = k[:-len(".weight")]
-            _head(tensors, key, v, recipe, _head_hessian(model.cfg, cal, key))
-        else:
-            tensors[k] = v.detach().half()
+    _fp16(tensors, model, cal, recipe)
     tick(1)
     return tensors
 
@@ -201,13 +196,13 @@ def _int8(model: MambaLM, cal: Calibration, recipe: Recipe, tick
     layer = _layer_mamba2 if cfg.arch == "mamba2" else _layer_mamba1
     tensors: dict[str, torch.Tensor] = {}
     for i, block in enumerate(model.backbone.layers):
-        prefix = f"layers.{i}."
+        prefix = f"backbone.layers.{i}."
         layer(tensors, prefix, block, cfg, cal.hessians.hessians_for(i), recipe)
-        cal.hessians.commit(i, _w4_values(tensors, prefix, cal.hessians.names,
+        cal.hessians.commit(i, _w4_values(tensors, prefix + "mixer.", cal.hessians.names,
                                              cfg.d_inner if recipe.hadamard_out_proj else 0))
         for name in ("in_proj", "out_proj"):
             if getattr(block.mixer, name).bias is not None:
-                tensors[prefix + name + ".bias"] = getattr(block.mixer, name).bias
+                tensors[prefix + "mixer." + name + ".bias"] = getattr(block.mixer, name).bias
         tick(1)
     _fp16(tensors, model, cal, recipe)
     tick(1)
@@ -237,10 +232,9 @@ def _mixed(model: MambaLM, cal: Calibration, recipe: Recipe, tick
     t16 = _weight_only(model, calibrate(model, windows, a16, batch), a16, tick)
     choice = frozenset(range(cfg.n_layer)) if count == cfg.n_layer \
         else mixed.choose(cfg, t8, scales, t16, recipe, windows, count, tick)
-    for i in sorted(choice):
-        prefix = f"layers.{i}."
+    for i in sorted(choice):  # the same keys either way: the layer's tensors swapped
+        prefix = f"backbone.layers.{i}."
         t8 = {k: v for k, v in t8.items() if not k.startswith(prefix)}
-        a16_layer = layer_tensors(t16, f"backbone.{prefix}")
-        t8.update({prefix + k: v.contiguous() for k, v in a16_layer.items()})
+        t8.update({k: v.contiguous() for k, v in t16.items() if k.startswith(prefix)})
         scales[i] = {}
     return t8, scales

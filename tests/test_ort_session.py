@@ -91,9 +91,10 @@ def test_constant_inputs_are_held_for_the_session_s_life(graph):
                 k, key = pair.split("=", 1)
                 assert n.input[int(k)].startswith("edgeq_held_empty_") and key in keys
     ort_held.release(keys)
-    backend = OrtBackend(proto)
+    session = OrtBackend(proto).session  # the backend gone, its session kept: still held
+    gc.collect()
     assert len(set(ort_held._HELD) - before) == len(held)
-    del backend
+    del session
     gc.collect()
     assert set(ort_held._HELD) == before
 

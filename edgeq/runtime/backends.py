@@ -68,20 +68,16 @@ class OrtBackend:
         # activations to int8: W4A16 must keep them fp32 (level 1)
         opts.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", "1")
         proto = ort_ops.for_ort(proto)
-        # the custom ops' constant inputs held in Python: the PyOps bridge copies each input
-        # at every call (ort_held)
-        weakref.finalize(self, ort_held.release, ort_held.hold(proto.graph))
+        # the custom ops' constant inputs held in Python for as long as the session lives: the
+        # PyOps bridge copies each input at every call (ort_held)
+        held = ort_held.hold(proto.graph)
         ort_ops.drop_unused(proto.graph)
-        from ..export.onnx_export import over_2gb
-        if not over_2gb(proto):
-            self.session = ort.InferenceSession(proto.SerializeToString(), opts,
-                                                providers=["CPUExecutionProvider"])
-        else:  # over protobuf's limit: through a file with external data
-            with tempfile.TemporaryDirectory() as tmp:
-                onnx.save_model(proto, f"{tmp}/m.onnx", save_as_external_data=True,
-                                location="m.onnx.data")
-                self.session = ort.InferenceSession(f"{tmp}/m.onnx", opts,
-                                                    providers=["CPUExecutionProvider"])
+        try:
+            self.session = _session(proto, opts)
+        except BaseException:
+            ort_held.release(held)
+            raise
+        weakref.finalize(self.session, ort_held.release, held)
         self.states = self.session.get_inputs()[2:]
         self.state_names = [i.name for i in self.states]
         self.out_names = [o.name for o in self.session.get_outputs()]
@@ -96,6 +92,17 @@ class OrtBackend:
                 **dict(zip(self.state_names, state))}
         logits, *state = ort_ops.run(self.session, self.out_names, feed)
         return logits.astype(np.float32, copy=False), state  # fp16 graphs give fp16 logits
+
+
+def _session(proto: onnx.ModelProto, opts):
+    import onnxruntime as ort
+    from ..export.onnx_export import over_2gb
+    if not over_2gb(proto):
+        return ort.InferenceSession(proto.SerializeToString(), opts,
+                                    providers=["CPUExecutionProvider"])
+    with tempfile.TemporaryDirectory() as tmp:  # over protobuf's limit: external data
+        onnx.save_model(proto, f"{tmp}/m.onnx", save_as_external_data=True, location="m.onnx.data")
+        return ort.InferenceSession(f"{tmp}/m.onnx", opts, providers=["CPUExecutionProvider"])
 
 
 def graph_config(proto: onnx.ModelProto, text: str, what: str) -> MambaConfig:
